@@ -1,0 +1,5 @@
+import sys
+
+from dqm.cli import main
+
+sys.exit(main())

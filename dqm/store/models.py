@@ -1,0 +1,177 @@
+"""SQLAlchemy 2 models: the schema the Alembic migrations in ``db/`` create.
+
+The same models run on PostgreSQL (production) and SQLite (embedded default), so
+only portable types are used (JSON, LargeBinary, timezone-aware DateTime).
+A test compares these models with the migrated schema so they never drift.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from sqlalchemy import (
+    JSON, BigInteger, Boolean, DateTime, Float, ForeignKey, Index, Integer, LargeBinary, MetaData,
+    String, Text, UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+__all__ = [
+    "Base", "Run", "Spill", "SpillPartial", "SpillHistograms", "ProcessedMessage", "Flag",
+    "Reference", "AuditEntry", "utcnow", "SPILL_OPEN", "SPILL_COMPLETE", "SPILL_INCOMPLETE",
+]
+
+SPILL_OPEN, SPILL_COMPLETE, SPILL_INCOMPLETE = "open", "complete", "incomplete"
+
+_NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=_NAMING)
+
+
+class Run(Base):
+    """A sequence of spills under fixed conditions; ``beam_config`` selects its reference."""
+
+    __tablename__ = "runs"
+    run: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    beam_config: Mapped[str] = mapped_column(String(64), default="mu160")
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    comment: Mapped[str] = mapped_column(Text, default="")
+
+
+class Spill(Base):
+    """One SPS spill: status, bookkeeping of batches, and the per-spill summary."""
+
+    __tablename__ = "spills"
+    __table_args__ = (UniqueConstraint("run", "spill", name="uq_spills_run_spill"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run: Mapped[int] = mapped_column(ForeignKey("runs.run"), index=True)
+    spill: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(16), default=SPILL_OPEN, index=True)
+    opened_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    closed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    expected_batches: Mapped[int | None] = mapped_column(Integer)
+    expected_events: Mapped[int | None] = mapped_column(Integer)
+    received_batches: Mapped[int] = mapped_column(Integer, default=0)
+    n_events: Mapped[int] = mapped_column(BigInteger, default=0)
+    # summary (NULL until the spill closes)
+    p_bms_mean: Mapped[float | None] = mapped_column(Float)
+    p_bms_sigma: Mapped[float | None] = mapped_column(Float)
+    p_ms2_mean: Mapped[float | None] = mapped_column(Float)
+    p_ms2_sigma: Mapped[float | None] = mapped_column(Float)
+    dp_mean: Mapped[float | None] = mapped_column(Float)
+    dp_sigma: Mapped[float | None] = mapped_column(Float)
+    low_pout_fraction: Mapped[float | None] = mapped_column(Float)
+    ecal_mean: Mapped[float | None] = mapped_column(Float)
+    hcal_mean: Mapped[float | None] = mapped_column(Float)
+    pik_fraction: Mapped[float | None] = mapped_column(Float)
+    pik_fraction_err: Mapped[float | None] = mapped_column(Float)
+    daq_completeness: Mapped[float | None] = mapped_column(Float)
+    summary: Mapped[dict | None] = mapped_column(JSON)
+    quality: Mapped[int | None] = mapped_column(Integer)
+    config_version: Mapped[str | None] = mapped_column(String(64))
+
+
+class SpillPartial(Base):
+    """A worker's contribution to a spill from one commit group (additive; merged at close)."""
+
+    __tablename__ = "spill_partials"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    spill_id: Mapped[int] = mapped_column(ForeignKey("spills.id", ondelete="CASCADE"), index=True)
+    consumer: Mapped[str] = mapped_column(String(128))
+    n_batches: Mapped[int] = mapped_column(Integer)
+    n_events: Mapped[int] = mapped_column(BigInteger)
+    blob: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class SpillHistograms(Base):
+    """The merged histograms of a closed spill, in :mod:`dqm.histio`'s versioned format."""
+
+    __tablename__ = "spill_histograms"
+    spill_id: Mapped[int] = mapped_column(ForeignKey("spills.id", ondelete="CASCADE"), primary_key=True)
+    format_version: Mapped[int] = mapped_column(Integer)
+    size_bytes: Mapped[int] = mapped_column(Integer)
+    blob: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class ProcessedMessage(Base):
+    """Stream message ids whose contribution is stored: the exactly-once ledger.
+
+    Written in the same transaction as the partial it produced; a redelivered id found
+    here is acknowledged without being counted again.
+    """
+
+    __tablename__ = "processed_messages"
+    stream: Mapped[str] = mapped_column(String(128), primary_key=True)
+    message_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))  # batch | eos | dead | late
+    spill_id: Mapped[int | None] = mapped_column(ForeignKey("spills.id", ondelete="CASCADE"), index=True)
+    batch_index: Mapped[int | None] = mapped_column(Integer)
+    processed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+# a batch of a spill is stored once, whatever message carried it (NULL batch_index: markers)
+Index("uq_processed_spill_batch", ProcessedMessage.spill_id, ProcessedMessage.batch_index, unique=True)
+
+
+class Flag(Base):
+    """One check result worth keeping: reproducible from its check-configuration version."""
+
+    __tablename__ = "flags"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run: Mapped[int] = mapped_column(Integer, index=True)
+    spill: Mapped[int | None] = mapped_column(Integer)
+    spill_id: Mapped[int | None] = mapped_column(ForeignKey("spills.id", ondelete="CASCADE"), index=True)
+    subsystem: Mapped[str] = mapped_column(String(32))
+    histogram: Mapped[str | None] = mapped_column(String(128))
+    check: Mapped[str] = mapped_column(String(64))
+    quality: Mapped[int] = mapped_column(Integer, index=True)
+    value: Mapped[float | None] = mapped_column(Float)
+    thresholds: Mapped[dict | None] = mapped_column(JSON)
+    explanation: Mapped[str] = mapped_column(Text, default="")
+    details: Mapped[dict | None] = mapped_column(JSON)
+    instruction: Mapped[str] = mapped_column(Text, default="")
+    config_version: Mapped[str] = mapped_column(String(64))
+    reference_run: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    acknowledged_by: Mapped[str | None] = mapped_column(String(128))
+    acknowledged_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    annotation: Mapped[str | None] = mapped_column(Text)
+
+
+class Reference(Base):
+    """A certified reference run for a beam configuration, with its provenance."""
+
+    __tablename__ = "references"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    beam_config: Mapped[str] = mapped_column(String(64), index=True)
+    run: Mapped[int] = mapped_column(Integer)
+    set_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    set_by: Mapped[str] = mapped_column(String(128))
+    comment: Mapped[str] = mapped_column(Text, default="")
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    blob: Mapped[bytes | None] = mapped_column(LargeBinary)  # imported histograms (ROOT import)
+
+
+class AuditEntry(Base):
+    """Who did what, when: every expert action."""
+
+    __tablename__ = "audit"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
+    user: Mapped[str] = mapped_column(String(128))
+    action: Mapped[str] = mapped_column(String(64))
+    target: Mapped[str] = mapped_column(String(256), default="")
+    details: Mapped[dict | None] = mapped_column(JSON)

@@ -1,0 +1,123 @@
+"""Redis Streams I/O: publish batches and end-of-spill markers, consume through a group.
+
+Message layout (fields of one stream entry):
+
+* batch: ``type=batch``, ``payload=<events.encode_batch bytes>``
+* end of spill: ``type=eos``, ``run``, ``spill``, ``n_batches``, ``n_events``
+
+A whole spill is published in one pipeline so a reader never sees the marker before
+the batches that precede it. The dead-letter stream keeps the original fields plus
+``reason``, ``detail``, ``source_id`` and ``consumer``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable, Sequence
+
+import redis
+
+from dqm.config import check_redis_url
+from dqm.errors import BatchError
+
+__all__ = [
+    "Message", "EndOfSpill", "connect", "ensure_group", "publish_spill", "publish_batches",
+    "read_group", "claim_stale", "ack", "dead_letter", "parse_eos",
+]
+
+
+@dataclass(frozen=True)
+class Message:
+    id: str
+    fields: dict[bytes, bytes]
+
+    @property
+    def type(self) -> bytes:
+        return self.fields.get(b"type", b"")
+
+
+@dataclass(frozen=True)
+class EndOfSpill:
+    run: int
+    spill: int
+    n_batches: int
+    n_events: int
+
+
+def connect(url: str) -> redis.Redis:
+    check_redis_url(url)
+    return redis.Redis.from_url(url, decode_responses=False, socket_keepalive=True, health_check_interval=30)
+
+
+def ensure_group(r: redis.Redis, stream: str, group: str) -> None:
+    """Create the consumer group (and the stream) if missing; start from the beginning."""
+    try:
+        r.xgroup_create(stream, group, id="0", mkstream=True)
+    except redis.ResponseError as exc:
+        if "BUSYGROUP" not in str(exc):
+            raise
+
+
+def publish_batches(r: redis.Redis, stream: str, run: int, spill: int, batches: Sequence[bytes], n_events: int, *, maxlen: int | None = None, marker: bool = True) -> list[bytes]:
+    """Publish a spill's batches (+ marker) atomically in one pipeline; returns the ids."""
+    pipe = r.pipeline(transaction=True)
+    kw = {"maxlen": maxlen, "approximate": True} if maxlen else {}
+    for payload in batches:
+        pipe.xadd(stream, {b"type": b"batch", b"payload": payload}, **kw)
+    if marker:
+        pipe.xadd(stream, {b"type": b"eos", b"run": run, b"spill": spill, b"n_batches": len(batches), b"n_events": n_events}, **kw)
+    return pipe.execute()
+
+
+def publish_spill(r: redis.Redis, stream: str, spill_data, *, maxlen: int | None = None) -> list[bytes]:
+    """Publish a :class:`dqm.simulate.SpillData`."""
+    return publish_batches(r, stream, spill_data.run, spill_data.spill, spill_data.batches(), spill_data.n_events, maxlen=maxlen)
+
+
+def parse_eos(fields: dict[bytes, bytes]) -> EndOfSpill:
+    """Validate an end-of-spill marker; raises :class:`BatchError` naming the bad field."""
+    values = {}
+    for key, hi in ((b"run", 2**32 - 1), (b"spill", 2**32 - 1), (b"n_batches", 1_000_000), (b"n_events", 10**10)):
+        raw = fields.get(key)
+        try:
+            v = int(raw)  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            raise BatchError("bad-marker", f"end-of-spill field '{key.decode()}' = {raw!r} is not an integer") from None
+        if not 0 <= v <= hi:
+            raise BatchError("bad-marker", f"end-of-spill field '{key.decode()}' = {v} outside [0, {hi}]")
+        values[key.decode()] = v
+    return EndOfSpill(**values)
+
+
+def _messages(entries) -> list[Message]:
+    out = []
+    for mid, fields in entries or []:
+        if fields is None:  # deleted by trimming while pending
+            fields = {}
+        out.append(Message(mid.decode() if isinstance(mid, bytes) else str(mid), fields))
+    return out
+
+
+def read_group(r: redis.Redis, stream: str, group: str, consumer: str, *, count: int, block_ms: int | None, pending: bool = False) -> list[Message]:
+    """New messages (``>``), or with ``pending`` this consumer's own unacknowledged ones."""
+    resp = r.xreadgroup(group, consumer, {stream: "0" if pending else ">"}, count=count, block=None if pending else block_ms)
+    if not resp:
+        return []
+    return _messages(resp[0][1])
+
+
+def claim_stale(r: redis.Redis, stream: str, group: str, consumer: str, *, min_idle_ms: int, count: int = 100) -> list[Message]:
+    """Take over messages idle in a (dead) consumer's pending list longer than ``min_idle_ms``."""
+    resp = r.xautoclaim(stream, group, consumer, min_idle_time=min_idle_ms, start_id="0-0", count=count)
+    return _messages(resp[1]) if resp else []
+
+
+def ack(r: redis.Redis, stream: str, group: str, ids: Iterable[str]) -> int:
+    ids = list(ids)
+    return r.xack(stream, group, *ids) if ids else 0
+
+
+def dead_letter(r: redis.Redis, dead_stream: str, msg: Message, reason: str, detail: str, consumer: str, *, maxlen: int = 100_000) -> None:
+    fields = dict(msg.fields)
+    fields.update({b"reason": reason, b"detail": detail[:2000], b"source_id": msg.id, b"consumer": consumer})
+    r.xadd(dead_stream, fields, maxlen=maxlen, approximate=True)
