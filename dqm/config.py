@@ -37,7 +37,9 @@ SETTINGS: dict[str, Setting] = {
     "group": Setting("DQM_GROUP", "dqm-workers", "Consumer group shared by all workers."),
     "dead_letter_stream": Setting("DQM_DEAD_LETTER_STREAM", "dqm:dead", "Stream receiving malformed input with its reason."),
     "channel": Setting("DQM_CHANNEL", "dqm:spill-closed", "Pub/sub channel announcing closed spills."),
-    "stream_maxlen": Setting("DQM_STREAM_MAXLEN", 200_000, "Approximate cap on stream length (messages)."),
+    "stream_maxlen": Setting(
+        "DQM_STREAM_MAXLEN", 2_000, "Approximate cap on stream length in messages (~1 MB each: ~100 spills of backlog)."
+    ),
     "read_count": Setting("DQM_READ_COUNT", 16, "Messages per XREADGROUP call."),
     "block_ms": Setting("DQM_BLOCK_MS", 200, "How long XREADGROUP blocks waiting for messages."),
     "commit_interval_s": Setting(

@@ -60,6 +60,7 @@ class EmbeddedRedis:
             [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
              "--dir", str(self.workdir), "--daemonize", "no", "--loglevel", "warning"],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            start_new_session=True,  # a terminal's Ctrl-C must not kill it before the workers flush
         )
         deadline = time.monotonic() + timeout_s
         client = redis.Redis(port=self.port)

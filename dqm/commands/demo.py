@@ -1,0 +1,167 @@
+"""``dqm demo`` — the whole chain on one machine, with nothing to install by hand.
+
+Starts (unless ``DQM_REDIS_URL``/``DQM_DATABASE_URL`` point at real servers) a
+private Redis and a SQLite file, migrates the database, launches N worker processes
+and the web apps, and runs the simulator in near real time, injecting an anomaly
+every few spills. Ctrl-C (or ``--duration-s``) stops everything it started, and only
+that, leaving no process behind.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from sqlalchemy import func, select
+
+from dqm.anomalies import DEMO_ANOMALY_CYCLE, parse_anomaly
+from dqm.services import EmbeddedRedis
+from dqm.simulate import SimConfig, simulate_spill
+from dqm.store.migrate import upgrade_database
+from dqm.stream import connect, ensure_group, publish_spill
+
+log = logging.getLogger("dqm.demo")
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("demo", help="run the live demo: simulator -> Redis -> workers -> database -> web")
+    p.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
+    p.add_argument("--period-s", type=float, default=4.0, help="seconds between spills (default 4)")
+    p.add_argument("--events-per-spill", type=int, default=20_000)
+    p.add_argument("--anomaly-every", type=int, default=6, help="inject an anomaly every N spills (0: never)")
+    p.add_argument("--spills", type=int, default=0, help="stop after N spills (default: run until Ctrl-C)")
+    p.add_argument("--duration-s", type=float, default=0.0, help="stop after this many seconds")
+    p.add_argument("--no-web", action="store_true", help="do not start the web apps")
+    p.add_argument("--run", type=int, help="run number (default: one above the highest stored)")
+    p.set_defaults(func=run)
+
+
+def demo_anomaly(spill: int, every: int) -> str | None:
+    """Every ``every``-th spill gets the next anomaly of the cycle (a drift lasts 5 spills)."""
+    if every <= 0 or spill % every != 0:
+        return None
+    text = DEMO_ANOMALY_CYCLE[(spill // every - 1) % len(DEMO_ANOMALY_CYCLE)]
+    kind, _, params = text.partition(":")
+    last = spill + 4 if kind == "momentum_drift" else spill
+    return f"{kind}@{spill}-{last}" + (f":{params}" if params else "")
+
+
+class Demo:
+    def __init__(self, args, settings) -> None:
+        self.args = args
+        self.settings = settings
+        self.children: list[tuple[str, subprocess.Popen]] = []
+        self.redis_server: EmbeddedRedis | None = None
+        self.stop_event = threading.Event()
+
+    def start(self) -> None:
+        s = self.settings
+        Path(s.data_dir).mkdir(parents=True, exist_ok=True)
+        if not s.redis_url:
+            self.redis_server = EmbeddedRedis().start()
+            s = self.settings = s.with_(redis_url=self.redis_server.url)
+            print(f"  redis     {s.redis_url}  (private redis-server, pid {self.redis_server.proc.pid})")
+        else:
+            print(f"  redis     {s.redis_url}  (DQM_REDIS_URL)")
+        db_url = s.effective_database_url
+        upgrade_database(db_url)
+        s = self.settings = s.with_(database_url=db_url)
+        print(f"  database  {_safe(db_url)}")
+        env = dict(os.environ, DQM_REDIS_URL=s.redis_url, DQM_DATABASE_URL=db_url, DQM_DATA_DIR=s.data_dir)
+        ensure_group(connect(s.redis_url), s.stream, s.group)
+        for i in range(self.args.workers):
+            self._spawn(f"worker-{i + 1}", ["worker", "--consumer", f"demo-worker-{i + 1}"], env)
+        if not self.args.no_web and importlib.util.find_spec("dqm.commands.serve"):
+            self._spawn("web", ["serve"], env)
+            print(f"  web       http://{s.web_host}:{s.web_port}/  (control room: /control_room, expert: /expert)")
+        print(f"  workers   {self.args.workers} processes in consumer group '{s.group}' on stream '{s.stream}'")
+
+    def _spawn(self, name: str, argv: list[str], env: dict) -> None:
+        proc = subprocess.Popen([sys.executable, "-m", "dqm", "--log-level", "WARNING", *argv], env=env)
+        self.children.append((name, proc))
+
+    def next_run(self) -> int:
+        if self.args.run:
+            return self.args.run
+        from dqm.runtime import open_store
+        from dqm.store.models import Run
+
+        store = open_store(self.settings, writer=False)
+        with store.sessions() as session:
+            highest = session.scalar(select(func.max(Run.run)))
+        store.dispose()
+        return (highest or 0) + 1
+
+    def simulate(self) -> None:
+        s = self.settings
+        r = connect(s.redis_url)
+        run = self.next_run()
+        cfg = SimConfig(run=run, events_per_spill=self.args.events_per_spill, spill_period_s=self.args.period_s)
+        print(f"  simulator run {run}: a spill every {self.args.period_s:g} s, {cfg.events_per_spill} events each"
+              + (f", an anomaly every {self.args.anomaly_every} spills" if self.args.anomaly_every else ""))
+        print("\nWatch it:  ./run status      (or: sqlite3 dqm-data/dqm.sqlite "
+              "'select run, spill, status, n_events, p_bms_mean from spills order by id desc limit 5')")
+        print("Stop it:   Ctrl-C\n", flush=True)
+        t0 = time.monotonic()
+        spill = 0
+        while not self.stop_event.is_set():
+            spill += 1
+            if self.args.spills and spill > self.args.spills:
+                break
+            text = demo_anomaly(spill, self.args.anomaly_every)
+            anomalies = [parse_anomaly(text)] if text else []
+            data = simulate_spill(cfg, spill, anomalies)
+            if data is not None:
+                publish_spill(r, s.stream, data, maxlen=s.stream_maxlen)
+            print(f"  spill {run}/{spill}: " + (f"{data.n_events} events" if data else "no data (stale)")
+                  + (f"   <- injected {text}" if text else ""), flush=True)
+            self.stop_event.wait(max(0.0, t0 + spill * self.args.period_s - time.monotonic()))
+
+    def stop(self) -> None:
+        self.stop_event.set()
+        for _, proc in self.children:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for name, proc in self.children:
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                log.warning("%s did not stop in 15 s; killing it", name)
+                proc.kill()
+                proc.wait()
+        if self.redis_server:
+            self.redis_server.stop()
+        print("demo stopped: every process it started has exited.")
+
+
+def run(args, settings) -> int:
+    print("NA64mu DQM demo")
+    demo = Demo(args, settings)
+    signal.signal(signal.SIGTERM, lambda *_: demo.stop_event.set())
+    try:
+        demo.start()
+        if args.duration_s:
+            timer = threading.Timer(args.duration_s, demo.stop_event.set)
+            timer.daemon = True
+            timer.start()
+        demo.simulate()
+        if args.spills:  # let the workers close the last spills before stopping
+            time.sleep(2.0)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        demo.stop()
+    return 0
+
+
+def _safe(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)

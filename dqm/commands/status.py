@@ -1,0 +1,68 @@
+"""``dqm status`` — the state of streams, consumers, last spills and lag, in the terminal."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import redis
+from sqlalchemy import select
+
+from dqm.runtime import open_store
+from dqm.store.models import Spill
+from dqm.store.spills import count_spills
+from dqm.stream import connect
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("status", help="streams, consumers, pending, dead letters, last spills")
+    p.add_argument("--spills", type=int, default=8, help="how many recent spills to list")
+    p.set_defaults(func=run)
+
+
+def _age(ts) -> str:
+    if ts is None:
+        return "-"
+    if ts.tzinfo is None:
+        ts = ts.replace(tzinfo=timezone.utc)
+    return f"{(datetime.now(timezone.utc) - ts).total_seconds():.0f} s ago"
+
+
+def stream_report(r: redis.Redis, settings) -> list[str]:
+    lines = []
+    try:
+        length = r.xlen(settings.stream)
+        groups = {g["name"].decode(): g for g in r.xinfo_groups(settings.stream)} if length or r.exists(settings.stream) else {}
+    except redis.ConnectionError as exc:
+        return [f"redis {settings.redis_url}: unreachable ({exc})"]
+    lines.append(f"stream {settings.stream}: {length} messages")
+    g = groups.get(settings.group)
+    if g is None:
+        lines.append(f"  group {settings.group}: not created yet (no worker has started)")
+    else:
+        lag = g.get("lag")
+        lines.append(f"  group {settings.group}: {g['pending']} pending, lag {lag if lag is not None else '?'} messages")
+        for c in r.xinfo_consumers(settings.stream, settings.group):
+            lines.append(f"    consumer {c['name'].decode():<24} pending {c['pending']:>5}  idle {c['idle'] / 1000:.1f} s")
+    lines.append(f"dead letters ({settings.dead_letter_stream}): {r.xlen(settings.dead_letter_stream)}")
+    return lines
+
+
+def run(args, settings) -> int:
+    if settings.redis_url:
+        print("\n".join(stream_report(connect(settings.redis_url), settings)))
+    else:
+        print("redis: DQM_REDIS_URL not set (the demo's private Redis is not visible from here)")
+    store = open_store(settings, writer=False)
+    with store.sessions() as session:
+        counts = count_spills(session)
+        print(f"spills: {', '.join(f'{n} {s}' for s, n in sorted(counts.items())) or 'none yet'}")
+        rows = session.scalars(select(Spill).order_by(Spill.id.desc()).limit(args.spills)).all()
+        if rows:
+            print(f"{'run':>5} {'spill':>5} {'status':<10} {'events':>7} {'batches':>8} {'p_BMS':>7} {'p_MS2':>7} {'pi/K':>9} {'closed':>10}")
+        for sp in rows:
+            fmt = lambda v, f: format(v, f) if v is not None else "-"  # noqa: E731
+            batches = f"{sp.received_batches}/{sp.expected_batches if sp.expected_batches is not None else '?'}"
+            print(f"{sp.run:>5} {sp.spill:>5} {sp.status:<10} {sp.n_events:>7} {batches:>8} {fmt(sp.p_bms_mean, '7.2f')} "
+                  f"{fmt(sp.p_ms2_mean, '7.2f')} {fmt(sp.pik_fraction, '9.2e')} {_age(sp.closed_at):>10}")
+    store.dispose()
+    return 0
