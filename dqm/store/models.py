@@ -17,7 +17,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 __all__ = [
     "Base", "Run", "Spill", "SpillPartial", "SpillHistograms", "ProcessedMessage", "Flag",
-    "Reference", "AuditEntry", "utcnow", "SPILL_OPEN", "SPILL_COMPLETE", "SPILL_INCOMPLETE",
+    "Reference", "AuditEntry", "ChannelMask", "CheckOverride", "utcnow", "SPILL_OPEN", "SPILL_COMPLETE", "SPILL_INCOMPLETE",
 ]
 
 SPILL_OPEN, SPILL_COMPLETE, SPILL_INCOMPLETE = "open", "complete", "incomplete"
@@ -175,3 +175,33 @@ class AuditEntry(Base):
     action: Mapped[str] = mapped_column(String(64))
     target: Mapped[str] = mapped_column(String(256), default="")
     details: Mapped[dict | None] = mapped_column(JSON)
+
+
+class ChannelMask(Base):
+    """A channel the checks ignore until ``until`` (e.g. a known-dead ECAL cell)."""
+
+    __tablename__ = "channel_masks"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    histogram: Mapped[str] = mapped_column(String(128), index=True)
+    channel: Mapped[list] = mapped_column(JSON)  # cell index, e.g. [2, 3]
+    until: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    reason: Mapped[str] = mapped_column(Text, default="")
+    created_by: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class CheckOverride(Base):
+    """An expert's threshold change: a new check-configuration version on top of the specs.
+
+    The configuration version in force is ``<spec hash>+<id of the newest override>``;
+    flags record it so ``dqm recheck`` can reproduce them.
+    """
+
+    __tablename__ = "check_overrides"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    histogram: Mapped[str] = mapped_column(String(128))
+    check: Mapped[str] = mapped_column(String(64))
+    params: Mapped[dict] = mapped_column(JSON)
+    comment: Mapped[str] = mapped_column(Text, default="")
+    created_by: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
