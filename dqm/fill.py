@@ -99,12 +99,18 @@ def _compile_fill(spec: HistogramSpec) -> _FillFn:
 
     def fill_cellmap(h: bh.Histogram, view: BatchView) -> None:
         cells = _select(view.evaluate(spec.values), _rows(view, spec))
-        hit = cells > threshold
+        n = cells.shape[0]
+        # per-cell sums over events as ones @ matrix (BLAS): several times faster than
+        # numpy's axis-0 reductions; every partial sum is an integer below 2**24 (counts,
+        # float32) or 2**53 (MeV, float64), so the result is exact
         if stat == "occupancy":
-            add = np.count_nonzero(hit, axis=0)
-        else:  # energy summed in integer MeV: exact, order-independent
-            add = np.where(hit, np.rint(cells * np.float32(1000.0)), 0).astype(np.int64).sum(axis=0)
-        h.view()[...] += add
+            add = np.ones(n, dtype=np.float32) @ (cells > threshold).reshape(n, -1).astype(np.float32)
+        else:  # energy summed in integer MeV
+            mev = np.rint(cells * np.float32(1000.0)).reshape(n, -1).astype(np.float64)
+            if threshold > 0:
+                mev[(cells <= threshold).reshape(n, -1)] = 0.0
+            add = np.ones(n, dtype=np.float64) @ mev
+        h.view()[...] += add.astype(np.int64).reshape(h.view().shape)
     return fill_cellmap
 
 
@@ -117,8 +123,9 @@ class Filler:
         self._templates = {s.name: book_histogram(s) for s in specs}
 
     def book(self) -> dict[str, bh.Histogram]:
-        """Fresh empty histograms (copies of prebuilt templates: cheaper than re-booking)."""
-        return {name: h.copy() for name, h in self._templates.items()}
+        """Fresh empty histograms: shallow copies of prebuilt templates (new storage, shared
+        metadata) — several times cheaper than booking or deep-copying."""
+        return {name: h.copy(deep=False) for name, h in self._templates.items()}
 
     def fill(self, hists: dict[str, bh.Histogram], view: BatchView) -> None:
         for name, fn in self._fills:

@@ -10,6 +10,7 @@ spill's ~30 histograms take a few tens of KB. Decoding rebuilds real
 
 from __future__ import annotations
 
+import copy
 import json
 import struct
 import zlib
@@ -38,51 +39,118 @@ def _jsonable(obj):
     return obj
 
 
+def _narrow(arr: np.ndarray) -> np.ndarray:
+    """Int64 counts that fit in int32 are stored as int32: half the bytes to compress."""
+    if arr.dtype == np.int64 and arr.size and -(2**31) <= arr.min() and arr.max() < 2**31:
+        return arr.astype("<i4")
+    return arr
+
+
+#: UHI descriptions (axes + storage type) of Int64 histograms, keyed by a cheap signature:
+#: ``to_uhi`` costs ~100 µs per histogram and the worker encodes ~30 per spill per commit
+_DESCRIBE_CACHE: dict[tuple, dict] = {}
+
+
+def _describe(h: bh.Histogram) -> dict | None:
+    if h.storage_type is not bh.storage.Int64:
+        return None
+    sig = tuple((type(ax).__name__, ax.size, ax.traits.underflow, ax.traits.overflow, float(ax.edges[0]), float(ax.edges[-1]), tuple(sorted((k, str(v)) for k, v in ax.__dict__.items()))) for ax in h.axes)
+    cached = _DESCRIBE_CACHE.get(sig)
+    if cached is None:
+        cached = to_uhi(h)
+        cached.pop("writer_info", None)
+        cached["storage"] = {"type": cached["storage"]["type"]}
+        cached["metadata"] = {}
+        cached = _jsonable(cached)
+        if len(_DESCRIBE_CACHE) < 4096:
+            _DESCRIBE_CACHE[sig] = cached
+    return copy.deepcopy(cached)
+
+
 def encode_histograms(hists: Mapping[str, bh.Histogram], moments: Mapping[str, float] | None = None) -> bytes:
     header: dict = {"histograms": {}, "moments": dict(moments or {})}
     blocks: list[bytes] = []
     offset = 0
     for name, h in hists.items():
-        uhi = to_uhi(h)
-        uhi.pop("writer_info", None)
+        uhi = _describe(h)
+        if uhi is None:  # not a plain counting histogram: full UHI path
+            uhi = to_uhi(h)
+            uhi.pop("writer_info", None)
+            arrays = {k: uhi["storage"][k] for k in _ARRAY_KEYS if k in uhi["storage"]}
+        else:
+            arrays = {"values": h.view(flow=True)}
         storage = uhi["storage"]
-        for key in _ARRAY_KEYS:
-            if key in storage:
-                arr = np.ascontiguousarray(storage[key])
-                storage[key] = {"offset": offset, "dtype": arr.dtype.str, "shape": list(arr.shape)}
-                blocks.append(arr.tobytes())
-                offset += arr.nbytes
+        for key, raw in arrays.items():
+            arr = _narrow(np.ascontiguousarray(raw))
+            storage[key] = {"offset": offset, "dtype": arr.dtype.str, "shape": list(arr.shape)}
+            blocks.append(arr.tobytes())
+            offset += arr.nbytes
         uhi["metadata"] = {k: v for k, v in h.__dict__.items() if isinstance(v, (str, int, float))}
         header["histograms"][name] = _jsonable(uhi)
     head = json.dumps(header, separators=(",", ":")).encode()
     body = struct.pack("<I", len(head)) + head + b"".join(blocks)
-    return MAGIC + struct.pack("<H", FORMAT_VERSION) + zlib.compress(body, 6)
+    # level 1: ~10x faster than the default on dense 2D maps for ~25 % more bytes
+    return MAGIC + struct.pack("<H", FORMAT_VERSION) + zlib.compress(body, 1)
+
+
+#: empty histograms rebuilt from a UHI description, keyed by that description:
+#: decoding a blob then costs a shallow copy plus one array assignment per histogram
+_EMPTY_CACHE: dict[str, bh.Histogram] = {}
+
+
+def _empty_like(uhi: dict) -> bh.Histogram:
+    key = json.dumps(uhi, sort_keys=True, separators=(",", ":"))
+    h = _EMPTY_CACHE.get(key)
+    if h is None:
+        stripped = json.loads(key)
+        meta = stripped.pop("metadata", {})
+        stripped["metadata"] = {}
+        st = stripped["storage"]
+        for k in _ARRAY_KEYS:
+            if k in st:
+                st[k] = np.zeros(st[k]["shape"], dtype=np.dtype(st[k]["dtype"]).newbyteorder("="))
+        h = from_uhi(stripped)
+        for k, v in meta.items():
+            setattr(h, k, v)
+        if len(_EMPTY_CACHE) < 4096:
+            _EMPTY_CACHE[key] = h
+    return h.copy(deep=False)
 
 
 def decode_histograms(blob: bytes) -> tuple[dict[str, bh.Histogram], dict[str, float]]:
-    if blob[:4] != MAGIC:
-        raise StorageError(f"histogram blob starts with {bytes(blob[:4])!r}, expected {MAGIC!r}")
+    if blob[:4] != MAGIC or len(blob) < 6:
+        raise StorageError(f"histogram blob starts with {bytes(blob[:6])!r}, expected {MAGIC!r} + version")
     (version,) = struct.unpack_from("<H", blob, 4)
     if version != FORMAT_VERSION:
         raise StorageError(f"histogram blob format version {version}; this code reads {FORMAT_VERSION}")
-    body = zlib.decompress(blob[6:])
-    (hlen,) = struct.unpack_from("<I", body, 0)
-    header = json.loads(body[4 : 4 + hlen])
+    try:
+        body = zlib.decompress(blob[6:])
+        (hlen,) = struct.unpack_from("<I", body, 0)
+        header = json.loads(body[4 : 4 + hlen])
+    except (zlib.error, struct.error, ValueError) as exc:
+        raise StorageError(f"histogram blob of {len(blob)} bytes is corrupt: {exc}") from None
     data = memoryview(body)[4 + hlen :]
     hists: dict[str, bh.Histogram] = {}
     for name, uhi in header["histograms"].items():
         storage = uhi["storage"]
+        arrays = {}
         for key in _ARRAY_KEYS:
             if key in storage:
                 ref = storage[key]
-                dt = np.dtype(ref["dtype"])
                 count = int(np.prod(ref["shape"]))
-                storage[key] = np.frombuffer(data, dtype=dt, count=count, offset=ref["offset"]).reshape(ref["shape"]).copy()
-        meta = uhi.pop("metadata", {})
-        uhi["metadata"] = {}
-        h = from_uhi(uhi)
-        for k, v in meta.items():
-            setattr(h, k, v)
+                arrays[key] = np.frombuffer(data, dtype=np.dtype(ref["dtype"]), count=count, offset=ref["offset"]).reshape(ref["shape"])
+                storage[key] = {"shape": ref["shape"], "dtype": "<i8" if ref["dtype"] == "<i4" else ref["dtype"]}
+        h = _empty_like(uhi)
+        if set(arrays) == {"values"}:
+            h.view(flow=True)[...] = arrays["values"]
+        else:  # weighted/mean storages: rebuild through UHI
+            for key, arr in arrays.items():
+                storage[key] = arr.copy()
+            meta = uhi.pop("metadata", {})
+            uhi["metadata"] = {}
+            h = from_uhi(uhi)
+            for k, v in meta.items():
+                setattr(h, k, v)
         hists[name] = h
     return hists, {k: float(v) for k, v in header.get("moments", {}).items()}
 
