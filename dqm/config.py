@@ -156,6 +156,8 @@ def check_database_url(url: str, setting: str = "DQM_DATABASE_URL") -> str:
         parsed = make_url(url)
     except ArgumentError:
         raise ConfigError(setting, url, expected) from None
+    except ValueError:  # make_url's int() of a non-numeric port
+        raise ConfigError(setting, url, f"a numeric port, as in {expected}") from None
     if parsed.get_backend_name() not in {"postgresql", "sqlite"}:
         raise ConfigError(setting, url, expected)
     return url

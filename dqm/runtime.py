@@ -52,17 +52,33 @@ def close_hooks(settings: Settings, specs: SpecSet) -> list:
     return [make_close_hook(settings, specs)]
 
 
+#: Structured fields a log call may pass as ``extra={...}``; printed as ``key=value`` in this order.
+LOG_FIELDS = ("run", "spill", "consumer", "status", "n_events", "message_id", "reason")
+
+
 class _KeyValueFormatter(logging.Formatter):
-    """``ts level logger message key=value…``: structured enough for grep and Loki alike."""
+    """``ts level logger message key=value…``: structured enough for grep and Loki alike.
+
+    Lines that concern a spill carry ``run=`` and ``spill=`` (from ``extra=``), so
+    ``grep 'run=7 spill=12'`` finds everything that happened to it.
+    """
 
     def format(self, record: logging.LogRecord) -> str:
         base = f"{self.formatTime(record, '%Y-%m-%dT%H:%M:%S')} {record.levelname:<7} {record.name} {record.getMessage()}"
-        extras = {k: v for k, v in record.__dict__.items() if k in ("run", "spill", "consumer")}
-        if extras:
-            base += " " + " ".join(f"{k}={v}" for k, v in extras.items())
+        pairs = [f"{k}={_logfmt_value(record.__dict__[k])}" for k in LOG_FIELDS if record.__dict__.get(k) is not None]
+        if pairs:
+            base += " " + " ".join(pairs)
         if record.exc_info:
             base += "\n" + self.formatException(record.exc_info)
         return base
+
+
+def _logfmt_value(value: object) -> str:
+    """A value as logfmt writes it: bare if it is one word, else double-quoted."""
+    text = str(value)
+    if text and not any(c.isspace() or c in '"=\\' for c in text):
+        return text
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
 
 
 def setup_logging(level: str = "INFO") -> None:

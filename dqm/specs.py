@@ -38,6 +38,7 @@ _KIND_KEYS = {
 _AXIS_KEYS = {"expr", "bins", "lo", "hi", "label"}
 _CHECK_KEYS = {"type", "instruction", "params"}
 _FILE_KEYS = {"subsystem", "title", "histogram"}
+_ENTRY_HEADER = re.compile(r"^\s*\[\[\s*histogram\s*\]\]")
 
 
 @dataclass(frozen=True)
@@ -121,22 +122,30 @@ class _Ctx:
         self.path, self.lines = str(path), text.splitlines()
 
     def line_of(self, entry: str | None, key: str | None) -> int | None:
-        start = 0
+        # Search only the entry's own [[histogram]] block, so that a key missing from this
+        # entry is never reported at another entry's line.
+        headers = [i for i, line in enumerate(self.lines) if _ENTRY_HEADER.match(line)]
+        start, lo, hi = 0, 0, (headers[0] if headers else len(self.lines))
         if entry:
             pat = re.compile(rf"""^\s*name\s*=\s*["']{re.escape(entry)}["']""")
             for i, line in enumerate(self.lines):
                 if pat.match(line):
                     start = i
                     break
+            lo = max([h for h in headers if h <= start], default=0)
+            hi = min([h for h in headers if h > start], default=len(self.lines))
         if key:
             kpat = re.compile(rf"^\s*(\[+[\w.]*\b{re.escape(key)}\]+|{re.escape(key)}\s*=|.*[{{,]\s*{re.escape(key)}\s*=)")
-            for i in range(start, len(self.lines)):
-                if kpat.match(self.lines[i]):
-                    return i + 1
-            # an entry's keys may precede its name line
-            for i in range(max(0, start - 20), start):
-                if kpat.match(self.lines[i]):
-                    return i + 1
+            # the entry's block first (its keys may precede its name line), then the file's
+            # top level (keys such as 'subsystem' an entry inherits), then anywhere
+            preamble = range(0, headers[0] if headers else len(self.lines))
+            search = [range(start, hi), range(lo, start), preamble]
+            if not entry:
+                search.append(range(len(self.lines)))
+            for rng in search:
+                for i in rng:
+                    if kpat.match(self.lines[i]):
+                        return i + 1
         return start + 1 if entry else None
 
     def error(self, message: str, entry: str | None = None, key: str | None = None) -> SpecError:
