@@ -1,0 +1,193 @@
+"""Value types of the check layer: quality, result, context, worst-of roll-up.
+
+Nothing here computes statistics or touches I/O; these are the plain records that
+checks return and that the store, the apps and the report consume.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import boost_histogram as bh
+import numpy as np
+
+__all__ = [
+    "Quality",
+    "CheckResult",
+    "CheckContext",
+    "worst",
+    "rollup",
+    "to_jsonable",
+]
+
+
+class Quality(enum.IntEnum):
+    """Data quality of one check, subsystem or spill.
+
+    The integer order *is* the severity order used by :func:`worst`: NO_DATA sits
+    above GOOD (an unexamined histogram must not look certified) but below WARNING
+    and BAD, so a missing histogram can never hide a real problem elsewhere.
+    """
+
+    GOOD = 0
+    NO_DATA = 1
+    WARNING = 2
+    BAD = 3
+
+
+def worst(qualities: Iterable[Quality | int]) -> Quality:
+    """Worst-of roll-up: the most severe quality, NO_DATA when there is nothing.
+
+    Args:
+        qualities: any iterable of :class:`Quality` (or their integer values).
+
+    Returns:
+        The maximum by severity; ``Quality.NO_DATA`` for an empty iterable, because
+        "nothing was checked" is not "everything is good".
+    """
+    return Quality(max((int(q) for q in qualities), default=int(Quality.NO_DATA)))
+
+
+def to_jsonable(value: Any) -> Any:
+    """Convert numpy scalars/arrays, tuples and sets into plain JSON types.
+
+    Non-finite floats become ``None``: JSON (and PostgreSQL ``jsonb``) has no
+    NaN/Infinity, and here they always mean "undefined" or "no limit".
+    """
+    if isinstance(value, Mapping):
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, np.ndarray):
+        return [to_jsonable(v) for v in value.tolist()]
+    if isinstance(value, (list, tuple, set, frozenset)):
+        items = sorted(value) if isinstance(value, (set, frozenset)) else value
+        return [to_jsonable(v) for v in items]
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        return float(value) if math.isfinite(value) else None
+    if isinstance(value, enum.Enum):
+        return value.name
+    return value
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """Outcome of one check on one spill.
+
+    Attributes:
+        quality: GOOD / NO_DATA / WARNING / BAD.
+        value: the number the thresholds were applied to (p-value, max pull,
+            offset in mm …), ``None`` when nothing could be computed.
+        threshold: the limits applied, e.g. ``{"warning": 4.0, "bad": 6.0}``.
+        explanation: one sentence for the shifter naming the bins/channels or the
+            quantity that drove the quality, observed vs expected and significance.
+        details: machine-readable context (``channels``, ``bins``, ``observed``,
+            ``expected``, ``significance`` …) for the expert views.
+        check: registered name of the check that produced it.
+    """
+
+    quality: Quality
+    value: float | None
+    threshold: dict[str, float] = field(default_factory=dict)
+    explanation: str = ""
+    details: dict[str, Any] = field(default_factory=dict)
+    check: str = ""
+
+    def __post_init__(self) -> None:
+        # Normalise so that results built from numpy values compare and serialise cleanly.
+        object.__setattr__(self, "quality", Quality(self.quality))
+        if self.value is not None:
+            object.__setattr__(self, "value", float(self.value))
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able dict (no numpy types, no NaN/inf; ``None`` thresholds dropped)."""
+        threshold = {k: v for k, v in to_jsonable(self.threshold).items() if v is not None}
+        return {
+            "check": self.check,
+            "quality": self.quality.name,
+            "value": to_jsonable(self.value),
+            "threshold": threshold,
+            "explanation": self.explanation,
+            "details": to_jsonable(self.details),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> CheckResult:
+        """Inverse of :meth:`to_dict`; accepts the quality by name or integer."""
+        quality = data["quality"]
+        quality = Quality[quality] if isinstance(quality, str) else Quality(quality)
+        return cls(
+            quality=quality,
+            value=data.get("value"),
+            threshold=dict(data.get("threshold") or {}),
+            explanation=str(data.get("explanation", "")),
+            details=dict(data.get("details") or {}),
+            check=str(data.get("check", "")),
+        )
+
+
+@dataclass(frozen=True)
+class CheckContext:
+    """Everything a check may look at for one spill — and nothing else.
+
+    Attributes:
+        histogram: this spill's histogram (Int64 counts), ``None`` if not produced.
+        reference: the same histogram summed over a certified reference run (usually
+            far more entries: checks compare normalised shapes).
+        summary: the spill's summary quantities (``n_events``, ``p_bms_mean`` …).
+        history: per-spill series of the same summary keys for the run's previous
+            spills, oldest first (the current spill is *not* included).
+        masked: channel index tuples known to be bad and excluded by channel checks.
+    """
+
+    histogram: bh.Histogram | None = None
+    reference: bh.Histogram | None = None
+    summary: Mapping[str, float] | None = None
+    history: Mapping[str, Sequence[float]] | None = None
+    masked: frozenset[tuple[int, ...]] = frozenset()
+
+    def __post_init__(self) -> None:
+        # Channel lists arrive from JSON/TOML as lists (or bare ints for 1D maps);
+        # membership tests need hashable tuples of ints.
+        object.__setattr__(self, "masked", frozenset(
+            (int(c),) if isinstance(c, (int, np.integer)) else tuple(int(i) for i in c)
+            for c in self.masked
+        ))
+
+    def entries(self) -> float | None:
+        """Entries that the common ``min_entries`` rule counts.
+
+        The histogram's total (flow bins included) when there is a histogram,
+        otherwise the summary's ``n_events``; ``None`` when neither is known.
+        """
+        if self.histogram is not None:
+            return float(np.sum(self.histogram.values(flow=True)))
+        if self.summary is not None and "n_events" in self.summary:
+            return float(self.summary["n_events"])
+        return None
+
+
+def rollup(results: Iterable[tuple[str, CheckResult]]) -> dict[str, Quality]:
+    """Worst-of quality per subsystem plus ``"overall"``.
+
+    Args:
+        results: ``(subsystem, result)`` pairs, e.g. ``("ECAL", dead_cells_result)``.
+
+    Returns:
+        ``{subsystem: worst quality, ..., "overall": worst of all}``; with no results
+        at all, ``{"overall": NO_DATA}``.
+    """
+    per_subsystem: dict[str, list[Quality]] = {}
+    for subsystem, result in results:
+        if subsystem == "overall":
+            raise ValueError("'overall' is reserved for the roll-up of all subsystems")
+        per_subsystem.setdefault(subsystem, []).append(result.quality)
+    rolled = {name: worst(qs) for name, qs in per_subsystem.items()}
+    rolled["overall"] = worst(rolled.values())
+    return rolled

@@ -1,0 +1,287 @@
+"""Statistics for data-quality checks: pure, typed functions over count arrays.
+
+No histograms, no plotting, no I/O — numpy arrays in, numbers or arrays out, so
+each formula can be tested against scipy on its own. Counts are Poisson; the
+reference is summed over a certified run and usually has many more entries, so
+every two-sample statistic here treats *both* inputs as Poisson samples.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+from scipy import stats as _st
+
+from dqm.checks._control import cusum, ewma, ewma_half_width
+
+__all__ = [
+    "MAX_SIGMA",
+    "p_to_sigma",
+    "chi2_unweighted",
+    "merge_sparse_bins",
+    "ks_binned",
+    "poisson_pulls",
+    "poisson_significance",
+    "poisson_tail_sigma",
+    "binomial_error",
+    "wilson_interval",
+    "clopper_pearson_interval",
+    "cusum",
+    "ewma",
+    "ewma_half_width",
+]
+
+_SMALLEST_P = 1e-300
+MAX_SIGMA = float(_st.norm.isf(_SMALLEST_P))
+"""Largest significance reported (≈ 37.05σ, p = 1e-300): beyond it double precision ends."""
+
+FloatArray = NDArray[np.float64]
+
+
+def p_to_sigma(p: ArrayLike) -> FloatArray:
+    """One-sided Gaussian significance of a p-value, clipped to ``[0, MAX_SIGMA]``.
+
+    Args:
+        p: one-sided tail probabilities.
+
+    Returns:
+        ``Z = Φ⁻¹(1 - p)``; p ≥ 0.5 gives 0 (no excess), p = 0 gives ``MAX_SIGMA``.
+    """
+    p = np.clip(np.asarray(p, dtype=float), _SMALLEST_P, 0.5)
+    return np.asarray(_st.norm.isf(p), dtype=float)
+
+
+def _counts(n: ArrayLike, r: ArrayLike) -> tuple[FloatArray, FloatArray]:
+    n_arr = np.asarray(n, dtype=float).ravel()
+    r_arr = np.asarray(r, dtype=float).ravel()
+    if n_arr.shape != r_arr.shape:
+        raise ValueError(f"bin counts differ in shape: {n_arr.shape} vs {r_arr.shape}")
+    if n_arr.sum() <= 0 or r_arr.sum() <= 0:
+        raise ValueError("both histograms need entries to compare shapes")
+    return n_arr, r_arr
+
+
+def chi2_unweighted(n: ArrayLike, r: ArrayLike) -> tuple[float, int, float]:
+    """Two-sample χ² homogeneity test of two unweighted histograms of any totals.
+
+    ``χ² = 1/(N·M) Σ (M·nᵢ − N·rᵢ)² / (nᵢ + rᵢ)`` over bins with ``nᵢ + rᵢ > 0``,
+    ``ndf = (non-empty bins) − 1``. It equals Pearson's χ² of the 2×k contingency
+    table (``scipy.stats.chi2_contingency(correction=False)``).
+
+    Args:
+        n: observed counts (this spill), any shape (flattened).
+        r: reference counts, same shape.
+
+    Returns:
+        ``(chi2, ndf, p_value)``; ``p = 1`` when fewer than two bins are filled.
+
+    References:
+        N. D. Gagunashvili, "Comparison of weighted and unweighted histograms",
+        arXiv:physics/0605123; ROOT ``TH1::Chi2Test`` option "UU".
+    """
+    n_arr, r_arr = _counts(n, r)
+    used = (n_arr + r_arr) > 0
+    n_arr, r_arr = n_arr[used], r_arr[used]
+    total_n, total_r = n_arr.sum(), r_arr.sum()
+    chi2 = float(np.sum((total_r * n_arr - total_n * r_arr) ** 2 / (n_arr + r_arr)))
+    chi2 /= total_n * total_r
+    ndf = int(used.sum()) - 1
+    p_value = float(_st.chi2.sf(chi2, ndf)) if ndf > 0 else 1.0
+    return chi2, ndf, p_value
+
+
+def merge_sparse_bins(
+    n: ArrayLike, r: ArrayLike, min_expected: float = 5.0
+) -> tuple[FloatArray, FloatArray]:
+    """Merge neighbouring bins (flat C order) until each expects ≥ ``min_expected`` counts.
+
+    The χ² distribution of the statistic is an asymptotic result; bins expecting
+    a fraction of an event (momentum tails) make p-values far too small — with a
+    100-bin 160 GeV momentum histogram, 2 % of healthy spills get p < 1e-3.
+    Merging keeps the test valid (any partition is) at the price of resolution
+    in the sparse region. The expectation is the reference scaled to N, so the
+    grouping does not depend on the data being tested.
+
+    Args:
+        n: observed counts.
+        r: reference counts, same shape.
+        min_expected: minimum expected observed count per merged bin.
+
+    Returns:
+        ``(n_merged, r_merged)``; the last group absorbs a sparse remainder.
+
+    References:
+        W. G. Cochran, Ann. Math. Statist. 23 (1952) 315 (the "≥ 5 expected" rule).
+    """
+    n_arr, r_arr = _counts(n, r)
+    expected = r_arr * (n_arr.sum() / r_arr.sum())
+    group_ids = np.empty(n_arr.size, dtype=int)
+    group, accumulated = 0, 0.0
+    for i, e in enumerate(expected):
+        group_ids[i] = group
+        accumulated += e
+        if accumulated >= min_expected:
+            group, accumulated = group + 1, 0.0
+    if accumulated < min_expected and group > 0:
+        group_ids[group_ids == group] = group - 1
+    n_groups = int(group_ids.max()) + 1
+    return (np.bincount(group_ids, n_arr, n_groups).astype(float),
+            np.bincount(group_ids, r_arr, n_groups).astype(float))
+
+
+def ks_binned(n: ArrayLike, r: ArrayLike) -> tuple[float, float]:
+    """Two-sample Kolmogorov–Smirnov test on binned 1D distributions.
+
+    ``D = max |F_n − F_r|`` over the bin edges of the normalised cumulative sums,
+    p-value from the Kolmogorov distribution with ``N_eff = N·M/(N+M)`` (rounded),
+    exactly as ``scipy.stats.ks_2samp(method="asymp")``. Binning can only hide
+    differences inside a bin, so D is ≤ the unbinned D and the p-value conservative.
+
+    Args:
+        n: observed counts in axis order.
+        r: reference counts, same shape.
+
+    Returns:
+        ``(D, p_value)``.
+
+    References:
+        Smirnov (1948); ROOT ``TH1::KolmogorovTest``; Simard & L'Ecuyer, J. Stat.
+        Softw. 39 (2011) 11 (the ``kstwo`` distribution used by scipy).
+    """
+    n_arr, r_arr = _counts(n, r)
+    total_n, total_r = n_arr.sum(), r_arr.sum()
+    distance = float(np.max(np.abs(np.cumsum(n_arr) / total_n - np.cumsum(r_arr) / total_r)))
+    n_eff = round(total_n * total_r / (total_n + total_r))
+    p_value = float(_st.kstwo.sf(distance, n_eff)) if n_eff >= 1 else 1.0
+    return distance, min(max(p_value, 0.0), 1.0)
+
+
+def poisson_pulls(
+    n: ArrayLike, r: ArrayLike, *, variance: Literal["pooled", "observed"] = "pooled"
+) -> FloatArray:
+    """Per-bin pulls of observed counts against the reference scaled to the same total.
+
+    With ``s = N/M`` the pull is ``(nᵢ − s·rᵢ)/σᵢ`` with Poisson errors on both:
+
+    * ``"observed"``: ``σᵢ² = nᵢ + s²·rᵢ`` (each count's own variance). It blows up
+      for an empty data bin against a big reference (σ → s·√rᵢ), so a 0 where
+      0.5 is expected reads as a −7σ pull.
+    * ``"pooled"`` (default): both counts estimated under H0 from ``nᵢ + rᵢ``,
+      ``σᵢ² = s·(nᵢ + rᵢ)``. The two agree near H0; Σ pull² is then exactly
+      :func:`chi2_unweighted`'s χ².
+
+    Args:
+        n: observed counts.
+        r: reference counts, same shape.
+        variance: which variance estimate to use (see above).
+
+    Returns:
+        Pulls with the shape of ``n``; 0 where both counts are 0.
+    """
+    shape = np.shape(n)
+    n_arr, r_arr = _counts(n, r)
+    scale = n_arr.sum() / r_arr.sum()
+    if variance == "pooled":
+        var = scale * (n_arr + r_arr)
+    elif variance == "observed":
+        var = n_arr + scale**2 * r_arr
+    else:
+        raise ValueError(f"variance must be 'pooled' or 'observed', not {variance!r}")
+    diff = n_arr - scale * r_arr
+    pulls = np.divide(diff, np.sqrt(var), out=np.zeros_like(diff), where=var > 0)
+    return pulls.reshape(shape)
+
+
+def poisson_significance(n: ArrayLike, r: ArrayLike, *, scale: float | None = None) -> FloatArray:
+    """Exact signed significance of each bin's excess or deficit against the reference.
+
+    Conditional on ``tᵢ = nᵢ + rᵢ``, two Poisson counts with the same shape give
+    ``nᵢ ~ Binomial(tᵢ, N/(N+M))``; the one-sided binomial tail is converted to a
+    Gaussian Z (sign = direction). Unlike Gaussian pulls this stays honest for a
+    handful of counts (one event where the reference has none is not 10σ).
+
+    Args:
+        n: observed counts.
+        r: reference counts, same shape.
+        scale: expected ratio of observed to reference counts; default ``N/M``
+            (pass a robust one when some bins are known to be anomalous).
+
+    Returns:
+        Signed Z per bin (shape of ``n``), 0 for bins with ``tᵢ = 0``.
+
+    References:
+        Cousins, Linnemann & Tucker, NIM A 595 (2008) 480 ("Z_Bi");
+        Przyborowski & Wilenski, Biometrika 31 (1940) 313.
+    """
+    shape = np.shape(n)
+    n_arr, r_arr = _counts(n, r)
+    ratio = n_arr.sum() / r_arr.sum() if scale is None else scale
+    fraction = ratio / (1.0 + ratio)
+    total = n_arr + r_arr
+    excess = n_arr > total * fraction
+    p_excess = _st.binom.sf(n_arr - 1, total, fraction)
+    p_deficit = _st.binom.cdf(n_arr, total, fraction)
+    z = np.where(excess, p_to_sigma(p_excess), -p_to_sigma(p_deficit))
+    return np.where(total > 0, z, 0.0).reshape(shape)
+
+
+def poisson_tail_sigma(observed: ArrayLike, expected: ArrayLike, *, upper: bool) -> FloatArray:
+    """One-sided Poisson significance of ``observed`` counts against a known mean.
+
+    Args:
+        observed: observed counts.
+        expected: Poisson means (taken as exact, e.g. a high-statistics reference).
+        upper: ``True`` → significance of an excess ``P(X ≥ n)``; ``False`` → of a
+            deficit ``P(X ≤ n)``.
+
+    Returns:
+        Z ≥ 0 per element (0 when there is no excess/deficit).
+    """
+    obs = np.asarray(observed, dtype=float)
+    mean = np.asarray(expected, dtype=float)
+    p = _st.poisson.sf(obs - 1, mean) if upper else _st.poisson.cdf(obs, mean)
+    return p_to_sigma(p)
+
+
+def binomial_error(k: float, n: float) -> float:
+    """Standard error of a binomial fraction ``k/n``: ``√(f(1−f)/n)``.
+
+    Zero at ``k = 0`` — use :func:`wilson_interval` or
+    :func:`clopper_pearson_interval` when ``k`` is small.
+    """
+    if n <= 0:
+        raise ValueError("binomial_error needs n > 0")
+    fraction = k / n
+    return math.sqrt(max(fraction * (1.0 - fraction), 0.0) / n)
+
+
+def wilson_interval(k: float, n: float, cl: float = 0.6827) -> tuple[float, float]:
+    """Wilson score interval of a binomial fraction (well behaved at ``k = 0``).
+
+    References:
+        E. B. Wilson, JASA 22 (1927) 209.
+    """
+    if n <= 0:
+        raise ValueError("wilson_interval needs n > 0")
+    z = float(_st.norm.isf((1.0 - cl) / 2.0))
+    fraction = k / n
+    centre = (fraction + z * z / (2 * n)) / (1 + z * z / n)
+    half = z / (1 + z * z / n) * math.sqrt(fraction * (1 - fraction) / n + z * z / (4 * n * n))
+    return max(centre - half, 0.0), min(centre + half, 1.0)
+
+
+def clopper_pearson_interval(k: float, n: float, cl: float = 0.6827) -> tuple[float, float]:
+    """Exact (conservative) Clopper–Pearson interval of a binomial fraction.
+
+    References:
+        Clopper & Pearson, Biometrika 26 (1934) 404.
+    """
+    if n <= 0:
+        raise ValueError("clopper_pearson_interval needs n > 0")
+    alpha = 1.0 - cl
+    low = float(_st.beta.ppf(alpha / 2, k, n - k + 1)) if k > 0 else 0.0
+    high = float(_st.beta.isf(alpha / 2, k + 1, n - k)) if k < n else 1.0
+    return low, high

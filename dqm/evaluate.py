@@ -1,0 +1,94 @@
+"""Judge one spill: run every check declared in the specs. Pure: no I/O.
+
+The inputs are everything a flag depends on — the spill's histograms and summary,
+the run's earlier spills (history), the reference histograms, masked channels and
+the expert threshold overrides — so the same inputs always give the same flags.
+That is what lets ``dqm recheck`` reproduce live flags exactly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Mapping, Sequence
+
+import boost_histogram as bh
+
+from dqm.checks import CheckContext, CheckResult, Quality, run_check, worst
+from dqm.specs import SUBSYSTEMS, SpecSet
+
+__all__ = ["Judgement", "Verdict", "evaluate_spill", "config_version"]
+
+
+@dataclass(frozen=True)
+class Judgement:
+    """One check's result on one histogram, with what the shifter needs to act on it."""
+
+    subsystem: str
+    histogram: str | None
+    check: str
+    result: CheckResult
+    instruction: str = ""
+
+
+@dataclass
+class Verdict:
+    judgements: list[Judgement] = field(default_factory=list)
+
+    @property
+    def subsystems(self) -> dict[str, Quality]:
+        out = {s: worst(j.result.quality for j in self.judgements if j.subsystem == s) for s in SUBSYSTEMS}
+        return out
+
+    @property
+    def overall(self) -> Quality:
+        return worst(j.result.quality for j in self.judgements)
+
+    def worst_in(self, subsystem: str) -> Judgement | None:
+        cands = [j for j in self.judgements if j.subsystem == subsystem]
+        return max(cands, key=lambda j: int(j.result.quality), default=None)
+
+
+def config_version(specs: SpecSet, override_id: int | None) -> str:
+    """``<spec hash>+<newest override id>``: names everything that sets a threshold."""
+    return f"{specs.version}+{override_id or 0}"
+
+
+def evaluate_spill(
+    specs: SpecSet,
+    hists: Mapping[str, bh.Histogram],
+    summary: Mapping[str, float | None],
+    *,
+    history: Mapping[str, Sequence[float]] | None = None,
+    reference: Mapping[str, bh.Histogram] | None = None,
+    masked: Mapping[str, Sequence[Sequence[int]]] | None = None,
+    overrides: Mapping[tuple[str, str], Mapping] | None = None,
+    status: str = "complete",
+    batches: tuple[int, int | None] | None = None,
+) -> Verdict:
+    """Run every spec check; ``overrides[(histogram, check)]`` replaces parameters."""
+    reference = reference or {}
+    masked = masked or {}
+    overrides = overrides or {}
+    numeric = {k: float(v) for k, v in summary.items() if isinstance(v, (int, float)) and v is not None}
+    verdict = Verdict()
+    for spec in specs:
+        for check in spec.checks:
+            params = dict(check.params)
+            params.update(overrides.get((spec.name, check.type), {}))
+            ctx = CheckContext(
+                histogram=hists.get(spec.name), reference=reference.get(spec.name), summary=numeric,
+                history=history, masked=frozenset(tuple(c) for c in masked.get(spec.name, ())),
+            )
+            result = run_check(check.type, ctx, params)
+            verdict.judgements.append(Judgement(spec.subsystem, spec.name, check.type, result, check.instruction or spec.instruction))
+    if status != "complete":
+        got, expected = batches or (0, None)
+        verdict.judgements.append(Judgement(
+            "daq", None, "spill_complete",
+            CheckResult(quality=Quality.BAD, value=float(got), threshold={"expected": float(expected) if expected is not None else -1.0},
+                        explanation=f"spill closed incomplete after the timeout: {got} of {expected if expected is not None else '?'} batches arrived"
+                        + ("" if expected is not None else " and no end-of-spill marker"),
+                        details={"received_batches": got, "expected_batches": expected}, check="spill_complete"),
+            "Spill data incomplete: check the DAQ event builder and the network to the DQM; call the DAQ expert if it repeats.",
+        ))
+    return verdict

@@ -1,0 +1,191 @@
+"""Flags in the database: gather a spill's check inputs, store the verdict, recheck a run.
+
+Every input of :func:`dqm.evaluate.evaluate_spill` is read *as it was when the spill
+closed*: history = the run's spills closed before it, masks in force at its closing
+time, overrides up to the configuration version, the reference recorded with it.
+So ``dqm recheck`` with the same configuration version reproduces the live flags.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Mapping
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.orm import Session
+
+from dqm.checks import Quality
+from dqm.config import Settings
+from dqm.errors import StorageError
+from dqm.evaluate import Verdict, config_version, evaluate_spill
+from dqm.references import DEFAULT_BEAM_CONFIG, ReferenceCache, active_reference, flags_reference_run
+from dqm.specs import SpecSet
+from dqm.store.models import ChannelMask, CheckOverride, Flag, Reference, Run, Spill
+from dqm.store.spills import ClosedSpill, spill_histograms
+
+__all__ = ["CheckInputs", "gather_inputs", "store_verdict", "make_close_hook", "recheck_run", "HISTORY_SPILLS"]
+
+#: How many earlier spills of the run the trend checks (CUSUM, EWMA, intensity) see.
+HISTORY_SPILLS = 60
+ROLLUP = "rollup"
+
+
+@dataclass
+class CheckInputs:
+    history: dict[str, list[float]]
+    reference: Mapping
+    reference_run: int | None
+    masked: dict[str, list[list[int]]]
+    overrides: dict[tuple[str, str], dict]
+    version: str
+
+
+def _naive_utc(ts: datetime) -> datetime:
+    return ts.astimezone(timezone.utc).replace(tzinfo=None) if ts.tzinfo else ts
+
+
+def _history(session: Session, sp: Spill) -> dict[str, list[float]]:
+    cutoff = sp.closed_at
+    stmt = select(Spill.summary).where(Spill.run == sp.run, Spill.spill < sp.spill, Spill.status != "open", Spill.id != sp.id)
+    if cutoff is not None:
+        stmt = stmt.where(Spill.closed_at < (_naive_utc(cutoff) if session.get_bind().dialect.name == "sqlite" else cutoff))
+    rows = session.scalars(stmt.order_by(Spill.spill.desc()).limit(HISTORY_SPILLS)).all()[::-1]
+    keys = {k for r in rows if r for k, v in r.items() if isinstance(v, (int, float))}
+    return {k: [float(r[k]) if r and isinstance(r.get(k), (int, float)) else float("nan") for r in rows] for k in sorted(keys)}
+
+
+def _overrides(session: Session, upto: int | None) -> dict[tuple[str, str], dict]:
+    stmt = select(CheckOverride).order_by(CheckOverride.id)
+    if upto is not None:
+        stmt = stmt.where(CheckOverride.id <= upto)
+    out: dict[tuple[str, str], dict] = {}
+    for o in session.scalars(stmt):
+        out.setdefault((o.histogram, o.check), {}).update(o.params)
+    return out
+
+
+def _masks(session: Session, at: datetime) -> dict[str, list[list[int]]]:
+    at_q = _naive_utc(at) if session.get_bind().dialect.name == "sqlite" else at
+    rows = session.scalars(select(ChannelMask).where(ChannelMask.created_at <= at_q, ChannelMask.until > at_q)).all()
+    out: dict[str, list[list[int]]] = {}
+    for m in rows:
+        out.setdefault(m.histogram, []).append(list(m.channel))
+    return out
+
+
+def gather_inputs(session: Session, sp: Spill, specs: SpecSet, refs: ReferenceCache, *, version: str | None = None, reference: Reference | None = None) -> CheckInputs:
+    """Inputs as they were when ``sp`` closed; ``version`` pins the threshold overrides."""
+    if version is not None:
+        spec_hash, _, ov = version.partition("+")
+        if spec_hash != specs.version:
+            raise StorageError(f"configuration version {version} was made with specs {spec_hash}; the specs in use are {specs.version}")
+        upto = int(ov or 0)
+    else:
+        upto = session.scalar(select(func.max(CheckOverride.id))) or 0
+    run_row = session.get(Run, sp.run)
+    ref = reference if reference is not None else active_reference(session, run_row.beam_config if run_row else DEFAULT_BEAM_CONFIG)
+    at = sp.closed_at or datetime.now(timezone.utc)
+    return CheckInputs(
+        history=_history(session, sp), reference=refs.get(session, ref), reference_run=ref.run if ref else None,
+        masked=_masks(session, at), overrides=_overrides(session, upto), version=config_version(specs, upto),
+    )
+
+
+def store_verdict(session: Session, sp: Spill, verdict: Verdict, inputs: CheckInputs) -> None:
+    """Replace the spill's flags with ``verdict`` (one row per check plus per-subsystem roll-ups)."""
+    session.execute(delete(Flag).where(Flag.spill_id == sp.id))
+    rows = []
+    for j in verdict.judgements:
+        r = j.result
+        rows.append(Flag(run=sp.run, spill=sp.spill, spill_id=sp.id, subsystem=j.subsystem, histogram=j.histogram,
+                         check=j.check, quality=int(r.quality), value=r.value, thresholds=r.threshold,
+                         explanation=r.explanation, details=r.details, instruction=j.instruction,
+                         config_version=inputs.version, reference_run=inputs.reference_run))
+    for subsystem, q in verdict.subsystems.items():
+        worst_j = verdict.worst_in(subsystem)
+        rows.append(Flag(run=sp.run, spill=sp.spill, spill_id=sp.id, subsystem=subsystem, histogram=None, check=ROLLUP,
+                         quality=int(q), value=None, thresholds=None,
+                         explanation=worst_j.result.explanation if worst_j and q >= Quality.WARNING else "",
+                         details=None, instruction=worst_j.instruction if worst_j and q >= Quality.WARNING else "",
+                         config_version=inputs.version, reference_run=inputs.reference_run))
+    session.add_all(rows)
+    sp.quality = int(verdict.overall)
+    sp.config_version = inputs.version
+    summary = dict(sp.summary or {})
+    summary["quality"] = {s: int(q) for s, q in verdict.subsystems.items()}
+    sp.summary = summary
+    _store_run_rollup(session, sp.run, inputs)
+
+
+def _store_run_rollup(session: Session, run: int, inputs: CheckInputs) -> None:
+    """Run-level roll-up rows (spill NULL): worst of the run's spill roll-ups per subsystem."""
+    session.flush()
+    worst = session.execute(
+        select(Flag.subsystem, func.max(Flag.quality)).where(Flag.run == run, Flag.check == ROLLUP, Flag.spill.is_not(None)).group_by(Flag.subsystem)
+    ).all()
+    session.execute(delete(Flag).where(Flag.run == run, Flag.check == ROLLUP, Flag.spill.is_(None)))
+    session.add_all([Flag(run=run, spill=None, spill_id=None, subsystem=s, histogram=None, check=ROLLUP, quality=int(q),
+                          explanation="worst spill of the run", config_version=inputs.version, reference_run=inputs.reference_run)
+                     for s, q in worst])
+
+
+def make_close_hook(settings: Settings, specs: SpecSet):
+    """The worker's close hook: judge the spill, store flags, return what to announce."""
+    refs = ReferenceCache()
+
+    def judge(session: Session, closed: ClosedSpill) -> dict:
+        sp = session.get(Spill, closed.spill_id)
+        inputs = gather_inputs(session, sp, specs, refs)
+        verdict = evaluate_spill(specs, closed.hists, closed.summary, history=inputs.history, reference=inputs.reference,
+                                 masked=inputs.masked, overrides=inputs.overrides, status=closed.status,
+                                 batches=(sp.received_batches, sp.expected_batches))
+        store_verdict(session, sp, verdict, inputs)
+        return {"quality": int(verdict.overall), "subsystems": {s: int(q) for s, q in verdict.subsystems.items()},
+                "config_version": inputs.version}
+
+    return judge
+
+
+@dataclass
+class RecheckResult:
+    spills: int
+    differences: list[str]
+    version: str
+
+
+def recheck_run(session: Session, run: int, specs: SpecSet, *, version: str | None = None, store: bool = False) -> RecheckResult:
+    """Recompute a stored run's flags; compare with the stored ones (or replace them)."""
+    refs = ReferenceCache()
+    spills = session.scalars(select(Spill).where(Spill.run == run, Spill.status != "open").order_by(Spill.spill)).all()
+    if not spills:
+        raise StorageError(f"run {run} has no closed spills")
+    diffs: list[str] = []
+    used = version or ""
+    for sp in spills:
+        ref_run = flags_reference_run(session, sp.id)
+        ref = session.scalars(select(Reference).where(Reference.run == ref_run).order_by(Reference.id.desc()).limit(1)).first() if ref_run else None
+        pinned = version or sp.config_version
+        inputs = gather_inputs(session, sp, specs, refs, version=pinned if pinned and pinned.split("+")[0] == specs.version else None, reference=ref)
+        used = inputs.version
+        verdict = evaluate_spill(specs, spill_histograms(session, sp.id), sp.summary or {}, history=inputs.history,
+                                 reference=inputs.reference, masked=inputs.masked, overrides=inputs.overrides, status=sp.status,
+                                 batches=(sp.received_batches, sp.expected_batches))
+        if store:
+            store_verdict(session, sp, verdict, inputs)
+            continue
+        stored = {(f.histogram, f.check): f for f in session.scalars(select(Flag).where(Flag.spill_id == sp.id, Flag.check != ROLLUP))}
+        for j in verdict.judgements:
+            f = stored.pop((j.histogram, j.check), None)
+            if f is None:
+                diffs.append(f"spill {sp.spill} {j.histogram}/{j.check}: not stored")
+            elif f.quality != int(j.result.quality) or not _same(f.value, j.result.value):
+                diffs.append(f"spill {sp.spill} {j.histogram}/{j.check}: stored {Quality(f.quality).name} {f.value}, recomputed {j.result.quality.name} {j.result.value}")
+        diffs.extend(f"spill {sp.spill} {h}/{c}: stored but not recomputed" for h, c in stored)
+    return RecheckResult(len(spills), diffs, used)
+
+
+def _same(a: float | None, b: float | None) -> bool:
+    if a is None or b is None:
+        return a is b
+    return a == b or abs(a - b) <= 1e-9 * max(abs(a), abs(b))
