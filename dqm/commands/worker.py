@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 import signal
 
+import redis
+
 from dqm.runtime import close_hooks, load_default_specs, open_store, require_redis
 from dqm.worker import Worker
 
@@ -16,7 +18,24 @@ def add_parser(sub) -> None:
     p.add_argument("--burst", action="store_true", help="drain the stream, commit, and exit")
     p.add_argument("--consumer", help="consumer name in the group (default host-pid)")
     p.add_argument("--max-seconds", type=float, help="stop after this long")
+    p.add_argument("--metrics-port", type=int, metavar="PORT",
+                   help="serve Prometheus metrics on http://HOST:PORT/metrics (0: any free port; default: off)")
+    p.add_argument("--metrics-host", default="0.0.0.0", metavar="HOST",
+                   help="address the metrics endpoint binds to (default 0.0.0.0: reachable by a Prometheus elsewhere)")
     p.set_defaults(func=run)
+
+
+class _ConsumerTag(logging.Filter):
+    """Adds ``consumer=`` to this worker's log lines (several workers share one log)."""
+
+    def __init__(self, consumer: str) -> None:
+        super().__init__()
+        self.consumer = consumer
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not hasattr(record, "consumer"):
+            record.consumer = self.consumer
+        return True
 
 
 def run(args, settings) -> int:
@@ -24,9 +43,22 @@ def run(args, settings) -> int:
     store = open_store(settings)
     r = require_redis(settings)
     worker = Worker(settings, redis_client=r, sessions=store.sessions, specs=specs, consumer=args.consumer, close_hooks=close_hooks(settings, specs))
+    log.addFilter(_ConsumerTag(worker.consumer))
     signal.signal(signal.SIGINT, lambda *_: worker.stop())
+    metrics = None
+    if args.metrics_port is not None:
+        from dqm.metrics import serve_worker_metrics
+
+        # a client of its own with short timeouts: a hung Redis must not hang a scrape
+        scrape_client = redis.Redis.from_url(settings.redis_url, socket_timeout=2, socket_connect_timeout=2)
+        metrics = serve_worker_metrics(worker, args.metrics_port, args.metrics_host, redis_client=scrape_client)
+        log.info("metrics on http://%s:%d/metrics", args.metrics_host, metrics.port)
     log.info("worker %s consuming %s as group %s (%d histograms, specs %s)", worker.consumer, settings.stream, settings.group, len(specs), specs.version)
-    stats = worker.run(burst=args.burst, max_seconds=args.max_seconds)
+    try:
+        stats = worker.run(burst=args.burst, max_seconds=args.max_seconds)
+    finally:
+        if metrics is not None:
+            metrics.close()
     log.info("worker %s done: %d events, %d batches, %d spills closed, %d dead letters", worker.consumer, stats.events, stats.batches, stats.spills_closed, stats.dead_letters)
     store.dispose()
     return 0
