@@ -1,0 +1,208 @@
+"""Expert actions: the only writes a person makes to the DQM, each by a named user, each audited.
+
+Layer: I/O shell (store). Why a library module and not code in ``apps/``: the rule
+"a named person, an audit entry, bound parameters" must hold whoever calls it — the
+expert web page today, a ``dqm`` subcommand or a script tomorrow — so it is enforced
+here, not by hiding a button. The web page additionally hides the forms from guests,
+but a guest who crafted the request would still be refused by :func:`require_user`.
+
+Every function takes a SQLAlchemy ``Session`` and leaves committing to the caller
+(sessions at the edge): the action's change and its :class:`AuditEntry` land in the
+same transaction or not at all. All values reach SQL through the ORM (bound
+parameters); nothing is formatted into SQL text.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime, timezone
+from typing import Any, Mapping, Sequence
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from dqm.errors import DQMError, SpecError
+from dqm.specs import SpecSet
+from dqm.store.models import (
+    SPILL_OPEN, AuditEntry, ChannelMask, CheckOverride, Flag, Reference, Run, Spill, utcnow,
+)
+
+__all__ = [
+    "ActionError", "PermissionDenied", "ANONYMOUS", "require_user", "audit", "set_reference",
+    "acknowledge_flag", "annotate_flag", "mask_channel", "edit_check_thresholds",
+    "config_version", "channel_shape",
+]
+
+#: User names that are not a person: Panel reports unauthenticated visitors as "guest".
+ANONYMOUS = frozenset({"", "guest"})
+
+
+class ActionError(DQMError):
+    """An expert action was refused: bad target or parameters (the message says which)."""
+
+
+class PermissionDenied(ActionError):
+    """The action needs a logged-in, named user."""
+
+
+def require_user(user: str | None) -> str:
+    """The user's name, or :class:`PermissionDenied` for anonymous/guest callers."""
+    name = (user or "").strip()
+    if name in ANONYMOUS:
+        raise PermissionDenied("this action needs a logged-in user (guests may only look)")
+    return name
+
+
+def audit(session: Session, user: str, action: str, target: str, details: Mapping[str, Any] | None = None) -> AuditEntry:
+    """Record who did what to which target, now (same transaction as the change)."""
+    entry = AuditEntry(at=utcnow(), user=user, action=action, target=target[:256], details=dict(details or {}))
+    session.add(entry)
+    session.flush()
+    return entry
+
+
+def set_reference(session: Session, run: int, user: str | None, *, beam_config: str | None = None, comment: str = "") -> Reference:
+    """Certify ``run`` as the reference of its beam configuration (the previous one is retired).
+
+    Delegates to :func:`dqm.references.set_reference` (which writes its own audit entry)
+    when that module exists; otherwise does the same minimal bookkeeping here.
+    """
+    name = require_user(user)
+    run = int(run)
+    closed = session.scalar(select(func.count()).select_from(Spill).where(Spill.run == run, Spill.status != SPILL_OPEN))
+    if not closed:
+        raise ActionError(f"run {run} has no closed spills: it cannot be a reference")
+    try:
+        from dqm.references import set_reference as _set_reference
+    except ImportError:
+        _set_reference = None
+    if _set_reference is not None:
+        return _set_reference(session, run, name, beam_config=beam_config, comment=comment)
+    config = beam_config or session.scalar(select(Run.beam_config).where(Run.run == run)) or "mu160"
+    session.execute(update(Reference).where(Reference.beam_config == config, Reference.active.is_(True)).values(active=False))
+    ref = Reference(beam_config=config, run=run, set_at=utcnow(), set_by=name, comment=comment, active=True)
+    session.add(ref)
+    session.flush()
+    audit(session, name, "set_reference", f"run {run}", {"run": run, "beam_config": config, "comment": comment, "reference_id": ref.id})
+    return ref
+
+
+def _flag(session: Session, flag_id: int) -> Flag:
+    flag = session.get(Flag, int(flag_id))
+    if flag is None:
+        raise ActionError(f"no flag with id {flag_id}")
+    return flag
+
+
+def acknowledge_flag(session: Session, flag_id: int, user: str | None, *, annotation: str | None = None) -> Flag:
+    """Mark a flag as seen by ``user`` (optionally with a note): it stays, with who and when."""
+    name = require_user(user)
+    flag = _flag(session, flag_id)
+    flag.acknowledged_by, flag.acknowledged_at = name, utcnow()
+    if annotation:
+        flag.annotation = annotation
+    audit(session, name, "acknowledge_flag", f"flag {flag.id}", {
+        "flag_id": flag.id, "run": flag.run, "spill": flag.spill, "subsystem": flag.subsystem,
+        "check": flag.check, "annotation": annotation,
+    })
+    return flag
+
+
+def annotate_flag(session: Session, flag_id: int, user: str | None, text: str) -> Flag:
+    """Attach (replace) a free-text note to a flag, e.g. "known: HV trip, fixed 14:05"."""
+    name = require_user(user)
+    text = (text or "").strip()
+    if not text:
+        raise ActionError("an annotation needs some text")
+    flag = _flag(session, flag_id)
+    previous, flag.annotation = flag.annotation, text
+    audit(session, name, "annotate_flag", f"flag {flag.id}", {"flag_id": flag.id, "annotation": text, "previous": previous})
+    return flag
+
+
+def channel_shape(specs: SpecSet, histogram: str) -> tuple[int, ...]:
+    """Index ranges of the channels of a ``cellmap``/``channels`` histogram, e.g. (6, 6)."""
+    from dqm.fill import book_histogram
+
+    spec = _spec(specs, histogram)
+    if spec.kind not in ("cellmap", "channels"):
+        raise ActionError(f"histogram '{histogram}' is a '{spec.kind}' histogram: only cellmap/channels histograms have channels")
+    h = book_histogram(spec)
+    axes = h.axes[:1] if spec.kind == "channels" else h.axes
+    return tuple(len(ax) for ax in axes)
+
+
+def _spec(specs: SpecSet, histogram: str):
+    try:
+        return specs[histogram]
+    except KeyError:
+        raise ActionError(f"unknown histogram '{histogram}'") from None
+
+
+def mask_channel(
+    session: Session, specs: SpecSet, histogram: str, channel: Sequence[int], until: datetime, user: str | None,
+    *, reason: str = "",
+) -> ChannelMask:
+    """Have the checks ignore one channel of ``histogram`` until ``until`` (UTC if naive)."""
+    name = require_user(user)
+    shape = channel_shape(specs, histogram)
+    cell = [int(c) for c in channel]
+    if len(cell) != len(shape) or any(not 0 <= c < n for c, n in zip(cell, shape)):
+        raise ActionError(f"channel {cell} is outside histogram '{histogram}' (index ranges {list(shape)})")
+    if until.tzinfo is None:
+        until = until.replace(tzinfo=timezone.utc)
+    if until <= utcnow():
+        raise ActionError(f"mask end {until.isoformat()} is in the past")
+    mask = ChannelMask(histogram=histogram, channel=cell, until=until, reason=reason, created_by=name, created_at=utcnow())
+    session.add(mask)
+    session.flush()
+    audit(session, name, "mask_channel", f"{histogram} {cell}", {
+        "mask_id": mask.id, "histogram": histogram, "channel": cell, "until": until.isoformat(), "reason": reason,
+    })
+    return mask
+
+
+def config_version(session: Session, specs: SpecSet) -> str:
+    """The check configuration in force: ``<spec hash>+<newest override id>`` (no suffix without overrides)."""
+    newest = session.scalar(select(func.max(CheckOverride.id)))
+    return specs.version if newest is None else f"{specs.version}+{newest}"
+
+
+def edit_check_thresholds(
+    session: Session, specs: SpecSet, histogram: str, check: str, params: Mapping[str, Any], user: str | None,
+    *, comment: str = "",
+) -> CheckOverride:
+    """Change a check's parameters (thresholds): stored as an override = a new configuration version.
+
+    ``params`` may hold only the changed keys; they are merged over the spec's (and
+    the newest earlier override's) values and validated by the check registry, so a
+    typo fails with "did you mean …" instead of silently disabling a check.
+    """
+    name = require_user(user)
+    spec = _spec(specs, histogram)
+    matches = [c for c in spec.checks if c.type == check]
+    if not matches:
+        known = ", ".join(c.type for c in spec.checks) or "none"
+        raise ActionError(f"histogram '{histogram}' has no check '{check}' (its checks: {known})")
+    previous = session.scalars(
+        select(CheckOverride).where(CheckOverride.histogram == histogram, CheckOverride.check == check)
+        .order_by(CheckOverride.id.desc()).limit(1)
+    ).first()
+    base = dict(previous.params) if previous is not None else dict(matches[0].params)
+    merged = {**base, **dict(params)}
+    try:
+        from dqm.checks import validate_check_params
+
+        resolved = validate_check_params(check, merged)
+    except SpecError as exc:
+        raise ActionError(f"check '{check}' of '{histogram}': {exc}") from None
+    resolved = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in resolved.items()}
+    override = CheckOverride(histogram=histogram, check=check, params=resolved, comment=comment, created_by=name, created_at=utcnow())
+    session.add(override)
+    session.flush()
+    changed = {k: {"from": base.get(k), "to": resolved.get(k)} for k in resolved if base.get(k) != resolved.get(k)}
+    audit(session, name, "edit_check_thresholds", f"{histogram}/{check}", {
+        "override_id": override.id, "histogram": histogram, "check": check, "changed": changed,
+        "config_version": f"{specs.version}+{override.id}", "comment": comment,
+    })
+    return override

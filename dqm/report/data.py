@@ -1,0 +1,277 @@
+"""Gather everything a report shows, from the store, into plain data (no plotting).
+
+Layer: I/O shell over the SQL store, read-only. It selects the closed spills of a
+:class:`Period`, their flags, the references in force and the period's integrated
+histograms, and returns a :class:`ReportData` that the page planner and the plotting
+code consume without touching the database again. Keeping the queries here means
+the pages can be tested from a hand-built ``ReportData`` and the queries from a
+real database, separately.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta, timezone
+from typing import Callable
+
+import boost_histogram as bh
+from sqlalchemy import Select, select
+from sqlalchemy.orm import Session
+
+from dqm.errors import ConfigError
+from dqm.histio import decode_histograms
+from dqm.report.integrate import Integrator
+from dqm.report.progress import NullProgress, Progress
+from dqm.specs import SpecSet
+from dqm.store.models import SPILL_OPEN, Flag, Reference, Run, Spill, SpillHistograms
+
+__all__ = [
+    "Period", "SpillRow", "FlagRow", "ReferenceInfo", "ReportData", "gather", "QUALITY_NAMES",
+    "parse_utc",
+]
+
+#: dqm.checks.Quality values, spelled out for the page (kept here so gathering needs no checks import)
+QUALITY_NAMES = {0: "GOOD", 1: "NO_DATA", 2: "WARNING", 3: "BAD"}
+WARNING, BAD = 2, 3
+
+ProgressFactory = Callable[..., Progress]
+
+
+def parse_utc(text: str, what: str = "--since") -> datetime:
+    """An ISO date or date-time; naive values are UTC (the DQM's one clock)."""
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise ConfigError(what, text, "an ISO date or date-time such as 2025-06-01T06:00 (UTC)") from None
+    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+
+
+def _aware(ts: datetime | None) -> datetime | None:
+    """SQLite hands back naive datetimes; everything the store writes is UTC."""
+    if ts is None:
+        return None
+    return ts.replace(tzinfo=timezone.utc) if ts.tzinfo is None else ts.astimezone(timezone.utc)
+
+
+@dataclass(frozen=True)
+class Period:
+    """What a report covers: a UTC time window on spill closing times, or one run."""
+
+    label: str
+    start: datetime | None = None
+    end: datetime | None = None
+    run: int | None = None
+
+    @classmethod
+    def day(cls, day: date) -> "Period":
+        start = datetime.combine(day, time(0), tzinfo=timezone.utc)
+        return cls(f"{day.isoformat()} (UTC)", start, start + timedelta(days=1))
+
+    @classmethod
+    def for_run(cls, run: int) -> "Period":
+        return cls(f"run {run}", run=run)
+
+    @classmethod
+    def between(cls, since: datetime, until: datetime) -> "Period":
+        if not until > since:
+            raise ConfigError("--until", until.isoformat(), f"a time after --since ({since.isoformat()})")
+        return cls(f"{since:%Y-%m-%d %H:%M} – {until:%Y-%m-%d %H:%M} UTC", since, until)
+
+    def where(self, stmt: Select, dialect: str) -> Select:
+        """Restrict a query over ``Spill`` to this period's closed spills."""
+        stmt = stmt.where(Spill.status != SPILL_OPEN, Spill.closed_at.is_not(None))
+        if self.run is not None:
+            stmt = stmt.where(Spill.run == self.run)
+        for bound, op in ((self.start, "ge"), (self.end, "lt")):
+            if bound is not None:
+                b = bound.astimezone(timezone.utc)
+                b = b.replace(tzinfo=None) if dialect == "sqlite" else b
+                stmt = stmt.where(Spill.closed_at >= b if op == "ge" else Spill.closed_at < b)
+        return stmt
+
+
+@dataclass(frozen=True)
+class SpillRow:
+    id: int
+    run: int
+    spill: int
+    status: str
+    closed_at: datetime
+    n_events: int
+    quality: int | None
+    summary: dict
+
+
+@dataclass(frozen=True)
+class FlagRow:
+    run: int
+    spill: int | None
+    subsystem: str
+    histogram: str | None
+    check: str
+    quality: int
+    value: float | None
+    explanation: str
+    instruction: str
+    reference_run: int | None
+    created_at: datetime | None
+
+
+@dataclass(frozen=True)
+class ReferenceInfo:
+    beam_config: str
+    run: int
+    set_at: datetime | None
+    set_by: str
+    comment: str
+    imported: bool
+    in_force_at_end: bool
+
+
+@dataclass
+class ReportData:
+    """Everything the pages show; built by :func:`gather`, or by hand in tests."""
+
+    period: Period
+    specs: SpecSet
+    generated_at: datetime
+    spills: list[SpillRow]
+    flags: list[FlagRow]
+    references: list[ReferenceInfo]
+    histograms: dict[str, bh.Histogram]
+    reference_histograms: dict[str, bh.Histogram] = field(default_factory=dict)
+    reference_run: int | None = None
+    beam_configs: dict[str, int] = field(default_factory=dict)  # config -> spills
+    mot_per_event: float = 1.0
+    skipped: dict[str, int] = field(default_factory=dict)  # histogram -> spills not summed
+
+    @property
+    def runs(self) -> list[int]:
+        return sorted({s.run for s in self.spills})
+
+    @property
+    def n_events(self) -> int:
+        return sum(s.n_events for s in self.spills)
+
+    @property
+    def mot(self) -> float:
+        return self.n_events * self.mot_per_event
+
+    @property
+    def quality_counts(self) -> Counter:
+        """Spills per quality name (``UNCHECKED`` when no check judged the spill)."""
+        return Counter(QUALITY_NAMES.get(s.quality, "UNCHECKED") if s.quality is not None else "UNCHECKED" for s in self.spills)
+
+    @property
+    def good_fraction(self) -> float | None:
+        return self.quality_counts["GOOD"] / len(self.spills) if self.spills else None
+
+    @property
+    def flag_counts(self) -> dict[str, Counter]:
+        """subsystem -> quality name -> number of flags."""
+        out: dict[str, Counter] = {}
+        for f in self.flags:
+            out.setdefault(f.subsystem, Counter())[QUALITY_NAMES.get(f.quality, str(f.quality))] += 1
+        return out
+
+    @property
+    def problem_flags(self) -> list[FlagRow]:
+        """Every WARNING/BAD flag, in time order: the report's table."""
+        return [f for f in self.flags if f.quality >= WARNING]
+
+    @property
+    def window(self) -> tuple[datetime | None, datetime | None]:
+        """The period's bounds, or for a run its first and last closing times."""
+        if self.period.start is not None or not self.spills:
+            return self.period.start, self.period.end
+        return self.spills[0].closed_at, self.spills[-1].closed_at
+
+
+def _spills(session: Session, period: Period, dialect: str) -> list[SpillRow]:
+    stmt = period.where(select(
+        Spill.id, Spill.run, Spill.spill, Spill.status, Spill.closed_at, Spill.n_events, Spill.quality, Spill.summary,
+    ), dialect).order_by(Spill.closed_at, Spill.run, Spill.spill)
+    return [SpillRow(i, r, s, st, _aware(c), int(n or 0), q, dict(summ or {})) for i, r, s, st, c, n, q, summ in session.execute(stmt)]
+
+
+def _flags(session: Session, period: Period, dialect: str) -> list[FlagRow]:
+    stmt = period.where(select(Flag).join(Spill, Spill.id == Flag.spill_id), dialect)
+    rows = session.scalars(stmt.order_by(Spill.closed_at, Flag.run, Flag.spill, Flag.id)).all()
+    return [FlagRow(f.run, f.spill, f.subsystem, f.histogram, f.check, int(f.quality), f.value, f.explanation or "",
+                    f.instruction or "", f.reference_run, _aware(f.created_at)) for f in rows]
+
+
+def _with_worst_flag(spills: list[SpillRow], flags: list[FlagRow]) -> list[SpillRow]:
+    """A spill whose quality column is empty takes the worst of its flags."""
+    worst: dict[tuple[int, int | None], int] = {}
+    for f in flags:
+        key = (f.run, f.spill)
+        worst[key] = max(worst.get(key, 0), f.quality)  # roll-up is worst-of
+    out = []
+    for s in spills:
+        if s.quality is None and (s.run, s.spill) in worst:
+            s = SpillRow(s.id, s.run, s.spill, s.status, s.closed_at, s.n_events, worst[(s.run, s.spill)], s.summary)
+        out.append(s)
+    return out
+
+
+def _references(session: Session, configs: list[str], flag_runs: set[int], end: datetime | None) -> tuple[list[ReferenceInfo], dict[str, Reference]]:
+    """References that were in force at the period's end, plus those the flags name."""
+    infos: list[ReferenceInfo] = []
+    in_force: dict[str, Reference] = {}
+    rows = session.scalars(select(Reference).order_by(Reference.set_at)).all()
+    for config in configs:
+        mine = [r for r in rows if r.beam_config == config]
+        before = [r for r in mine if end is None or _aware(r.set_at) <= end]
+        chosen = before[-1] if before else next((r for r in reversed(mine) if r.active), None)
+        if chosen is not None:
+            in_force[config] = chosen
+    seen: set[int] = set()
+    for r in rows:
+        if r.id in seen or not (r in in_force.values() or r.run in flag_runs):
+            continue
+        seen.add(r.id)
+        infos.append(ReferenceInfo(r.beam_config, r.run, _aware(r.set_at), r.set_by, r.comment or "", r.blob is not None, r in in_force.values()))
+    return infos, in_force
+
+
+def reference_histograms(session: Session, ref: Reference, threads: int | None = None) -> dict[str, bh.Histogram]:
+    """An imported reference's histograms, or the sum of its run's closed spills."""
+    if ref.blob is not None:
+        return decode_histograms(ref.blob)[0]
+    acc = Integrator()
+    stmt = select(SpillHistograms.blob).join(Spill, Spill.id == SpillHistograms.spill_id).where(Spill.run == ref.run)
+    acc.add_many(session.scalars(stmt).yield_per(64), threads=threads)
+    return acc.histograms()
+
+
+def gather(session: Session, specs: SpecSet, period: Period, *, mot_per_event: float = 1.0,
+           progress: ProgressFactory = NullProgress, now: datetime | None = None, threads: int | None = None) -> ReportData:
+    """Read the period's spills, flags, references and integrated histograms."""
+    dialect = session.get_bind().dialect.name
+    flags = _flags(session, period, dialect)
+    spills = _with_worst_flag(_spills(session, period, dialect), flags)
+    configs = Counter()
+    if spills:
+        run_cfg = dict(session.execute(select(Run.run, Run.beam_config).where(Run.run.in_({s.run for s in spills}))).all())
+        configs = Counter(run_cfg.get(s.run, "mu160") for s in spills)
+    end = period.end or (spills[-1].closed_at if spills else None)
+    flag_runs = {f.reference_run for f in flags if f.reference_run is not None}
+    refs, in_force = _references(session, list(configs), flag_runs, end)
+    acc = Integrator()
+    stmt = period.where(select(SpillHistograms.blob).join(Spill, Spill.id == SpillHistograms.spill_id), dialect)
+    with progress("integrating spills", total=len(spills)) as bar:
+        acc.add_many(session.scalars(stmt).yield_per(64), threads=threads, on_each=bar.update)
+    ref_hists: dict[str, bh.Histogram] = {}
+    ref_run = None
+    if configs:
+        main_config = configs.most_common(1)[0][0]
+        if main_config in in_force:
+            ref_run = in_force[main_config].run
+            ref_hists = reference_histograms(session, in_force[main_config], threads)
+    return ReportData(
+        period=period, specs=specs, generated_at=now or datetime.now(timezone.utc), spills=spills, flags=flags,
+        references=refs, histograms=acc.histograms(), reference_histograms=ref_hists, reference_run=ref_run,
+        beam_configs=dict(configs), mot_per_event=mot_per_event, skipped=dict(acc.skipped),
+    )

@@ -1,0 +1,160 @@
+"""Sum many stored spills' histograms quickly: the report's and the export's hot loop.
+
+Rebuilding ~30 ``bh.Histogram`` objects per spill with ``from_uhi`` and adding them
+costs ≈5 ms a spill, 10 s for a day of 2000 spills. Every spill of a period is
+booked from the same specs, so its blob carries the same JSON header: this module
+parses a header once (cached by its bytes), then for each further blob only
+decompresses and adds the raw storage arrays with numpy (≈0.3 ms a spill). Real
+histograms are built once, at the end, from the header and the summed arrays.
+
+A blob whose header differs (the specs changed during the period) is parsed on its
+own; a histogram whose binning changed cannot be summed with the earlier ones and
+is counted in :attr:`Integrator.skipped` instead of failing the whole report.
+Anything not in the format this module knows goes through
+:func:`dqm.histio.decode_histograms`, the reference reader.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+import zlib
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from itertools import islice
+from typing import Iterable
+
+import boost_histogram as bh
+import numpy as np
+from boost_histogram.serialization import from_uhi
+
+from dqm.histio import FORMAT_VERSION, MAGIC, decode_histograms
+
+__all__ = ["Integrator", "sum_blobs"]
+
+_ARRAY_KEYS = ("values", "variances", "counts", "sum_of_weights", "sum_of_weights_squared")
+
+
+@dataclass
+class _Layout:
+    """One parsed header: per histogram, its UHI skeleton and where its arrays lie."""
+
+    skeletons: dict[str, dict]
+    blocks: dict[str, list[tuple[str, int, np.dtype, tuple[int, ...], int]]]
+    signatures: dict[str, str]
+
+
+def _parse_header(header_bytes: bytes) -> _Layout:
+    header = json.loads(header_bytes)
+    skeletons, blocks, signatures = {}, {}, {}
+    for name, uhi in header["histograms"].items():
+        storage = uhi["storage"]
+        refs = []
+        for key in _ARRAY_KEYS:
+            if key in storage:
+                ref = storage[key]
+                shape = tuple(ref["shape"])
+                refs.append((key, int(ref["offset"]), np.dtype(ref["dtype"]), shape, int(np.prod(shape))))
+        skeletons[name] = uhi
+        blocks[name] = refs
+        # what must agree for two spills' arrays to be summed: axes and storage type
+        signatures[name] = json.dumps([uhi["axes"], storage["type"], [(k, d.str, s) for k, _, d, s, _ in refs]], sort_keys=True)
+    return _Layout(skeletons, blocks, signatures)
+
+
+@dataclass
+class Integrator:
+    """Accumulates blobs; :meth:`histograms` returns the sums as ``bh.Histogram``."""
+
+    n_blobs: int = 0
+    skipped: dict[str, int] = field(default_factory=dict)
+    _layouts: dict[bytes, _Layout] = field(default_factory=dict)
+    _sums: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
+    _skeleton: dict[str, dict] = field(default_factory=dict)
+    _signature: dict[str, str] = field(default_factory=dict)
+    _slow: dict[str, bh.Histogram] = field(default_factory=dict)
+
+    def add(self, blob: bytes) -> None:
+        """Add one stored spill's histograms (a :mod:`dqm.histio` blob)."""
+        self._add_body(bytes(blob), _inflate(bytes(blob)))
+
+    def add_many(self, blobs: Iterable[bytes], *, threads: int | None = None, chunk: int = 32, on_each=None) -> None:
+        """Add many blobs; zlib releases the GIL, so decompression runs on ``threads`` cores.
+
+        Work goes in chunks so that at most ``chunk`` decompressed spills are in memory.
+        """
+        threads = threads or min(4, os.cpu_count() or 1)
+        it = iter(blobs)
+        with ThreadPoolExecutor(threads) as pool:
+            while batch := [bytes(b) for b in islice(it, chunk)]:
+                for blob, body in zip(batch, pool.map(_inflate, batch)):
+                    self._add_body(blob, body)
+                    if on_each is not None:
+                        on_each()
+
+    def _add_body(self, blob: bytes, body: bytes | None) -> None:
+        self.n_blobs += 1
+        if body is None:
+            self._add_slow(blob)  # raises the reader's clear error for foreign data
+            return
+        (hlen,) = struct.unpack_from("<I", body, 0)
+        head = body[4 : 4 + hlen]
+        layout = self._layouts.get(head)
+        if layout is None:
+            layout = self._layouts[head] = _parse_header(head)
+        data = memoryview(body)[4 + hlen :]
+        for name, refs in layout.blocks.items():
+            sig = layout.signatures[name]
+            known = self._signature.setdefault(name, sig)
+            if known != sig:
+                self.skipped[name] = self.skipped.get(name, 0) + 1
+                continue
+            self._skeleton.setdefault(name, layout.skeletons[name])
+            sums = self._sums.setdefault(name, {})
+            for key, offset, dtype, shape, count in refs:
+                arr = np.frombuffer(data, dtype=dtype, count=count, offset=offset).reshape(shape)
+                if key in sums:
+                    sums[key] += arr
+                else:
+                    sums[key] = arr.astype(dtype.newbyteorder("="), copy=True)
+
+    def _add_slow(self, blob: bytes) -> None:
+        hists, _ = decode_histograms(blob)
+        for name, h in hists.items():
+            if name in self._sums:
+                self.skipped[name] = self.skipped.get(name, 0) + 1
+            elif name in self._slow:
+                self._slow[name] += h
+            else:
+                self._slow[name] = h.copy()
+
+    def histograms(self) -> dict[str, bh.Histogram]:
+        """The sums so far, as real histograms with their stored name/title metadata."""
+        out: dict[str, bh.Histogram] = {}
+        for name, sums in self._sums.items():
+            uhi = json.loads(json.dumps(self._skeleton[name]))  # deep copy of a JSON tree
+            uhi["storage"].update({k: v.copy() for k, v in sums.items()})
+            meta = uhi.pop("metadata", {}) or {}
+            uhi["metadata"] = {}
+            h = from_uhi(uhi)
+            for k, v in meta.items():
+                setattr(h, k, v)
+            out[name] = h
+        for name, h in self._slow.items():
+            out.setdefault(name, h)
+        return out
+
+
+def _inflate(blob: bytes) -> bytes | None:
+    """The decompressed body of a blob in the known format, else None (slow path)."""
+    if blob[:4] != MAGIC or struct.unpack_from("<H", blob, 4)[0] != FORMAT_VERSION:
+        return None
+    return zlib.decompress(blob[6:])
+
+
+def sum_blobs(blobs: Iterable[bytes], *, threads: int | None = None) -> tuple[dict[str, bh.Histogram], int]:
+    """Sum of every blob's histograms and how many blobs there were."""
+    acc = Integrator()
+    acc.add_many(blobs, threads=threads)
+    return acc.histograms(), acc.n_blobs
