@@ -87,3 +87,5 @@ def setup_logging(level: str = "INFO") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    # Alembic narrates every migration step at INFO; a user only needs to hear about problems.
+    logging.getLogger("alembic").setLevel(max(logging.getLevelName(level), logging.WARNING))

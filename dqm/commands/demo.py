@@ -10,6 +10,7 @@ that, leaving no process behind.
 from __future__ import annotations
 
 import importlib.util
+import json
 import logging
 import os
 import signal
@@ -40,6 +41,8 @@ def add_parser(sub) -> None:
     p.add_argument("--duration-s", type=float, default=0.0, help="stop after this many seconds")
     p.add_argument("--no-web", action="store_true", help="do not start the web apps")
     p.add_argument("--run", type=int, help="run number (default: one above the highest stored)")
+    p.add_argument("--reference-spills", type=int, default=5,
+                   help="with no reference run yet, first publish this many clean spills as one and certify it (0: don't)")
     p.set_defaults(func=run)
 
 
@@ -87,6 +90,27 @@ class Demo:
         proc = subprocess.Popen([sys.executable, "-m", "dqm", "--log-level", "WARNING", *argv], env=env)
         self.children.append((name, proc))
 
+    def watch_verdicts(self) -> None:
+        """Print each closed spill's verdict as the workers announce it (what a shifter would see)."""
+        r = connect(self.settings.redis_url)
+        pubsub = r.pubsub(ignore_subscribe_messages=True)
+        pubsub.subscribe(self.settings.channel)
+        from dqm.runtime import open_store
+
+        store = open_store(self.settings, writer=False)
+        try:
+            while not self.stop_event.is_set():
+                msg = pubsub.get_message(timeout=0.5)
+                if msg is None:
+                    continue
+                try:
+                    print("  " + describe_closed(json.loads(msg["data"]), store), flush=True)
+                except Exception as exc:  # a display problem must never stop the demo
+                    log.warning("could not describe a closed spill: %s", exc)
+        finally:
+            pubsub.close()
+            store.dispose()
+
     def next_run(self) -> int:
         if self.args.run:
             return self.args.run
@@ -99,9 +123,47 @@ class Demo:
         store.dispose()
         return (highest or 0) + 1
 
+    def make_reference(self, r) -> None:
+        """No reference yet: publish a short clean run, wait for it to close, certify it.
+
+        Without a reference the shape comparisons (χ², KS, pulls) have nothing to compare
+        with; a real shift starts from a certified run, so the demo makes one.
+        """
+        from dqm.actions import set_reference
+        from dqm.runtime import open_store
+        from dqm.store.models import Reference, Spill
+
+        store = open_store(self.settings)
+        try:
+            with store.sessions() as session:
+                if session.scalar(select(func.count()).select_from(Reference).where(Reference.active.is_(True))):
+                    return
+            run = self.next_run()
+            n = self.args.reference_spills
+            cfg = SimConfig(run=run, events_per_spill=self.args.events_per_spill)
+            print(f"  reference run {run}: no reference yet, publishing {n} clean spills to certify", flush=True)
+            for spill in range(1, n + 1):
+                publish_spill(r, self.settings.stream, simulate_spill(cfg, spill, []), maxlen=self.settings.stream_maxlen)
+            deadline = time.monotonic() + 120
+            closed = 0
+            while closed < n and time.monotonic() < deadline and not self.stop_event.is_set():
+                self.stop_event.wait(0.5)
+                with store.sessions() as session:
+                    closed = session.scalar(select(func.count()).select_from(Spill).where(Spill.run == run, Spill.status != "open"))
+            if closed < n:
+                print(f"  reference run {run}: only {closed} of {n} spills closed; continuing without a reference", flush=True)
+                return
+            with store.sessions.begin() as session:
+                set_reference(session, run, "demo", comment="clean simulated run certified by dqm demo")
+            print(f"  reference run {run}: certified as the reference (set by 'demo')", flush=True)
+        finally:
+            store.dispose()
+
     def simulate(self) -> None:
         s = self.settings
         r = connect(s.redis_url)
+        if self.args.reference_spills > 0:
+            self.make_reference(r)
         run = self.next_run()
         cfg = SimConfig(run=run, events_per_spill=self.args.events_per_spill, spill_period_s=self.args.period_s)
         print(f"  simulator run {run}: a spill every {self.args.period_s:g} s, {cfg.events_per_spill} events each"
@@ -147,6 +209,7 @@ def run(args, settings) -> int:
     signal.signal(signal.SIGTERM, lambda *_: demo.stop_event.set())
     try:
         demo.start()
+        threading.Thread(target=demo.watch_verdicts, name="verdicts", daemon=True).start()
         if args.duration_s:
             timer = threading.Timer(args.duration_s, demo.stop_event.set)
             timer.daemon = True
@@ -159,6 +222,30 @@ def run(args, settings) -> int:
     finally:
         demo.stop()
     return 0
+
+
+def describe_closed(note: dict, store) -> str:
+    """One line per closed spill: status, overall quality, and the worst flag of each bad subsystem."""
+    from dqm.checks import Quality
+    from dqm.store.models import Flag
+
+    quality = note.get("quality")
+    line = f"closed {note['run']}/{note['spill']}: {note.get('status')}, {int(note.get('n_events') or 0)} events"
+    if quality is None:
+        return line
+    line += f", {Quality(quality).name}"
+    bad = sorted(s for s, q in (note.get("subsystems") or {}).items() if q >= Quality.WARNING)
+    if not bad:
+        return line
+    with store.sessions() as session:
+        for subsystem in bad:
+            flag = session.scalars(
+                select(Flag).where(Flag.run == note["run"], Flag.spill == note["spill"], Flag.subsystem == subsystem)
+                .order_by(Flag.quality.desc(), Flag.id).limit(1)
+            ).first()
+            if flag is not None:
+                line += f"\n      {Quality(flag.quality).name:<7} {subsystem}: {flag.explanation}"
+    return line
 
 
 def _safe(url: str) -> str:
