@@ -84,7 +84,8 @@ class Demo:
         if not self.args.no_web and importlib.util.find_spec("dqm.commands.serve"):
             self._spawn("web", ["serve"], env)
             print(f"  web       http://{s.web_host}:{s.web_port}/  (control room: /control_room, expert: /expert)")
-        print(f"  workers   {self.args.workers} processes in consumer group '{s.group}' on stream '{s.stream}'")
+        pids = ", ".join(str(proc.pid) for name, proc in self.children if name.startswith("worker"))
+        print(f"  workers   {self.args.workers} processes (pids {pids}) in consumer group '{s.group}' on stream '{s.stream}'")
 
     def _spawn(self, name: str, argv: list[str], env: dict) -> None:
         proc = subprocess.Popen([sys.executable, "-m", "dqm", "--log-level", "WARNING", *argv], env=env)
