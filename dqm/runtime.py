@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 import redis
 from sqlalchemy import Engine
@@ -16,7 +17,7 @@ from dqm.specs import SpecSet, load_specs
 from dqm.store.engine import make_engine, make_sessionmaker
 from dqm.stream import connect
 
-__all__ = ["Store", "open_store", "require_redis", "load_default_specs", "setup_logging", "close_hooks"]
+__all__ = ["Store", "open_store", "require_redis", "effective_redis_url", "demo_redis_url", "DEMO_REDIS_FILE", "load_default_specs", "setup_logging", "close_hooks"]
 
 
 @dataclass
@@ -33,10 +34,39 @@ def open_store(settings: Settings, *, writer: bool = True) -> Store:
     return Store(engine, make_sessionmaker(engine))
 
 
+#: While ``dqm demo`` runs, its private Redis's URL is in this file of ``data_dir``.
+DEMO_REDIS_FILE = "demo-redis.url"
+
+
+def demo_redis_url(settings: Settings) -> str:
+    """The URL of a running demo's private Redis in ``data_dir``, or "" when none answers.
+
+    Lets ``./run status`` (or a worker started by hand) join the demo with no configuration.
+    """
+    path = Path(settings.data_dir) / DEMO_REDIS_FILE
+    try:
+        url = path.read_text().strip()
+    except OSError:
+        return ""
+    try:
+        client = redis.Redis.from_url(url, socket_connect_timeout=0.5, socket_timeout=0.5)
+        client.ping()
+        client.close()
+    except (redis.RedisError, ValueError):
+        return ""
+    return url
+
+
+def effective_redis_url(settings: Settings) -> str:
+    """``DQM_REDIS_URL``, else a running demo's private Redis, else ""."""
+    return settings.redis_url or demo_redis_url(settings)
+
+
 def require_redis(settings: Settings) -> redis.Redis:
-    if not settings.redis_url:
+    url = effective_redis_url(settings)
+    if not url:
         raise ConfigError("DQM_REDIS_URL", "", "a Redis URL such as redis://127.0.0.1:6379/0 (or use 'dqm demo', which starts its own Redis)")
-    return connect(settings.redis_url)
+    return connect(url)
 
 
 def load_default_specs(settings: Settings) -> SpecSet:

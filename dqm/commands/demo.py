@@ -23,6 +23,7 @@ from pathlib import Path
 from sqlalchemy import func, select
 
 from dqm.anomalies import DEMO_ANOMALY_CYCLE, parse_anomaly
+from dqm.runtime import DEMO_REDIS_FILE
 from dqm.services import EmbeddedRedis
 from dqm.simulate import SimConfig, simulate_spill
 from dqm.store.migrate import upgrade_database
@@ -63,6 +64,7 @@ class Demo:
         self.children: list[tuple[str, subprocess.Popen]] = []
         self.redis_server: EmbeddedRedis | None = None
         self.stop_event = threading.Event()
+        self.url_file: Path | None = None
 
     def start(self) -> None:
         s = self.settings
@@ -71,6 +73,8 @@ class Demo:
             self.redis_server = EmbeddedRedis().start()
             s = self.settings = s.with_(redis_url=self.redis_server.url)
             print(f"  redis     {s.redis_url}  (private redis-server, pid {self.redis_server.proc.pid})")
+            self.url_file = Path(s.data_dir) / DEMO_REDIS_FILE
+            self.url_file.write_text(s.redis_url + "\n")  # lets ./run status find it
         else:
             print(f"  redis     {s.redis_url}  (DQM_REDIS_URL)")
         db_url = s.effective_database_url
@@ -169,8 +173,7 @@ class Demo:
         cfg = SimConfig(run=run, events_per_spill=self.args.events_per_spill, spill_period_s=self.args.period_s)
         print(f"  simulator run {run}: a spill every {self.args.period_s:g} s, {cfg.events_per_spill} events each"
               + (f", an anomaly every {self.args.anomaly_every} spills" if self.args.anomaly_every else ""))
-        print("\nWatch it:  ./run status      (or: sqlite3 dqm-data/dqm.sqlite "
-              "'select run, spill, status, n_events, p_bms_mean from spills order by id desc limit 5')")
+        print("\nWatch it:  ./run status     (in another terminal, from this folder: streams, workers, last spills)")
         print("Stop it:   Ctrl-C\n", flush=True)
         t0 = time.monotonic()
         spill = 0
@@ -199,6 +202,8 @@ class Demo:
                 log.warning("%s did not stop in 15 s; killing it", name)
                 proc.kill()
                 proc.wait()
+        if self.url_file is not None:
+            self.url_file.unlink(missing_ok=True)
         if self.redis_server:
             self.redis_server.stop()
         print("demo stopped: every process it started has exited.")

@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 import redis
 from sqlalchemy import select
 
-from dqm.runtime import open_store
+from dqm.runtime import effective_redis_url, open_store
 from dqm.store.models import Spill
 from dqm.store.spills import count_spills
 from dqm.stream import connect
@@ -48,10 +48,12 @@ def stream_report(r: redis.Redis, settings) -> list[str]:
 
 
 def run(args, settings) -> int:
-    if settings.redis_url:
-        print("\n".join(stream_report(connect(settings.redis_url), settings)))
+    url = effective_redis_url(settings)
+    if url:
+        settings = settings.with_(redis_url=url)
+        print("\n".join(stream_report(connect(url), settings)))
     else:
-        print("redis: DQM_REDIS_URL not set (the demo's private Redis is not visible from here)")
+        print("redis: DQM_REDIS_URL not set and no demo running in DQM_DATA_DIR")
     store = open_store(settings, writer=False)
     with store.sessions() as session:
         counts = count_spills(session)

@@ -47,6 +47,11 @@ def test_demo_runs_on_embedded_defaults_and_ctrl_c_stops_everything(tmp_path):
                 break
         output = "".join(lines)
         assert sum("closed 2/" in l for l in lines) >= 4, output
+        # and `dqm status` from another terminal finds the demo's private Redis by itself
+        status = subprocess.run([sys.executable, "-m", "dqm", "status"], env=env, cwd=str(tmp_path),
+                                capture_output=True, text=True, timeout=60)
+        assert status.returncode == 0, status.stderr
+        assert "consumer demo-worker-1" in status.stdout and "consumer demo-worker-2" in status.stdout, status.stdout
         # and the user presses Ctrl-C: the terminal sends SIGINT to the whole foreground group
         os.killpg(proc.pid, signal.SIGINT)
         rest, _ = proc.communicate(timeout=60)
@@ -67,3 +72,4 @@ def test_demo_runs_on_embedded_defaults_and_ctrl_c_stops_everything(tmp_path):
     assert len(worker_pids) == 2
     time.sleep(0.5)
     assert not [pid for pid in [redis_pid, *worker_pids] if _alive(pid)]
+    assert not (tmp_path / "demo-redis.url").exists(), "a stale pointer to the stopped Redis was left behind"
