@@ -15,7 +15,8 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import inspect, text
 
-from dqm.cli import main
+from dqm.cli import build_parser
+from dqm.config import load_settings
 from dqm.store.engine import make_engine
 from dqm.store.migrate import alembic_config, current_revision, downgrade_database, upgrade_database
 from dqm.store.models import Base
@@ -49,8 +50,10 @@ def drift(url: str) -> list:
 
 
 def dqm_db(monkeypatch, capsys, url: str, *args: str) -> str:
+    """``dqm db ARGS`` as the CLI parses and runs it (without re-configuring this process' logging)."""
     monkeypatch.setenv("DQM_DATABASE_URL", url)
-    code = main(["--log-level", "WARNING", "db", *args])
+    parsed = build_parser().parse_args(["db", *args])
+    code = parsed.func(parsed, load_settings())
     out = capsys.readouterr().out
     assert code == 0, out
     return out

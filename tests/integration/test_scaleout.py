@@ -3,8 +3,9 @@
 Given the same simulated run, when it goes through 1 worker process and, into another
 database, through 3 worker processes sharing one consumer group, then every stored
 histogram is identical bin by bin between the two (and to a one-process fill), all three
-consumers did part of the work, and the workers' log lines about a spill carry ``run=`` and
-``spill=`` fields.
+consumers did part of the work (their own Prometheus endpoints, ``dqm worker --metrics-port 0``,
+count the same share as their exit lines), and the workers' log lines about a spill carry
+``run=`` and ``spill=`` fields.
 """
 
 from __future__ import annotations
@@ -13,9 +14,11 @@ import re
 import signal
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from dqm.config import Settings
 from dqm.store.migrate import upgrade_database
@@ -40,13 +43,13 @@ def second_pg_url(pg_admin_url):
         drop_database(pg_admin_url, name)
 
 
-def start_group(settings: Settings, n: int, logs: Path) -> list[subprocess.Popen]:
+def start_group(settings: Settings, n: int, logs: Path, *args: str) -> list[subprocess.Popen]:
     """``n`` worker processes in one consumer group, each logging (INFO) to its own file."""
     procs = []
     for i in range(n):
         with open(logs / f"w{n}-{i}.log", "w") as f:
             procs.append(subprocess.Popen(
-                [sys.executable, "-m", "dqm", "--log-level", "INFO", "worker", "--consumer", f"w{n}-{i}"],
+                [sys.executable, "-m", "dqm", "--log-level", "INFO", "worker", "--consumer", f"w{n}-{i}", *args],
                 env=worker_env(settings), cwd=str(ROOT), stdout=f, stderr=subprocess.STDOUT,
             ))
     return procs
@@ -56,6 +59,21 @@ def events_filled(n: int, logs: Path) -> dict[str, int]:
     """Events each worker of a group says it filled (its last log line)."""
     text = "".join((logs / f"w{n}-{i}.log").read_text() for i in range(n))
     return {m.group(1): int(m.group(2)) for m in DONE.finditer(text)}
+
+
+def scraped_events(logs: Path) -> dict[str, int]:
+    """``dqm_worker_events_total`` of each 3-group worker, by HTTP GET of the port it logged."""
+    out = {}
+    for i in range(3):
+        m = re.search(r"metrics on http://127\.0\.0\.1:(\d+)/metrics", (logs / f"w3-{i}.log").read_text())
+        if m is None:
+            continue
+        with urllib.request.urlopen(f"http://127.0.0.1:{m.group(1)}/metrics", timeout=10) as resp:
+            for family in text_string_to_metric_families(resp.read().decode()):
+                for sample in family.samples:
+                    if sample.name == "dqm_worker_events_total":
+                        out[sample.labels["consumer"]] = int(sample.value)
+    return out
 
 
 def _consumers(r, settings: Settings) -> int:
@@ -75,7 +93,7 @@ def test_one_and_three_workers_store_identical_histograms(settings, second_pg_ur
     # When it goes through 1 worker process, and through 3 sharing one group (another database;
     # both groups start together to share the start-up time, and get the run once all have joined)
     groups = {1: one, 3: three}
-    procs = {n: start_group(s, n, tmp_path) for n, s in groups.items()}
+    procs = {1: start_group(one, 1, tmp_path), 3: start_group(three, 3, tmp_path, "--metrics-port", "0", "--metrics-host", "127.0.0.1")}
     try:
         for n, s in groups.items():
             wait_until(lambda: _consumers(redis_client, s) == n, 90, what=f"{n} consumers in the group")
@@ -83,6 +101,8 @@ def test_one_and_three_workers_store_identical_histograms(settings, second_pg_ur
             publish(redis_client, s, spills)
         for s in groups.values():
             wait_until(lambda: closed_count(s.database_url, RUN) == N_SPILLS, 120, what="every spill closed")
+        wait_until(lambda: sum(scraped_events(tmp_path).values()) == total, 30, what="the metrics to count every event")
+        scraped = scraped_events(tmp_path)
     finally:
         everyone = procs[1] + procs[3]
         for p in everyone:
@@ -95,6 +115,8 @@ def test_one_and_three_workers_store_identical_histograms(settings, second_pg_ur
     assert set(done_three) == {"w3-0", "w3-1", "w3-2"}
     assert sum(done_three.values()) == total
     assert all(n > 0 for n in done_three.values()), f"a consumer did no work: {done_three}"
+    # and each worker's Prometheus endpoint (dqm worker --metrics-port 0) counted its own share
+    assert scraped == done_three
     # and every spill's histograms are identical bin by bin: 1 worker vs 3 vs one process
     got_one, got_three = stored(one.database_url, RUN), stored(three.database_url, RUN)
     truth = one_process_fill(specs, spills)
