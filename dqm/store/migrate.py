@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from alembic.config import Config
 
-__all__ = ["alembic_config", "upgrade_database", "downgrade_database", "current_revision"]
+__all__ = ["alembic_config", "upgrade_database", "downgrade_database", "current_revision", "head_revision"]
 
 DB_DIR = Path(__file__).resolve().parents[2] / "db"
 
@@ -69,3 +69,10 @@ def current_revision(url: str) -> str | None:
             return MigrationContext.configure(conn).get_current_revision()
     finally:
         engine.dispose()
+
+
+def head_revision() -> str:
+    """The newest revision in ``db/versions`` (what ``dqm db upgrade`` brings a database to)."""
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()

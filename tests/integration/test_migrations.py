@@ -12,22 +12,17 @@ from __future__ import annotations
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from sqlalchemy import inspect, text
 
 from dqm.cli import build_parser
 from dqm.config import load_settings
 from dqm.store.engine import make_engine
-from dqm.store.migrate import alembic_config, current_revision, downgrade_database, upgrade_database
+from dqm.store.migrate import current_revision, downgrade_database, head_revision, upgrade_database
 from dqm.store.models import Base
 
 pytestmark = pytest.mark.integration
 
 MODEL_TABLES = set(Base.metadata.tables)
-
-
-def head_revision() -> str:
-    return ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
 
 
 def tables(url: str) -> set[str]:
@@ -130,3 +125,21 @@ def test_drift_check_sees_a_model_change(pg_empty_url):
         diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), extra)
     engine.dispose()
     assert [(d[0], d[2], d[3].name) for d in diff] == [("add_column", "runs", "new_counter")]
+
+
+def test_db_check_is_a_health_check(pg_empty_url, monkeypatch, capsys):
+    # Given an empty database: not usable by the services yet
+    monkeypatch.setenv("DQM_DATABASE_URL", pg_empty_url)
+    args = build_parser().parse_args(["db", "check"])
+    # When `dqm db check` runs, then it fails and says what to do
+    assert args.func(args, load_settings()) == 1
+    assert "run 'dqm db upgrade'" in capsys.readouterr().out
+    # Given the schema at head, then it passes
+    upgrade_database(pg_empty_url)
+    assert args.func(args, load_settings()) == 0
+    assert f"ok at {head_revision()}" in capsys.readouterr().out
+    # Given a server that does not answer, then it fails with one line (no traceback)
+    monkeypatch.setenv("DQM_DATABASE_URL", "postgresql+psycopg://dqm:secret@127.0.0.1:1/dqm?connect_timeout=2")
+    assert args.func(args, load_settings()) == 1
+    out = capsys.readouterr().out
+    assert "unreachable" in out and "secret" not in out and len(out.strip().splitlines()) == 1
