@@ -19,6 +19,9 @@ def add_parser(sub) -> None:
 
 
 def run(args, settings) -> int:
+    import logging
+
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)  # "setup plugin …" ×7: noise
     url = settings.effective_database_url
     if args.action == "upgrade":
         upgrade_database(url, args.target or "head")

@@ -156,3 +156,29 @@ def test_dqm_status_before_any_worker(settings, capsys):
     assert f"stream {settings.stream}: 0 messages" in out
     assert "not created yet (no worker has started)" in out
     assert "spills: none yet" in out
+
+
+def test_redis_on_a_unix_socket(tmp_path):
+    import subprocess
+
+    from dqm.config import load_settings
+    from dqm.services import redis_server_binary
+    from dqm.stream import connect
+
+    # Given a real redis-server listening only on a unix socket (a same-host deployment)
+    sock = tmp_path / "redis.sock"
+    proc = subprocess.Popen([redis_server_binary(), "--port", "0", "--unixsocket", str(sock), "--save", "", "--appendonly", "no",
+                             "--dir", str(tmp_path)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        from tests.helpers import wait_until
+
+        wait_until(sock.exists, 10, what="the redis socket")
+        # When DQM_REDIS_URL names it, then dqm connects and can use the stream
+        settings = load_settings({"DQM_REDIS_URL": f"unix://{sock}"})
+        r = connect(settings.redis_url)
+        rs.ensure_group(r, "dqm:events", "dqm-workers")
+        assert r.xlen("dqm:events") == 0 and r.ping()
+        r.close()
+    finally:
+        proc.terminate()
+        proc.wait(10)
