@@ -148,13 +148,16 @@ def bench_fill(specs: SpecSet, batch_size: int = 2000, repeat: int = 50) -> tupl
     return out[0], out[1]
 
 
-def bench_scaleout(settings: Settings, r, n_workers: int, n_spills: int, events_per_spill: int, batch_size: int, data_dir: Path) -> BenchResult:
+def bench_scaleout(settings: Settings, r, n_workers: int, n_spills: int, events_per_spill: int, batch_size: int, data_dir: Path,
+                   database_url: str | None = None) -> BenchResult:
     """N worker processes drain one pre-published run; start-up is not timed.
 
     The run is published first into a group positioned at its end, the N workers start
     and join the group (their imports and connections happen before the clock), then
     ``XGROUP SETID 0`` hands them the whole backlog at once. The clock stops when the
     last spill is closed in the store; CPU is the workers' own (``/proc``) over that span.
+    The store is a fresh SQLite file, or ``database_url`` (a scratch database: the bench's
+    run, numbered 9xxxxx at random, stays in it).
     """
     import os
     import signal
@@ -162,9 +165,11 @@ def bench_scaleout(settings: Settings, r, n_workers: int, n_spills: int, events_
     from dqm.store.spills import count_spills
 
     stream, group = f"bench:scale:{uuid.uuid4().hex[:6]}", "bench-scale"
-    events = publish_bench_run(r, stream, n_spills, events_per_spill, batch_size, seed=n_workers)
+    seed = n_workers if database_url is None else 10 + uuid.uuid4().int % 90_000
+    events = publish_bench_run(r, stream, n_spills, events_per_spill, batch_size, seed=seed)
+    run = 900_000 + seed  # publish_bench_run's run number
     r.xgroup_create(stream, group, id="$")
-    db = f"sqlite:///{data_dir / f'scale-{n_workers}-{uuid.uuid4().hex[:6]}.sqlite'}"
+    db = database_url or f"sqlite:///{data_dir / f'scale-{n_workers}-{uuid.uuid4().hex[:6]}.sqlite'}"
     upgrade_database(db)
     env = {**os.environ, "DQM_REDIS_URL": settings.redis_url, "DQM_DATABASE_URL": db, "DQM_STREAM": stream,
            "DQM_GROUP": group, "DQM_BLOCK_MS": "20"}
@@ -179,7 +184,7 @@ def bench_scaleout(settings: Settings, r, n_workers: int, n_spills: int, events_
 
         def all_closed() -> bool:
             with make_sessionmaker(engine)() as session:
-                return sum(n for status, n in count_spills(session).items() if status != "open") >= n_spills
+                return sum(n for status, n in count_spills(session, run).items() if status != "open") >= n_spills
 
         _wait(all_closed, procs, "every spill to close", every_s=0.02)
         wall = time.perf_counter() - w0

@@ -18,6 +18,8 @@ def add_parser(sub) -> None:
     p.add_argument("--events-per-spill", type=int, default=20_000)
     p.add_argument("--batch-size", type=int, default=2_000)
     p.add_argument("--workers", default="", help="scale-out: comma-separated worker counts, e.g. 1,2,3")
+    p.add_argument("--scale-database", metavar="URL",
+                   help="scale-out store: a scratch database (e.g. PostgreSQL) instead of a fresh SQLite file")
     p.add_argument("--no-checks", action="store_true", help="do not run the checks when spills close")
     p.set_defaults(func=run)
 
@@ -27,6 +29,12 @@ def _line(res, base=None) -> str:
     if base is not None:
         s += f"  ratio {res.events_per_cpu_s / base.events_per_cpu_s:5.2f}"
     return s
+
+
+def _safe(url: str) -> str:
+    from dqm.config import hide_password
+
+    return hide_password(url)
 
 
 def _quiet_logs(level: str) -> None:
@@ -67,13 +75,15 @@ def run(args, settings) -> int:
                   f"p95 {worker.extra['close_p95_s'] * 1000:.0f} ms")
         r.delete(stream)
         if args.workers:
-            print(f"scale-out: {args.spills} spills handed at once to N worker processes in one group "
-                  "(wall clock to the last spill closed; start-up excluded):")
+            print(f"scale-out: {args.spills} spills handed at once to N worker processes in one group, store "
+                  f"{_safe(args.scale_database) if args.scale_database else 'SQLite'} (wall clock to the last spill closed; start-up excluded):")
             base = None
             for k in [int(x) for x in args.workers.split(",")]:
-                res = bench_scaleout(settings, r, k, args.spills, args.events_per_spill, args.batch_size, Path(tmp.name))
+                res = bench_scaleout(settings, r, k, args.spills, args.events_per_spill, args.batch_size, Path(tmp.name),
+                                     args.scale_database)
                 base = base or res
-                print(_line(res) + f"  speed-up {res.events_per_wall_s / base.events_per_wall_s:4.2f}x")
+                # cores used = worker CPU / wall: on a busy machine it shows the workers were starved, not slow
+                print(_line(res) + f"  speed-up {res.events_per_wall_s / base.events_per_wall_s:4.2f}x  cores used {res.cpu_s / res.wall_s:4.2f}")
     finally:
         r.delete(stream)
         tmp.cleanup()
