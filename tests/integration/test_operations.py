@@ -10,6 +10,7 @@ stream, the group, its consumer, pending, lag, dead letters and the last spills.
 from __future__ import annotations
 
 import argparse
+import re
 import time
 import urllib.request
 
@@ -141,6 +142,8 @@ def test_dqm_status_prints_streams_consumers_lag_dead_letters_and_last_spills(se
     assert f"dead letters ({settings.dead_letter_stream}): 1" in out
     # and the spill counts and the last spills, newest first, with their status and events
     assert "spills: 3 complete" in out
+    last = next(line for line in out.splitlines() if line.startswith("last closed:"))
+    assert re.fullmatch(rf"last closed: run {RUN} spill [123] \(complete, \d+ events\) \d+ s ago", last), last
     rows = [line.split() for line in out.splitlines() if line.strip().startswith(str(RUN))]
     assert [(r[0], r[1], r[2], r[4]) for r in rows] == [(str(RUN), str(s), "complete", "4/4") for s in (3, 2, 1)]
 
@@ -155,7 +158,7 @@ def test_dqm_status_before_any_worker(settings, capsys):
     # Then it says so instead of failing
     assert f"stream {settings.stream}: 0 messages" in out
     assert "not created yet (no worker has started)" in out
-    assert "spills: none yet" in out
+    assert "spills: none yet" in out and "last closed" not in out
 
 
 def test_redis_on_a_unix_socket(tmp_path):
