@@ -18,6 +18,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+import redis
 from prometheus_client.parser import text_string_to_metric_families
 
 from dqm.config import Settings
@@ -79,7 +80,7 @@ def scraped_events(logs: Path) -> dict[str, int]:
 def _consumers(r, settings: Settings) -> int:
     try:
         return len(r.xinfo_consumers(settings.stream, settings.group))
-    except Exception:  # the group does not exist before the first worker creates it
+    except redis.ResponseError:  # no stream or group before the first worker creates them
         return 0
 
 
