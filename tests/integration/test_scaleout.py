@@ -14,6 +14,7 @@ import re
 import signal
 import subprocess
 import sys
+import time
 import urllib.request
 from pathlib import Path
 
@@ -98,8 +99,10 @@ def test_one_and_three_workers_store_identical_histograms(settings, second_pg_ur
     try:
         for n, s in groups.items():
             wait_until(lambda: _consumers(redis_client, s) == n, 90, what=f"{n} consumers in the group")
-        for s in groups.values():
-            publish(redis_client, s, spills)
+        for spill in spills:  # paced a little, so that no worker is still starting when the run is over
+            for s in groups.values():
+                publish(redis_client, s, [spill])
+            time.sleep(0.05)
         for s in groups.values():
             wait_until(lambda: closed_count(s.database_url, RUN) == N_SPILLS, 120, what="every spill closed")
         wait_until(lambda: sum(scraped_events(tmp_path).values()) == total, 30, what="the metrics to count every event")
