@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 
 from dqm.errors import ConfigError
 
-__all__ = ["Settings", "SETTINGS", "Setting", "load_settings", "check_redis_url", "check_database_url"]
+__all__ = ["Settings", "SETTINGS", "Setting", "load_settings", "check_redis_url", "check_database_url", "hide_password"]
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ import uuid
 from pathlib import Path
 
 from dqm.bench import bench_fill, bench_scaleout, bench_transport, bench_worker, publish_bench_run, temp_sqlite
+from dqm.config import hide_password
 from dqm.runtime import close_hooks, load_default_specs
 from dqm.services import EmbeddedRedis
 from dqm.stream import connect
@@ -29,12 +30,6 @@ def _line(res, base=None) -> str:
     if base is not None:
         s += f"  ratio {res.events_per_cpu_s / base.events_per_cpu_s:5.2f}"
     return s
-
-
-def _safe(url: str) -> str:
-    from dqm.config import hide_password
-
-    return hide_password(url)
 
 
 def _quiet_logs(level: str) -> None:
@@ -76,7 +71,7 @@ def run(args, settings) -> int:
         r.delete(stream)
         if args.workers:
             print(f"scale-out: {args.spills} spills handed at once to N worker processes in one group, store "
-                  f"{_safe(args.scale_database) if args.scale_database else 'SQLite'} (wall clock to the last spill closed; start-up excluded):")
+                  f"{hide_password(args.scale_database) if args.scale_database else 'SQLite'} (wall clock to the last spill closed; start-up excluded):")
             base = None
             for k in [int(x) for x in args.workers.split(",")]:
                 res = bench_scaleout(settings, r, k, args.spills, args.events_per_spill, args.batch_size, Path(tmp.name),
