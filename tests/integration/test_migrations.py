@@ -25,6 +25,14 @@ pytestmark = pytest.mark.integration
 MODEL_TABLES = set(Base.metadata.tables)
 
 
+def previous_revision(revision: str) -> str | None:
+    from alembic.script import ScriptDirectory
+
+    from dqm.store.migrate import alembic_config
+
+    return ScriptDirectory.from_config(alembic_config("sqlite://")).get_revision(revision).down_revision
+
+
 def tables(url: str) -> set[str]:
     engine = make_engine(url)
     try:
@@ -74,10 +82,14 @@ def test_empty_postgres_upgraded_to_head_twice_then_down_and_up(pg_empty_url, mo
     with engine.connect() as conn:
         assert conn.execute(text("SELECT comment FROM runs WHERE run = 5")).scalar_one() == "kept"
     engine.dispose()
-    # When downgraded one step, then only that step's tables go
+    # When downgraded one step, then the database is at the revision before head, its data kept
     dqm_db(monkeypatch, capsys, pg_empty_url, "downgrade", "-1")
-    assert current_revision(pg_empty_url) != head
-    assert {"runs", "spills"} <= tables(pg_empty_url) < MODEL_TABLES
+    assert current_revision(pg_empty_url) == previous_revision(head)
+    assert {"runs", "spills"} <= tables(pg_empty_url)
+    engine = make_engine(pg_empty_url)
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT comment FROM runs WHERE run = 5")).scalar_one() == "kept"
+    engine.dispose()
     # When downgraded to base, then nothing of the schema is left
     out3 = dqm_db(monkeypatch, capsys, pg_empty_url, "downgrade", "base")
     assert "database at None" in out3
