@@ -106,9 +106,9 @@ def _numpy_fill(specs: SpecSet, view: BatchView) -> None:
         mask = view.evaluate(spec.selection) if spec.selection is not None else None
         sel = (lambda a: a) if mask is None else (lambda a: a[mask])
         if spec.kind == "h1":
-            np.histogram(sel(view.evaluate(spec.x.expr)).ravel(), bins=spec.x.bins, range=(spec.x.lo, spec.x.hi))
+            np.histogram(_numeric(sel(view.evaluate(spec.x.expr))).ravel(), bins=spec.x.bins, range=(spec.x.lo, spec.x.hi))
         elif spec.kind == "h2":
-            x, y = np.broadcast_arrays(sel(view.evaluate(spec.x.expr)), sel(view.evaluate(spec.y.expr)))
+            x, y = np.broadcast_arrays(_numeric(sel(view.evaluate(spec.x.expr))), _numeric(sel(view.evaluate(spec.y.expr))))
             np.histogram2d(x.ravel(), y.ravel(), bins=(spec.x.bins, spec.y.bins), range=((spec.x.lo, spec.x.hi), (spec.y.lo, spec.y.hi)))
         elif spec.kind == "channels":
             v = sel(view.evaluate(spec.values))
@@ -122,6 +122,11 @@ def _numpy_fill(specs: SpecSet, view: BatchView) -> None:
             hit = flat > spec.threshold_gev
             w = None if spec.stat == "occupancy" else np.rint(flat[hit] * 1000.0)
             np.histogram(idx[hit], bins=flat.shape[1], range=(0, flat.shape[1]), weights=w)
+
+
+def _numeric(a: np.ndarray) -> np.ndarray:
+    """Boolean variables (trigger bits) as 0/1 integers: numpy.histogram warns on bool input."""
+    return a.view(np.uint8) if a.dtype == np.bool_ else a
 
 
 def bench_fill(specs: SpecSet, batch_size: int = 2000, repeat: int = 50) -> tuple[BenchResult, BenchResult]:
@@ -143,27 +148,77 @@ def bench_fill(specs: SpecSet, batch_size: int = 2000, repeat: int = 50) -> tupl
     return out[0], out[1]
 
 
-def bench_scaleout(settings: Settings, r, n_workers: int, n_spills: int, events_per_spill: int, batch_size: int, data_dir: Path) -> BenchResult:
-    """N worker processes drain one freshly published stream; wall-clock throughput."""
-    stream = f"bench:scale:{uuid.uuid4().hex[:6]}"
-    events = publish_bench_run(r, stream, n_spills, events_per_spill, batch_size, seed=n_workers)
-    db = f"sqlite:///{data_dir / f'scale-{n_workers}-{uuid.uuid4().hex[:6]}.sqlite'}"
+def bench_scaleout(settings: Settings, r, n_workers: int, n_spills: int, events_per_spill: int, batch_size: int, data_dir: Path,
+                   database_url: str | None = None) -> BenchResult:
+    """N worker processes drain one pre-published run; start-up is not timed.
+
+    The run is published first into a group positioned at its end, the N workers start
+    and join the group (their imports and connections happen before the clock), then
+    ``XGROUP SETID 0`` hands them the whole backlog at once. The clock stops when the
+    last spill is closed in the store; CPU is the workers' own (``/proc``) over that span.
+    The store is a fresh SQLite file, or ``database_url`` (a scratch database: the bench's
+    run, numbered 9xxxxx at random, stays in it).
+    """
+    import os
+    import signal
+
+    from dqm.store.spills import count_spills
+
+    stream, group = f"bench:scale:{uuid.uuid4().hex[:6]}", "bench-scale"
+    seed = n_workers if database_url is None else 10 + uuid.uuid4().int % 90_000
+    events = publish_bench_run(r, stream, n_spills, events_per_spill, batch_size, seed=seed)
+    run = 900_000 + seed  # publish_bench_run's run number
+    r.xgroup_create(stream, group, id="$")
+    db = database_url or f"sqlite:///{data_dir / f'scale-{n_workers}-{uuid.uuid4().hex[:6]}.sqlite'}"
     upgrade_database(db)
-    env = {"DQM_REDIS_URL": settings.redis_url, "DQM_DATABASE_URL": db, "DQM_STREAM": stream, "DQM_GROUP": "bench-scale", "PATH": "/usr/bin:/bin"}
+    env = {**os.environ, "DQM_REDIS_URL": settings.redis_url, "DQM_DATABASE_URL": db, "DQM_STREAM": stream,
+           "DQM_GROUP": group, "DQM_BLOCK_MS": "20"}
+    procs = [subprocess.Popen([sys.executable, "-m", "dqm", "--log-level", "WARNING", "worker", "--consumer", f"scale-{i}"], env=env)
+             for i in range(n_workers)]
+    engine = make_engine(db, writer=False)
+    try:
+        _wait(lambda: len(r.xinfo_consumers(stream, group)) == n_workers, procs, "the workers to join the group")
+        cpu0 = sum(_cpu_s(p.pid) for p in procs)
+        w0 = time.perf_counter()
+        r.xgroup_setid(stream, group, id="0")
+
+        def all_closed() -> bool:
+            with make_sessionmaker(engine)() as session:
+                return sum(n for status, n in count_spills(session, run).items() if status != "open") >= n_spills
+
+        _wait(all_closed, procs, "every spill to close", every_s=0.02)
+        wall = time.perf_counter() - w0
+        cpu = sum(_cpu_s(p.pid) for p in procs) - cpu0
+    finally:
+        for p in procs:
+            p.send_signal(signal.SIGTERM)
+        for p in procs:
+            p.wait(60)
+        engine.dispose()
+        r.delete(stream)
+    return BenchResult(f"scale-out: {n_workers} worker process(es)", events, cpu, wall)
+
+
+def _wait(predicate, procs: list[subprocess.Popen], what: str, timeout_s: float = 300.0, every_s: float = 0.05) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        dead = [p.args[-1] for p in procs if p.poll() is not None]
+        if dead:
+            raise RuntimeError(f"bench worker(s) {', '.join(dead)} exited while waiting for {what}")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"timed out after {timeout_s:.0f} s waiting for {what}")
+        time.sleep(every_s)
+
+
+def _cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a running process (Linux ``/proc``; NaN elsewhere)."""
     import os
 
-    env = {**os.environ, **env}
-    rs.ensure_group(r, stream, "bench-scale")
-    w0 = time.perf_counter()
-    procs = [subprocess.Popen([sys.executable, "-m", "dqm", "--log-level", "WARNING", "worker", "--burst", "--consumer", f"scale-{i}"], env=env) for i in range(n_workers)]
-    cpu = 0.0
-    for p in procs:
-        _, status, usage = os.wait4(p.pid, 0)
-        p.returncode = os.waitstatus_to_exitcode(status)
-        cpu += usage.ru_utime + usage.ru_stime
-    wall = time.perf_counter() - w0
-    r.delete(stream)
-    return BenchResult(f"scale-out: {n_workers} worker process(es)", events, cpu, wall)
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def temp_sqlite() -> tuple[str, tempfile.TemporaryDirectory]:

@@ -9,6 +9,7 @@ real Redis started by :mod:`dqm.services` and a SQLite file in ``data_dir``.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Mapping
@@ -16,7 +17,7 @@ from urllib.parse import urlsplit
 
 from dqm.errors import ConfigError
 
-__all__ = ["Settings", "SETTINGS", "Setting", "load_settings", "check_redis_url", "check_database_url"]
+__all__ = ["Settings", "SETTINGS", "Setting", "load_settings", "check_redis_url", "check_database_url", "hide_password"]
 
 
 @dataclass(frozen=True)
@@ -133,17 +134,27 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) ->
 
 
 def check_redis_url(url: str, setting: str = "DQM_REDIS_URL") -> str:
-    """Fail with what we expected if ``url`` is not a usable Redis URL."""
+    """Fail with what we expected if ``url`` is not a usable Redis URL (the password is not echoed)."""
+    shown = hide_password(url)
     parts = urlsplit(url)
     if parts.scheme not in {"redis", "rediss", "unix"}:
-        raise ConfigError(setting, url, "redis://[user:password@]host:port[/db], rediss://… or unix:///path")
+        raise ConfigError(setting, shown, "redis://[user:password@]host:port[/db], rediss://… or unix:///path")
     if parts.scheme != "unix" and not parts.hostname:
-        raise ConfigError(setting, url, "a host, as in redis://127.0.0.1:6379/0")
+        raise ConfigError(setting, shown, f"a host, as in redis://127.0.0.1:6379/0{_RESERVED_HINT}")
     try:
         parts.port
     except ValueError:
-        raise ConfigError(setting, url, "a numeric port, as in redis://127.0.0.1:6379/0") from None
+        raise ConfigError(setting, shown, f"a numeric port, as in redis://127.0.0.1:6379/0{_RESERVED_HINT}") from None
     return url
+
+
+#: Why a URL with a generated password often fails to parse.
+_RESERVED_HINT = " (a password containing / # ? @ : or % must be percent-encoded; `openssl rand -hex 24` makes safe ones)"
+
+
+def hide_password(url: str) -> str:
+    """``scheme://user:***@host…``: a URL fit for an error message or a log line."""
+    return re.sub(r"(://[^:/@]*:).*@", r"\1***@", url, count=1)
 
 
 def check_database_url(url: str, setting: str = "DQM_DATABASE_URL") -> str:
@@ -152,12 +163,13 @@ def check_database_url(url: str, setting: str = "DQM_DATABASE_URL") -> str:
     from sqlalchemy.exc import ArgumentError
 
     expected = "postgresql+psycopg://user@host:5432/dbname or sqlite:///path/to/file.sqlite"
+    shown = hide_password(url)
     try:
         parsed = make_url(url)
     except ArgumentError:
-        raise ConfigError(setting, url, expected) from None
+        raise ConfigError(setting, shown, expected) from None
     except ValueError:  # make_url's int() of a non-numeric port
-        raise ConfigError(setting, url, f"a numeric port, as in {expected}") from None
+        raise ConfigError(setting, shown, f"a numeric port, as in {expected}{_RESERVED_HINT}") from None
     if parsed.get_backend_name() not in {"postgresql", "sqlite"}:
-        raise ConfigError(setting, url, expected)
+        raise ConfigError(setting, shown, expected)
     return url

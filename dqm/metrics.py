@@ -36,7 +36,9 @@ if TYPE_CHECKING:
 
     from dqm.worker import Worker
 
-__all__ = ["WorkerCollector", "MetricsServer", "serve_worker_metrics", "CLOSE_LATENCY_BUCKETS_S", "WORKER_COUNTERS"]
+__all__ = [
+    "WorkerCollector", "MetricsServer", "serve_worker_metrics", "scrape_client", "CLOSE_LATENCY_BUCKETS_S", "WORKER_COUNTERS",
+]
 
 log = logging.getLogger("dqm.metrics")
 
@@ -181,6 +183,19 @@ def _stream_state(r: redis.Redis, stream: str, group: str, dead_stream: str, con
 
 def _text(value: bytes | str | None) -> str | None:
     return value.decode() if isinstance(value, bytes) else value
+
+
+def scrape_client(url: str, timeout_s: float = 2.0) -> redis.Redis:
+    """A Redis client for the stream gauges that fails fast: short timeouts and no retries.
+
+    redis-py retries a failed command 10 times by default; with a Redis that does not
+    answer, a scrape would outlast Prometheus' scrape timeout and lose the worker's
+    counters too. Failing fast reports ``dqm_metrics_redis_up 0`` instead.
+    """
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    return redis.Redis.from_url(url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s, retry=Retry(NoBackoff(), 0))
 
 
 class MetricsServer:

@@ -46,7 +46,9 @@ class EndOfSpill:
 
 def connect(url: str) -> redis.Redis:
     check_redis_url(url)
-    return redis.Redis.from_url(url, decode_responses=False, socket_keepalive=True, health_check_interval=30)
+    # TCP keepalive exists only for TCP: a unix:// socket connection refuses the option
+    keepalive = {} if url.startswith("unix:") else {"socket_keepalive": True}
+    return redis.Redis.from_url(url, decode_responses=False, health_check_interval=30, **keepalive)
 
 
 def ensure_group(r: redis.Redis, stream: str, group: str) -> None:

@@ -256,7 +256,7 @@ class Worker:
         by_id = {}
         for m, reason, detail in self._dead:
             rs.dead_letter(self.r, s.dead_letter_stream, m, reason, detail, self.consumer)
-            log.warning("dead-lettered %s: %s: %s", m.id, reason, detail)
+            log.warning("dead-lettered: %s", detail, extra={"message_id": m.id, "reason": reason})
             ids.append(m.id)
         for mid, why in outcome.late:
             by_id[mid] = why
@@ -292,11 +292,12 @@ class Worker:
         if t0 is not None:
             self.stats.close_latency_s.append(time.monotonic() - t0)
         note = {"run": closed.run, "spill": closed.spill, "status": closed.status, "n_events": closed.summary.get("n_events"), **extra}
-        log.info("closed run %d spill %d as %s (%d events)", closed.run, closed.spill, closed.status, note["n_events"] or 0)
+        where = {"run": closed.run, "spill": closed.spill}  # logfmt fields: grep 'run=7 spill=12'
+        log.info("spill closed", extra={**where, "status": closed.status, "n_events": int(note["n_events"] or 0)})
         try:
             self.r.publish(self.settings.channel, json.dumps(note, default=str))
         except redis.RedisError as exc:
-            log.warning("could not announce closed spill: %s", exc)
+            log.warning("could not announce closed spill: %s", exc, extra=where)
 
     def _sweep_stale(self) -> None:
         try:

@@ -64,7 +64,7 @@ def run(args, settings) -> int:
         publish_spill(r, settings.stream, spill, maxlen=settings.stream_maxlen)
         n += 1
         tag = f" anomalies: {', '.join(spill.anomalies)}" if spill.anomalies else ""
-        log.info("published run %d spill %d: %d events in %d batches%s", spill.run, spill.spill, spill.n_events, spill.n_batches, tag)
+        log.info("published %d events in %d batches%s", spill.n_events, spill.n_batches, tag, extra={"run": spill.run, "spill": spill.spill})
     print(f"published {n} spills of run {cfg.run} to {settings.stream}")
     return 0
 

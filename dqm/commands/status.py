@@ -58,6 +58,10 @@ def run(args, settings) -> int:
     with store.sessions() as session:
         counts = count_spills(session)
         print(f"spills: {', '.join(f'{n} {s}' for s, n in sorted(counts.items())) or 'none yet'}")
+        newest_closed = select(Spill).where(Spill.closed_at.is_not(None)).order_by(Spill.closed_at.desc(), Spill.id.desc())
+        last = session.scalars(newest_closed.limit(1)).first()
+        if last is not None:
+            print(f"last closed: run {last.run} spill {last.spill} ({last.status}, {last.n_events} events) {_age(last.closed_at)}")
         rows = session.scalars(select(Spill).order_by(Spill.id.desc()).limit(args.spills)).all()
         if rows:
             print(f"{'run':>5} {'spill':>5} {'status':<10} {'events':>7} {'batches':>8} {'p_BMS':>7} {'p_MS2':>7} {'pi/K':>9} {'closed':>10}")

@@ -5,8 +5,6 @@ from __future__ import annotations
 import logging
 import signal
 
-import redis
-
 from dqm.runtime import close_hooks, load_default_specs, open_store, require_redis
 from dqm.worker import Worker
 
@@ -47,11 +45,10 @@ def run(args, settings) -> int:
     signal.signal(signal.SIGINT, lambda *_: worker.stop())
     metrics = None
     if args.metrics_port is not None:
-        from dqm.metrics import serve_worker_metrics
+        from dqm.metrics import scrape_client, serve_worker_metrics
 
-        # a client of its own with short timeouts: a hung Redis must not hang a scrape
-        scrape_client = redis.Redis.from_url(settings.redis_url, socket_timeout=2, socket_connect_timeout=2)
-        metrics = serve_worker_metrics(worker, args.metrics_port, args.metrics_host, redis_client=scrape_client)
+        # a client of its own that fails fast: a hung Redis must not hang a scrape
+        metrics = serve_worker_metrics(worker, args.metrics_port, args.metrics_host, redis_client=scrape_client(settings.redis_url))
         log.info("metrics on http://%s:%d/metrics", args.metrics_host, metrics.port)
     log.info("worker %s consuming %s as group %s (%d histograms, specs %s)", worker.consumer, settings.stream, settings.group, len(specs), specs.version)
     try:

@@ -1,18 +1,25 @@
-"""Run the Alembic migrations in ``db/`` programmatically (``dqm db upgrade``)."""
+"""Run the Alembic migrations in ``db/`` programmatically (``dqm db upgrade``).
+
+Alembic is imported inside the functions: every process imports :mod:`dqm.store`, only
+``dqm db`` and the tests migrate, and a worker should not pay Alembic's import time.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from alembic import command
-from alembic.config import Config
+if TYPE_CHECKING:
+    from alembic.config import Config
 
-__all__ = ["alembic_config", "upgrade_database", "downgrade_database", "current_revision"]
+__all__ = ["alembic_config", "upgrade_database", "downgrade_database", "current_revision", "head_revision"]
 
 DB_DIR = Path(__file__).resolve().parents[2] / "db"
 
 
-def alembic_config(url: str) -> Config:
+def alembic_config(url: str) -> "Config":
+    from alembic.config import Config
+
     cfg = Config()
     cfg.set_main_option("script_location", str(DB_DIR))
     cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
@@ -22,6 +29,8 @@ def alembic_config(url: str) -> Config:
 
 def upgrade_database(url: str, revision: str = "head") -> None:
     """Idempotent: upgrading a database already at head does nothing."""
+    from alembic import command
+
     from dqm.store.engine import make_engine
 
     engine = make_engine(url)
@@ -35,6 +44,8 @@ def upgrade_database(url: str, revision: str = "head") -> None:
 
 
 def downgrade_database(url: str, revision: str = "base") -> None:
+    from alembic import command
+
     from dqm.store.engine import make_engine
 
     engine = make_engine(url)
@@ -58,3 +69,10 @@ def current_revision(url: str) -> str | None:
             return MigrationContext.configure(conn).get_current_revision()
     finally:
         engine.dispose()
+
+
+def head_revision() -> str:
+    """The newest revision in ``db/versions`` (what ``dqm db upgrade`` brings a database to)."""
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()

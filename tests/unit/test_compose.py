@@ -167,6 +167,19 @@ def test_every_long_running_service_has_a_health_check(compose):
     assert services["migrate"]["healthcheck"] == {"disable": True}
 
 
+def test_the_report_health_check_tests_what_the_nightly_run_needs(compose):
+    from dqm.cli import build_parser
+
+    # the database at head (`dqm db check`, a real dqm command) and a writable report folder
+    check = " ".join(compose["services"]["report"]["healthcheck"]["test"][1:])
+    dqm_argv = shlex.split(check.split("&&")[0])
+    assert dqm_argv[0] == "dqm"
+    args = build_parser().parse_args(dqm_argv[1:])
+    assert (args.command, args.action) == ("db", "check")
+    report = command(compose["services"]["report"])
+    assert f"test -w {report[report.index('--dir') + 1]}" in check
+
+
 def test_the_worker_health_check_and_expose_match_its_metrics_port(compose):
     worker = compose["services"]["worker"]
     cmd = command(worker)
