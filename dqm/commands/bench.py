@@ -18,6 +18,8 @@ def add_parser(sub) -> None:
     p.add_argument("--batch-size", type=int, default=2_000)
     p.add_argument("--workers", default="", help="scale-out: comma-separated worker counts, e.g. 1,2,3")
     p.add_argument("--no-checks", action="store_true", help="do not run the checks when spills close")
+    p.add_argument("--report", type=int, nargs="?", const=2000, metavar="SPILLS",
+                   help="instead: time the nightly PDF report of a simulated day of SPILLS spills (default 2000)")
     p.set_defaults(func=run)
 
 
@@ -29,6 +31,11 @@ def _line(res, base=None) -> str:
 
 
 def run(args, settings) -> int:
+    if args.report:
+        from dqm.report.bench import bench_report
+
+        print(bench_report(load_default_specs(settings), n_spills=args.report).line())
+        return 0
     server = None
     if not settings.redis_url:
         server = EmbeddedRedis().start()

@@ -12,6 +12,7 @@ whoever lists the reports folder (the expert page) never serves half a PDF.
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 import warnings
@@ -35,6 +36,9 @@ from dqm.report.progress import NullProgress
 from dqm.specs import HistogramSpec
 
 __all__ = ["render_report", "A4_LANDSCAPE", "STYLE"]
+
+# matplotlib subsets the embedded fonts with fontTools, which logs every table at INFO
+logging.getLogger("fontTools").setLevel(logging.WARNING)
 
 A4_LANDSCAPE = (11.69, 8.27)
 #: The field's look (mplhep's ROOT style: inward ticks on all four sides, no legend frame)
