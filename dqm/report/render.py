@@ -26,7 +26,7 @@ import mplhep
 import numpy as np
 from matplotlib.backends.backend_pdf import PdfPages
 from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator
+from matplotlib.ticker import FuncFormatter, MaxNLocator
 
 from dqm import __version__
 from dqm.report.data import ReportData
@@ -52,7 +52,8 @@ A4_LANDSCAPE = (11.69, 8.27)
 STYLE = {**mplhep.style.ROOT, "font.sans-serif": ["DejaVu Sans"], "font.size": 9, "axes.titlesize": 9,
          "axes.labelsize": 8, "xtick.labelsize": 7, "ytick.labelsize": 7, "legend.fontsize": 7, "pdf.fonttype": 42,
          "figure.dpi": 100, "xtick.major.size": 5, "ytick.major.size": 5, "xtick.minor.visible": False,
-         "ytick.minor.visible": False, "axes.titley": 1.0, "axes.titlepad": 4.0, "axes.formatter.limits": (-3, 4)}
+         "ytick.minor.visible": False, "axes.titley": 1.0, "axes.titlepad": 4.0, "axes.formatter.limits": (-3, 4),
+         "axes.formatter.use_mathtext": False}
 _QUALITY_ORDER = ("GOOD", "WARNING", "BAD", "NO_DATA", "UNCHECKED")
 _MAP_KINDS = 2  # histograms with this many dimensions are drawn as colour maps
 
@@ -138,16 +139,19 @@ def _counts_table(fig: Figure, data: ReportData, top: float) -> None:
     if not subsystems:
         ax.text(0, 0.9, "no flags in this period", fontsize=9, color="#666666", transform=ax.transAxes)
         return
-    cells = [[f"{data.flag_counts[s].get(k, 0):,d}" for k in qualities] for s in subsystems]
-    table = ax.table(cellText=cells, rowLabels=[SUBSYSTEM_TITLES.get(s, s) for s in subsystems], colLabels=qualities,
-                     loc="upper left", cellLoc="right", colLoc="right")
+    cells = [[SUBSYSTEM_TITLES.get(s, s)] + [f"{data.flag_counts[s].get(k, 0):,d}" for k in qualities] for s in subsystems]
+    table = ax.table(cellText=cells, colLabels=["subsystem"] + qualities, loc="upper left", cellLoc="right",
+                     colLoc="right", colWidths=[0.28] + [0.18] * len(qualities))
     table.auto_set_font_size(False)
     table.set_fontsize(8.5)
     table.scale(1, 1.3)
     for (row, col), cell in table.get_celld().items():
         cell.set_edgecolor("#bbbbbb")
-        if row > 0 and col >= 0 and qualities[col] in ("WARNING", "BAD") and cells[row - 1][col] != "0":
-            cell.set_facecolor(QUALITY_COLOURS[2 if qualities[col] == "WARNING" else 3] + "40")
+        name = qualities[col - 1] if col >= 1 else ""
+        if row > 0 and name in ("WARNING", "BAD") and cells[row - 1][col] != "0":
+            cell.set_facecolor(QUALITY_COLOURS[2 if name == "WARNING" else 3] + "40")
+        if col == 0:
+            cell.set_text_props(ha="left")
 
 
 def _references_table(fig: Figure, data: ReportData, top: float) -> None:
@@ -245,6 +249,13 @@ def _trends(fig: Figure, trends: tuple, data: ReportData) -> None:
 
 
 # ---------------------------------------------------------------------- the document
+def _power_of_ten(value: float, _pos: int) -> str:
+    exponent = np.log10(value) if value > 0 else np.nan
+    if np.isfinite(exponent) and abs(exponent - round(exponent)) < 1e-9:
+        return f"1e{int(round(exponent))}"
+    return ""
+
+
 def _draw(page: Page, data: ReportData) -> Figure:
     fig = Figure(figsize=A4_LANDSCAPE)
     if page.kind == "cover":
@@ -257,10 +268,11 @@ def _draw(page: Page, data: ReportData) -> Figure:
         _trends(fig, page.items, data)
     for ax in fig.axes:  # every tick is a handful of artists: keep few (and no minor ones, which
         ax.minorticks_off()  # log scales and mplhep turn back on); they cost more than they tell
-        if getattr(ax, "_colorbar", None) is not None:  # a colour bar keeps its own locator
-            continue
+        colorbar = getattr(ax, "_colorbar", None) is not None  # keeps its own locator
         for axis in (ax.xaxis, ax.yaxis):
-            if axis.get_scale() == "linear":
+            if axis.get_scale() == "log":  # "1e-3" as plain text: mathtext labels cost 15 % of a page
+                axis.set_major_formatter(FuncFormatter(_power_of_ten))
+            elif not colorbar:
                 axis.set_major_locator(MaxNLocator(nbins=5, steps=[1, 2, 2.5, 5, 10]))
     return fig
 

@@ -57,17 +57,26 @@ def fill_spill(filler: Filler, data: SpillData) -> tuple[dict, dict[str, float],
 
 
 def store_simulated_spill(session: Session, filler: Filler, data: SpillData, hooks: Sequence[CloseHook] = (),
-                          *, stream: str = "sim", beam_config: str | None = None) -> ClosedSpill:
-    """Store one spill as a worker would (one commit group, then close + hooks); caller commits."""
+                          *, stream: str = "sim", beam_config: str | None = None, lose_batches: int = 0) -> ClosedSpill:
+    """Store one spill as a worker would (one commit group, then close + hooks); caller commits.
+
+    ``lose_batches`` drops that many of the spill's last batches: the spill is then
+    closed as *incomplete*, as the worker does after its timeout.
+    """
+    if lose_batches:
+        keep = max(data.n_batches - lose_batches, 1) * data.batch_size
+        expected = data.n_batches
+        data = SpillData(data.run, data.spill, min(keep, data.n_events), {k: v[:keep] for k, v in data.columns.items()},
+                         batch_size=data.batch_size)
     hists, moments, n_batches = fill_spill(filler, data)
     tag = f"{data.run}-{data.spill}"
     contribution = Contribution(run=data.run, spill=data.spill, hists=hists, moments=moments, n_events=data.n_events,
                                 batches=[(f"{tag}-{b}", b) for b in range(n_batches)],
-                                marker=(f"{tag}-eos", n_batches, data.n_events))
+                                marker=(f"{tag}-eos", expected if lose_batches else n_batches, data.n_events))
     outcome = commit_group(session, stream, "sample", [contribution])
     if beam_config is not None:
         session.get(Run, data.run).beam_config = beam_config
-    closed = try_close(session, outcome.spill_ids.pop(), filler.book)
+    closed = try_close(session, outcome.spill_ids.pop(), filler.book, incomplete=bool(lose_batches))
     if closed is None:
         raise RuntimeError(f"run {data.run} spill {data.spill} did not close")
     for hook in hooks:
