@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from dqm.rootio import export_run
 from dqm.runtime import load_default_specs, open_store
 
 
@@ -18,6 +17,7 @@ def add_parser(sub) -> None:
 
 
 def run(args, settings) -> int:
+    from dqm.rootio import export_run  # uproot: imported only by the commands that need it
     specs = load_default_specs(settings)
     store = open_store(settings, writer=False)
     try:

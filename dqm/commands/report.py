@@ -16,7 +16,6 @@ from pathlib import Path
 from dqm.errors import ConfigError
 from dqm.report.data import Period, gather, parse_utc
 from dqm.report.progress import NullProgress, Progress
-from dqm.report.render import render_report
 from dqm.report.schedule import parse_hhmm, report_filename, run_schedule
 from dqm.runtime import load_default_specs, open_store
 
@@ -58,6 +57,8 @@ def _period(args) -> tuple[Period, str]:
 
 def write_report(settings, period: Period, out: Path, *, mot_per_event: float = 1.0, progress=NullProgress) -> tuple[int, object]:
     """Gather ``period`` from the store and render it to ``out``; returns (pages, data)."""
+    from dqm.report.render import render_report  # matplotlib: imported only by the command that draws
+
     specs = load_default_specs(settings)
     store = open_store(settings, writer=False)
     try:

@@ -268,6 +268,8 @@ def _draw(page: Page, data: ReportData) -> Figure:
         _trends(fig, page.items, data)
     for ax in fig.axes:  # every tick is a handful of artists: keep few (and no minor ones, which
         ax.minorticks_off()  # log scales and mplhep turn back on); they cost more than they tell
+        if not ax.axison:
+            continue
         colorbar = getattr(ax, "_colorbar", None) is not None  # keeps its own locator
         for axis in (ax.xaxis, ax.yaxis):
             if axis.get_scale() == "log":  # "1e-3" as plain text: mathtext labels cost 15 % of a page
