@@ -52,8 +52,8 @@ A4_LANDSCAPE = (11.69, 8.27)
 STYLE = {**mplhep.style.ROOT, "font.sans-serif": ["DejaVu Sans"], "font.size": 9, "axes.titlesize": 9,
          "axes.labelsize": 8, "xtick.labelsize": 7, "ytick.labelsize": 7, "legend.fontsize": 7, "pdf.fonttype": 42,
          "figure.dpi": 100, "xtick.major.size": 5, "ytick.major.size": 5, "xtick.minor.visible": False,
-         "ytick.minor.visible": False, "axes.titley": 1.0, "axes.titlepad": 4.0, "axes.formatter.limits": (-3, 4),
-         "axes.formatter.use_mathtext": False}
+         "ytick.minor.visible": False, "axes.titley": 1.0, "axes.titlepad": 4.0, "axes.formatter.limits": (-5, 6),
+         "axes.formatter.use_mathtext": False, "axes.formatter.useoffset": False}
 _QUALITY_ORDER = ("GOOD", "WARNING", "BAD", "NO_DATA", "UNCHECKED")
 _MAP_KINDS = 2  # histograms with this many dimensions are drawn as colour maps
 
