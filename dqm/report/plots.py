@@ -130,9 +130,7 @@ def draw_maps(axes: Sequence[Axes], spec: HistogramSpec, h: bh.Histogram, ref: b
     for ax in axes[len(prepared):]:
         ax.text(0.5, 0.5, "no reference for this histogram", ha="center", va="center", transform=ax.transAxes,
                 fontsize=8, color="#666666")
-        ax.set_xticks([])
-        ax.set_yticks([])
-        ax.minorticks_off()
+        ax.set_axis_off()
     return mesh
 
 
