@@ -149,15 +149,26 @@ def _chunks(seq: list, n: int) -> list[tuple]:
     return [tuple(seq[i:i + n]) for i in range(0, len(seq), n)] or [()]
 
 
-def plan_pages(data: ReportData, *, per_page: int = 4, trends_per_page: int = 6, table_lines: int = 46) -> list[Page]:
-    """Cover, WARNING/BAD table pages, per-subsystem histogram pages, trend pages."""
+def plan_pages(data: ReportData, *, per_page: int = 4, trends_per_page: int = 6, table_lines: int = 46,
+               max_table_pages: int = 40) -> list[Page]:
+    """Cover, WARNING/BAD table pages, per-subsystem histogram pages, trend pages.
+
+    A night with a detector off can flag every spill; past ``max_table_pages`` the
+    table stops (its last title says how many flags were left out) so the report
+    stays printable and is still ready for the morning.
+    """
     pages = [Page("cover", f"NA64μ data-quality report — {data.period.label}")]
     closed = {(s.run, s.spill): s.closed_at for s in data.spills}
     rows = table_rows(data.problem_flags, data.specs, closed)
     table = _paginate(rows, table_lines)
+    shown = table[:max_table_pages]
+    left_out = len(rows) - sum(len(p) for p in shown)
     n_spills = len({(f.run, f.spill) for f in data.problem_flags})
-    for i, chunk in enumerate(table, 1):
-        pages.append(Page("flags", f"WARNING and BAD flags — {len(rows)} flags in {n_spills} spills ({i}/{len(table)})", chunk))
+    for i, chunk in enumerate(shown, 1):
+        title = f"WARNING and BAD flags — {len(rows)} flags in {n_spills} spills ({i}/{len(shown)})"
+        if left_out and i == len(shown):
+            title += f"; {left_out} more not listed"
+        pages.append(Page("flags", title, chunk))
     for subsystem, specs in data.specs.by_subsystem().items():
         if not specs:
             continue

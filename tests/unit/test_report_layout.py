@@ -55,6 +55,9 @@ def test_long_flag_tables_paginate_and_ditto_repeated_text_within_a_page(specs):
         assert first.cells[5] == ("call the ECAL expert",)
         assert rest and all(r.cells[5] == DITTO and r.cells[0] != first.cells[0] for r in rest)
     assert sum(len(p.items) for p in tables) == 120
+    # and a night that flags everything stops the table at the page limit, saying how many it left out
+    capped = [p for p in plan_pages(_data(specs, [_flag(s) for s in range(1, 121)]), max_table_pages=1) if p.kind == "flags"]
+    assert len(capped) == 1 and capped[0].title.endswith(f"; {120 - len(capped[0].items)} more not listed")
 
 
 def test_runs_are_written_as_ranges():
