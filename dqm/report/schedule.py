@@ -8,8 +8,9 @@ across midnight and daylight-saving changes without waiting for either:
 
 * :func:`next_run` — the next scheduled instant strictly after ``now``;
 * :func:`due_days` — the days whose report should exist by ``now`` and does not
-  (a job that was down at 06:00 catches up when it starts; an existing file is
-  never rewritten, so a restart loop cannot churn the folder);
+  (a job that was down at 06:00 catches up when it starts; a complete report is
+  never rewritten, so a restart loop cannot churn the folder, while one written
+  during its own day — ``dqm report`` for today — is replaced by the whole day's);
 
 :func:`run_schedule` is the thin loop around them; its clock, sleep and the report
 writer are parameters so a test can drive it.
@@ -81,14 +82,25 @@ def report_filename(day: date) -> str:
     return f"dqm-report-{day.isoformat()}.pdf"
 
 
-def existing_days(folder: Path) -> set[date]:
-    """Days that already have a report in ``folder`` (half-written ``.part`` files do not count)."""
+def existing_days(folder: Path, tz: tzinfo | None = None) -> set[date]:
+    """Days that already have a *complete* report in ``folder``.
+
+    Complete means written after the day ended: ``dqm report`` for today writes the
+    same file name during the day, and that partial report must not stop the nightly
+    job from writing the whole day. Half-written ``.part`` files and empty files do
+    not count either.
+    """
     out = set()
     if folder.is_dir():
         for p in folder.iterdir():
             m = _NAME.match(p.name)
-            if m and p.stat().st_size > 0:
-                out.add(date.fromisoformat(m.group(1)))
+            if not m:
+                continue
+            day = date.fromisoformat(m.group(1))
+            stat = p.stat()
+            written = datetime.fromtimestamp(stat.st_mtime).astimezone()
+            if stat.st_size > 0 and written >= _local(day + timedelta(days=1), time(0), tz):
+                out.add(day)
     return out
 
 
@@ -110,7 +122,7 @@ def run_schedule(folder: Path, at: time, write_report: Callable[[date, Path], ob
     log.info("nightly report at %s local time into %s", at.strftime("%H:%M"), folder)
     while not should_stop():
         failed = False
-        for day in due_days(clock(), at, existing_days(folder), catch_up_days=catch_up_days, tz=tz):
+        for day in due_days(clock(), at, existing_days(folder, tz), catch_up_days=catch_up_days, tz=tz):
             path = folder / report_filename(day)
             try:
                 write_report(day, path)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from datetime import date, datetime, time, timedelta, timezone
 from zoneinfo import ZoneInfo
 
@@ -54,12 +55,20 @@ def test_due_days_owes_yesterday_from_the_scheduled_time_on():
     assert due_days(late, SIX, [date(2025, 5, 31)], catch_up_days=3, tz=ZURICH) == [date(2025, 5, 30), date(2025, 6, 1)]
 
 
-def test_existing_days_reads_report_names_and_ignores_partial_files(tmp_path):
+def test_existing_days_counts_only_complete_reports(tmp_path):
+    # Given a complete report, a half-written one, an empty one, another file, and a report of
+    # June 4th written at noon that day (``dqm report`` for today)
     (tmp_path / report_filename(date(2025, 6, 1))).write_bytes(b"%PDF-1.4")
     (tmp_path / ".dqm-report-2025-06-02.pdf.abc.part").write_bytes(b"%PDF")
     (tmp_path / report_filename(date(2025, 6, 3))).write_bytes(b"")  # a crashed write
     (tmp_path / "notes.txt").write_text("x")
-    assert existing_days(tmp_path) == {date(2025, 6, 1)}
+    partial = tmp_path / report_filename(date(2025, 6, 4))
+    partial.write_bytes(b"%PDF-1.4")
+    noon = datetime(2025, 6, 4, 12, 0, tzinfo=ZURICH).timestamp()
+    os.utime(partial, (noon, noon))
+    # Then only the complete one counts: the nightly job will write June 4th in full
+    assert existing_days(tmp_path, ZURICH) == {date(2025, 6, 1)}
+    assert due_days(datetime(2025, 6, 5, 6, 0, tzinfo=ZURICH), SIX, existing_days(tmp_path, ZURICH), tz=ZURICH) == [date(2025, 6, 4)]
 
 
 def test_local_day_period_is_23_hours_on_the_spring_change():
