@@ -26,7 +26,7 @@ SUBSYSTEM_TITLES = {"beam": "Beam", "calorimeter": "Calorimeters", "momentum": "
 
 #: (header, characters a line, share of the page width) of the WARNING/BAD table
 TABLE_COLUMNS = (("run / spill", 12, 0.075), ("closed", 14, 0.085), ("quality", 8, 0.06),
-                 ("subsystem · histogram · check", 30, 0.17), ("explanation", 62, 0.35),
+                 ("subsystem · histogram · check", 30, 0.175), ("explanation", 62, 0.345),
                  ("shifter instruction", 44, 0.26))
 #: columns whose text is replaced by a ditto mark when it repeats the row above on the same page
 DITTO_COLUMNS = (3, 4, 5)

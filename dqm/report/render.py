@@ -179,7 +179,7 @@ def _flags_table(fig: Figure, rows: tuple[TableRow, ...]) -> None:
     xs = left + xs * (right - left)
     headers = [h if h != "closed" else f"closed ({datetime.now().astimezone().tzname()})" for h, _, _ in TABLE_COLUMNS]
     for header, x in zip(headers, xs):
-        fig.text(x + 0.003, top, header, fontsize=8, weight="bold", va="top")
+        fig.text(x + 0.003, top, header, fontsize=7.5, weight="bold", va="top")
     y = top - 1.4 * line_h
     fig.add_artist(matplotlib.lines.Line2D([left, right], [y + 0.4 * line_h] * 2, color="#333333", lw=0.8))
     if not rows:
