@@ -22,6 +22,8 @@ def add_parser(sub) -> None:
     p.add_argument("--scale-database", metavar="URL",
                    help="scale-out store: a scratch database (e.g. PostgreSQL) instead of a fresh SQLite file")
     p.add_argument("--no-checks", action="store_true", help="do not run the checks when spills close")
+    p.add_argument("--report", type=int, nargs="?", const=2000, metavar="SPILLS",
+                   help="instead: time the nightly PDF report of a simulated day of SPILLS spills (default 2000)")
     p.set_defaults(func=run)
 
 
@@ -42,6 +44,11 @@ def _quiet_logs(level: str) -> None:
 
 def run(args, settings) -> int:
     _quiet_logs(getattr(args, "log_level", "INFO"))
+    if args.report:
+        from dqm.report.bench import bench_report
+
+        print(bench_report(load_default_specs(settings), n_spills=args.report).line())
+        return 0
     server = None
     if not settings.redis_url:
         server = EmbeddedRedis().start()

@@ -12,11 +12,11 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import date, datetime, time, timedelta, timezone, tzinfo
 from typing import Callable
 
 import boost_histogram as bh
-from sqlalchemy import Select, select
+from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
 from dqm.errors import ConfigError
@@ -34,6 +34,7 @@ __all__ = [
 #: dqm.checks.Quality values, spelled out for the page (kept here so gathering needs no checks import)
 QUALITY_NAMES = {0: "GOOD", 1: "NO_DATA", 2: "WARNING", 3: "BAD"}
 WARNING, BAD = 2, 3
+ROLLUP = "rollup"  # dqm.flags.ROLLUP: the per-subsystem worst-of rows
 
 ProgressFactory = Callable[..., Progress]
 
@@ -64,9 +65,19 @@ class Period:
     run: int | None = None
 
     @classmethod
-    def day(cls, day: date) -> "Period":
-        start = datetime.combine(day, time(0), tzinfo=timezone.utc)
-        return cls(f"{day.isoformat()} (UTC)", start, start + timedelta(days=1))
+    def day(cls, day: date, tz: tzinfo | None = timezone.utc) -> "Period":
+        """Midnight to midnight in ``tz``; ``None`` means the machine's local time zone.
+
+        A local day is 23 or 25 hours long when daylight saving time changes: each
+        midnight is converted on its own, so the window is always that calendar day.
+        """
+        if tz is None:  # local: let the C library apply the DST rule in force at each midnight
+            start = datetime.combine(day, time(0)).astimezone()
+            end = datetime.combine(day + timedelta(days=1), time(0)).astimezone()
+        else:
+            start = datetime.combine(day, time(0), tzinfo=tz)
+            end = datetime.combine(day + timedelta(days=1), time(0), tzinfo=tz)
+        return cls(f"{day.isoformat()} ({start.tzname() or 'local'})", start.astimezone(timezone.utc), end.astimezone(timezone.utc))
 
     @classmethod
     def for_run(cls, run: int) -> "Period":
@@ -145,6 +156,8 @@ class ReportData:
     beam_configs: dict[str, int] = field(default_factory=dict)  # config -> spills
     mot_per_event: float = 1.0
     skipped: dict[str, int] = field(default_factory=dict)  # histogram -> spills not summed
+    #: subsystem -> quality name -> number of check flags (all qualities, roll-ups left out)
+    flag_counts: dict[str, Counter] = field(default_factory=dict)
 
     @property
     def runs(self) -> list[int]:
@@ -168,17 +181,19 @@ class ReportData:
         return self.quality_counts["GOOD"] / len(self.spills) if self.spills else None
 
     @property
-    def flag_counts(self) -> dict[str, Counter]:
-        """subsystem -> quality name -> number of flags."""
-        out: dict[str, Counter] = {}
-        for f in self.flags:
-            out.setdefault(f.subsystem, Counter())[QUALITY_NAMES.get(f.quality, str(f.quality))] += 1
-        return out
+    def problem_flags(self) -> list[FlagRow]:
+        """Every WARNING/BAD check flag, in time order: the report's table.
+
+        Per-subsystem roll-up rows repeat their worst check's explanation, so they are
+        left out here (a spill flagged only by its completeness check still appears:
+        that check has no histogram but is not a roll-up).
+        """
+        return [f for f in self.flags if f.quality >= WARNING and f.check != ROLLUP]
 
     @property
-    def problem_flags(self) -> list[FlagRow]:
-        """Every WARNING/BAD flag, in time order: the report's table."""
-        return [f for f in self.flags if f.quality >= WARNING]
+    def problem_spills(self) -> list[tuple[int, int | None]]:
+        """(run, spill) of every spill with a WARNING/BAD flag, in time order."""
+        return list(dict.fromkeys((f.run, f.spill) for f in self.problem_flags))
 
     @property
     def window(self) -> tuple[datetime | None, datetime | None]:
@@ -196,10 +211,27 @@ def _spills(session: Session, period: Period, dialect: str) -> list[SpillRow]:
 
 
 def _flags(session: Session, period: Period, dialect: str) -> list[FlagRow]:
-    stmt = period.where(select(Flag).join(Spill, Spill.id == Flag.spill_id), dialect)
+    """WARNING/BAD flags only: a day has ~25 GOOD check rows per spill, counted in SQL instead."""
+    stmt = period.where(select(Flag).join(Spill, Spill.id == Flag.spill_id).where(Flag.quality >= WARNING), dialect)
     rows = session.scalars(stmt.order_by(Spill.closed_at, Flag.run, Flag.spill, Flag.id)).all()
     return [FlagRow(f.run, f.spill, f.subsystem, f.histogram, f.check, int(f.quality), f.value, f.explanation or "",
                     f.instruction or "", f.reference_run, _aware(f.created_at)) for f in rows]
+
+
+def _flag_counts(session: Session, period: Period, dialect: str) -> dict[str, Counter]:
+    stmt = period.where(select(Flag.subsystem, Flag.quality, func.count()).join(Spill, Spill.id == Flag.spill_id)
+                        .where(Flag.check != ROLLUP), dialect).group_by(Flag.subsystem, Flag.quality)
+    out: dict[str, Counter] = {}
+    for subsystem, quality, n in session.execute(stmt):
+        out.setdefault(subsystem, Counter())[QUALITY_NAMES.get(quality, str(quality))] += int(n)
+    return out
+
+
+def _reference_runs(session: Session, period: Period, dialect: str) -> set[int]:
+    """Every reference run the period's flags were judged against."""
+    stmt = period.where(select(Flag.reference_run).distinct().join(Spill, Spill.id == Flag.spill_id)
+                        .where(Flag.reference_run.is_not(None)), dialect)
+    return set(session.scalars(stmt))
 
 
 def _with_worst_flag(spills: list[SpillRow], flags: list[FlagRow]) -> list[SpillRow]:
@@ -257,7 +289,7 @@ def gather(session: Session, specs: SpecSet, period: Period, *, mot_per_event: f
         run_cfg = dict(session.execute(select(Run.run, Run.beam_config).where(Run.run.in_({s.run for s in spills}))).all())
         configs = Counter(run_cfg.get(s.run, "mu160") for s in spills)
     end = period.end or (spills[-1].closed_at if spills else None)
-    flag_runs = {f.reference_run for f in flags if f.reference_run is not None}
+    flag_runs = _reference_runs(session, period, dialect)
     refs, in_force = _references(session, list(configs), flag_runs, end)
     acc = Integrator()
     stmt = period.where(select(SpillHistograms.blob).join(Spill, Spill.id == SpillHistograms.spill_id), dialect)
@@ -274,4 +306,5 @@ def gather(session: Session, specs: SpecSet, period: Period, *, mot_per_event: f
         period=period, specs=specs, generated_at=now or datetime.now(timezone.utc), spills=spills, flags=flags,
         references=refs, histograms=acc.histograms(), reference_histograms=ref_hists, reference_run=ref_run,
         beam_configs=dict(configs), mot_per_event=mot_per_event, skipped=dict(acc.skipped),
+        flag_counts=_flag_counts(session, period, dialect),
     )

@@ -25,9 +25,12 @@ SUBSYSTEM_TITLES = {"beam": "Beam", "calorimeter": "Calorimeters", "momentum": "
                     "pik": "π/K contamination", "daq": "DAQ"}
 
 #: (header, characters a line, share of the page width) of the WARNING/BAD table
-TABLE_COLUMNS = (("run / spill", 12, 0.08), ("closed (UTC)", 10, 0.07), ("quality", 8, 0.06),
-                 ("subsystem · histogram · check", 30, 0.17), ("explanation", 62, 0.36),
+TABLE_COLUMNS = (("run / spill", 12, 0.075), ("closed", 14, 0.085), ("quality", 8, 0.06),
+                 ("subsystem · histogram · check", 30, 0.175), ("explanation", 62, 0.345),
                  ("shifter instruction", 44, 0.26))
+#: columns whose text is replaced by a ditto mark when it repeats the row above on the same page
+DITTO_COLUMNS = (3, 4, 5)
+DITTO = ("″",)
 
 
 @dataclass(frozen=True)
@@ -76,6 +79,18 @@ class TableRow:
     def lines(self) -> int:
         return max(len(c) for c in self.cells)
 
+    def after(self, previous: "TableRow | None") -> "TableRow":
+        """This row as printed under ``previous``: repeated long texts become a ditto mark.
+
+        A night of one recurring problem would otherwise print the same instruction
+        hundreds of times; the first row of every page keeps the full text.
+        """
+        if previous is None:
+            return self
+        cells = tuple(DITTO if i in DITTO_COLUMNS and c == p and c != ("",) else c
+                      for i, (c, p) in enumerate(zip(self.cells, previous.cells)))
+        return TableRow(self.quality, cells)
+
 
 @dataclass(frozen=True)
 class Page:
@@ -107,21 +122,26 @@ def table_rows(flags: list[FlagRow], specs: SpecSet, closed_at: dict[tuple[int, 
     for f in flags:
         when = closed_at.get((f.run, f.spill))
         what = " · ".join(x for x in (f.subsystem, f.histogram or "", f.check) if x)
-        texts = (f"{f.run} / {f.spill if f.spill is not None else '–'}", f"{when:%m-%d %H:%M:%S}" if when else "",
+        texts = (f"{f.run} / {f.spill if f.spill is not None else '–'}", f"{when.astimezone():%m-%d %H:%M:%S}" if when else "",
                  QUALITY_NAMES.get(f.quality, str(f.quality)), what, f.explanation, _instruction(f, specs))
         rows.append(TableRow(f.quality, tuple(_wrap(t, w) for t, (_, w, _) in zip(texts, TABLE_COLUMNS))))
     return rows
 
 
 def _paginate(rows: list[TableRow], budget: int) -> list[tuple[TableRow, ...]]:
+    """Rows into pages of at most ``budget`` text lines, with ditto marks within a page."""
     pages: list[list[TableRow]] = [[]]
     used = 0
+    previous: TableRow | None = None
     for row in rows:
-        if pages[-1] and used + row.lines > budget:
+        shown = row.after(previous)
+        if pages[-1] and used + shown.lines > budget:
             pages.append([])
             used = 0
-        pages[-1].append(row)
-        used += row.lines
+            shown = row
+        pages[-1].append(shown)
+        used += shown.lines
+        previous = row
     return [tuple(p) for p in pages]
 
 
@@ -129,15 +149,26 @@ def _chunks(seq: list, n: int) -> list[tuple]:
     return [tuple(seq[i:i + n]) for i in range(0, len(seq), n)] or [()]
 
 
-def plan_pages(data: ReportData, *, per_page: int = 4, trends_per_page: int = 6, table_lines: int = 46) -> list[Page]:
-    """Cover, WARNING/BAD table pages, per-subsystem histogram pages, trend pages."""
+def plan_pages(data: ReportData, *, per_page: int = 4, trends_per_page: int = 6, table_lines: int = 46,
+               max_table_pages: int = 40) -> list[Page]:
+    """Cover, WARNING/BAD table pages, per-subsystem histogram pages, trend pages.
+
+    A night with a detector off can flag every spill; past ``max_table_pages`` the
+    table stops (its last title says how many flags were left out) so the report
+    stays printable and is still ready for the morning.
+    """
     pages = [Page("cover", f"NA64μ data-quality report — {data.period.label}")]
     closed = {(s.run, s.spill): s.closed_at for s in data.spills}
     rows = table_rows(data.problem_flags, data.specs, closed)
     table = _paginate(rows, table_lines)
+    shown = table[:max_table_pages]
+    left_out = len(rows) - sum(len(p) for p in shown)
     n_spills = len({(f.run, f.spill) for f in data.problem_flags})
-    for i, chunk in enumerate(table, 1):
-        pages.append(Page("flags", f"WARNING and BAD flags — {len(rows)} flags in {n_spills} spills ({i}/{len(table)})", chunk))
+    for i, chunk in enumerate(shown, 1):
+        title = f"WARNING and BAD flags — {len(rows)} flags in {n_spills} spills ({i}/{len(shown)})"
+        if left_out and i == len(shown):
+            title += f"; {left_out} more not listed"
+        pages.append(Page("flags", title, chunk))
     for subsystem, specs in data.specs.by_subsystem().items():
         if not specs:
             continue

@@ -37,9 +37,7 @@ def draw_missing(ax: Axes, spec: HistogramSpec, why: str) -> None:
     """A panel with the spec's title and why there is nothing to show (keeps one panel per spec)."""
     ax.set_title(spec.title, fontsize=9, loc="left")
     ax.text(0.5, 0.5, why, ha="center", va="center", transform=ax.transAxes, fontsize=9, color="#666666", wrap=True)
-    ax.set_xticks([])
-    ax.set_yticks([])
-    ax.minorticks_off()
+    ax.set_axis_off()  # no ticks to build: a period without data renders quickly too
 
 
 def draw_overlay(ax: Axes, rax: Axes, spec: HistogramSpec, h: bh.Histogram, ref: bh.Histogram | None, ref_label: str) -> None:
@@ -88,11 +86,17 @@ def _map_values(h: bh.Histogram) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return (values / total if total > 0 else values), np.asarray(h.axes[0].edges), np.asarray(h.axes[1].edges)
 
 
+def _uniform(edges: np.ndarray) -> bool:
+    widths = np.diff(edges)
+    return bool(widths.size) and np.allclose(widths, widths[0])
+
+
 def draw_maps(axes: Sequence[Axes], spec: HistogramSpec, h: bh.Histogram, ref: bh.Histogram | None, ref_label: str):
     """Period and reference as colour maps side by side, per unit area, on one colour scale.
 
-    The meshes are rasterised: a 200×200 map as vector quads would make the PDF slow
-    to render and several MB large. Returns the mesh for the caller's colour bar.
+    Maps are images (regular bins, the specs' only kind) or rasterised meshes: a
+    200×200 map as vector quads would make the PDF slow to render and several MB
+    large. Returns the image/mesh for the caller's colour bar.
     """
     maps = [("period", h)] + ([(ref_label, ref)] if ref is not None and len(axes) > 1 else [])
     prepared = []
@@ -111,19 +115,22 @@ def draw_maps(axes: Sequence[Axes], spec: HistogramSpec, h: bh.Histogram, ref: b
     mesh = None
     for ax, (label, hist, values, xe, ye) in zip(axes, prepared):
         shown = np.ma.masked_less_equal(values.T, 0) if isinstance(norm, mcolors.LogNorm) else values.T
-        mesh = ax.pcolormesh(xe, ye, shown, norm=norm, cmap="viridis", rasterized=True, shading="flat")
+        if _uniform(xe) and _uniform(ye):  # an image: embedded as is, far cheaper than a rasterised mesh
+            mesh = ax.imshow(shown, norm=norm, cmap="viridis", origin="lower", aspect="auto",
+                             interpolation="nearest", extent=(xe[0], xe[-1], ye[0], ye[-1]))
+        else:
+            mesh = ax.pcolormesh(xe, ye, shown, norm=norm, cmap="viridis", rasterized=True, shading="flat")
         ax.set_xlabel(_axis_label(hist.axes[0], "x"), fontsize=8)
         ax.set_ylabel(_axis_label(hist.axes[1], "y"), fontsize=8)
-        ax.set_title(f"{label}", fontsize=8, loc="right")
+        ax.text(0.03, 0.97, label, transform=ax.transAxes, fontsize=7, va="top", ha="left",
+                bbox={"facecolor": "white", "alpha": 0.8, "edgecolor": "none", "pad": 1.5})
         ax.tick_params(labelsize=7)
     if axes:
         axes[0].set_title(spec.title, fontsize=9, loc="left")
     for ax in axes[len(prepared):]:
         ax.text(0.5, 0.5, "no reference for this histogram", ha="center", va="center", transform=ax.transAxes,
                 fontsize=8, color="#666666")
-        ax.set_xticks([])
-        ax.set_yticks([])
-        ax.minorticks_off()
+        ax.set_axis_off()
     return mesh
 
 
@@ -140,9 +147,10 @@ def draw_trend(ax: Axes, trend: Trend, x: np.ndarray, series: dict[str, np.ndarr
         colour = colours[i % len(colours)]
         if trend.err and trend.err in series:
             err = np.nan_to_num(series[trend.err][ok])
-            ax.fill_between(x[ok], y[ok] - err, y[ok] + err, color=colour, alpha=0.15, lw=0, step="mid")
-        ax.plot(x[ok], y[ok], lw=0.6, color=colour, label=key, drawstyle="steps-mid" if len(x) > 200 else "default",
-                marker="" if len(x) > 200 else ".", ms=2)
+            ax.fill_between(x[ok], y[ok] - err, y[ok] + err, color=colour, alpha=0.15, lw=0, step="mid", rasterized=len(x) > 200)
+        dense = len(x) > 200  # a day of spills: points read better than a zigzag line
+        ax.plot(x[ok], y[ok], lw=0.0 if dense else 0.6, color=colour, label=key, marker="." if dense else "o",
+                ms=1.5 if dense else 2, ls="none" if dense else "-", rasterized=dense)  # 2000 vector dots: slow PDF
         for q, name in ((2, "WARNING"), (3, "BAD")):
             sel = ok & (quality == q)
             if sel.any():
@@ -150,11 +158,15 @@ def draw_trend(ax: Axes, trend: Trend, x: np.ndarray, series: dict[str, np.ndarr
                            label=f"{name} spill" if i == 0 else None, edgecolors="none")
     for pos, text in boundaries:
         ax.axvline(pos, color="#9c9ca1", lw=0.6, ls="--")
-        ax.text(pos, 1.0, f" {text}", transform=ax.get_xaxis_transform(), fontsize=6, va="top", color="#666666")
+        if text:  # vertical, at the bottom: clear of the legend in the top corner
+            ax.text(pos, 0.03, f" {text}", transform=ax.get_xaxis_transform(), fontsize=5.5, va="bottom",
+                    rotation=90, color="#666666")
     ax.set_title(trend.title, fontsize=9, loc="left")
     ax.set_ylabel(trend.ylabel, fontsize=8)
     ax.set_xlabel(xlabel, fontsize=8)
     ax.tick_params(labelsize=7)
     handles, labels = ax.get_legend_handles_labels()
     if handles:
-        ax.legend(fontsize=6, loc="best", ncols=2)
+        # a fixed corner: loc="best" tests every data point against every candidate box
+        ax.legend(fontsize=6, loc="upper right", ncols=len(handles), frameon=True, framealpha=0.8,
+                  edgecolor="none", markerscale=2)
