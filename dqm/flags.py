@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from dqm.checks import Quality
 from dqm.config import Settings
 from dqm.errors import StorageError
-from dqm.evaluate import Verdict, config_version, evaluate_spill
+from dqm.evaluate import HISTORY_SPILLS, Verdict, config_version, evaluate_spill, history_series
 from dqm.references import DEFAULT_BEAM_CONFIG, ReferenceCache, active_reference, flags_reference_run
 from dqm.specs import SpecSet
 from dqm.store.models import ChannelMask, CheckOverride, Flag, Reference, Run, Spill
@@ -26,8 +26,6 @@ from dqm.store.spills import ClosedSpill, spill_histograms
 
 __all__ = ["CheckInputs", "gather_inputs", "store_verdict", "make_close_hook", "recheck_run", "HISTORY_SPILLS"]
 
-#: How many earlier spills of the run the trend checks (CUSUM, EWMA, intensity) see.
-HISTORY_SPILLS = 60
 ROLLUP = "rollup"
 
 
@@ -51,8 +49,7 @@ def _history(session: Session, sp: Spill) -> dict[str, list[float]]:
     if cutoff is not None:
         stmt = stmt.where(Spill.closed_at < (_naive_utc(cutoff) if session.get_bind().dialect.name == "sqlite" else cutoff))
     rows = session.scalars(stmt.order_by(Spill.spill.desc()).limit(HISTORY_SPILLS)).all()[::-1]
-    keys = {k for r in rows if r for k, v in r.items() if isinstance(v, (int, float))}
-    return {k: [float(r[k]) if r and isinstance(r.get(k), (int, float)) else float("nan") for r in rows] for k in sorted(keys)}
+    return history_series(rows)
 
 
 def _overrides(session: Session, upto: int | None) -> dict[tuple[str, str], dict]:
