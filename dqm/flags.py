@@ -24,7 +24,7 @@ from dqm.specs import SpecSet
 from dqm.store.models import ChannelMask, CheckOverride, Flag, Reference, Run, Spill
 from dqm.store.spills import ClosedSpill, spill_histograms
 
-__all__ = ["CheckInputs", "gather_inputs", "store_verdict", "make_close_hook", "recheck_run", "HISTORY_SPILLS"]
+__all__ = ["CheckInputs", "gather_inputs", "store_verdict", "make_close_hook", "recheck_run", "query_flags", "HISTORY_SPILLS", "ROLLUP"]
 
 ROLLUP = "rollup"
 
@@ -186,3 +186,15 @@ def _same(a: float | None, b: float | None) -> bool:
     if a is None or b is None:
         return a is b
     return a == b or abs(a - b) <= 1e-9 * max(abs(a), abs(b))
+
+
+def query_flags(session: Session, run: int, *, spill: int | None = None, subsystem: str | None = None,
+                min_quality: Quality = Quality.GOOD, rollups: bool = False) -> list[Flag]:
+    """A run's stored flags (per-check rows, or with ``rollups`` the roll-up rows), worst first."""
+    stmt = select(Flag).where(Flag.run == run, Flag.quality >= int(min_quality))
+    stmt = stmt.where(Flag.check == ROLLUP) if rollups else stmt.where(Flag.check != ROLLUP)
+    if spill is not None:
+        stmt = stmt.where(Flag.spill == spill)
+    if subsystem is not None:
+        stmt = stmt.where(Flag.subsystem == subsystem)
+    return list(session.scalars(stmt.order_by(Flag.spill.nulls_first(), Flag.quality.desc(), Flag.subsystem, Flag.histogram, Flag.check)))
