@@ -16,6 +16,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from dqm.checks import Quality
+from dqm.checks._core import to_jsonable
 from dqm.config import Settings
 from dqm.errors import StorageError
 from dqm.evaluate import HISTORY_SPILLS, Verdict, config_version, evaluate_spill, history_series
@@ -71,8 +72,16 @@ def _masks(session: Session, at: datetime) -> dict[str, list[list[int]]]:
     return out
 
 
-def gather_inputs(session: Session, sp: Spill, specs: SpecSet, refs: ReferenceCache, *, version: str | None = None, reference: Reference | None = None) -> CheckInputs:
-    """Inputs as they were when ``sp`` closed; ``version`` pins the threshold overrides."""
+#: ``gather_inputs(reference=ACTIVE)``: use the beam configuration's active reference.
+ACTIVE = object()
+
+
+def gather_inputs(session: Session, sp: Spill, specs: SpecSet, refs: ReferenceCache, *, version: str | None = None, reference: Reference | None | object = ACTIVE) -> CheckInputs:
+    """Inputs as they were when ``sp`` closed; ``version`` pins the threshold overrides.
+
+    ``reference`` is the reference to compare with (``None``: none, as when the live
+    flags were made without one); by default the active one of the run's beam configuration.
+    """
     if version is not None:
         spec_hash, _, ov = version.partition("+")
         if spec_hash != specs.version:
@@ -81,7 +90,8 @@ def gather_inputs(session: Session, sp: Spill, specs: SpecSet, refs: ReferenceCa
     else:
         upto = session.scalar(select(func.max(CheckOverride.id))) or 0
     run_row = session.get(Run, sp.run)
-    ref = reference if reference is not None else active_reference(session, run_row.beam_config if run_row else DEFAULT_BEAM_CONFIG)
+    ref = active_reference(session, run_row.beam_config if run_row else DEFAULT_BEAM_CONFIG) if reference is ACTIVE else reference
+    assert ref is None or isinstance(ref, Reference)
     at = sp.closed_at or datetime.now(timezone.utc)
     return CheckInputs(
         history=_history(session, sp), reference=refs.get(session, ref), reference_run=ref.run if ref else None,
@@ -96,8 +106,8 @@ def store_verdict(session: Session, sp: Spill, verdict: Verdict, inputs: CheckIn
     for j in verdict.judgements:
         r = j.result
         rows.append(Flag(run=sp.run, spill=sp.spill, spill_id=sp.id, subsystem=j.subsystem, histogram=j.histogram,
-                         check=j.check, quality=int(r.quality), value=r.value, thresholds=r.threshold,
-                         explanation=r.explanation, details=r.details, instruction=j.instruction,
+                         check=j.check, quality=int(r.quality), value=r.value, thresholds=to_jsonable(r.threshold),
+                         explanation=r.explanation, details=to_jsonable(r.details), instruction=j.instruction,
                          config_version=inputs.version, reference_run=inputs.reference_run))
     for subsystem, q in verdict.subsystems.items():
         worst_j = verdict.worst_in(subsystem)
@@ -160,8 +170,10 @@ def recheck_run(session: Session, run: int, specs: SpecSet, *, version: str | No
     diffs: list[str] = []
     used = version or ""
     for sp in spills:
-        ref_run = flags_reference_run(session, sp.id)
-        ref = session.scalars(select(Reference).where(Reference.run == ref_run).order_by(Reference.id.desc()).limit(1)).first() if ref_run else None
+        ref: Reference | None | object = ACTIVE  # never judged: as the live hook would now
+        if session.scalar(select(func.count()).select_from(Flag).where(Flag.spill_id == sp.id)):
+            ref_run = flags_reference_run(session, sp.id)  # judged: the reference it was judged against, or none
+            ref = session.scalars(select(Reference).where(Reference.run == ref_run).order_by(Reference.id.desc()).limit(1)).first() if ref_run is not None else None
         pinned = version or sp.config_version
         inputs = gather_inputs(session, sp, specs, refs, version=pinned if pinned and pinned.split("+")[0] == specs.version else None, reference=ref)
         used = inputs.version
@@ -178,6 +190,9 @@ def recheck_run(session: Session, run: int, specs: SpecSet, *, version: str | No
                 diffs.append(f"spill {sp.spill} {j.histogram}/{j.check}: not stored")
             elif f.quality != int(j.result.quality) or not _same(f.value, j.result.value):
                 diffs.append(f"spill {sp.spill} {j.histogram}/{j.check}: stored {Quality(f.quality).name} {f.value}, recomputed {j.result.quality.name} {j.result.value}")
+            elif f.explanation != j.result.explanation or (f.thresholds or {}) != to_jsonable(j.result.threshold):
+                diffs.append(f"spill {sp.spill} {j.histogram}/{j.check}: same quality and value, but explanation or thresholds "
+                             f"differ: stored {f.explanation!r}, recomputed {j.result.explanation!r}")
         diffs.extend(f"spill {sp.spill} {h}/{c}: stored but not recomputed" for h, c in stored)
     return RecheckResult(len(spills), diffs, used)
 
