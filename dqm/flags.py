@@ -99,7 +99,7 @@ def gather_inputs(session: Session, sp: Spill, specs: SpecSet, refs: ReferenceCa
     )
 
 
-def store_verdict(session: Session, sp: Spill, verdict: Verdict, inputs: CheckInputs) -> None:
+def store_verdict(session: Session, sp: Spill, verdict: Verdict, inputs: CheckInputs, *, update_run: bool = True) -> None:
     """Replace the spill's flags with ``verdict`` (one row per check plus per-subsystem roll-ups)."""
     session.execute(delete(Flag).where(Flag.spill_id == sp.id))
     rows = []
@@ -122,19 +122,34 @@ def store_verdict(session: Session, sp: Spill, verdict: Verdict, inputs: CheckIn
     summary = dict(sp.summary or {})
     summary["quality"] = {s: int(q) for s, q in verdict.subsystems.items()}
     sp.summary = summary
-    _store_run_rollup(session, sp.run, inputs)
+    if update_run:
+        _store_run_rollup(session, sp.run, inputs, verdict)
 
 
-def _store_run_rollup(session: Session, run: int, inputs: CheckInputs) -> None:
-    """Run-level roll-up rows (spill NULL): worst of the run's spill roll-ups per subsystem."""
-    session.flush()
-    worst = session.execute(
-        select(Flag.subsystem, func.max(Flag.quality)).where(Flag.run == run, Flag.check == ROLLUP, Flag.spill.is_not(None)).group_by(Flag.subsystem)
-    ).all()
-    session.execute(delete(Flag).where(Flag.run == run, Flag.check == ROLLUP, Flag.spill.is_(None)))
-    session.add_all([Flag(run=run, spill=None, spill_id=None, subsystem=s, histogram=None, check=ROLLUP, quality=int(q),
-                          explanation="worst spill of the run", config_version=inputs.version, reference_run=inputs.reference_run)
-                     for s, q in worst])
+def _store_run_rollup(session: Session, run: int, inputs: CheckInputs, verdict: Verdict | None = None) -> None:
+    """Run-level roll-up rows (spill NULL): the worst spill roll-up per subsystem.
+
+    Live (``verdict`` given) it is updated in place — worst of itself and this spill —
+    so the cost does not grow with the run; the run row is locked first (PostgreSQL)
+    so two workers closing spills of one run cannot lose each other's verdict.
+    Without ``verdict`` (a stored recheck) it is recomputed from every spill roll-up.
+    """
+    session.execute(select(Run.run).where(Run.run == run).with_for_update())
+    existing = {f.subsystem: f for f in session.scalars(select(Flag).where(Flag.run == run, Flag.check == ROLLUP, Flag.spill.is_(None)))}
+    if verdict is not None:
+        worst = {s: max(int(q), existing[s].quality if s in existing else 0) for s, q in verdict.subsystems.items()}
+    else:
+        session.flush()
+        worst = dict(session.execute(
+            select(Flag.subsystem, func.max(Flag.quality)).where(Flag.run == run, Flag.check == ROLLUP, Flag.spill.is_not(None)).group_by(Flag.subsystem)
+        ).all())
+    for subsystem, q in worst.items():
+        row = existing.get(subsystem)
+        if row is None:
+            session.add(Flag(run=run, spill=None, spill_id=None, subsystem=subsystem, histogram=None, check=ROLLUP, quality=int(q),
+                             explanation="worst spill of the run", config_version=inputs.version, reference_run=inputs.reference_run))
+        elif row.quality != int(q) or row.config_version != inputs.version:
+            row.quality, row.config_version, row.reference_run = int(q), inputs.version, inputs.reference_run
 
 
 def make_close_hook(settings: Settings, specs: SpecSet):
@@ -181,7 +196,8 @@ def recheck_run(session: Session, run: int, specs: SpecSet, *, version: str | No
                                  reference=inputs.reference, masked=inputs.masked, overrides=inputs.overrides, status=sp.status,
                                  batches=(sp.received_batches, sp.expected_batches))
         if store:
-            store_verdict(session, sp, verdict, inputs)
+            store_verdict(session, sp, verdict, inputs, update_run=False)
+            last_inputs = inputs
             continue
         stored = {(f.histogram, f.check): f for f in session.scalars(select(Flag).where(Flag.spill_id == sp.id, Flag.check != ROLLUP))}
         for j in verdict.judgements:
@@ -194,6 +210,8 @@ def recheck_run(session: Session, run: int, specs: SpecSet, *, version: str | No
                 diffs.append(f"spill {sp.spill} {j.histogram}/{j.check}: same quality and value, but explanation or thresholds "
                              f"differ: stored {f.explanation!r}, recomputed {j.result.explanation!r}")
         diffs.extend(f"spill {sp.spill} {h}/{c}: stored but not recomputed" for h, c in stored)
+    if store:
+        _store_run_rollup(session, run, last_inputs)  # replaced spills may have got better: recompute
     return RecheckResult(len(spills), diffs, used)
 
 

@@ -115,6 +115,16 @@ def test_flags_are_stored_announced_and_reproduced_by_recheck(settings, specs, f
         assert all("beam_xy_ms1_0/beam_centroid" in d for d in changed.differences)
         assert {d.split()[1] for d in changed.differences if "stored BAD" in d} == {"3", "4", "5"}
         assert pinned.differences == []
+        # When the expert stores the recheck with the new version
+        with sessions.begin() as session:
+            recheck_run(session, RUN, specs, version=new_version, store=True)
+        # Then the stored flags and the run's roll-up follow the new thresholds, and reproduce themselves
+        with sessions() as session:
+            run_beam = session.scalar(select(Flag).where(Flag.run == RUN, Flag.check == "rollup", Flag.spill.is_(None), Flag.subsystem == "beam"))
+            moved = session.scalar(select(Flag).where(Flag.run == RUN, Flag.spill == 3, Flag.check == "beam_centroid"))
+            assert moved.quality == Quality.GOOD and moved.config_version == new_version
+            assert run_beam.quality < Quality.BAD and run_beam.config_version == new_version
+            assert recheck_run(session, RUN, specs).differences == []
     finally:
         engine.dispose()
 
