@@ -18,7 +18,8 @@ from dqm.errors import ConfigError
 from dqm.flags import query_flags
 from dqm.runtime import open_store
 from dqm.specs import SUBSYSTEMS
-from dqm.store.models import Run, Spill
+from dqm.references import reference_warnings
+from dqm.store.models import Flag, Reference, Run, Spill
 
 
 def add_parser(sub) -> None:
@@ -55,6 +56,19 @@ def _rollup_line(run_row: Run | None, n_spills: int, rollups) -> str:
     return f"run {run_row.run if run_row else '?'}{beam}: {n_spills} closed spills; worst per subsystem: {worst}"
 
 
+def _reference_line(session, run: int, max_age_days: float) -> str:
+    """Provenance of the reference the run's flags were computed against, and its warnings."""
+    ref_runs = sorted(set(session.scalars(select(Flag.reference_run).where(Flag.run == run, Flag.reference_run.is_not(None))).all()))
+    if not ref_runs:
+        return "compared with: no reference run (shape checks NO_DATA); 'dqm reference suggest' proposes one"
+    refs = [session.scalars(select(Reference).where(Reference.run == r).order_by(Reference.id.desc()).limit(1)).first() for r in ref_runs]
+    lines = ["compared with: " + "; ".join(
+        f"reference run {r.run} (beam '{r.beam_config}', set {r.set_at:%Y-%m-%d} by {r.set_by})" for r in refs if r is not None)]
+    for r in refs:
+        lines += [f"warning: {w}" for w in reference_warnings(session, r, run, max_age_days)]
+    return "\n".join(lines)
+
+
 def run(args, settings) -> int:
     min_quality = _quality(args.quality)
     store = open_store(settings, writer=False)
@@ -66,6 +80,7 @@ def run(args, settings) -> int:
                 return 1
             n_spills = session.scalar(select(func.count()).select_from(Spill).where(Spill.run == args.run, Spill.status != "open"))
             print(_rollup_line(run_row, n_spills, query_flags(session, args.run, rollups=True)))
+            print(_reference_line(session, args.run, settings.reference_max_age_days))
             flags = query_flags(session, args.run, spill=args.spill, subsystem=args.subsystem, min_quality=min_quality)
             hidden = len(query_flags(session, args.run, spill=args.spill, subsystem=args.subsystem)) - len(flags)
             print_flags(flags)

@@ -24,10 +24,6 @@ from dqm.references import (
 from dqm.runtime import open_store
 from dqm.store.models import Flag, Reference, Run
 
-#: A reference older than this gives a warning (days).
-MAX_AGE_DAYS = 90.0
-
-
 def add_parser(sub) -> None:
     p = sub.add_parser("reference", help="set, list, show or suggest reference runs")
     rsub = p.add_subparsers(dest="reference_command", metavar="ACTION", required=True)
@@ -75,7 +71,7 @@ def run_set(args, settings) -> int:
         with store.sessions.begin() as session:
             ref = set_reference(session, args.run, _user(args), beam_config=args.beam_config, comment=args.comment)
             print(f"reference for beam '{ref.beam_config}' is now run {ref.run} (set by {ref.set_by}, {_when(ref.set_at)})")
-            for w in reference_warnings(session, ref, args.run, MAX_AGE_DAYS):
+            for w in reference_warnings(session, ref, args.run, settings.reference_max_age_days):
                 print(f"warning: {w}")
     finally:
         store.dispose()
@@ -131,7 +127,7 @@ def run_show(args, settings) -> int:
             recorded = sorted(set(session.scalars(select(Flag.reference_run).where(Flag.run == args.run, Flag.reference_run.is_not(None))).all()))
             if recorded:
                 print(f"  its stored flags were computed against reference run(s) {', '.join(map(str, recorded))}")
-            for w in reference_warnings(session, ref, args.run, MAX_AGE_DAYS):
+            for w in reference_warnings(session, ref, args.run, settings.reference_max_age_days):
                 print(f"warning: {w}")
     finally:
         store.dispose()

@@ -135,6 +135,7 @@ def test_shifter_commands_on_the_database(settings, specs, flagged_run, monkeypa
     # Then each shifted spill shows its check, explanation, instruction and configuration version
     assert code == 0, out
     assert "beam BAD" in out.splitlines()[0]
+    assert out.splitlines()[1].startswith(f"compared with: reference run {REFERENCE_RUN} (beam 'mu160', set ") and "by alice" in out
     rows = [line for line in out.splitlines() if "beam_centroid" in line]
     assert [int(line.split()[1]) for line in rows] == [3, 4, 5]
     assert all("BAD" in line and specs.version in line for line in rows)
@@ -142,7 +143,7 @@ def test_shifter_commands_on_the_database(settings, specs, flagged_run, monkeypa
     assert "calorimeter" not in "\n".join(rows)
     # and one spill alone
     code, out = _cli(monkeypatch, capsys, settings, "flags", "--run", str(RUN), "--spill", "1", "--quality", "GOOD")
-    table = out.splitlines()[1:]
+    table = out.splitlines()[2:]
     assert code == 0 and "beam_centroid" in out and all(" BAD " not in line for line in table)
     assert {line.split()[1] for line in table[2:] if line.lstrip().startswith(str(RUN))} == {"1"}
     # When the expert rechecks the run from the command line
