@@ -163,9 +163,10 @@ def mask_channel(
 
 
 def config_version(session: Session, specs: SpecSet) -> str:
-    """The check configuration in force: ``<spec hash>+<newest override id>`` (no suffix without overrides)."""
+    """The check configuration in force: ``<spec hash>+<newest override id>`` (``+0`` without overrides),
+    the same string the flags record (:func:`dqm.evaluate.config_version`)."""
     newest = session.scalar(select(func.max(CheckOverride.id)))
-    return specs.version if newest is None else f"{specs.version}+{newest}"
+    return f"{specs.version}+{newest or 0}"
 
 
 def edit_check_thresholds(

@@ -56,6 +56,9 @@ SETTINGS: dict[str, Setting] = {
     "web_host": Setting("DQM_WEB_HOST", "127.0.0.1", "Address the Panel server binds to."),
     "web_port": Setting("DQM_WEB_PORT", 5006, "Port of the Panel server."),
     "stale_after_s": Setting("DQM_STALE_AFTER_S", 60.0, "No spill closed for this long: the control room shows STALE."),
+    "reference_max_age_days": Setting(
+        "DQM_REFERENCE_MAX_AGE_DAYS", 90.0, "A reference run set longer ago than this gives a warning with every comparison."
+    ),
 }
 
 
@@ -80,6 +83,7 @@ class Settings:
     web_host: str = SETTINGS["web_host"].default
     web_port: int = SETTINGS["web_port"].default
     stale_after_s: float = SETTINGS["stale_after_s"].default
+    reference_max_age_days: float = SETTINGS["reference_max_age_days"].default
     extra: Mapping[str, str] = field(default_factory=dict)
 
     def with_(self, **changes: Any) -> "Settings":

@@ -16,7 +16,10 @@ import boost_histogram as bh
 from dqm.checks import CheckContext, CheckResult, Quality, run_check, worst
 from dqm.specs import SUBSYSTEMS, SpecSet
 
-__all__ = ["Judgement", "Verdict", "evaluate_spill", "config_version"]
+__all__ = ["Judgement", "Verdict", "evaluate_spill", "config_version", "history_series", "HISTORY_SPILLS"]
+
+#: How many earlier spills of the run the trend checks (CUSUM, EWMA, intensity) see.
+HISTORY_SPILLS = 60
 
 
 @dataclass(frozen=True)
@@ -46,6 +49,17 @@ class Verdict:
     def worst_in(self, subsystem: str) -> Judgement | None:
         cands = [j for j in self.judgements if j.subsystem == subsystem]
         return max(cands, key=lambda j: int(j.result.quality), default=None)
+
+
+def history_series(summaries: Sequence[Mapping | None]) -> dict[str, list[float]]:
+    """Per-key series of earlier spills' summaries (oldest first), NaN where a key is missing.
+
+    Live (:mod:`dqm.flags`), recheck and the detection study (:mod:`dqm.validate`)
+    all build the history with this one function, so they judge alike.
+    """
+    keys = {k for r in summaries if r for k, v in r.items() if isinstance(v, (int, float))}
+    return {k: [float(r[k]) if r and isinstance(r.get(k), (int, float)) else float("nan") for r in summaries]
+            for k in sorted(keys)}
 
 
 def config_version(specs: SpecSet, override_id: int | None) -> str:

@@ -16,18 +16,17 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from dqm.checks import Quality
+from dqm.checks._core import to_jsonable
 from dqm.config import Settings
 from dqm.errors import StorageError
-from dqm.evaluate import Verdict, config_version, evaluate_spill
+from dqm.evaluate import HISTORY_SPILLS, Verdict, config_version, evaluate_spill, history_series
 from dqm.references import DEFAULT_BEAM_CONFIG, ReferenceCache, active_reference, flags_reference_run
 from dqm.specs import SpecSet
 from dqm.store.models import ChannelMask, CheckOverride, Flag, Reference, Run, Spill
 from dqm.store.spills import ClosedSpill, spill_histograms
 
-__all__ = ["CheckInputs", "gather_inputs", "store_verdict", "make_close_hook", "recheck_run", "HISTORY_SPILLS"]
+__all__ = ["CheckInputs", "gather_inputs", "store_verdict", "make_close_hook", "recheck_run", "query_flags", "HISTORY_SPILLS", "ROLLUP"]
 
-#: How many earlier spills of the run the trend checks (CUSUM, EWMA, intensity) see.
-HISTORY_SPILLS = 60
 ROLLUP = "rollup"
 
 
@@ -51,8 +50,7 @@ def _history(session: Session, sp: Spill) -> dict[str, list[float]]:
     if cutoff is not None:
         stmt = stmt.where(Spill.closed_at < (_naive_utc(cutoff) if session.get_bind().dialect.name == "sqlite" else cutoff))
     rows = session.scalars(stmt.order_by(Spill.spill.desc()).limit(HISTORY_SPILLS)).all()[::-1]
-    keys = {k for r in rows if r for k, v in r.items() if isinstance(v, (int, float))}
-    return {k: [float(r[k]) if r and isinstance(r.get(k), (int, float)) else float("nan") for r in rows] for k in sorted(keys)}
+    return history_series(rows)
 
 
 def _overrides(session: Session, upto: int | None) -> dict[tuple[str, str], dict]:
@@ -74,8 +72,16 @@ def _masks(session: Session, at: datetime) -> dict[str, list[list[int]]]:
     return out
 
 
-def gather_inputs(session: Session, sp: Spill, specs: SpecSet, refs: ReferenceCache, *, version: str | None = None, reference: Reference | None = None) -> CheckInputs:
-    """Inputs as they were when ``sp`` closed; ``version`` pins the threshold overrides."""
+#: ``gather_inputs(reference=ACTIVE)``: use the beam configuration's active reference.
+ACTIVE = object()
+
+
+def gather_inputs(session: Session, sp: Spill, specs: SpecSet, refs: ReferenceCache, *, version: str | None = None, reference: Reference | None | object = ACTIVE) -> CheckInputs:
+    """Inputs as they were when ``sp`` closed; ``version`` pins the threshold overrides.
+
+    ``reference`` is the reference to compare with (``None``: none, as when the live
+    flags were made without one); by default the active one of the run's beam configuration.
+    """
     if version is not None:
         spec_hash, _, ov = version.partition("+")
         if spec_hash != specs.version:
@@ -84,7 +90,8 @@ def gather_inputs(session: Session, sp: Spill, specs: SpecSet, refs: ReferenceCa
     else:
         upto = session.scalar(select(func.max(CheckOverride.id))) or 0
     run_row = session.get(Run, sp.run)
-    ref = reference if reference is not None else active_reference(session, run_row.beam_config if run_row else DEFAULT_BEAM_CONFIG)
+    ref = active_reference(session, run_row.beam_config if run_row else DEFAULT_BEAM_CONFIG) if reference is ACTIVE else reference
+    assert ref is None or isinstance(ref, Reference)
     at = sp.closed_at or datetime.now(timezone.utc)
     return CheckInputs(
         history=_history(session, sp), reference=refs.get(session, ref), reference_run=ref.run if ref else None,
@@ -92,15 +99,15 @@ def gather_inputs(session: Session, sp: Spill, specs: SpecSet, refs: ReferenceCa
     )
 
 
-def store_verdict(session: Session, sp: Spill, verdict: Verdict, inputs: CheckInputs) -> None:
+def store_verdict(session: Session, sp: Spill, verdict: Verdict, inputs: CheckInputs, *, update_run: bool = True) -> None:
     """Replace the spill's flags with ``verdict`` (one row per check plus per-subsystem roll-ups)."""
     session.execute(delete(Flag).where(Flag.spill_id == sp.id))
     rows = []
     for j in verdict.judgements:
         r = j.result
         rows.append(Flag(run=sp.run, spill=sp.spill, spill_id=sp.id, subsystem=j.subsystem, histogram=j.histogram,
-                         check=j.check, quality=int(r.quality), value=r.value, thresholds=r.threshold,
-                         explanation=r.explanation, details=r.details, instruction=j.instruction,
+                         check=j.check, quality=int(r.quality), value=r.value, thresholds=to_jsonable(r.threshold),
+                         explanation=r.explanation, details=to_jsonable(r.details), instruction=j.instruction,
                          config_version=inputs.version, reference_run=inputs.reference_run))
     for subsystem, q in verdict.subsystems.items():
         worst_j = verdict.worst_in(subsystem)
@@ -115,19 +122,34 @@ def store_verdict(session: Session, sp: Spill, verdict: Verdict, inputs: CheckIn
     summary = dict(sp.summary or {})
     summary["quality"] = {s: int(q) for s, q in verdict.subsystems.items()}
     sp.summary = summary
-    _store_run_rollup(session, sp.run, inputs)
+    if update_run:
+        _store_run_rollup(session, sp.run, inputs, verdict)
 
 
-def _store_run_rollup(session: Session, run: int, inputs: CheckInputs) -> None:
-    """Run-level roll-up rows (spill NULL): worst of the run's spill roll-ups per subsystem."""
-    session.flush()
-    worst = session.execute(
-        select(Flag.subsystem, func.max(Flag.quality)).where(Flag.run == run, Flag.check == ROLLUP, Flag.spill.is_not(None)).group_by(Flag.subsystem)
-    ).all()
-    session.execute(delete(Flag).where(Flag.run == run, Flag.check == ROLLUP, Flag.spill.is_(None)))
-    session.add_all([Flag(run=run, spill=None, spill_id=None, subsystem=s, histogram=None, check=ROLLUP, quality=int(q),
-                          explanation="worst spill of the run", config_version=inputs.version, reference_run=inputs.reference_run)
-                     for s, q in worst])
+def _store_run_rollup(session: Session, run: int, inputs: CheckInputs, verdict: Verdict | None = None) -> None:
+    """Run-level roll-up rows (spill NULL): the worst spill roll-up per subsystem.
+
+    Live (``verdict`` given) it is updated in place — worst of itself and this spill —
+    so the cost does not grow with the run; the run row is locked first (PostgreSQL)
+    so two workers closing spills of one run cannot lose each other's verdict.
+    Without ``verdict`` (a stored recheck) it is recomputed from every spill roll-up.
+    """
+    session.execute(select(Run.run).where(Run.run == run).with_for_update())
+    existing = {f.subsystem: f for f in session.scalars(select(Flag).where(Flag.run == run, Flag.check == ROLLUP, Flag.spill.is_(None)))}
+    if verdict is not None:
+        worst = {s: max(int(q), existing[s].quality if s in existing else 0) for s, q in verdict.subsystems.items()}
+    else:
+        session.flush()
+        worst = dict(session.execute(
+            select(Flag.subsystem, func.max(Flag.quality)).where(Flag.run == run, Flag.check == ROLLUP, Flag.spill.is_not(None)).group_by(Flag.subsystem)
+        ).all())
+    for subsystem, q in worst.items():
+        row = existing.get(subsystem)
+        if row is None:
+            session.add(Flag(run=run, spill=None, spill_id=None, subsystem=subsystem, histogram=None, check=ROLLUP, quality=int(q),
+                             explanation="worst spill of the run", config_version=inputs.version, reference_run=inputs.reference_run))
+        elif row.quality != int(q) or row.config_version != inputs.version:
+            row.quality, row.config_version, row.reference_run = int(q), inputs.version, inputs.reference_run
 
 
 def make_close_hook(settings: Settings, specs: SpecSet):
@@ -163,8 +185,10 @@ def recheck_run(session: Session, run: int, specs: SpecSet, *, version: str | No
     diffs: list[str] = []
     used = version or ""
     for sp in spills:
-        ref_run = flags_reference_run(session, sp.id)
-        ref = session.scalars(select(Reference).where(Reference.run == ref_run).order_by(Reference.id.desc()).limit(1)).first() if ref_run else None
+        ref: Reference | None | object = ACTIVE  # never judged: as the live hook would now
+        if session.scalar(select(func.count()).select_from(Flag).where(Flag.spill_id == sp.id)):
+            ref_run = flags_reference_run(session, sp.id)  # judged: the reference it was judged against, or none
+            ref = session.scalars(select(Reference).where(Reference.run == ref_run).order_by(Reference.id.desc()).limit(1)).first() if ref_run is not None else None
         pinned = version or sp.config_version
         inputs = gather_inputs(session, sp, specs, refs, version=pinned if pinned and pinned.split("+")[0] == specs.version else None, reference=ref)
         used = inputs.version
@@ -172,7 +196,8 @@ def recheck_run(session: Session, run: int, specs: SpecSet, *, version: str | No
                                  reference=inputs.reference, masked=inputs.masked, overrides=inputs.overrides, status=sp.status,
                                  batches=(sp.received_batches, sp.expected_batches))
         if store:
-            store_verdict(session, sp, verdict, inputs)
+            store_verdict(session, sp, verdict, inputs, update_run=False)
+            last_inputs = inputs
             continue
         stored = {(f.histogram, f.check): f for f in session.scalars(select(Flag).where(Flag.spill_id == sp.id, Flag.check != ROLLUP))}
         for j in verdict.judgements:
@@ -181,7 +206,12 @@ def recheck_run(session: Session, run: int, specs: SpecSet, *, version: str | No
                 diffs.append(f"spill {sp.spill} {j.histogram}/{j.check}: not stored")
             elif f.quality != int(j.result.quality) or not _same(f.value, j.result.value):
                 diffs.append(f"spill {sp.spill} {j.histogram}/{j.check}: stored {Quality(f.quality).name} {f.value}, recomputed {j.result.quality.name} {j.result.value}")
+            elif f.explanation != j.result.explanation or (f.thresholds or {}) != to_jsonable(j.result.threshold):
+                diffs.append(f"spill {sp.spill} {j.histogram}/{j.check}: same quality and value, but explanation or thresholds "
+                             f"differ: stored {f.explanation!r}, recomputed {j.result.explanation!r}")
         diffs.extend(f"spill {sp.spill} {h}/{c}: stored but not recomputed" for h, c in stored)
+    if store:
+        _store_run_rollup(session, run, last_inputs)  # replaced spills may have got better: recompute
     return RecheckResult(len(spills), diffs, used)
 
 
@@ -189,3 +219,15 @@ def _same(a: float | None, b: float | None) -> bool:
     if a is None or b is None:
         return a is b
     return a == b or abs(a - b) <= 1e-9 * max(abs(a), abs(b))
+
+
+def query_flags(session: Session, run: int, *, spill: int | None = None, subsystem: str | None = None,
+                min_quality: Quality = Quality.GOOD, rollups: bool = False) -> list[Flag]:
+    """A run's stored flags (per-check rows, or with ``rollups`` the roll-up rows), worst first."""
+    stmt = select(Flag).where(Flag.run == run, Flag.quality >= int(min_quality))
+    stmt = stmt.where(Flag.check == ROLLUP) if rollups else stmt.where(Flag.check != ROLLUP)
+    if spill is not None:
+        stmt = stmt.where(Flag.spill == spill)
+    if subsystem is not None:
+        stmt = stmt.where(Flag.subsystem == subsystem)
+    return list(session.scalars(stmt.order_by(Flag.spill.nulls_first(), Flag.quality.desc(), Flag.subsystem, Flag.histogram, Flag.check)))

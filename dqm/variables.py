@@ -24,6 +24,10 @@ __all__ = ["DERIVED", "BatchView", "Expression", "compile_expression", "known_na
 
 #: A hadron (π/K) shower deposits far more than a muon's ≈4×2.5 GeV MIP chain in the HCAL.
 HADRON_HCAL_THRESHOLD_GEV = 30.0
+#: ... and it starts in the ECAL (≈1.5 λ_I): a muon's nuclear interaction in the HCAL
+#: leaves only a MIP (≈0.4 GeV) there. Without this cut muon interactions outnumber the
+#: π/K five to one and a ×5 π/K excess drowns in them.
+HADRON_ECAL_THRESHOLD_GEV = 5.0
 #: The signal region of NA64μ starts below 80–100 GeV of outgoing momentum.
 LOW_POUT_GEV = 100.0
 _ALL_SOURCES = (1 << len(DAQ_SOURCES)) - 1
@@ -66,7 +70,10 @@ DERIVED: dict[str, tuple[Callable[["BatchView"], np.ndarray], str]] = {
         lambda v: v["p_bms"] - v["p_ms2"] - v["calo_total"],
         "p_in − p_out − E_ECAL − E_HCAL: missing energy [GeV]",
     ),
-    "is_hadron": (lambda v: v["hcal_total"] > HADRON_HCAL_THRESHOLD_GEV, "π/K tag: HCAL shower"),
+    "is_hadron": (
+        lambda v: (v["hcal_total"] > HADRON_HCAL_THRESHOLD_GEV) & (v["ecal_total"] > HADRON_ECAL_THRESHOLD_GEV),
+        "π/K tag: a shower starting in the ECAL and continuing in the HCAL",
+    ),
     "is_low_pout": (lambda v: v["p_ms2"] < LOW_POUT_GEV, "outgoing momentum in the signal region"),
     "daq_complete": (lambda v: v["daq_sources"] == _ALL_SOURCES, "every DAQ source read out"),
     "daq_source_bit": (

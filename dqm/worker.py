@@ -152,8 +152,11 @@ class Worker:
                 self._maybe_commit(force=True)
                 return len(msgs)
         msgs = rs.read_group(self.r, s.stream, s.group, self.consumer, count=s.read_count, block_ms=block_ms)
+        markers = self.stats.markers
         self._process(msgs, check_seen=False)
-        self._maybe_commit()
+        # an end-of-spill marker is a spill that may now close: commit at once rather than
+        # after the commit interval, so its flags come as soon as its data is complete
+        self._maybe_commit(force=self.stats.markers > markers)
         if now - self._last_sweep > 1.0:
             self._last_sweep = now
             self._sweep_stale()

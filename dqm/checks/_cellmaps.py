@@ -66,14 +66,16 @@ def _separable_loo(values: FloatArray, excluded: BoolArray, iterations: int = 30
     row_sum, col_sum = data.sum(axis=2), data.sum(axis=1)
     a = np.ones((n_cells, n_rows))
     b = np.ones((n_cells, n_cols))
+    model = a[:, :, None] * b[:, None, :]
     for _ in range(iterations):
         denom_a = np.einsum("kij,kj->ki", include, b)
         a_new = np.divide(row_sum, denom_a, out=np.zeros_like(row_sum), where=denom_a > 0)
         denom_b = np.einsum("kij,ki->kj", include, a_new)
         b_new = np.divide(col_sum, denom_b, out=np.zeros_like(col_sum), where=denom_b > 0)
-        done = np.allclose(a_new[:, :, None] * b_new[:, None, :], a[:, :, None] * b[:, None, :],
-                           rtol=1e-9, atol=1e-9)
-        a, b = a_new, b_new
+        new_model = a_new[:, :, None] * b_new[:, None, :]
+        # np.allclose(new_model, model, rtol=1e-9, atol=1e-9), without its per-call overhead
+        done = bool((np.abs(new_model - model) <= 1e-9 + 1e-9 * np.abs(model)).all())
+        a, b, model = a_new, b_new, new_model
         if done:
             break
     cell = np.arange(n_cells)

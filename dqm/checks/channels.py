@@ -156,26 +156,31 @@ def check_dead_channels(
                    {"dead_fraction": dead_fraction, "min_sigma": min_sigma})
 
 
-def _excess(cells: CellAssessment, factor: float, min_sigma: float) -> NDArray[np.bool_]:
+def _excess(cells: CellAssessment, factor: float, min_sigma: float, min_share: float = 0.0) -> NDArray[np.bool_]:
     expected = cells.expected
     valid = np.isfinite(expected)
     above = cells.observed > factor * np.where(valid, expected, np.inf)
-    return ~cells.masked & valid & above & (cells.significance >= min_sigma)
+    # a channel holding a negligible share of the map's hits is not operationally hot, whatever
+    # its significance against a near-zero expectation (shower tails in the map's corners)
+    big_enough = cells.observed >= min_share * float(cells.observed.sum())
+    return ~cells.masked & valid & above & big_enough & (cells.significance >= min_sigma)
 
 
 @register_check("hot_channels", params={
     **_COMMON, "hot_factor": (float, 3.0, "hot if above this multiple of the expected count"),
+    "min_share": (float, 0.0, "hot only if holding at least this fraction of the map's hits"),
 }, needs_histogram=True, ordered=_ORDER)
 def check_hot_channels(
     context: CheckContext, *, use_reference: bool, method: Method, min_sigma: float,
     channel_name: str, channels_warning: int, channels_bad: int, hot_factor: float,
+    min_share: float,
 ) -> CheckResult:
     """Cells firing far more often than expected (electronics noise, a stuck trigger)."""
     cells = assess_cells(context, use_reference=use_reference, method=method,
                          min_sigma=min_sigma)
-    return _report(cells, _excess(cells, hot_factor, min_sigma), "hot", channel_name,
+    return _report(cells, _excess(cells, hot_factor, min_sigma, min_share), "hot", channel_name,
                    channels_warning, channels_bad, {"hot_factor": hot_factor,
-                                                    "min_sigma": min_sigma})
+                                                    "min_sigma": min_sigma, "min_share": min_share})
 
 
 @register_check("noisy_channels", params={

@@ -29,37 +29,52 @@ __all__ = ["check_pik_fraction", "check_momentum_scale", "check_p_scale"]
     "sigma_bad": (float, 5.0, "BAD when the excess reaches this significance"),
     "ratio_bad": (float, None, "optional: BAD also when f/expected ≥ this with "
                   "significance ≥ sigma_warning (e.g. 3)"),
+    "window": (int, 1, "spills pooled: this one and the previous window − 1 (from the history)"),
 }, ordered=(("sigma_warning", "sigma_bad"),))
 def check_pik_fraction(context: CheckContext, *, key: str, err_key: str, n_key: str,
                        expected: float, sigma_warning: float, sigma_bad: float,
-                       ratio_bad: float | None) -> CheckResult:
+                       ratio_bad: float | None, window: int) -> CheckResult:
     """Excess of hadron-tagged events (π/K decaying to μν fake a signal).
 
     With ≈2 hadrons expected per 20 000-event spill only a Poisson tail is honest:
-    ``p = P(X ≥ k | n·expected)`` converted to a one-sided Gaussian σ.
+    ``p = P(X ≥ k | n·expected)`` converted to a one-sided Gaussian σ. One spill
+    holds too few hadrons to see a ×5 excess reliably, so ``window`` pools the
+    tagged counts of this spill and the previous ones (a ×5 excess then shows
+    within two spills at 20 000 events each).
     """
     fraction = summary_value(context, key)
     n_events = summary_value(context, n_key)
     if fraction is None or n_events is None or n_events <= 0:
         return no_data(f"'{key}' or '{n_key}' missing from the summary")
-    tagged = round(fraction * n_events)
-    mean = n_events * expected
+    tagged_now = round(fraction * n_events)
+    tagged, pooled_events, pooled = tagged_now, n_events, 1
+    history = context.history or {}
+    past_f = list(history.get(key, ()))[-(window - 1):] if window > 1 else []
+    past_n = list(history.get(n_key, ()))[-(window - 1):] if window > 1 else []
+    for f, n in zip(past_f, past_n):
+        if math.isfinite(f) and math.isfinite(n) and n > 0:
+            tagged += round(f * n)
+            pooled_events += n
+            pooled += 1
+    mean = pooled_events * expected
     p_value = float(_st.poisson.sf(tagged - 1, mean))
     sigma = float(p_to_sigma(p_value))
-    ratio = fraction / expected
+    ratio = tagged / mean if mean > 0 else math.inf
     quality = grade(sigma, sigma_warning, sigma_bad)
     if ratio_bad is not None and ratio >= ratio_bad and sigma >= sigma_warning:
         quality = Quality.BAD
     error = summary_value(context, err_key)
     err_text = f" ± {error:.1e}" if error is not None else ""
-    explanation = (f"π/K fraction {fraction:.1e}{err_text} ({tagged} tagged in {n_events:.0f} "
-                   f"events) vs expected {expected:.1e} ({mean:.1f}): {ratio:.1f}× expected, "
-                   f"excess {sigma:.1f}σ")
+    over = f" over the last {pooled} spills" if pooled > 1 else ""
+    explanation = (f"π/K fraction {fraction:.1e}{err_text} in this spill; {tagged} tagged "
+                   f"in {pooled_events:.0f} events{over} vs {mean:.1f} expected at "
+                   f"{expected:.1e}: {ratio:.1f}× expected, excess {sigma:.1f}σ")
     threshold = {"warning": sigma_warning, "bad": sigma_bad}
     if ratio_bad is not None:
         threshold["ratio_bad"] = ratio_bad
     return CheckResult(quality, sigma, threshold, explanation,
                        {"observed": fraction, "expected": expected, "tagged": tagged,
+                        "tagged_this_spill": tagged_now, "spills_pooled": pooled,
                         "expected_count": mean, "ratio": ratio, "significance": sigma,
                         "p_value": p_value})
 

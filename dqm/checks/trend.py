@@ -91,9 +91,11 @@ def check_cusum(context: CheckContext, *, quantity: str, n_baseline: int, mu0: f
     quality = grade(value, h_warning, h)
     current = float(values[-1])
     direction = "upward" if upward else "downward"
+    # a percentage only means something for a quantity far from zero (p_ms2_mean, not dp_mean)
+    shift = (f"{100 * (current / mean - 1):+.2f} %" if abs(mean) > 10 * spread
+             else f"{(current - mean) / spread:+.1f}σ")
     explanation = (f"{quantity}: {direction} CUSUM {value:.1f}σ (warning ≥ {h_warning:g}, bad ≥ "
-                   f"{h:g}); now {current:.6g} vs baseline {mean:.6g} ± {spread:.3g} "
-                   f"({100 * (current / mean - 1) if mean else float('nan'):+.2f} %)")
+                   f"{h:g}); now {current:.6g} vs baseline {mean:.6g} ± {spread:.3g} ({shift})")
     if quality != Quality.GOOD:
         explanation += f", accumulating over the last {_since(statistic)} spill(s)"
     return CheckResult(

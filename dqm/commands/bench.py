@@ -6,6 +6,7 @@ import logging
 import uuid
 from pathlib import Path
 
+from dqm.bench_flags import bench_close_latency, bench_recheck
 from dqm.bench import bench_fill, bench_scaleout, bench_transport, bench_worker, publish_bench_run, temp_sqlite
 from dqm.config import hide_password
 from dqm.runtime import close_hooks, load_default_specs
@@ -24,6 +25,9 @@ def add_parser(sub) -> None:
     p.add_argument("--no-checks", action="store_true", help="do not run the checks when spills close")
     p.add_argument("--report", type=int, nargs="?", const=2000, metavar="SPILLS",
                    help="instead: time the nightly PDF report of a simulated day of SPILLS spills (default 2000)")
+    p.add_argument("--latency-spills", type=int, default=100,
+                   help="spills timed for the close latency with every spec check against a reference (0: skip)")
+    p.add_argument("--recheck-spills", type=int, default=1000, help="spills of the stored run timed by recheck (0: skip)")
     p.set_defaults(func=run)
 
 
@@ -76,6 +80,7 @@ def run(args, settings) -> int:
                   f"checks {'off' if args.no_checks or not hooks else 'on'}: p50 {worker.extra['close_p50_s'] * 1000:.0f} ms, "
                   f"p95 {worker.extra['close_p95_s'] * 1000:.0f} ms")
         r.delete(stream)
+        _flags_figures(args, settings, r, specs, db_url)
         if args.workers:
             print(f"scale-out: {args.spills} spills handed at once to N worker processes in one group, store "
                   f"{hide_password(args.scale_database) if args.scale_database else 'SQLite'} (wall clock to the last spill closed; start-up excluded):")
@@ -92,3 +97,17 @@ def run(args, settings) -> int:
         if server:
             server.stop()
     return 0
+
+
+def _flags_figures(args, settings, r, specs, db_url: str) -> None:
+    hooks = [] if args.no_checks else close_hooks(settings, specs)
+    if args.latency_spills and hooks:
+        lat = bench_close_latency(settings, r, specs, db_url, hooks, args.latency_spills, args.events_per_spill, args.batch_size)
+        print(f"spill close latency with all {lat.checks} spec checks against a reference, {lat.spills} spills "
+              f"(last message -> flags stored + announced): p50 {lat.p50_s * 1000:.0f} ms, p95 {lat.p95_s * 1000:.0f} ms, "
+              f"max {lat.max_s * 1000:.0f} ms")
+    if args.recheck_spills and hooks:
+        store_s, recheck_s, diffs = bench_recheck(specs, db_url, args.recheck_spills)
+        print(f"recheck of a stored run of {args.recheck_spills} spills: {recheck_s:.1f} s "
+              f"({1000 * recheck_s / args.recheck_spills:.0f} ms/spill; storing its flags first took {store_s:.1f} s), "
+              f"{'reproduced exactly' if not diffs else f'{diffs} differences'}")

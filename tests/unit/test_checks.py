@@ -288,6 +288,20 @@ def test_pik_fraction_excess_significance() -> None:
     assert summary_check("pik_fraction", pik_fraction=5e-4, n_events=100_000).quality is Quality.BAD
 
 
+def test_pik_fraction_window_pools_the_previous_spills_from_the_history() -> None:
+    # Given a spill with 10 hadron-tagged events in 20 000 after one with 9 in 20 000
+    history = {"pik_fraction": [2 / 20_000, 9 / 20_000], "n_events": [20_000.0, 20_000.0]}
+    context = CheckContext(summary=spill_summary(pik_fraction=10 / 20_000), history=history)
+    # When the check pools two spills
+    pooled = run_check("pik_fraction", context, {"window": 2})
+    alone = run_check("pik_fraction", context, {"window": 1})
+    # Then 19 tagged where 4 are expected is BAD, while this spill alone is only a WARNING
+    assert alone.quality is Quality.WARNING
+    assert pooled.quality is Quality.BAD
+    assert pooled.details["tagged"] == 19 and pooled.details["spills_pooled"] == 2
+    assert "19 tagged in 40000 events over the last 2 spills" in pooled.explanation
+
+
 @pytest.mark.parametrize(("dp_mean", "quality"), [
     (0.03, Quality.GOOD), (1.6, Quality.WARNING), (3.2, Quality.BAD), (-3.2, Quality.BAD)])
 def test_momentum_scale_shift_between_bms_and_ms2(dp_mean: float, quality: Quality) -> None:

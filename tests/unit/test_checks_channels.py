@@ -178,3 +178,19 @@ def test_map_identical_in_shape_to_its_reference_is_never_flagged(cells: list[in
     reference[...] = factor * np.array(cells).reshape(6, 6)
     qualities = run_all(h, reference, min_entries=0)
     assert Quality.BAD not in qualities.values() and Quality.WARNING not in qualities.values()
+
+
+def test_min_share_ignores_a_significant_but_negligible_corner_cell() -> None:
+    # Given a healthy map plus 40 stray hits (a shower tail) in a corner the beam hardly reaches
+    h = ecal_map(20_000, seed=5)
+    corner = h.values()[5, 5]
+    h[5, 5] = corner + 40
+    context = CheckContext(h, None)
+    # When it is judged without a reference, with and without a minimum share of the map's hits
+    bare = run_check("hot_channels", context, {"hot_factor": 1.5, "min_sigma": 6.0})
+    shared = run_check("hot_channels", context, {"hot_factor": 1.5, "min_sigma": 6.0, "min_share": 0.005})
+    # Then only the bare check calls the corner hot; a real hot cell is hot either way
+    assert bare.quality is Quality.BAD and [5, 5] in bare.details["channels"]
+    assert shared.quality is Quality.GOOD and shared.threshold["min_share"] == 0.005
+    hot = ecal_map(20_000, seed=5, hot=(4, 1), hot_factor=50.0)
+    assert run_check("hot_channels", CheckContext(hot, None), {"hot_factor": 1.5, "min_sigma": 6.0, "min_share": 0.005}).quality is Quality.BAD

@@ -110,7 +110,7 @@ def test_h1_equals_numpy_histogram_with_flows(specs):
         "energy_balance": c["p_bms"] - c["p_ms2"] - (ecal_total() + hcal_total()),
         "time_in_spill": c["time_in_spill_s"],
         "trigger_bits": c["trigger_bits"],
-        "hadron_tag": (hcal_total() > 30).astype(np.float64),
+        "hadron_tag": ((hcal_total() > 30) & (ecal_total() > 5)).astype(np.float64),
     }
     hists = filled(specs)
     # When the filler filled them batch by batch, then every bin and flow agrees
@@ -142,7 +142,7 @@ def test_h2_equals_numpy_histogram2d_with_flows(specs):
 def test_selections_apply(specs):
     c = cols()
     low = c["p_ms2"] < 100
-    hadron = hcal_total() > 30
+    hadron = (hcal_total() > 30) & (ecal_total() > 5)  # shower starting in the ECAL
     hists = filled(specs)
     # p_ms2_low_tail: only p_MS2 < 100 GeV
     assert_counts(hists["p_ms2_low_tail"], hist1d_with_flow(c["p_ms2"][low], *axis(specs["p_ms2_low_tail"].x)), "p_ms2_low_tail")

@@ -291,7 +291,8 @@ def test_new_entry_in_a_new_file_is_booked_and_filled(tmp_path):
     h = hists["beam_r_ms1_1"]
     c = spill.columns
     hcal_total = c["hcal"].sum(axis=(1, 2, 3), dtype=np.float32)
-    keep = ~(hcal_total > 30.0) & (c["p_ms2"] > 100)
+    ecal_total = c["ecal"].sum(axis=(1, 2, 3), dtype=np.float32)
+    keep = ~((hcal_total > 30.0) & (ecal_total > 5.0)) & (c["p_ms2"] > 100)
     r = np.hypot(c["ms1_x"][keep, 1], c["ms1_y"][keep, 1])
     expected, _ = np.histogram(r[r < 50], bins=50, range=(0, 50))
     assert h.title.startswith("Radial") and h.axes[0].label == "r [mm]"

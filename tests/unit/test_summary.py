@@ -47,7 +47,7 @@ def direct(data: SpillData) -> dict[str, np.ndarray]:
         "p_bms": c["p_bms"][bit["BMS"] & quiet].astype(np.float64),
         "p_ms2": c["p_ms2"][core].astype(np.float64),
         "dp": (c["p_bms"] - c["p_ms2"])[core].astype(np.float64),
-        "hadron": hcal > 30.0,
+        "hadron": (hcal > 30.0) & (ecal > 5.0),  # a shower starting in the ECAL, continuing in the HCAL
         "ecal": ecal, "hcal": hcal, "bit": bit,
     }
 

@@ -59,7 +59,7 @@ CASES = {
     "(p_ms2 < 100) & (hcal_total > 30)": lambda: (hand("p_ms2") < 100) & (hcal_total() > 30),
     "(p_ms2 < 100) | (ecal_total > 5)": lambda: (hand("p_ms2") < 100) | (ecal_total() > 5),
     "~(p_ms2 < 100)": lambda: ~(hand("p_ms2") < 100),
-    "~is_hadron & (p_ms2 > 100)": lambda: ~(hcal_total() > 30) & (hand("p_ms2") > 100),
+    "~is_hadron & (p_ms2 > 100)": lambda: ~((hcal_total() > 30) & (ecal_total() > 5)) & (hand("p_ms2") > 100),
     # per-event indexing
     "ms1_x[0]": lambda: hand("ms1_x")[:, 0],
     "ms2_y[1] - ms1_y[2]": lambda: hand("ms2_y")[:, 1] - hand("ms1_y")[:, 2],
@@ -81,7 +81,7 @@ CASES = {
     "ecal_main": lambda: hand("ecal")[:, 1],
     "calo_total": lambda: ecal_total() + hcal_total(),
     "energy_balance": lambda: hand("p_bms") - hand("p_ms2") - (ecal_total() + hcal_total()),
-    "is_hadron": lambda: hcal_total() > 30,
+    "is_hadron": lambda: (hcal_total() > 30) & (ecal_total() > 5),
     "daq_complete": lambda: hand("daq_sources") == 0xFF,
     "daq_source_bit": lambda: np.stack([(hand("daq_sources") >> i) & 1 for i in range(len(DAQ_SOURCES))], axis=1).astype(bool),
     "veto_counter": lambda: hand("veto").reshape(-1, 6),

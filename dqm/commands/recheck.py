@@ -1,0 +1,61 @@
+"""``dqm recheck`` — recompute a stored run's flags; do they reproduce the live ones?
+
+Every input is read as it was when each spill closed (:mod:`dqm.flags`), so with the
+same check-configuration version the recomputed flags must equal the stored ones —
+quality, value, thresholds and explanation. A difference means something changed
+that should not have, and the exit status is 1. ``--store`` replaces the stored
+flags instead (e.g. after an expert changed thresholds: ``--version`` names the new one).
+"""
+
+from __future__ import annotations
+
+import time
+
+from dqm.errors import ConfigError
+from dqm.flags import recheck_run
+from dqm.runtime import load_default_specs, open_store
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("recheck", help="recompute a stored run's flags and compare with the live ones")
+    p.add_argument("--run", type=int, required=True)
+    p.add_argument("--version", help="check-configuration version SPECHASH+N (default: each spill's own)")
+    p.add_argument("--store", action="store_true", help="replace the stored flags with the recomputed ones")
+    p.set_defaults(func=run)
+
+
+def run(args, settings) -> int:
+    specs = load_default_specs(settings)
+    if args.version:
+        spec_hash, plus, overrides = args.version.partition("+")
+        if not plus or not overrides.isdigit():
+            raise ConfigError("--version", args.version, "SPECHASH+N as stored with the flags, e.g. " + f"{specs.version}+0")
+        if spec_hash != specs.version:
+            raise ConfigError("--version", args.version, f"a version of the specs in use ({specs.version}+N); "
+                              "check out the histograms/ of that version to recheck with it")
+    store = open_store(settings, writer=args.store)
+    t0 = time.perf_counter()
+    try:
+        if args.store:
+            with store.sessions.begin() as session:
+                result = recheck_run(session, args.run, specs, version=args.version, store=True)
+        else:
+            with store.sessions() as session:
+                result = recheck_run(session, args.run, specs, version=args.version)
+    finally:
+        store.dispose()
+    took = time.perf_counter() - t0
+    if args.store:
+        print(f"run {args.run}: {result.spills} spills rechecked with configuration {result.version} and stored ({took:.1f} s)")
+        return 0
+    if not result.differences:
+        print(f"run {args.run}: {result.spills} spills rechecked with configuration {result.version} ({took:.1f} s): "
+              "reproduces the stored live flags exactly")
+        return 0
+    print(f"run {args.run}: {result.spills} spills rechecked with configuration {result.version} ({took:.1f} s): "
+          f"{len(result.differences)} difference(s) from the stored flags")
+    for line in result.differences[:50]:
+        print(f"  {line}")
+    if len(result.differences) > 50:
+        print(f"  ... and {len(result.differences) - 50} more")
+    return 1

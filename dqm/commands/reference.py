@@ -1,0 +1,152 @@
+"""``dqm reference`` — certify, list, inspect and suggest reference runs.
+
+A reference is chosen per beam configuration; setting one is an expert action done
+by a named user and audited (:func:`dqm.actions.set_reference`). ``show`` gives the
+provenance that travels with every comparison and the warnings (too old, other
+beam conditions) for a given run. ``import FILE.root`` lives with the ROOT I/O, in
+``dqm.commands.reference_import`` (added here when that module exists).
+"""
+
+from __future__ import annotations
+
+import getpass
+import importlib
+import os
+from datetime import timezone
+
+from sqlalchemy import func, select
+
+from dqm.actions import set_reference
+from dqm.errors import StorageError
+from dqm.references import (
+    DEFAULT_BEAM_CONFIG, active_reference, list_references, reference_histograms, reference_warnings, suggest_reference,
+)
+from dqm.runtime import open_store
+from dqm.store.models import Flag, Reference, Run
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("reference", help="set, list, show or suggest reference runs")
+    rsub = p.add_subparsers(dest="reference_command", metavar="ACTION", required=True)
+    s = rsub.add_parser("set", help="make RUN the reference of its beam configuration (audited)")
+    s.add_argument("run", type=int, metavar="RUN")
+    s.add_argument("--beam-config", help="beam configuration (default: the run's)")
+    s.add_argument("--user", default=None, help="who certifies it (default: $DQM_USER, else the login name)")
+    s.add_argument("--comment", default="", help="why this run (shown with every comparison)")
+    s.set_defaults(func=run_set)
+    lst = rsub.add_parser("list", help="every reference ever set, newest first")
+    lst.set_defaults(func=run_list)
+    sh = rsub.add_parser("show", help="the active reference(s); with RUN: the one RUN is compared with, and warnings")
+    sh.add_argument("run", type=int, nargs="?", metavar="RUN")
+    sh.set_defaults(func=run_show)
+    sg = rsub.add_parser("suggest", help="best candidates among recent runs with matching conditions")
+    sg.add_argument("--beam-config", default=DEFAULT_BEAM_CONFIG)
+    sg.add_argument("--min-spills", type=int, default=10, help="ignore runs with fewer closed spills")
+    sg.set_defaults(func=run_suggest)
+    try:  # 'import FILE.root' lives with the ROOT I/O, in its own module when present
+        reference_import = importlib.import_module("dqm.commands.reference_import")
+    except ModuleNotFoundError as exc:
+        if exc.name != "dqm.commands.reference_import":
+            raise
+    else:
+        reference_import.add_parser(rsub)
+
+
+def _user(args) -> str:
+    return args.user or os.environ.get("DQM_USER") or getpass.getuser()
+
+
+def _when(ts) -> str:
+    if ts is None:
+        return "-"
+    return (ts if ts.tzinfo else ts.replace(tzinfo=timezone.utc)).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _source(ref: Reference) -> str:
+    return "imported" if ref.blob else "run"
+
+
+def run_set(args, settings) -> int:
+    store = open_store(settings)
+    try:
+        with store.sessions.begin() as session:
+            ref = set_reference(session, args.run, _user(args), beam_config=args.beam_config, comment=args.comment)
+            print(f"reference for beam '{ref.beam_config}' is now run {ref.run} (set by {ref.set_by}, {_when(ref.set_at)})")
+            for w in reference_warnings(session, ref, args.run, settings.reference_max_age_days):
+                print(f"warning: {w}")
+    finally:
+        store.dispose()
+    return 0
+
+
+def run_list(args, settings) -> int:
+    store = open_store(settings, writer=False)
+    try:
+        with store.sessions() as session:
+            refs = list_references(session)
+            if not refs:
+                print("no reference set yet: 'dqm reference suggest' proposes candidates, 'dqm reference set RUN' certifies one")
+                return 0
+            print(f"{'id':>4} {'beam':<10} {'run':>6} {'active':<6} {'source':<8} {'set at':<20} {'set by':<14} comment")
+            for r in refs:
+                print(f"{r.id:>4} {r.beam_config:<10} {r.run:>6} {'yes' if r.active else 'no':<6} {_source(r):<8} {_when(r.set_at):<20} {r.set_by:<14} {r.comment}")
+    finally:
+        store.dispose()
+    return 0
+
+
+def _describe(session, ref: Reference) -> list[str]:
+    hists = reference_histograms(session, ref)
+    entries = sum(float(h.values(flow=True).sum()) for h in hists.values())
+    lines = [f"reference for beam '{ref.beam_config}': run {ref.run} ({_source(ref)}), set {_when(ref.set_at)} by {ref.set_by}"
+             + (f" — {ref.comment}" if ref.comment else ""),
+             f"  {len(hists)} histograms, {entries:,.0f} entries in total"]
+    used = session.scalar(select(func.count(func.distinct(Flag.run))).where(Flag.reference_run == ref.run))
+    lines.append(f"  compared with in the flags of {used} run(s)")
+    return lines
+
+
+def run_show(args, settings) -> int:
+    store = open_store(settings, writer=False)
+    try:
+        with store.sessions() as session:
+            if args.run is None:
+                configs = session.scalars(select(Reference.beam_config).where(Reference.active.is_(True)).distinct()).all()
+                if not configs:
+                    print("no active reference")
+                    return 0
+                for config in sorted(configs):
+                    print("\n".join(_describe(session, active_reference(session, config))))
+                return 0
+            run_row = session.get(Run, args.run)
+            if run_row is None:
+                raise StorageError(f"run {args.run} is not in the database")
+            ref = active_reference(session, run_row.beam_config)
+            print(f"run {args.run} (beam '{run_row.beam_config}')")
+            if ref is not None:
+                print("\n".join(_describe(session, ref)))
+            recorded = sorted(set(session.scalars(select(Flag.reference_run).where(Flag.run == args.run, Flag.reference_run.is_not(None))).all()))
+            if recorded:
+                print(f"  its stored flags were computed against reference run(s) {', '.join(map(str, recorded))}")
+            for w in reference_warnings(session, ref, args.run, settings.reference_max_age_days):
+                print(f"warning: {w}")
+    finally:
+        store.dispose()
+    return 0
+
+
+def run_suggest(args, settings) -> int:
+    store = open_store(settings, writer=False)
+    try:
+        with store.sessions() as session:
+            cands = suggest_reference(session, args.beam_config, min_spills=args.min_spills)
+            if not cands:
+                print(f"no run with beam '{args.beam_config}' and at least {args.min_spills} closed spills")
+                return 0
+            print(f"candidates for beam '{args.beam_config}' (best first):")
+            print(f"{'run':>6} {'spills':>7} {'clean':>7} {'events':>12}   (clean: spills without WARNING or BAD)")
+            for c in cands:
+                print(f"{c.run:>6} {c.spills:>7} {100 * c.good_fraction:>6.1f}% {c.n_events:>12,d}")
+            print(f"certify with: dqm reference set {cands[0].run} --comment '...'")
+    finally:
+        store.dispose()
+    return 0
