@@ -17,7 +17,7 @@ __all__ = ["main", "build_parser"]
 
 #: subcommand module names under dqm.commands, in help order
 COMMANDS = ("demo", "simulate", "replay", "worker", "db", "status", "bench")
-OPTIONAL_COMMANDS = ("serve", "flags", "reference", "recheck", "validate", "report", "export", "import_reference")
+OPTIONAL_COMMANDS = ("serve", "flags", "reference", "recheck", "validate", "report", "export")
 
 
 def build_parser() -> argparse.ArgumentParser:

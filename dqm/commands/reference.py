@@ -3,20 +3,20 @@
 A reference is chosen per beam configuration; setting one is an expert action done
 by a named user and audited (:func:`dqm.actions.set_reference`). ``show`` gives the
 provenance that travels with every comparison and the warnings (too old, other
-beam conditions) for a given run. ``import FILE.root`` lives with the ROOT I/O, in
-``dqm.commands.reference_import`` (added here when that module exists).
+beam conditions) for a given run. ``import FILE.root`` is in
+:mod:`dqm.commands.reference_import`, beside the ROOT I/O.
 """
 
 from __future__ import annotations
 
 import getpass
-import importlib
 import os
 from datetime import timezone
 
 from sqlalchemy import func, select
 
 from dqm.actions import set_reference
+from dqm.commands import reference_import
 from dqm.errors import StorageError
 from dqm.references import (
     DEFAULT_BEAM_CONFIG, active_reference, list_references, reference_histograms, reference_warnings, suggest_reference,
@@ -42,13 +42,7 @@ def add_parser(sub) -> None:
     sg.add_argument("--beam-config", default=DEFAULT_BEAM_CONFIG)
     sg.add_argument("--min-spills", type=int, default=10, help="ignore runs with fewer closed spills")
     sg.set_defaults(func=run_suggest)
-    try:  # 'import FILE.root' lives with the ROOT I/O, in its own module when present
-        reference_import = importlib.import_module("dqm.commands.reference_import")
-    except ModuleNotFoundError as exc:
-        if exc.name != "dqm.commands.reference_import":
-            raise
-    else:
-        reference_import.add_parser(rsub)
+    reference_import.add_parser(rsub)  # 'import FILE.root' lives with the ROOT I/O
 
 
 def _user(args) -> str:

@@ -5,7 +5,7 @@ functions and judged by the real close hook, the ``dqm report`` command writes a
 whose pages (turned into PNG by ``pdftoppm``) are not blank, whose text names every
 flagged spill, and whose page count follows the spec files — a histogram added to
 the specs folder appears without code. ``dqm export`` writes a ROOT file that uproot
-reads back equal, bin by bin, to the stored histograms, and ``dqm import-reference``
+reads back equal, bin by bin, to the stored histograms, and ``dqm reference import``
 turns such a file back into the active reference.
 """
 
@@ -215,7 +215,7 @@ def test_root_export_reproduces_stored_histograms_and_imports_as_reference(setti
         assert f["spill_0003/p_bms"].values().sum() > 0
         assert "run 2" in str(f["dqm_info"])
     # When that file is imported as the reference of run 2
-    res = _dqm(settings, specs_dir, "import-reference", str(out), "--run", "2", "--user", "tester")
+    res = _dqm(settings, specs_dir, "reference", "import", str(out), "--run", "2", "--user", "tester")
     assert res.returncode == 0, res.stderr
     # Then it is the active reference, with the same histograms bin by bin, and it was audited
     with sessions() as session:

@@ -1,9 +1,9 @@
-"""``dqm import-reference FILE.root --run N`` — make histograms from a ROOT file the reference.
+"""``dqm reference import FILE.root --run N`` — make histograms from a ROOT file the reference.
 
 For references made elsewhere (an offline reprocessing, another site). Histograms
 named like the specs are read onto the specs' binning (a mismatch is an error that
 names both); the import is audited like any reference change.
-(Meant to be offered as ``dqm reference import`` once that command group exists.)
+Registered under ``dqm reference`` by :mod:`dqm.commands.reference`.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from dqm.runtime import load_default_specs, open_store
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("import-reference", help="import a reference from a ROOT file (e.g. one written by dqm export)")
+    p = sub.add_parser("import", help="import a reference from a ROOT file (e.g. one written by dqm export)")
     p.add_argument("file", help="ROOT file with TH1/TH2 named like the spec histograms")
     p.add_argument("--run", type=int, required=True, help="run number the reference stands for")
     p.add_argument("--beam-config", default=DEFAULT_BEAM_CONFIG, help=f"beam configuration it serves (default {DEFAULT_BEAM_CONFIG})")
