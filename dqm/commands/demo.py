@@ -22,6 +22,7 @@ from pathlib import Path
 from sqlalchemy import func, select
 
 from dqm.anomalies import DEMO_ANOMALY_CYCLE, parse_anomaly
+from dqm.redact import redact
 from dqm.services import EmbeddedRedis
 from dqm.simulate import SimConfig, simulate_spill
 from dqm.store.migrate import upgrade_database
@@ -69,7 +70,7 @@ class Demo:
             s = self.settings = s.with_(redis_url=self.redis_server.url)
             print(f"  redis     {s.redis_url}  (private redis-server, pid {self.redis_server.proc.pid})")
         else:
-            print(f"  redis     {s.redis_url}  (DQM_REDIS_URL)")
+            print(f"  redis     {redact(s.redis_url)}  (DQM_REDIS_URL)")
         db_url = s.effective_database_url
         upgrade_database(db_url)
         s = self.settings = s.with_(database_url=db_url)
