@@ -143,6 +143,14 @@ class Worker:
             except (redis.ConnectionError, redis.TimeoutError) as exc:
                 self._redis_trouble(exc)
                 continue
+            except redis.ResponseError as exc:
+                if "NOGROUP" not in str(exc):
+                    raise
+                # Redis lost the stream or the group (restarted without persistence, or deleted)
+                log.warning("consumer group %s is gone (%s); recreating it", self.settings.group, exc)
+                self.stats.redis_errors += 1
+                ready = False
+                continue
             if burst and not got and not self._replay and not self._db_failing:
                 self.flush()
                 if not self._has_group and not self._owed:

@@ -310,3 +310,46 @@ def test_no_spill_closed_incomplete_right_after_an_outage(settings, specs, redis
     finally:
         engine.dispose()
         dead_engine.dispose()
+
+
+def test_redis_restarted_empty_group_recreated(settings, specs, tmp_path):
+    """Without persistence Redis comes back empty: what was in it is gone, but the worker goes on."""
+    # Given a worker on a private Redis that keeps nothing on disk, with a first spill stored
+    server = EmbeddedRedis(workdir=str(tmp_path)).start()
+    s = settings.with_(redis_url=server.url)
+    first, second, third = small_run(run=25, n_spills=3)
+    r = redislib.Redis.from_url(server.url)
+    engine = make_engine(s.database_url)
+    worker = Worker(s, redis_client=redislib.Redis.from_url(server.url), sessions=make_sessionmaker(engine), specs=specs, consumer="w")
+    thread = threading.Thread(target=worker.run, daemon=True)
+    try:
+        publish_spill(r, s.stream, first)
+        thread.start()
+        wait_until(lambda: closed_count(s.database_url, 25) == 1, 30, what="the first spill closed")
+        # When Redis restarts empty (the stream and the consumer group are gone)
+        server.stop(keep_files=True)
+        time.sleep(0.5)
+        server.start()
+        wait_until(lambda: r.exists(s.stream) == 1, 30, what="the worker recreating its group")
+        publish_spill(r, s.stream, second)
+        # Then the worker recreated the group and stores the next spill, still running
+        wait_until(lambda: closed_count(s.database_url, 25) == 2, 30, what="the second spill closed")
+        assert thread.is_alive()
+        assert {g["name"].decode() for g in r.xinfo_groups(s.stream)} == {s.group}
+        # When the group is deleted under the running worker (it is recreated from the
+        # stream's start, so the second spill is delivered again)
+        r.xgroup_destroy(s.stream, s.group)
+        publish_spill(r, s.stream, third)
+        # Then the worker recreates it, skips what it stored already, and stores the third
+        wait_until(lambda: closed_count(s.database_url, 25) == 3, 30, what="the third spill closed")
+        wait_until(lambda: r.xpending(s.stream, s.group)["pending"] == 0, 30, what="every message acknowledged")
+        assert thread.is_alive()
+    finally:
+        worker.stop()
+        thread.join(30)
+        r.close()
+        engine.dispose()
+        server.stop()
+    assert not thread.is_alive()
+    assert_all_identical(specs, [first, second, third], s.database_url, 25)
+    assert worker.stats.conflicts + worker.stats.duplicates_skipped > 0  # the redelivery was noticed
