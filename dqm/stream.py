@@ -47,7 +47,9 @@ class EndOfSpill:
 
 def connect(url: str) -> redis.Redis:
     check_redis_url(url)
-    return redis.Redis.from_url(url, decode_responses=False, socket_keepalive=True, health_check_interval=30)
+    # a connect that hangs (a dropped network) fails after 5 s and the worker backs off and retries
+    return redis.Redis.from_url(url, decode_responses=False, socket_keepalive=True, health_check_interval=30,
+                                socket_connect_timeout=5)
 
 
 def ensure_group(r: redis.Redis, stream: str, group: str) -> None:
