@@ -23,7 +23,8 @@ Failure handling, each in one place:
   missing news may just have been held up by the outage;
 * a dead consumer → its pending messages are reclaimed with XAUTOCLAIM (a reclaim of
   a message this worker still holds is ignored);
-* SIGTERM → finish the chunk in hand, commit, acknowledge, exit.
+* SIGTERM → finish the chunk in hand, commit, acknowledge, exit (with the database
+  down: give up after ``stop_grace_s``, acknowledging nothing — it is all redelivered).
 """
 
 from __future__ import annotations
@@ -107,6 +108,7 @@ class Worker:
         self._db_retry_at = 0.0  # after a database error: no new work before this
         self._db_failing = False
         self._sweep_after = 0.0  # no closing of stale spills before this (see _recovered)
+        self.stop_grace_s = STOP_GRACE_S
 
     # ------------------------------------------------------------------ state
     def _reset_group(self) -> None:
@@ -202,10 +204,10 @@ class Worker:
     def flush(self) -> None:
         """Commit and settle what is in hand, retrying while a service is down.
 
-        When stopping, give up after ``STOP_GRACE_S``: what is not stored stays pending
+        When stopping, give up after ``stop_grace_s``: what is not stored stays pending
         in Redis and is delivered again (to this worker's successor or another one).
         """
-        deadline = time.monotonic() + STOP_GRACE_S
+        deadline = time.monotonic() + self.stop_grace_s
         while self._has_group or self._owed:
             try:
                 if (not self._has_group or self._commit()) and self._owed:

@@ -353,3 +353,31 @@ def test_redis_restarted_empty_group_recreated(settings, specs, tmp_path):
     assert not thread.is_alive()
     assert_all_identical(specs, [first, second, third], s.database_url, 25)
     assert worker.stats.conflicts + worker.stats.duplicates_skipped > 0  # the redelivery was noticed
+
+
+def test_stopped_while_the_database_is_down_acknowledges_nothing(settings, specs, redis_client):
+    # Given a worker whose database is unreachable, holding the messages of two spills
+    spills = small_run(run=26, n_spills=2)
+    for spill in spills:
+        publish_spill(redis_client, settings.stream, spill)
+    dead_engine = make_engine(f"postgresql+psycopg://nobody@127.0.0.1:{free_port()}/none")
+    worker = Worker(settings, redis_client=redis_client, sessions=make_sessionmaker(dead_engine), specs=specs, consumer="w")
+    worker.stop_grace_s = 1.0
+    thread = threading.Thread(target=worker.run, daemon=True)
+    thread.start()
+    wait_until(lambda: worker.stats.db_errors > 0 and worker._open, 30, what="the worker holding partials it cannot store")
+    # When it is stopped (SIGTERM) before the database comes back
+    t0 = time.monotonic()
+    worker.stop()
+    thread.join(30)
+    # Then it gives up within its grace period, acknowledging nothing
+    assert not thread.is_alive() and time.monotonic() - t0 < 10
+    assert acked_count(redis_client, settings.stream, settings.group) == 0
+    dead_engine.dispose()
+    # and a successor with the database stores every spill once
+    engine = make_engine(settings.database_url)
+    successor = Worker(settings, redis_client=redis_client, sessions=make_sessionmaker(engine), specs=specs, consumer="w")
+    successor.run(burst=True)
+    engine.dispose()
+    assert_all_identical(specs, spills, settings.database_url, 26)
+    assert redis_client.xpending(settings.stream, settings.group)["pending"] == 0
