@@ -30,7 +30,7 @@ from dqm.store.models import (
 __all__ = [
     "ActionError", "PermissionDenied", "ANONYMOUS", "require_user", "audit", "set_reference",
     "acknowledge_flag", "annotate_flag", "mask_channel", "edit_check_thresholds",
-    "config_version", "channel_shape",
+    "config_version", "channel_shape", "free_text", "MAX_TEXT",
 ]
 
 #: User names that are not a person: Panel reports unauthenticated visitors as "guest".
@@ -45,12 +45,34 @@ class PermissionDenied(ActionError):
     """The action needs a logged-in, named user."""
 
 
+#: Longest free text (annotation, comment, reason) an action stores; user names fit in 128.
+MAX_TEXT = 10_000
+MAX_NAME = 128
+
+
 def require_user(user: str | None) -> str:
     """The user's name, or :class:`PermissionDenied` for anonymous/guest callers."""
     name = (user or "").strip()
     if name in ANONYMOUS:
         raise PermissionDenied("this action needs a logged-in user (guests may only look)")
+    if len(name) > MAX_NAME or not name.isprintable():
+        raise PermissionDenied(f"user name of {len(name)} characters with control characters or over {MAX_NAME}: refused")
     return name
+
+
+def free_text(value: str | None, what: str, *, limit: int = MAX_TEXT) -> str:
+    """Text a person typed, stored verbatim — or :class:`ActionError` if it cannot be.
+
+    Anything else is kept as typed (quotes, SQL, markup, any script): it reaches the
+    database as a bound parameter, never as SQL. Refused: longer than ``limit``, and
+    NUL, which PostgreSQL text cannot hold.
+    """
+    text = value or ""
+    if len(text) > limit:
+        raise ActionError(f"{what} of {len(text)} characters is longer than {limit}")
+    if "\x00" in text:
+        raise ActionError(f"{what} contains a NUL character")
+    return text
 
 
 def audit(session: Session, user: str, action: str, target: str, details: Mapping[str, Any] | None = None) -> AuditEntry:
@@ -69,6 +91,9 @@ def set_reference(session: Session, run: int, user: str | None, *, beam_config: 
     """
     name = require_user(user)
     run = int(run)
+    comment = free_text(comment, "comment")
+    if beam_config is not None:
+        beam_config = free_text(beam_config, "beam configuration", limit=64)
     closed = session.scalar(select(func.count()).select_from(Spill).where(Spill.run == run, Spill.status != SPILL_OPEN))
     if not closed:
         raise ActionError(f"run {run} has no closed spills: it cannot be a reference")
@@ -97,6 +122,7 @@ def _flag(session: Session, flag_id: int) -> Flag:
 def acknowledge_flag(session: Session, flag_id: int, user: str | None, *, annotation: str | None = None) -> Flag:
     """Mark a flag as seen by ``user`` (optionally with a note): it stays, with who and when."""
     name = require_user(user)
+    annotation = free_text(annotation, "annotation") or None
     flag = _flag(session, flag_id)
     flag.acknowledged_by, flag.acknowledged_at = name, utcnow()
     if annotation:
@@ -111,7 +137,7 @@ def acknowledge_flag(session: Session, flag_id: int, user: str | None, *, annota
 def annotate_flag(session: Session, flag_id: int, user: str | None, text: str) -> Flag:
     """Attach (replace) a free-text note to a flag, e.g. "known: HV trip, fixed 14:05"."""
     name = require_user(user)
-    text = (text or "").strip()
+    text = free_text(text, "annotation").strip()
     if not text:
         raise ActionError("an annotation needs some text")
     flag = _flag(session, flag_id)
@@ -136,7 +162,7 @@ def _spec(specs: SpecSet, histogram: str):
     try:
         return specs[histogram]
     except KeyError:
-        raise ActionError(f"unknown histogram '{histogram}'") from None
+        raise ActionError(f"unknown histogram '{histogram[:80]}'") from None
 
 
 def mask_channel(
@@ -145,6 +171,7 @@ def mask_channel(
 ) -> ChannelMask:
     """Have the checks ignore one channel of ``histogram`` until ``until`` (UTC if naive)."""
     name = require_user(user)
+    reason = free_text(reason, "reason")
     shape = channel_shape(specs, histogram)
     cell = [int(c) for c in channel]
     if len(cell) != len(shape) or any(not 0 <= c < n for c, n in zip(cell, shape)):
@@ -180,6 +207,7 @@ def edit_check_thresholds(
     typo fails with "did you mean …" instead of silently disabling a check.
     """
     name = require_user(user)
+    comment = free_text(comment, "comment")
     spec = _spec(specs, histogram)
     matches = [c for c in spec.checks if c.type == check]
     if not matches:

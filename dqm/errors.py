@@ -8,6 +8,8 @@ exception's attributes so callers can act on it programmatically.
 
 from __future__ import annotations
 
+from dqm.redact import redact
+
 __all__ = [
     "DQMError",
     "ConfigError",
@@ -30,7 +32,7 @@ class ConfigError(DQMError):
         self.setting = setting
         self.value = value
         self.expected = expected
-        super().__init__(f"{setting}={value!r}: expected {expected}")
+        super().__init__(f"{setting}={redact(repr(value))}: expected {expected}")
 
 
 class SpecError(DQMError):

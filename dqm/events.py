@@ -165,6 +165,9 @@ def expected_size(n_events: int) -> int:
 
 
 _MAX_EVENTS = 10_000_000  # a single batch larger than this is a corrupt count, not data
+#: Largest run, spill or batch number: the database stores them as 32-bit signed integers,
+#: so a larger one (a corrupt header) must be refused here, not crash the commit.
+MAX_ID = 2**31 - 1
 
 
 def decode_batch(payload: bytes | memoryview, *, validate: bool = True) -> EventBatch:
@@ -178,6 +181,9 @@ def decode_batch(payload: bytes | memoryview, *, validate: bool = True) -> Event
         raise BatchError(
             "unknown-version", f"schema version {version}; this worker reads {SCHEMA_VERSION}"
         )
+    for name, value in (("run", run), ("spill", spill), ("batch_index", batch_index)):
+        if value > MAX_ID:
+            raise BatchError("bad-header", f"{name} = {value} is above {MAX_ID} (the largest the store keeps)")
     if n == 0 or n > _MAX_EVENTS:
         raise BatchError("bad-count", f"batch announces {n} events (allowed 1..{_MAX_EVENTS})")
     size = expected_size(n)

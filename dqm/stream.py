@@ -19,6 +19,7 @@ import redis
 
 from dqm.config import check_redis_url
 from dqm.errors import BatchError
+from dqm.events import MAX_ID
 
 __all__ = [
     "Message", "EndOfSpill", "connect", "ensure_group", "publish_spill", "publish_batches",
@@ -46,9 +47,10 @@ class EndOfSpill:
 
 def connect(url: str) -> redis.Redis:
     check_redis_url(url)
-    # TCP keepalive exists only for TCP: a unix:// socket connection refuses the option
+    # TCP keepalive exists only for TCP: a unix:// socket connection refuses the option;
+    # a connect that hangs (a dropped network) fails after 5 s and the worker backs off and retries
     keepalive = {} if url.startswith("unix:") else {"socket_keepalive": True}
-    return redis.Redis.from_url(url, decode_responses=False, health_check_interval=30, **keepalive)
+    return redis.Redis.from_url(url, decode_responses=False, health_check_interval=30, socket_connect_timeout=5, **keepalive)
 
 
 def ensure_group(r: redis.Redis, stream: str, group: str) -> None:
@@ -79,12 +81,14 @@ def publish_spill(r: redis.Redis, stream: str, spill_data, *, maxlen: int | None
 def parse_eos(fields: dict[bytes, bytes]) -> EndOfSpill:
     """Validate an end-of-spill marker; raises :class:`BatchError` naming the bad field."""
     values = {}
-    for key, hi in ((b"run", 2**32 - 1), (b"spill", 2**32 - 1), (b"n_batches", 1_000_000), (b"n_events", 10**10)):
+    for key, hi in ((b"run", MAX_ID), (b"spill", MAX_ID), (b"n_batches", 1_000_000), (b"n_events", MAX_ID)):
         raw = fields.get(key)
         try:
-            v = int(raw)  # type: ignore[arg-type]
+            if raw is None or len(raw) > 20:  # int() of a huge digit string is slow, and a ValueError anyway
+                raise ValueError
+            v = int(raw)
         except (TypeError, ValueError):
-            raise BatchError("bad-marker", f"end-of-spill field '{key.decode()}' = {raw!r} is not an integer") from None
+            raise BatchError("bad-marker", f"end-of-spill field '{key.decode()}' = {raw!r:.60} is not an integer") from None
         if not 0 <= v <= hi:
             raise BatchError("bad-marker", f"end-of-spill field '{key.decode()}' = {v} outside [0, {hi}]")
         values[key.decode()] = v

@@ -9,15 +9,22 @@ checks, announce on pub/sub).
 Failure handling, each in one place:
 
 * malformed input → dead-letter stream with the reason (and recorded, so a
-  redelivery is not dead-lettered twice); the worker carries on;
+  redelivery is not dead-lettered twice); the worker carries on — even a payload
+  that makes a decoder fail in an unforeseen way is dead-lettered, never a crash loop;
 * a message stored already (a redelivery, or a race with a worker that reclaimed
   it) → the group's transaction fails on the ledger's primary key, everything in
   memory is dropped, and the worker replays its own pending messages, skipping
   those now found stored;
-* database unreachable → keep the partials, do not acknowledge, retry with back-off;
+* database unreachable → keep the partials, do not acknowledge, read nothing new
+  until they are stored (retry with back-off);
 * Redis unreachable → back off and reconnect (recreating the group if Redis lost it);
-* a dead consumer → its pending messages are reclaimed with XAUTOCLAIM;
-* SIGTERM → finish the chunk in hand, commit, acknowledge, exit.
+  acknowledgements owed by groups already stored are kept and sent once it is back;
+* after either outage, no spill is closed as incomplete for ``spill_timeout_s``: its
+  missing news may just have been held up by the outage;
+* a dead consumer → its pending messages are reclaimed with XAUTOCLAIM (a reclaim of
+  a message this worker still holds is ignored);
+* SIGTERM → finish the chunk in hand, commit, acknowledge, exit (with the database
+  down: give up after ``stop_grace_s``, acknowledging nothing — it is all redelivered).
 """
 
 from __future__ import annotations
@@ -38,7 +45,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from dqm import stream as rs
 from dqm.config import Settings
-from dqm.errors import BatchError
+from dqm.errors import BatchError, ConfigError
 from dqm.events import decode_batch
 from dqm.fill import Filler
 from dqm.specs import SpecSet
@@ -84,15 +91,24 @@ class Worker:
         self.specs = specs
         self.filler = Filler(specs)
         self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}"
+        for setting, value in (("--consumer", self.consumer), ("DQM_STREAM", settings.stream)):
+            if not value or len(value) > 128:  # both are stored in 128-character columns
+                raise ConfigError(setting, value, "a name of 1 to 128 characters")
         self.close_hooks = list(close_hooks or [])
         self.stats = WorkerStats()
         self._stop = threading.Event()
         self._reset_group()
+        self._owed = _Owed()
         self._replay = True  # on start, our own pending messages come first
         self._last_commit = time.monotonic()
         self._last_claim = 0.0
         self._last_sweep = 0.0
-        self._backoff_s = 0.1
+        self._backoff_s = 0.1  # Redis
+        self._db_backoff_s = 0.1
+        self._db_retry_at = 0.0  # after a database error: no new work before this
+        self._db_failing = False
+        self._sweep_after = 0.0  # no closing of stale spills before this (see _recovered)
+        self.stop_grace_s = STOP_GRACE_S
 
     # ------------------------------------------------------------------ state
     def _reset_group(self) -> None:
@@ -101,6 +117,7 @@ class Worker:
         self._skip_ack: list[str] = []
         self._group_batches: set[tuple[int, int, int]] = set()
         self._arrived: dict[tuple[int, int], float] = {}
+        self._held: set[str] = set()  # ids of every message in hand (a re-claim of one is ignored)
 
     def stop(self) -> None:
         """Ask the loop to finish the chunk in hand, commit and return (also on SIGTERM)."""
@@ -116,18 +133,29 @@ class Worker:
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, lambda *_: self.stop())
         t_end = time.monotonic() + max_seconds if max_seconds else None
-        self._ensure_group()
+        ready = False
         while not self._stop.is_set():
             if t_end and time.monotonic() > t_end:
                 break
             try:
+                if not ready:
+                    self._ensure_group()
+                    ready = True
                 got = self.step(block_ms=50 if burst else self.settings.block_ms)
             except (redis.ConnectionError, redis.TimeoutError) as exc:
                 self._redis_trouble(exc)
                 continue
-            if burst and not got and not self._replay:
+            except redis.ResponseError as exc:
+                if "NOGROUP" not in str(exc):
+                    raise
+                # Redis lost the stream or the group (restarted without persistence, or deleted)
+                log.warning("consumer group %s is gone (%s); recreating it", self.settings.group, exc)
+                self.stats.redis_errors += 1
+                ready = False
+                continue
+            if burst and not got and not self._replay and not self._db_failing:
                 self.flush()
-                if not self._has_group:
+                if not self._has_group and not self._owed:
                     break
         self.flush()
         return self.stats
@@ -136,21 +164,35 @@ class Worker:
         """One read-process cycle; returns the number of messages read."""
         s = self.settings
         now = time.monotonic()
-        if now - self._last_claim > s.claim_idle_ms / 2000.0:
-            self._last_claim = now
-            claimed = rs.claim_stale(self.r, s.stream, s.group, self.consumer, min_idle_ms=s.claim_idle_ms)
-            if claimed:
-                self.stats.reclaimed += len(claimed)
-                log.info("reclaimed %d pending messages from dead consumers", len(claimed))
-                self._process(claimed, check_seen=True)
-        if self._replay:
-            msgs = rs.read_group(self.r, s.stream, s.group, self.consumer, count=max(s.read_count, 64), block_ms=None, pending=True)
-            if not msgs:
-                self._replay = False
-            else:
-                self._process(msgs, check_seen=True)
-                self._maybe_commit(force=True)
-                return len(msgs)
+        if now < self._db_retry_at:  # the database is down: wait, read nothing new
+            self._stop.wait(min(self._db_retry_at - now, block_ms / 1000.0))
+            return 0
+        if self._owed:
+            self._settle()
+        if self._db_failing and self._has_group and not self._commit():
+            return 0  # first store what we hold; nothing new until that works
+        try:
+            if now - self._last_claim > s.claim_idle_ms / 2000.0:
+                self._last_claim = now
+                claimed = rs.claim_stale(self.r, s.stream, s.group, self.consumer, min_idle_ms=s.claim_idle_ms)
+                fresh = [m for m in claimed if m.id not in self._held]  # our own idle ones come back too
+                if fresh:
+                    self.stats.reclaimed += len(fresh)
+                    log.info("reclaimed %d pending messages from dead consumers", len(fresh))
+                    self._process(fresh, check_seen=True)
+            if self._replay:
+                msgs = rs.read_group(self.r, s.stream, s.group, self.consumer, count=max(s.read_count, 64), block_ms=None, pending=True)
+                fresh = [m for m in msgs if m.id not in self._held]
+                if not fresh:
+                    self._replay = False
+                else:
+                    self._process(fresh, check_seen=True)
+                    self._maybe_commit(force=True)
+                    return len(fresh)
+        except OperationalError as exc:  # the ledger could not be read: look again later
+            self._db_failed(exc)
+            self._replay = True
+            return 0
         msgs = rs.read_group(self.r, s.stream, s.group, self.consumer, count=s.read_count, block_ms=block_ms)
         markers = self.stats.markers
         self._process(msgs, check_seen=False)
@@ -163,14 +205,25 @@ class Worker:
         return len(msgs)
 
     def flush(self) -> None:
-        """Commit what is in hand (retrying while the database is down, unless stopping)."""
-        while self._has_group:
-            if self._commit():
+        """Commit and settle what is in hand, retrying while a service is down.
+
+        When stopping, give up after ``stop_grace_s``: what is not stored stays pending
+        in Redis and is delivered again (to this worker's successor or another one).
+        """
+        deadline = time.monotonic() + self.stop_grace_s
+        while self._has_group or self._owed:
+            try:
+                if (not self._has_group or self._commit()) and self._owed:
+                    self._settle()
+                if not self._has_group and not self._owed:
+                    break
+            except (redis.ConnectionError, redis.TimeoutError) as exc:
+                self.stats.redis_errors += 1
+                log.warning("redis unavailable while flushing (%s)", exc)
+            if self._stop.is_set() and time.monotonic() > deadline:
+                log.error("stopping with work not stored or not acknowledged; its messages stay pending for redelivery")
                 break
-            if self._stop.is_set() and self.stats.db_errors > 50:
-                log.error("stopping with an uncommitted group; its messages stay pending for redelivery")
-                break
-            time.sleep(min(self._backoff_s, 5.0))
+            time.sleep(min(max(self._db_backoff_s, self._backoff_s), 2.0))
 
     # ------------------------------------------------------------------ processing
     def _process(self, msgs: list[rs.Message], *, check_seen: bool) -> None:
@@ -181,14 +234,18 @@ class Worker:
             with self.sessions() as session:
                 stored = processed_ids(session, self.settings.stream, [m.id for m in msgs])
         for m in msgs:
+            if m.id in self._held:
+                continue
             if m.id in stored:
                 self.stats.duplicates_skipped += 1
                 self._skip_ack.append(m.id)
+                self._held.add(m.id)
                 continue
             try:
                 self._handle(m, check_seen)
             except BatchError as exc:
                 self._dead.append((m, exc.reason, exc.detail))
+            self._held.add(m.id)
 
     def _handle(self, m: rs.Message, check_seen: bool) -> None:
         kind = m.type
@@ -196,7 +253,7 @@ class Worker:
             payload = m.fields.get(b"payload")
             if payload is None:
                 raise BatchError("missing-payload", "batch message has no 'payload' field")
-            batch = decode_batch(payload)
+            batch = _decode(decode_batch, payload)
             key3 = (batch.run, batch.spill, batch.batch_index)
             if key3 in self._group_batches or (check_seen and seen_batches_one(self.sessions, *key3)):
                 raise BatchError("duplicate-batch", f"run {batch.run} spill {batch.spill} batch {batch.batch_index} is already stored")
@@ -212,15 +269,16 @@ class Worker:
             self.stats.events += batch.n_events
             self.stats.batches += 1
         elif kind == b"eos":
-            eos = rs.parse_eos(m.fields)
-            c = self._contribution(eos.run, eos.spill)
-            if c.marker is not None:
+            eos = _decode(rs.parse_eos, m.fields)
+            c = self._open.get((eos.run, eos.spill))
+            if c is not None and c.marker is not None:
                 raise BatchError("duplicate-marker", f"second end-of-spill marker for run {eos.run} spill {eos.spill}")
+            c = self._contribution(eos.run, eos.spill)
             c.marker = (m.id, eos.n_batches, eos.n_events)
             self._arrived[(eos.run, eos.spill)] = time.monotonic()
             self.stats.markers += 1
         else:
-            raise BatchError("unknown-type", f"message type {kind!r}; expected b'batch' or b'eos'")
+            raise BatchError("unknown-type", f"message type {kind[:40]!r}; expected b'batch' or b'eos'")
 
     def _contribution(self, run: int, spill: int) -> Contribution:
         key = (run, spill)
@@ -236,9 +294,9 @@ class Worker:
             self._commit()
 
     def _commit(self) -> bool:
+        """Store the group in one transaction; on success owe Redis its acks (see _settle)."""
         s = self.settings
         contributions = list(self._open.values())
-        arrived = dict(self._arrived)
         try:
             with self.sessions.begin() as session:
                 outcome = commit_group(session, s.stream, self.consumer, contributions, [m.id for m, _, _ in self._dead])
@@ -249,47 +307,68 @@ class Worker:
             self._replay = True
             return True
         except OperationalError as exc:
-            self.stats.db_errors += 1
-            self._backoff_s = min(self._backoff_s * 2, 5.0)
-            log.error("database unavailable (%s); keeping %d spills' partials, nothing acknowledged", exc.orig, len(contributions))
+            self._db_failed(exc, holding=len(contributions))
             self._last_commit = time.monotonic()
             return False
-        self._backoff_s = 0.1
-        ids = [mid for c in contributions for mid in c.message_ids] + self._skip_ack
-        by_id = {}
-        for m, reason, detail in self._dead:
-            rs.dead_letter(self.r, s.dead_letter_stream, m, reason, detail, self.consumer)
-            log.warning("dead-lettered: %s", detail, extra={"message_id": m.id, "reason": reason})
-            ids.append(m.id)
-        for mid, why in outcome.late:
-            by_id[mid] = why
-        if by_id:
-            for mid, why in by_id.items():
-                rs.dead_letter(self.r, s.dead_letter_stream, rs.Message(mid, {b"type": b"late"}), "late", why, self.consumer)
-        self.stats.dead_letters += len(self._dead) + len(by_id)
-        rs.ack(self.r, s.stream, s.group, ids)
+        self._db_ok()
+        # stored: from now on these messages must be acknowledged, whatever happens to Redis
+        owed = self._owed
+        owed.ack.extend(mid for c in contributions for mid in c.message_ids)
+        owed.ack.extend(self._skip_ack)
+        owed.dead.extend(self._dead)
+        owed.dead.extend((rs.Message(mid, {b"type": kind.encode()}), reason, why) for mid, kind, reason, why in outcome.rejected)
+        owed.close.update(outcome.spill_ids)
+        owed.arrived.update(self._arrived)
         self.stats.commits += 1
         self._reset_group()
         self._last_commit = time.monotonic()
-        with self.sessions() as session:
-            ready = closable_spills(session, outcome.spill_ids)
-        for sid in ready:
-            self._close(sid, incomplete=False, arrived=arrived)
+        self._settle()
         return True
 
-    def _close(self, spill_id: int, *, incomplete: bool, arrived: dict | None = None) -> None:
+    def _settle(self) -> None:
+        """Do what stored messages still owe: dead letters, acks, then closing their spills.
+
+        Each piece is dropped from the debt only once done, so a Redis or database
+        outage half-way just leaves the rest for the next step (a dead letter is never
+        written twice, an ack twice is harmless, closing is conditional).
+        """
+        owed, s = self._owed, self.settings
+        while owed.dead:
+            m, reason, detail = owed.dead[0]
+            rs.dead_letter(self.r, s.dead_letter_stream, m, reason, detail, self.consumer)
+            log.warning("dead-lettered: %s", detail, extra={"message_id": m.id, "reason": reason})
+            owed.dead.pop(0)
+            self.stats.dead_letters += 1
+        if owed.ack:
+            rs.ack(self.r, s.stream, s.group, owed.ack)
+            owed.ack = []
+        if owed.close:
+            try:
+                with self.sessions() as session:
+                    ready = closable_spills(session, owed.close)
+            except OperationalError as exc:
+                self._db_failed(exc)
+                return
+            for sid in ready:
+                if not self._close(sid, incomplete=False, arrived=owed.arrived):
+                    return
+            owed.close.clear()
+            owed.arrived.clear()
+
+    def _close(self, spill_id: int, *, incomplete: bool, arrived: dict | None = None) -> bool:
+        """Close one spill; False if the database failed (the caller retries)."""
         extra: dict = {}
         try:
             with self.sessions.begin() as session:
                 closed = try_close(session, spill_id, self.filler.book, incomplete=incomplete)
                 if closed is None:
-                    return
+                    return True
                 for hook in self.close_hooks:
                     extra.update(hook(session, closed) or {})
         except OperationalError as exc:
-            self.stats.db_errors += 1
             log.error("could not close spill id %d (%s); will retry", spill_id, exc.orig)
-            return
+            self._db_failed(exc)
+            return False
         self.stats.spills_closed += 1
         t0 = (arrived or {}).get((closed.run, closed.spill))
         if t0 is not None:
@@ -301,17 +380,46 @@ class Worker:
             self.r.publish(self.settings.channel, json.dumps(note, default=str))
         except redis.RedisError as exc:
             log.warning("could not announce closed spill: %s", exc, extra=where)
+        return True
 
     def _sweep_stale(self) -> None:
+        """Close as incomplete the spills with no news for ``spill_timeout_s``.
+
+        Not within ``spill_timeout_s`` of recovering from an outage: the news of a spill
+        may have been held up by the outage itself (in Redis, or in a worker's memory).
+        """
         try:
             with self.sessions() as session:
                 stale = stale_spills(session, self.settings.spill_timeout_s)
-        except OperationalError:
+        except OperationalError as exc:
+            self._db_failed(exc)
+            return
+        self._db_ok()
+        if time.monotonic() < self._sweep_after:
             return
         for sid in stale:
-            self._close(sid, incomplete=True)
+            if not self._close(sid, incomplete=True):
+                return
 
-    # ------------------------------------------------------------------ redis trouble
+    # ------------------------------------------------------------------ outages
+    def _recovered(self) -> None:
+        self._sweep_after = time.monotonic() + self.settings.spill_timeout_s
+
+    def _db_failed(self, exc: OperationalError, holding: int = 0) -> None:
+        self.stats.db_errors += 1
+        if not self._db_failing:
+            log.error("database unavailable (%s); keeping %d spills' partials, nothing acknowledged", exc.orig, holding)
+        self._db_failing = True
+        self._db_retry_at = time.monotonic() + self._db_backoff_s
+        self._db_backoff_s = min(self._db_backoff_s * 2, MAX_BACKOFF_S)
+
+    def _db_ok(self) -> None:
+        if self._db_failing:
+            log.warning("database reachable again")
+            self._db_failing = False
+            self._recovered()
+        self._db_backoff_s = 0.1
+
     def _ensure_group(self) -> None:
         rs.ensure_group(self.r, self.settings.stream, self.settings.group)
 
@@ -319,12 +427,44 @@ class Worker:
         self.stats.redis_errors += 1
         log.warning("redis unavailable (%s); retrying in %.1f s", exc, self._backoff_s)
         self._stop.wait(self._backoff_s)
-        self._backoff_s = min(self._backoff_s * 2, 5.0)
+        self._backoff_s = min(self._backoff_s * 2, MAX_BACKOFF_S)
         try:
-            self._ensure_group()
-            self._backoff_s = 0.1
+            self._ensure_group()  # a Redis that lost its data needs the group again
         except (redis.ConnectionError, redis.TimeoutError):
-            pass
+            return
+        log.warning("redis reachable again")
+        self._backoff_s = 0.1
+        self._recovered()
+
+
+#: Longest wait between two attempts to reach Redis or the database.
+MAX_BACKOFF_S = 2.0
+#: How long a stopping worker keeps trying to store and acknowledge what it holds.
+STOP_GRACE_S = 8.0
+
+
+@dataclass
+class _Owed:
+    """Work owed to Redis (and closing) by groups already stored in the database."""
+
+    ack: list[str] = field(default_factory=list)
+    dead: list[tuple[rs.Message, str, str]] = field(default_factory=list)
+    close: set[int] = field(default_factory=set)
+    arrived: dict[tuple[int, int], float] = field(default_factory=dict)
+
+    def __bool__(self) -> bool:
+        return bool(self.ack or self.dead or self.close)
+
+
+def _decode(decoder: Callable, raw):
+    """Run a decoder; anything it did not foresee is still the message's fault, not a crash."""
+    try:
+        return decoder(raw)
+    except BatchError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a poison message must never crash-loop the worker
+        log.exception("decoder failed on a message: dead-lettering it")
+        raise BatchError("undecodable", f"{type(exc).__name__}: {exc}"[:500]) from None
 
 
 def seen_batches_one(sessions: sessionmaker[Session], run: int, spill: int, batch_index: int) -> bool:

@@ -35,8 +35,9 @@ def pg_bin(name: str) -> str:
 class PrivatePostgres:
     """A throw-away PostgreSQL cluster on a free port (fsync off: test data only)."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, durable: bool = False) -> None:
         self.port = free_port()
+        self.durable = durable
         self.dir = tempfile.mkdtemp(prefix="dqm-pg-", dir="/tmp")
         self.data = os.path.join(self.dir, "data")
         self.as_root = os.geteuid() == 0
@@ -51,9 +52,21 @@ class PrivatePostgres:
             shutil.chown(self.dir, "postgres", "postgres")
         os.chmod(self.dir, 0o755)
         self._run(pg_bin("initdb"), "-D", self.data, "-A", "trust", "-U", self.user, "--no-sync", "-E", "UTF8")
-        opts = f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
+        return self.start_server()
+
+    def start_server(self) -> "PrivatePostgres":
+        """(Re)start the server of the existing cluster on the same port."""
+        # durable: synchronous_commit stays on, so a commit the worker saw succeed survives a
+        # crash of the server (the fault tests stop it with -m immediate); fsync=off only
+        # trusts the OS, which does not crash in a test
+        sync = "" if self.durable else " -c synchronous_commit=off"
+        opts = f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off{sync} -c full_page_writes=off -c max_connections=200"
         self._run(pg_bin("pg_ctl"), "-D", self.data, "-o", opts, "-l", os.path.join(self.dir, "log"), "-w", "start")
         return self
+
+    def stop_server(self, mode: str = "immediate") -> None:
+        """Stop the server, keep the cluster (``immediate`` = as if it crashed)."""
+        self._run(pg_bin("pg_ctl"), "-D", self.data, "-m", mode, "-w", "stop")
 
     @property
     def admin_url(self) -> str:

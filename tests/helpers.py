@@ -99,10 +99,11 @@ def worker_env(settings: Settings, **extra: str) -> dict[str, str]:
     return env
 
 
-def start_worker(settings: Settings, consumer: str, *args: str, **extra: str) -> subprocess.Popen:
+def start_worker(settings: Settings, consumer: str, *args: str, stderr=None, **extra: str) -> subprocess.Popen:
+    """A ``dqm worker`` process; ``stderr`` (an open file) keeps its log for the test to read."""
     return subprocess.Popen(
         [sys.executable, "-m", "dqm", "--log-level", "WARNING", "worker", "--consumer", consumer, *args],
-        env=worker_env(settings, **extra), cwd=str(ROOT),
+        env=worker_env(settings, **extra), cwd=str(ROOT), stderr=stderr,
     )
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from dqm.bench_flags import bench_close_latency, bench_recheck
 from dqm.bench import bench_fill, bench_scaleout, bench_transport, bench_worker, publish_bench_run, temp_sqlite
 from dqm.config import hide_password
+from dqm.redact import redact
 from dqm.runtime import close_hooks, load_default_specs
 from dqm.services import EmbeddedRedis
 from dqm.stream import connect
@@ -62,7 +63,7 @@ def run(args, settings) -> int:
     db_url, tmp = temp_sqlite()
     stream = f"bench:{uuid.uuid4().hex[:6]}"
     try:
-        print(f"dqm bench: {len(specs)} spec histograms, batches of {args.batch_size} events, Redis {settings.redis_url}, store {db_url}")
+        print(f"dqm bench: {len(specs)} spec histograms, batches of {args.batch_size} events, Redis {redact(settings.redis_url)}, store {db_url}")
         fill, numpy_fill = bench_fill(specs, args.batch_size)
         print("fill stage alone (one decoded batch, all spec histograms):")
         print(_line(numpy_fill))

@@ -24,6 +24,7 @@ from sqlalchemy import func, select
 
 from dqm.anomalies import DEMO_ANOMALY_CYCLE, parse_anomaly
 from dqm.runtime import DEMO_REDIS_FILE
+from dqm.redact import redact
 from dqm.services import EmbeddedRedis
 from dqm.simulate import SimConfig, simulate_spill
 from dqm.store.migrate import upgrade_database
@@ -76,7 +77,7 @@ class Demo:
             self.url_file = Path(s.data_dir) / DEMO_REDIS_FILE
             self.url_file.write_text(s.redis_url + "\n")  # lets ./run status find it
         else:
-            print(f"  redis     {s.redis_url}  (DQM_REDIS_URL)")
+            print(f"  redis     {redact(s.redis_url)}  (DQM_REDIS_URL)")
         db_url = s.effective_database_url
         upgrade_database(db_url)
         s = self.settings = s.with_(database_url=db_url)

@@ -7,6 +7,7 @@ from datetime import datetime, timezone
 import redis
 from sqlalchemy import select
 
+from dqm.redact import redact
 from dqm.runtime import effective_redis_url, open_store
 from dqm.store.models import Spill
 from dqm.store.spills import count_spills
@@ -33,7 +34,7 @@ def stream_report(r: redis.Redis, settings) -> list[str]:
         length = r.xlen(settings.stream)
         groups = {g["name"].decode(): g for g in r.xinfo_groups(settings.stream)} if length or r.exists(settings.stream) else {}
     except redis.ConnectionError as exc:
-        return [f"redis {settings.redis_url}: unreachable ({exc})"]
+        return [redact(f"redis {settings.redis_url}: unreachable ({exc})")]
     lines.append(f"stream {settings.stream}: {length} messages")
     g = groups.get(settings.group)
     if g is None:

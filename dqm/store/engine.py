@@ -14,7 +14,10 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from dqm.config import check_database_url
 
-__all__ = ["make_engine", "make_sessionmaker", "is_sqlite"]
+__all__ = ["make_engine", "make_sessionmaker", "is_sqlite", "CONNECT_TIMEOUT_S"]
+
+#: Longest wait for a PostgreSQL or Redis server to answer a new connection.
+CONNECT_TIMEOUT_S = 5
 
 
 def is_sqlite(engine: Engine) -> bool:
@@ -46,7 +49,9 @@ def make_engine(url: str, *, writer: bool = True) -> Engine:
             conn.exec_driver_sql("BEGIN IMMEDIATE" if writer else "BEGIN")
 
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
+    # connect_timeout: an unreachable server (a dropped network, not a refusal) must fail in
+    # seconds, so the worker's retry with back-off runs instead of one connect hanging for minutes
+    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5, connect_args={"connect_timeout": CONNECT_TIMEOUT_S})
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:

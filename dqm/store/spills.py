@@ -63,7 +63,8 @@ class Contribution:
 @dataclass
 class CommitOutcome:
     spill_ids: set[int] = field(default_factory=set)
-    late: list[tuple[str, str]] = field(default_factory=list)  # (message id, reason)
+    #: messages recorded but not counted: (message id, kind, reason tag, detail) for the dead letters
+    rejected: list[tuple[str, str, str, str]] = field(default_factory=list)
 
 
 @dataclass
@@ -125,8 +126,10 @@ def commit_group(
         sp = ensure_spill(session, c.run, c.spill)
         out.spill_ids.add(sp.id)
         if sp.status != SPILL_OPEN:
-            why = f"late: run {c.run} spill {c.spill} already closed as {sp.status}"
-            out.late.extend((m, why) for m in c.message_ids)
+            why = f"run {c.run} spill {c.spill} already closed as {sp.status}"
+            out.rejected.extend((m, "batch", "late", why) for m, _ in c.batches)
+            if c.marker:
+                out.rejected.append((c.marker[0], "eos", "late", why))
             rows.extend({"message_id": m, "kind": "late", "spill_id": sp.id, "batch_index": None} for m in c.message_ids)
             continue
         if c.batches:
@@ -135,7 +138,11 @@ def commit_group(
             sp.received_batches += len(c.batches)
             sp.n_events += c.n_events
             rows.extend({"message_id": m, "kind": "batch", "spill_id": sp.id, "batch_index": b} for m, b in c.batches)
-        if c.marker:
+        if c.marker and sp.expected_batches is not None:  # an earlier group stored this spill's marker
+            why = f"second end-of-spill marker for run {c.run} spill {c.spill} (first announced {sp.expected_batches} batches)"
+            out.rejected.append((c.marker[0], "eos", "duplicate-marker", why))
+            rows.append({"message_id": c.marker[0], "kind": "dead", "spill_id": None, "batch_index": None})
+        elif c.marker:
             sp.expected_batches, sp.expected_events = c.marker[1], c.marker[2]
             rows.append({"message_id": c.marker[0], "kind": "eos", "spill_id": sp.id, "batch_index": None})
         sp.updated_at = now

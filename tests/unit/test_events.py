@@ -243,7 +243,7 @@ def _decode_or_batch_error(payload: bytes) -> None:
     except BatchError as exc:
         assert exc.reason in {
             "truncated", "bad-magic", "unknown-version", "bad-count", "trailing-bytes",
-            "non-finite", "out-of-range",
+            "non-finite", "out-of-range", "bad-header",
         }
 
 
