@@ -337,6 +337,7 @@ class Worker:
             m, reason, detail = owed.dead[0]
             rs.dead_letter(self.r, s.dead_letter_stream, m, reason, detail, self.consumer)
             log.warning("dead-lettered: %s", detail, extra={"message_id": m.id, "reason": reason})
+            owed.ack.append(m.id)  # the dead-letter stream holds it now: off this group's pending list
             owed.dead.pop(0)
             self.stats.dead_letters += 1
         if owed.ack:
