@@ -131,10 +131,13 @@ def _store_run_rollup(session: Session, run: int, inputs: CheckInputs, verdict: 
 
     Live (``verdict`` given) it is updated in place — worst of itself and this spill —
     so the cost does not grow with the run; the run row is locked first (PostgreSQL)
-    so two workers closing spills of one run cannot lose each other's verdict.
+    so two workers closing spills of one run cannot lose each other's verdict. It is
+    ``FOR NO KEY UPDATE``: a plain ``FOR UPDATE`` conflicts with the key-share lock that
+    every insert of a spill or flag row referencing the run takes, and deadlocked
+    workers that were storing partials of the same run while another closed a spill.
     Without ``verdict`` (a stored recheck) it is recomputed from every spill roll-up.
     """
-    session.execute(select(Run.run).where(Run.run == run).with_for_update())
+    session.execute(select(Run.run).where(Run.run == run).with_for_update(key_share=True))
     existing = {f.subsystem: f for f in session.scalars(select(Flag).where(Flag.run == run, Flag.check == ROLLUP, Flag.spill.is_(None)))}
     if verdict is not None:
         worst = {s: max(int(q), existing[s].quality if s in existing else 0) for s, q in verdict.subsystems.items()}

@@ -122,7 +122,8 @@ def commit_group(
     out = CommitOutcome()
     now = utcnow()
     rows: list[dict] = []
-    for c in contributions:
+    # spill rows are locked in one global order, so two workers' groups cannot deadlock
+    for c in sorted(contributions, key=lambda c: (c.run, c.spill)):
         sp = ensure_spill(session, c.run, c.spill)
         out.spill_ids.add(sp.id)
         if sp.status != SPILL_OPEN:

@@ -31,7 +31,10 @@ def _files():
 
 
 def _is_placeholder(password: str) -> bool:
-    return password.startswith("${") or password.strip("`'\"").lower() in PLACEHOLDERS
+    """A substitution (``${VAR}``, ``$VAR``, ``$(command)``), a variable's name, or a stand-in."""
+    bare = password.strip("`'\"")
+    return (password.startswith("$") or re.fullmatch(r"[A-Z_]*PASSWORD", bare) is not None
+            or bare.lower() in PLACEHOLDERS)
 
 
 def test_no_password_is_committed():
@@ -49,3 +52,5 @@ def test_the_scan_finds_a_planted_password():
     assert not _is_placeholder(URL_PASSWORD.search("postgresql+psycopg://dqm:Tr0ub4dor@db/dqm").group("password"))
     assert not _is_placeholder(ASSIGNED.search("POSTGRES_PASSWORD=Tr0ub4dor").group("password"))
     assert _is_placeholder(URL_PASSWORD.search("redis://:${REDIS_PASSWORD}@redis:6379/0").group("password"))
+    assert _is_placeholder(ASSIGNED.search("REDIS_PASSWORD=$(openssl rand -hex 24)").group("password"))
+    assert not _is_placeholder(URL_PASSWORD.search("redis://:HUNTER2@redis:6379/0").group("password"))
