@@ -102,11 +102,11 @@ class DataStore:
 
     def _change_token(self, session: Session) -> tuple:
         """Newest closed spill and newest audit entry: cheap to read, changes when the wall must."""
-        return session.execute(select(
+        return tuple(session.execute(select(
             select(func.max(Spill.id)).where(Spill.status != SPILL_OPEN).scalar_subquery(),
             select(func.count()).select_from(Spill).where(Spill.status != SPILL_OPEN).scalar_subquery(),
             select(func.max(AuditEntry.id)).scalar_subquery(),
-        )).one()._tuple()
+        )).one())
 
     def poll(self) -> bool:
         """Fallback path: rebuild only if the change token moved. Returns whether it did."""

@@ -1,0 +1,129 @@
+"""The web apps' data layer on real Redis + PostgreSQL: one refresher, sessions that only bind."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+
+import pytest
+from sqlalchemy import event, select
+
+from apps.control_room import ControlRoom
+from apps.datastore import DataStore
+from apps.expert_actions import run_action
+from dqm import actions
+from dqm.runtime import close_hooks, open_store
+from dqm.specs import load_specs
+from dqm.store.models import AuditEntry, Flag
+from dqm.worker import Worker
+from tests.helpers import wait_until
+from tests.web_helpers import BEAM_SHIFT, publish_one, specs_with_checks
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def web(settings, redis_client, tmp_path):
+    """Settings on a specs copy with known checks, an in-process worker, a web DataStore."""
+    specs_dir = specs_with_checks(tmp_path / "specs", wall_plots=False)
+    s = replace(settings, specs_dir=str(specs_dir))
+    specs = load_specs(specs_dir)
+    writer = open_store(s)
+    worker = Worker(s, redis_client=redis_client, sessions=writer.sessions, specs=specs, consumer="t", close_hooks=close_hooks(s, specs))
+    reader = open_store(s, writer=False)
+    store = DataStore(s, specs, reader, poll_s=0.5)
+    queries: list[str] = []
+    event.listen(reader.engine, "before_cursor_execute", lambda *a: queries.append(a[2]))
+
+    def close(run: int, spill: int, anomaly: str | None = None) -> None:
+        publish_one(redis_client, s.stream, run, spill, anomaly)
+        worker.run(burst=True)
+
+    yield s, store, close, queries
+    store.stop()
+    reader.dispose()
+    writer.dispose()
+
+
+def test_twenty_sessions_cost_the_queries_of_one(web):
+    s, store, close, queries = web
+    # Given two closed spills and 20 control-room sessions bound to one DataStore
+    close(1, 1)
+    close(1, 2)
+    store.refresh()
+    views = [ControlRoom(store, stale_after_s=60) for _ in range(20)]
+    # When a new spill closes and the refresher runs once, and every session ticks many times
+    close(1, 3)
+    queries.clear()
+    store.refresh()
+    per_refresh = len(queries)
+    for _ in range(5):
+        for v in views:
+            v.tick()
+    # Then the sessions added no query at all, and every one of them shows spill 3
+    assert len(queries) == per_refresh
+    assert 0 < per_refresh <= 10, queries
+    assert all('data-spill="1 / 3"' in v._header.object for v in views)
+    # And a second refresh costs the same number of queries whatever the number of sessions
+    queries.clear()
+    store.refresh()
+    assert len(queries) == per_refresh
+    print(f"\nqueries per refresh: {per_refresh} (20 sessions)")
+
+
+def test_refresher_follows_the_spill_closed_channel(web):
+    s, store, close, _ = web
+    # Given a started refresher (subscribed to the channel) and one closed good spill
+    close(2, 1)
+    store.start()
+    wait_until(lambda: store.snapshot.spill == 1, 10, what="first snapshot")
+    beam = {t.subsystem: t for t in store.snapshot.tiles}["beam"]
+    assert beam.quality == "GOOD"
+    # When an anomalous spill (beam shifted by 5 mm) is closed by the worker
+    close(2, 2, BEAM_SHIFT)
+    t0 = time.monotonic()
+    wait_until(lambda: store.snapshot.spill == 2, 5, every_s=0.01, what="snapshot of spill 2")
+    latency = time.monotonic() - t0
+    # Then the snapshot follows within a second, the beam tile is BAD with its explanation and instruction
+    tile = {t.subsystem: t for t in store.snapshot.tiles}["beam"]
+    assert tile.quality == "BAD"
+    assert "mm from nominal" in tile.explanation
+    assert "CCC" in tile.instruction
+    assert latency < 1.0
+    numbers = {n.label: n for n in store.snapshot.numbers}
+    assert numbers["beam x (MS1)"].value == pytest.approx(5.0, abs=1.0)
+    assert len(numbers["beam x (MS1)"].trend) == 2
+
+
+def test_stale_after_no_spill(web):
+    s, store, close, _ = web
+    # Given one closed spill
+    close(3, 1)
+    snap = store.refresh()
+    # Then it is fresh now and stale once stale_after_s has passed
+    assert not snap.is_stale(60)
+    assert snap.is_stale(0.0) or snap.age_s() == 0.0
+    view = ControlRoom(store, stale_after_s=0.0)
+    time.sleep(0.01)
+    view.tick()
+    assert 'data-state="STALE"' in view._header.object
+    assert 'data-state="STALE"' not in ControlRoom(store, stale_after_s=3600)._header.object
+
+
+def test_actions_need_a_named_user_and_land_in_the_audit_trail(web):
+    s, store, close, _ = web
+    # Given a spill with a BAD beam flag
+    close(4, 1, BEAM_SHIFT)
+    flag_id = store.read(lambda db: db.scalar(select(Flag.id).where(Flag.check == "beam_centroid")))
+    # When a guest tries to acknowledge it
+    ok, text = run_action(store, "guest", "acknowledge", lambda db: actions.acknowledge_flag(db, flag_id, "guest"))
+    # Then it is refused and nothing is recorded
+    assert not ok and "logged-in" in text
+    assert store.read(lambda db: db.scalar(select(AuditEntry.id))) is None
+    # When a named expert acknowledges it
+    ok, text = run_action(store, "alice", "acknowledge", lambda db: actions.acknowledge_flag(db, flag_id, "alice", annotation="known"))
+    # Then the audit trail has who and what, and the wall shows the acknowledgement
+    assert ok, text
+    entry = store.read(lambda db: db.scalars(select(AuditEntry)).one())
+    assert (entry.user, entry.action, entry.target) == ("alice", "acknowledge_flag", f"flag {flag_id}")
+    assert {t.subsystem: t for t in store.snapshot.tiles}["beam"].acknowledged_by == "alice"
