@@ -109,7 +109,9 @@ class ControlRoom(Viewer):
         self._store = datastore
         self._stale_after_s = stale_after_s
         self._drawn_version = -1
-        self._drawn_age = None
+        self._drawn_age: int | None = None
+        self._drawn_stale: bool | None = None
+        self._drawn_plots = None
         snap = datastore.snapshot
         self._header = pn.pane.HTML(sizing_mode="stretch_width", stylesheets=[CONTROL_ROOM_CSS])
         self._tiles = pn.pane.HTML(sizing_mode="stretch_width", stylesheets=[CONTROL_ROOM_CSS])
@@ -124,7 +126,7 @@ class ControlRoom(Viewer):
             self._plots.update({s.name: h for s, h in zip(shown, handles)})
             panes = [pn.pane.Bokeh(h.figure, sizing_mode="stretch_width") for h in handles]
             tabs.append((SUBSYSTEM_TITLES.get(subsystem, subsystem), pn.GridBox(*panes, ncols=min(3, len(panes)), sizing_mode="stretch_width")))
-        self._tabs = pn.Tabs(*tabs, sizing_mode="stretch_width", stylesheets=[_TABS_CSS])
+        self._tabs = pn.Tabs(*tabs, sizing_mode="stretch_width", stylesheets=[_TABS_CSS], dynamic=True)  # draw only the visible tab
         self._layout = pn.Column(self._header, self._tiles, self._numbers, self._tabs, sizing_mode="stretch_width",
                                  styles={"background": "#0d0d0d", "padding": "8px"})
         self.tick()
@@ -140,25 +142,36 @@ class ControlRoom(Viewer):
         self._tabs.active = (self._tabs.active + 1) % len(self._tabs)
 
     def tick(self) -> None:
-        """Redraw from the store's snapshot if it changed; refresh the age every second."""
+        """Redraw from the store's snapshot if it changed; refresh the age every second.
+
+        Text (header, tiles, numbers) goes out first; changed plots follow on the next
+        tick, so the browser shows the verdict before it re-renders a dozen plots.
+        """
         snap = self._store.snapshot
         now = datetime.now(timezone.utc)
         age = snap.age_s(now)
         age_key = None if age is None else int(age)
-        if snap.version == self._drawn_version and age_key == self._drawn_age:
+        new_text = snap.version != self._drawn_version
+        new_plots = snap.plots is not self._drawn_plots
+        if not new_text and age_key == self._drawn_age and not new_plots:
             return
         stale = snap.is_stale(self._stale_after_s, now)
-        self._header.object = render_header(snap, self._stale_after_s, now)
-        self._drawn_age = age_key
-        if snap.version != self._drawn_version or stale != getattr(self, "_drawn_stale", None):
+        if new_text or age_key != self._drawn_age:
+            self._header.object = render_header(snap, self._stale_after_s, now)
+            self._drawn_age = age_key
+        if new_text or stale != self._drawn_stale:
             self._tiles.object = render_tiles(snap, stale)
             self._drawn_stale = stale
-        if snap.version != self._drawn_version:
+        if new_text:
             self._numbers.object = render_numbers(snap.numbers)
+            self._drawn_version = snap.version
+            if new_plots and self._drawn_plots is not None:
+                return  # plots on the next tick
+        if new_plots:
             for name, handle in self._plots.items():
                 if name in snap.plots:
                     handle.update(snap.plots[name])
-            self._drawn_version = snap.version
+            self._drawn_plots = snap.plots
 
     def __panel__(self):
         return self._layout

@@ -19,6 +19,7 @@ import logging
 import threading
 import time
 from collections import OrderedDict
+from dataclasses import replace
 from typing import Any, Callable, TypeVar
 
 import boost_histogram as bh
@@ -27,7 +28,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from apps.snapshot import EMPTY, Snapshot, build_snapshot
+from apps.snapshot import EMPTY, Snapshot, build_plots, build_snapshot
 from dqm.config import Settings
 from dqm.references import ReferenceCache
 from dqm.runtime import Store
@@ -90,14 +91,24 @@ class DataStore:
         return self._snapshot.version
 
     def refresh(self) -> Snapshot:
-        """Rebuild the snapshot now (one set of queries, whoever asks and however many watch)."""
+        """Rebuild the snapshot now (one set of queries, whoever asks and however many watch).
+
+        Published in two steps: verdict and numbers first (a few small queries), then the
+        plots (histogram decoding) — the tiles never wait for the histograms.
+        """
         with self._build_lock:
+            t0 = time.perf_counter()
             with self.store.sessions() as session:
                 token = self._change_token(session)
-                snap = build_snapshot(session, self.specs, self._refs, version=self._snapshot.version + 1)
+                snap = build_snapshot(session, self.specs, version=self._snapshot.version + 1, plots=self._snapshot.plots)
+                self._snapshot = snap
+                t1 = time.perf_counter()
+                plots = build_plots(session, self.specs, self._refs, snap)
             self._token = token
-            self._snapshot = snap
+            self._snapshot = snap = replace(snap, plots=plots, version=snap.version + 1)
             self.refreshes += 1
+            log.debug("snapshot of run %s spill %s: verdict in %.0f ms, plots in %.0f ms", snap.run, snap.spill,
+                      (t1 - t0) * 1000, (time.perf_counter() - t1) * 1000)
             return snap
 
     def _change_token(self, session: Session) -> tuple:

@@ -105,7 +105,9 @@ class HistogramExplorer(Viewer):
 
         handle = make_plot(spec, plot_data(spec, h, ref_h, n_events=n_events or None), theme="light", height=460,
                            tap=spec.kind == "cellmap")
-        self.plot_area[:] = [pn.pane.Bokeh(handle.figure, sizing_mode="stretch_width")]
+        if spec.kind == "cellmap":  # square cells: a fixed-size map reads better than a stretched one
+            handle.figure.sizing_mode, handle.figure.width = "fixed", 720
+        self.plot_area[:] = [pn.pane.Bokeh(handle.figure, sizing_mode="stretch_width" if spec.kind != "cellmap" else "fixed")]
         if spec.kind == "cellmap" and "cells" in handle.sources:
             src = handle.sources["cells"]
             self._cell_state = {"spec": spec, "source": src, "chosen": chosen, "ref": ref_h, "shape": h.values().shape}
@@ -215,7 +217,7 @@ class Expert(Viewer):
         self.actions = ActionsPanel(datastore, user=self.user, auth_enabled=auth_enabled,
                                     selected_cell=lambda: getattr(self.explorer, "selected_cell", None))
         self.audit = pn.widgets.Tabulator(self._audit(), disabled=True, sizing_mode="stretch_width", height=420,
-                                          show_index=False, name="audit")
+                                          show_index=False, name="audit", layout="fit_data_stretch")
         self.references = pn.widgets.Tabulator(datastore.read(queries.references_frame), disabled=True, show_index=False,
                                                sizing_mode="stretch_width", height=200)
         self.reports = pn.pane.HTML(_reports_html(reports_dir), sizing_mode="stretch_width")

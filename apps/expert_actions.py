@@ -50,11 +50,11 @@ class FlagsPanel(Viewer):
         self.subsystem = pn.widgets.Select(name="Subsystem", options=["all", *SUBSYSTEMS], value="all", width=160)
         self.quality = pn.widgets.Select(name="Quality", options=list(_QUALITY_FILTERS), value="WARNING or worse", width=180)
         self.table = pn.widgets.Tabulator(self._frame(), disabled=True, show_index=False, sizing_mode="stretch_width",
-                                          height=420, selectable=1, name="flags",
+                                          height=420, selectable=1, name="flags", layout="fit_data_stretch",
                                           widths={"explanation": 420, "instruction": 300})
-        self.flag_id = pn.widgets.IntInput(name="Flag id", value=0, width=120)
+        self.flag_id = pn.widgets.IntInput(name="Flag id", value=0, width=120, css_classes=["dqm-flag-id"])
         self.note = pn.widgets.TextInput(name="Annotation", placeholder="e.g. known: HV trip, fixed 14:05", width=420)
-        self.ack = pn.widgets.Button(name="Acknowledge", button_type="primary", width=140)
+        self.ack = pn.widgets.Button(name="Acknowledge", button_type="primary", width=140, css_classes=["dqm-ack"])
         self.annotate = pn.widgets.Button(name="Annotate", width=120)
         self.result = pn.Column(sizing_mode="stretch_width")
         for w in (self.run, self.subsystem, self.quality):

@@ -90,6 +90,7 @@ def history_figure(history: dict[str, list], title: str, reference_level: float 
     fig.scatter(history["spill"], history["per_event"], color=_LIGHT_OBS, size=6)
     if reference_level is not None:
         fig.add_layout(Span(location=reference_level, dimension="width", line_color=_LIGHT_REF, line_dash="dashed", line_width=2))
-    fig.xaxis.axis_label, fig.yaxis.axis_label = "spill", "hits per event (dashed: reference)"
+    fig.xaxis.axis_label = "spill"
+    fig.yaxis.axis_label = "hits per event" + (" (dashed: reference)" if reference_level is not None else "")
     _style(fig, "light")
     return fig
