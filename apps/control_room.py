@@ -15,7 +15,7 @@ from datetime import datetime, timezone
 import panel as pn
 from panel.viewable import Viewer
 
-from apps.plots import make_plot
+from apps.plots import make_plot, plot_data
 from apps.snapshot import SUBSYSTEM_TITLES, Number, Snapshot, Tile
 from apps.theme import CONTROL_ROOM_CSS, QUALITY_COLOURS
 
@@ -122,7 +122,7 @@ class ControlRoom(Viewer):
             shown = [s for s in specs if s.control_room]
             if not shown:
                 continue
-            handles = [make_plot(s, snap.plots.get(s.name, {}), theme="dark", height=330) for s in shown]
+            handles = [make_plot(s, snap.plots.get(s.name) or plot_data(s, None), theme="dark", height=330) for s in shown]
             self._plots.update({s.name: h for s, h in zip(shown, handles)})
             panes = [pn.pane.Bokeh(h.figure, sizing_mode="stretch_width") for h in handles]
             tabs.append((SUBSYSTEM_TITLES.get(subsystem, subsystem), pn.GridBox(*panes, ncols=min(3, len(panes)), sizing_mode="stretch_width")))

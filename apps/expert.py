@@ -39,9 +39,9 @@ class HistogramExplorer(Viewer):
         specs = datastore.specs
         groups = {sub: [s.name for s in hs] for sub, hs in specs.by_subsystem().items() if hs}
         first = histogram if histogram in specs.names else specs.names[0]
-        self.run = pn.widgets.Select(name="Run", options=[], width=140)
-        self.spills = pn.widgets.IntRangeSlider(name="Spills", start=0, end=1, value=(0, 1), step=1, width=320)
-        self.histogram = pn.widgets.Select(name="Histogram", groups=groups, value=first, width=280)
+        self.run = pn.widgets.Select(label="Run", options=[], width=140)
+        self.spills = pn.widgets.IntRangeSlider(label="Spills", start=0, end=1, value=(0, 1), step=1, width=320)
+        self.histogram = pn.widgets.Select(label="Histogram", groups=groups, value=first, width=280)
         self.info = pn.pane.HTML(stylesheets=[EXPERT_CSS], sizing_mode="stretch_width")
         self.plot_area = pn.Column(sizing_mode="stretch_width")
         self.cell_area = pn.Column(sizing_mode="stretch_width")
@@ -172,8 +172,8 @@ class Trends(Viewer):
         keys = datastore.read(queries.summary_keys) or ["n_events"]
         run_list = datastore.read(queries.runs)
         default = "p_bms_mean" if "p_bms_mean" in keys else keys[0]
-        self.key = pn.widgets.Select(name="Quantity", options=keys, value=default, width=280)
-        self.runs = pn.widgets.MultiChoice(name="Runs", options=run_list, value=run_list[:1], width=360)
+        self.key = pn.widgets.Select(label="Quantity", options=keys, value=default, width=280)
+        self.runs = pn.widgets.MultiChoice(label="Runs", options=run_list, value=run_list[:1], width=360)
         self.area = pn.Column(sizing_mode="stretch_width")
         self.key.param.watch(lambda _e: self.draw(), "value")
         self.runs.param.watch(lambda _e: self.draw(), "value")
@@ -217,7 +217,7 @@ class Expert(Viewer):
         self.actions = ActionsPanel(datastore, user=self.user, auth_enabled=auth_enabled,
                                     selected_cell=lambda: getattr(self.explorer, "selected_cell", None))
         self.audit = pn.widgets.Tabulator(self._audit(), disabled=True, sizing_mode="stretch_width", height=420,
-                                          show_index=False, name="audit", layout="fit_data_stretch")
+                                          show_index=False, layout="fit_data_stretch")
         self.references = pn.widgets.Tabulator(datastore.read(queries.references_frame), disabled=True, show_index=False,
                                                sizing_mode="stretch_width", height=200)
         self.reports = pn.pane.HTML(_reports_html(reports_dir), sizing_mode="stretch_width")

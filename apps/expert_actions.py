@@ -46,16 +46,16 @@ class FlagsPanel(Viewer):
         super().__init__(**params)
         self._store = datastore
         self.user = user
-        self.run = pn.widgets.Select(name="Run", options=["all", *datastore.read(queries.runs)], value="all", width=140)
-        self.subsystem = pn.widgets.Select(name="Subsystem", options=["all", *SUBSYSTEMS], value="all", width=160)
-        self.quality = pn.widgets.Select(name="Quality", options=list(_QUALITY_FILTERS), value="WARNING or worse", width=180)
+        self.run = pn.widgets.Select(label="Run", options=["all", *datastore.read(queries.runs)], value="all", width=140)
+        self.subsystem = pn.widgets.Select(label="Subsystem", options=["all", *SUBSYSTEMS], value="all", width=160)
+        self.quality = pn.widgets.Select(label="Quality", options=list(_QUALITY_FILTERS), value="WARNING or worse", width=180)
         self.table = pn.widgets.Tabulator(self._frame(), disabled=True, show_index=False, sizing_mode="stretch_width",
-                                          height=420, selectable=1, name="flags", layout="fit_data_stretch",
+                                          height=420, selectable=1, layout="fit_data_stretch",
                                           widths={"explanation": 420, "instruction": 300})
-        self.flag_id = pn.widgets.IntInput(name="Flag id", value=0, width=120, css_classes=["dqm-flag-id"])
-        self.note = pn.widgets.TextInput(name="Annotation", placeholder="e.g. known: HV trip, fixed 14:05", width=420)
-        self.ack = pn.widgets.Button(name="Acknowledge", button_type="primary", width=140, css_classes=["dqm-ack"])
-        self.annotate = pn.widgets.Button(name="Annotate", width=120)
+        self.flag_id = pn.widgets.IntInput(label="Flag id", value=0, width=120, css_classes=["dqm-flag-id"])
+        self.note = pn.widgets.TextInput(label="Annotation", placeholder="e.g. known: HV trip, fixed 14:05", width=420)
+        self.ack = pn.widgets.Button(label="Acknowledge", color="primary", width=140, css_classes=["dqm-ack"])
+        self.annotate = pn.widgets.Button(label="Annotate", width=120)
         self.result = pn.Column(sizing_mode="stretch_width")
         for w in (self.run, self.subsystem, self.quality):
             w.param.watch(lambda _e: self.reload(), "value")
@@ -104,22 +104,22 @@ class ActionsPanel(Viewer):
         self.auth_enabled = auth_enabled
         self._selected_cell = selected_cell
         specs = datastore.specs
-        self.ref_run = pn.widgets.Select(name="Reference run", options=datastore.read(queries.runs), width=160)
-        self.ref_comment = pn.widgets.TextInput(name="Comment", width=360)
-        self.set_ref = pn.widgets.Button(name="Set reference", button_type="primary", width=160)
+        self.ref_run = pn.widgets.Select(label="Reference run", options=datastore.read(queries.runs), width=160)
+        self.ref_comment = pn.widgets.TextInput(label="Comment", width=360)
+        self.set_ref = pn.widgets.Button(label="Set reference", color="primary", width=160)
         channel_hists = [s.name for s in specs if s.kind in ("cellmap", "channels")]
-        self.mask_hist = pn.widgets.Select(name="Histogram", options=channel_hists, width=220)
-        self.mask_channel = pn.widgets.TextInput(name="Channel (indices, e.g. 2,3)", width=180)
-        self.mask_until = pn.widgets.TextInput(name="Until (UTC, YYYY-MM-DD HH:MM)", width=220)
-        self.mask_reason = pn.widgets.TextInput(name="Reason", width=300)
-        self.mask = pn.widgets.Button(name="Mask channel", button_type="warning", width=160)
-        self.use_cell = pn.widgets.Button(name="Use clicked cell", width=150)
+        self.mask_hist = pn.widgets.Select(label="Histogram", options=channel_hists, width=220)
+        self.mask_channel = pn.widgets.TextInput(label="Channel (indices, e.g. 2,3)", width=180)
+        self.mask_until = pn.widgets.TextInput(label="Until (UTC, YYYY-MM-DD HH:MM)", width=220)
+        self.mask_reason = pn.widgets.TextInput(label="Reason", width=300)
+        self.mask = pn.widgets.Button(label="Mask channel", color="warning", width=160)
+        self.use_cell = pn.widgets.Button(label="Use clicked cell", width=150)
         checked = [s.name for s in specs if s.checks]
-        self.th_hist = pn.widgets.Select(name="Histogram", options=checked, width=220)
-        self.th_check = pn.widgets.Select(name="Check", options=[], width=200)
-        self.th_params = pn.widgets.TextAreaInput(name="Parameters (JSON; only changed keys needed)", height=120, width=480)
-        self.th_comment = pn.widgets.TextInput(name="Comment", width=300)
-        self.th_save = pn.widgets.Button(name="Save thresholds", button_type="primary", width=160)
+        self.th_hist = pn.widgets.Select(label="Histogram", options=checked, width=220)
+        self.th_check = pn.widgets.Select(label="Check", options=[], width=200)
+        self.th_params = pn.widgets.TextAreaInput(label="Parameters (JSON; only changed keys needed)", height=120, width=480)
+        self.th_comment = pn.widgets.TextInput(label="Comment", width=300)
+        self.th_save = pn.widgets.Button(label="Save thresholds", color="primary", width=160)
         self.result = pn.Column(sizing_mode="stretch_width")
         self.th_hist.param.watch(self._on_th_hist, "value")
         self.th_check.param.watch(self._on_th_check, "value")

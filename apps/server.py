@@ -10,6 +10,7 @@ fresh views for one browser session, bound to the process's single
 from __future__ import annotations
 
 import logging
+import socket
 from pathlib import Path
 
 import panel as pn
@@ -84,7 +85,9 @@ def make_server(datastore: DataStore, settings: Settings, auth: AuthConfig, *, h
     kwargs: dict = {}
     if auth.enabled:
         kwargs.update(auth_provider=make_auth_provider(auth), cookie_secret=auth.cookie_secret)
-    origins = [f"{host}:{port}", f"localhost:{port}", f"127.0.0.1:{port}"] if host not in ("0.0.0.0", "::") else ["*"]
+    # browsers may open the websocket only from these host:port (BOKEH_ALLOW_WS_ORIGIN overrides, e.g. behind a proxy)
+    names = {host, "localhost", "127.0.0.1"} | ({socket.gethostname(), socket.getfqdn()} if host in ("0.0.0.0", "::") else set())
+    origins = sorted(f"{name}:{port}" for name in names if name not in ("0.0.0.0", "::"))
     return pn.serve(
         build_pages(datastore, settings, auth), port=port, address=host, websocket_origin=origins, show=False,
         start=False, title={"/": "NA64μ DQM", "control_room": "NA64μ DQM — control room", "expert": "NA64μ DQM — expert"},

@@ -49,6 +49,10 @@ def run(args, settings) -> int:
     auth = auth_mod.auth_config_from_env(demo=args.demo)
     host = args.host or settings.web_host
     port = settings.web_port if args.port is None else args.port
+    if port == 0:
+        from dqm.services import free_port
+
+        port = free_port()
     if not settings.database_url:  # embedded SQLite: make sure the schema exists
         upgrade_database(settings.effective_database_url)
     specs = load_default_specs(settings)

@@ -127,3 +127,44 @@ def test_actions_need_a_named_user_and_land_in_the_audit_trail(web):
     entry = store.read(lambda db: db.scalars(select(AuditEntry)).one())
     assert (entry.user, entry.action, entry.target) == ("alice", "acknowledge_flag", f"flag {flag_id}")
     assert {t.subsystem: t for t in store.snapshot.tiles}["beam"].acknowledged_by == "alice"
+
+
+def test_action_forms_write_through_dqm_actions(web):
+    from apps.expert_actions import ActionsPanel
+    from dqm.store.models import ChannelMask, CheckOverride, Reference
+
+    s, store, close, _ = web
+    # Given a closed run and the action forms of a logged-in expert and of a guest
+    close(5, 1)
+    expert = ActionsPanel(store, user="bob", auth_enabled=True, selected_cell=lambda: ("webtest_ecal_cells", (2, 3)))
+    guest = ActionsPanel(store, user=None, auth_enabled=True, selected_cell=lambda: None)
+    # When the guest tries to set a reference
+    guest.ref_run.value = 5
+    guest.set_reference()
+    # Then it is refused
+    assert "refused" in guest.result[0].object
+    # When the expert sets the reference, masks the clicked cell until a date and loosens a threshold
+    expert.ref_run.value = 5
+    expert.set_reference()
+    expert._fill_cell()
+    expert.mask_until.value = "2099-01-01 08:00"
+    expert.mask_reason.value = "dead since HV trip"
+    expert.mask_cell()
+    expert.th_hist.value = "webtest_beam_x"
+    expert.th_check.value = "beam_centroid"
+    expert.th_params.value = '{"window_mm": 2.0}'
+    expert.save_thresholds()
+    # Then each landed, with the expert's name in the audit trail
+    assert "done by bob" in expert.result[0].object
+    def rows(db):
+        return (db.scalars(select(Reference.run).where(Reference.active.is_(True))).all(),
+                [(m.histogram, m.channel) for m in db.scalars(select(ChannelMask))],
+                [o.params["window_mm"] for o in db.scalars(select(CheckOverride))],
+                sorted((a.user, a.action) for a in db.scalars(select(AuditEntry))))
+    refs, masks, overrides, audit = store.read(rows)
+    assert refs == [5] and masks == [("webtest_ecal_cells", [2, 3])] and overrides == [2.0]
+    assert audit == [("bob", "edit_check_thresholds"), ("bob", "mask_channel"), ("bob", "set_reference")]
+    # And a malformed date is refused with a message, not an exception
+    expert.mask_until.value = "next tuesday"
+    expert.mask_cell()
+    assert "refused" in expert.result[0].object
