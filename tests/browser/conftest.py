@@ -89,6 +89,12 @@ def web_server(pg_admin_url, redis_url, tmp_path_factory):
     worker = start_worker(settings, f"web-{tag}", **extra)
     server.procs.append(worker)
     try:
+        # the server starts (seconds: importing Panel) while the reference run is being processed
+        port = free_port()
+        serve = subprocess.Popen([sys.executable, "-m", "dqm", "--log-level", os.environ.get("DQM_TEST_SERVE_LOG", "WARNING"),
+                                  "serve", "--port", str(port), "--poll-s", "1"], env=worker_env(settings, **extra), cwd=str(ROOT))
+        server.procs.append(serve)
+        server.url = f"http://127.0.0.1:{port}"
         # a reference run of three good spills, certified before the live run starts
         for spill in (1, 2, 3):
             publish_one(r, settings.stream, REFERENCE_RUN, spill)
@@ -98,17 +104,13 @@ def web_server(pg_admin_url, redis_url, tmp_path_factory):
             set_reference(session, REFERENCE_RUN, "fixture", comment="browser-test reference")
         engine.dispose()
         server.close_spill()
-        port = free_port()
-        serve = subprocess.Popen([sys.executable, "-m", "dqm", "--log-level", os.environ.get("DQM_TEST_SERVE_LOG", "WARNING"), "serve", "--port", str(port), "--poll-s", "2"],
-                                 env=worker_env(settings, **extra), cwd=str(ROOT))
-        server.procs.append(serve)
-        server.url = f"http://127.0.0.1:{port}"
-        _wait_http(server.url + "/", serve)
         wait_until(lambda: closed_count(db_url, LIVE_RUN) == 1, 60, what="first live spill closed")
+        _wait_http(server.url + "/", serve)
         yield server
     finally:
-        for proc in reversed(server.procs):
+        for proc in server.procs:
             proc.terminate()
+        for proc in server.procs:
             try:
                 proc.wait(15)
             except subprocess.TimeoutExpired:

@@ -106,9 +106,9 @@ def test_anomalous_spill_turns_the_tile_bad_without_reload(web_server, page, art
     page.evaluate("window.__not_reloaded = true")
     latencies = []
     try:
-        # When spills close (paced: the SPS leaves ~17 s between spills, we leave 1.5 s), every third with the beam shifted by 5 mm
-        for i in range(9):
-            page.wait_for_timeout(1500)
+        # When spills close (paced: the SPS leaves ~17 s between spills, we leave 1 s), every third with the beam shifted by 5 mm
+        for i in range(7):
+            page.wait_for_timeout(1000)
             anomaly = BEAM_SHIFT if i % 3 == 1 else None
             spill = web_server.close_spill(anomaly)
             page.locator(f'[data-spill="{LIVE_RUN} / {spill}"]').wait_for(timeout=30_000)
