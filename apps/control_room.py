@@ -40,13 +40,15 @@ def _fmt(value: float | None, digits: int) -> str:
 def render_tiles(snap: Snapshot, stale: bool) -> str:
     """One tile per subsystem: colour and word for the quality, the why and the what-to-do."""
     parts = []
+    where = f"&run={snap.run}&spill={snap.spill}" if snap.run is not None else ""
     for t in snap.tiles:
-        parts.append(_tile(t, stale))
+        parts.append(_tile(t, stale, where))
     return f'<div class="dqm-tiles" style="display:grid;grid-template-columns:repeat(5,1fr);gap:10px">{"".join(parts)}</div>'
 
 
-def _tile(t: Tile, stale: bool) -> str:
-    link = f'<a href="./expert?histogram={html.escape(t.histogram)}">details ›</a>' if t.histogram and t.quality != "GOOD" else ""
+def _tile(t: Tile, stale: bool, where: str = "") -> str:
+    link = (f'<a href="./expert?histogram={html.escape(t.histogram + where)}">details ›</a>'
+            if t.histogram and t.quality != "GOOD" else "")
     ack = f'<div class="ack">acknowledged by {html.escape(t.acknowledged_by)}</div>' if t.acknowledged_by else ""
     instruction = f'<div class="instruction">▶ {html.escape(t.instruction)}</div>' if t.instruction else ""
     return (f'<div class="dqm-tile q-{t.quality}{" stale" if stale else ""}" data-subsystem="{t.subsystem}" data-quality="{t.quality}">'

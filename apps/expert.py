@@ -33,9 +33,11 @@ __all__ = ["Expert", "HistogramExplorer", "Trends"]
 class HistogramExplorer(Viewer):
     """Run, spill range and histogram from the specs' tree → plot(s) against the reference."""
 
-    def __init__(self, datastore, *, histogram: str | None = None, **params) -> None:
+    def __init__(self, datastore, *, histogram: str | None = None, run: int | None = None, spill: int | None = None,
+                 **params) -> None:
         super().__init__(**params)
         self._store = datastore
+        self._wanted = (run, spill)  # from a control-room tile link: open on that spill
         specs = datastore.specs
         groups = {sub: [s.name for s in hs] for sub, hs in specs.by_subsystem().items() if hs}
         first = histogram if histogram in specs.names else specs.names[0]
@@ -55,8 +57,11 @@ class HistogramExplorer(Viewer):
     def reload_runs(self) -> None:
         run_list = self._store.read(queries.runs)
         self.run.options = run_list
-        if run_list and self.run.value not in run_list:
-            self.run.value = run_list[0]  # triggers _on_run
+        wanted_run = self._wanted[0]
+        if wanted_run in run_list and self.run.value != wanted_run:
+            self.run.value = wanted_run  # triggers _on_run
+        elif run_list and self.run.value not in run_list:
+            self.run.value = run_list[0]
         elif not run_list:
             self.plot_area[:] = [pn.pane.Markdown("No closed spill in the database yet.")]
 
@@ -64,7 +69,10 @@ class HistogramExplorer(Viewer):
         infos = self._store.read(lambda s: queries.spills_of_run(s, self.run.value))
         if infos:
             lo, hi = infos[0].spill, infos[-1].spill
-            self.spills.param.update(start=lo, end=max(hi, lo + 1), value=(lo, hi))
+            run, spill = self._wanted
+            chosen = (spill, spill) if run == self.run.value and spill is not None and lo <= spill <= hi else (lo, hi)
+            self._wanted = (None, None)
+            self.spills.param.update(start=lo, end=max(hi, lo + 1), value=chosen)
         self.draw()
 
     def _selected(self, session):
@@ -205,13 +213,14 @@ def _reports_html(folder: Path) -> str:
 class Expert(Viewer):
     """The expert page: tabs over the explorer, trends, flags, audit trail, reports, actions."""
 
-    def __init__(self, datastore, *, reports_dir: Path, auth_enabled: bool, histogram: str | None = None, **params) -> None:
+    def __init__(self, datastore, *, reports_dir: Path, auth_enabled: bool, histogram: str | None = None,
+                 run: int | None = None, spill: int | None = None, **params) -> None:
         super().__init__(**params)
         from apps.auth import current_user
 
         self._store = datastore
         self.user = current_user()
-        self.explorer = HistogramExplorer(datastore, histogram=histogram)
+        self.explorer = HistogramExplorer(datastore, histogram=histogram, run=run, spill=spill)
         self.trends = Trends(datastore)
         self.flags = FlagsPanel(datastore, user=self.user)
         self.actions = ActionsPanel(datastore, user=self.user, auth_enabled=auth_enabled,

@@ -34,6 +34,13 @@ def _arg(name: str, default: str = "") -> str:
     return values[0].decode("utf-8", "replace") if values else default
 
 
+def _int_arg(name: str) -> int | None:
+    try:
+        return int(_arg(name))
+    except ValueError:
+        return None
+
+
 def _index(auth: AuthConfig):
     def page():
         user = current_user()
@@ -66,7 +73,7 @@ def _expert(datastore: DataStore, settings: Settings, auth: AuthConfig):
         from apps.expert import Expert
 
         return Expert(datastore, reports_dir=reports_dir(settings), auth_enabled=auth.enabled,
-                      histogram=_arg("histogram") or None)
+                      histogram=_arg("histogram") or None, run=_int_arg("run"), spill=_int_arg("spill"))
     return page
 
 

@@ -13,7 +13,6 @@ import time
 import urllib.request
 import uuid
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import pytest
 from sqlalchemy import select

@@ -47,10 +47,11 @@ def test_control_room_loads_and_draws(web_server, page, artifacts):
 
 
 def test_expert_page_loads_and_draws(web_server, page, artifacts):
-    # Given the expert page opened from a control-room link to a cell map
-    page.goto(web_server.url + "/expert?histogram=webtest_ecal_cells")
+    # Given the expert page opened from a control-room tile's link to a cell map of a spill
+    page.goto(web_server.url + f"/expert?histogram=webtest_ecal_cells&run={LIVE_RUN}&spill=1")
     page.locator("canvas").first.wait_for()
     page.get_by_text("guest (read-only)").wait_for()
+    page.get_by_text(f"run {LIVE_RUN}, spills 1–1").wait_for()
     # When the expert clicks the centre of the cell map
     page.wait_for_timeout(1500)
     box = page.locator(".bk-Canvas, canvas").first.bounding_box()

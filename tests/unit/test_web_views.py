@@ -41,7 +41,7 @@ def test_tiles_escape_explanations_and_show_instruction_and_link():
     # Then the markup is escaped, and instruction, acknowledgement and drill-down link are shown
     assert "<script>" not in html and "&lt;script&gt;" in html
     assert "call the CCC" in html and "acknowledged by alice" in html
-    assert 'href="./expert?histogram=beam_x_ms1_0"' in html
+    assert 'href="./expert?histogram=beam_x_ms1_0&amp;run=7&amp;spill=12"' in html
     assert 'data-quality="BAD"' in html and "stale" not in html
     assert "dqm-tile q-BAD stale" in render_tiles(_snap(1, tiles=(tile,)), stale=True)
 
