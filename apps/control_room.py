@@ -119,6 +119,9 @@ class ControlRoom(Viewer):
         self._tiles = pn.pane.HTML(sizing_mode="stretch_width", stylesheets=[CONTROL_ROOM_CSS])
         self._numbers = pn.pane.HTML(sizing_mode="stretch_width", stylesheets=[CONTROL_ROOM_CSS])
         self._plots = {}
+        self._tab_of: dict[str, int] = {}  # subsystem -> index of its plot tab
+        self._bad: set[str] = set()
+        self._pending_tab: int | None = None
         tabs = []
         for subsystem, specs in datastore.specs.by_subsystem().items():
             shown = [s for s in specs if s.control_room]
@@ -126,6 +129,7 @@ class ControlRoom(Viewer):
                 continue
             handles = [make_plot(s, snap.plots.get(s.name) or plot_data(s, None), theme="dark", height=330) for s in shown]
             self._plots.update({s.name: h for s, h in zip(shown, handles)})
+            self._tab_of[subsystem] = len(tabs)
             panes = [pn.pane.Bokeh(h.figure, sizing_mode="stretch_width") for h in handles]
             tabs.append((SUBSYSTEM_TITLES.get(subsystem, subsystem), pn.GridBox(*panes, ncols=min(3, len(panes)), sizing_mode="stretch_width")))
         self._tabs = pn.Tabs(*tabs, sizing_mode="stretch_width", stylesheets=[_TABS_CSS], dynamic=True)  # draw only the visible tab
@@ -155,6 +159,8 @@ class ControlRoom(Viewer):
         age_key = None if age is None else int(age)
         new_text = snap.version != self._drawn_version
         new_plots = snap.plots is not self._drawn_plots
+        if not new_text and self._pending_tab is not None:  # a tab switch goes out after the text
+            self._tabs.active, self._pending_tab = self._pending_tab, None
         if not new_text and age_key == self._drawn_age and not new_plots:
             return
         stale = snap.is_stale(self._stale_after_s, now)
@@ -167,6 +173,7 @@ class ControlRoom(Viewer):
         if new_text:
             self._numbers.object = render_numbers(snap.numbers)
             self._drawn_version = snap.version
+            self._show_newly_bad(snap)
             if new_plots and self._drawn_plots is not None:
                 return  # plots on the next tick
         if new_plots:
@@ -174,6 +181,14 @@ class ControlRoom(Viewer):
                 if name in snap.plots:
                     handle.update(snap.plots[name])
             self._drawn_plots = snap.plots
+
+    def _show_newly_bad(self, snap: Snapshot) -> None:
+        """A subsystem that just turned BAD brings its plots to the front (the shifter looks there next)."""
+        bad = {t.subsystem for t in snap.tiles if t.quality == "BAD"}
+        newly = [s for s in self._tab_of if s in bad - self._bad]
+        self._bad = bad
+        if newly:
+            self._pending_tab = self._tab_of[newly[0]]
 
     def __panel__(self):
         return self._layout

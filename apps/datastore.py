@@ -105,7 +105,7 @@ class DataStore:
                 t1 = time.perf_counter()
                 plots = build_plots(session, self.specs, self._refs, snap)
             self._token = token
-            self._snapshot = snap = replace(snap, plots=plots, version=snap.version + 1)
+            self._snapshot = snap = replace(snap, plots=plots)  # same version: sessions see the new plots object
             self.refreshes += 1
             log.debug("snapshot of run %s spill %s: verdict in %.0f ms, plots in %.0f ms", snap.run, snap.spill,
                       (t1 - t0) * 1000, (time.perf_counter() - t1) * 1000)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import io
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -83,3 +84,23 @@ def test_hash_password_command(monkeypatch, capsys):
     # Then it prints a hash that verifies that password only
     encoded = capsys.readouterr().out.strip()
     assert verify_password("s3cret", encoded) and not verify_password("secret", encoded)
+
+
+def test_a_subsystem_turning_bad_brings_its_plots_to_the_front(specs):
+    # Given a wall screen showing the first tab, all tiles GOOD
+    two = SpecSet((specs["p_bms"], specs["ecal_total"]), "test")
+    store = _Store(two)
+    store.snapshot = _snap(1, tiles=(Tile("calorimeter", "GOOD"), Tile("momentum", "GOOD")))
+    view = ControlRoom(store, stale_after_s=60)
+    first = view._tabs.active
+    # When the next spill's snapshot has the other subsystem BAD
+    other = "momentum" if view._tab_of["calorimeter"] == first else "calorimeter"
+    store.snapshot = replace(store.snapshot, version=9, tiles=(Tile(other, "BAD"),))
+    view.tick()
+    view.tick()  # the text first, the tab switch on the next tick
+    # Then its tab is shown; and it is not forced again while it stays BAD
+    assert view._tabs.active == view._tab_of[other] != first
+    view._tabs.active = first
+    store.snapshot = replace(store.snapshot, version=10)
+    view.tick()
+    assert view._tabs.active == first
