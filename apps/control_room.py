@@ -96,7 +96,7 @@ def _sparkline(values: tuple[float | None, ...], width: int = 170, height: int =
 def render_numbers(numbers: tuple[Number, ...]) -> str:
     cells = []
     for n in numbers:
-        err = f' ± {_fmt(n.error, n.digits)}' if n.error is not None else ""
+        err = f' <span class="unit">± {_fmt(n.error, n.digits)}</span>' if n.error is not None else ""
         cells.append(f'<div class="dqm-number"><div class="label">{html.escape(n.label)}</div>'
                      f'<div class="value">{_fmt(n.value, n.digits)}{err} <span class="unit">{html.escape(n.unit)}</span></div>'
                      f'{_sparkline(n.trend)}</div>')

@@ -123,6 +123,7 @@ def test_anomalous_spill_turns_the_tile_bad_without_reload(web_server, page, art
                 tile.wait_for(timeout=5_000)
                 assert "CCC" in tile.inner_text()
                 if i == 1:
+                    page.wait_for_timeout(2000)  # the beam tab comes to the front and draws
                     page.screenshot(path=str(artifacts / "control_room_bad.png"), full_page=True)
             else:
                 _tile(page, "beam", "GOOD").wait_for(timeout=5_000)

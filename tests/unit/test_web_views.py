@@ -49,7 +49,7 @@ def test_tiles_escape_explanations_and_show_instruction_and_link():
 
 def test_numbers_with_error_and_sparkline():
     html = render_numbers((Number("π/K fraction", "%", 0.07, 0.05, (0.05, None, 0.07), 2), Number("intensity", "events", None, None, (), 0)))
-    assert "0.07 ± 0.05" in html and "<polyline" in html
+    assert "0.07 <span" in html and "± 0.05" in html and "<polyline" in html
     assert "—" in html  # a missing value is a dash, not 'None'
 
 
