@@ -50,7 +50,7 @@ class FlagsPanel(Viewer):
         self.subsystem = pn.widgets.Select(label="Subsystem", options=["all", *SUBSYSTEMS], value="all", width=160)
         self.quality = pn.widgets.Select(label="Quality", options=list(_QUALITY_FILTERS), value="WARNING or worse", width=180)
         self.table = pn.widgets.Tabulator(self._frame(), disabled=True, show_index=False, sizing_mode="stretch_width",
-                                          height=420, selectable=1, layout="fit_data_stretch",
+                                          height=420, selectable=1, layout="fit_data_stretch", css_classes=["dqm-flags"],
                                           widths={"explanation": 420, "instruction": 300})
         self.flag_id = pn.widgets.IntInput(label="Flag id", value=0, width=120, css_classes=["dqm-flag-id"])
         self.note = pn.widgets.TextInput(label="Annotation", placeholder="e.g. known: HV trip, fixed 14:05", width=420)

@@ -23,7 +23,6 @@ from dqm.references import set_reference
 from dqm.services import free_port
 from dqm.store.engine import make_engine, make_sessionmaker
 from dqm.store.migrate import upgrade_database
-from dqm.store.models import Spill
 from dqm.stream import connect
 from tests._services import create_database, drop_database
 from tests.helpers import ROOT, closed_count, start_worker, wait_until, worker_env
@@ -148,13 +147,13 @@ def page(browser):
     context.close()
 
 
-def latest_flag_id(server: WebServer, check: str) -> int:
+def bad_flag_id(server: WebServer, check: str, spill: int) -> int | None:
+    """The id of the BAD ``check`` flag of live spill ``spill`` (None until it is stored)."""
+    from dqm.store.models import Flag
+
     engine, sessions = server.db()
     try:
-        from dqm.store.models import Flag
-
         with sessions() as s:
-            return s.scalar(select(Flag.id).join(Spill, Spill.id == Flag.spill_id)
-                            .where(Flag.check == check).order_by(Flag.id.desc()).limit(1))
+            return s.scalar(select(Flag.id).where(Flag.check == check, Flag.run == LIVE_RUN, Flag.spill == spill, Flag.quality == 3))
     finally:
         engine.dispose()

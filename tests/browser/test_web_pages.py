@@ -14,7 +14,7 @@ import redis
 from sqlalchemy import select
 
 from dqm.store.models import AuditEntry
-from tests.browser.conftest import EXPERT, LIVE_RUN, PASSWORD, latest_flag_id
+from tests.browser.conftest import EXPERT, LIVE_RUN, PASSWORD, bad_flag_id
 from tests.helpers import wait_until
 from tests.web_helpers import BEAM_SHIFT
 
@@ -64,6 +64,8 @@ def test_expert_page_loads_and_draws(web_server, page, artifacts):
     page.screenshot(path=str(artifacts / "expert_cell.png"), full_page=True)
     # And the other tabs show trends, flags with explanations and the nightly reports for download
     page.get_by_text("Trends", exact=True).click()
+    page.wait_for_timeout(500)
+    page.screenshot(path=str(artifacts / "expert_trends.png"))
     page.get_by_text("Flags", exact=True).click()
     page.get_by_text("Reports", exact=True).click()
     link = page.locator('a[href="./reports/dqm-report-2026-11-24.pdf"]')
@@ -143,9 +145,9 @@ def test_anomalous_spill_turns_the_tile_bad_without_reload(web_server, page, art
 
 def test_only_a_logged_in_expert_can_act(web_server, page, browser, artifacts):
     # Given a BAD flag to acknowledge
-    web_server.close_spill(BEAM_SHIFT)
-    wait_until(lambda: latest_flag_id(web_server, "beam_centroid") is not None, 30, what="a beam flag")
-    flag_id = latest_flag_id(web_server, "beam_centroid")
+    spill = web_server.close_spill(BEAM_SHIFT)
+    wait_until(lambda: bad_flag_id(web_server, "beam_centroid", spill) is not None, 30, what="the BAD beam flag")
+    flag_id = bad_flag_id(web_server, "beam_centroid", spill)
     # When a guest opens the expert page
     page.goto(web_server.url + "/expert")
     page.get_by_text("guest (read-only)").wait_for()
@@ -174,6 +176,8 @@ def test_only_a_logged_in_expert_can_act(web_server, page, browser, artifacts):
     page.locator(".dqm-flag-id input").press("Enter")
     page.locator(".dqm-ack button").click()
     page.get_by_text(f"done by {EXPERT}").wait_for()
+    wait_until(lambda: EXPERT in page.locator(".dqm-flags .tabulator-cell").all_inner_texts(), 20, what="acknowledged_by in the flag list")
+    page.screenshot(path=str(artifacts / "expert_flags.png"))
     engine, sessions = web_server.db()
     try:
         with sessions() as s:
@@ -185,3 +189,6 @@ def test_only_a_logged_in_expert_can_act(web_server, page, browser, artifacts):
     page.get_by_text(f"flag {flag_id}").first.wait_for()
     page.screenshot(path=str(artifacts / "expert_audit.png"), full_page=True)
     assert page.console_log.errors == []
+    # And the wall screen's beam tile says who acknowledged it
+    page.goto(web_server.url + "/control_room")
+    _tile(page, "beam", "BAD").get_by_text(f"acknowledged by {EXPERT}").wait_for()
