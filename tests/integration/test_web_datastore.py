@@ -168,3 +168,19 @@ def test_action_forms_write_through_dqm_actions(web):
     expert.mask_until.value = "next tuesday"
     expert.mask_cell()
     assert "refused" in expert.result[0].object
+
+
+def test_without_redis_the_refresher_falls_back_to_polling(web):
+    from dqm.services import free_port
+
+    s, store, close, _ = web
+    # Given a web process whose Redis is unreachable (the workers' Redis is fine)
+    blind = DataStore(replace(s, redis_url=f"redis://127.0.0.1:{free_port()}/0"), store.specs, store.store, poll_s=0.3)
+    blind.start()
+    try:
+        # When a spill closes
+        close(6, 1)
+        # Then the poll of the change token still brings it to the wall within a few poll periods
+        wait_until(lambda: blind.snapshot.spill == 1 and blind.snapshot.run == 6, 10, what="snapshot via polling")
+    finally:
+        blind.stop()
