@@ -77,7 +77,7 @@ class DataStore:
         self._build_lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self.spill_cache = _LRU(256)
+        self.spill_cache = _LRU(512)  # decoded spills, ~0.23 MB each: at most ~120 MB
         self.refreshes = 0
 
     # ------------------------------------------------------------------ live snapshot

@@ -29,6 +29,9 @@ from dqm.summary import SUMMARY_DOCS
 
 __all__ = ["Expert", "HistogramExplorer", "Trends"]
 
+#: spills summed when a run is picked (the newest ones): keeps the first view of a long run quick
+DEFAULT_SPILLS = 20
+
 
 class HistogramExplorer(Viewer):
     """Run, spill range and histogram from the specs' tree → plot(s) against the reference."""
@@ -70,7 +73,8 @@ class HistogramExplorer(Viewer):
         if infos:
             lo, hi = infos[0].spill, infos[-1].spill
             run, spill = self._wanted
-            chosen = (spill, spill) if run == self.run.value and spill is not None and lo <= spill <= hi else (lo, hi)
+            recent = infos[max(0, len(infos) - DEFAULT_SPILLS)].spill  # widen by hand: every spill is decoded once
+            chosen = (spill, spill) if run == self.run.value and spill is not None and lo <= spill <= hi else (recent, hi)
             self._wanted = (None, None)
             self.spills.param.update(start=lo, end=max(hi, lo + 1), value=chosen)
         self.draw()
