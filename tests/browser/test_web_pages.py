@@ -26,6 +26,14 @@ pytestmark = [pytest.mark.browser, pytest.mark.integration]
 LATENCY_LIMIT_S = float(os.environ.get("DQM_TEST_LATENCY_LIMIT_S", "2.0"))
 
 
+#: true when a CSS selector matches anywhere in the page, inside (open) shadow roots too
+_IN_SHADOW_DOM = """(sel) => {
+  const find = (root) => root.querySelector(sel) !== null
+    || [...root.querySelectorAll('*')].some((el) => el.shadowRoot && find(el.shadowRoot));
+  return find(document);
+}"""
+
+
 def _tile(page, subsystem: str, quality: str):
     return page.locator(f'.dqm-tile[data-subsystem="{subsystem}"][data-quality="{quality}"]')
 
@@ -114,7 +122,8 @@ def test_anomalous_spill_turns_the_tile_bad_without_reload(web_server, page, art
             page.wait_for_timeout(1000)
             anomaly = BEAM_SHIFT if i % 3 == 1 else None
             spill = web_server.close_spill(anomaly)
-            page.locator(f'[data-spill="{LIVE_RUN} / {spill}"]').wait_for(timeout=30_000)
+            # (polled every 20 ms in the page: Playwright's own wait backs off to 500 ms steps)
+            page.wait_for_function(_IN_SHADOW_DOM, arg=f'[data-spill="{LIVE_RUN} / {spill}"]', polling=20, timeout=30_000)
             seen = time.monotonic()
             wait_until(lambda: spill in heard.times, 5, every_s=0.01, what=f"announcement of spill {spill}")
             latencies.append(seen - heard.times[spill])
