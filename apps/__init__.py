@@ -2,14 +2,15 @@
 
 Layer: thin views over ``dqm`` services (the outermost shell). Layout:
 
-* :mod:`apps.datastore` — the one-per-process data refresher (Redis pub/sub + DB
-  polling) publishing an immutable :class:`~apps.snapshot.Snapshot` through a param
-  object, and the cached read queries of the expert pages;
+* :mod:`apps.datastore` — the one-per-process data refresher (Redis pub/sub + a cheap
+  DB change-token poll) publishing an immutable :class:`~apps.snapshot.Snapshot` and a
+  version counter that sessions compare; also the read/act gateway of the expert pages;
 * :mod:`apps.snapshot` — builds that snapshot from the store (what the wall shows);
-* :mod:`apps.plots` — histogram → bokeh figure/data conversions shared by the pages;
+* :mod:`apps.queries` — the expert pages' read queries (plain functions of a session);
+* :mod:`apps.plots`, :mod:`apps.expert_plots` — histogram → bokeh figure/data conversions;
 * :mod:`apps.control_room`, :mod:`apps.expert`, :mod:`apps.expert_actions` — the views;
 * :mod:`apps.auth` — login (password hashes, cookie secret) and the read/act rule;
-* :mod:`apps.server` — assembles the pages and serves them.
+* :mod:`apps.server` — assembles the pages and serves them (``dqm serve``).
 
 Must not: open database sessions inside widget callbacks (views call the datastore or
 :mod:`dqm.actions` through the datastore), hold per-user state at module level, or be

@@ -87,7 +87,7 @@ class Demo:
         for i in range(self.args.workers):
             self._spawn(f"worker-{i + 1}", ["worker", "--consumer", f"demo-worker-{i + 1}"], env)
         if not self.args.no_web and importlib.util.find_spec("dqm.commands.serve"):
-            self._spawn("web", ["serve"], env)
+            self._spawn("web", ["serve", "--demo"], env)
             print(f"  web       http://{s.web_host}:{s.web_port}/  (control room: /control_room, expert: /expert)")
         pids = ", ".join(str(proc.pid) for name, proc in self.children if name.startswith("worker"))
         print(f"  workers   {self.args.workers} processes (pids {pids}) in consumer group '{s.group}' on stream '{s.stream}'")

@@ -1,0 +1,195 @@
+"""The control-room wall screen: read-only, large type, high contrast, updating by itself.
+
+A view bound to the process's :class:`~apps.datastore.DataStore`: each browser session
+checks the store's integer ``version`` every :data:`TICK_MS` (an attribute read) and
+redraws only when a new snapshot was published, so the wall follows a spill within a
+fraction of a second while the database sees one query set per spill in total. The
+age of the last spill and the STALE state are recomputed locally every second.
+"""
+
+from __future__ import annotations
+
+import html
+from datetime import datetime, timezone
+
+import panel as pn
+from panel.viewable import Viewer
+
+from apps.plots import make_plot, plot_data
+from apps.snapshot import SUBSYSTEM_TITLES, Number, Snapshot, Tile
+from apps.theme import CONTROL_ROOM_CSS, QUALITY_COLOURS
+
+__all__ = ["ControlRoom", "TICK_MS", "render_tiles", "render_header", "render_numbers"]
+
+_TABS_CSS = """
+.bk-tab { color: #e0e0e0; background: #1c1c1c; font-size: 22px; font-weight: 700; padding: 6px 22px; border-color: #444; }
+.bk-tab.bk-active { color: #000; background: #4fc3f7; }
+.bk-header { border-bottom: 2px solid #4fc3f7; }
+"""
+
+#: how often a session looks for a new snapshot (the update latency budget is 1 s)
+TICK_MS = 150
+
+
+def _fmt(value: float | None, digits: int) -> str:
+    if value is None:
+        return "—"
+    return f"{value:,.{digits}f}" if digits else f"{value:,.0f}"
+
+
+def render_tiles(snap: Snapshot, stale: bool) -> str:
+    """One tile per subsystem: colour and word for the quality, the why and the what-to-do."""
+    parts = []
+    where = f"&run={snap.run}&spill={snap.spill}" if snap.run is not None else ""
+    for t in snap.tiles:
+        parts.append(_tile(t, stale, where))
+    return f'<div class="dqm-tiles" style="display:grid;grid-template-columns:repeat(5,1fr);gap:10px">{"".join(parts)}</div>'
+
+
+def _tile(t: Tile, stale: bool, where: str = "") -> str:
+    link = (f'<a href="./expert?histogram={html.escape(t.histogram + where)}">details ›</a>'
+            if t.histogram and t.quality != "GOOD" else "")
+    ack = f'<div class="ack">acknowledged by {html.escape(t.acknowledged_by)}</div>' if t.acknowledged_by else ""
+    instruction = f'<div class="instruction">▶ {html.escape(t.instruction)}</div>' if t.instruction else ""
+    return (f'<div class="dqm-tile q-{t.quality}{" stale" if stale else ""}" data-subsystem="{t.subsystem}" data-quality="{t.quality}">'
+            f'<div class="name">{html.escape(t.title)}</div><div class="quality">{t.quality.replace("_", " ")}</div>'
+            f'<div class="explanation">{html.escape(t.explanation)}</div>{instruction}{ack}{link}</div>')
+
+
+def render_header(snap: Snapshot, stale_after_s: float, now: datetime | None = None) -> str:
+    """Run/spill, age of the last spill, and the STALE banner when the data stopped."""
+    now = now or datetime.now(timezone.utc)
+    age = snap.age_s(now)
+    stale = snap.is_stale(stale_after_s, now)
+    state = "STALE" if stale else snap.quality
+    bg, fg = QUALITY_COLOURS.get(state, QUALITY_COLOURS["NO_DATA"])
+    where = f"{snap.run} / {snap.spill}" if snap.run is not None else "—"
+    age_text = "no spill yet" if age is None else (f"{age:.0f} s ago" if age < 120 else f"{age / 60:.0f} min ago")
+    strip = "".join(
+        f'<span title="run {r} spill {s}: {q}" style="background:{QUALITY_COLOURS[q][0]}"></span>' for r, s, q in snap.recent
+    )
+    stale_text = (f'<div class="dqm-banner q-STALE" data-state="STALE">STALE — no spill closed for more than {stale_after_s:g} s: '
+                  f'check the DAQ and the DQM workers</div>') if stale else ""
+    return (f'<div class="dqm-header"><span class="title">NA64μ DQM</span>'
+            f'<span>run / spill <span class="value" data-spill="{where}">{where}</span></span>'
+            f'<span>last spill <span class="value" data-age>{age_text}</span></span>'
+            f'<span class="state" style="background:{bg};color:{fg}" data-state="{state}">{state.replace("_", " ")}</span>'
+            f'<span class="dqm-strip" title="last spills, oldest left">{strip}</span>'
+            f'<span style="font-size:18px">reference run {snap.reference_run if snap.reference_run is not None else "none"}</span>'
+            f'</div>{stale_text}')
+
+
+def _sparkline(values: tuple[float | None, ...], width: int = 170, height: int = 34) -> str:
+    pts = [(i, v) for i, v in enumerate(values) if v is not None]
+    if len(pts) < 2:
+        return ""
+    lo, hi = min(v for _, v in pts), max(v for _, v in pts)
+    span = (hi - lo) or 1.0
+    n = max(len(values) - 1, 1)
+    coords = " ".join(f"{i * width / n:.1f},{height - 3 - (v - lo) / span * (height - 6):.1f}" for i, v in pts)
+    x_last, y_last = coords.split(" ")[-1].split(",")
+    return (f'<svg width="{width}" height="{height}" viewBox="0 0 {width} {height}">'
+            f'<polyline fill="none" stroke="#4fc3f7" stroke-width="2" points="{coords}"/>'
+            f'<circle cx="{x_last}" cy="{y_last}" r="3.5" fill="#ffb74d"/></svg>')
+
+
+def render_numbers(numbers: tuple[Number, ...]) -> str:
+    cells = []
+    for n in numbers:
+        err = f' <span class="unit">± {_fmt(n.error, n.digits)}</span>' if n.error is not None else ""
+        cells.append(f'<div class="dqm-number"><div class="label">{html.escape(n.label)}</div>'
+                     f'<div class="value">{_fmt(n.value, n.digits)}{err} <span class="unit">{html.escape(n.unit)}</span></div>'
+                     f'{_sparkline(n.trend)}</div>')
+    return f'<div class="dqm-numbers">{"".join(cells)}</div>'
+
+
+class ControlRoom(Viewer):
+    """One browser session's wall screen; ``rotate_s`` > 0 cycles the plot tabs."""
+
+    def __init__(self, datastore, *, stale_after_s: float, rotate_s: float = 0.0, **params) -> None:
+        super().__init__(**params)
+        self._store = datastore
+        self._stale_after_s = stale_after_s
+        self._drawn_version = -1
+        self._drawn_age: int | None = None
+        self._drawn_stale: bool | None = None
+        self._drawn_plots = None
+        snap = datastore.snapshot
+        self._header = pn.pane.HTML(sizing_mode="stretch_width", stylesheets=[CONTROL_ROOM_CSS])
+        self._tiles = pn.pane.HTML(sizing_mode="stretch_width", stylesheets=[CONTROL_ROOM_CSS])
+        self._numbers = pn.pane.HTML(sizing_mode="stretch_width", stylesheets=[CONTROL_ROOM_CSS])
+        self._plots = {}
+        self._tab_of: dict[str, int] = {}  # subsystem -> index of its plot tab
+        self._bad: set[str] = set()
+        self._pending_tab: int | None = None
+        tabs = []
+        for subsystem, specs in datastore.specs.by_subsystem().items():
+            shown = [s for s in specs if s.control_room]
+            if not shown:
+                continue
+            handles = [make_plot(s, snap.plots.get(s.name) or plot_data(s, None), theme="dark", height=330) for s in shown]
+            self._plots.update({s.name: h for s, h in zip(shown, handles)})
+            self._tab_of[subsystem] = len(tabs)
+            panes = [pn.pane.Bokeh(h.figure, sizing_mode="stretch_width") for h in handles]
+            tabs.append((SUBSYSTEM_TITLES.get(subsystem, subsystem), pn.GridBox(*panes, ncols=min(3, len(panes)), sizing_mode="stretch_width")))
+        self._tabs = pn.Tabs(*tabs, sizing_mode="stretch_width", stylesheets=[_TABS_CSS], dynamic=True)  # draw only the visible tab
+        self._layout = pn.Column(self._header, self._tiles, self._numbers, self._tabs, sizing_mode="stretch_width",
+                                 styles={"background": "#0d0d0d", "padding": "8px"})
+        self.tick()
+        self._rotate_s = rotate_s
+
+    def start(self) -> None:
+        """Attach the session timers (call inside a served session)."""
+        pn.state.add_periodic_callback(self.tick, period=TICK_MS)
+        if self._rotate_s > 0 and len(self._tabs) > 1:
+            pn.state.add_periodic_callback(self.rotate, period=int(self._rotate_s * 1000))
+
+    def rotate(self) -> None:
+        self._tabs.active = (self._tabs.active + 1) % len(self._tabs)
+
+    def tick(self) -> None:
+        """Redraw from the store's snapshot if it changed; refresh the age every second.
+
+        Text (header, tiles, numbers) goes out first; changed plots follow on the next
+        tick, so the browser shows the verdict before it re-renders a dozen plots.
+        """
+        snap = self._store.snapshot
+        now = datetime.now(timezone.utc)
+        age = snap.age_s(now)
+        age_key = None if age is None else int(age)
+        new_text = snap.version != self._drawn_version
+        new_plots = snap.plots is not self._drawn_plots
+        if not new_text and self._pending_tab is not None:  # a tab switch goes out after the text
+            self._tabs.active, self._pending_tab = self._pending_tab, None
+        if not new_text and age_key == self._drawn_age and not new_plots:
+            return
+        stale = snap.is_stale(self._stale_after_s, now)
+        if new_text or age_key != self._drawn_age:
+            self._header.object = render_header(snap, self._stale_after_s, now)
+            self._drawn_age = age_key
+        if new_text or stale != self._drawn_stale:
+            self._tiles.object = render_tiles(snap, stale)
+            self._drawn_stale = stale
+        if new_text:
+            self._numbers.object = render_numbers(snap.numbers)
+            self._drawn_version = snap.version
+            self._show_newly_bad(snap)
+            if new_plots and self._drawn_plots is not None:
+                return  # plots on the next tick
+        if new_plots:
+            for name, handle in self._plots.items():
+                if name in snap.plots:
+                    handle.update(snap.plots[name])
+            self._drawn_plots = snap.plots
+
+    def _show_newly_bad(self, snap: Snapshot) -> None:
+        """A subsystem that just turned BAD brings its plots to the front (the shifter looks there next)."""
+        bad = {t.subsystem for t in snap.tiles if t.quality == "BAD"}
+        newly = [s for s in self._tab_of if s in bad - self._bad]
+        self._bad = bad
+        if newly:
+            self._pending_tab = self._tab_of[newly[0]]
+
+    def __panel__(self):
+        return self._layout
+

@@ -1,0 +1,267 @@
+"""Expert drill-down pages: histogram vs reference, cell maps, trends, flags, audit, reports.
+
+One :class:`Expert` per browser session, bound to the process's DataStore. Reads run
+through ``datastore.read`` (a short session per user action; decoded spill histograms
+are cached per process since a closed spill never changes); writes are in
+:mod:`apps.expert_actions`. From a red control-room tile (``?histogram=NAME``) the page
+opens on that histogram for the newest run, so the expert lands on the cause.
+"""
+
+from __future__ import annotations
+
+import html
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import panel as pn
+from panel.viewable import Viewer
+
+from apps import queries
+from apps.expert_actions import ActionsPanel, FlagsPanel
+from apps.expert_plots import history_figure, overlay_ratio_pull, trend_figure
+from apps.plots import make_plot
+from apps.theme import EXPERT_CSS
+from dqm.checks.compare import compare
+from dqm.references import DEFAULT_BEAM_CONFIG, active_reference
+from dqm.store.models import Run
+from dqm.summary import SUMMARY_DOCS
+
+__all__ = ["Expert", "HistogramExplorer", "Trends"]
+
+#: spills summed when a run is picked (the newest ones): keeps the first view of a long run quick
+DEFAULT_SPILLS = 20
+
+
+class HistogramExplorer(Viewer):
+    """Run, spill range and histogram from the specs' tree → plot(s) against the reference."""
+
+    def __init__(self, datastore, *, histogram: str | None = None, run: int | None = None, spill: int | None = None,
+                 **params) -> None:
+        super().__init__(**params)
+        self._store = datastore
+        self._wanted = (run, spill)  # from a control-room tile link: open on that spill
+        specs = datastore.specs
+        groups = {sub: [s.name for s in hs] for sub, hs in specs.by_subsystem().items() if hs}
+        first = histogram if histogram in specs.names else specs.names[0]
+        self.run = pn.widgets.Select(label="Run", options=[], width=140)
+        self.spills = pn.widgets.IntRangeSlider(label="Spills", start=0, end=1, value=(0, 1), step=1, width=320)
+        self.histogram = pn.widgets.Select(label="Histogram", groups=groups, value=first, width=280)
+        self.info = pn.pane.HTML(stylesheets=[EXPERT_CSS], sizing_mode="stretch_width")
+        self.plot_area = pn.Column(sizing_mode="stretch_width")
+        self.cell_area = pn.Column(sizing_mode="stretch_width")
+        self._cell_state: dict = {}
+        self.selected_cell: tuple[str, tuple[int, int]] | None = None
+        self.run.param.watch(self._on_run, "value")
+        self.spills.param.watch(lambda _e: self.draw(), "value_throttled")
+        self.histogram.param.watch(lambda _e: self.draw(), "value")
+        self.reload_runs()
+
+    def reload_runs(self) -> None:
+        run_list = self._store.read(queries.runs)
+        self.run.options = run_list
+        wanted_run = self._wanted[0]
+        if wanted_run in run_list and self.run.value != wanted_run:
+            self.run.value = wanted_run  # triggers _on_run
+        elif run_list and self.run.value not in run_list:
+            self.run.value = run_list[0]
+        elif not run_list:
+            self.plot_area[:] = [pn.pane.Markdown("No closed spill in the database yet.")]
+
+    def _on_run(self, _event=None) -> None:
+        infos = self._store.read(lambda s: queries.spills_of_run(s, self.run.value))
+        if infos:
+            lo, hi = infos[0].spill, infos[-1].spill
+            run, spill = self._wanted
+            recent = infos[max(0, len(infos) - DEFAULT_SPILLS)].spill  # widen by hand: every spill is decoded once
+            chosen = (spill, spill) if run == self.run.value and spill is not None and lo <= spill <= hi else (recent, hi)
+            self._wanted = (None, None)
+            self.spills.param.update(start=lo, end=max(hi, lo + 1), value=chosen)
+        self.draw()
+
+    def _selected(self, session):
+        infos = [i for i in queries.spills_of_run(session, self.run.value) if self.spills.value[0] <= i.spill <= self.spills.value[1]]
+        return [(i, self._store.spill_hists(session, i.id)) for i in infos]
+
+    def draw(self) -> None:
+        if self.run.value is None:
+            return
+        spec = self._store.specs[self.histogram.value]
+
+        def load(session):
+            chosen = self._selected(session)
+            beam = session.get(Run, self.run.value)
+            ref = active_reference(session, beam.beam_config if beam else DEFAULT_BEAM_CONFIG)
+            ref_h = self._store.reference_hists(session, ref).get(spec.name) if ref else None
+            return chosen, ref, ref_h
+
+        chosen, ref, ref_h = self._store.read(load)
+        h = queries.sum_spills([hs for _, hs in chosen], spec.name)
+        n_events = float(sum(i.n_events for i, _ in chosen))
+        ref_text = f"reference run {ref.run} (set by {html.escape(ref.set_by)})" if ref else "no reference set"
+        self.info.object = (f'<div class="dqm-note"><b>{html.escape(spec.title)}</b> — {html.escape(spec.description)}<br>'
+                            f'run {self.run.value}, spills {self.spills.value[0]}–{self.spills.value[1]} '
+                            f'({len(chosen)} spills, {n_events:,.0f} events); {ref_text}'
+                            + (f'<br>Instruction: {html.escape(spec.instruction)}' if spec.instruction else "") + "</div>")
+        self.cell_area[:] = []
+        if h is None:
+            self.plot_area[:] = [pn.pane.Markdown("No data for this histogram in the selected spills.")]
+            return
+        if ref_h is not None and (ref_h.ndim != h.ndim or any(len(a) != len(b) for a, b in zip(ref_h.axes, h.axes))):
+            ref_h = None
+        if spec.kind == "h1":
+            figs = overlay_ratio_pull(compare(h, ref_h), spec.title)
+            self.plot_area[:] = [pn.pane.Bokeh(f, sizing_mode="stretch_width") for f in figs]
+            return
+        from apps.plots import plot_data
+
+        handle = make_plot(spec, plot_data(spec, h, ref_h, n_events=n_events or None), theme="light", height=460,
+                           tap=spec.kind == "cellmap")
+        if spec.kind == "cellmap":  # square cells: a fixed-size map reads better than a stretched one
+            handle.figure.sizing_mode, handle.figure.width = "fixed", 720
+        self.plot_area[:] = [pn.pane.Bokeh(handle.figure, sizing_mode="stretch_width" if spec.kind != "cellmap" else "fixed")]
+        if spec.kind == "cellmap" and "cells" in handle.sources:
+            src = handle.sources["cells"]
+            self._cell_state = {"spec": spec, "source": src, "chosen": chosen, "ref": ref_h, "shape": h.values().shape}
+            src.selected.on_change("indices", self._on_tap)
+            self.cell_area[:] = [pn.pane.Markdown("*Click a cell to see that channel's history across the run.*")]
+        elif spec.kind == "channels":
+            projections = [(f"{spec.channel_label} {i}", compare(h[i, :], ref_h[i, :] if ref_h is not None else None))
+                           for i in range(len(h.axes[0]))]
+            self.cell_area[:] = [pn.pane.Bokeh(overlay_ratio_pull(c, f"{spec.title}: {name}")[0], sizing_mode="stretch_width")
+                                 for name, c in projections[:8]]
+
+    def _on_tap(self, _attr, _old, new) -> None:
+        if not new:
+            return
+        self.show_cell(int(new[0]))
+
+    def show_cell(self, index: int) -> None:
+        """History of the tapped cell over the run, and its value in the sibling maps."""
+        st = self._cell_state
+        spec, src = st["spec"], st["source"]
+        cell = (int(src.data["x"][index]), int(src.data["y"][index]))
+        ref = st["ref"]
+        share = None
+        if ref is not None and float(np.sum(ref.values())) > 0:
+            r = np.asarray(ref.values(), dtype=float)
+            share = float(r[cell] / r.sum())
+
+        def all_spills(session):
+            infos = queries.spills_of_run(session, self.run.value)
+            return [(i, self._store.spill_hists(session, i.id)) for i in infos]
+
+        history = queries.cell_history(self._store.read(all_spills), spec.name, cell)
+        siblings = []
+        for other in self._store.specs:
+            if other.kind != "cellmap" or other.subsystem != spec.subsystem or other.name == spec.name:
+                continue
+            h = queries.sum_spills([hs for _, hs in st["chosen"]], other.name)
+            if h is not None and h.values().shape == st["shape"]:
+                siblings.append(f"{html.escape(other.title)}: {float(np.asarray(h.values())[cell]):,.0f}")
+        count = float(src.data["count"][index])
+        ratio = src.data["ratio"][index]
+        text = (f'<div class="dqm-note"><b>{html.escape(spec.name)} cell {list(cell)}</b>: {count:,.0f} hits in the selection'
+                + (f", ratio to reference {ratio:.2f}" if ratio == ratio else "")
+                + (f", reference share {share:.4f}" if share is not None else "")
+                + ("<br>" + "; ".join(siblings) if siblings else "") + "</div>")
+        self.cell_area[:] = [pn.pane.HTML(text, stylesheets=[EXPERT_CSS], sizing_mode="stretch_width"),
+                             pn.pane.Bokeh(history_figure(history, f"{spec.name} cell {list(cell)}: hits per event, run {self.run.value}"),
+                                           sizing_mode="stretch_width")]
+        self.selected_cell = (spec.name, cell)
+
+    def __panel__(self):
+        return pn.Column(pn.Row(self.run, self.spills, self.histogram), self.info, self.plot_area, self.cell_area,
+                         sizing_mode="stretch_width")
+
+
+class Trends(Viewer):
+    """Any per-spill summary quantity across spills and runs, flagged spills marked."""
+
+    def __init__(self, datastore, **params) -> None:
+        super().__init__(**params)
+        self._store = datastore
+        keys = datastore.read(queries.summary_keys) or ["n_events"]
+        run_list = datastore.read(queries.runs)
+        default = "p_bms_mean" if "p_bms_mean" in keys else keys[0]
+        self.key = pn.widgets.Select(label="Quantity", options=keys, value=default, width=280)
+        self.runs = pn.widgets.MultiChoice(label="Runs", options=run_list, value=run_list[:1], width=360)
+        self.area = pn.Column(sizing_mode="stretch_width")
+        self.key.param.watch(lambda _e: self.draw(), "value")
+        self.runs.param.watch(lambda _e: self.draw(), "value")
+        self.draw()
+
+    def draw(self) -> None:
+        if not self.runs.value:
+            self.area[:] = [pn.pane.Markdown("Choose one or more runs.")]
+            return
+        frame = self._store.read(lambda s: queries.trend_frame(s, self.key.value, self.runs.value))
+        self.area[:] = [pn.pane.Bokeh(trend_figure(frame, self.key.value, SUMMARY_DOCS.get(self.key.value, "")),
+                                      sizing_mode="stretch_width")]
+
+    def __panel__(self):
+        return pn.Column(pn.Row(self.key, self.runs), self.area, sizing_mode="stretch_width")
+
+
+def _reports_html(folder: Path) -> str:
+    files = queries.reports(folder)
+    if not files:
+        return f'<div class="dqm-note">No nightly report yet (PDF files appear here when written to <code>{html.escape(str(folder))}</code>).</div>'
+    rows = "".join(
+        f'<li><a href="./reports/{html.escape(name)}" target="_blank" download>{html.escape(name)}</a> '
+        f'({size / 1e6:.2f} MB, {datetime.fromtimestamp(mtime, timezone.utc):%Y-%m-%d %H:%M} UTC)</li>'
+        for name, size, mtime in files)
+    return f'<ul class="dqm-reports" style="font-size:16px">{rows}</ul>'
+
+
+class Expert(Viewer):
+    """The expert page: tabs over the explorer, trends, flags, audit trail, reports, actions."""
+
+    def __init__(self, datastore, *, reports_dir: Path, auth_enabled: bool, histogram: str | None = None,
+                 run: int | None = None, spill: int | None = None, **params) -> None:
+        super().__init__(**params)
+        from apps.auth import current_user
+
+        self._store = datastore
+        self.user = current_user()
+        self.explorer = HistogramExplorer(datastore, histogram=histogram, run=run, spill=spill)
+        self.trends = Trends(datastore)
+        self.flags = FlagsPanel(datastore, user=self.user)
+        self.actions = ActionsPanel(datastore, user=self.user, auth_enabled=auth_enabled,
+                                    selected_cell=lambda: getattr(self.explorer, "selected_cell", None))
+        self.audit = pn.widgets.Tabulator(self._audit(), disabled=True, sizing_mode="stretch_width", height=420,
+                                          show_index=False, layout="fit_data_stretch")
+        self.references = pn.widgets.Tabulator(datastore.read(queries.references_frame), disabled=True, show_index=False,
+                                               sizing_mode="stretch_width", height=200)
+        self.reports = pn.pane.HTML(_reports_html(reports_dir), sizing_mode="stretch_width")
+        self._reports_dir = reports_dir
+        who = (f"logged in as <b>{html.escape(self.user)}</b> · <a href='./logout'>log out</a>" if self.user
+               else ("guest (read-only) · <a href='./login?next=/expert'>log in to act</a>" if auth_enabled else "read-only server"))
+        self.header = pn.pane.HTML(f'<div class="dqm-expert-header"><span class="title">NA64μ DQM — expert</span>'
+                                   f'<a href="./control_room">control room</a><span class="dqm-user">{who}</span></div>',
+                                   stylesheets=[EXPERT_CSS], sizing_mode="stretch_width")
+        self.tabs = pn.Tabs(
+            ("Histograms", self.explorer), ("Trends", self.trends), ("Flags", self.flags),
+            ("Audit trail", pn.Column("### Audit trail (who did what, when)", self.audit, "### References", self.references)),
+            ("Reports", pn.Column("### Nightly reports", self.reports)), ("Actions", self.actions),
+            sizing_mode="stretch_width", dynamic=False,
+        )
+        self._version = datastore.version
+        if pn.state.curdoc is not None and pn.state.curdoc.session_context is not None:
+            pn.state.add_periodic_callback(self._tick, period=1000)
+
+    def _audit(self):
+        return self._store.read(queries.audit_frame)
+
+    def _tick(self) -> None:
+        """After a new spill or an action (anyone's): refresh the tables once."""
+        if self._store.version == self._version:
+            return
+        self._version = self._store.version
+        self.audit.value = self._audit()
+        self.references.value = self._store.read(queries.references_frame)
+        self.flags.reload()
+        self.reports.object = _reports_html(self._reports_dir)
+
+    def __panel__(self):
+        return pn.Column(self.header, self.tabs, sizing_mode="stretch_width")

@@ -1,0 +1,184 @@
+"""What the wall screen shows, built once per spill from the store: an immutable snapshot.
+
+Why one immutable object: the data refresher builds it in its own thread while every
+open control-room session reads the previous one; swapping a reference is atomic in
+Python, so no session ever sees half a spill and no lock is held while drawing.
+Everything a session needs (tiles, numbers with their trend, plot columns) is
+precomputed here, so a session's update costs no query and no histogram arithmetic.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Mapping
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from apps.plots import plot_data
+from apps.theme import quality_name
+from dqm.references import DEFAULT_BEAM_CONFIG, ReferenceCache, active_reference
+from dqm.specs import SUBSYSTEMS, SpecSet
+from dqm.store.models import SPILL_OPEN, Flag, Run, Spill
+from dqm.store.spills import spill_histograms
+
+__all__ = ["Tile", "Number", "Snapshot", "EMPTY", "build_snapshot", "build_plots", "KEY_NUMBERS", "SUBSYSTEM_TITLES"]
+
+#: how many recent spills the trend sparklines and the quality strip show
+RECENT_SPILLS = 30
+
+SUBSYSTEM_TITLES = {"calorimeter": "Calorimeter", "beam": "Beam", "momentum": "Momentum", "pik": "π/K", "daq": "DAQ"}
+
+#: (label, unit, summary key, error key, digits): the last spill's key numbers, in wall order
+KEY_NUMBERS: tuple[tuple[str, str, str, str | None, int], ...] = (
+    ("intensity", "events", "n_events", None, 0),
+    ("beam x (MS1)", "mm", "beam_x_mean_ms1_0", None, 2),
+    ("beam y (MS1)", "mm", "beam_y_mean_ms1_0", None, 2),
+    ("beam σx", "mm", "beam_sigma_x_ms1_0", None, 2),
+    ("beam σy", "mm", "beam_sigma_y_ms1_0", None, 2),
+    ("p_BMS mean", "GeV", "p_bms_mean", None, 2),
+    ("p_MS2 mean", "GeV", "p_ms2_mean", None, 2),
+    ("Δp width", "GeV", "dp_sigma", None, 2),
+    ("π/K fraction", "%", "pik_fraction", "pik_fraction_err", 2),
+)
+
+
+@dataclass(frozen=True)
+class Tile:
+    """One subsystem's verdict on the last spill, and what the shifter should do."""
+
+    subsystem: str
+    quality: str  # GOOD | WARNING | BAD | NO_DATA
+    explanation: str = ""
+    instruction: str = ""
+    histogram: str | None = None
+    check: str | None = None
+    acknowledged_by: str | None = None
+
+    @property
+    def title(self) -> str:
+        return SUBSYSTEM_TITLES.get(self.subsystem, self.subsystem)
+
+
+@dataclass(frozen=True)
+class Number:
+    label: str
+    unit: str
+    value: float | None
+    error: float | None
+    trend: tuple[float | None, ...]
+    digits: int = 2
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """The control room's whole state after one spill (``version`` counts refreshes)."""
+
+    version: int = 0
+    spill_id: int | None = None
+    beam_config: str = DEFAULT_BEAM_CONFIG
+    run: int | None = None
+    spill: int | None = None
+    status: str = ""
+    closed_at: datetime | None = None
+    n_events: int = 0
+    quality: str = "NO_DATA"
+    tiles: tuple[Tile, ...] = tuple(Tile(s, "NO_DATA", "no spill closed yet") for s in SUBSYSTEMS)
+    numbers: tuple[Number, ...] = ()
+    recent: tuple[tuple[int, int, str], ...] = ()
+    plots: Mapping[str, dict[str, Any]] = field(default_factory=dict)
+    reference_run: int | None = None
+
+    def age_s(self, now: datetime | None = None) -> float | None:
+        if self.closed_at is None:
+            return None
+        return max(0.0, ((now or datetime.now(timezone.utc)) - self.closed_at).total_seconds())
+
+    def is_stale(self, stale_after_s: float, now: datetime | None = None) -> bool:
+        """No spill at all, or none closed within ``stale_after_s``."""
+        age = self.age_s(now)
+        return age is None or age > stale_after_s
+
+
+EMPTY = Snapshot()
+
+
+def _aware(ts: datetime | None) -> datetime | None:
+    return ts.replace(tzinfo=timezone.utc) if ts is not None and ts.tzinfo is None else ts
+
+
+def _tiles(flags: list[Flag]) -> tuple[Tile, ...]:
+    """Per subsystem: the worst check of the spill (ties: the first stored), else NO_DATA."""
+    worst: dict[str, Flag] = {}
+    for f in flags:
+        if f.check == "rollup":
+            continue
+        cur = worst.get(f.subsystem)
+        if cur is None or f.quality > cur.quality:
+            worst[f.subsystem] = f
+    tiles = []
+    for s in SUBSYSTEMS:
+        f = worst.get(s)
+        if f is None:
+            tiles.append(Tile(s, "NO_DATA", "no check configured for this subsystem"))
+            continue
+        q = quality_name(f.quality)
+        bad = q in ("WARNING", "BAD")
+        tiles.append(Tile(s, q, f.explanation if q != "GOOD" else "all checks passed",
+                          f.instruction if bad else "", f.histogram, f.check, f.acknowledged_by))
+    return tuple(tiles)
+
+
+def _numbers(last: Mapping[str, Any], history: list[Mapping[str, Any]]) -> tuple[Number, ...]:
+    def val(summary: Mapping[str, Any], key: str | None) -> float | None:
+        v = summary.get(key) if key else None
+        return float(v) if isinstance(v, (int, float)) else None
+
+    out = []
+    for label, unit, key, err_key, digits in KEY_NUMBERS:
+        scale = 100.0 if unit == "%" else 1.0
+        value, err = val(last, key), val(last, err_key)
+        trend = tuple(None if (v := val(h, key)) is None else v * scale for h in history)
+        out.append(Number(label, unit, None if value is None else value * scale,
+                          None if err is None else err * scale, trend, digits))
+    return tuple(out)
+
+
+def build_snapshot(session: Session, specs: SpecSet, *, version: int = 0,
+                   plots: Mapping[str, dict[str, Any]] | None = None) -> Snapshot:
+    """The last closed spill's verdict, numbers and trend (3 small queries, no histogram decoding).
+
+    ``plots`` are carried over from the previous snapshot: the refresher publishes the
+    tiles first and the plots (:func:`build_plots`) right after, so the verdict reaches
+    the wall without waiting for histogram decoding.
+    """
+    recent_rows = session.execute(
+        select(Spill.id, Spill.run, Spill.spill, Spill.status, Spill.closed_at, Spill.n_events, Spill.quality, Spill.summary)
+        .where(Spill.status != SPILL_OPEN).order_by(Spill.closed_at.desc(), Spill.id.desc()).limit(RECENT_SPILLS)
+    ).all()
+    if not recent_rows:
+        return Snapshot(version=version, plots=plots if plots is not None else {s.name: plot_data(s, None) for s in specs if s.control_room})
+    last = recent_rows[0]
+    same_run = [r for r in reversed(recent_rows) if r.run == last.run]
+    flags = list(session.scalars(select(Flag).where(Flag.spill_id == last.id)))
+    beam_config = session.scalar(select(Run.beam_config).where(Run.run == last.run)) or DEFAULT_BEAM_CONFIG
+    ref = active_reference(session, beam_config)
+    return Snapshot(
+        version=version, spill_id=last.id, beam_config=beam_config, run=last.run, spill=last.spill, status=last.status,
+        closed_at=_aware(last.closed_at), n_events=int(last.n_events or 0), quality=quality_name(last.quality),
+        tiles=_tiles(flags), numbers=_numbers(last.summary or {}, [r.summary or {} for r in same_run]),
+        recent=tuple((r.run, r.spill, quality_name(r.quality)) for r in reversed(recent_rows)),
+        plots=plots or {}, reference_run=ref.run if ref else None,
+    )
+
+
+def build_plots(session: Session, specs: SpecSet, refs: ReferenceCache, snap: Snapshot) -> dict[str, dict[str, Any]]:
+    """Plot columns of the snapshot's spill with the active reference overlaid (decodes histograms)."""
+    if snap.spill_id is None:
+        return {s.name: plot_data(s, None) for s in specs if s.control_room}
+    ref = active_reference(session, snap.beam_config)
+    ref_hists = refs.get(session, ref)
+    hists = spill_histograms(session, snap.spill_id)
+    return {s.name: plot_data(s, hists.get(s.name), ref_hists.get(s.name), n_events=float(snap.n_events) or None)
+            for s in specs if s.control_room}

@@ -1,0 +1,186 @@
+"""The web apps' data layer on real Redis + PostgreSQL: one refresher, sessions that only bind."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+
+import pytest
+from sqlalchemy import event, select
+
+from apps.control_room import ControlRoom
+from apps.datastore import DataStore
+from apps.expert_actions import run_action
+from dqm import actions
+from dqm.runtime import close_hooks, open_store
+from dqm.specs import load_specs
+from dqm.store.models import AuditEntry, Flag
+from dqm.worker import Worker
+from tests.helpers import wait_until
+from tests.web_helpers import BEAM_SHIFT, publish_one, specs_with_checks
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def web(settings, redis_client, tmp_path):
+    """Settings on a specs copy with known checks, an in-process worker, a web DataStore."""
+    specs_dir = specs_with_checks(tmp_path / "specs", wall_plots=False)
+    s = replace(settings, specs_dir=str(specs_dir))
+    specs = load_specs(specs_dir)
+    writer = open_store(s)
+    worker = Worker(s, redis_client=redis_client, sessions=writer.sessions, specs=specs, consumer="t", close_hooks=close_hooks(s, specs))
+    reader = open_store(s, writer=False)
+    store = DataStore(s, specs, reader, poll_s=0.5)
+    queries: list[str] = []
+    event.listen(reader.engine, "before_cursor_execute", lambda *a: queries.append(a[2]))
+
+    def close(run: int, spill: int, anomaly: str | None = None) -> None:
+        publish_one(redis_client, s.stream, run, spill, anomaly)
+        worker.run(burst=True)
+
+    yield s, store, close, queries
+    store.stop()
+    reader.dispose()
+    writer.dispose()
+
+
+def test_twenty_sessions_cost_the_queries_of_one(web):
+    s, store, close, queries = web
+    # Given two closed spills and 20 control-room sessions bound to one DataStore
+    close(1, 1)
+    close(1, 2)
+    store.refresh()
+    views = [ControlRoom(store, stale_after_s=60) for _ in range(20)]
+    # When a new spill closes and the refresher runs once, and every session ticks many times
+    close(1, 3)
+    queries.clear()
+    store.refresh()
+    per_refresh = len(queries)
+    for _ in range(5):
+        for v in views:
+            v.tick()
+    # Then the sessions added no query at all, and every one of them shows spill 3
+    assert len(queries) == per_refresh
+    assert 0 < per_refresh <= 10, queries
+    assert all('data-spill="1 / 3"' in v._header.object for v in views)
+    # And a second refresh costs the same number of queries whatever the number of sessions
+    queries.clear()
+    store.refresh()
+    assert len(queries) == per_refresh
+    print(f"\nqueries per refresh: {per_refresh} (20 sessions)")
+
+
+def test_refresher_follows_the_spill_closed_channel(web):
+    s, store, close, _ = web
+    # Given a started refresher (subscribed to the channel) and one closed good spill
+    close(2, 1)
+    store.start()
+    wait_until(lambda: store.snapshot.spill == 1, 10, what="first snapshot")
+    beam = {t.subsystem: t for t in store.snapshot.tiles}["beam"]
+    assert beam.quality == "GOOD"
+    # When an anomalous spill (beam shifted by 5 mm) is closed by the worker
+    close(2, 2, BEAM_SHIFT)
+    t0 = time.monotonic()
+    wait_until(lambda: store.snapshot.spill == 2, 5, every_s=0.01, what="snapshot of spill 2")
+    latency = time.monotonic() - t0
+    # Then the snapshot follows within a second, the beam tile is BAD with its explanation and instruction
+    tile = {t.subsystem: t for t in store.snapshot.tiles}["beam"]
+    assert tile.quality == "BAD"
+    assert "mm from nominal" in tile.explanation
+    assert "CCC" in tile.instruction
+    assert latency < 1.0
+    numbers = {n.label: n for n in store.snapshot.numbers}
+    assert numbers["beam x (MS1)"].value == pytest.approx(5.0, abs=1.0)
+    assert len(numbers["beam x (MS1)"].trend) == 2
+
+
+def test_stale_after_no_spill(web):
+    s, store, close, _ = web
+    # Given one closed spill
+    close(3, 1)
+    snap = store.refresh()
+    # Then it is fresh now and stale once stale_after_s has passed
+    assert not snap.is_stale(60)
+    assert snap.is_stale(0.0) or snap.age_s() == 0.0
+    view = ControlRoom(store, stale_after_s=0.0)
+    time.sleep(0.01)
+    view.tick()
+    assert 'data-state="STALE"' in view._header.object
+    assert 'data-state="STALE"' not in ControlRoom(store, stale_after_s=3600)._header.object
+
+
+def test_actions_need_a_named_user_and_land_in_the_audit_trail(web):
+    s, store, close, _ = web
+    # Given a spill with a BAD beam flag
+    close(4, 1, BEAM_SHIFT)
+    flag_id = store.read(lambda db: db.scalar(select(Flag.id).where(Flag.check == "beam_centroid")))
+    # When a guest tries to acknowledge it
+    ok, text = run_action(store, "guest", "acknowledge", lambda db: actions.acknowledge_flag(db, flag_id, "guest"))
+    # Then it is refused and nothing is recorded
+    assert not ok and "logged-in" in text
+    assert store.read(lambda db: db.scalar(select(AuditEntry.id))) is None
+    # When a named expert acknowledges it
+    ok, text = run_action(store, "alice", "acknowledge", lambda db: actions.acknowledge_flag(db, flag_id, "alice", annotation="known"))
+    # Then the audit trail has who and what, and the wall shows the acknowledgement
+    assert ok, text
+    entry = store.read(lambda db: db.scalars(select(AuditEntry)).one())
+    assert (entry.user, entry.action, entry.target) == ("alice", "acknowledge_flag", f"flag {flag_id}")
+    assert {t.subsystem: t for t in store.snapshot.tiles}["beam"].acknowledged_by == "alice"
+
+
+def test_action_forms_write_through_dqm_actions(web):
+    from apps.expert_actions import ActionsPanel
+    from dqm.store.models import ChannelMask, CheckOverride, Reference
+
+    s, store, close, _ = web
+    # Given a closed run and the action forms of a logged-in expert and of a guest
+    close(5, 1)
+    expert = ActionsPanel(store, user="bob", auth_enabled=True, selected_cell=lambda: ("webtest_ecal_cells", (2, 3)))
+    guest = ActionsPanel(store, user=None, auth_enabled=True, selected_cell=lambda: None)
+    # When the guest tries to set a reference
+    guest.ref_run.value = 5
+    guest.set_reference()
+    # Then it is refused
+    assert "refused" in guest.result[0].object
+    # When the expert sets the reference, masks the clicked cell until a date and loosens a threshold
+    expert.ref_run.value = 5
+    expert.set_reference()
+    expert._fill_cell()
+    expert.mask_until.value = "2099-01-01 08:00"
+    expert.mask_reason.value = "dead since HV trip"
+    expert.mask_cell()
+    expert.th_hist.value = "webtest_beam_x"
+    expert.th_check.value = "beam_centroid"
+    expert.th_params.value = '{"window_mm": 2.0}'
+    expert.save_thresholds()
+    # Then each landed, with the expert's name in the audit trail
+    assert "done by bob" in expert.result[0].object
+    def rows(db):
+        return (db.scalars(select(Reference.run).where(Reference.active.is_(True))).all(),
+                [(m.histogram, m.channel) for m in db.scalars(select(ChannelMask))],
+                [o.params["window_mm"] for o in db.scalars(select(CheckOverride))],
+                sorted((a.user, a.action) for a in db.scalars(select(AuditEntry))))
+    refs, masks, overrides, audit = store.read(rows)
+    assert refs == [5] and masks == [("webtest_ecal_cells", [2, 3])] and overrides == [2.0]
+    assert audit == [("bob", "edit_check_thresholds"), ("bob", "mask_channel"), ("bob", "set_reference")]
+    # And a malformed date is refused with a message, not an exception
+    expert.mask_until.value = "next tuesday"
+    expert.mask_cell()
+    assert "refused" in expert.result[0].object
+
+
+def test_without_redis_the_refresher_falls_back_to_polling(web):
+    from dqm.services import free_port
+
+    s, store, close, _ = web
+    # Given a web process whose Redis is unreachable (the workers' Redis is fine)
+    blind = DataStore(replace(s, redis_url=f"redis://127.0.0.1:{free_port()}/0"), store.specs, store.store, poll_s=0.3)
+    blind.start()
+    try:
+        # When a spill closes
+        close(6, 1)
+        # Then the poll of the change token still brings it to the wall within a few poll periods
+        wait_until(lambda: blind.snapshot.spill == 1 and blind.snapshot.run == 6, 10, what="snapshot via polling")
+    finally:
+        blind.stop()

@@ -1,0 +1,106 @@
+"""Control-room rendering and the serve command's password hashing (no server, no database)."""
+
+from __future__ import annotations
+
+import argparse
+import io
+from dataclasses import replace
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+pn = pytest.importorskip("panel")
+
+from apps.auth import verify_password  # noqa: E402
+from apps.control_room import ControlRoom, render_header, render_numbers, render_tiles  # noqa: E402
+from apps.snapshot import Number, Snapshot, Tile  # noqa: E402
+from dqm.specs import SpecSet  # noqa: E402
+
+NOW = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)
+
+
+def _snap(age_s: float, **kw) -> Snapshot:
+    return Snapshot(version=3, run=7, spill=12, closed_at=NOW - timedelta(seconds=age_s), quality="BAD", **kw)
+
+
+def test_header_shows_run_spill_age_and_stale_only_after_the_limit():
+    # Given a spill closed 30 s ago
+    fresh, old = _snap(30), _snap(90)
+    # Then with a 60 s limit it is shown with its age and not STALE; at 90 s it is STALE
+    html = render_header(fresh, 60, NOW)
+    assert 'data-spill="7 / 12"' in html and "30 s ago" in html and 'data-state="BAD"' in html
+    assert "STALE" not in html
+    assert 'data-state="STALE"' in render_header(old, 60, NOW)
+    # And with no spill at all the wall says so and is STALE
+    assert "no spill yet" in render_header(Snapshot(), 60, NOW) and "STALE" in render_header(Snapshot(), 60, NOW)
+
+
+def test_tiles_escape_explanations_and_show_instruction_and_link():
+    # Given a BAD tile whose explanation contains markup
+    tile = Tile("beam", "BAD", "x <script>alert(1)</script>", "call the CCC", "beam_x_ms1_0", "beam_centroid", "alice")
+    html = render_tiles(_snap(1, tiles=(tile,)), stale=False)
+    # Then the markup is escaped, and instruction, acknowledgement and drill-down link are shown
+    assert "<script>" not in html and "&lt;script&gt;" in html
+    assert "call the CCC" in html and "acknowledged by alice" in html
+    assert 'href="./expert?histogram=beam_x_ms1_0&amp;run=7&amp;spill=12"' in html
+    assert 'data-quality="BAD"' in html and "stale" not in html
+    assert "dqm-tile q-BAD stale" in render_tiles(_snap(1, tiles=(tile,)), stale=True)
+
+
+def test_numbers_with_error_and_sparkline():
+    html = render_numbers((Number("π/K fraction", "%", 0.07, 0.05, (0.05, None, 0.07), 2), Number("intensity", "events", None, None, (), 0)))
+    assert "0.07 <span" in html and "± 0.05" in html and "<polyline" in html
+    assert "—" in html  # a missing value is a dash, not 'None'
+
+
+class _Store:
+    """The two attributes a ControlRoom reads from its DataStore."""
+
+    def __init__(self, specs) -> None:
+        self.specs = specs
+        self.snapshot = _snap(5)
+
+
+def test_tab_rotation_cycles_through_subsystems(specs):
+    # Given a wall screen with plots of two subsystems and rotation on
+    two = SpecSet((specs["p_bms"], specs["ecal_total"]), "test")
+    view = ControlRoom(_Store(two), stale_after_s=60, rotate_s=10)
+    # When the rotation timer fires twice
+    seen = [view._tabs.active]
+    for _ in range(2):
+        view.rotate()
+        seen.append(view._tabs.active)
+    # Then it went to the other tab and back
+    assert seen == [0, 1, 0]
+
+
+def test_hash_password_command(monkeypatch, capsys):
+    from dqm.commands import serve
+
+    # Given a password on stdin
+    monkeypatch.setattr("sys.stdin", io.StringIO("s3cret\n"))
+    # When `dqm serve --hash-password` runs
+    assert serve.run(argparse.Namespace(hash_password=True), None) == 0
+    # Then it prints a hash that verifies that password only
+    encoded = capsys.readouterr().out.strip()
+    assert verify_password("s3cret", encoded) and not verify_password("secret", encoded)
+
+
+def test_a_subsystem_turning_bad_brings_its_plots_to_the_front(specs):
+    # Given a wall screen showing the first tab, all tiles GOOD
+    two = SpecSet((specs["p_bms"], specs["ecal_total"]), "test")
+    store = _Store(two)
+    store.snapshot = _snap(1, tiles=(Tile("calorimeter", "GOOD"), Tile("momentum", "GOOD")))
+    view = ControlRoom(store, stale_after_s=60)
+    first = view._tabs.active
+    # When the next spill's snapshot has the other subsystem BAD
+    other = "momentum" if view._tab_of["calorimeter"] == first else "calorimeter"
+    store.snapshot = replace(store.snapshot, version=9, tiles=(Tile(other, "BAD"),))
+    view.tick()
+    view.tick()  # the text first, the tab switch on the next tick
+    # Then its tab is shown; and it is not forced again while it stays BAD
+    assert view._tabs.active == view._tab_of[other] != first
+    view._tabs.active = first
+    store.snapshot = replace(store.snapshot, version=10)
+    view.tick()
+    assert view._tabs.active == first

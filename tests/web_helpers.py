@@ -1,0 +1,73 @@
+"""Helpers of the web-app tests: a specs folder with known checks, spills closed by a worker.
+
+The shipped specs' checks belong to another piece of work and may change; the web
+tests need a check whose verdict they control. So they run on a copy of
+``histograms/`` plus one extra file declaring a beam-centroid check (BAD when the
+beam moves > 3 mm: injected with ``beam_shift:dx_mm=5``) and a dead-cell check.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from dqm.anomalies import parse_anomaly
+from dqm.simulate import SimConfig, simulate_spill
+from dqm.stream import publish_spill
+
+ROOT = Path(__file__).resolve().parents[1]
+
+WEBTEST_SPECS = '''
+subsystem = "beam"
+
+[[histogram]]
+name = "webtest_beam_x"
+title = "Beam x at MS1 station 0 (centroid watched)"
+kind = "h1"
+x = { expr = "ms1_x[0]", bins = 120, lo = -60, hi = 60, label = "x [mm]" }
+control_room = true
+instruction = "Beam off centre: call the SPS operator (CCC) to steer the beam back."
+
+[[histogram.check]]
+type = "beam_centroid"
+params = { window_mm = 1.5, bad_window_mm = 3.0 }
+
+[[histogram]]
+name = "webtest_ecal_cells"
+title = "ECAL cells (dead-cell check)"
+subsystem = "calorimeter"
+kind = "cellmap"
+values = "ecal_main"
+stat = "occupancy"
+threshold_gev = 0.1
+x_label = "ECAL cell x"
+y_label = "ECAL cell y"
+instruction = "Dead ECAL cell: call the ECAL expert."
+
+[[histogram.check]]
+type = "dead_channels"
+params = { channel_name = "ECAL cell" }
+'''
+
+#: the anomaly that turns the beam tile BAD
+BEAM_SHIFT = "beam_shift:dx_mm=5"
+
+
+def specs_with_checks(folder: Path, *, wall_plots: bool = True) -> Path:
+    """Copy of the shipped specs plus the web-test checks; ``wall_plots=False`` keeps only
+    the test's own control-room plot (building bokeh figures is what makes views slow)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for f in (ROOT / "histograms").glob("*.toml"):
+        text = f.read_text(encoding="utf-8")
+        if not wall_plots:
+            text = text.replace("control_room = true", "control_room = false")
+        (folder / f.name).write_text(text, encoding="utf-8")
+    (folder / "zz_webtest.toml").write_text(WEBTEST_SPECS, encoding="utf-8")
+    return folder
+
+
+def publish_one(r, stream: str, run: int, spill: int, anomaly: str | None = None, events: int = 3000) -> None:
+    cfg = SimConfig(run=run, events_per_spill=events, batch_size=1000)
+    anomalies = [parse_anomaly(f"{anomaly.split(':')[0]}@{spill}:{anomaly.split(':', 1)[1]}" if ":" in anomaly else f"{anomaly}@{spill}")] if anomaly else []
+    data = simulate_spill(cfg, spill, anomalies)
+    assert data is not None
+    publish_spill(r, stream, data)
