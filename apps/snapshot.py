@@ -18,6 +18,8 @@ from sqlalchemy.orm import Session
 
 from apps.plots import plot_data
 from apps.theme import quality_name
+from dqm.checks import Quality
+from dqm.evaluate import severity
 from dqm.references import DEFAULT_BEAM_CONFIG, ReferenceCache, active_reference
 from dqm.specs import SUBSYSTEMS, SpecSet
 from dqm.store.models import SPILL_OPEN, Flag, Run, Spill
@@ -109,13 +111,25 @@ def _aware(ts: datetime | None) -> datetime | None:
 
 
 def _tiles(flags: list[Flag]) -> tuple[Tile, ...]:
-    """Per subsystem: the worst check of the spill (ties: the first stored), else NO_DATA."""
+    """Per subsystem: the worst check that could judge the spill (the roll-up's rule,
+    :func:`dqm.checks.judged_worst`), NO_DATA only when none could.
+
+    Among equally bad checks the tile shows one nobody has acknowledged yet (the
+    shifter still has to act on it), then the first stored: acknowledging one of two
+    BAD flags must not make the tile look handled.
+    """
+    def rank(f: Flag) -> tuple:
+        return (severity(f.quality), f.acknowledged_by is None, -(f.id or 0))
+
     worst: dict[str, Flag] = {}
+    waiting: dict[str, int] = {}
     for f in flags:
         if f.check == "rollup":
             continue
+        if f.quality == int(Quality.NO_DATA):
+            waiting[f.subsystem] = waiting.get(f.subsystem, 0) + 1
         cur = worst.get(f.subsystem)
-        if cur is None or f.quality > cur.quality:
+        if cur is None or rank(f) > rank(cur):
             worst[f.subsystem] = f
     tiles = []
     for s in SUBSYSTEMS:
@@ -125,8 +139,12 @@ def _tiles(flags: list[Flag]) -> tuple[Tile, ...]:
             continue
         q = quality_name(f.quality)
         bad = q in ("WARNING", "BAD")
-        tiles.append(Tile(s, q, f.explanation if q != "GOOD" else "all checks passed",
-                          f.instruction if bad else "", f.histogram, f.check, f.acknowledged_by))
+        if q == "GOOD":
+            n = waiting.get(s, 0)
+            text = "all checks passed" + (f" ({n} waiting for data or a reference)" if n else "")
+        else:
+            text = f.explanation
+        tiles.append(Tile(s, q, text, f.instruction if bad else "", f.histogram, f.check, f.acknowledged_by))
     return tuple(tiles)
 
 

@@ -13,7 +13,7 @@ from typing import Mapping, Sequence
 
 import boost_histogram as bh
 
-from dqm.checks import CheckContext, CheckResult, Quality, run_check, worst
+from dqm.checks import CheckContext, CheckResult, Quality, judged_worst, run_check
 from dqm.specs import SUBSYSTEMS, SpecSet
 
 __all__ = ["Judgement", "Verdict", "evaluate_spill", "config_version", "history_series", "HISTORY_SPILLS"]
@@ -39,16 +39,17 @@ class Verdict:
 
     @property
     def subsystems(self) -> dict[str, Quality]:
-        out = {s: worst(j.result.quality for j in self.judgements if j.subsystem == s) for s in SUBSYSTEMS}
+        out = {s: judged_worst(j.result.quality for j in self.judgements if j.subsystem == s) for s in SUBSYSTEMS}
         return out
 
     @property
     def overall(self) -> Quality:
-        return worst(j.result.quality for j in self.judgements)
+        return judged_worst(j.result.quality for j in self.judgements)
 
     def worst_in(self, subsystem: str) -> Judgement | None:
+        """The judgement behind the subsystem's roll-up (a NO_DATA one only if none judged)."""
         cands = [j for j in self.judgements if j.subsystem == subsystem]
-        return max(cands, key=lambda j: int(j.result.quality), default=None)
+        return max(cands, key=lambda j: severity(j.result.quality), default=None)
 
 
 def history_series(summaries: Sequence[Mapping | None]) -> dict[str, list[float]]:
@@ -60,6 +61,11 @@ def history_series(summaries: Sequence[Mapping | None]) -> dict[str, list[float]
     keys = {k for r in summaries if r for k, v in r.items() if isinstance(v, (int, float))}
     return {k: [float(r[k]) if r and isinstance(r.get(k), (int, float)) else float("nan") for r in summaries]
             for k in sorted(keys)}
+
+
+def severity(q: Quality | int) -> int:
+    """Order for picking the flag behind a roll-up: NO_DATA < GOOD < WARNING < BAD."""
+    return -1 if int(q) == int(Quality.NO_DATA) else int(q)
 
 
 def config_version(specs: SpecSet, override_id: int | None) -> str:

@@ -15,7 +15,7 @@ from typing import Mapping
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
-from dqm.checks import Quality
+from dqm.checks import Quality, judged_worst
 from dqm.checks._core import to_jsonable
 from dqm.config import Settings
 from dqm.errors import StorageError
@@ -140,12 +140,15 @@ def _store_run_rollup(session: Session, run: int, inputs: CheckInputs, verdict: 
     session.execute(select(Run.run).where(Run.run == run).with_for_update(key_share=True))
     existing = {f.subsystem: f for f in session.scalars(select(Flag).where(Flag.run == run, Flag.check == ROLLUP, Flag.spill.is_(None)))}
     if verdict is not None:
-        worst = {s: max(int(q), existing[s].quality if s in existing else 0) for s, q in verdict.subsystems.items()}
+        worst = {s: judged_worst([q] + ([existing[s].quality] if s in existing else [])) for s, q in verdict.subsystems.items()}
     else:
         session.flush()
-        worst = dict(session.execute(
-            select(Flag.subsystem, func.max(Flag.quality)).where(Flag.run == run, Flag.check == ROLLUP, Flag.spill.is_not(None)).group_by(Flag.subsystem)
-        ).all())
+        per_subsystem: dict[str, list[int]] = {}
+        for subsystem, q in session.execute(
+            select(Flag.subsystem, Flag.quality).where(Flag.run == run, Flag.check == ROLLUP, Flag.spill.is_not(None))
+        ).all():
+            per_subsystem.setdefault(subsystem, []).append(q)
+        worst = {s: judged_worst(qs) for s, qs in per_subsystem.items()}
     for subsystem, q in worst.items():
         row = existing.get(subsystem)
         if row is None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 # Importing the check modules registers their checks.
 from dqm.checks import basic, beam, channels, gain, physics, shape, trend  # noqa: F401
-from dqm.checks._core import CheckContext, CheckResult, Quality, rollup, worst
+from dqm.checks._core import CheckContext, CheckResult, Quality, judged_worst, rollup, worst
 from dqm.checks._registry import (
     CHECKS,
     REQUIRED,
@@ -40,5 +40,6 @@ __all__ = [
     "validate_check_params",
     "worst",
     "rollup",
+    "judged_worst",
     "compare",
 ]

@@ -173,14 +173,34 @@ class CheckContext:
         return None
 
 
+def judged_worst(qualities: Iterable[Quality | int]) -> Quality:
+    """Roll-up of a subsystem (or spill, or run): worst of the checks that could judge.
+
+    A check that says NO_DATA lacks what it needs (too few entries, no reference yet,
+    a trend baseline still being collected at the start of a run); it neither passes
+    nor fails. It must not paint a subsystem grey while its other checks judged it:
+    the momentum tile would stay NO_DATA for the first ~20 spills of every run, and a
+    shifter learns to ignore grey. So NO_DATA only when *no* check could judge; the
+    checks that are waiting stay stored, each with its reason.
+
+    Args:
+        qualities: the qualities to roll up.
+
+    Returns:
+        The worst of the GOOD/WARNING/BAD ones; NO_DATA when there are none.
+    """
+    judged = [int(q) for q in qualities if int(q) != int(Quality.NO_DATA)]
+    return Quality(max(judged)) if judged else Quality.NO_DATA
+
+
 def rollup(results: Iterable[tuple[str, CheckResult]]) -> dict[str, Quality]:
-    """Worst-of quality per subsystem plus ``"overall"``.
+    """Quality per subsystem plus ``"overall"``, each the :func:`judged_worst` of its checks.
 
     Args:
         results: ``(subsystem, result)`` pairs, e.g. ``("ECAL", dead_cells_result)``.
 
     Returns:
-        ``{subsystem: worst quality, ..., "overall": worst of all}``; with no results
+        ``{subsystem: quality, ..., "overall": quality of all}``; with no results
         at all, ``{"overall": NO_DATA}``.
     """
     per_subsystem: dict[str, list[Quality]] = {}
@@ -188,6 +208,6 @@ def rollup(results: Iterable[tuple[str, CheckResult]]) -> dict[str, Quality]:
         if subsystem == "overall":
             raise ValueError("'overall' is reserved for the roll-up of all subsystems")
         per_subsystem.setdefault(subsystem, []).append(result.quality)
-    rolled = {name: worst(qs) for name, qs in per_subsystem.items()}
-    rolled["overall"] = worst(rolled.values())
+    rolled = {name: judged_worst(qs) for name, qs in per_subsystem.items()}
+    rolled["overall"] = judged_worst(rolled.values())
     return rolled

@@ -82,6 +82,10 @@ def test_rollup_is_worst_per_subsystem_and_overall() -> None:
     assert rolled == {"ECAL": Quality.BAD, "BEAM": Quality.GOOD, "DAQ": Quality.NO_DATA,
                       "overall": Quality.BAD}
     assert rollup([]) == {"overall": Quality.NO_DATA}
+    # a check still waiting (NO_DATA) neither hides nor greys out the verdicts of the others
+    waiting = rollup([("BEAM", good), ("BEAM", missing), ("DAQ", missing)])
+    assert waiting == {"BEAM": Quality.GOOD, "DAQ": Quality.NO_DATA, "overall": Quality.GOOD}
+    assert rollup([("BEAM", missing), ("BEAM", bad)])["BEAM"] == Quality.BAD
     with pytest.raises(ValueError, match="reserved"):
         rollup([("overall", good)])
 
