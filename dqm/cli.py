@@ -20,7 +20,7 @@ __all__ = ["main", "build_parser", "explain"]
 
 #: subcommand module names under dqm.commands, in help order
 COMMANDS = ("demo", "simulate", "replay", "worker", "db", "status", "bench")
-OPTIONAL_COMMANDS = ("serve", "flags", "reference", "recheck", "validate", "report", "export")
+OPTIONAL_COMMANDS = ("serve", "flags", "reference", "recheck", "validate", "report", "export", "loadtest")
 
 
 def build_parser() -> argparse.ArgumentParser:
