@@ -16,8 +16,9 @@ from typing import Any, Mapping
 from urllib.parse import urlsplit
 
 from dqm.errors import ConfigError
+from dqm.redact import hide_password
 
-__all__ = ["Settings", "SETTINGS", "Setting", "load_settings", "check_redis_url", "check_database_url", "hide_password"]
+__all__ = ["Settings", "SETTINGS", "Setting", "load_settings", "check_redis_url", "check_database_url"]
 
 
 @dataclass(frozen=True)
@@ -154,11 +155,6 @@ def check_redis_url(url: str, setting: str = "DQM_REDIS_URL") -> str:
 
 #: Why a URL with a generated password often fails to parse.
 _RESERVED_HINT = " (a password containing / # ? @ : or % must be percent-encoded; `openssl rand -hex 24` makes safe ones)"
-
-
-def hide_password(url: str) -> str:
-    """``scheme://user:***@host…``: a URL fit for an error message or a log line."""
-    return re.sub(r"(://[^:/@]*:).*@", r"\1***@", url, count=1)
 
 
 def check_database_url(url: str, setting: str = "DQM_DATABASE_URL") -> str:

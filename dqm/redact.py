@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["redact", "HIDDEN"]
+__all__ = ["redact", "hide_password", "HIDDEN"]
 
 HIDDEN = "***"
 
@@ -29,3 +29,13 @@ def redact(text: str) -> str:
         return text
     text = _URL_PASSWORD.sub(rf"\g<head>{HIDDEN}@", text)
     return _KEY_PASSWORD.sub(rf"\g<head>{HIDDEN}", text)
+
+
+def hide_password(url: str) -> str:
+    """One URL made fit for a message: ``scheme://user:***@host…``.
+
+    Unlike :func:`redact` (for free text, where a URL ends at '/' or whitespace) it
+    takes everything up to the URL's last '@' as the password, so a generated password
+    with '/' or '@' in it is hidden whole.
+    """
+    return re.sub(r"(://[^:/@]*:).*@", rf"\1{HIDDEN}@", url, count=1)

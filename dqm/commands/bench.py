@@ -8,8 +8,7 @@ from pathlib import Path
 
 from dqm.bench_flags import bench_close_latency, bench_recheck
 from dqm.bench import bench_fill, bench_scaleout, bench_transport, bench_worker, publish_bench_run, temp_sqlite
-from dqm.config import hide_password
-from dqm.redact import redact
+from dqm.redact import hide_password, redact
 from dqm.runtime import close_hooks, load_default_specs
 from dqm.services import EmbeddedRedis
 from dqm.stream import connect

@@ -6,6 +6,7 @@ is at head (what every dqm service needs), else one line and exit 1.
 
 from __future__ import annotations
 
+from dqm.redact import hide_password
 from dqm.store.migrate import current_revision, downgrade_database, head_revision, upgrade_database
 
 
@@ -25,17 +26,17 @@ def run(args, settings) -> int:
     url = settings.effective_database_url
     if args.action == "upgrade":
         upgrade_database(url, args.target or "head")
-        print(f"database at {current_revision(url)} ({_safe(url)})")
+        print(f"database at {current_revision(url)} ({hide_password(url)})")
     elif args.action == "downgrade":
         downgrade_database(url, args.target or "base")
-        print(f"database at {current_revision(url)} ({_safe(url)})")
+        print(f"database at {current_revision(url)} ({hide_password(url)})")
     elif args.action == "backup":
         from dqm.store.backup import backup_database, default_backup_name
 
         dest = backup_database(url, args.target or default_backup_name(url))
         restore = ("pg_restore --clean --if-exists --no-owner -d <database> " if not url.startswith("sqlite")
                    else "stop the services, copy it over ") + str(dest)
-        print(f"backed up {_safe(url)} to {dest} ({dest.stat().st_size:,d} bytes); restore: {restore}")
+        print(f"backed up {hide_password(url)} to {dest} ({dest.stat().st_size:,d} bytes); restore: {restore}")
     elif args.action == "check":
         return _check(url)
     else:
@@ -49,18 +50,11 @@ def _check(url: str) -> int:
     try:
         current = current_revision(url)
     except OperationalError as exc:
-        print(f"database {_safe(url)} unreachable: {str(exc.orig).strip().splitlines()[0]}")
+        print(f"database {hide_password(url)} unreachable: {str(exc.orig).strip().splitlines()[0]}")
         return 1
     head = head_revision()
     if current != head:
-        print(f"database {_safe(url)} at {current or 'no schema'}, expected {head}: run 'dqm db upgrade'")
+        print(f"database {hide_password(url)} at {current or 'no schema'}, expected {head}: run 'dqm db upgrade'")
         return 1
-    print(f"database {_safe(url)} ok at {head}")
+    print(f"database {hide_password(url)} ok at {head}")
     return 0
-
-
-def _safe(url: str) -> str:
-    """The URL without its password, for printing."""
-    from sqlalchemy.engine import make_url
-
-    return make_url(url).render_as_string(hide_password=True)

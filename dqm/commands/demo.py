@@ -24,7 +24,7 @@ from sqlalchemy import func, select
 
 from dqm.anomalies import DEMO_ANOMALY_CYCLE, parse_anomaly
 from dqm.runtime import DEMO_REDIS_FILE
-from dqm.redact import redact
+from dqm.redact import hide_password, redact
 from dqm.services import EmbeddedRedis
 from dqm.simulate import SimConfig, simulate_spill
 from dqm.store.migrate import upgrade_database
@@ -81,7 +81,7 @@ class Demo:
         db_url = s.effective_database_url
         upgrade_database(db_url)
         s = self.settings = s.with_(database_url=db_url)
-        print(f"  database  {_safe(db_url)}")
+        print(f"  database  {hide_password(db_url)}")
         env = dict(os.environ, DQM_REDIS_URL=s.redis_url, DQM_DATABASE_URL=db_url, DQM_DATA_DIR=s.data_dir)
         ensure_group(connect(s.redis_url), s.stream, s.group)
         for i in range(self.args.workers):
@@ -253,9 +253,3 @@ def describe_closed(note: dict, store) -> str:
             if flag is not None:
                 line += f"\n      {Quality(flag.quality).name:<7} {subsystem}: {flag.explanation}"
     return line
-
-
-def _safe(url: str) -> str:
-    from sqlalchemy.engine import make_url
-
-    return make_url(url).render_as_string(hide_password=True)

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from dqm.config import hide_password, load_settings
+from dqm.config import load_settings
+from dqm.redact import hide_password
 from dqm.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]
