@@ -206,6 +206,10 @@ def test_named_volumes_for_the_database_redis_and_reports(compose):
     assert mounts["postgres"]["/var/lib/postgresql/data"] in volumes
     assert mounts["redis"]["/data"] in volumes
     assert mounts["report"]["/reports"] in volumes
+    # the web apps list <DQM_DATA_DIR>/reports (read-only): the same volume the report service writes
+    web_reports = environment(services["web"])["DQM_DATA_DIR"] + "/reports"
+    assert mounts["web"][web_reports] == mounts["report"]["/reports"]
+    assert any(m.startswith(f"{mounts['web'][web_reports]}:{web_reports}:ro") for m in services["web"]["volumes"])
 
 
 # ---------------------------------------------------------------------- configuration
