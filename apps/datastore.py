@@ -4,8 +4,10 @@ Why: twenty wall screens and a few expert browsers must not mean twenty database
 queries per second. One :class:`DataStore` per process listens to the workers'
 "spill closed" pub/sub channel (and polls a cheap change token as a fallback when a
 message is missed or Redis is down), builds one :class:`~apps.snapshot.Snapshot`
-and bumps an integer ``version``. Sessions compare that integer on a short timer —
-an attribute read, no I/O — and redraw only when it moved.
+and bumps an integer ``version``. Each session subscribes a wake-up (:meth:`subscribe`)
+that schedules its redraw on its own document when a snapshot is published — no
+per-session polling (a 150 ms timer in 20 sessions cost 26 % of a core for nothing) —
+and redraws only what moved.
 
 The expert pages' reads go through :meth:`DataStore.read` (one short session per
 user action, small caches for decoded histograms) and writes through
@@ -79,6 +81,35 @@ class DataStore:
         self._thread: threading.Thread | None = None
         self.spill_cache = _LRU(512)  # decoded spills, ~0.23 MB each: at most ~120 MB
         self.refreshes = 0
+        self._listeners: dict[int, Callable[[], None]] = {}
+        self._listeners_lock = threading.Lock()
+        self._next_listener = 0
+
+    # ------------------------------------------------------------------ session wake-ups
+    def subscribe(self, wake: Callable[[], None]) -> int:
+        """Call ``wake()`` (from the refresher's thread) whenever a snapshot is published.
+
+        ``wake`` must only schedule work on its session (e.g. ``doc.add_next_tick_callback``);
+        returns a token for :meth:`unsubscribe`.
+        """
+        with self._listeners_lock:
+            self._next_listener += 1
+            self._listeners[self._next_listener] = wake
+            return self._next_listener
+
+    def unsubscribe(self, token: int) -> None:
+        with self._listeners_lock:
+            self._listeners.pop(token, None)
+
+    def _publish(self, snap: Snapshot) -> None:
+        self._snapshot = snap
+        with self._listeners_lock:
+            listeners = list(self._listeners.values())
+        for wake in listeners:
+            try:
+                wake()
+            except Exception:  # a closing session must not stop the others' updates
+                log.debug("a session's wake-up failed", exc_info=True)
 
     # ------------------------------------------------------------------ live snapshot
     @property
@@ -101,11 +132,12 @@ class DataStore:
             with self.store.sessions() as session:
                 token = self._change_token(session)
                 snap = build_snapshot(session, self.specs, version=self._snapshot.version + 1, plots=self._snapshot.plots)
-                self._snapshot = snap
+                self._publish(snap)
                 t1 = time.perf_counter()
                 plots = build_plots(session, self.specs, self._refs, snap)
             self._token = token
-            self._snapshot = snap = replace(snap, plots=plots)  # same version: sessions see the new plots object
+            snap = replace(snap, plots=plots)  # same version: sessions see the new plots object
+            self._publish(snap)
             self.refreshes += 1
             log.debug("snapshot of run %s spill %s: verdict in %.0f ms, plots in %.0f ms", snap.run, snap.spill,
                       (t1 - t0) * 1000, (time.perf_counter() - t1) * 1000)
