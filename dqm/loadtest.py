@@ -2,9 +2,10 @@
 
 Measures what the issue promises a long shift needs: the web server's memory stays
 flat, updates keep reaching every session, and the server process is mostly idle.
-The server's CPU fraction (user + system time of the ``dqm serve`` process over wall
-time) is an upper bound of its event loop's busy fraction: the loop is one thread of
-that process, and the refresher thread's work is counted too.
+The event loop's busy fraction is the CPU time of the ``dqm serve`` process's main
+thread (where Tornado's IO loop runs; ``/proc/PID/task/PID/stat``) over wall time; the
+whole process's CPU (the refresher thread building snapshots and plots included) is
+reported beside it.
 
 Everything runs on this machine (loopback only): a private Redis, a SQLite file, one
 worker, ``dqm serve``, the simulator, and Debian's Chromium driven by Playwright.
@@ -55,6 +56,7 @@ class Sample:
     cpu_s: float
     spills_closed: int
     pages_current: int
+    loop_cpu_s: float = 0.0
 
 
 @dataclass
@@ -86,6 +88,10 @@ class LoadResult:
         first, last = self.samples[0], self.samples[-1]
         return (last.cpu_s - first.cpu_s) / max(last.t_s - first.t_s, 1e-9)
 
+    def loop_fraction(self) -> float:
+        first, last = self.samples[0], self.samples[-1]
+        return (last.loop_cpu_s - first.loop_cpu_s) / max(last.t_s - first.t_s, 1e-9)
+
     def lines(self) -> list[str]:
         updates = sorted(self.page_updates)
         return [
@@ -94,20 +100,25 @@ class LoadResult:
             f"  server memory (RSS): first {self.rss_first_mb:.0f} MB, last {self.rss_last_mb:.0f} MB, "
             f"max {max(s.rss_mb for s in self.samples):.0f} MB, slope over the second half "
             f"{self.rss_slope_mb_per_min():+.2f} MB/min",
-            f"  server CPU (upper bound of event-loop busy): {100 * self.cpu_fraction():.1f} % of one core",
+            f"  event loop busy (server main thread CPU / wall): {100 * self.loop_fraction():.1f} %; "
+            f"whole server process incl. the refresher thread: {100 * self.cpu_fraction():.1f} % of one core",
             f"  updates seen per session (distinct spills shown): min {updates[0]}, median {statistics.median(updates):.0f}, "
             f"max {updates[-1]}; sessions current at the last sample: {self.samples[-1].pages_current}/{self.sessions}",
         ]
 
 
-def _proc_stats(pid: int) -> tuple[float, float]:
-    """(RSS in MB, user+system CPU seconds) of a process, from /proc."""
+def _cpu_s(stat_path: str) -> float:
+    """user+system CPU seconds from a /proc .../stat file."""
+    with open(stat_path) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _proc_stats(pid: int) -> tuple[float, float, float]:
+    """(RSS in MB, process CPU s, main-thread CPU s) of a process, from /proc."""
     with open(f"/proc/{pid}/status") as f:
         rss_kb = next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    ticks = os.sysconf("SC_CLK_TCK")
-    return rss_kb / 1024, (int(fields[11]) + int(fields[12])) / ticks
+    return rss_kb / 1024, _cpu_s(f"/proc/{pid}/stat"), _cpu_s(f"/proc/{pid}/task/{pid}/stat")
 
 
 def _wait_http(url: str, proc: subprocess.Popen, timeout_s: float = 120) -> None:
@@ -194,9 +205,9 @@ def run_load(*, sessions: int = 20, minutes: float = 10.0, period_s: float = 4.0
                         seen[i].add(value)
                 closed = _spills_closed(db_url)
                 latest = max((v for v in shown if v), key=lambda v: int(v.split("/")[-1]), default=None)
-                rss, cpu = _proc_stats(server.pid)
-                result.samples.append(Sample(t, rss, cpu, closed, sum(v == latest for v in shown)))
-                log(f"  t={t:6.0f} s  RSS {rss:6.1f} MB  CPU {cpu:7.1f} s  spills closed {closed:4d}  "
+                rss, cpu, loop_cpu = _proc_stats(server.pid)
+                result.samples.append(Sample(t, rss, cpu, closed, sum(v == latest for v in shown), loop_cpu))
+                log(f"  t={t:6.0f} s  RSS {rss:6.1f} MB  CPU {cpu:7.1f} s (loop {loop_cpu:6.1f} s)  spills closed {closed:4d}  "
                     f"sessions on the newest spill {result.samples[-1].pages_current}/{sessions}")
                 if t >= minutes * 60:
                     break
