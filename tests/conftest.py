@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import uuid
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -51,15 +52,22 @@ def pg_admin_url():
         server.stop()
 
 
-@pytest.fixture
-def pg_url(pg_admin_url):
-    """A fresh, migrated PostgreSQL database for one test."""
-    name, url = create_database(pg_admin_url)
+@contextmanager
+def migrated_database(admin_url: str):
+    """A fresh PostgreSQL database at the schema's head, dropped afterwards."""
+    name, url = create_database(admin_url)
     upgrade_database(url)
     try:
         yield url
     finally:
-        drop_database(pg_admin_url, name)
+        drop_database(admin_url, name)
+
+
+@pytest.fixture
+def pg_url(pg_admin_url):
+    """A fresh, migrated PostgreSQL database for one test."""
+    with migrated_database(pg_admin_url) as url:
+        yield url
 
 
 @pytest.fixture

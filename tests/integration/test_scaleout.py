@@ -23,8 +23,7 @@ import redis
 from prometheus_client.parser import text_string_to_metric_families
 
 from dqm.config import Settings
-from dqm.store.migrate import upgrade_database
-from tests._services import create_database, drop_database
+from tests.conftest import migrated_database
 from tests.helpers import (
     ROOT, assert_identical, closed_count, one_process_fill, publish, small_run, stored, wait_until, worker_env,
 )
@@ -37,12 +36,8 @@ DONE = re.compile(r"worker (\S+) done: (\d+) events, (\d+) batches")
 
 @pytest.fixture
 def second_pg_url(pg_admin_url):
-    name, url = create_database(pg_admin_url)
-    upgrade_database(url)
-    try:
+    with migrated_database(pg_admin_url) as url:
         yield url
-    finally:
-        drop_database(pg_admin_url, name)
 
 
 def start_group(settings: Settings, n: int, logs: Path, *args: str) -> list[subprocess.Popen]:
