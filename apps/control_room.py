@@ -1,10 +1,11 @@
 """The control-room wall screen: read-only, large type, high contrast, updating by itself.
 
-A view bound to the process's :class:`~apps.datastore.DataStore`: each browser session
-checks the store's integer ``version`` every :data:`TICK_MS` (an attribute read) and
-redraws only when a new snapshot was published, so the wall follows a spill within a
-fraction of a second while the database sees one query set per spill in total. The
-age of the last spill and the STALE state are recomputed locally every second.
+A view bound to the process's :class:`~apps.datastore.DataStore`: the store wakes every
+session when it publishes a new snapshot (no polling), so the wall follows a spill within
+a fraction of a second while the database sees one query set per spill in total. The
+HTML of the header, tiles and numbers is rendered once per snapshot for all sessions
+(:class:`_PerSnapshot`); each session only ships it. The age of the last spill and the
+STALE state are recomputed locally every :data:`TICK_MS`.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from apps.plots import make_plot, plot_data
 from apps.snapshot import SUBSYSTEM_TITLES, Number, Snapshot, Tile
 from apps.theme import CONTROL_ROOM_CSS, QUALITY_COLOURS
 
-__all__ = ["ControlRoom", "TICK_MS", "render_tiles", "render_header", "render_numbers"]
+__all__ = ["ControlRoom", "TICK_MS", "render_tiles", "render_header", "render_numbers", "age_text"]
 
 _TABS_CSS = """
 .bk-tab { color: #e0e0e0; background: #1c1c1c; font-size: 22px; font-weight: 700; padding: 6px 22px; border-color: #444; }
@@ -33,6 +34,31 @@ _TABS_CSS = """
 #: arrive by a wake-up from the DataStore, not by polling. Every 5 s: a per-second clock
 #: in 20 wall sessions cost 13 % of the server's core (measured with dqm loadtest).
 TICK_MS = 5000
+
+
+class _PerSnapshot:
+    """The last few renderings of one snapshot, shared by every session of the process.
+
+    Tiles and numbers depend only on the snapshot (and the STALE state), so 20 wall
+    sessions need one rendering per spill, not 20. Keyed by the snapshot object itself
+    (held, so its id cannot be reused while cached), not by ``version``: a snapshot is
+    immutable and a new one is a new object.
+    """
+
+    def __init__(self, size: int = 16) -> None:
+        self._size = size
+        self._items: list[tuple[Snapshot, tuple, str]] = []
+
+    def get(self, snap: Snapshot, key: tuple, render) -> str:
+        for held, k, text in self._items:
+            if held is snap and k == key:
+                return text
+        text = render()
+        self._items = [*self._items[-(self._size - 1):], (snap, key, text)]
+        return text
+
+
+_RENDERED = _PerSnapshot()
 
 
 def _fmt(value: float | None, digits: int) -> str:
@@ -63,13 +89,19 @@ def _tile(t: Tile, stale: bool, where: str = "") -> str:
 def render_header(snap: Snapshot, stale_after_s: float, now: datetime | None = None) -> str:
     """Run/spill, age of the last spill, and the STALE banner when the data stopped."""
     now = now or datetime.now(timezone.utc)
-    age = snap.age_s(now)
-    stale = snap.is_stale(stale_after_s, now)
+    return _header_html(snap, stale_after_s, age_text(snap.age_s(now)), snap.is_stale(stale_after_s, now))
+
+
+def age_text(age: float | None) -> str:
+    """How long ago the last spill closed, as the wall shows it (changes at most every few seconds)."""
+    return ("no spill yet" if age is None else "just now" if age < 5
+            else f"{age:.0f} s ago" if age < 120 else f"{age / 60:.0f} min ago")
+
+
+def _header_html(snap: Snapshot, stale_after_s: float, age_shown: str, stale: bool) -> str:
     state = "STALE" if stale else snap.quality
     bg, fg = QUALITY_COLOURS.get(state, QUALITY_COLOURS["NO_DATA"])
     where = f"{snap.run} / {snap.spill}" if snap.run is not None else "—"
-    age_text = ("no spill yet" if age is None else "just now" if age < 5
-                else f"{age:.0f} s ago" if age < 120 else f"{age / 60:.0f} min ago")
     strip = "".join(
         f'<span title="run {r} spill {s}: {q}" style="background:{QUALITY_COLOURS[q][0]}"></span>' for r, s, q in snap.recent
     )
@@ -77,7 +109,7 @@ def render_header(snap: Snapshot, stale_after_s: float, now: datetime | None = N
                   f'check the DAQ and the DQM workers</div>') if stale else ""
     return (f'<div class="dqm-header"><span class="title">NA64μ DQM</span>'
             f'<span>run / spill <span class="value" data-spill="{where}">{where}</span></span>'
-            f'<span>last spill <span class="value" data-age>{age_text}</span></span>'
+            f'<span>last spill <span class="value" data-age>{age_shown}</span></span>'
             f'<span class="state" style="background:{bg};color:{fg}" data-state="{state}">{state.replace("_", " ")}</span>'
             f'<span class="dqm-strip" title="last spills, oldest left">{strip}</span>'
             f'<span style="font-size:18px">reference run {snap.reference_run if snap.reference_run is not None else "none"}</span>'
@@ -166,7 +198,7 @@ class ControlRoom(Viewer):
         self._tabs.active = (self._tabs.active + 1) % len(self._tabs)
 
     def tick(self) -> bool:
-        """Redraw from the store's snapshot if it changed; refresh the age every second.
+        """Redraw from the store's snapshot if it changed; refresh the age of the last spill.
 
         Text (header, tiles, numbers) goes out first; changed plots follow on the next
         tick, so the browser shows the verdict before it re-renders a dozen plots.
@@ -184,13 +216,15 @@ class ControlRoom(Viewer):
             return False
         stale = snap.is_stale(self._stale_after_s, now)
         if new_text or age_key != self._drawn_age:
-            self._header.object = render_header(snap, self._stale_after_s, now)
+            shown_age = age_text(age)
+            self._header.object = _RENDERED.get(snap, ("header", shown_age, stale, self._stale_after_s),
+                                                lambda: _header_html(snap, self._stale_after_s, shown_age, stale))
             self._drawn_age = age_key
         if new_text or stale != self._drawn_stale:
-            self._tiles.object = render_tiles(snap, stale)
+            self._tiles.object = _RENDERED.get(snap, ("tiles", stale), lambda: render_tiles(snap, stale))
             self._drawn_stale = stale
         if new_text:
-            self._numbers.object = render_numbers(snap.numbers)
+            self._numbers.object = _RENDERED.get(snap, ("numbers",), lambda: render_numbers(snap.numbers))
             self._drawn_version = snap.version
             self._show_newly_bad(snap)
             if new_plots and self._drawn_plots is not None:

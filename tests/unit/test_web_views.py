@@ -104,3 +104,28 @@ def test_a_subsystem_turning_bad_brings_its_plots_to_the_front(specs):
     store.snapshot = replace(store.snapshot, version=10)
     view.tick()
     assert view._tabs.active == first
+
+
+def test_wall_html_is_rendered_once_per_snapshot_for_all_sessions(specs, monkeypatch):
+    # Given two wall sessions on the same store, and a counter on the tile rendering
+    import apps.control_room as cr
+
+    calls = []
+    real = cr.render_tiles
+    monkeypatch.setattr(cr, "render_tiles", lambda snap, stale: calls.append(snap.version) or real(snap, stale))
+    store = _Store(specs)
+    store.snapshot = replace(_snap(1), version=41, closed_at=datetime.now(timezone.utc))
+    walls = [ControlRoom(store, stale_after_s=60) for _ in range(2)]
+    # Then the first snapshot was rendered once for both
+    assert calls == [41]
+    # When a new spill's snapshot arrives and both sessions redraw
+    store.snapshot = replace(store.snapshot, version=42, spill=13)
+    for wall in walls:
+        wall.tick()
+    # Then it is rendered once more, and both sessions show the new spill
+    assert calls == [41, 42]
+    assert all('data-spill="7 / 13"' in wall._header.object for wall in walls)
+    # And the next snapshot is rendered from its own content, not from the cache
+    store.snapshot = replace(store.snapshot, version=43, tiles=(Tile("beam", "WARNING", "drifting"),))
+    walls[0].tick()
+    assert calls[-1] == 43 and "drifting" in walls[0]._tiles.object
