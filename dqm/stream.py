@@ -123,6 +123,12 @@ def ack(r: redis.Redis, stream: str, group: str, ids: Iterable[str]) -> int:
     return r.xack(stream, group, *ids) if ids else 0
 
 
+def fetch(r: redis.Redis, stream: str, message_id: str) -> Message | None:
+    """One message of the stream by id (None once trimmed away)."""
+    entries = r.xrange(stream, min=message_id, max=message_id, count=1)
+    return _messages(entries)[0] if entries else None
+
+
 def dead_letter(r: redis.Redis, dead_stream: str, msg: Message, reason: str, detail: str, consumer: str, *, maxlen: int = 100_000) -> None:
     fields = dict(msg.fields)
     fields.update({b"reason": reason, b"detail": detail[:2000], b"source_id": msg.id, b"consumer": consumer})

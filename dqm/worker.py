@@ -335,6 +335,8 @@ class Worker:
         owed, s = self._owed, self.settings
         while owed.dead:
             m, reason, detail = owed.dead[0]
+            if reason == "late":  # the worker let its payload go once decoded: take the original from the stream
+                m = rs.fetch(self.r, s.stream, m.id) or m
             rs.dead_letter(self.r, s.dead_letter_stream, m, reason, detail, self.consumer)
             log.warning("dead-lettered: %s", detail, extra={"message_id": m.id, "reason": reason})
             owed.ack.append(m.id)  # the dead-letter stream holds it now: off this group's pending list
