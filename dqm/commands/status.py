@@ -7,6 +7,7 @@ from datetime import datetime, timezone
 import redis
 from sqlalchemy import select
 
+from dqm.errors import StorageError
 from dqm.redact import redact
 from dqm.runtime import effective_redis_url, open_store
 from dqm.store.models import Spill
@@ -55,6 +56,10 @@ def run(args, settings) -> int:
         print("\n".join(stream_report(connect(url), settings)))
     else:
         print("redis: DQM_REDIS_URL not set and no demo running in DQM_DATA_DIR")
+    if not settings.database_url and not settings.sqlite_path.exists():
+        # a status query must not leave an empty database behind where nothing has run yet
+        raise StorageError(f"no database yet at {settings.effective_database_url}: nothing has stored a spill here "
+                          "(start 'dqm demo' or a worker, or point DQM_DATABASE_URL at the DQM database)")
     store = open_store(settings, writer=False)
     with store.sessions() as session:
         counts = count_spills(session)

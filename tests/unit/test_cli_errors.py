@@ -8,6 +8,7 @@ on, so no server is needed.
 from __future__ import annotations
 
 import os
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -27,6 +28,8 @@ def cases(tmp: Path) -> dict[str, tuple[dict[str, str], list[str], str]]:
     bad_kind.mkdir()
     (bad_kind / "a.toml").write_text('[[histogram]]\nname = "x"\nkind = "h9"\n')
     dead = free_port()
+    empty_db = tmp / "empty.sqlite"
+    sqlite3.connect(empty_db).close()
     return {
         "redis url": ({"DQM_REDIS_URL": "foo"}, ["worker"], "DQM_REDIS_URL='foo': expected redis://"),
         "database url": ({"DQM_DATABASE_URL": f"mysql://dqm:{SECRET}@db/dqm"}, ["worker"], "expected postgresql+psycopg://"),
@@ -38,7 +41,8 @@ def cases(tmp: Path) -> dict[str, tuple[dict[str, str], list[str], str]]:
                        ["simulate", "--spills", "1"], f"cannot reach Redis at redis://:***@127.0.0.1:{dead}/0"),
         "postgres down": ({"DQM_DATABASE_URL": f"postgresql+psycopg://dqm:{SECRET}@127.0.0.1:{dead}/dqm"}, ["status"],
                           f"cannot use the database at postgresql+psycopg://dqm:***@127.0.0.1:{dead}/dqm"),
-        "no tables": ({"DQM_DATA_DIR": str(tmp / "d2")}, ["status"], "run 'dqm db upgrade'"),
+        "no database": ({"DQM_DATA_DIR": str(tmp / "d2")}, ["status"], "no database yet at sqlite:///"),
+        "no tables": ({"DQM_DATABASE_URL": f"sqlite:///{empty_db}"}, ["status"], "run 'dqm db upgrade'"),
     }
 
 
@@ -64,6 +68,8 @@ def test_every_bad_input_gives_one_clear_line_exit_2_and_hides_passwords(tmp_pat
                 or SECRET in out + err:
             failures.append(f"{name}: exit {proc.returncode}, stderr:\n{err[-1500:]}")
     assert not failures, "\n\n".join(failures)
+    # And asking for the status of a data dir where nothing ran left no database file behind
+    assert not (tmp_path / "d2" / "dqm.sqlite").exists()
 
 
 @pytest.mark.parametrize(("text", "shown"), [
