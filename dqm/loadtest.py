@@ -22,12 +22,11 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from dqm.anomalies import parse_anomaly
-from dqm.services import EmbeddedRedis, free_port
+from dqm.services import EmbeddedRedis, free_port, wait_http
 from dqm.simulate import SimConfig, simulate_spill
 from dqm.store.migrate import upgrade_database
 from dqm.stream import connect, publish_spill
@@ -121,19 +120,6 @@ def _proc_stats(pid: int) -> tuple[float, float, float]:
     return rss_kb / 1024, _cpu_s(f"/proc/{pid}/stat"), _cpu_s(f"/proc/{pid}/task/{pid}/stat")
 
 
-def _wait_http(url: str, proc: subprocess.Popen, timeout_s: float = 120) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"dqm serve exited with {proc.returncode}")
-        try:
-            with urllib.request.urlopen(url, timeout=5):
-                return
-        except OSError:
-            time.sleep(0.5)
-    raise RuntimeError(f"dqm serve did not answer on {url} within {timeout_s} s")
-
-
 def _spills_closed(db_url: str) -> int:
     from sqlalchemy import func, select
 
@@ -182,7 +168,7 @@ def run_load(*, sessions: int = 20, minutes: float = 10.0, period_s: float = 4.0
     result = LoadResult(sessions=sessions, duration_s=minutes * 60, spills_published=0)
     try:
         url = f"http://127.0.0.1:{port}/control_room"
-        _wait_http(url, server)
+        wait_http(url, server)
         sim = threading.Thread(target=simulate, daemon=True)
         sim.start()
         with sync_playwright() as pw:

@@ -9,8 +9,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
-import urllib.request
 import uuid
 from dataclasses import dataclass, field
 
@@ -20,7 +18,7 @@ from sqlalchemy import select
 from apps.auth import hash_password
 from dqm.config import Settings
 from dqm.references import set_reference
-from dqm.services import free_port
+from dqm.services import free_port, wait_http
 from dqm.store.engine import make_engine, make_sessionmaker
 from dqm.store.migrate import upgrade_database
 from dqm.stream import connect
@@ -52,20 +50,6 @@ class WebServer:
     def db(self):
         engine = make_engine(self.settings.database_url, writer=False)
         return engine, make_sessionmaker(engine)
-
-
-def _wait_http(url: str, proc: subprocess.Popen, timeout_s: float = 120.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"dqm serve exited with {proc.returncode}")
-        try:
-            with urllib.request.urlopen(url, timeout=5) as resp:
-                if resp.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.3)
-    raise RuntimeError(f"dqm serve did not answer on {url} within {timeout_s} s")
 
 
 @pytest.fixture(scope="module")
@@ -103,7 +87,7 @@ def web_server(pg_admin_url, redis_url, tmp_path_factory):
         engine.dispose()
         server.close_spill()
         wait_until(lambda: closed_count(db_url, LIVE_RUN) == 1, 60, what="first live spill closed")
-        _wait_http(server.url + "/", serve)
+        wait_http(server.url + "/", serve)
         yield server
     finally:
         for proc in server.procs:
