@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timezone
+from pathlib import Path
 
 import redis
 from sqlalchemy import select
@@ -56,9 +57,10 @@ def run(args, settings) -> int:
         print("\n".join(stream_report(connect(url), settings)))
     else:
         print("redis: DQM_REDIS_URL not set and no demo running in DQM_DATA_DIR")
-    if not settings.database_url and not settings.sqlite_path.exists():
+    url = settings.effective_database_url
+    if url.startswith("sqlite:///") and not Path(url.split("///", 1)[1]).exists():
         # a status query must not leave an empty database behind where nothing has run yet
-        raise StorageError(f"no database yet at {settings.effective_database_url}: nothing has stored a spill here "
+        raise StorageError(f"no database yet at {url}: nothing has stored a spill here "
                           "(start 'dqm demo' or a worker, or point DQM_DATABASE_URL at the DQM database)")
     store = open_store(settings, writer=False)
     with store.sessions() as session:

@@ -42,6 +42,7 @@ def cases(tmp: Path) -> dict[str, tuple[dict[str, str], list[str], str]]:
         "postgres down": ({"DQM_DATABASE_URL": f"postgresql+psycopg://dqm:{SECRET}@127.0.0.1:{dead}/dqm"}, ["status"],
                           f"cannot use the database at postgresql+psycopg://dqm:***@127.0.0.1:{dead}/dqm"),
         "no database": ({"DQM_DATA_DIR": str(tmp / "d2")}, ["status"], "no database yet at sqlite:///"),
+        "no such file": ({"DQM_DATABASE_URL": f"sqlite:///{tmp / 'd3' / 'x.sqlite'}"}, ["status"], "no database yet at sqlite:///"),
         "no tables": ({"DQM_DATABASE_URL": f"sqlite:///{empty_db}"}, ["status"], "run 'dqm db upgrade'"),
     }
 
@@ -69,7 +70,7 @@ def test_every_bad_input_gives_one_clear_line_exit_2_and_hides_passwords(tmp_pat
             failures.append(f"{name}: exit {proc.returncode}, stderr:\n{err[-1500:]}")
     assert not failures, "\n\n".join(failures)
     # And asking for the status of a data dir where nothing ran left no database file behind
-    assert not (tmp_path / "d2" / "dqm.sqlite").exists()
+    assert not (tmp_path / "d2" / "dqm.sqlite").exists() and not (tmp_path / "d3").exists()
 
 
 @pytest.mark.parametrize(("text", "shown"), [
