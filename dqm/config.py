@@ -40,7 +40,7 @@ SETTINGS: dict[str, Setting] = {
     "dead_letter_stream": Setting("DQM_DEAD_LETTER_STREAM", "dqm:dead", "Stream receiving malformed input with its reason."),
     "channel": Setting("DQM_CHANNEL", "dqm:spill-closed", "Pub/sub channel announcing closed spills."),
     "stream_maxlen": Setting(
-        "DQM_STREAM_MAXLEN", 2_000, "Approximate cap on stream length in messages (~1 MB each: ~100 spills of backlog)."
+        "DQM_STREAM_MAXLEN", 2_000, "Approximate cap on stream length in messages (~1 MB each). It is the outage buffer: ~180 nominal spills (~50 min of beam)."
     ),
     "read_count": Setting("DQM_READ_COUNT", 16, "Messages per XREADGROUP call."),
     "block_ms": Setting("DQM_BLOCK_MS", 200, "How long XREADGROUP blocks waiting for messages."),
