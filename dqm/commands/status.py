@@ -9,6 +9,7 @@ import redis
 from sqlalchemy import select
 
 from dqm.errors import StorageError
+from dqm.numbering import missing_numbers, ranges_text
 from dqm.redact import redact
 from dqm.runtime import effective_redis_url, open_store
 from dqm.store.models import Spill
@@ -50,6 +51,18 @@ def stream_report(r: redis.Redis, settings) -> list[str]:
     return lines
 
 
+def _run_lines(session, n_runs: int = 3) -> list[str]:
+    """The newest runs: their spill numbers, and the ones that never reached the DQM."""
+    runs = session.scalars(select(Spill.run).distinct().order_by(Spill.run.desc()).limit(n_runs)).all()
+    lines = []
+    for run in sorted(runs):
+        numbers = session.scalars(select(Spill.spill).where(Spill.run == run)).all()
+        gap = missing_numbers(numbers)
+        lost = f"; NOT RECEIVED: {ranges_text(gap)} ({len(gap)})" if gap else ""
+        lines.append(f"run {run}: spills {ranges_text(numbers)}{lost}")
+    return lines
+
+
 def run(args, settings) -> int:
     url = effective_redis_url(settings)
     if url:
@@ -66,6 +79,8 @@ def run(args, settings) -> int:
     with store.sessions() as session:
         counts = count_spills(session)
         print(f"spills: {', '.join(f'{n} {s}' for s, n in sorted(counts.items())) or 'none yet'}")
+        for line in _run_lines(session):
+            print(line)
         newest_closed = select(Spill).where(Spill.closed_at.is_not(None)).order_by(Spill.closed_at.desc(), Spill.id.desc())
         last = session.scalars(newest_closed.limit(1)).first()
         if last is not None:

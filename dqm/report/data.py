@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 
 from dqm.errors import ConfigError
 from dqm.histio import decode_histograms
+from dqm.numbering import missing_numbers
 from dqm.report.integrate import Integrator
 from dqm.report.progress import NullProgress, Progress
 from dqm.specs import SpecSet
@@ -162,6 +163,16 @@ class ReportData:
     @property
     def runs(self) -> list[int]:
         return sorted({s.run for s in self.spills})
+
+    @property
+    def missing_spills(self) -> dict[int, list[int]]:
+        """Run -> spill numbers absent between the run's first and last spill of the period:
+        spills that never reached the DQM (:mod:`dqm.numbering`)."""
+        by_run: dict[int, list[int]] = {}
+        for s in self.spills:
+            by_run.setdefault(s.run, []).append(s.spill)
+        gaps = {run: missing_numbers(numbers) for run, numbers in sorted(by_run.items())}
+        return {run: gap for run, gap in gaps.items() if gap}
 
     @property
     def n_events(self) -> int:

@@ -29,6 +29,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, MaxNLocator
 
 from dqm import __version__
+from dqm.numbering import ranges_text
 from dqm.report.data import ReportData
 from dqm.report.layout import SUBSYSTEM_TITLES, TABLE_COLUMNS, Page, TableRow, plan_pages, trend_series
 from dqm.report.plots import QUALITY_COLOURS, draw_maps, draw_missing, draw_overlay, draw_trend
@@ -70,21 +71,6 @@ def _fmt_time(ts: datetime | None) -> str:
     return "–" if ts is None else ts.astimezone().strftime("%Y-%m-%d %H:%M %Z")
 
 
-def _runs_text(runs: list[int]) -> str:
-    """``[1, 2, 3, 7]`` -> ``"1–3, 7"``: a night has a handful of runs, a week many."""
-    if not runs:
-        return "none"
-    parts, start, prev = [], runs[0], runs[0]
-    for r in runs[1:] + [None]:
-        if r is not None and r == prev + 1:
-            prev = r
-            continue
-        parts.append(str(start) if start == prev else f"{start}–{prev}")
-        if r is not None:
-            start = prev = r
-    return ", ".join(parts)
-
-
 def _frame(fig: Figure, page: Page, number: int, total: int, data: ReportData) -> None:
     """Title on top, generation stamp and page number at the bottom of every page."""
     fig.text(0.03, 0.965, page.title, fontsize=13, weight="bold", va="top")
@@ -103,8 +89,10 @@ def _cover(fig: Figure, data: ReportData) -> None:
     good = "–" if data.good_fraction is None else f"{100 * data.good_fraction:.1f} %"
     lines = [
         ("Period", f"{_fmt_time(start)}  →  {_fmt_time(end)}"),
-        ("Runs", f"{_runs_text(data.runs)}  ({len(data.runs)} runs)"),
+        ("Runs", f"{ranges_text(data.runs)}  ({len(data.runs)} runs)"),
         ("Spills", f"{n:,d} closed: {status.get('complete', 0):,d} complete, {status.get('incomplete', 0):,d} incomplete"),
+        ("Spills not received", "; ".join(f"run {run}: {ranges_text(gap)} ({len(gap)})" for run, gap in data.missing_spills.items())
+         or "none: each run's spills are numbered without a gap"),
         ("Events sampled", f"{data.n_events:,d}"),
         ("Muons on target", f"{data.mot:.4g}" + ("" if data.mot_per_event == 1 else f"  ({data.mot_per_event:g} per sampled event)")),
         ("Good spills", f"{good}  —  " + ", ".join(f"{k} {q[k]:,d}" for k in _QUALITY_ORDER if q.get(k))),
@@ -287,7 +275,7 @@ def render_report(data: ReportData, out: Path | str, *, progress=NullProgress) -
     metadata = {
         "Title": f"NA64μ data-quality report — {data.period.label}",
         "Author": "NA64μ DQM",
-        "Subject": f"runs {_runs_text(data.runs)}; {len(data.spills)} spills; {len(data.problem_spills)} flagged",
+        "Subject": f"runs {ranges_text(data.runs)}; {len(data.spills)} spills; {len(data.problem_spills)} flagged",
         "Keywords": f"NA64mu DQM report specs={data.specs.version}",
         "Creator": f"dqm {__version__}",
         "CreationDate": data.generated_at,

@@ -21,6 +21,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from dqm import stream as rs
 from dqm.metrics import scrape_client, serve_worker_metrics
 from dqm.store.engine import make_engine, make_sessionmaker
+from dqm.store.spills import ensure_spill
 from dqm.worker import Worker
 from tests.helpers import publish, small_run
 
@@ -146,6 +147,15 @@ def test_dqm_status_prints_streams_consumers_lag_dead_letters_and_last_spills(se
     assert re.fullmatch(rf"last closed: run {RUN} spill [123] \(complete, \d+ events\) \d+ s ago", last), last
     rows = [line.split() for line in out.splitlines() if line.strip().startswith(str(RUN))]
     assert [(r[0], r[1], r[2], r[4]) for r in rows] == [(str(RUN), str(s), "complete", "4/4") for s in (3, 2, 1)]
+    assert f"run {RUN}: spills 1–3\n" in out
+    # When spill 6 of the run reaches the DQM but 4 and 5 never did
+    engine = make_engine(settings.database_url)
+    with make_sessionmaker(engine).begin() as session:
+        ensure_spill(session, RUN, 6)
+    engine.dispose()
+    assert status(argparse.Namespace(spills=8), settings) == 0
+    # Then the status names the spills that were never received
+    assert f"run {RUN}: spills 1–3, 6; NOT RECEIVED: 4–5 (2)" in capsys.readouterr().out
 
 
 def test_dqm_status_before_any_worker(settings, capsys):
