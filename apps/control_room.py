@@ -20,6 +20,7 @@ from panel.viewable import Viewer
 from apps.plots import make_plot, plot_data
 from apps.snapshot import SUBSYSTEM_TITLES, Number, Snapshot, Tile
 from apps.theme import CONTROL_ROOM_CSS, QUALITY_COLOURS
+from dqm.numbering import ranges_text
 
 __all__ = ["ControlRoom", "TICK_MS", "render_tiles", "render_header", "render_numbers", "age_text"]
 
@@ -113,7 +114,17 @@ def _header_html(snap: Snapshot, stale_after_s: float, age_shown: str, stale: bo
             f'<span class="state" style="background:{bg};color:{fg}" data-state="{state}">{state.replace("_", " ")}</span>'
             f'<span class="dqm-strip" title="last spills, oldest left">{strip}</span>'
             f'<span style="font-size:18px">reference run {snap.reference_run if snap.reference_run is not None else "none"}</span>'
-            f'</div>{stale_text}')
+            f'</div>{stale_text}{_missing_banner(snap)}')
+
+
+def _missing_banner(snap: Snapshot) -> str:
+    """Spills of this run that never reached the DQM: they have no flag, only this gap shows them."""
+    if not snap.missing:
+        return ""
+    which = ranges_text(snap.missing)
+    what = "spill" if len(snap.missing) == 1 else "spills"
+    return (f'<div class="dqm-banner q-WARNING" data-missing="{which}">run {snap.run}: {what} {which} never reached the DQM '
+            f'— check the DAQ → DQM link (Redis stream)</div>')
 
 
 def _sparkline(values: tuple[float | None, ...], width: int = 170, height: int = 34) -> str:

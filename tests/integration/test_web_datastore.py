@@ -96,6 +96,25 @@ def test_refresher_follows_the_spill_closed_channel(web):
     assert len(numbers["beam x (MS1)"].trend) == 2
 
 
+def test_spills_that_never_arrived_are_named_on_the_wall(web):
+    s, store, close, _ = web
+    # Given spills 1, 2 and 5 of a run closed, 3 and 4 lost before the DQM
+    for spill in (1, 2, 5):
+        close(8, spill)
+    # When the refresher builds the wall's snapshot
+    store.refresh()
+    # Then the snapshot and the wall's header name the gap
+    assert store.snapshot.spill == 5 and store.snapshot.missing == (3, 4)
+    wall = ControlRoom(store, stale_after_s=60)
+    assert "run 8: spills 3–4 never reached the DQM" in wall._header.object
+    # And once they arrive late the banner goes away
+    close(8, 3)
+    close(8, 4)
+    store.refresh()
+    wall.tick()
+    assert store.snapshot.missing == () and "data-missing" not in wall._header.object
+
+
 def test_stale_after_no_spill(web):
     s, store, close, _ = web
     # Given one closed spill

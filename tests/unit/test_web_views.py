@@ -31,6 +31,10 @@ def test_header_shows_run_spill_age_and_stale_only_after_the_limit():
     assert 'data-spill="7 / 12"' in html and "30 s ago" in html and 'data-state="BAD"' in html
     assert "STALE" not in html
     assert 'data-state="STALE"' in render_header(old, 60, NOW)
+    assert "data-missing" not in html
+    # And spills of the run that never arrived are named in a banner
+    gap = render_header(replace(fresh, missing=(9, 10, 11)), 60, NOW)
+    assert 'data-missing="9–11"' in gap and "run 7: spills 9–11 never reached the DQM" in gap
     # And with no spill at all the wall says so and is STALE
     assert "no spill yet" in render_header(Snapshot(), 60, NOW) and "STALE" in render_header(Snapshot(), 60, NOW)
 
