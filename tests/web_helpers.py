@@ -8,6 +8,7 @@ beam moves > 3 mm: injected with ``beam_shift:dx_mm=5``) and a dead-cell check.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from dqm.anomalies import parse_anomaly
@@ -71,3 +72,26 @@ def publish_one(r, stream: str, run: int, spill: int, anomaly: str | None = None
     data = simulate_spill(cfg, spill, anomalies)
     assert data is not None
     publish_spill(r, stream, data)
+
+
+#: warnings raised by a library's own code about another library, not by ours
+KNOWN_WARNINGS = (
+    ("/site-packages/bokeh/", "Pandas4Warning"),  # bokeh 3.9 calls DataFrame.reset_index(inplace=True)
+)
+
+
+def server_log_problems(text: str) -> list[str]:
+    """Tracebacks, ERROR lines and Python warnings in a server's stderr (known library ones left out).
+
+    The served app runs in its own process, so pytest's ``filterwarnings = error`` does
+    not reach it, and an exception in a session callback only reaches the log.
+    """
+    problems = []
+    for line in text.splitlines():
+        warning = re.match(r"^(.*?):\d+: (\w+Warning): ", line)
+        if warning:
+            if not any(where in warning.group(1) and kind == warning.group(2) for where, kind in KNOWN_WARNINGS):
+                problems.append(line)
+        elif "Traceback" in line or re.search(r"\bERROR\b", line):
+            problems.append(line)
+    return problems

@@ -24,7 +24,7 @@ from dqm.store.migrate import upgrade_database
 from dqm.stream import connect
 from tests._services import create_database, drop_database
 from tests.helpers import ROOT, closed_count, start_worker, wait_until, worker_env
-from tests.web_helpers import publish_one, specs_with_checks
+from tests.web_helpers import publish_one, server_log_problems, specs_with_checks
 
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
@@ -73,8 +73,10 @@ def web_server(pg_admin_url, redis_url, tmp_path_factory):
     try:
         # the server starts (seconds: importing Panel) while the reference run is being processed
         port = free_port()
+        serve_log = open(tmp / "serve.log", "wb")  # read at the end: errors inside the served app fail the tests
         serve = subprocess.Popen([sys.executable, "-m", "dqm", "--log-level", os.environ.get("DQM_TEST_SERVE_LOG", "WARNING"),
-                                  "serve", "--port", str(port), "--poll-s", "1"], env=worker_env(settings, **extra), cwd=str(ROOT))
+                                  "serve", "--port", str(port), "--poll-s", "1"], env=worker_env(settings, **extra, PYTHONWARNINGS="default"), cwd=str(ROOT),
+                                 stderr=serve_log)
         server.procs.append(serve)
         server.url = f"http://127.0.0.1:{port}"
         # a reference run of three good spills, certified before the live run starts
@@ -100,6 +102,10 @@ def web_server(pg_admin_url, redis_url, tmp_path_factory):
                 proc.wait()
         r.close()
         drop_database(pg_admin_url, name)
+    serve_log.close()
+    problems = server_log_problems((tmp / "serve.log").read_text(errors="replace"))
+    assert not problems, "the served app logged errors or warnings:\n" + "\n".join(problems[:20])
+
 
 
 @pytest.fixture(scope="module")

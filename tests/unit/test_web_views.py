@@ -133,3 +133,15 @@ def test_wall_html_is_rendered_once_per_snapshot_for_all_sessions(specs, monkeyp
     store.snapshot = replace(store.snapshot, version=43, tiles=(Tile("beam", "WARNING", "drifting"),))
     walls[0].tick()
     assert calls[-1] == 43 and "drifting" in walls[0]._tiles.object
+
+
+def test_server_log_problems_catch_our_warnings_and_errors_not_known_library_ones():
+    from tests.web_helpers import server_log_problems
+
+    known = ("/x/site-packages/bokeh/models/sources.py:318: Pandas4Warning: The inplace keyword is deprecated\n"
+             "  _df.reset_index(inplace=True)\n")
+    ours = "/work/apps/plots.py:88: RuntimeWarning: invalid value encountered in divide\n"
+    crash = "ERROR:bokeh.server.protocol_handler:error handling message\nTraceback (most recent call last):\n"
+    assert server_log_problems(known) == []
+    assert server_log_problems(known + ours) == [ours.strip()]
+    assert len(server_log_problems(crash)) == 2
