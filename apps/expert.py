@@ -9,8 +9,10 @@ opens on that histogram for the newest run, so the expert lands on the cause.
 
 from __future__ import annotations
 
+import asyncio
 import html
 from datetime import datetime, timezone
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -52,10 +54,19 @@ class HistogramExplorer(Viewer):
         self.cell_area = pn.Column(sizing_mode="stretch_width")
         self._cell_state: dict = {}
         self.selected_cell: tuple[str, tuple[int, int]] | None = None
+        self._asked = None
+        self._served = False  # construction draws at once; a served session's later draws go to a thread
         self.run.param.watch(self._on_run, "value")
-        self.spills.param.watch(lambda _e: self.draw(), "value_throttled")
-        self.histogram.param.watch(lambda _e: self.draw(), "value")
+        self.spills.param.watch(self._redraw, "value_throttled")
+        self.histogram.param.watch(self._redraw, "value")
         self.reload_runs()
+        self._served = pn.state.curdoc is not None and pn.state.curdoc.session_context is not None
+
+    def _redraw(self, _event=None) -> None:
+        if self._served:
+            pn.state.execute(self.draw_async)
+        else:
+            self.draw()
 
     def reload_runs(self) -> None:
         run_list = self._store.read(queries.runs)
@@ -77,38 +88,72 @@ class HistogramExplorer(Viewer):
             chosen = (spill, spill) if run == self.run.value and spill is not None and lo <= spill <= hi else (recent, hi)
             self._wanted = (None, None)
             self.spills.param.update(start=lo, end=max(hi, lo + 1), value=chosen)
-        self.draw()
+        self._redraw()
 
-    def _selected(self, session):
-        infos = [i for i in queries.spills_of_run(session, self.run.value) if self.spills.value[0] <= i.spill <= self.spills.value[1]]
+    def _selected(self, session, run: int, lo: int, hi: int):
+        infos = [i for i in queries.spills_of_run(session, run) if lo <= i.spill <= hi]
         return [(i, self._store.spill_hists(session, i.id)) for i in infos]
 
-    def draw(self) -> None:
-        if self.run.value is None:
-            return
-        spec = self._store.specs[self.histogram.value]
+    def _load(self, spec, run: int, lo: int, hi: int) -> dict:
+        """Everything :meth:`_show` draws: the selected spills decoded and summed, the reference.
 
+        Pure data (database reads, histogram decoding and sums), no widget: in a served
+        session it runs in a worker thread (:meth:`draw_async`), because decoding a wide
+        spill range takes seconds that every wall screen on this server would wait for.
+        """
         def load(session):
-            chosen = self._selected(session)
-            beam = session.get(Run, self.run.value)
+            chosen = self._selected(session, run, lo, hi)
+            beam = session.get(Run, run)
             ref = active_reference(session, beam.beam_config if beam else DEFAULT_BEAM_CONFIG)
             ref_h = self._store.reference_hists(session, ref).get(spec.name) if ref else None
             return chosen, ref, ref_h
 
         chosen, ref, ref_h = self._store.read(load)
         h = queries.sum_spills([hs for _, hs in chosen], spec.name)
-        n_events = float(sum(i.n_events for i, _ in chosen))
+        if h is not None and ref_h is not None and (ref_h.ndim != h.ndim or any(len(a) != len(b) for a, b in zip(ref_h.axes, h.axes))):
+            ref_h = None
+        return {"spec": spec, "run": run, "lo": lo, "hi": hi, "chosen": chosen, "ref": ref, "ref_h": ref_h, "h": h,
+                "n_events": float(sum(i.n_events for i, _ in chosen))}
+
+    def _request(self):
+        """(spec, run, lo, hi) of the current selection, or None before a run is known."""
+        if self.run.value is None:
+            return None
+        return self._store.specs[self.histogram.value], self.run.value, *self.spills.value
+
+    def draw(self) -> None:
+        """Load and show the current selection now (construction, and outside a server)."""
+        request = self._request()
+        if request is not None:
+            self._show(self._load(*request))
+
+    async def draw_async(self, _event=None) -> None:
+        """Load the current selection in a thread, then show it unless a newer one was asked for."""
+        request = self._request()
+        if request is None:
+            return
+        self._asked = request
+        self.plot_area.loading = True
+        try:
+            loaded = await asyncio.to_thread(self._load, *request)
+        finally:
+            if self._asked == request:
+                self.plot_area.loading = False
+        if self._asked == request:  # the expert may have moved the slider again meanwhile
+            self._show(loaded)
+
+    def _show(self, loaded: dict) -> None:
+        spec, chosen, ref, ref_h, h = loaded["spec"], loaded["chosen"], loaded["ref"], loaded["ref_h"], loaded["h"]
+        n_events = loaded["n_events"]
         ref_text = f"reference run {ref.run} (set by {html.escape(ref.set_by)})" if ref else "no reference set"
         self.info.object = (f'<div class="dqm-note"><b>{html.escape(spec.title)}</b> — {html.escape(spec.description)}<br>'
-                            f'run {self.run.value}, spills {self.spills.value[0]}–{self.spills.value[1]} '
+                            f'run {loaded["run"]}, spills {loaded["lo"]}–{loaded["hi"]} '
                             f'({len(chosen)} spills, {n_events:,.0f} events); {ref_text}'
                             + (f'<br>Instruction: {html.escape(spec.instruction)}' if spec.instruction else "") + "</div>")
         self.cell_area[:] = []
         if h is None:
             self.plot_area[:] = [pn.pane.Markdown("No data for this histogram in the selected spills.")]
             return
-        if ref_h is not None and (ref_h.ndim != h.ndim or any(len(a) != len(b) for a, b in zip(ref_h.axes, h.axes))):
-            ref_h = None
         if spec.kind == "h1":
             figs = overlay_ratio_pull(compare(h, ref_h), spec.title)
             self.plot_area[:] = [pn.pane.Bokeh(f, sizing_mode="stretch_width") for f in figs]
@@ -122,7 +167,8 @@ class HistogramExplorer(Viewer):
         self.plot_area[:] = [pn.pane.Bokeh(handle.figure, sizing_mode="stretch_width" if spec.kind != "cellmap" else "fixed")]
         if spec.kind == "cellmap" and "cells" in handle.sources:
             src = handle.sources["cells"]
-            self._cell_state = {"spec": spec, "source": src, "chosen": chosen, "ref": ref_h, "shape": h.values().shape}
+            self._cell_state = {"spec": spec, "source": src, "chosen": chosen, "ref": ref_h, "shape": h.values().shape,
+                                "run": loaded["run"]}
             src.selected.on_change("indices", self._on_tap)
             self.cell_area[:] = [pn.pane.Markdown("*Click a cell to see that channel's history across the run.*")]
         elif spec.kind == "channels":
@@ -134,10 +180,14 @@ class HistogramExplorer(Viewer):
     def _on_tap(self, _attr, _old, new) -> None:
         if not new:
             return
-        self.show_cell(int(new[0]))
+        if self._served:
+            pn.state.execute(partial(self.show_cell_async, int(new[0])))
+        else:
+            self.show_cell(int(new[0]))
 
-    def show_cell(self, index: int) -> None:
-        """History of the tapped cell over the run, and its value in the sibling maps."""
+    def _cell_data(self, index: int) -> dict:
+        """The tapped cell's history over the whole run and its value in the sibling maps (pure data:
+        decodes every spill of the run, so a served session runs it in a thread)."""
         st = self._cell_state
         spec, src = st["spec"], st["source"]
         cell = (int(src.data["x"][index]), int(src.data["y"][index]))
@@ -148,7 +198,7 @@ class HistogramExplorer(Viewer):
             share = float(r[cell] / r.sum())
 
         def all_spills(session):
-            infos = queries.spills_of_run(session, self.run.value)
+            infos = queries.spills_of_run(session, st["run"])
             return [(i, self._store.spill_hists(session, i.id)) for i in infos]
 
         history = queries.cell_history(self._store.read(all_spills), spec.name, cell)
@@ -159,14 +209,29 @@ class HistogramExplorer(Viewer):
             h = queries.sum_spills([hs for _, hs in st["chosen"]], other.name)
             if h is not None and h.values().shape == st["shape"]:
                 siblings.append(f"{html.escape(other.title)}: {float(np.asarray(h.values())[cell]):,.0f}")
-        count = float(src.data["count"][index])
-        ratio = src.data["ratio"][index]
-        text = (f'<div class="dqm-note"><b>{html.escape(spec.name)} cell {list(cell)}</b>: {count:,.0f} hits in the selection'
+        return {"spec": spec, "cell": cell, "share": share, "history": history, "siblings": siblings,
+                "count": float(src.data["count"][index]), "ratio": src.data["ratio"][index], "run": st["run"]}
+
+    def show_cell(self, index: int) -> None:
+        """History of the tapped cell over the run, and its value in the sibling maps."""
+        self._show_cell(self._cell_data(index))
+
+    async def show_cell_async(self, index: int) -> None:
+        self.cell_area.loading = True
+        try:
+            data = await asyncio.to_thread(self._cell_data, index)
+        finally:
+            self.cell_area.loading = False
+        self._show_cell(data)
+
+    def _show_cell(self, d: dict) -> None:
+        spec, cell, ratio, share, siblings = d["spec"], d["cell"], d["ratio"], d["share"], d["siblings"]
+        text = (f'<div class="dqm-note"><b>{html.escape(spec.name)} cell {list(cell)}</b>: {d["count"]:,.0f} hits in the selection'
                 + (f", ratio to reference {ratio:.2f}" if ratio == ratio else "")
                 + (f", reference share {share:.4f}" if share is not None else "")
                 + ("<br>" + "; ".join(siblings) if siblings else "") + "</div>")
         self.cell_area[:] = [pn.pane.HTML(text, stylesheets=[EXPERT_CSS], sizing_mode="stretch_width"),
-                             pn.pane.Bokeh(history_figure(history, f"{spec.name} cell {list(cell)}: hits per event, run {self.run.value}"),
+                             pn.pane.Bokeh(history_figure(d["history"], f"{spec.name} cell {list(cell)}: hits per event, run {d['run']}"),
                                            sizing_mode="stretch_width")]
         self.selected_cell = (spec.name, cell)
 

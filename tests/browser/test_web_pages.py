@@ -90,6 +90,9 @@ def test_expert_page_loads_and_draws(web_server, page, artifacts):
     resp = page.request.get(web_server.url + "/reports/dqm-report-2026-11-24.pdf")
     assert resp.ok and resp.body().startswith(b"%PDF")
     page.get_by_text("Histograms", exact=True).click()
+    # And picking another histogram redraws (loaded off the server's event loop, then shown)
+    page.locator("select:has(optgroup)").select_option(label="p_bms")
+    page.get_by_text("Incoming momentum (BMS)").first.wait_for(timeout=20_000)
     page.screenshot(path=str(artifacts / "expert.png"), full_page=True)
     assert page.console_log.errors == []
 

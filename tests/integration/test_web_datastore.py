@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import threading
 import time
 from dataclasses import replace
 
@@ -9,6 +11,7 @@ import pytest
 from sqlalchemy import event, select
 
 from apps.control_room import ControlRoom
+from apps.expert import HistogramExplorer
 from apps.datastore import DataStore
 from apps.expert_actions import run_action
 from dqm import actions
@@ -113,6 +116,48 @@ def test_spills_that_never_arrived_are_named_on_the_wall(web):
     store.refresh()
     wall.tick()
     assert store.snapshot.missing == () and "data-missing" not in wall._header.object
+
+
+def test_expert_histograms_load_off_the_event_loop_and_show_the_latest_choice(web):
+    s, store, close, _ = web
+    # Given two closed spills and the expert's histogram explorer on them
+    close(1, 1)
+    close(1, 2)
+    explorer = HistogramExplorer(store, histogram="p_bms")
+    assert "spills 1–2" in explorer.info.object
+    loading_threads = []
+    real_load = explorer._load
+    main, second_loaded = threading.get_ident(), threading.Event()
+
+    def load(spec, *rest):
+        loading_threads.append(threading.get_ident())
+        if threading.get_ident() != main and spec.name == "p_ms2":
+            second_loaded.wait(10)  # the first choice is the slower to load: it finishes last
+        loaded = real_load(spec, *rest)
+        if threading.get_ident() != main and spec.name == "beam_x_ms1_0":
+            second_loaded.set()
+        return loaded
+
+    explorer._load = load
+
+    async def choose(*names):
+        """The expert picks histograms one after the other, faster than they load."""
+        tasks = []
+        for name in names:
+            explorer.histogram.value = name  # (outside a server the watcher draws at once, too)
+            tasks.append(asyncio.ensure_future(explorer.draw_async()))
+            await asyncio.sleep(0)  # it takes this request and starts loading
+        await asyncio.gather(*tasks)
+        return threading.get_ident()
+
+    # When two histograms are chosen in a row in a served session's way (draw_async on a loop)
+    loop_thread = asyncio.run(choose("p_ms2", "beam_x_ms1_0"))
+    # Then the decoding and summing ran in other threads than the loop's (the wall screens keep updating)
+    # (outside a server the watcher also draws at once on the loop's thread: those are the others)
+    assert sum(t != loop_thread for t in loading_threads) == 2
+    # and the page shows the last choice, not whichever load finished last
+    title = store.specs["beam_x_ms1_0"].title
+    assert title in explorer.info.object and not explorer.plot_area.loading
 
 
 def test_stale_after_no_spill(web):
