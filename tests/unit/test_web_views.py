@@ -141,7 +141,10 @@ def test_server_log_problems_catch_our_warnings_and_errors_not_known_library_one
     known = ("/x/site-packages/bokeh/models/sources.py:318: Pandas4Warning: The inplace keyword is deprecated\n"
              "  _df.reset_index(inplace=True)\n")
     ours = "/work/apps/plots.py:88: RuntimeWarning: invalid value encountered in divide\n"
-    crash = "ERROR:bokeh.server.protocol_handler:error handling message\nTraceback (most recent call last):\n"
-    assert server_log_problems(known) == []
+    crash = ("2026-11-25T16:02:13 ERROR   bokeh.server.protocol_handler error handling message\n"
+             "Traceback (most recent call last):\n  File \"/work/apps/expert.py\", line 9, in draw\nKeyError: 'x'\n")
+    closed_tab = ("2026-11-25T16:02:13 ERROR   asyncio Task exception was never retrieved\nTraceback (most recent call last):\n"
+                  "tornado.iostream.StreamClosedError: Stream is closed\ntornado.websocket.WebSocketClosedError\n")
+    assert server_log_problems(known + closed_tab) == []
     assert server_log_problems(known + ours) == [ours.strip()]
-    assert len(server_log_problems(crash)) == 2
+    assert server_log_problems(closed_tab + crash) == [crash.splitlines()[0]]
