@@ -24,16 +24,26 @@ def _alive(pid: int) -> bool:
         return False
 
 
+def _start_demo(env: dict, cwd) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "dqm", "demo", "--no-web", "--period-s", "0.7", "--events-per-spill", "3000",
+         "--reference-spills", "2", "--anomaly-every", "3"],
+        env=env, cwd=str(cwd), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        start_new_session=True,  # its own process group, as in a terminal
+    )
+
+
 def test_demo_runs_on_embedded_defaults_and_ctrl_c_stops_everything(tmp_path):
     # Given no DQM_* URL at all: the demo must start its own Redis and a SQLite file
     env = {k: v for k, v in os.environ.items() if not k.startswith("DQM_")}
     env.update(DQM_DATA_DIR=str(tmp_path), PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "dqm", "demo", "--no-web", "--period-s", "0.7", "--events-per-spill", "3000",
-         "--reference-spills", "2", "--anomaly-every", "3"],
-        env=env, cwd=str(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        start_new_session=True,  # its own process group, as in a terminal
-    )
+    # A foreground program in a terminal takes Ctrl-C; a background job of a non-interactive shell
+    # inherits SIGINT ignored (so would this child, were the test suite started that way).
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        proc = _start_demo(env, tmp_path)
+    finally:
+        signal.signal(signal.SIGINT, previous)
     lines: list[str] = []
     try:
         # When it has run long enough for live spills to close with a verdict
