@@ -69,6 +69,10 @@ def test_demo_runs_on_embedded_defaults_and_ctrl_c_stops_everything(tmp_path):
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+            # its Redis runs in a session of its own (so Ctrl-C cannot kill it before the workers flush)
+            found = re.search(r"redis-server, pid (\d+)", "".join(lines))
+            if found and _alive(int(found.group(1))):
+                os.kill(int(found.group(1)), signal.SIGKILL)
     output += rest
     # Then it printed what it started and where the data is, certified a reference, and ...
     assert "private redis-server" in output and str(tmp_path / "dqm.sqlite") in output
