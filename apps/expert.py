@@ -35,6 +35,35 @@ __all__ = ["Expert", "HistogramExplorer", "Trends"]
 DEFAULT_SPILLS = 20
 
 
+class _LatestOnly:
+    """Loads in a worker thread and shows the result unless a newer request came meanwhile.
+
+    Why: a session callback runs on the server's one event loop, which also feeds every
+    control-room screen; decoding or querying for seconds there stalls them all. ``area``
+    shows Panel's spinner while the newest request loads.
+    """
+
+    def __init__(self, area) -> None:
+        self.area = area
+        self._asked = None
+
+    def cancel(self) -> None:
+        """Whatever is loading is not shown (the choice was cleared)."""
+        self._asked = None
+        self.area.loading = False
+
+    async def run(self, request: tuple, load, show) -> None:
+        self._asked = request
+        self.area.loading = True
+        try:
+            result = await asyncio.to_thread(load, *request)
+        finally:
+            if self._asked == request:
+                self.area.loading = False
+        if self._asked == request:  # the expert may have changed the choice again meanwhile
+            show(result)
+
+
 class HistogramExplorer(Viewer):
     """Run, spill range and histogram from the specs' tree → plot(s) against the reference."""
 
@@ -54,7 +83,7 @@ class HistogramExplorer(Viewer):
         self.cell_area = pn.Column(sizing_mode="stretch_width")
         self._cell_state: dict = {}
         self.selected_cell: tuple[str, tuple[int, int]] | None = None
-        self._asked = None
+        self._latest = _LatestOnly(self.plot_area)
         self._served = False  # construction draws at once; a served session's later draws go to a thread
         self.run.param.watch(self._on_run, "value")
         self.spills.param.watch(self._redraw, "value_throttled")
@@ -130,17 +159,8 @@ class HistogramExplorer(Viewer):
     async def draw_async(self, _event=None) -> None:
         """Load the current selection in a thread, then show it unless a newer one was asked for."""
         request = self._request()
-        if request is None:
-            return
-        self._asked = request
-        self.plot_area.loading = True
-        try:
-            loaded = await asyncio.to_thread(self._load, *request)
-        finally:
-            if self._asked == request:
-                self.plot_area.loading = False
-        if self._asked == request:  # the expert may have moved the slider again meanwhile
-            self._show(loaded)
+        if request is not None:
+            await self._latest.run(request, self._load, self._show)
 
     def _show(self, loaded: dict) -> None:
         spec, chosen, ref, ref_h, h = loaded["spec"], loaded["chosen"], loaded["ref"], loaded["ref_h"], loaded["h"]
@@ -252,17 +272,39 @@ class Trends(Viewer):
         self.key = pn.widgets.Select(label="Quantity", options=keys, value=default, width=280)
         self.runs = pn.widgets.MultiChoice(label="Runs", options=run_list, value=run_list[:1], width=360)
         self.area = pn.Column(sizing_mode="stretch_width")
-        self.key.param.watch(lambda _e: self.draw(), "value")
-        self.runs.param.watch(lambda _e: self.draw(), "value")
+        self._latest = _LatestOnly(self.area)
+        self._served = False  # construction draws at once; a served session's later draws go to a thread
+        self.key.param.watch(self._redraw, "value")
+        self.runs.param.watch(self._redraw, "value")
         self.draw()
+        self._served = pn.state.curdoc is not None and pn.state.curdoc.session_context is not None
+
+    def _redraw(self, _event=None) -> None:
+        if self._served:
+            pn.state.execute(self.draw_async)
+        else:
+            self.draw()
+
+    def _load(self, key: str, runs: tuple[int, ...]):
+        return key, self._store.read(lambda s: queries.trend_frame(s, key, runs))
+
+    def _show(self, loaded) -> None:
+        key, frame = loaded
+        self.area[:] = [pn.pane.Bokeh(trend_figure(frame, key, SUMMARY_DOCS.get(key, "")), sizing_mode="stretch_width")]
 
     def draw(self) -> None:
         if not self.runs.value:
             self.area[:] = [pn.pane.Markdown("Choose one or more runs.")]
             return
-        frame = self._store.read(lambda s: queries.trend_frame(s, self.key.value, self.runs.value))
-        self.area[:] = [pn.pane.Bokeh(trend_figure(frame, self.key.value, SUMMARY_DOCS.get(self.key.value, "")),
-                                      sizing_mode="stretch_width")]
+        self._show(self._load(self.key.value, tuple(self.runs.value)))
+
+    async def draw_async(self, _event=None) -> None:
+        """The trend of the chosen runs, queried in a thread (a week of runs is thousands of spills)."""
+        if not self.runs.value:
+            self._latest.cancel()
+            self.area[:] = [pn.pane.Markdown("Choose one or more runs.")]
+            return
+        await self._latest.run((self.key.value, tuple(self.runs.value)), self._load, self._show)
 
     def __panel__(self):
         return pn.Column(pn.Row(self.key, self.runs), self.area, sizing_mode="stretch_width")

@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import event, select
 
 from apps.control_room import ControlRoom
-from apps.expert import HistogramExplorer
+from apps.expert import HistogramExplorer, Trends
 from apps.datastore import DataStore
 from apps.expert_actions import run_action
 from dqm import actions
@@ -158,6 +158,29 @@ def test_expert_histograms_load_off_the_event_loop_and_show_the_latest_choice(we
     # and the page shows the last choice, not whichever load finished last
     title = store.specs["beam_x_ms1_0"].title
     assert title in explorer.info.object and not explorer.plot_area.loading
+
+
+def test_expert_trends_query_off_the_event_loop(web):
+    s, store, close, _ = web
+    # Given closed spills of two runs and the trends tab
+    close(1, 1)
+    close(2, 1)
+    trends = Trends(store)
+    threads = []
+    real_load = trends._load
+    trends._load = lambda *a: threads.append(threading.get_ident()) or real_load(*a)
+
+    async def choose():
+        trends.runs.value = [1, 2]
+        await trends.draw_async()
+        return threading.get_ident()
+
+    # When the expert adds a run in a served session's way
+    loop_thread = asyncio.run(choose())
+    # Then the query ran in another thread than the loop's, and the plot shows both runs' spills
+    assert sum(t != loop_thread for t in threads) == 1
+    figure = trends.area[0].object
+    assert len(figure.renderers[0].data_source.data["run"]) == 2 and not trends.area.loading
 
 
 def test_stale_after_no_spill(web):
