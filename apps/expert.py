@@ -64,7 +64,23 @@ class _LatestOnly:
             show(result)
 
 
-class HistogramExplorer(Viewer):
+class _DrawsOffLoop:
+    """Construction (and use outside a server) draws at once; a served session's later
+    redraws go through ``draw_async`` (a worker thread, see :class:`_LatestOnly`)."""
+
+    _served = False
+
+    def _serving(self) -> None:
+        self._served = pn.state.curdoc is not None and pn.state.curdoc.session_context is not None
+
+    def _redraw(self, _event=None) -> None:
+        if self._served:
+            pn.state.execute(self.draw_async)
+        else:
+            self.draw()
+
+
+class HistogramExplorer(_DrawsOffLoop, Viewer):
     """Run, spill range and histogram from the specs' tree → plot(s) against the reference."""
 
     def __init__(self, datastore, *, histogram: str | None = None, run: int | None = None, spill: int | None = None,
@@ -84,18 +100,11 @@ class HistogramExplorer(Viewer):
         self._cell_state: dict = {}
         self.selected_cell: tuple[str, tuple[int, int]] | None = None
         self._latest = _LatestOnly(self.plot_area)
-        self._served = False  # construction draws at once; a served session's later draws go to a thread
         self.run.param.watch(self._on_run, "value")
         self.spills.param.watch(self._redraw, "value_throttled")
         self.histogram.param.watch(self._redraw, "value")
         self.reload_runs()
-        self._served = pn.state.curdoc is not None and pn.state.curdoc.session_context is not None
-
-    def _redraw(self, _event=None) -> None:
-        if self._served:
-            pn.state.execute(self.draw_async)
-        else:
-            self.draw()
+        self._serving()
 
     def reload_runs(self) -> None:
         run_list = self._store.read(queries.runs)
@@ -260,7 +269,7 @@ class HistogramExplorer(Viewer):
                          sizing_mode="stretch_width")
 
 
-class Trends(Viewer):
+class Trends(_DrawsOffLoop, Viewer):
     """Any per-spill summary quantity across spills and runs, flagged spills marked."""
 
     def __init__(self, datastore, **params) -> None:
@@ -273,17 +282,10 @@ class Trends(Viewer):
         self.runs = pn.widgets.MultiChoice(label="Runs", options=run_list, value=run_list[:1], width=360)
         self.area = pn.Column(sizing_mode="stretch_width")
         self._latest = _LatestOnly(self.area)
-        self._served = False  # construction draws at once; a served session's later draws go to a thread
         self.key.param.watch(self._redraw, "value")
         self.runs.param.watch(self._redraw, "value")
         self.draw()
-        self._served = pn.state.curdoc is not None and pn.state.curdoc.session_context is not None
-
-    def _redraw(self, _event=None) -> None:
-        if self._served:
-            pn.state.execute(self.draw_async)
-        else:
-            self.draw()
+        self._serving()
 
     def _load(self, key: str, runs: tuple[int, ...]):
         return key, self._store.read(lambda s: queries.trend_frame(s, key, runs))
