@@ -103,8 +103,9 @@ def _cover(fig: Figure, data: ReportData) -> None:
         lines.append(("", "No spill closed in this period: the histogram and trend pages are empty."))
     y = 0.86
     for key, value in lines:
-        fig.text(0.05, y, key, fontsize=10, weight="bold")
-        fig.text(0.24, y, value, fontsize=10)
+        alarm = key == "Spills not received" and bool(data.missing_spills)  # a loss nothing else flags
+        fig.text(0.05, y, key, fontsize=10, weight="bold", color=QUALITY_COLOURS[3] if alarm else "black")
+        fig.text(0.24, y, value, fontsize=10, color=QUALITY_COLOURS[3] if alarm else "black", weight="bold" if alarm else "normal")
         y -= 0.04
     _counts_table(fig, data, y - 0.02)
     _references_table(fig, data, y - 0.02)
