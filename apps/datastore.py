@@ -131,7 +131,8 @@ class DataStore:
             t0 = time.perf_counter()
             with self.store.sessions() as session:
                 token = self._change_token(session)
-                snap = build_snapshot(session, self.specs, version=self._snapshot.version + 1, plots=self._snapshot.plots)
+                snap = build_snapshot(session, self.specs, version=self._snapshot.version + 1, plots=self._snapshot.plots,
+                                      settle_s=self.settings.spill_timeout_s)
                 self._publish(snap)
                 t1 = time.perf_counter()
                 plots = build_plots(session, self.specs, self._refs, snap)

@@ -20,7 +20,7 @@ from apps.plots import plot_data
 from apps.theme import quality_name
 from dqm.checks import Quality
 from dqm.evaluate import severity
-from dqm.numbering import missing_numbers
+from dqm.numbering import settled_gaps
 from dqm.references import DEFAULT_BEAM_CONFIG, ReferenceCache, active_reference
 from dqm.specs import SUBSYSTEMS, SpecSet
 from dqm.store.models import SPILL_OPEN, Flag, Run, Spill
@@ -167,12 +167,13 @@ def _numbers(last: Mapping[str, Any], history: list[Mapping[str, Any]]) -> tuple
 
 
 def build_snapshot(session: Session, specs: SpecSet, *, version: int = 0,
-                   plots: Mapping[str, dict[str, Any]] | None = None) -> Snapshot:
+                   plots: Mapping[str, dict[str, Any]] | None = None, settle_s: float = 30.0) -> Snapshot:
     """The last closed spill's verdict, numbers and trend (a few small queries, no histogram decoding).
 
     ``plots`` are carried over from the previous snapshot: the refresher publishes the
     tiles first and the plots (:func:`build_plots`) right after, so the verdict reaches
-    the wall without waiting for histogram decoding.
+    the wall without waiting for histogram decoding. ``settle_s``: a gap in the spill
+    numbers counts as never received once the spill after it is that old (the spill timeout).
     """
     recent_rows = session.execute(
         select(Spill.id, Spill.run, Spill.spill, Spill.status, Spill.closed_at, Spill.n_events, Spill.quality, Spill.summary)
@@ -186,13 +187,14 @@ def build_snapshot(session: Session, specs: SpecSet, *, version: int = 0,
     beam_config = session.scalar(select(Run.beam_config).where(Run.run == last.run)) or DEFAULT_BEAM_CONFIG
     ref = active_reference(session, beam_config)
     lo, hi = min(r.spill for r in same_run), max(r.spill for r in same_run)
-    present = session.scalars(select(Spill.spill).where(Spill.run == last.run, Spill.spill.between(lo, hi))).all()
+    opened = {n: _aware(t) for n, t in session.execute(
+        select(Spill.spill, Spill.opened_at).where(Spill.run == last.run, Spill.spill.between(lo, hi)))}
     return Snapshot(
         version=version, spill_id=last.id, beam_config=beam_config, run=last.run, spill=last.spill, status=last.status,
         closed_at=_aware(last.closed_at), n_events=int(last.n_events or 0), quality=quality_name(last.quality),
         tiles=_tiles(flags), numbers=_numbers(last.summary or {}, [r.summary or {} for r in same_run]),
         recent=tuple((r.run, r.spill, quality_name(r.quality)) for r in reversed(recent_rows)),
-        plots=plots or {}, reference_run=ref.run if ref else None, missing=tuple(missing_numbers(present)),
+        plots=plots or {}, reference_run=ref.run if ref else None, missing=tuple(settled_gaps(opened, datetime.now(timezone.utc), settle_s)),
     )
 
 

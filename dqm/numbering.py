@@ -8,9 +8,11 @@ loss: a spill that never arrived has no row to flag.
 
 from __future__ import annotations
 
-from typing import Iterable
+import bisect
+from datetime import datetime
+from typing import Iterable, Mapping
 
-__all__ = ["ranges_text", "missing_numbers"]
+__all__ = ["ranges_text", "missing_numbers", "settled_gaps"]
 
 
 def ranges_text(numbers: Iterable[int]) -> str:
@@ -35,3 +37,22 @@ def missing_numbers(numbers: Iterable[int]) -> list[int]:
     if not present:
         return []
     return [n for n in range(min(present), max(present) + 1) if n not in present]
+
+
+def settled_gaps(opened: Mapping[int, datetime], now: datetime, settle_s: float) -> list[int]:
+    """Spill numbers missing between those in ``opened`` (spill -> when it was opened) that can no
+    longer arrive: the next spill that did arrive was opened more than ``settle_s`` ago.
+
+    With several workers, spill k can close while the batches of k-1 (earlier in the stream)
+    are still being filled by another worker and k-1 has no row yet; that is not a loss.
+    """
+    gaps = missing_numbers(opened)
+    if not gaps:
+        return []
+    present = sorted(opened)
+    settled = []
+    for n in gaps:
+        after = present[bisect.bisect_right(present, n)]
+        if (now - opened[after]).total_seconds() > settle_s:
+            settled.append(n)
+    return settled

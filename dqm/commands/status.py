@@ -9,7 +9,7 @@ import redis
 from sqlalchemy import select
 
 from dqm.errors import StorageError
-from dqm.numbering import missing_numbers, ranges_text
+from dqm.numbering import ranges_text, settled_gaps
 from dqm.redact import redact
 from dqm.runtime import effective_redis_url, open_store
 from dqm.store.models import Spill
@@ -51,15 +51,18 @@ def stream_report(r: redis.Redis, settings) -> list[str]:
     return lines
 
 
-def _run_lines(session, n_runs: int = 3) -> list[str]:
-    """The newest runs: their spill numbers, and the ones that never reached the DQM."""
+def _run_lines(session, settle_s: float, n_runs: int = 3) -> list[str]:
+    """The newest runs: their spill numbers, and the ones that never reached the DQM
+    (gaps whose next spill opened more than ``settle_s`` ago: see :func:`settled_gaps`)."""
     runs = session.scalars(select(Spill.run).distinct().order_by(Spill.run.desc()).limit(n_runs)).all()
     lines = []
+    now = datetime.now(timezone.utc)
     for run in sorted(runs):
-        numbers = session.scalars(select(Spill.spill).where(Spill.run == run)).all()
-        gap = missing_numbers(numbers)
+        opened = {n: t if t.tzinfo else t.replace(tzinfo=timezone.utc)
+                  for n, t in session.execute(select(Spill.spill, Spill.opened_at).where(Spill.run == run))}
+        gap = settled_gaps(opened, now, settle_s)
         lost = f"; NOT RECEIVED: {ranges_text(gap)} ({len(gap)})" if gap else ""
-        lines.append(f"run {run}: spills {ranges_text(numbers)}{lost}")
+        lines.append(f"run {run}: spills {ranges_text(opened)}{lost}")
     return lines
 
 
@@ -79,7 +82,7 @@ def run(args, settings) -> int:
     with store.sessions() as session:
         counts = count_spills(session)
         print(f"spills: {', '.join(f'{n} {s}' for s, n in sorted(counts.items())) or 'none yet'}")
-        for line in _run_lines(session):
+        for line in _run_lines(session, settings.spill_timeout_s):
             print(line)
         newest_closed = select(Spill).where(Spill.closed_at.is_not(None)).order_by(Spill.closed_at.desc(), Spill.id.desc())
         last = session.scalars(newest_closed.limit(1)).first()

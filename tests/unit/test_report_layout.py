@@ -14,7 +14,6 @@ from dqm.errors import ConfigError
 from dqm.fill import Filler
 from dqm.report.data import FlagRow, Period, ReportData, SpillRow
 from dqm.report.layout import DITTO, TRENDS, plan_pages
-from dqm.numbering import missing_numbers, ranges_text
 from dqm.report.sample import fill_spill
 from dqm.rootio import read_root_histograms, to_root_histogram, write_root
 from dqm.simulate import SimConfig, simulate_spill
@@ -58,17 +57,6 @@ def test_long_flag_tables_paginate_and_ditto_repeated_text_within_a_page(specs):
     # and a night that flags everything stops the table at the page limit, saying how many it left out
     capped = [p for p in plan_pages(_data(specs, [_flag(s) for s in range(1, 121)]), max_table_pages=1) if p.kind == "flags"]
     assert len(capped) == 1 and capped[0].title.endswith(f"; {120 - len(capped[0].items)} more not listed")
-
-
-def test_runs_are_written_as_ranges():
-    assert ranges_text([1, 2, 3, 7, 9, 10]) == "1–3, 7, 9–10"
-    assert ranges_text([10, 9, 9, 1]) == "1, 9–10"
-    assert ranges_text([]) == "none"
-
-
-def test_spills_missing_between_the_first_and_the_last_of_a_run():
-    assert missing_numbers([1, 2, 5, 6, 9]) == [3, 4, 7, 8]
-    assert missing_numbers([4, 3, 5]) == [] and missing_numbers([]) == []
 
 
 def test_root_round_trip_is_bin_by_bin_identical_with_titles_and_labels(specs, tmp_path):
