@@ -82,6 +82,11 @@ def test_expert_page_loads_and_draws(web_server, page, artifacts):
     # And the other tabs show trends, flags with explanations and the nightly reports for download
     page.get_by_text("Trends", exact=True).click()
     page.wait_for_timeout(500)
+    # (another quantity: queried off the server's event loop, then drawn)
+    quantity = page.locator("select:has(option[value='p_ms2_mean'])")
+    quantity.select_option("p_ms2_mean")
+    page.wait_for_timeout(1500)  # a failure in the served callback fails the fixture (the server's log)
+    assert quantity.input_value() == "p_ms2_mean" and page.locator("canvas").count() >= 1
     page.screenshot(path=str(artifacts / "expert_trends.png"))
     page.get_by_text("Flags", exact=True).click()
     page.get_by_text("Reports", exact=True).click()
