@@ -29,6 +29,12 @@ class Store:
     def dispose(self) -> None:
         self.engine.dispose()
 
+    def __enter__(self) -> "Store":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.dispose()
+
 
 def open_store(settings: Settings, *, writer: bool = True) -> Store:
     engine = make_engine(settings.effective_database_url, writer=writer)

@@ -123,10 +123,8 @@ class Demo:
         from dqm.runtime import open_store
         from dqm.store.models import Run
 
-        store = open_store(self.settings, writer=False)
-        with store.sessions() as session:
+        with open_store(self.settings, writer=False) as store, store.sessions() as session:
             highest = session.scalar(select(func.max(Run.run)))
-        store.dispose()
         return (highest or 0) + 1
 
     def make_reference(self, r) -> None:

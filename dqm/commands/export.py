@@ -19,12 +19,9 @@ def add_parser(sub) -> None:
 def run(args, settings) -> int:
     from dqm.rootio import export_run  # uproot: imported only by the commands that need it
     specs = load_default_specs(settings)
-    store = open_store(settings, writer=False)
-    try:
+    with open_store(settings, writer=False) as store:
         with store.sessions() as session:
             counts = export_run(session, specs, Path(args.out), args.run, spill=args.spill, per_spill=args.per_spill)
-    finally:
-        store.dispose()
     what = f"spill {args.spill}" if args.spill is not None else f"{counts['spills']} spills summed"
     print(f"{args.out}: run {args.run} ({what}), {counts['histograms']} histograms")
     return 0

@@ -71,8 +71,7 @@ def _reference_line(session, run: int, max_age_days: float) -> str:
 
 def run(args, settings) -> int:
     min_quality = _quality(args.quality)
-    store = open_store(settings, writer=False)
-    try:
+    with open_store(settings, writer=False) as store:
         with store.sessions() as session:
             run_row = session.get(Run, args.run)
             if run_row is None:
@@ -86,8 +85,6 @@ def run(args, settings) -> int:
             print_flags(flags)
             if hidden:
                 print(f"({hidden} flags better than {min_quality.name} not shown; --quality GOOD lists all)")
-    finally:
-        store.dispose()
     return 0
 
 

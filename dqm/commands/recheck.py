@@ -33,17 +33,14 @@ def run(args, settings) -> int:
         if spec_hash != specs.version:
             raise ConfigError("--version", args.version, f"a version of the specs in use ({specs.version}+N); "
                               "check out the histograms/ of that version to recheck with it")
-    store = open_store(settings, writer=args.store)
     t0 = time.perf_counter()
-    try:
+    with open_store(settings, writer=args.store) as store:
         if args.store:
             with store.sessions.begin() as session:
                 result = recheck_run(session, args.run, specs, version=args.version, store=True)
         else:
             with store.sessions() as session:
                 result = recheck_run(session, args.run, specs, version=args.version)
-    finally:
-        store.dispose()
     took = time.perf_counter() - t0
     if args.store:
         print(f"run {args.run}: {result.spills} spills rechecked with configuration {result.version} and stored ({took:.1f} s)")

@@ -60,21 +60,17 @@ def _source(ref: Reference) -> str:
 
 
 def run_set(args, settings) -> int:
-    store = open_store(settings)
-    try:
+    with open_store(settings) as store:
         with store.sessions.begin() as session:
             ref = set_reference(session, args.run, _user(args), beam_config=args.beam_config, comment=args.comment)
             print(f"reference for beam '{ref.beam_config}' is now run {ref.run} (set by {ref.set_by}, {_when(ref.set_at)})")
             for w in reference_warnings(session, ref, args.run, settings.reference_max_age_days):
                 print(f"warning: {w}")
-    finally:
-        store.dispose()
     return 0
 
 
 def run_list(args, settings) -> int:
-    store = open_store(settings, writer=False)
-    try:
+    with open_store(settings, writer=False) as store:
         with store.sessions() as session:
             refs = list_references(session)
             if not refs:
@@ -83,8 +79,6 @@ def run_list(args, settings) -> int:
             print(f"{'id':>4} {'beam':<10} {'run':>6} {'active':<6} {'source':<8} {'set at':<20} {'set by':<14} comment")
             for r in refs:
                 print(f"{r.id:>4} {r.beam_config:<10} {r.run:>6} {'yes' if r.active else 'no':<6} {_source(r):<8} {_when(r.set_at):<20} {r.set_by:<14} {r.comment}")
-    finally:
-        store.dispose()
     return 0
 
 
@@ -100,8 +94,7 @@ def _describe(session, ref: Reference) -> list[str]:
 
 
 def run_show(args, settings) -> int:
-    store = open_store(settings, writer=False)
-    try:
+    with open_store(settings, writer=False) as store:
         with store.sessions() as session:
             if args.run is None:
                 configs = session.scalars(select(Reference.beam_config).where(Reference.active.is_(True)).distinct()).all()
@@ -123,14 +116,11 @@ def run_show(args, settings) -> int:
                 print(f"  its stored flags were computed against reference run(s) {', '.join(map(str, recorded))}")
             for w in reference_warnings(session, ref, args.run, settings.reference_max_age_days):
                 print(f"warning: {w}")
-    finally:
-        store.dispose()
     return 0
 
 
 def run_suggest(args, settings) -> int:
-    store = open_store(settings, writer=False)
-    try:
+    with open_store(settings, writer=False) as store:
         with store.sessions() as session:
             cands = suggest_reference(session, args.beam_config, min_spills=args.min_spills)
             if not cands:
@@ -141,6 +131,4 @@ def run_suggest(args, settings) -> int:
             for c in cands:
                 print(f"{c.run:>6} {c.spills:>7} {100 * c.good_fraction:>6.1f}% {c.n_events:>12,d}")
             print(f"certify with: dqm reference set {cands[0].run} --comment '...'")
-    finally:
-        store.dispose()
     return 0

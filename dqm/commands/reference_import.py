@@ -29,14 +29,11 @@ def run(args, settings) -> int:
     from dqm.rootio import read_root_histograms  # uproot: imported only by the commands that need it
     specs = load_default_specs(settings)
     hists = read_root_histograms(args.file, specs, directory=args.directory)
-    store = open_store(settings)
-    try:
+    with open_store(settings) as store:
         with store.sessions.begin() as session:
             ref = import_reference(session, hists, args.run, args.user or getpass.getuser(), beam_config=args.beam_config,
                                    comment=args.comment or f"imported from {args.file}")
             ref_id = ref.id
-    finally:
-        store.dispose()
     missing = [s.name for s in specs if s.name not in hists]
     print(f"reference {ref_id}: run {args.run} for beam '{args.beam_config}' from {args.file}: {len(hists)} histograms"
           + (f"; not in the file (no reference for them): {', '.join(missing)}" if missing else ""))

@@ -60,12 +60,9 @@ def write_report(settings, period: Period, out: Path, *, mot_per_event: float = 
     from dqm.report.render import render_report  # matplotlib: imported only by the command that draws
 
     specs = load_default_specs(settings)
-    store = open_store(settings, writer=False)
-    try:
+    with open_store(settings, writer=False) as store:
         with store.sessions() as session:
             data = gather(session, specs, period, mot_per_event=mot_per_event, progress=progress)
-    finally:
-        store.dispose()
     return render_report(data, out, progress=progress), data
 
 

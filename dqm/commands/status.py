@@ -78,8 +78,7 @@ def run(args, settings) -> int:
         # a status query must not leave an empty database behind where nothing has run yet
         raise StorageError(f"no database yet at {url}: nothing has stored a spill here "
                           "(start 'dqm demo' or a worker, or point DQM_DATABASE_URL at the DQM database)")
-    store = open_store(settings, writer=False)
-    with store.sessions() as session:
+    with open_store(settings, writer=False) as store, store.sessions() as session:
         counts = count_spills(session)
         print(f"spills: {', '.join(f'{n} {s}' for s, n in sorted(counts.items())) or 'none yet'}")
         for line in _run_lines(session, settings.spill_timeout_s):
@@ -96,5 +95,4 @@ def run(args, settings) -> int:
             batches = f"{sp.received_batches}/{sp.expected_batches if sp.expected_batches is not None else '?'}"
             print(f"{sp.run:>5} {sp.spill:>5} {sp.status:<10} {sp.n_events:>7} {batches:>8} {fmt(sp.p_bms_mean, '7.2f')} "
                   f"{fmt(sp.p_ms2_mean, '7.2f')} {fmt(sp.pik_fraction, '9.2e')} {_age(sp.closed_at):>10}")
-    store.dispose()
     return 0
