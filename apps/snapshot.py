@@ -23,7 +23,7 @@ from dqm.evaluate import severity
 from dqm.numbering import settled_gaps
 from dqm.references import DEFAULT_BEAM_CONFIG, ReferenceCache, active_reference
 from dqm.specs import SUBSYSTEMS, SpecSet
-from dqm.store.models import SPILL_OPEN, Flag, Run, Spill
+from dqm.store.models import SPILL_OPEN, Flag, Run, Spill, as_utc
 from dqm.store.spills import spill_histograms
 
 __all__ = ["Tile", "Number", "Snapshot", "EMPTY", "build_snapshot", "build_plots", "KEY_NUMBERS", "SUBSYSTEM_TITLES"]
@@ -109,10 +109,6 @@ class Snapshot:
 EMPTY = Snapshot()
 
 
-def _aware(ts: datetime | None) -> datetime | None:
-    return ts.replace(tzinfo=timezone.utc) if ts is not None and ts.tzinfo is None else ts
-
-
 def _tiles(flags: list[Flag]) -> tuple[Tile, ...]:
     """Per subsystem: the worst check that could judge the spill (the roll-up's rule,
     :func:`dqm.checks.judged_worst`), NO_DATA only when none could.
@@ -187,11 +183,11 @@ def build_snapshot(session: Session, specs: SpecSet, *, version: int = 0,
     beam_config = session.scalar(select(Run.beam_config).where(Run.run == last.run)) or DEFAULT_BEAM_CONFIG
     ref = active_reference(session, beam_config)
     lo, hi = min(r.spill for r in same_run), max(r.spill for r in same_run)
-    opened = {n: _aware(t) for n, t in session.execute(
+    opened = {n: as_utc(t) for n, t in session.execute(
         select(Spill.spill, Spill.opened_at).where(Spill.run == last.run, Spill.spill.between(lo, hi)))}
     return Snapshot(
         version=version, spill_id=last.id, beam_config=beam_config, run=last.run, spill=last.spill, status=last.status,
-        closed_at=_aware(last.closed_at), n_events=int(last.n_events or 0), quality=quality_name(last.quality),
+        closed_at=as_utc(last.closed_at), n_events=int(last.n_events or 0), quality=quality_name(last.quality),
         tiles=_tiles(flags), numbers=_numbers(last.summary or {}, [r.summary or {} for r in same_run]),
         recent=tuple((r.run, r.spill, quality_name(r.quality)) for r in reversed(recent_rows)),
         plots=plots or {}, reference_run=ref.run if ref else None, missing=tuple(settled_gaps(opened, datetime.now(timezone.utc), settle_s)),

@@ -9,7 +9,6 @@ real Redis started by :mod:`dqm.services` and a SQLite file in ``data_dir``.
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Mapping

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 
 import boost_histogram as bh
 from sqlalchemy import func, select, update
@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from dqm.errors import StorageError
 from dqm.histio import decode_histograms, encode_histograms
-from dqm.store.models import AuditEntry, Flag, Reference, Run, Spill, utcnow
+from dqm.store.models import AuditEntry, Flag, Reference, Run, Spill, as_utc, utcnow
 from dqm.store.spills import run_histograms
 
 __all__ = [
@@ -26,10 +26,6 @@ __all__ = [
 ]
 
 DEFAULT_BEAM_CONFIG = "mu160"
-
-
-def _aware(ts: datetime | None) -> datetime | None:
-    return ts.replace(tzinfo=timezone.utc) if ts is not None and ts.tzinfo is None else ts
 
 
 def active_reference(session: Session, beam_config: str = DEFAULT_BEAM_CONFIG) -> Reference | None:
@@ -107,7 +103,7 @@ def reference_warnings(session: Session, ref: Reference | None, run: int, max_ag
     if ref is None:
         return ["no reference run set for this beam configuration: shape comparisons give NO_DATA"]
     out = []
-    set_at = _aware(ref.set_at)
+    set_at = as_utc(ref.set_at)
     if set_at and (now or utcnow()) - set_at > timedelta(days=max_age_days):
         out.append(f"reference run {ref.run} was set {((now or utcnow()) - set_at).days} days ago (> {max_age_days:g})")
     this_run = session.get(Run, run)

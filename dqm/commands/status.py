@@ -12,7 +12,7 @@ from dqm.errors import StorageError
 from dqm.numbering import ranges_text, settled_gaps
 from dqm.redact import redact
 from dqm.runtime import effective_redis_url, open_store
-from dqm.store.models import Spill
+from dqm.store.models import Spill, as_utc
 from dqm.store.spills import count_spills
 from dqm.stream import connect
 
@@ -26,9 +26,7 @@ def add_parser(sub) -> None:
 def _age(ts) -> str:
     if ts is None:
         return "-"
-    if ts.tzinfo is None:
-        ts = ts.replace(tzinfo=timezone.utc)
-    return f"{(datetime.now(timezone.utc) - ts).total_seconds():.0f} s ago"
+    return f"{(datetime.now(timezone.utc) - as_utc(ts)).total_seconds():.0f} s ago"
 
 
 def stream_report(r: redis.Redis, settings) -> list[str]:
@@ -58,8 +56,7 @@ def _run_lines(session, settle_s: float, n_runs: int = 3) -> list[str]:
     lines = []
     now = datetime.now(timezone.utc)
     for run in sorted(runs):
-        opened = {n: t if t.tzinfo else t.replace(tzinfo=timezone.utc)
-                  for n, t in session.execute(select(Spill.spill, Spill.opened_at).where(Spill.run == run))}
+        opened = {n: as_utc(t) for n, t in session.execute(select(Spill.spill, Spill.opened_at).where(Spill.run == run))}
         gap = settled_gaps(opened, now, settle_s)
         lost = f"; NOT RECEIVED: {ranges_text(gap)} ({len(gap)})" if gap else ""
         lines.append(f"run {run}: spills {ranges_text(opened)}{lost}")

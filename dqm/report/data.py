@@ -25,7 +25,7 @@ from dqm.numbering import missing_numbers
 from dqm.report.integrate import Integrator
 from dqm.report.progress import NullProgress, Progress
 from dqm.specs import SpecSet
-from dqm.store.models import SPILL_OPEN, Flag, Reference, Run, Spill, SpillHistograms
+from dqm.store.models import SPILL_OPEN, Flag, Reference, Run, Spill, SpillHistograms, as_utc
 
 __all__ = [
     "Period", "SpillRow", "FlagRow", "ReferenceInfo", "ReportData", "gather", "QUALITY_NAMES",
@@ -47,13 +47,6 @@ def parse_utc(text: str, what: str = "--since") -> datetime:
     except ValueError:
         raise ConfigError(what, text, "an ISO date or date-time such as 2025-06-01T06:00 (UTC)") from None
     return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
-
-
-def _aware(ts: datetime | None) -> datetime | None:
-    """SQLite hands back naive datetimes; everything the store writes is UTC."""
-    if ts is None:
-        return None
-    return ts.replace(tzinfo=timezone.utc) if ts.tzinfo is None else ts.astimezone(timezone.utc)
 
 
 @dataclass(frozen=True)
@@ -218,7 +211,7 @@ def _spills(session: Session, period: Period, dialect: str) -> list[SpillRow]:
     stmt = period.where(select(
         Spill.id, Spill.run, Spill.spill, Spill.status, Spill.closed_at, Spill.n_events, Spill.quality, Spill.summary,
     ), dialect).order_by(Spill.closed_at, Spill.run, Spill.spill)
-    return [SpillRow(i, r, s, st, _aware(c), int(n or 0), q, dict(summ or {})) for i, r, s, st, c, n, q, summ in session.execute(stmt)]
+    return [SpillRow(i, r, s, st, as_utc(c), int(n or 0), q, dict(summ or {})) for i, r, s, st, c, n, q, summ in session.execute(stmt)]
 
 
 def _flags(session: Session, period: Period, dialect: str) -> list[FlagRow]:
@@ -226,7 +219,7 @@ def _flags(session: Session, period: Period, dialect: str) -> list[FlagRow]:
     stmt = period.where(select(Flag).join(Spill, Spill.id == Flag.spill_id).where(Flag.quality >= WARNING), dialect)
     rows = session.scalars(stmt.order_by(Spill.closed_at, Flag.run, Flag.spill, Flag.id)).all()
     return [FlagRow(f.run, f.spill, f.subsystem, f.histogram, f.check, int(f.quality), f.value, f.explanation or "",
-                    f.instruction or "", f.reference_run, _aware(f.created_at)) for f in rows]
+                    f.instruction or "", f.reference_run, as_utc(f.created_at)) for f in rows]
 
 
 def _flag_counts(session: Session, period: Period, dialect: str) -> dict[str, Counter]:
@@ -266,7 +259,7 @@ def _references(session: Session, configs: list[str], flag_runs: set[int], end: 
     rows = session.scalars(select(Reference).order_by(Reference.set_at)).all()
     for config in configs:
         mine = [r for r in rows if r.beam_config == config]
-        before = [r for r in mine if end is None or _aware(r.set_at) <= end]
+        before = [r for r in mine if end is None or as_utc(r.set_at) <= end]
         chosen = before[-1] if before else next((r for r in reversed(mine) if r.active), None)
         if chosen is not None:
             in_force[config] = chosen
@@ -275,7 +268,7 @@ def _references(session: Session, configs: list[str], flag_runs: set[int], end: 
         if r.id in seen or not (r in in_force.values() or r.run in flag_runs):
             continue
         seen.add(r.id)
-        infos.append(ReferenceInfo(r.beam_config, r.run, _aware(r.set_at), r.set_by, r.comment or "", r.blob is not None, r in in_force.values()))
+        infos.append(ReferenceInfo(r.beam_config, r.run, as_utc(r.set_at), r.set_by, r.comment or "", r.blob is not None, r in in_force.values()))
     return infos, in_force
 
 

@@ -35,6 +35,16 @@ def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
 
+def as_utc(ts: datetime | None) -> datetime | None:
+    """A time read back from the store, as an aware UTC datetime (None stays None).
+
+    SQLite hands back naive datetimes; everything the store writes is UTC.
+    """
+    if ts is None:
+        return None
+    return ts.replace(tzinfo=timezone.utc) if ts.tzinfo is None else ts.astimezone(timezone.utc)
+
+
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=_NAMING)
 
