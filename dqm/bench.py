@@ -28,6 +28,7 @@ import numpy as np
 from dqm.config import Settings
 from dqm.events import decode_batch
 from dqm.fill import Filler
+from dqm.services import cpu_seconds
 from dqm.simulate import SimConfig, simulate_run
 from dqm.specs import SpecSet
 from dqm.store.engine import make_engine, make_sessionmaker
@@ -178,7 +179,7 @@ def bench_scaleout(settings: Settings, r, n_workers: int, n_spills: int, events_
     engine = make_engine(db, writer=False)
     try:
         _wait(lambda: len(r.xinfo_consumers(stream, group)) == n_workers, procs, "the workers to join the group")
-        cpu0 = sum(_cpu_s(p.pid) for p in procs)
+        cpu0 = sum(cpu_seconds(p.pid) for p in procs)
         w0 = time.perf_counter()
         r.xgroup_setid(stream, group, id="0")
 
@@ -188,7 +189,7 @@ def bench_scaleout(settings: Settings, r, n_workers: int, n_spills: int, events_
 
         _wait(all_closed, procs, "every spill to close", every_s=0.02)
         wall = time.perf_counter() - w0
-        cpu = sum(_cpu_s(p.pid) for p in procs) - cpu0
+        cpu = sum(cpu_seconds(p.pid) for p in procs) - cpu0
     finally:
         for p in procs:
             p.send_signal(signal.SIGTERM)
@@ -208,17 +209,6 @@ def _wait(predicate, procs: list[subprocess.Popen], what: str, timeout_s: float 
         if time.monotonic() > deadline:
             raise RuntimeError(f"timed out after {timeout_s:.0f} s waiting for {what}")
         time.sleep(every_s)
-
-
-def _cpu_s(pid: int) -> float:
-    """User + system CPU seconds of a running process (Linux ``/proc``; NaN elsewhere)."""
-    import os
-
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return float("nan")
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def temp_sqlite() -> tuple[str, tempfile.TemporaryDirectory]:

@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from dqm.anomalies import parse_anomaly
-from dqm.services import EmbeddedRedis, free_port, wait_http
+from dqm.services import EmbeddedRedis, cpu_seconds, free_port, stop_processes, wait_http
 from dqm.simulate import SimConfig, simulate_spill
 from dqm.store.migrate import upgrade_database
 from dqm.stream import connect, publish_spill
@@ -106,18 +106,11 @@ class LoadResult:
         ]
 
 
-def _cpu_s(stat_path: str) -> float:
-    """user+system CPU seconds from a /proc .../stat file."""
-    with open(stat_path) as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def _proc_stats(pid: int) -> tuple[float, float, float]:
     """(RSS in MB, process CPU s, main-thread CPU s) of a process, from /proc."""
     with open(f"/proc/{pid}/status") as f:
         rss_kb = next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
-    return rss_kb / 1024, _cpu_s(f"/proc/{pid}/stat"), _cpu_s(f"/proc/{pid}/task/{pid}/stat")
+    return rss_kb / 1024, cpu_seconds(pid), cpu_seconds(pid, thread=pid)
 
 
 def _spills_closed(db_url: str) -> int:
@@ -202,13 +195,7 @@ def run_load(*, sessions: int = 20, minutes: float = 10.0, period_s: float = 4.0
             browser.close()
     finally:
         stop.set()
-        for p in procs:
-            p.terminate()
-        for p in procs:
-            try:
-                p.wait(20)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        stop_processes(procs, 20)
         redis_server.stop()
         tmp.cleanup()
     result.spills_published = published[0]

@@ -10,6 +10,7 @@ manager) so it never outlives the demo.
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
@@ -20,7 +21,7 @@ from pathlib import Path
 
 import redis
 
-__all__ = ["EmbeddedRedis", "free_port", "redis_server_binary", "wait_http"]
+__all__ = ["EmbeddedRedis", "free_port", "redis_server_binary", "wait_http", "stop_processes", "cpu_seconds"]
 
 
 def free_port() -> int:
@@ -42,6 +43,30 @@ def wait_http(url: str, proc: subprocess.Popen, timeout_s: float = 120.0) -> Non
         except OSError:
             time.sleep(0.3)
     raise RuntimeError(f"dqm serve did not answer on {url} within {timeout_s} s")
+
+
+def stop_processes(procs: list[subprocess.Popen], timeout_s: float) -> None:
+    """SIGTERM to every one still running, then wait; one that has not exited in ``timeout_s`` is killed."""
+    for proc in procs:
+        if proc.poll() is None:
+            proc.terminate()
+    for proc in procs:
+        try:
+            proc.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def cpu_seconds(pid: int, thread: int | None = None) -> float:
+    """User + system CPU seconds of a process, or of one of its threads (Linux ``/proc``; NaN elsewhere)."""
+    path = f"/proc/{pid}/stat" if thread is None else f"/proc/{pid}/task/{thread}/stat"
+    try:
+        with open(path) as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def redis_server_binary() -> str | None:

@@ -18,7 +18,7 @@ from sqlalchemy import select
 from apps.auth import hash_password
 from dqm.config import Settings
 from dqm.references import set_reference
-from dqm.services import free_port, wait_http
+from dqm.services import free_port, stop_processes, wait_http
 from dqm.store.engine import make_engine, make_sessionmaker
 from dqm.store.migrate import upgrade_database
 from dqm.stream import connect
@@ -92,14 +92,7 @@ def web_server(pg_admin_url, redis_url, tmp_path_factory):
         wait_http(server.url + "/", serve)
         yield server
     finally:
-        for proc in server.procs:
-            proc.terminate()
-        for proc in server.procs:
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_processes(server.procs, 15)
         r.close()
         drop_database(pg_admin_url, name)
     serve_log.close()
