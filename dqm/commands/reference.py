@@ -59,13 +59,18 @@ def _source(ref: Reference) -> str:
     return "imported" if ref.blob else "run"
 
 
+def _print_warnings(session, ref, run: int, settings) -> None:
+    """What a shifter should know about the reference of ``run`` (age, beam, statistics)."""
+    for w in reference_warnings(session, ref, run, settings.reference_max_age_days):
+        print(f"warning: {w}")
+
+
 def run_set(args, settings) -> int:
     with open_store(settings) as store:
         with store.sessions.begin() as session:
             ref = set_reference(session, args.run, _user(args), beam_config=args.beam_config, comment=args.comment)
             print(f"reference for beam '{ref.beam_config}' is now run {ref.run} (set by {ref.set_by}, {_when(ref.set_at)})")
-            for w in reference_warnings(session, ref, args.run, settings.reference_max_age_days):
-                print(f"warning: {w}")
+            _print_warnings(session, ref, args.run, settings)
     return 0
 
 
@@ -114,8 +119,7 @@ def run_show(args, settings) -> int:
             recorded = sorted(set(session.scalars(select(Flag.reference_run).where(Flag.run == args.run, Flag.reference_run.is_not(None))).all()))
             if recorded:
                 print(f"  its stored flags were computed against reference run(s) {', '.join(map(str, recorded))}")
-            for w in reference_warnings(session, ref, args.run, settings.reference_max_age_days):
-                print(f"warning: {w}")
+            _print_warnings(session, ref, args.run, settings)
     return 0
 
 
