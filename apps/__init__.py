@@ -13,7 +13,7 @@ Layer: thin views over ``dqm`` services (the outermost shell). Layout:
 * :mod:`apps.server` — assembles the pages and serves them (``dqm serve``).
 
 Must not: open database sessions inside widget callbacks (views call the datastore or
-:mod:`dqm.actions` through the datastore), hold per-user state at module level, or be
+:mod:`dqm.store.actions` through the datastore), hold per-user state at module level, or be
 imported by ``dqm`` (the library never depends on its views).
 """
 

@@ -10,7 +10,7 @@ What a CERN control room needs, and the design that follows from it:
 * **Writes need a person, not a role.** Setting a reference run, acknowledging a flag,
   masking a channel or changing a threshold changes what every later spill is judged
   against, so the audit trail must say *who*. Experts log in (``/login``) with their own
-  name; the expert page then shows the action forms, and :mod:`dqm.actions` refuses any
+  name; the expert page then shows the action forms, and :mod:`dqm.store.actions` refuses any
   action whose user is anonymous or ``guest`` — visibility of a button is a convenience,
   the check on the server is the rule.
 * **Reading is not a secret, the network is the fence.** The server binds to
@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
 
-from dqm.actions import ANONYMOUS
+from dqm.store.actions import ANONYMOUS
 from dqm.errors import ConfigError
 
 __all__ = [

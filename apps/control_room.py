@@ -20,7 +20,7 @@ from panel.viewable import Viewer
 from apps.plots import make_plot, plot_data
 from apps.snapshot import SUBSYSTEM_TITLES, Number, Snapshot, Tile
 from apps.theme import CONTROL_ROOM_CSS, QUALITY_COLOURS
-from dqm.numbering import ranges_text
+from dqm.core.numbering import ranges_text
 
 __all__ = ["ControlRoom", "TICK_MS", "render_tiles", "render_header", "render_numbers", "age_text"]
 

@@ -11,7 +11,7 @@ and redraws only what moved.
 
 The expert pages' reads go through :meth:`DataStore.read` (one short session per
 user action, small caches for decoded histograms) and writes through
-:meth:`DataStore.act`, which runs a :mod:`dqm.actions` function in one transaction
+:meth:`DataStore.act`, which runs a :mod:`dqm.store.actions` function in one transaction
 and then refreshes the snapshot so every screen shows the change.
 """
 
@@ -32,9 +32,9 @@ from sqlalchemy.orm import Session
 
 from apps.snapshot import EMPTY, Snapshot, build_plots, build_snapshot
 from dqm.config import Settings
-from dqm.references import ReferenceCache
-from dqm.runtime import Store
-from dqm.specs import SpecSet
+from dqm.store.references import ReferenceCache
+from dqm.pipeline.runtime import Store
+from dqm.core.specs import SpecSet
 from dqm.store.models import SPILL_OPEN, AuditEntry, Spill
 from dqm.store.spills import spill_histograms
 
@@ -222,7 +222,7 @@ class DataStore:
             return fn(session)
 
     def act(self, fn: Callable[[Session], T]) -> T:
-        """Run a :mod:`dqm.actions` call in one transaction, then refresh every screen."""
+        """Run a :mod:`dqm.store.actions` call in one transaction, then refresh every screen."""
         with self.store.sessions.begin() as session:
             result = fn(session)
             session.flush()

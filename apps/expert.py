@@ -25,9 +25,9 @@ from apps.expert_plots import history_figure, overlay_ratio_pull, trend_figure
 from apps.plots import make_plot
 from apps.theme import EXPERT_CSS
 from dqm.checks.compare import compare
-from dqm.references import DEFAULT_BEAM_CONFIG, active_reference
+from dqm.store.references import DEFAULT_BEAM_CONFIG, active_reference
 from dqm.store.models import Run
-from dqm.summary import SUMMARY_DOCS
+from dqm.core.summary import SUMMARY_DOCS
 
 __all__ = ["Expert", "HistogramExplorer", "Trends"]
 

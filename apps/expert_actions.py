@@ -1,7 +1,7 @@
-"""The flag list and the expert actions (login only), all writes through :mod:`dqm.actions`.
+"""The flag list and the expert actions (login only), all writes through :mod:`dqm.store.actions`.
 
 Forms are shown only to a logged-in user, but hiding them is a convenience: every
-button calls :meth:`DataStore.act` with ``dqm.actions`` functions that refuse an
+button calls :meth:`DataStore.act` with ``dqm.store.actions`` functions that refuse an
 anonymous or ``guest`` user themselves, and write the audit entry in the same
 transaction as the change. The result (or the refusal) is shown next to the form.
 """
@@ -17,9 +17,9 @@ import panel as pn
 from panel.viewable import Viewer
 
 from apps import queries
-from dqm import actions
+from dqm.store import actions
 from dqm.errors import DQMError
-from dqm.specs import SUBSYSTEMS
+from dqm.core.specs import SUBSYSTEMS
 
 __all__ = ["FlagsPanel", "ActionsPanel", "run_action"]
 

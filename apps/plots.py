@@ -116,7 +116,7 @@ def _bars(h: bh.Histogram, ref: bh.Histogram | None, n_events: float | None, nam
 def plot_data(spec, h: bh.Histogram | None, ref: bh.Histogram | None = None, *, n_events: float | None = None) -> dict[str, Any]:
     """Column data for :func:`make_plot` of ``spec`` (empty histogram when ``h`` is None)."""
     if h is None:
-        from dqm.fill import book_histogram
+        from dqm.core.fill import book_histogram
 
         h, ref = book_histogram(spec), None
     if ref is not None and (ref.ndim != h.ndim or any(len(a) != len(b) for a, b in zip(ref.axes, h.axes))):

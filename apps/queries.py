@@ -18,7 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from apps.theme import quality_name
-from dqm.histio import add_into
+from dqm.core.histio import add_into
 from dqm.store.models import SPILL_OPEN, AuditEntry, ChannelMask, Flag, Reference, Run, Spill
 
 __all__ = [

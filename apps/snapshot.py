@@ -19,10 +19,10 @@ from sqlalchemy.orm import Session
 from apps.plots import plot_data
 from apps.theme import quality_name
 from dqm.checks import Quality
-from dqm.evaluate import severity
-from dqm.numbering import settled_gaps
-from dqm.references import DEFAULT_BEAM_CONFIG, ReferenceCache, active_reference
-from dqm.specs import SUBSYSTEMS, SpecSet
+from dqm.core.evaluate import severity
+from dqm.core.numbering import settled_gaps
+from dqm.store.references import DEFAULT_BEAM_CONFIG, ReferenceCache, active_reference
+from dqm.core.specs import SUBSYSTEMS, SpecSet
 from dqm.store.models import SPILL_OPEN, Flag, Run, Spill, as_utc
 from dqm.store.spills import spill_histograms
 

@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     from dqm.config import Settings, load_settings
-    from dqm.runtime import setup_logging
+    from dqm.pipeline.runtime import setup_logging
 
     setup_logging(args.log_level)
     settings = Settings()

@@ -3,7 +3,7 @@
 Settings are declared as data (name, type, default, documentation) so the README's
 table and a test can check that every one is documented. Units live in the names
 (``commit_interval_s``, ``block_ms``). No URL set means embedded defaults: a private
-real Redis started by :mod:`dqm.services` and a SQLite file in ``data_dir``.
+real Redis started by :mod:`dqm.pipeline.services` and a SQLite file in ``data_dir``.
 """
 
 from __future__ import annotations

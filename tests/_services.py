@@ -17,7 +17,7 @@ import uuid
 
 import psycopg
 
-from dqm.services import free_port
+from dqm.pipeline.services import free_port
 
 __all__ = ["PrivatePostgres", "pg_bin"]
 

@@ -17,8 +17,8 @@ import pytest
 import redis
 
 from dqm.config import Settings
-from dqm.services import EmbeddedRedis
-from dqm.specs import load_specs
+from dqm.pipeline.services import EmbeddedRedis
+from dqm.core.specs import load_specs
 from dqm.store.migrate import upgrade_database
 from tests._services import PrivatePostgres, create_database, drop_database
 

@@ -14,15 +14,15 @@ import numpy as np
 from sqlalchemy import select
 
 from dqm.config import Settings
-from dqm.events import decode_batch
-from dqm.fill import Filler
-from dqm.histio import add_into
-from dqm.simulate import SimConfig, SpillData, simulate_run
+from dqm.core.events import decode_batch
+from dqm.core.fill import Filler
+from dqm.core.histio import add_into
+from dqm.sim.simulate import SimConfig, SpillData, simulate_run
 from dqm.store.engine import make_engine, make_sessionmaker
 from dqm.store.models import Spill
 from dqm.store.spills import spill_histograms
-from dqm.stream import publish_spill
-from dqm.variables import BatchView
+from dqm.pipeline.stream import publish_spill
+from dqm.core.variables import BatchView
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -12,7 +12,7 @@ import struct
 
 import numpy as np
 
-from dqm.events import COLUMN_BY_NAME, COLUMNS, MAGIC, MAX_ID, empty_columns, encode_batch
+from dqm.core.events import COLUMN_BY_NAME, COLUMNS, MAGIC, MAX_ID, empty_columns, encode_batch
 
 HEADER = struct.Struct("<4sHHIIIII4x")
 CALORIMETERS = ("ecal", "veto", "hcal", "vhcal")

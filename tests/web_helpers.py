@@ -11,9 +11,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from dqm.anomalies import parse_anomaly
-from dqm.simulate import SimConfig, simulate_spill
-from dqm.stream import publish_spill
+from dqm.sim.anomalies import parse_anomaly
+from dqm.sim.simulate import SimConfig, simulate_spill
+from dqm.pipeline.stream import publish_spill
 
 ROOT = Path(__file__).resolve().parents[1]
 

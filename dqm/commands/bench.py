@@ -6,12 +6,12 @@ import logging
 import uuid
 from pathlib import Path
 
-from dqm.bench_flags import bench_close_latency, bench_recheck
-from dqm.bench import bench_fill, bench_scaleout, bench_transport, bench_worker, publish_bench_run, temp_sqlite
+from benchmarks.judge import bench_close_latency, bench_recheck
+from benchmarks.worker import bench_fill, bench_scaleout, bench_transport, bench_worker, publish_bench_run, temp_sqlite
 from dqm.redact import hide_password, redact
-from dqm.runtime import close_hooks, load_default_specs
-from dqm.services import EmbeddedRedis
-from dqm.stream import connect
+from dqm.pipeline.runtime import close_hooks, load_default_specs
+from dqm.pipeline.services import EmbeddedRedis
+from dqm.pipeline.stream import connect
 
 
 def add_parser(sub) -> None:
@@ -42,14 +42,14 @@ def _quiet_logs(level: str) -> None:
     """Figures, not chatter: Alembic's migration lines and the worker's per-spill lines off
     (shown again with ``dqm --log-level DEBUG bench``)."""
     if level != "DEBUG":
-        for name in ("alembic", "dqm.worker"):
+        for name in ("alembic", "dqm.pipeline.worker"):
             logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def run(args, settings) -> int:
     _quiet_logs(getattr(args, "log_level", "INFO"))
     if args.report:
-        from dqm.report.bench import bench_report
+        from benchmarks.report import bench_report
 
         print(bench_report(load_default_specs(settings), n_spills=args.report).line())
         return 0

@@ -22,13 +22,13 @@ from pathlib import Path
 
 from sqlalchemy import func, select
 
-from dqm.anomalies import DEMO_ANOMALY_CYCLE, parse_anomaly
-from dqm.runtime import DEMO_REDIS_FILE
+from dqm.sim.anomalies import DEMO_ANOMALY_CYCLE, parse_anomaly
+from dqm.pipeline.runtime import DEMO_REDIS_FILE
 from dqm.redact import hide_password, redact
-from dqm.services import EmbeddedRedis
-from dqm.simulate import SimConfig, simulate_spill
+from dqm.pipeline.services import EmbeddedRedis
+from dqm.sim.simulate import SimConfig, simulate_spill
 from dqm.store.migrate import upgrade_database
-from dqm.stream import connect, ensure_group, publish_spill
+from dqm.pipeline.stream import connect, ensure_group, publish_spill
 
 log = logging.getLogger("dqm.demo")
 
@@ -101,7 +101,7 @@ class Demo:
         r = connect(self.settings.redis_url)
         pubsub = r.pubsub(ignore_subscribe_messages=True)
         pubsub.subscribe(self.settings.channel)
-        from dqm.runtime import open_store
+        from dqm.pipeline.runtime import open_store
 
         store = open_store(self.settings, writer=False)
         try:
@@ -120,7 +120,7 @@ class Demo:
     def next_run(self) -> int:
         if self.args.run:
             return self.args.run
-        from dqm.runtime import open_store
+        from dqm.pipeline.runtime import open_store
         from dqm.store.models import Run
 
         with open_store(self.settings, writer=False) as store, store.sessions() as session:
@@ -133,8 +133,8 @@ class Demo:
         Without a reference the shape comparisons (χ², KS, pulls) have nothing to compare
         with; a real shift starts from a certified run, so the demo makes one.
         """
-        from dqm.actions import set_reference
-        from dqm.runtime import open_store
+        from dqm.store.actions import set_reference
+        from dqm.pipeline.runtime import open_store
         from dqm.store.models import Reference, Spill
 
         store = open_store(self.settings)

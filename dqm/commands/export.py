@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from dqm.runtime import load_default_specs, open_store
+from dqm.pipeline.runtime import load_default_specs, open_store
 
 
 def add_parser(sub) -> None:
@@ -17,7 +17,7 @@ def add_parser(sub) -> None:
 
 
 def run(args, settings) -> int:
-    from dqm.rootio import export_run  # uproot: imported only by the commands that need it
+    from dqm.report.rootio import export_run  # uproot: imported only by the commands that need it
     specs = load_default_specs(settings)
     with open_store(settings, writer=False) as store:
         with store.sessions() as session:

@@ -15,10 +15,10 @@ from sqlalchemy import func, select
 
 from dqm.checks import Quality
 from dqm.errors import ConfigError
-from dqm.flags import query_flags
-from dqm.runtime import open_store
-from dqm.specs import SUBSYSTEMS
-from dqm.references import reference_warnings
+from dqm.store.flags import query_flags
+from dqm.pipeline.runtime import open_store
+from dqm.core.specs import SUBSYSTEMS
+from dqm.store.references import reference_warnings
 from dqm.store.models import Flag, Reference, Run, Spill
 
 

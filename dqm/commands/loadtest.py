@@ -26,7 +26,7 @@ def run(args, settings) -> int:
         import playwright  # noqa: F401
     except ImportError:
         raise ConfigError("playwright", "not installed", "the test extras: pip install -e .[test]") from None
-    from dqm.loadtest import run_load, save
+    from benchmarks.loadtest import run_load, save
 
     result = run_load(sessions=args.sessions, minutes=args.minutes, period_s=args.period_s,
                       events_per_spill=args.events_per_spill, sample_s=args.sample_s, chromium=args.chromium)

@@ -1,6 +1,6 @@
 """``dqm recheck`` — recompute a stored run's flags; do they reproduce the live ones?
 
-Every input is read as it was when each spill closed (:mod:`dqm.flags`), so with the
+Every input is read as it was when each spill closed (:mod:`dqm.store.flags`), so with the
 same check-configuration version the recomputed flags must equal the stored ones —
 quality, value, thresholds and explanation. A difference means something changed
 that should not have, and the exit status is 1. ``--store`` replaces the stored
@@ -12,8 +12,8 @@ from __future__ import annotations
 import time
 
 from dqm.errors import ConfigError
-from dqm.flags import recheck_run
-from dqm.runtime import load_default_specs, open_store
+from dqm.store.flags import recheck_run
+from dqm.pipeline.runtime import load_default_specs, open_store
 
 
 def add_parser(sub) -> None:

@@ -1,7 +1,7 @@
 """``dqm reference`` — certify, list, inspect and suggest reference runs.
 
 A reference is chosen per beam configuration; setting one is an expert action done
-by a named user and audited (:func:`dqm.actions.set_reference`). ``show`` gives the
+by a named user and audited (:func:`dqm.store.actions.set_reference`). ``show`` gives the
 provenance that travels with every comparison and the warnings (too old, other
 beam conditions) for a given run. ``import FILE.root`` is in
 :mod:`dqm.commands.reference_import`, beside the ROOT I/O.
@@ -15,13 +15,13 @@ from datetime import timezone
 
 from sqlalchemy import func, select
 
-from dqm.actions import set_reference
+from dqm.store.actions import set_reference
 from dqm.commands import reference_import
 from dqm.errors import StorageError
-from dqm.references import (
+from dqm.store.references import (
     DEFAULT_BEAM_CONFIG, active_reference, list_references, reference_histograms, reference_warnings, suggest_reference,
 )
-from dqm.runtime import open_store
+from dqm.pipeline.runtime import open_store
 from dqm.store.models import Flag, Reference, Run
 
 def add_parser(sub) -> None:

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import getpass
 
-from dqm.references import DEFAULT_BEAM_CONFIG, import_reference
-from dqm.runtime import load_default_specs, open_store
+from dqm.store.references import DEFAULT_BEAM_CONFIG, import_reference
+from dqm.pipeline.runtime import load_default_specs, open_store
 
 
 def add_parser(sub) -> None:
@@ -26,7 +26,7 @@ def add_parser(sub) -> None:
 
 
 def run(args, settings) -> int:
-    from dqm.rootio import read_root_histograms  # uproot: imported only by the commands that need it
+    from dqm.report.rootio import read_root_histograms  # uproot: imported only by the commands that need it
     specs = load_default_specs(settings)
     hists = read_root_histograms(args.file, specs, directory=args.directory)
     with open_store(settings) as store:

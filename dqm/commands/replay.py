@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import time
 
-from dqm.runtime import require_redis
-from dqm.simfile import read_spill_file
-from dqm.stream import publish_batches
+from dqm.pipeline.runtime import require_redis
+from dqm.sim.simfile import read_spill_file
+from dqm.pipeline.stream import publish_batches
 
 
 def add_parser(sub) -> None:

@@ -17,7 +17,7 @@ from dqm.errors import ConfigError
 from dqm.report.data import Period, gather, parse_utc
 from dqm.report.progress import NullProgress, Progress
 from dqm.report.schedule import parse_hhmm, report_filename, run_schedule
-from dqm.runtime import load_default_specs, open_store
+from dqm.pipeline.runtime import load_default_specs, open_store
 
 
 def add_parser(sub) -> None:

@@ -14,7 +14,7 @@ import logging
 import signal
 import sys
 
-from dqm.runtime import load_default_specs, open_store
+from dqm.pipeline.runtime import load_default_specs, open_store
 from dqm.store.migrate import upgrade_database
 
 log = logging.getLogger("dqm.web")
@@ -50,7 +50,7 @@ def run(args, settings) -> int:
     host = args.host or settings.web_host
     port = settings.web_port if args.port is None else args.port
     if port == 0:
-        from dqm.services import free_port
+        from dqm.pipeline.services import free_port
 
         port = free_port()
     if not settings.database_url:  # embedded SQLite: make sure the schema exists

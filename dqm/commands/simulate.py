@@ -5,12 +5,12 @@ from __future__ import annotations
 import logging
 import time
 
-from dqm.anomalies import parse_anomalies
+from dqm.sim.anomalies import parse_anomalies
 from dqm.errors import ConfigError
-from dqm.simulate import SimConfig, simulate_run
-from dqm.stream import publish_spill
+from dqm.sim.simulate import SimConfig, simulate_run
+from dqm.pipeline.stream import publish_spill
 
-log = logging.getLogger("dqm.simulate")
+log = logging.getLogger("dqm.sim.simulate")
 
 
 def add_parser(sub) -> None:
@@ -47,12 +47,12 @@ def run(args, settings) -> int:
     anomalies = parse_anomalies(args.anomaly)
     spills = simulate_run(cfg, anomalies, first_spill=args.first_spill)
     if args.out:
-        from dqm.simfile import write_spill_file
+        from dqm.sim.simfile import write_spill_file
 
         summary = write_spill_file(args.out, spills)
         print(f"wrote {args.out}: {summary}")
         return 0
-    from dqm.runtime import require_redis
+    from dqm.pipeline.runtime import require_redis
 
     r = require_redis(settings)
     period = args.period_s if args.period_s is not None else cfg.spill_period_s

@@ -9,12 +9,12 @@ import redis
 from sqlalchemy import select
 
 from dqm.errors import StorageError
-from dqm.numbering import ranges_text, settled_gaps
+from dqm.core.numbering import ranges_text, settled_gaps
 from dqm.redact import redact
-from dqm.runtime import effective_redis_url, open_store
+from dqm.pipeline.runtime import effective_redis_url, open_store
 from dqm.store.models import Spill, as_utc
 from dqm.store.spills import count_spills
-from dqm.stream import connect
+from dqm.pipeline.stream import connect
 
 
 def add_parser(sub) -> None:

@@ -1,6 +1,6 @@
 """``dqm validate`` — the detection study: false alarms, detection delays, drift.
 
-Runs :func:`dqm.validate.run_study` on simulated spills (no Redis, no database) with
+Runs :func:`dqm.sim.validate.run_study` on simulated spills (no Redis, no database) with
 the specs in use and prints the Markdown table that the README quotes. Exit status 1
 when a requirement is not met (≤ 1 % false alarms, every anomaly BAD on its subsystem
 within 2 spills and named, the drift caught before 2 %).
@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import sys
 
-from dqm.runtime import load_default_specs
-from dqm.validate import StudyConfig, format_report, run_study
+from dqm.pipeline.runtime import load_default_specs
+from dqm.sim.validate import StudyConfig, format_report, run_study
 
 
 def add_parser(sub) -> None:

@@ -5,10 +5,10 @@ from __future__ import annotations
 import logging
 import signal
 
-from dqm.runtime import close_hooks, load_default_specs, open_store, require_redis
-from dqm.worker import Worker
+from dqm.pipeline.runtime import close_hooks, load_default_specs, open_store, require_redis
+from dqm.pipeline.worker import Worker
 
-log = logging.getLogger("dqm.worker")
+log = logging.getLogger("dqm.pipeline.worker")
 
 
 def add_parser(sub) -> None:
@@ -45,7 +45,7 @@ def run(args, settings) -> int:
     signal.signal(signal.SIGINT, lambda *_: worker.stop())
     metrics = None
     if args.metrics_port is not None:
-        from dqm.metrics import scrape_client, serve_worker_metrics
+        from dqm.pipeline.metrics import scrape_client, serve_worker_metrics
 
         # a client of its own that fails fast: a hung Redis must not hang a scrape
         metrics = serve_worker_metrics(worker, args.metrics_port, args.metrics_host, redis_client=scrape_client(settings.redis_url))

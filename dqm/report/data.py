@@ -20,11 +20,11 @@ from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
 from dqm.errors import ConfigError
-from dqm.histio import decode_histograms
-from dqm.numbering import missing_numbers
+from dqm.core.histio import decode_histograms
+from dqm.core.numbering import missing_numbers
 from dqm.report.integrate import Integrator
 from dqm.report.progress import NullProgress, Progress
-from dqm.specs import SpecSet
+from dqm.core.specs import SpecSet
 from dqm.store.models import SPILL_OPEN, Flag, Reference, Run, Spill, SpillHistograms, as_utc
 
 __all__ = [
@@ -35,7 +35,7 @@ __all__ = [
 #: dqm.checks.Quality values, spelled out for the page (kept here so gathering needs no checks import)
 QUALITY_NAMES = {0: "GOOD", 1: "NO_DATA", 2: "WARNING", 3: "BAD"}
 WARNING, BAD = 2, 3
-ROLLUP = "rollup"  # dqm.flags.ROLLUP: the per-subsystem worst-of rows
+ROLLUP = "rollup"  # dqm.store.flags.ROLLUP: the per-subsystem worst-of rows
 
 ProgressFactory = Callable[..., Progress]
 
@@ -160,7 +160,7 @@ class ReportData:
     @property
     def missing_spills(self) -> dict[int, list[int]]:
         """Run -> spill numbers absent between the run's first and last spill of the period:
-        spills that never reached the DQM (:mod:`dqm.numbering`)."""
+        spills that never reached the DQM (:mod:`dqm.core.numbering`)."""
         by_run: dict[int, list[int]] = {}
         for s in self.spills:
             by_run.setdefault(s.run, []).append(s.spill)

@@ -11,7 +11,7 @@ A blob whose header differs (the specs changed during the period) is parsed on i
 own; a histogram whose binning changed cannot be summed with the earlier ones and
 is counted in :attr:`Integrator.skipped` instead of failing the whole report.
 Anything not in the format this module knows goes through
-:func:`dqm.histio.decode_histograms`, the reference reader.
+:func:`dqm.core.histio.decode_histograms`, the reference reader.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ import boost_histogram as bh
 import numpy as np
 from boost_histogram.serialization import from_uhi
 
-from dqm.histio import FORMAT_VERSION, MAGIC, decode_histograms
+from dqm.core.histio import FORMAT_VERSION, MAGIC, decode_histograms
 
 __all__ = ["Integrator", "sum_blobs"]
 
@@ -76,7 +76,7 @@ class Integrator:
     _slow: dict[str, bh.Histogram] = field(default_factory=dict)
 
     def add(self, blob: bytes) -> None:
-        """Add one stored spill's histograms (a :mod:`dqm.histio` blob)."""
+        """Add one stored spill's histograms (a :mod:`dqm.core.histio` blob)."""
         self._add_body(bytes(blob), _inflate(bytes(blob)))
 
     def add_many(self, blobs: Iterable[bytes], *, threads: int | None = None, chunk: int = 32, on_each=None) -> None:

@@ -16,8 +16,8 @@ from datetime import datetime
 import numpy as np
 
 from dqm.report.data import QUALITY_NAMES, FlagRow, ReportData, SpillRow
-from dqm.specs import SpecSet
-from dqm.summary import SUMMARY_DOCS
+from dqm.core.specs import SpecSet
+from dqm.core.summary import SUMMARY_DOCS
 
 __all__ = ["Page", "TableRow", "Trend", "TRENDS", "plan_pages", "trend_series", "SUBSYSTEM_TITLES", "TABLE_COLUMNS"]
 

@@ -20,7 +20,7 @@ from matplotlib.axes import Axes
 from dqm.checks import compare
 from dqm.errors import DQMError
 from dqm.report.layout import Trend
-from dqm.specs import HistogramSpec
+from dqm.core.specs import HistogramSpec
 
 __all__ = ["draw_overlay", "draw_maps", "draw_trend", "draw_missing", "QUALITY_COLOURS", "DATA_COLOUR", "REF_COLOUR"]
 

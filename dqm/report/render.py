@@ -29,12 +29,12 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, MaxNLocator
 
 from dqm import __version__
-from dqm.numbering import ranges_text
+from dqm.core.numbering import ranges_text
 from dqm.report.data import ReportData
 from dqm.report.layout import SUBSYSTEM_TITLES, TABLE_COLUMNS, Page, TableRow, plan_pages, trend_series
 from dqm.report.plots import QUALITY_COLOURS, draw_maps, draw_missing, draw_overlay, draw_trend
 from dqm.report.progress import NullProgress
-from dqm.specs import HistogramSpec
+from dqm.core.specs import HistogramSpec
 
 __all__ = ["render_report", "A4_LANDSCAPE", "STYLE"]
 

@@ -20,18 +20,18 @@ from typing import Callable, Iterable, Sequence
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from dqm.anomalies import parse_anomaly
-from dqm.evaluate import evaluate_spill
-from dqm.events import decode_batch
-from dqm.fill import Filler
-from dqm.histio import FORMAT_VERSION, add_into, encode_histograms
-from dqm.references import set_reference
-from dqm.simulate import SimConfig, SpillData, simulate_spill
-from dqm.specs import SpecSet
+from dqm.sim.anomalies import parse_anomaly
+from dqm.core.evaluate import evaluate_spill
+from dqm.core.events import decode_batch
+from dqm.core.fill import Filler
+from dqm.core.histio import FORMAT_VERSION, add_into, encode_histograms
+from dqm.store.references import set_reference
+from dqm.sim.simulate import SimConfig, SpillData, simulate_spill
+from dqm.core.specs import SpecSet
 from dqm.store.models import Flag, Run, Spill, SpillHistograms
 from dqm.store.spills import SUMMARY_COLUMNS, ClosedSpill, Contribution, commit_group, try_close
-from dqm.summary import accumulate, finalize
-from dqm.variables import BatchView
+from dqm.core.summary import accumulate, finalize
+from dqm.core.variables import BatchView
 
 __all__ = ["store_simulated_spill", "store_simulated_day", "DAY_ANOMALIES", "fill_spill"]
 

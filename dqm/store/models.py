@@ -107,7 +107,7 @@ class SpillPartial(Base):
 
 
 class SpillHistograms(Base):
-    """The merged histograms of a closed spill, in :mod:`dqm.histio`'s versioned format."""
+    """The merged histograms of a closed spill, in :mod:`dqm.core.histio`'s versioned format."""
 
     __tablename__ = "spill_histograms"
     spill_id: Mapped[int] = mapped_column(ForeignKey("spills.id", ondelete="CASCADE"), primary_key=True)

@@ -22,12 +22,12 @@ from sqlalchemy import and_, delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from dqm.histio import FORMAT_VERSION, add_into, decode_histograms, encode_histograms
+from dqm.core.histio import FORMAT_VERSION, add_into, decode_histograms, encode_histograms
 from dqm.store.models import (
     SPILL_COMPLETE, SPILL_INCOMPLETE, SPILL_OPEN, ProcessedMessage, Run, Spill, SpillHistograms,
     SpillPartial, utcnow,
 )
-from dqm.summary import finalize, merge
+from dqm.core.summary import finalize, merge
 
 __all__ = [
     "Contribution", "CommitOutcome", "ClosedSpill", "insert_ignore", "ensure_spill",

@@ -17,11 +17,11 @@ from sqlalchemy import select
 
 from apps.auth import hash_password
 from dqm.config import Settings
-from dqm.references import set_reference
-from dqm.services import free_port, stop_processes, wait_http
+from dqm.store.references import set_reference
+from dqm.pipeline.services import free_port, stop_processes, wait_http
 from dqm.store.engine import make_engine, make_sessionmaker
 from dqm.store.migrate import upgrade_database
-from dqm.stream import connect
+from dqm.pipeline.stream import connect
 from tests._services import create_database, drop_database
 from tests.helpers import ROOT, closed_count, start_worker, wait_until, worker_env
 from tests.web_helpers import publish_one, server_log_problems, specs_with_checks

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from dqm.loadtest import run_load
+from benchmarks.loadtest import run_load
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration]
 

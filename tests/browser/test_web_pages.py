@@ -15,7 +15,7 @@ import pytest
 import redis
 from sqlalchemy import select
 
-from dqm.specs import load_specs
+from dqm.core.specs import load_specs
 from dqm.store.models import AuditEntry
 from tests.browser.conftest import EXPERT, LIVE_RUN, PASSWORD, bad_flag_id
 from tests.helpers import wait_until
@@ -219,7 +219,7 @@ def test_only_a_logged_in_expert_can_act(web_server, page, browser, artifacts):
     assert page.console_log.errors == []
     # And once the expert has acknowledged every BAD beam flag of that spill (the shift trips
     # several beam checks; the tile keeps showing one nobody acknowledged until then) ...
-    from dqm import actions
+    from dqm.store import actions
     from dqm.store.models import Flag
 
     engine, sessions = web_server.db()

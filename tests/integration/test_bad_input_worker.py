@@ -18,7 +18,7 @@ from sqlalchemy import func, select
 
 from dqm.store.engine import make_engine, make_sessionmaker
 from dqm.store.models import Spill
-from dqm.stream import publish_batches, publish_spill
+from dqm.pipeline.stream import publish_batches, publish_spill
 from tests.helpers import assert_identical, closed_count, one_process_fill, small_run, start_worker, stored, wait_until
 from tests.malformed import KINDS, POOL, REASONS, corrupt
 

@@ -30,7 +30,7 @@ def test_bench_output_is_figures_only(redis_url):
     assert done.returncode == 0, done.stderr
     assert done.stderr == "", f"bench wrote to stderr:\n{done.stderr}"
     out = done.stdout
-    for noise in ("alembic", "INFO", "Warning", "dqm.worker"):
+    for noise in ("alembic", "INFO", "Warning", "dqm.pipeline.worker"):
         assert noise not in out, f"{noise!r} in the bench output:\n{out}"
     assert "numpy.histogram/histogram2d" in out and "speed-up vs numpy" in out
     rows = re.findall(r"scale-out: (\d+) worker process\(es\)\s+([\d,]+) ev\s+([\d,]+) ev/CPU-s\s+([\d,]+) ev/s\s+speed-up\s+([\d.]+)x\s+cores used\s+([\d.]+)", out)
@@ -41,7 +41,7 @@ def test_bench_output_is_figures_only(redis_url):
 def test_scaleout_bench_on_a_scratch_postgres(settings, redis_client, pg_url, tmp_path):
     from sqlalchemy import select
 
-    from dqm.bench import bench_scaleout
+    from benchmarks.worker import bench_scaleout
     from dqm.store.engine import make_engine, make_sessionmaker
     from dqm.store.models import Spill
     from tests.helpers import closed_count

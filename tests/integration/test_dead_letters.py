@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 import redis as redislib
 
-from dqm.events import SCHEMA_VERSION
+from dqm.core.events import SCHEMA_VERSION
 from dqm.store.engine import make_engine, make_sessionmaker
-from dqm.worker import Worker
+from dqm.pipeline.worker import Worker
 from tests.helpers import assert_identical, one_process_fill, publish, small_run, stored
 
 pytestmark = pytest.mark.integration

@@ -29,15 +29,15 @@ import redis as redislib
 from sqlalchemy import select
 
 from dqm.checks import Quality
-from dqm.events import decode_batch
-from dqm.fill import Filler
-from dqm.services import EmbeddedRedis, free_port
+from dqm.core.events import decode_batch
+from dqm.core.fill import Filler
+from dqm.pipeline.services import EmbeddedRedis, free_port
 from dqm.store.engine import make_engine, make_sessionmaker
 from dqm.store.migrate import upgrade_database
 from dqm.store.models import Flag, Spill
-from dqm.stream import publish_batches, publish_spill
-from dqm.variables import BatchView
-from dqm.worker import Worker
+from dqm.pipeline.stream import publish_batches, publish_spill
+from dqm.core.variables import BatchView
+from dqm.pipeline.worker import Worker
 from tests._services import PrivatePostgres, create_database
 from tests.helpers import assert_identical, closed_count, one_process_fill, small_run, start_worker, stored, wait_until
 

@@ -14,16 +14,16 @@ import pytest
 import redis as redislib
 from sqlalchemy import select
 
-from dqm.actions import edit_check_thresholds
-from dqm.anomalies import parse_anomaly
+from dqm.store.actions import edit_check_thresholds
+from dqm.sim.anomalies import parse_anomaly
 from dqm.checks import Quality
 from dqm.cli import main
-from dqm.flags import recheck_run
-from dqm.runtime import close_hooks
-from dqm.simulate import SimConfig, simulate_run
+from dqm.store.flags import recheck_run
+from dqm.pipeline.runtime import close_hooks
+from dqm.sim.simulate import SimConfig, simulate_run
 from dqm.store.engine import make_engine, make_sessionmaker
 from dqm.store.models import AuditEntry, Flag, Spill
-from dqm.worker import Worker
+from dqm.pipeline.worker import Worker
 from tests.helpers import publish, small_run
 
 pytestmark = pytest.mark.integration

@@ -19,12 +19,12 @@ import pytest
 import redis as redislib
 from prometheus_client.parser import text_string_to_metric_families
 
-from dqm import stream as rs
-from dqm.metrics import scrape_client, serve_worker_metrics
+from dqm.pipeline import stream as rs
+from dqm.pipeline.metrics import scrape_client, serve_worker_metrics
 from dqm.store.engine import make_engine, make_sessionmaker
 from dqm.store.models import Spill
 from dqm.store.spills import ensure_spill
-from dqm.worker import Worker
+from dqm.pipeline.worker import Worker
 from tests.helpers import publish, small_run
 
 pytestmark = pytest.mark.integration
@@ -182,8 +182,8 @@ def test_redis_on_a_unix_socket(tmp_path):
     import subprocess
 
     from dqm.config import load_settings
-    from dqm.services import redis_server_binary
-    from dqm.stream import connect
+    from dqm.pipeline.services import redis_server_binary
+    from dqm.pipeline.stream import connect
 
     # Given a real redis-server listening only on a unix socket (a same-host deployment)
     sock = tmp_path / "redis.sock"

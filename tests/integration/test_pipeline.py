@@ -14,7 +14,7 @@ import pytest
 import redis as redislib
 
 from dqm.store.engine import make_engine, make_sessionmaker
-from dqm.worker import Worker
+from dqm.pipeline.worker import Worker
 from tests.helpers import (
     assert_identical, closed_count, one_process_fill, publish, small_run, start_worker, stored, wait_until,
 )

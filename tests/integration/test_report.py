@@ -25,16 +25,16 @@ import uproot
 from matplotlib.image import imread
 from sqlalchemy import select
 
-from dqm.anomalies import parse_anomaly
+from dqm.sim.anomalies import parse_anomaly
 from dqm.config import Settings
-from dqm.fill import Filler
-from dqm.flags import make_close_hook
-from dqm.references import active_reference, reference_histograms, set_reference
+from dqm.core.fill import Filler
+from dqm.store.flags import make_close_hook
+from dqm.store.references import active_reference, reference_histograms, set_reference
 from dqm.report.data import Period, ReportData
 from dqm.report.layout import TRENDS, plan_pages
 from dqm.report.sample import store_simulated_spill
-from dqm.simulate import SimConfig, simulate_spill
-from dqm.specs import load_specs
+from dqm.sim.simulate import SimConfig, simulate_spill
+from dqm.core.specs import load_specs
 from dqm.store.engine import make_engine, make_sessionmaker
 from dqm.store.models import Flag
 from dqm.store.spills import run_histograms

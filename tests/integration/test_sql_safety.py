@@ -3,10 +3,10 @@
 Given SQL fragments, placeholders of every driver style, backslashes, markup, right-to-
 left overrides, astral-plane Unicode and a 10 000-character note as annotations,
 comments, reasons, user names, beam configurations and stream/consumer names, when
-they go through :mod:`dqm.actions` and :mod:`dqm.store.spills` on real PostgreSQL (and
+they go through :mod:`dqm.store.actions` and :mod:`dqm.store.spills` on real PostgreSQL (and
 the SQLite default), then every table is still there with its rows, and each text reads
 back exactly as typed. What cannot be stored (NUL, over-long text or user names) is
-refused with an :class:`~dqm.actions.ActionError` before any SQL runs.
+refused with an :class:`~dqm.store.actions.ActionError` before any SQL runs.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, inspect, select
 
-from dqm import actions
-from dqm.specs import load_specs
+from dqm.store import actions
+from dqm.core.specs import load_specs
 from dqm.store.engine import make_engine, make_sessionmaker
 from dqm.store.models import AuditEntry, ChannelMask, CheckOverride, Flag, Reference, Run, Spill, utcnow
 from dqm.store.spills import Contribution, commit_group, processed_ids

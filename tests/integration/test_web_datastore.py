@@ -15,12 +15,12 @@ from apps.control_room import ControlRoom
 from apps.datastore import DataStore
 from apps.expert import HistogramExplorer, Trends
 from apps.expert_actions import run_action
-from dqm import actions
-from dqm.runtime import close_hooks, open_store
-from dqm.specs import load_specs
+from dqm.store import actions
+from dqm.pipeline.runtime import close_hooks, open_store
+from dqm.core.specs import load_specs
 from dqm.store.engine import make_engine, make_sessionmaker
 from dqm.store.models import AuditEntry, Flag, Spill
-from dqm.worker import Worker
+from dqm.pipeline.worker import Worker
 from tests.helpers import wait_until
 from tests.web_helpers import BEAM_SHIFT, publish_one, specs_with_checks
 
@@ -286,7 +286,7 @@ def test_action_forms_write_through_dqm_actions(web):
 
 
 def test_without_redis_the_refresher_falls_back_to_polling(web):
-    from dqm.services import free_port
+    from dqm.pipeline.services import free_port
 
     s, store, close, _ = web
     # Given a web process whose Redis is unreachable (the workers' Redis is fine)

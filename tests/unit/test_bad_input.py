@@ -3,9 +3,9 @@
 Three layers, each asked the same question — does anything but a named refusal ever
 come out?
 
-* the wire format (:func:`dqm.events.decode_batch`): every kind of corruption of a
+* the wire format (:func:`dqm.core.events.decode_batch`): every kind of corruption of a
   valid batch is refused with *its* reason (not just "some" error);
-* end-of-spill markers (:func:`dqm.stream.parse_eos`): accepted only within limits;
+* end-of-spill markers (:func:`dqm.pipeline.stream.parse_eos`): accepted only within limits;
 * the worker's message handling (``Worker._process``, the code every stream message
   goes through before the database): random messages never raise, each lands either
   in the group or among the dead letters with a reason; duplicated and out-of-order
@@ -30,11 +30,11 @@ from hypothesis import strategies as st
 
 from dqm.config import Settings
 from dqm.errors import BatchError
-from dqm.events import MAGIC, MAX_ID, SCHEMA_VERSION, decode_batch, encode_batch
-from dqm.fill import Filler
-from dqm.stream import EndOfSpill, Message, parse_eos
-from dqm.variables import BatchView
-from dqm.worker import Worker
+from dqm.core.events import MAGIC, MAX_ID, SCHEMA_VERSION, decode_batch, encode_batch
+from dqm.core.fill import Filler
+from dqm.pipeline.stream import EndOfSpill, Message, parse_eos
+from dqm.core.variables import BatchView
+from dqm.pipeline.worker import Worker
 from tests.helpers import assert_identical
 from tests.malformed import KINDS, POOL, REASONS, corrupt, valid_columns
 

@@ -7,7 +7,7 @@ numpy.histogram/histogram2d baseline warns, and both count the same events.
 
 from __future__ import annotations
 
-from dqm.bench import bench_fill
+from benchmarks.worker import bench_fill
 
 
 def test_fill_benchmark_baseline_does_not_warn(specs):

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from dqm.redact import redact
-from dqm.services import free_port
+from dqm.pipeline.services import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 SECRET = "hunter2-s3cret"
@@ -91,9 +91,9 @@ def test_log_lines_never_show_a_password():
     # Given the DQM's log formatter
     import logging
 
-    from dqm.runtime import _KeyValueFormatter
+    from dqm.pipeline.runtime import _KeyValueFormatter
 
-    record = logging.LogRecord("dqm.worker", logging.WARNING, __file__, 1,
+    record = logging.LogRecord("dqm.pipeline.worker", logging.WARNING, __file__, 1,
                                "redis unavailable (%s)", (f"redis://:{SECRET}@10.0.0.1:6379/0 refused",), None)
     # When a message quotes a URL with its password, Then the line hides it
     line = _KeyValueFormatter().format(record)

@@ -15,7 +15,7 @@ import pytest
 
 from dqm.cli import build_parser
 from dqm.config import SETTINGS
-from dqm.metrics import WORKER_COUNTERS
+from dqm.pipeline.metrics import WORKER_COUNTERS
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from dqm.errors import BatchError
-from dqm.events import (
+from dqm.core.events import (
     COLUMNS, DAQ_SOURCES, HEADER_SIZE, MAGIC, SCHEMA_VERSION, decode_batch, empty_columns,
     encode_batch,
 )

@@ -9,11 +9,11 @@ import boost_histogram as bh
 import numpy as np
 import pytest
 
-from dqm.anomalies import parse_anomaly
-from dqm.events import DAQ_SOURCES, decode_batch
-from dqm.fill import Filler
-from dqm.simulate import SimConfig, SpillData, simulate_spill
-from dqm.variables import BatchView
+from dqm.sim.anomalies import parse_anomaly
+from dqm.core.events import DAQ_SOURCES, decode_batch
+from dqm.core.fill import Filler
+from dqm.sim.simulate import SimConfig, SpillData, simulate_spill
+from dqm.core.variables import BatchView
 
 # Rare categories boosted so that selections, tails and flows are all populated.
 CFG = SimConfig(

@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 
 from dqm.errors import StorageError
-from dqm.events import decode_batch
-from dqm.fill import Filler
-from dqm.histio import FORMAT_VERSION, add_into, decode_histograms, encode_histograms
-from dqm.simulate import SimConfig, simulate_spill
-from dqm.summary import accumulate
-from dqm.variables import BatchView
+from dqm.core.events import decode_batch
+from dqm.core.fill import Filler
+from dqm.core.histio import FORMAT_VERSION, add_into, decode_histograms, encode_histograms
+from dqm.sim.simulate import SimConfig, simulate_spill
+from dqm.core.summary import accumulate
+from dqm.core.variables import BatchView
 
 BUDGET_BYTES = 100 * 1024
 

@@ -10,11 +10,11 @@ from __future__ import annotations
 import logging
 import re
 
-from dqm.runtime import LOG_FIELDS, _KeyValueFormatter
+from dqm.pipeline.runtime import LOG_FIELDS, _KeyValueFormatter
 
 
 def formatted(msg: str, **extra) -> str:
-    record = logging.LogRecord("dqm.worker", logging.INFO, __file__, 1, msg, (), None)
+    record = logging.LogRecord("dqm.pipeline.worker", logging.INFO, __file__, 1, msg, (), None)
     record.__dict__.update(extra)
     return _KeyValueFormatter().format(record)
 
@@ -34,4 +34,4 @@ def test_values_with_spaces_quotes_or_newlines_are_quoted():
 
 
 def test_absent_fields_are_left_out():
-    assert formatted("worker started").endswith("dqm.worker worker started")
+    assert formatted("worker started").endswith("dqm.pipeline.worker worker started")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
-from dqm.numbering import missing_numbers, ranges_text, settled_gaps
+from dqm.core.numbering import missing_numbers, ranges_text, settled_gaps
 
 
 def test_runs_are_written_as_ranges():

@@ -11,12 +11,12 @@ import pytest
 import uproot
 
 from dqm.errors import ConfigError
-from dqm.fill import Filler
+from dqm.core.fill import Filler
 from dqm.report.data import FlagRow, Period, ReportData, SpillRow
 from dqm.report.layout import DITTO, TRENDS, plan_pages
 from dqm.report.sample import fill_spill
-from dqm.rootio import read_root_histograms, to_root_histogram, write_root
-from dqm.simulate import SimConfig, simulate_spill
+from dqm.report.rootio import read_root_histograms, to_root_histogram, write_root
+from dqm.sim.simulate import SimConfig, simulate_spill
 
 T0 = datetime(2025, 6, 1, tzinfo=timezone.utc)
 

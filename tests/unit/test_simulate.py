@@ -9,11 +9,11 @@ from functools import lru_cache
 import numpy as np
 import pytest
 
-from dqm.anomalies import ANOMALY_KINDS, DEMO_ANOMALY_CYCLE, Anomaly, parse_anomaly
+from dqm.sim.anomalies import ANOMALY_KINDS, DEMO_ANOMALY_CYCLE, Anomaly, parse_anomaly
 from dqm.errors import BatchError, ConfigError
-from dqm.events import DAQ_SOURCES, TRIGGER_BITS, decode_batch
-from dqm.simfile import read_spill_file, verify_spill_file, write_spill_file
-from dqm.simulate import CATEGORIES, SimConfig, SpillData, simulate_run, simulate_spill
+from dqm.core.events import DAQ_SOURCES, TRIGGER_BITS, decode_batch
+from dqm.sim.simfile import read_spill_file, verify_spill_file, write_spill_file
+from dqm.sim.simulate import CATEGORIES, SimConfig, SpillData, simulate_run, simulate_spill
 
 CFG = SimConfig()
 PIK, BREMS, MUON = CATEGORIES.index("pik"), CATEGORIES.index("brems"), CATEGORIES.index("muon")

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 
 from dqm.errors import SpecError
-from dqm.fill import Filler
-from dqm.simulate import SimConfig, simulate_spill
-from dqm.specs import KINDS, SUBSYSTEMS, load_specs
-from dqm.variables import BatchView
+from dqm.core.fill import Filler
+from dqm.sim.simulate import SimConfig, simulate_spill
+from dqm.core.specs import KINDS, SUBSYSTEMS, load_specs
+from dqm.core.variables import BatchView
 
 SHIPPED = Path(__file__).resolve().parents[2] / "histograms"
 

@@ -9,11 +9,11 @@ from functools import lru_cache
 import numpy as np
 import pytest
 
-from dqm.anomalies import parse_anomaly
-from dqm.events import DAQ_SOURCES, decode_batch
-from dqm.simulate import SimConfig, SpillData, simulate_spill
-from dqm.summary import SUMMARY_DOCS, accumulate, finalize, merge
-from dqm.variables import BatchView
+from dqm.sim.anomalies import parse_anomaly
+from dqm.core.events import DAQ_SOURCES, decode_batch
+from dqm.sim.simulate import SimConfig, SpillData, simulate_spill
+from dqm.core.summary import SUMMARY_DOCS, accumulate, finalize, merge
+from dqm.core.variables import BatchView
 
 CFG = SimConfig(events_per_spill=6000, batch_size=1000, pik_fraction=0.03, brems_fraction=0.02)
 

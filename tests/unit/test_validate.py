@@ -1,6 +1,6 @@
 """Evidence that the flags can be trusted: the detection study on simulated spills.
 
-The same code (:mod:`dqm.validate`) prints the README table through ``dqm validate``;
+The same code (:mod:`dqm.sim.validate`) prints the README table through ``dqm validate``;
 here it runs with fewer events per spill (5 000 instead of 20 000) to stay fast.
 Only the π/K excess needs the nominal statistics: ×5 of 1e-4 is 2.5 hadrons per
 5 000-event spill, so it is tested on its own at 20 000 events per spill.
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from dqm.validate import SCENARIOS, StudyConfig, format_report, run_study
+from dqm.sim.validate import SCENARIOS, StudyConfig, format_report, run_study
 
 FAST = StudyConfig(events_per_spill=5_000, clean_spills=200, reference_spills=20)
 

@@ -8,9 +8,9 @@ from functools import lru_cache
 import numpy as np
 import pytest
 
-from dqm.events import DAQ_SOURCES
-from dqm.simulate import SimConfig, simulate_spill
-from dqm.variables import DERIVED, BatchView, ExpressionError, compile_expression, known_names
+from dqm.core.events import DAQ_SOURCES
+from dqm.sim.simulate import SimConfig, simulate_spill
+from dqm.core.variables import DERIVED, BatchView, ExpressionError, compile_expression, known_names
 
 
 @lru_cache(maxsize=None)

@@ -14,7 +14,7 @@ pn = pytest.importorskip("panel")
 from apps.auth import verify_password  # noqa: E402
 from apps.control_room import ControlRoom, render_header, render_numbers, render_tiles  # noqa: E402
 from apps.snapshot import Number, Snapshot, Tile  # noqa: E402
-from dqm.specs import SpecSet  # noqa: E402
+from dqm.core.specs import SpecSet  # noqa: E402
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)
 

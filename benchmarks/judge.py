@@ -7,8 +7,8 @@
   the running worker, as the DAQ delivers them every ~17 s: a pre-published backlog
   would time the next spill's filling too;
 * recheck — a stored run of ``n_spills`` spills (histograms and summaries written
-  directly, live flags stored by :func:`dqm.flags.recheck_run` with ``store=True``),
-  then the time :func:`~dqm.flags.recheck_run` takes to recompute and compare them all.
+  directly, live flags stored by :func:`dqm.store.flags.recheck_run` with ``store=True``),
+  then the time :func:`~dqm.store.flags.recheck_run` takes to recompute and compare them all.
 """
 
 from __future__ import annotations
@@ -20,20 +20,20 @@ import uuid
 from dataclasses import dataclass
 from datetime import timedelta
 
-from dqm import stream as rs
+from dqm.pipeline import stream as rs
 from dqm.config import Settings
-from dqm.fill import Filler
-from dqm.flags import recheck_run
-from dqm.histio import FORMAT_VERSION, encode_histograms
-from dqm.references import set_reference
-from dqm.simulate import SimConfig, simulate_spill
-from dqm.specs import SpecSet
+from dqm.core.fill import Filler
+from dqm.store.flags import recheck_run
+from dqm.core.histio import FORMAT_VERSION, encode_histograms
+from dqm.store.references import set_reference
+from dqm.sim.simulate import SimConfig, simulate_spill
+from dqm.core.specs import SpecSet
 from dqm.store.engine import make_engine, make_sessionmaker
 from dqm.store.models import SPILL_COMPLETE, Run, Spill, SpillHistograms, utcnow
 from dqm.store.spills import SUMMARY_COLUMNS
-from dqm.summary import accumulate, finalize
-from dqm.variables import BatchView
-from dqm.worker import Worker
+from dqm.core.summary import accumulate, finalize
+from dqm.core.variables import BatchView
+from dqm.pipeline.worker import Worker
 
 __all__ = ["LatencyResult", "bench_close_latency", "bench_recheck", "store_simulated_run"]
 

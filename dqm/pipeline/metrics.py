@@ -1,7 +1,7 @@
 """Prometheus metrics of one worker, read at scrape time: the worker's hot loop is untouched.
 
 I/O shell. :class:`WorkerCollector` turns the counters the worker keeps anyway
-(:class:`dqm.worker.WorkerStats`) into Prometheus counters, and asks Redis for the
+(:class:`dqm.pipeline.worker.WorkerStats`) into Prometheus counters, and asks Redis for the
 state of the stream (``XINFO GROUPS``, ``XINFO CONSUMERS``, ``XLEN``) only when
 Prometheus scrapes. It never writes to the worker, the stream or the database.
 
@@ -34,13 +34,13 @@ from prometheus_client.registry import Collector, CollectorRegistry
 if TYPE_CHECKING:
     from wsgiref.simple_server import WSGIServer
 
-    from dqm.worker import Worker
+    from dqm.pipeline.worker import Worker
 
 __all__ = [
     "WorkerCollector", "MetricsServer", "serve_worker_metrics", "scrape_client", "CLOSE_LATENCY_BUCKETS_S", "WORKER_COUNTERS",
 ]
 
-log = logging.getLogger("dqm.metrics")
+log = logging.getLogger("dqm.pipeline.metrics")
 
 #: Upper bucket bounds of the spill-close latency histogram (a spill normally closes
 #: within a commit interval of its last message; the spill timeout is 30 s).

@@ -2,9 +2,9 @@
 
 * transport ceiling — XREADGROUP + decode (validated) + XACK of the same batches, no fill:
   what the worker could do if filling and storing were free;
-* worker — the real :class:`dqm.worker.Worker` (decode, fill every spec histogram,
+* worker — the real :class:`dqm.pipeline.worker.Worker` (decode, fill every spec histogram,
   summaries, grouped commits to the database, XACK, spill closing);
-* fill stage alone — :class:`dqm.fill.Filler` against numpy.histogram/histogram2d
+* fill stage alone — :class:`dqm.core.fill.Filler` against numpy.histogram/histogram2d
   filling the same histograms from the same batch;
 * scale-out — N worker processes draining one pre-published stream.
 
@@ -26,16 +26,16 @@ from pathlib import Path
 import numpy as np
 
 from dqm.config import Settings
-from dqm.events import decode_batch
-from dqm.fill import Filler
-from dqm.services import cpu_seconds
-from dqm.simulate import SimConfig, simulate_run
-from dqm.specs import SpecSet
+from dqm.core.events import decode_batch
+from dqm.core.fill import Filler
+from dqm.pipeline.services import cpu_seconds
+from dqm.sim.simulate import SimConfig, simulate_run
+from dqm.core.specs import SpecSet
 from dqm.store.engine import make_engine, make_sessionmaker
 from dqm.store.migrate import upgrade_database
-from dqm import stream as rs
-from dqm.variables import BatchView
-from dqm.worker import Worker
+from dqm.pipeline import stream as rs
+from dqm.core.variables import BatchView
+from dqm.pipeline.worker import Worker
 
 __all__ = ["BenchResult", "bench_fill", "bench_transport", "bench_worker", "bench_scaleout", "publish_bench_run"]
 

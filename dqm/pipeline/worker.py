@@ -43,22 +43,22 @@ import redis
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from dqm import stream as rs
+from dqm.pipeline import stream as rs
 from dqm.config import Settings
 from dqm.errors import BatchError, ConfigError
-from dqm.events import decode_batch
-from dqm.fill import Filler
-from dqm.specs import SpecSet
+from dqm.core.events import decode_batch
+from dqm.core.fill import Filler
+from dqm.core.specs import SpecSet
 from dqm.store.spills import (
     ClosedSpill, Contribution, closable_spills, commit_group, processed_ids, seen_batches,
     stale_spills, try_close,
 )
-from dqm.summary import accumulate
-from dqm.variables import BatchView
+from dqm.core.summary import accumulate
+from dqm.core.variables import BatchView
 
 __all__ = ["Worker", "WorkerStats", "CloseHook"]
 
-log = logging.getLogger("dqm.worker")
+log = logging.getLogger("dqm.pipeline.worker")
 
 #: Called inside the closing transaction; may write flags and return extra fields to announce.
 CloseHook = Callable[[Session, ClosedSpill], dict | None]

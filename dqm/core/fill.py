@@ -17,9 +17,9 @@ from typing import Callable
 import boost_histogram as bh
 import numpy as np
 
-from dqm.events import empty_columns
-from dqm.specs import HistogramSpec, SpecSet
-from dqm.variables import BatchView
+from dqm.core.events import empty_columns
+from dqm.core.specs import HistogramSpec, SpecSet
+from dqm.core.variables import BatchView
 
 __all__ = ["Filler", "book_histogram"]
 

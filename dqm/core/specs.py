@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from dqm.errors import SpecError
-from dqm.variables import Expression, ExpressionError, compile_expression
+from dqm.core.variables import Expression, ExpressionError, compile_expression
 
 __all__ = ["AxisSpec", "CheckSpec", "HistogramSpec", "SpecSet", "load_specs", "SUBSYSTEMS", "KINDS"]
 

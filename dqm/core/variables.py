@@ -18,7 +18,7 @@ from typing import Callable, Mapping
 
 import numpy as np
 
-from dqm.events import COLUMN_BY_NAME, DAQ_SOURCES
+from dqm.core.events import COLUMN_BY_NAME, DAQ_SOURCES
 
 __all__ = ["DERIVED", "BatchView", "Expression", "compile_expression", "known_names"]
 

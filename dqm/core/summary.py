@@ -14,8 +14,8 @@ from typing import Mapping
 
 import numpy as np
 
-from dqm.events import DAQ_SOURCES, N_MS1, N_MS2
-from dqm.variables import LOW_POUT_GEV, BatchView
+from dqm.core.events import DAQ_SOURCES, N_MS1, N_MS2
+from dqm.core.variables import LOW_POUT_GEV, BatchView
 
 __all__ = ["accumulate", "merge", "finalize", "SUMMARY_DOCS"]
 

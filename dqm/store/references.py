@@ -16,7 +16,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from dqm.errors import StorageError
-from dqm.histio import decode_histograms, encode_histograms
+from dqm.core.histio import decode_histograms, encode_histograms
 from dqm.store.models import AuditEntry, Flag, Reference, Run, Spill, as_utc, utcnow
 from dqm.store.spills import run_histograms
 

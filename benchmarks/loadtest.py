@@ -25,11 +25,11 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from dqm.anomalies import parse_anomaly
-from dqm.services import EmbeddedRedis, cpu_seconds, free_port, stop_processes, wait_http
-from dqm.simulate import SimConfig, simulate_spill
+from dqm.sim.anomalies import parse_anomaly
+from dqm.pipeline.services import EmbeddedRedis, cpu_seconds, free_port, stop_processes, wait_http
+from dqm.sim.simulate import SimConfig, simulate_spill
 from dqm.store.migrate import upgrade_database
-from dqm.stream import connect, publish_spill
+from dqm.pipeline.stream import connect, publish_spill
 
 __all__ = ["LoadResult", "run_load", "CHROMIUM_ARGS"]
 

@@ -10,8 +10,8 @@ Syntax: ``kind[@spills][:param=value,...]`` where spills is ``5`` (only spill 5)
 ``10-14`` (inclusive) or ``7-`` (open ended); no ``@`` means every spill. Cells are
 written with slashes: ``dead_cell@5:detector=ecal,cell=1/2/3``.
 
-Kinds act at one of three stages of :func:`dqm.simulate.simulate_spill`:
-``config`` (the spill's :class:`~dqm.simulate.SimConfig` is changed before generation:
+Kinds act at one of three stages of :func:`dqm.sim.simulate.simulate_spill`:
+``config`` (the spill's :class:`~dqm.sim.simulate.SimConfig` is changed before generation:
 beam, intensity, momentum scales, π/K fraction), ``columns`` (the generated columns are
 altered: dead/hot cells, gain drop, missing DAQ source) and ``skip`` (``stale``: no
 spill is produced at all).
@@ -27,7 +27,7 @@ from typing import Any, Callable, Iterable, Mapping
 import numpy as np
 
 from dqm.errors import ConfigError
-from dqm.events import COLUMN_BY_NAME, DAQ_SOURCES
+from dqm.core.events import COLUMN_BY_NAME, DAQ_SOURCES
 
 __all__ = [
     "Anomaly", "AnomalyKind", "Param", "ANOMALY_KINDS", "DEMO_ANOMALY_CYCLE", "DETECTOR_CELLS",

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Iterable, Iterator
 
 from dqm.errors import BatchError
-from dqm.events import decode_batch
+from dqm.core.events import decode_batch
 
 __all__ = [
     "FILE_MAGIC", "FILE_VERSION", "ReplaySpill", "FileSummary",

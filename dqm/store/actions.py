@@ -22,7 +22,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from dqm.errors import DQMError, SpecError
-from dqm.specs import SpecSet
+from dqm.core.specs import SpecSet
 from dqm.store.models import (
     SPILL_OPEN, AuditEntry, ChannelMask, CheckOverride, Flag, Reference, Run, Spill, utcnow,
 )
@@ -86,7 +86,7 @@ def audit(session: Session, user: str, action: str, target: str, details: Mappin
 def set_reference(session: Session, run: int, user: str | None, *, beam_config: str | None = None, comment: str = "") -> Reference:
     """Certify ``run`` as the reference of its beam configuration (the previous one is retired).
 
-    Delegates to :func:`dqm.references.set_reference` (which writes its own audit entry)
+    Delegates to :func:`dqm.store.references.set_reference` (which writes its own audit entry)
     when that module exists; otherwise does the same minimal bookkeeping here.
     """
     name = require_user(user)
@@ -98,7 +98,7 @@ def set_reference(session: Session, run: int, user: str | None, *, beam_config: 
     if not closed:
         raise ActionError(f"run {run} has no closed spills: it cannot be a reference")
     try:
-        from dqm.references import set_reference as _set_reference
+        from dqm.store.references import set_reference as _set_reference
     except ImportError:
         _set_reference = None
     if _set_reference is not None:
@@ -148,7 +148,7 @@ def annotate_flag(session: Session, flag_id: int, user: str | None, text: str) -
 
 def channel_shape(specs: SpecSet, histogram: str) -> tuple[int, ...]:
     """Index ranges of the channels of a ``cellmap``/``channels`` histogram, e.g. (6, 6)."""
-    from dqm.fill import book_histogram
+    from dqm.core.fill import book_histogram
 
     spec = _spec(specs, histogram)
     if spec.kind not in ("cellmap", "channels"):
@@ -191,7 +191,7 @@ def mask_channel(
 
 def config_version(session: Session, specs: SpecSet) -> str:
     """The check configuration in force: ``<spec hash>+<newest override id>`` (``+0`` without overrides),
-    the same string the flags record (:func:`dqm.evaluate.config_version`)."""
+    the same string the flags record (:func:`dqm.core.evaluate.config_version`)."""
     newest = session.scalar(select(func.max(CheckOverride.id)))
     return f"{specs.version}+{newest or 0}"
 

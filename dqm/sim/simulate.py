@@ -38,9 +38,9 @@ from typing import Any, Iterable, Iterator, Mapping
 
 import numpy as np
 
-from dqm.anomalies import Anomaly, active_anomalies, apply_to_columns, apply_to_config, is_stale
+from dqm.sim.anomalies import Anomaly, active_anomalies, apply_to_columns, apply_to_config, is_stale
 from dqm.errors import ConfigError
-from dqm.events import (
+from dqm.core.events import (
     COLUMN_BY_NAME, DAQ_SOURCES, N_MS1, N_MS2, TRIGGER_BITS, empty_columns, encode_batch,
 )
 

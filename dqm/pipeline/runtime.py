@@ -14,9 +14,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from dqm.config import Settings
 from dqm.errors import ConfigError
 from dqm.redact import redact
-from dqm.specs import SpecSet, load_specs
+from dqm.core.specs import SpecSet, load_specs
 from dqm.store.engine import make_engine, make_sessionmaker
-from dqm.stream import connect
+from dqm.pipeline.stream import connect
 
 __all__ = ["Store", "open_store", "require_redis", "effective_redis_url", "demo_redis_url", "DEMO_REDIS_FILE", "load_default_specs", "setup_logging", "close_hooks"]
 
@@ -83,7 +83,7 @@ def load_default_specs(settings: Settings) -> SpecSet:
 def close_hooks(settings: Settings, specs: SpecSet) -> list:
     """Hooks run when a spill closes (checks → flags), if the checks layer is available."""
     try:
-        from dqm.flags import make_close_hook
+        from dqm.store.flags import make_close_hook
     except ImportError:
         return []
     return [make_close_hook(settings, specs)]

@@ -1,9 +1,9 @@
 """Detection study: evidence that the flags can be trusted, on simulated spills.
 
-Layer: pure core (simulator → fill → summary → :func:`dqm.evaluate.evaluate_spill`),
+Layer: pure core (simulator → fill → summary → :func:`dqm.core.evaluate.evaluate_spill`),
 no Redis and no database, so the same study runs in the unit tests and behind
 ``dqm validate``. It judges spills exactly as the worker does: same specs, same
-history window (:func:`dqm.evaluate.history_series`), a reference made of a clean
+history window (:func:`dqm.core.evaluate.history_series`), a reference made of a clean
 run's spills summed — as ``dqm reference set`` makes one.
 
 What it measures:
@@ -25,15 +25,15 @@ from typing import Callable, Mapping
 
 import boost_histogram as bh
 
-from dqm.anomalies import Anomaly, parse_anomaly
+from dqm.sim.anomalies import Anomaly, parse_anomaly
 from dqm.checks import Quality
-from dqm.evaluate import HISTORY_SPILLS, Judgement, Verdict, evaluate_spill, history_series
-from dqm.fill import Filler
-from dqm.histio import add_into
-from dqm.simulate import SimConfig, simulate_spill
-from dqm.specs import SpecSet
-from dqm.summary import accumulate, finalize
-from dqm.variables import BatchView
+from dqm.core.evaluate import HISTORY_SPILLS, Judgement, Verdict, evaluate_spill, history_series
+from dqm.core.fill import Filler
+from dqm.core.histio import add_into
+from dqm.sim.simulate import SimConfig, simulate_spill
+from dqm.core.specs import SpecSet
+from dqm.core.summary import accumulate, finalize
+from dqm.core.variables import BatchView
 
 __all__ = ["Scenario", "SCENARIOS", "DRIFT", "CHANGE_DETECTION", "StudyConfig", "Detection", "DriftResult",
            "StudyResult", "run_study", "format_report"]

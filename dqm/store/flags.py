@@ -1,6 +1,6 @@
 """Flags in the database: gather a spill's check inputs, store the verdict, recheck a run.
 
-Every input of :func:`dqm.evaluate.evaluate_spill` is read *as it was when the spill
+Every input of :func:`dqm.core.evaluate.evaluate_spill` is read *as it was when the spill
 closed*: history = the run's spills closed before it, masks in force at its closing
 time, overrides up to the configuration version, the reference recorded with it.
 So ``dqm recheck`` with the same configuration version reproduces the live flags.
@@ -19,9 +19,9 @@ from dqm.checks import Quality, judged_worst
 from dqm.checks._core import to_jsonable
 from dqm.config import Settings
 from dqm.errors import StorageError
-from dqm.evaluate import HISTORY_SPILLS, Verdict, config_version, evaluate_spill, history_series
-from dqm.references import DEFAULT_BEAM_CONFIG, ReferenceCache, active_reference, flags_reference_run
-from dqm.specs import SpecSet
+from dqm.core.evaluate import HISTORY_SPILLS, Verdict, config_version, evaluate_spill, history_series
+from dqm.store.references import DEFAULT_BEAM_CONFIG, ReferenceCache, active_reference, flags_reference_run
+from dqm.core.specs import SpecSet
 from dqm.store.models import ChannelMask, CheckOverride, Flag, Reference, Run, Spill
 from dqm.store.spills import ClosedSpill, spill_histograms
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from dqm.report.data import Period, gather
 from dqm.report.render import render_report
 from dqm.report.sample import store_simulated_day
-from dqm.specs import SpecSet
+from dqm.core.specs import SpecSet
 from dqm.store.engine import make_engine, make_sessionmaker
 from dqm.store.migrate import upgrade_database
 

@@ -19,7 +19,7 @@ import redis
 
 from dqm.config import check_redis_url
 from dqm.errors import BatchError
-from dqm.events import MAX_ID
+from dqm.core.events import MAX_ID
 
 __all__ = [
     "Message", "EndOfSpill", "connect", "ensure_group", "publish_spill", "publish_batches",
@@ -74,7 +74,7 @@ def publish_batches(r: redis.Redis, stream: str, run: int, spill: int, batches: 
 
 
 def publish_spill(r: redis.Redis, stream: str, spill_data, *, maxlen: int | None = None) -> list[bytes]:
-    """Publish a :class:`dqm.simulate.SpillData`."""
+    """Publish a :class:`dqm.sim.simulate.SpillData`."""
     return publish_batches(r, stream, spill_data.run, spill_data.spill, spill_data.batches(), spill_data.n_events, maxlen=maxlen)
 
 

@@ -28,8 +28,8 @@ from sqlalchemy.orm import Session
 
 from dqm import __version__
 from dqm.errors import ConfigError, StorageError
-from dqm.fill import book_histogram
-from dqm.specs import SpecSet
+from dqm.core.fill import book_histogram
+from dqm.core.specs import SpecSet
 from dqm.store.models import SPILL_OPEN, Spill, SpillHistograms
 
 __all__ = ["to_root_histogram", "write_root", "read_root_histograms", "export_run"]
@@ -137,7 +137,7 @@ def export_run(session: Session, specs: SpecSet, path: Path | str, run: int, *, 
     Returns counts (``spills``, ``histograms``) for the caller to report.
     """
     from dqm.report.integrate import Integrator
-    from dqm.histio import decode_histograms
+    from dqm.core.histio import decode_histograms
 
     stmt = (select(Spill.spill, SpillHistograms.blob).join(SpillHistograms, SpillHistograms.spill_id == Spill.id)
             .where(Spill.run == run, Spill.status != SPILL_OPEN).order_by(Spill.spill))

@@ -14,7 +14,7 @@ from typing import Mapping, Sequence
 import boost_histogram as bh
 
 from dqm.checks import CheckContext, CheckResult, Quality, judged_worst, run_check
-from dqm.specs import SUBSYSTEMS, SpecSet
+from dqm.core.specs import SUBSYSTEMS, SpecSet
 
 __all__ = ["Judgement", "Verdict", "evaluate_spill", "config_version", "history_series", "HISTORY_SPILLS"]
 
@@ -55,7 +55,7 @@ class Verdict:
 def history_series(summaries: Sequence[Mapping | None]) -> dict[str, list[float]]:
     """Per-key series of earlier spills' summaries (oldest first), NaN where a key is missing.
 
-    Live (:mod:`dqm.flags`), recheck and the detection study (:mod:`dqm.validate`)
+    Live (:mod:`dqm.store.flags`), recheck and the detection study (:mod:`dqm.sim.validate`)
     all build the history with this one function, so they judge alike.
     """
     keys = {k for r in summaries if r for k, v in r.items() if isinstance(v, (int, float))}
