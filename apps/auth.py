@@ -32,16 +32,23 @@ import hashlib
 import hmac
 import os
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping
 
-from dqm.store.actions import ANONYMOUS
 from dqm.errors import ConfigError
+from dqm.store.actions import ANONYMOUS
 
 __all__ = [
-    "hash_password", "verify_password", "parse_users", "AuthConfig", "auth_config_from_env",
-    "make_auth_provider", "current_user", "USERS_ENV", "SECRET_ENV",
+    "hash_password",
+    "verify_password",
+    "parse_users",
+    "AuthConfig",
+    "auth_config_from_env",
+    "make_auth_provider",
+    "current_user",
+    "USERS_ENV",
+    "SECRET_ENV",
 ]
 
 USERS_ENV = "DQM_WEB_USERS"
@@ -64,7 +71,9 @@ def verify_password(password: str, encoded: str) -> bool:
         if scheme != _SCHEME:
             return False
         expected = base64.b64decode(digest_b64)
-        got = hashlib.pbkdf2_hmac("sha256", password.encode("utf-8"), bytes.fromhex(salt_hex), int(iterations))
+        got = hashlib.pbkdf2_hmac(
+            "sha256", password.encode("utf-8"), bytes.fromhex(salt_hex), int(iterations)
+        )
     except (ValueError, TypeError):
         return False
     return hmac.compare_digest(got, expected)
@@ -83,9 +92,12 @@ def parse_users(text: str) -> dict[str, str]:
         name, sep, encoded = entry.partition(":")
         name = name.strip()
         if not sep or not name or not encoded.startswith(_SCHEME + "$") or name in ANONYMOUS:
-            raise ConfigError(USERS_ENV, entry[:40] + ("…" if len(entry) > 40 else ""),
-                              f"user:{_SCHEME}$… entries (make a hash with 'dqm serve --hash-password'); "
-                              f"'{name or '?'}' is not usable")
+            raise ConfigError(
+                USERS_ENV,
+                entry[:40] + ("…" if len(entry) > 40 else ""),
+                f"user:{_SCHEME}$… entries (make a hash with 'dqm serve --hash-password'); "
+                f"'{name or '?'}' is not usable",
+            )
         users[name] = encoded.strip()
     return users
 
@@ -103,7 +115,9 @@ class AuthConfig:
         return bool(self.users)
 
 
-def auth_config_from_env(environ: Mapping[str, str] | None = None, *, demo: bool = False) -> AuthConfig:
+def auth_config_from_env(
+    environ: Mapping[str, str] | None = None, *, demo: bool = False
+) -> AuthConfig:
     """Read users and secret; refuse users without a secret unless ``demo``.
 
     No users at all means a read-only server: nobody can log in, so nobody can act.
@@ -119,8 +133,13 @@ def auth_config_from_env(environ: Mapping[str, str] | None = None, *, demo: bool
             demo_login = ("demo", password)
         secret = secret or secrets.token_urlsafe(32)
     if users and not secret:
-        raise ConfigError(SECRET_ENV, "", "a random secret of at least 32 characters to sign login cookies "
-                          f"(e.g. python -c 'import secrets; print(secrets.token_urlsafe(32))'), since {USERS_ENV} is set")
+        raise ConfigError(
+            SECRET_ENV,
+            "",
+            "a random secret of at least 32 characters to sign login cookies "
+            "(e.g. python -c 'import secrets; print(secrets.token_urlsafe(32))'), since "
+            f"{USERS_ENV} is set",
+        )
     if users and len(secret) < 32:
         raise ConfigError(SECRET_ENV, "<hidden>", "at least 32 characters")
     return AuthConfig(users=dict(users), cookie_secret=secret, demo_login=demo_login)
@@ -148,7 +167,8 @@ def make_auth_provider(auth: AuthConfig):
             return DQMLoginHandler
 
     return DQMAuthProvider(
-        login_template=str(_TEMPLATES / "login.html"), logout_template=str(_TEMPLATES / "logout.html"),
+        login_template=str(_TEMPLATES / "login.html"),
+        logout_template=str(_TEMPLATES / "logout.html"),
     )
 
 

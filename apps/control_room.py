@@ -11,7 +11,7 @@ STALE state are recomputed locally every :data:`TICK_MS`.
 from __future__ import annotations
 
 import html
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import panel as pn
 from panel.io.state import set_curdoc
@@ -55,7 +55,7 @@ class _PerSnapshot:
             if held is snap and k == key:
                 return text
         text = render()
-        self._items = [*self._items[-(self._size - 1):], (snap, key, text)]
+        self._items = [*self._items[-(self._size - 1) :], (snap, key, text)]
         return text
 
 
@@ -78,25 +78,47 @@ def render_tiles(snap: Snapshot, stale: bool) -> str:
 
 
 def _tile(t: Tile, stale: bool, where: str = "") -> str:
-    link = (f'<a href="./expert?histogram={html.escape(t.histogram + where)}">details ›</a>'
-            if t.histogram and t.quality != "GOOD" else "")
-    ack = f'<div class="ack">acknowledged by {html.escape(t.acknowledged_by)}</div>' if t.acknowledged_by else ""
-    instruction = f'<div class="instruction">▶ {html.escape(t.instruction)}</div>' if t.instruction else ""
-    return (f'<div class="dqm-tile q-{t.quality}{" stale" if stale else ""}" data-subsystem="{t.subsystem}" data-quality="{t.quality}">'
-            f'<div class="name">{html.escape(t.title)}</div><div class="quality">{t.quality.replace("_", " ")}</div>'
-            f'<div class="explanation">{html.escape(t.explanation)}</div>{instruction}{ack}{link}</div>')
+    link = (
+        f'<a href="./expert?histogram={html.escape(t.histogram + where)}">details ›</a>'
+        if t.histogram and t.quality != "GOOD"
+        else ""
+    )
+    ack = (
+        f'<div class="ack">acknowledged by {html.escape(t.acknowledged_by)}</div>'
+        if t.acknowledged_by
+        else ""
+    )
+    instruction = (
+        f'<div class="instruction">▶ {html.escape(t.instruction)}</div>' if t.instruction else ""
+    )
+    return (
+        f'<div class="dqm-tile q-{t.quality}{" stale" if stale else ""}" '
+        f'data-subsystem="{t.subsystem}" data-quality="{t.quality}">'
+        f'<div class="name">{html.escape(t.title)}</div><div '
+        f'class="quality">{t.quality.replace("_", " ")}</div>'
+        f'<div class="explanation">{html.escape(t.explanation)}</div>{instruction}{ack}{link}</div>'
+    )
 
 
 def render_header(snap: Snapshot, stale_after_s: float, now: datetime | None = None) -> str:
     """Run/spill, age of the last spill, and the STALE banner when the data stopped."""
-    now = now or datetime.now(timezone.utc)
-    return _header_html(snap, stale_after_s, age_text(snap.age_s(now)), snap.is_stale(stale_after_s, now))
+    now = now or datetime.now(UTC)
+    return _header_html(
+        snap, stale_after_s, age_text(snap.age_s(now)), snap.is_stale(stale_after_s, now)
+    )
 
 
 def age_text(age: float | None) -> str:
     """How long ago the last spill closed, as the wall shows it (changes at most every few seconds)."""
-    return ("no spill yet" if age is None else "just now" if age < 5
-            else f"{age:.0f} s ago" if age < 120 else f"{age / 60:.0f} min ago")
+    return (
+        "no spill yet"
+        if age is None
+        else "just now"
+        if age < 5
+        else f"{age:.0f} s ago"
+        if age < 120
+        else f"{age / 60:.0f} min ago"
+    )
 
 
 def _header_html(snap: Snapshot, stale_after_s: float, age_shown: str, stale: bool) -> str:
@@ -104,17 +126,29 @@ def _header_html(snap: Snapshot, stale_after_s: float, age_shown: str, stale: bo
     bg, fg = QUALITY_COLOURS.get(state, QUALITY_COLOURS["NO_DATA"])
     where = f"{snap.run} / {snap.spill}" if snap.run is not None else "—"
     strip = "".join(
-        f'<span title="run {r} spill {s}: {q}" style="background:{QUALITY_COLOURS[q][0]}"></span>' for r, s, q in snap.recent
+        f'<span title="run {r} spill {s}: {q}" style="background:{QUALITY_COLOURS[q][0]}"></span>'
+        for r, s, q in snap.recent
     )
-    stale_text = (f'<div class="dqm-banner q-STALE" data-state="STALE">STALE — no spill closed for more than {stale_after_s:g} s: '
-                  f'check the DAQ and the DQM workers</div>') if stale else ""
-    return (f'<div class="dqm-header"><span class="title">NA64μ DQM</span>'
-            f'<span>run / spill <span class="value" data-spill="{where}">{where}</span></span>'
-            f'<span>last spill <span class="value" data-age>{age_shown}</span></span>'
-            f'<span class="state" style="background:{bg};color:{fg}" data-state="{state}">{state.replace("_", " ")}</span>'
-            f'<span class="dqm-strip" title="last spills, oldest left">{strip}</span>'
-            f'<span style="font-size:18px">reference run {snap.reference_run if snap.reference_run is not None else "none"}</span>'
-            f'</div>{stale_text}{_missing_banner(snap)}')
+    stale_text = (
+        (
+            '<div class="dqm-banner q-STALE" data-state="STALE">STALE — no spill closed for more '
+            f"than {stale_after_s:g} s: "
+            f"check the DAQ and the DQM workers</div>"
+        )
+        if stale
+        else ""
+    )
+    return (
+        f'<div class="dqm-header"><span class="title">NA64μ DQM</span>'
+        f'<span>run / spill <span class="value" data-spill="{where}">{where}</span></span>'
+        f'<span>last spill <span class="value" data-age>{age_shown}</span></span>'
+        f'<span class="state" style="background:{bg};color:{fg}" '
+        f'data-state="{state}">{state.replace("_", " ")}</span>'
+        f'<span class="dqm-strip" title="last spills, oldest left">{strip}</span>'
+        '<span style="font-size:18px">reference run '
+        f"{snap.reference_run if snap.reference_run is not None else 'none'}</span>"
+        f"</div>{stale_text}{_missing_banner(snap)}"
+    )
 
 
 def _missing_banner(snap: Snapshot) -> str:
@@ -123,8 +157,11 @@ def _missing_banner(snap: Snapshot) -> str:
         return ""
     which = ranges_text(snap.missing)
     what = "spill" if len(snap.missing) == 1 else "spills"
-    return (f'<div class="dqm-banner q-WARNING" data-missing="{which}">run {snap.run}: {what} {which} never reached the DQM '
-            f'— check the DAQ → DQM link (Redis stream)</div>')
+    return (
+        f'<div class="dqm-banner q-WARNING" data-missing="{which}">run {snap.run}: {what} {which} '
+        "never reached the DQM "
+        f"— check the DAQ → DQM link (Redis stream)</div>"
+    )
 
 
 def _sparkline(values: tuple[float | None, ...], width: int = 170, height: int = 34) -> str:
@@ -134,20 +171,29 @@ def _sparkline(values: tuple[float | None, ...], width: int = 170, height: int =
     lo, hi = min(v for _, v in pts), max(v for _, v in pts)
     span = (hi - lo) or 1.0
     n = max(len(values) - 1, 1)
-    coords = " ".join(f"{i * width / n:.1f},{height - 3 - (v - lo) / span * (height - 6):.1f}" for i, v in pts)
+    coords = " ".join(
+        f"{i * width / n:.1f},{height - 3 - (v - lo) / span * (height - 6):.1f}" for i, v in pts
+    )
     x_last, y_last = coords.split(" ")[-1].split(",")
-    return (f'<svg width="{width}" height="{height}" viewBox="0 0 {width} {height}">'
-            f'<polyline fill="none" stroke="#4fc3f7" stroke-width="2" points="{coords}"/>'
-            f'<circle cx="{x_last}" cy="{y_last}" r="3.5" fill="#ffb74d"/></svg>')
+    return (
+        f'<svg width="{width}" height="{height}" viewBox="0 0 {width} {height}">'
+        f'<polyline fill="none" stroke="#4fc3f7" stroke-width="2" points="{coords}"/>'
+        f'<circle cx="{x_last}" cy="{y_last}" r="3.5" fill="#ffb74d"/></svg>'
+    )
 
 
 def render_numbers(numbers: tuple[Number, ...]) -> str:
     cells = []
     for n in numbers:
-        err = f' <span class="unit">± {_fmt(n.error, n.digits)}</span>' if n.error is not None else ""
-        cells.append(f'<div class="dqm-number"><div class="label">{html.escape(n.label)}</div>'
-                     f'<div class="value">{_fmt(n.value, n.digits)}{err} <span class="unit">{html.escape(n.unit)}</span></div>'
-                     f'{_sparkline(n.trend)}</div>')
+        err = (
+            f' <span class="unit">± {_fmt(n.error, n.digits)}</span>' if n.error is not None else ""
+        )
+        cells.append(
+            f'<div class="dqm-number"><div class="label">{html.escape(n.label)}</div>'
+            f'<div class="value">{_fmt(n.value, n.digits)}{err} <span '
+            f'class="unit">{html.escape(n.unit)}</span></div>'
+            f"{_sparkline(n.trend)}</div>"
+        )
     return f'<div class="dqm-numbers">{"".join(cells)}</div>'
 
 
@@ -175,14 +221,30 @@ class ControlRoom(Viewer):
             shown = [s for s in specs if s.control_room]
             if not shown:
                 continue
-            handles = [make_plot(s, snap.plots.get(s.name) or plot_data(s, None), theme="dark", height=330) for s in shown]
-            self._plots.update({s.name: h for s, h in zip(shown, handles)})
+            handles = [
+                make_plot(s, snap.plots.get(s.name) or plot_data(s, None), theme="dark", height=330)
+                for s in shown
+            ]
+            self._plots.update({s.name: h for s, h in zip(shown, handles, strict=False)})
             self._tab_of[subsystem] = len(tabs)
             panes = [pn.pane.Bokeh(h.figure, sizing_mode="stretch_width") for h in handles]
-            tabs.append((SUBSYSTEM_TITLES.get(subsystem, subsystem), pn.GridBox(*panes, ncols=min(3, len(panes)), sizing_mode="stretch_width")))
-        self._tabs = pn.Tabs(*tabs, sizing_mode="stretch_width", stylesheets=[_TABS_CSS], dynamic=True)  # draw only the visible tab
-        self._layout = pn.Column(self._header, self._tiles, self._numbers, self._tabs, sizing_mode="stretch_width",
-                                 styles={"background": "#0d0d0d", "padding": "8px"})
+            tabs.append(
+                (
+                    SUBSYSTEM_TITLES.get(subsystem, subsystem),
+                    pn.GridBox(*panes, ncols=min(3, len(panes)), sizing_mode="stretch_width"),
+                )
+            )
+        self._tabs = pn.Tabs(
+            *tabs, sizing_mode="stretch_width", stylesheets=[_TABS_CSS], dynamic=True
+        )  # draw only the visible tab
+        self._layout = pn.Column(
+            self._header,
+            self._tiles,
+            self._numbers,
+            self._tabs,
+            sizing_mode="stretch_width",
+            styles={"background": "#0d0d0d", "padding": "8px"},
+        )
         self.tick()
         self._rotate_s = rotate_s
 
@@ -216,7 +278,7 @@ class ControlRoom(Viewer):
         Returns True when something is left for that next tick.
         """
         snap = self._store.snapshot
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         age = snap.age_s(now)
         age_key = None if age is None else int(age)
         new_text = snap.version != self._drawn_version
@@ -228,14 +290,21 @@ class ControlRoom(Viewer):
         stale = snap.is_stale(self._stale_after_s, now)
         if new_text or age_key != self._drawn_age:
             shown_age = age_text(age)
-            self._header.object = _RENDERED.get(snap, ("header", shown_age, stale, self._stale_after_s),
-                                                lambda: _header_html(snap, self._stale_after_s, shown_age, stale))
+            self._header.object = _RENDERED.get(
+                snap,
+                ("header", shown_age, stale, self._stale_after_s),
+                lambda: _header_html(snap, self._stale_after_s, shown_age, stale),
+            )
             self._drawn_age = age_key
         if new_text or stale != self._drawn_stale:
-            self._tiles.object = _RENDERED.get(snap, ("tiles", stale), lambda: render_tiles(snap, stale))
+            self._tiles.object = _RENDERED.get(
+                snap, ("tiles", stale), lambda: render_tiles(snap, stale)
+            )
             self._drawn_stale = stale
         if new_text:
-            self._numbers.object = _RENDERED.get(snap, ("numbers",), lambda: render_numbers(snap.numbers))
+            self._numbers.object = _RENDERED.get(
+                snap, ("numbers",), lambda: render_numbers(snap.numbers)
+            )
             self._drawn_version = snap.version
             self._show_newly_bad(snap)
             if new_plots and self._drawn_plots is not None:
@@ -259,4 +328,3 @@ class ControlRoom(Viewer):
 
     def __panel__(self):
         return self._layout
-

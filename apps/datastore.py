@@ -21,8 +21,9 @@ import logging
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import replace
-from typing import Any, Callable, TypeVar
+from typing import Any, TypeVar
 
 import boost_histogram as bh
 import redis
@@ -32,10 +33,10 @@ from sqlalchemy.orm import Session
 
 from apps.snapshot import EMPTY, Snapshot, build_plots, build_snapshot
 from dqm.config import Settings
-from dqm.store.references import ReferenceCache
-from dqm.pipeline.runtime import Store
 from dqm.core.specs import SpecSet
+from dqm.pipeline.runtime import Store
 from dqm.store.models import SPILL_OPEN, AuditEntry, Spill
+from dqm.store.references import ReferenceCache
 from dqm.store.spills import spill_histograms
 
 __all__ = ["DataStore"]
@@ -68,7 +69,9 @@ class _LRU:
 class DataStore:
     """Owns the database engine of the web process, the live snapshot and its refresher."""
 
-    def __init__(self, settings: Settings, specs: SpecSet, store: Store, *, poll_s: float = 2.0) -> None:
+    def __init__(
+        self, settings: Settings, specs: SpecSet, store: Store, *, poll_s: float = 2.0
+    ) -> None:
         self.settings = settings
         self.specs = specs
         self.store = store
@@ -131,8 +134,13 @@ class DataStore:
             t0 = time.perf_counter()
             with self.store.sessions() as session:
                 token = self._change_token(session)
-                snap = build_snapshot(session, self.specs, version=self._snapshot.version + 1, plots=self._snapshot.plots,
-                                      settle_s=self.settings.spill_timeout_s)
+                snap = build_snapshot(
+                    session,
+                    self.specs,
+                    version=self._snapshot.version + 1,
+                    plots=self._snapshot.plots,
+                    settle_s=self.settings.spill_timeout_s,
+                )
                 self._publish(snap)
                 t1 = time.perf_counter()
                 plots = build_plots(session, self.specs, self._refs, snap)
@@ -140,17 +148,29 @@ class DataStore:
             snap = replace(snap, plots=plots)  # same version: sessions see the new plots object
             self._publish(snap)
             self.refreshes += 1
-            log.debug("snapshot of run %s spill %s: verdict in %.0f ms, plots in %.0f ms", snap.run, snap.spill,
-                      (t1 - t0) * 1000, (time.perf_counter() - t1) * 1000)
+            log.debug(
+                "snapshot of run %s spill %s: verdict in %.0f ms, plots in %.0f ms",
+                snap.run,
+                snap.spill,
+                (t1 - t0) * 1000,
+                (time.perf_counter() - t1) * 1000,
+            )
             return snap
 
     def _change_token(self, session: Session) -> tuple:
         """Newest closed spill and newest audit entry: cheap to read, changes when the wall must."""
-        return tuple(session.execute(select(
-            select(func.max(Spill.id)).where(Spill.status != SPILL_OPEN).scalar_subquery(),
-            select(func.count()).select_from(Spill).where(Spill.status != SPILL_OPEN).scalar_subquery(),
-            select(func.max(AuditEntry.id)).scalar_subquery(),
-        )).one())
+        return tuple(
+            session.execute(
+                select(
+                    select(func.max(Spill.id)).where(Spill.status != SPILL_OPEN).scalar_subquery(),
+                    select(func.count())
+                    .select_from(Spill)
+                    .where(Spill.status != SPILL_OPEN)
+                    .scalar_subquery(),
+                    select(func.max(AuditEntry.id)).scalar_subquery(),
+                )
+            ).one()
+        )
 
     def poll(self) -> bool:
         """Fallback path: rebuild only if the change token moved. Returns whether it did."""
@@ -161,7 +181,7 @@ class DataStore:
         self.refresh()
         return True
 
-    def start(self) -> "DataStore":
+    def start(self) -> DataStore:
         """Build the first snapshot and start the refresher thread (idempotent)."""
         if self._thread is None:
             self._safe(self.refresh)
@@ -189,7 +209,9 @@ class DataStore:
             message = None
             if pubsub is not None:
                 try:
-                    message = pubsub.get_message(ignore_subscribe_messages=True, timeout=self.poll_s)
+                    message = pubsub.get_message(
+                        ignore_subscribe_messages=True, timeout=self.poll_s
+                    )
                 except (redis.RedisError, OSError) as exc:
                     log.warning("lost the spill-closed channel (%s); polling the database", exc)
                     pubsub = None
@@ -206,12 +228,19 @@ class DataStore:
 
     def _subscribe(self):
         try:
-            client = redis.Redis.from_url(self.settings.redis_url, socket_connect_timeout=2, health_check_interval=30)
+            client = redis.Redis.from_url(
+                self.settings.redis_url, socket_connect_timeout=2, health_check_interval=30
+            )
             pubsub = client.pubsub()
             pubsub.subscribe(self.settings.channel)
             return pubsub
         except (redis.RedisError, OSError) as exc:
-            log.warning("cannot subscribe to %s (%s); polling the database every %g s", self.settings.channel, exc, self.poll_s)
+            log.warning(
+                "cannot subscribe to %s (%s); polling the database every %g s",
+                self.settings.channel,
+                exc,
+                self.poll_s,
+            )
             time.sleep(min(self.poll_s, 1.0))
             return None
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import html
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 
@@ -25,9 +25,9 @@ from apps.expert_plots import history_figure, overlay_ratio_pull, trend_figure
 from apps.plots import make_plot
 from apps.theme import EXPERT_CSS
 from dqm.checks.compare import compare
-from dqm.store.references import DEFAULT_BEAM_CONFIG, active_reference
-from dqm.store.models import Run
 from dqm.core.summary import SUMMARY_DOCS
+from dqm.store.models import Run
+from dqm.store.references import DEFAULT_BEAM_CONFIG, active_reference
 
 __all__ = ["Expert", "HistogramExplorer", "Trends"]
 
@@ -83,8 +83,15 @@ class _DrawsOffLoop:
 class HistogramExplorer(_DrawsOffLoop, Viewer):
     """Run, spill range and histogram from the specs' tree → plot(s) against the reference."""
 
-    def __init__(self, datastore, *, histogram: str | None = None, run: int | None = None, spill: int | None = None,
-                 **params) -> None:
+    def __init__(
+        self,
+        datastore,
+        *,
+        histogram: str | None = None,
+        run: int | None = None,
+        spill: int | None = None,
+        **params,
+    ) -> None:
         super().__init__(**params)
         self._store = datastore
         self._wanted = (run, spill)  # from a control-room tile link: open on that spill
@@ -92,7 +99,9 @@ class HistogramExplorer(_DrawsOffLoop, Viewer):
         groups = {sub: [s.name for s in hs] for sub, hs in specs.by_subsystem().items() if hs}
         first = histogram if histogram in specs.names else specs.names[0]
         self.run = pn.widgets.Select(label="Run", options=[], width=140)
-        self.spills = pn.widgets.IntRangeSlider(label="Spills", start=0, end=1, value=(0, 1), step=1, width=320)
+        self.spills = pn.widgets.IntRangeSlider(
+            label="Spills", start=0, end=1, value=(0, 1), step=1, width=320
+        )
         self.histogram = pn.widgets.Select(label="Histogram", groups=groups, value=first, width=280)
         self.info = pn.pane.HTML(stylesheets=[EXPERT_CSS], sizing_mode="stretch_width")
         self.plot_area = pn.Column(sizing_mode="stretch_width")
@@ -122,8 +131,14 @@ class HistogramExplorer(_DrawsOffLoop, Viewer):
         if infos:
             lo, hi = infos[0].spill, infos[-1].spill
             run, spill = self._wanted
-            recent = infos[max(0, len(infos) - DEFAULT_SPILLS)].spill  # widen by hand: every spill is decoded once
-            chosen = (spill, spill) if run == self.run.value and spill is not None and lo <= spill <= hi else (recent, hi)
+            recent = infos[
+                max(0, len(infos) - DEFAULT_SPILLS)
+            ].spill  # widen by hand: every spill is decoded once
+            chosen = (
+                (spill, spill)
+                if run == self.run.value and spill is not None and lo <= spill <= hi
+                else (recent, hi)
+            )
             self._wanted = (None, None)
             self.spills.param.update(start=lo, end=max(hi, lo + 1), value=chosen)
         self._redraw()
@@ -139,6 +154,7 @@ class HistogramExplorer(_DrawsOffLoop, Viewer):
         session it runs in a worker thread (:meth:`draw_async`), because decoding a wide
         spill range takes seconds that every wall screen on this server would wait for.
         """
+
         def load(session):
             chosen = self._selected(session, run, lo, hi)
             beam = session.get(Run, run)
@@ -148,10 +164,26 @@ class HistogramExplorer(_DrawsOffLoop, Viewer):
 
         chosen, ref, ref_h = self._store.read(load)
         h = queries.sum_spills([hs for _, hs in chosen], spec.name)
-        if h is not None and ref_h is not None and (ref_h.ndim != h.ndim or any(len(a) != len(b) for a, b in zip(ref_h.axes, h.axes))):
+        if (
+            h is not None
+            and ref_h is not None
+            and (
+                ref_h.ndim != h.ndim
+                or any(len(a) != len(b) for a, b in zip(ref_h.axes, h.axes, strict=False))
+            )
+        ):
             ref_h = None
-        return {"spec": spec, "run": run, "lo": lo, "hi": hi, "chosen": chosen, "ref": ref, "ref_h": ref_h, "h": h,
-                "n_events": float(sum(i.n_events for i, _ in chosen))}
+        return {
+            "spec": spec,
+            "run": run,
+            "lo": lo,
+            "hi": hi,
+            "chosen": chosen,
+            "ref": ref,
+            "ref_h": ref_h,
+            "h": h,
+            "n_events": float(sum(i.n_events for i, _ in chosen)),
+        }
 
     def _request(self):
         """(spec, run, lo, hi) of the current selection, or None before a run is known."""
@@ -172,16 +204,32 @@ class HistogramExplorer(_DrawsOffLoop, Viewer):
             await self._latest.run(request, self._load, self._show)
 
     def _show(self, loaded: dict) -> None:
-        spec, chosen, ref, ref_h, h = loaded["spec"], loaded["chosen"], loaded["ref"], loaded["ref_h"], loaded["h"]
+        spec, chosen, ref, ref_h, h = (
+            loaded["spec"],
+            loaded["chosen"],
+            loaded["ref"],
+            loaded["ref_h"],
+            loaded["h"],
+        )
         n_events = loaded["n_events"]
-        ref_text = f"reference run {ref.run} (set by {html.escape(ref.set_by)})" if ref else "no reference set"
-        self.info.object = (f'<div class="dqm-note"><b>{html.escape(spec.title)}</b> — {html.escape(spec.description)}<br>'
-                            f'run {loaded["run"]}, spills {loaded["lo"]}–{loaded["hi"]} '
-                            f'({len(chosen)} spills, {n_events:,.0f} events); {ref_text}'
-                            + (f'<br>Instruction: {html.escape(spec.instruction)}' if spec.instruction else "") + "</div>")
+        ref_text = (
+            f"reference run {ref.run} (set by {html.escape(ref.set_by)})"
+            if ref
+            else "no reference set"
+        )
+        self.info.object = (
+            f'<div class="dqm-note"><b>{html.escape(spec.title)}</b> — '
+            f"{html.escape(spec.description)}<br>"
+            f"run {loaded['run']}, spills {loaded['lo']}–{loaded['hi']} "
+            f"({len(chosen)} spills, {n_events:,.0f} events); {ref_text}"
+            + (f"<br>Instruction: {html.escape(spec.instruction)}" if spec.instruction else "")
+            + "</div>"
+        )
         self.cell_area[:] = []
         if h is None:
-            self.plot_area[:] = [pn.pane.Markdown("No data for this histogram in the selected spills.")]
+            self.plot_area[:] = [
+                pn.pane.Markdown("No data for this histogram in the selected spills.")
+            ]
             return
         if spec.kind == "h1":
             figs = overlay_ratio_pull(compare(h, ref_h), spec.title)
@@ -189,22 +237,50 @@ class HistogramExplorer(_DrawsOffLoop, Viewer):
             return
         from apps.plots import plot_data
 
-        handle = make_plot(spec, plot_data(spec, h, ref_h, n_events=n_events or None), theme="light", height=460,
-                           tap=spec.kind == "cellmap")
-        if spec.kind == "cellmap":  # square cells: a fixed-size map reads better than a stretched one
+        handle = make_plot(
+            spec,
+            plot_data(spec, h, ref_h, n_events=n_events or None),
+            theme="light",
+            height=460,
+            tap=spec.kind == "cellmap",
+        )
+        if (
+            spec.kind == "cellmap"
+        ):  # square cells: a fixed-size map reads better than a stretched one
             handle.figure.sizing_mode, handle.figure.width = "fixed", 720
-        self.plot_area[:] = [pn.pane.Bokeh(handle.figure, sizing_mode="stretch_width" if spec.kind != "cellmap" else "fixed")]
+        self.plot_area[:] = [
+            pn.pane.Bokeh(
+                handle.figure, sizing_mode="stretch_width" if spec.kind != "cellmap" else "fixed"
+            )
+        ]
         if spec.kind == "cellmap" and "cells" in handle.sources:
             src = handle.sources["cells"]
-            self._cell_state = {"spec": spec, "source": src, "chosen": chosen, "ref": ref_h, "shape": h.values().shape,
-                                "run": loaded["run"]}
+            self._cell_state = {
+                "spec": spec,
+                "source": src,
+                "chosen": chosen,
+                "ref": ref_h,
+                "shape": h.values().shape,
+                "run": loaded["run"],
+            }
             src.selected.on_change("indices", self._on_tap)
-            self.cell_area[:] = [pn.pane.Markdown("*Click a cell to see that channel's history across the run.*")]
+            self.cell_area[:] = [
+                pn.pane.Markdown("*Click a cell to see that channel's history across the run.*")
+            ]
         elif spec.kind == "channels":
-            projections = [(f"{spec.channel_label} {i}", compare(h[i, :], ref_h[i, :] if ref_h is not None else None))
-                           for i in range(len(h.axes[0]))]
-            self.cell_area[:] = [pn.pane.Bokeh(overlay_ratio_pull(c, f"{spec.title}: {name}")[0], sizing_mode="stretch_width")
-                                 for name, c in projections[:8]]
+            projections = [
+                (
+                    f"{spec.channel_label} {i}",
+                    compare(h[i, :], ref_h[i, :] if ref_h is not None else None),
+                )
+                for i in range(len(h.axes[0]))
+            ]
+            self.cell_area[:] = [
+                pn.pane.Bokeh(
+                    overlay_ratio_pull(c, f"{spec.title}: {name}")[0], sizing_mode="stretch_width"
+                )
+                for name, c in projections[:8]
+            ]
 
     def _on_tap(self, _attr, _old, new) -> None:
         if not new:
@@ -233,13 +309,27 @@ class HistogramExplorer(_DrawsOffLoop, Viewer):
         history = queries.cell_history(self._store.read(all_spills), spec.name, cell)
         siblings = []
         for other in self._store.specs:
-            if other.kind != "cellmap" or other.subsystem != spec.subsystem or other.name == spec.name:
+            if (
+                other.kind != "cellmap"
+                or other.subsystem != spec.subsystem
+                or other.name == spec.name
+            ):
                 continue
             h = queries.sum_spills([hs for _, hs in st["chosen"]], other.name)
             if h is not None and h.values().shape == st["shape"]:
-                siblings.append(f"{html.escape(other.title)}: {float(np.asarray(h.values())[cell]):,.0f}")
-        return {"spec": spec, "cell": cell, "share": share, "history": history, "siblings": siblings,
-                "count": float(src.data["count"][index]), "ratio": src.data["ratio"][index], "run": st["run"]}
+                siblings.append(
+                    f"{html.escape(other.title)}: {float(np.asarray(h.values())[cell]):,.0f}"
+                )
+        return {
+            "spec": spec,
+            "cell": cell,
+            "share": share,
+            "history": history,
+            "siblings": siblings,
+            "count": float(src.data["count"][index]),
+            "ratio": src.data["ratio"][index],
+            "run": st["run"],
+        }
 
     def show_cell(self, index: int) -> None:
         """History of the tapped cell over the run, and its value in the sibling maps."""
@@ -254,19 +344,40 @@ class HistogramExplorer(_DrawsOffLoop, Viewer):
         self._show_cell(data)
 
     def _show_cell(self, d: dict) -> None:
-        spec, cell, ratio, share, siblings = d["spec"], d["cell"], d["ratio"], d["share"], d["siblings"]
-        text = (f'<div class="dqm-note"><b>{html.escape(spec.name)} cell {list(cell)}</b>: {d["count"]:,.0f} hits in the selection'
-                + (f", ratio to reference {ratio:.2f}" if ratio == ratio else "")
-                + (f", reference share {share:.4f}" if share is not None else "")
-                + ("<br>" + "; ".join(siblings) if siblings else "") + "</div>")
-        self.cell_area[:] = [pn.pane.HTML(text, stylesheets=[EXPERT_CSS], sizing_mode="stretch_width"),
-                             pn.pane.Bokeh(history_figure(d["history"], f"{spec.name} cell {list(cell)}: hits per event, run {d['run']}"),
-                                           sizing_mode="stretch_width")]
+        spec, cell, ratio, share, siblings = (
+            d["spec"],
+            d["cell"],
+            d["ratio"],
+            d["share"],
+            d["siblings"],
+        )
+        text = (
+            f'<div class="dqm-note"><b>{html.escape(spec.name)} cell {list(cell)}</b>: '
+            f"{d['count']:,.0f} hits in the selection"
+            + (f", ratio to reference {ratio:.2f}" if ratio == ratio else "")
+            + (f", reference share {share:.4f}" if share is not None else "")
+            + ("<br>" + "; ".join(siblings) if siblings else "")
+            + "</div>"
+        )
+        self.cell_area[:] = [
+            pn.pane.HTML(text, stylesheets=[EXPERT_CSS], sizing_mode="stretch_width"),
+            pn.pane.Bokeh(
+                history_figure(
+                    d["history"], f"{spec.name} cell {list(cell)}: hits per event, run {d['run']}"
+                ),
+                sizing_mode="stretch_width",
+            ),
+        ]
         self.selected_cell = (spec.name, cell)
 
     def __panel__(self):
-        return pn.Column(pn.Row(self.run, self.spills, self.histogram), self.info, self.plot_area, self.cell_area,
-                         sizing_mode="stretch_width")
+        return pn.Column(
+            pn.Row(self.run, self.spills, self.histogram),
+            self.info,
+            self.plot_area,
+            self.cell_area,
+            sizing_mode="stretch_width",
+        )
 
 
 class Trends(_DrawsOffLoop, Viewer):
@@ -279,7 +390,9 @@ class Trends(_DrawsOffLoop, Viewer):
         run_list = datastore.read(queries.runs)
         default = "p_bms_mean" if "p_bms_mean" in keys else keys[0]
         self.key = pn.widgets.Select(label="Quantity", options=keys, value=default, width=280)
-        self.runs = pn.widgets.MultiChoice(label="Runs", options=run_list, value=run_list[:1], width=360)
+        self.runs = pn.widgets.MultiChoice(
+            label="Runs", options=run_list, value=run_list[:1], width=360
+        )
         self.area = pn.Column(sizing_mode="stretch_width")
         self._latest = _LatestOnly(self.area)
         self.key.param.watch(self._redraw, "value")
@@ -292,7 +405,11 @@ class Trends(_DrawsOffLoop, Viewer):
 
     def _show(self, loaded) -> None:
         key, frame = loaded
-        self.area[:] = [pn.pane.Bokeh(trend_figure(frame, key, SUMMARY_DOCS.get(key, "")), sizing_mode="stretch_width")]
+        self.area[:] = [
+            pn.pane.Bokeh(
+                trend_figure(frame, key, SUMMARY_DOCS.get(key, "")), sizing_mode="stretch_width"
+            )
+        ]
 
     def draw(self) -> None:
         if not self.runs.value:
@@ -317,17 +434,28 @@ def _reports_html(folder: Path) -> str:
     if not files:
         return f'<div class="dqm-note">No nightly report yet (PDF files appear here when written to <code>{html.escape(str(folder))}</code>).</div>'
     rows = "".join(
-        f'<li><a href="./reports/{html.escape(name)}" target="_blank" download>{html.escape(name)}</a> '
-        f'({size / 1e6:.2f} MB, {datetime.fromtimestamp(mtime, timezone.utc):%Y-%m-%d %H:%M} UTC)</li>'
-        for name, size, mtime in files)
+        f'<li><a href="./reports/{html.escape(name)}" target="_blank" '
+        f"download>{html.escape(name)}</a> "
+        f"({size / 1e6:.2f} MB, {datetime.fromtimestamp(mtime, UTC):%Y-%m-%d %H:%M} UTC)</li>"
+        for name, size, mtime in files
+    )
     return f'<ul class="dqm-reports" style="font-size:16px">{rows}</ul>'
 
 
 class Expert(Viewer):
     """The expert page: tabs over the explorer, trends, flags, audit trail, reports, actions."""
 
-    def __init__(self, datastore, *, reports_dir: Path, auth_enabled: bool, histogram: str | None = None,
-                 run: int | None = None, spill: int | None = None, **params) -> None:
+    def __init__(
+        self,
+        datastore,
+        *,
+        reports_dir: Path,
+        auth_enabled: bool,
+        histogram: str | None = None,
+        run: int | None = None,
+        spill: int | None = None,
+        **params,
+    ) -> None:
         super().__init__(**params)
         from apps.auth import current_user
 
@@ -336,24 +464,61 @@ class Expert(Viewer):
         self.explorer = HistogramExplorer(datastore, histogram=histogram, run=run, spill=spill)
         self.trends = Trends(datastore)
         self.flags = FlagsPanel(datastore, user=self.user)
-        self.actions = ActionsPanel(datastore, user=self.user, auth_enabled=auth_enabled,
-                                    selected_cell=lambda: getattr(self.explorer, "selected_cell", None))
-        self.audit = pn.widgets.Tabulator(self._audit(), disabled=True, sizing_mode="stretch_width", height=420,
-                                          show_index=False, layout="fit_data_stretch")
-        self.references = pn.widgets.Tabulator(datastore.read(queries.references_frame), disabled=True, show_index=False,
-                                               sizing_mode="stretch_width", height=200)
+        self.actions = ActionsPanel(
+            datastore,
+            user=self.user,
+            auth_enabled=auth_enabled,
+            selected_cell=lambda: getattr(self.explorer, "selected_cell", None),
+        )
+        self.audit = pn.widgets.Tabulator(
+            self._audit(),
+            disabled=True,
+            sizing_mode="stretch_width",
+            height=420,
+            show_index=False,
+            layout="fit_data_stretch",
+        )
+        self.references = pn.widgets.Tabulator(
+            datastore.read(queries.references_frame),
+            disabled=True,
+            show_index=False,
+            sizing_mode="stretch_width",
+            height=200,
+        )
         self.reports = pn.pane.HTML(_reports_html(reports_dir), sizing_mode="stretch_width")
         self._reports_dir = reports_dir
-        who = (f"logged in as <b>{html.escape(self.user)}</b> · <a href='./logout'>log out</a>" if self.user
-               else ("guest (read-only) · <a href='./login?next=/expert'>log in to act</a>" if auth_enabled else "read-only server"))
-        self.header = pn.pane.HTML(f'<div class="dqm-expert-header"><span class="title">NA64μ DQM — expert</span>'
-                                   f'<a href="./control_room">control room</a><span class="dqm-user">{who}</span></div>',
-                                   stylesheets=[EXPERT_CSS], sizing_mode="stretch_width")
+        who = (
+            f"logged in as <b>{html.escape(self.user)}</b> · <a href='./logout'>log out</a>"
+            if self.user
+            else (
+                "guest (read-only) · <a href='./login?next=/expert'>log in to act</a>"
+                if auth_enabled
+                else "read-only server"
+            )
+        )
+        self.header = pn.pane.HTML(
+            f'<div class="dqm-expert-header"><span class="title">NA64μ DQM — expert</span>'
+            f'<a href="./control_room">control room</a><span class="dqm-user">{who}</span></div>',
+            stylesheets=[EXPERT_CSS],
+            sizing_mode="stretch_width",
+        )
         self.tabs = pn.Tabs(
-            ("Histograms", self.explorer), ("Trends", self.trends), ("Flags", self.flags),
-            ("Audit trail", pn.Column("### Audit trail (who did what, when)", self.audit, "### References", self.references)),
-            ("Reports", pn.Column("### Nightly reports", self.reports)), ("Actions", self.actions),
-            sizing_mode="stretch_width", dynamic=False,
+            ("Histograms", self.explorer),
+            ("Trends", self.trends),
+            ("Flags", self.flags),
+            (
+                "Audit trail",
+                pn.Column(
+                    "### Audit trail (who did what, when)",
+                    self.audit,
+                    "### References",
+                    self.references,
+                ),
+            ),
+            ("Reports", pn.Column("### Nightly reports", self.reports)),
+            ("Actions", self.actions),
+            sizing_mode="stretch_width",
+            dynamic=False,
         )
         self._version = datastore.version
         if pn.state.curdoc is not None and pn.state.curdoc.session_context is not None:

@@ -10,16 +10,16 @@ from __future__ import annotations
 
 import html
 import json
-from datetime import datetime, timezone
-from typing import Callable
+from collections.abc import Callable
+from datetime import UTC, datetime
 
 import panel as pn
 from panel.viewable import Viewer
 
 from apps import queries
-from dqm.store import actions
-from dqm.errors import DQMError
 from dqm.core.specs import SUBSYSTEMS
+from dqm.errors import DQMError
+from dqm.store import actions
 
 __all__ = ["FlagsPanel", "ActionsPanel", "run_action"]
 
@@ -36,7 +36,9 @@ def run_action(datastore, user: str | None, what: str, call: Callable) -> tuple[
 
 
 def _message(ok: bool, text: str) -> pn.pane.Alert:
-    return pn.pane.Alert(html.escape(text), alert_type="success" if ok else "danger", sizing_mode="stretch_width")
+    return pn.pane.Alert(
+        html.escape(text), alert_type="success" if ok else "danger", sizing_mode="stretch_width"
+    )
 
 
 class FlagsPanel(Viewer):
@@ -46,15 +48,35 @@ class FlagsPanel(Viewer):
         super().__init__(**params)
         self._store = datastore
         self.user = user
-        self.run = pn.widgets.Select(label="Run", options=["all", *datastore.read(queries.runs)], value="all", width=140)
-        self.subsystem = pn.widgets.Select(label="Subsystem", options=["all", *SUBSYSTEMS], value="all", width=160)
-        self.quality = pn.widgets.Select(label="Quality", options=list(_QUALITY_FILTERS), value="WARNING or worse", width=180)
-        self.table = pn.widgets.Tabulator(self._frame(), disabled=True, show_index=False, sizing_mode="stretch_width",
-                                          height=420, selectable=1, layout="fit_data_stretch", css_classes=["dqm-flags"],
-                                          widths={"explanation": 420, "instruction": 300})
-        self.flag_id = pn.widgets.IntInput(label="Flag id", value=0, width=120, css_classes=["dqm-flag-id"])
-        self.note = pn.widgets.TextInput(label="Annotation", placeholder="e.g. known: HV trip, fixed 14:05", width=420)
-        self.ack = pn.widgets.Button(label="Acknowledge", color="primary", width=140, css_classes=["dqm-ack"])
+        self.run = pn.widgets.Select(
+            label="Run", options=["all", *datastore.read(queries.runs)], value="all", width=140
+        )
+        self.subsystem = pn.widgets.Select(
+            label="Subsystem", options=["all", *SUBSYSTEMS], value="all", width=160
+        )
+        self.quality = pn.widgets.Select(
+            label="Quality", options=list(_QUALITY_FILTERS), value="WARNING or worse", width=180
+        )
+        self.table = pn.widgets.Tabulator(
+            self._frame(),
+            disabled=True,
+            show_index=False,
+            sizing_mode="stretch_width",
+            height=420,
+            selectable=1,
+            layout="fit_data_stretch",
+            css_classes=["dqm-flags"],
+            widths={"explanation": 420, "instruction": 300},
+        )
+        self.flag_id = pn.widgets.IntInput(
+            label="Flag id", value=0, width=120, css_classes=["dqm-flag-id"]
+        )
+        self.note = pn.widgets.TextInput(
+            label="Annotation", placeholder="e.g. known: HV trip, fixed 14:05", width=420
+        )
+        self.ack = pn.widgets.Button(
+            label="Acknowledge", color="primary", width=140, css_classes=["dqm-ack"]
+        )
         self.annotate = pn.widgets.Button(label="Annotate", width=120)
         self.result = pn.Column(sizing_mode="stretch_width")
         for w in (self.run, self.subsystem, self.quality):
@@ -66,7 +88,11 @@ class FlagsPanel(Viewer):
     def _frame(self):
         run = None if self.run.value == "all" else int(self.run.value)
         sub = None if self.subsystem.value == "all" else self.subsystem.value
-        return self._store.read(lambda s: queries.flags_frame(s, run=run, subsystem=sub, min_quality=_QUALITY_FILTERS[self.quality.value]))
+        return self._store.read(
+            lambda s: queries.flags_frame(
+                s, run=run, subsystem=sub, min_quality=_QUALITY_FILTERS[self.quality.value]
+            )
+        )
 
     def reload(self) -> None:
         self.table.value = self._frame()
@@ -77,34 +103,65 @@ class FlagsPanel(Viewer):
 
     def acknowledge(self) -> None:
         fid, note = int(self.flag_id.value or 0), self.note.value.strip() or None
-        ok, text = run_action(self._store, self.user, f"acknowledge flag {fid}",
-                              lambda s: actions.acknowledge_flag(s, fid, self.user, annotation=note))
+        ok, text = run_action(
+            self._store,
+            self.user,
+            f"acknowledge flag {fid}",
+            lambda s: actions.acknowledge_flag(s, fid, self.user, annotation=note),
+        )
         self.result[:] = [_message(ok, text)]
         self.reload()
 
     def annotate_flag(self) -> None:
         fid, note = int(self.flag_id.value or 0), self.note.value
-        ok, text = run_action(self._store, self.user, f"annotate flag {fid}", lambda s: actions.annotate_flag(s, fid, self.user, note))
+        ok, text = run_action(
+            self._store,
+            self.user,
+            f"annotate flag {fid}",
+            lambda s: actions.annotate_flag(s, fid, self.user, note),
+        )
         self.result[:] = [_message(ok, text)]
         self.reload()
 
     def __panel__(self):
-        controls = (pn.Row(self.flag_id, self.note, self.ack, self.annotate) if self.user
-                    else pn.pane.HTML('<div class="dqm-note">Log in (<a href="./login?next=/expert">/login</a>) to acknowledge or annotate flags.</div>'))
-        return pn.Column(pn.Row(self.run, self.subsystem, self.quality), self.table, controls, self.result, sizing_mode="stretch_width")
+        controls = (
+            pn.Row(self.flag_id, self.note, self.ack, self.annotate)
+            if self.user
+            else pn.pane.HTML(
+                '<div class="dqm-note">Log in (<a href="./login?next=/expert">/login</a>) to '
+                "acknowledge or annotate flags.</div>"
+            )
+        )
+        return pn.Column(
+            pn.Row(self.run, self.subsystem, self.quality),
+            self.table,
+            controls,
+            self.result,
+            sizing_mode="stretch_width",
+        )
 
 
 class ActionsPanel(Viewer):
     """Set a reference run, mask a channel until a date, change a check's thresholds."""
 
-    def __init__(self, datastore, *, user: str | None, auth_enabled: bool, selected_cell: Callable[[], tuple | None], **params) -> None:
+    def __init__(
+        self,
+        datastore,
+        *,
+        user: str | None,
+        auth_enabled: bool,
+        selected_cell: Callable[[], tuple | None],
+        **params,
+    ) -> None:
         super().__init__(**params)
         self._store = datastore
         self.user = user
         self.auth_enabled = auth_enabled
         self._selected_cell = selected_cell
         specs = datastore.specs
-        self.ref_run = pn.widgets.Select(label="Reference run", options=datastore.read(queries.runs), width=160)
+        self.ref_run = pn.widgets.Select(
+            label="Reference run", options=datastore.read(queries.runs), width=160
+        )
         self.ref_comment = pn.widgets.TextInput(label="Comment", width=360)
         self.set_ref = pn.widgets.Button(label="Set reference", color="primary", width=160)
         channel_hists = [s.name for s in specs if s.kind in ("cellmap", "channels")]
@@ -117,7 +174,9 @@ class ActionsPanel(Viewer):
         checked = [s.name for s in specs if s.checks]
         self.th_hist = pn.widgets.Select(label="Histogram", options=checked, width=220)
         self.th_check = pn.widgets.Select(label="Check", options=[], width=200)
-        self.th_params = pn.widgets.TextAreaInput(label="Parameters (JSON; only changed keys needed)", height=120, width=480)
+        self.th_params = pn.widgets.TextAreaInput(
+            label="Parameters (JSON; only changed keys needed)", height=120, width=480
+        )
         self.th_comment = pn.widgets.TextInput(label="Comment", width=300)
         self.th_save = pn.widgets.Button(label="Save thresholds", color="primary", width=160)
         self.result = pn.Column(sizing_mode="stretch_width")
@@ -138,7 +197,9 @@ class ActionsPanel(Viewer):
         if not self.th_hist.value or not self.th_check.value:
             self.th_params.value = ""
             return
-        check = next(c for c in self._store.specs[self.th_hist.value].checks if c.type == self.th_check.value)
+        check = next(
+            c for c in self._store.specs[self.th_hist.value].checks if c.type == self.th_check.value
+        )
         self.th_params.value = json.dumps(dict(check.params), indent=1, default=str)
 
     def _fill_cell(self) -> None:
@@ -152,20 +213,46 @@ class ActionsPanel(Viewer):
 
     def set_reference(self) -> None:
         run = self.ref_run.value
-        self._show(*run_action(self._store, self.user, f"set reference run {run}",
-                               lambda s: actions.set_reference(s, int(run), self.user, comment=self.ref_comment.value)))
+        self._show(
+            *run_action(
+                self._store,
+                self.user,
+                f"set reference run {run}",
+                lambda s: actions.set_reference(
+                    s, int(run), self.user, comment=self.ref_comment.value
+                ),
+            )
+        )
 
     def mask_cell(self) -> None:
         try:
-            cell = [int(c) for c in self.mask_channel.value.replace("/", ",").split(",") if c.strip()]
+            cell = [
+                int(c) for c in self.mask_channel.value.replace("/", ",").split(",") if c.strip()
+            ]
             until = datetime.fromisoformat(self.mask_until.value.strip())
         except ValueError:
-            self._show(False, "mask refused: channel must be integers like 2,3 and the date like 2026-12-01 08:00")
+            self._show(
+                False,
+                "mask refused: channel must be integers like 2,3 and the date like 2026-12-01 08:00",
+            )
             return
-        until = until if until.tzinfo else until.replace(tzinfo=timezone.utc)
-        self._show(*run_action(self._store, self.user, f"mask {self.mask_hist.value} {cell}",
-                               lambda s: actions.mask_channel(s, self._store.specs, self.mask_hist.value, cell, until, self.user,
-                                                              reason=self.mask_reason.value)))
+        until = until if until.tzinfo else until.replace(tzinfo=UTC)
+        self._show(
+            *run_action(
+                self._store,
+                self.user,
+                f"mask {self.mask_hist.value} {cell}",
+                lambda s: actions.mask_channel(
+                    s,
+                    self._store.specs,
+                    self.mask_hist.value,
+                    cell,
+                    until,
+                    self.user,
+                    reason=self.mask_reason.value,
+                ),
+            )
+        )
 
     def save_thresholds(self) -> None:
         try:
@@ -173,23 +260,50 @@ class ActionsPanel(Viewer):
             if not isinstance(params, dict):
                 raise ValueError
         except ValueError:
-            self._show(False, "thresholds refused: parameters must be a JSON object such as {\"window_mm\": 2.0}")
+            self._show(
+                False,
+                'thresholds refused: parameters must be a JSON object such as {"window_mm": 2.0}',
+            )
             return
-        self._show(*run_action(self._store, self.user, f"thresholds of {self.th_hist.value}/{self.th_check.value}",
-                               lambda s: actions.edit_check_thresholds(s, self._store.specs, self.th_hist.value, self.th_check.value,
-                                                                       params, self.user, comment=self.th_comment.value)))
+        self._show(
+            *run_action(
+                self._store,
+                self.user,
+                f"thresholds of {self.th_hist.value}/{self.th_check.value}",
+                lambda s: actions.edit_check_thresholds(
+                    s,
+                    self._store.specs,
+                    self.th_hist.value,
+                    self.th_check.value,
+                    params,
+                    self.user,
+                    comment=self.th_comment.value,
+                ),
+            )
+        )
 
     def __panel__(self):
         if not self.user:
-            how = ("<a href='./login?next=/expert'>Log in</a> to act." if self.auth_enabled
-                   else "This server has no expert logins (set DQM_WEB_USERS and DQM_COOKIE_SECRET).")
-            return pn.pane.HTML(f'<div class="dqm-note dqm-guest" style="font-size:16px">Actions change what every later spill is '
-                                f'judged against, so they need a named person. {how}</div>', sizing_mode="stretch_width")
+            how = (
+                "<a href='./login?next=/expert'>Log in</a> to act."
+                if self.auth_enabled
+                else "This server has no expert logins (set DQM_WEB_USERS and DQM_COOKIE_SECRET)."
+            )
+            return pn.pane.HTML(
+                '<div class="dqm-note dqm-guest" style="font-size:16px">Actions change what every '
+                "later spill is "
+                f"judged against, so they need a named person. {how}</div>",
+                sizing_mode="stretch_width",
+            )
         return pn.Column(
-            "### Reference run", pn.Row(self.ref_run, self.ref_comment, self.set_ref),
-            "### Mask a channel until a date", pn.Row(self.mask_hist, self.mask_channel, self.use_cell),
+            "### Reference run",
+            pn.Row(self.ref_run, self.ref_comment, self.set_ref),
+            "### Mask a channel until a date",
+            pn.Row(self.mask_hist, self.mask_channel, self.use_cell),
             pn.Row(self.mask_until, self.mask_reason, self.mask),
-            "### Check thresholds (a new configuration version)", pn.Row(self.th_hist, self.th_check),
+            "### Check thresholds (a new configuration version)",
+            pn.Row(self.th_hist, self.th_check),
             pn.Row(self.th_params, pn.Column(self.th_comment, self.th_save)),
-            self.result, sizing_mode="stretch_width",
+            self.result,
+            sizing_mode="stretch_width",
         )

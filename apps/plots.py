@@ -29,9 +29,18 @@ __all__ = ["PlotHandle", "plot_data", "make_plot", "channel_names", "MAX_LINE_CH
 
 #: up to this many channels a ``channels`` histogram is drawn as one line per channel
 MAX_LINE_CHANNELS = 8
-_CHANNEL_COLOURS = ("#4fc3f7", "#aed581", "#f06292", "#ffd54f", "#ba68c8", "#4db6ac", "#ff8a65", "#e0e0e0")
+_CHANNEL_COLOURS = (
+    "#4fc3f7",
+    "#aed581",
+    "#f06292",
+    "#ffd54f",
+    "#ba68c8",
+    "#4db6ac",
+    "#ff8a65",
+    "#e0e0e0",
+)
 _DIVERGING = tuple(  # blue (deficit, dead) - white (as expected) - red (excess, hot)
-    "#%02x%02x%02x" % tuple(int(a + (b - a) * t) for a, b in zip(lo, hi))
+    "#{:02x}{:02x}{:02x}".format(*tuple(int(a + (b - a) * t) for a, b in zip(lo, hi, strict=False)))
     for lo, hi, n in (((33, 102, 172), (247, 247, 247), 64), ((247, 247, 247), (178, 24, 43), 64))
     for t in np.linspace(0, 1, n)
 )
@@ -52,7 +61,14 @@ def _norm(a: np.ndarray) -> np.ndarray:
 def _h1(h: bh.Histogram, ref: bh.Histogram | None) -> dict[str, Any]:
     c = compare(h, ref)
     edges = c["edges"]
-    data: dict[str, Any] = {"obs": {"left": edges[:-1], "right": edges[1:], "top": c["observed_norm"], "count": c["observed"]}}
+    data: dict[str, Any] = {
+        "obs": {
+            "left": edges[:-1],
+            "right": edges[1:],
+            "top": c["observed_norm"],
+            "count": c["observed"],
+        }
+    }
     if "reference_norm" in c:
         r = c["reference_norm"]
         data["ref"] = {"x": edges, "y": np.append(r, r[-1])}
@@ -69,7 +85,13 @@ def _image(h: bh.Histogram, per_row: bool = False) -> dict[str, Any]:
         z = np.divide(z, sums, out=np.zeros_like(z), where=sums > 0)
     z = np.where(z > 0, z, np.nan)
     ex, ey = h.axes[0].edges, h.axes[1].edges
-    img = {"image": [z.T], "x": [ex[0]], "y": [ey[0]], "dw": [ex[-1] - ex[0]], "dh": [ey[-1] - ey[0]]}
+    img = {
+        "image": [z.T],
+        "x": [ex[0]],
+        "y": [ey[0]],
+        "dw": [ex[-1] - ex[0]],
+        "dh": [ey[-1] - ey[0]],
+    }
     return {"img": img, "_meta": {"has_ref": False, "entries": float(np.nansum(h.values()))}}
 
 
@@ -77,10 +99,24 @@ def _channel_lines(h: bh.Histogram, ref: bh.Histogram | None, names: list[str]) 
     x = np.asarray(h.axes[1].centers)
     obs = np.asarray(h.values(), dtype=float)
     colours = [_CHANNEL_COLOURS[i % len(_CHANNEL_COLOURS)] for i in range(obs.shape[0])]
-    data = {"obs": {"xs": [x] * len(obs), "ys": [_norm(row) for row in obs], "color": colours, "label": names}}
-    r = np.asarray(ref.values(), dtype=float) if ref is not None and ref.values().shape == obs.shape else None
-    data["ref"] = ({"xs": [x] * len(r), "ys": [_norm(row) for row in r], "color": colours, "label": names}
-                   if r is not None and r.sum() > 0 else {"xs": [], "ys": [], "color": [], "label": []})
+    data = {
+        "obs": {
+            "xs": [x] * len(obs),
+            "ys": [_norm(row) for row in obs],
+            "color": colours,
+            "label": names,
+        }
+    }
+    r = (
+        np.asarray(ref.values(), dtype=float)
+        if ref is not None and ref.values().shape == obs.shape
+        else None
+    )
+    data["ref"] = (
+        {"xs": [x] * len(r), "ys": [_norm(row) for row in r], "color": colours, "label": names}
+        if r is not None and r.sum() > 0
+        else {"xs": [], "ys": [], "color": [], "label": []}
+    )
     data["_meta"] = {"has_ref": bool(r is not None and r.sum() > 0), "entries": float(obs.sum())}
     return data
 
@@ -89,37 +125,57 @@ def _cells(h: bh.Histogram, ref: bh.Histogram | None, n_events: float | None) ->
     z = np.asarray(h.values(), dtype=float)
     ix, iy = np.meshgrid(np.arange(z.shape[0]), np.arange(z.shape[1]), indexing="ij")
     occ = z / n_events if n_events else z / max(float(z.max()), 1.0)
-    r = np.asarray(ref.values(), dtype=float) if ref is not None and ref.values().shape == z.shape else None
+    r = (
+        np.asarray(ref.values(), dtype=float)
+        if ref is not None and ref.values().shape == z.shape
+        else None
+    )
     has_ref = r is not None and r.sum() > 0 and z.sum() > 0
     if has_ref:
         rn = _norm(r)
         ratio = np.divide(_norm(z), rn, out=np.full_like(z, np.nan), where=rn > 0)
     else:
         ratio = np.full_like(z, np.nan)
-    cells = {"x": ix.ravel(), "y": iy.ravel(), "count": z.ravel(), "occupancy": occ.ravel(),
-             "ratio": ratio.ravel(), "shown": np.clip(ratio, 0, 2).ravel()}
+    cells = {
+        "x": ix.ravel(),
+        "y": iy.ravel(),
+        "count": z.ravel(),
+        "occupancy": occ.ravel(),
+        "ratio": ratio.ravel(),
+        "shown": np.clip(ratio, 0, 2).ravel(),
+    }
     return {"cells": cells, "_meta": {"has_ref": bool(has_ref), "entries": float(z.sum())}}
 
 
-def _bars(h: bh.Histogram, ref: bh.Histogram | None, n_events: float | None, names: list[str]) -> dict[str, Any]:
+def _bars(
+    h: bh.Histogram, ref: bh.Histogram | None, n_events: float | None, names: list[str]
+) -> dict[str, Any]:
     z = np.asarray(h.values(), dtype=float)
     frac = z / n_events if n_events else z / max(float(z.max()), 1.0)
     x = np.arange(len(z))
     data = {"bars": {"x": x, "fraction": frac, "count": z, "name": names}}
-    r = np.asarray(ref.values(), dtype=float) if ref is not None and len(ref.values()) == len(z) else None
+    r = (
+        np.asarray(ref.values(), dtype=float)
+        if ref is not None and len(ref.values()) == len(z)
+        else None
+    )
     has_ref = r is not None and r.max() > 0
     data["ref"] = {"x": x, "fraction": r / r.max()} if has_ref else {"x": [], "fraction": []}
     data["_meta"] = {"has_ref": bool(has_ref), "entries": float(z.sum())}
     return data
 
 
-def plot_data(spec, h: bh.Histogram | None, ref: bh.Histogram | None = None, *, n_events: float | None = None) -> dict[str, Any]:
+def plot_data(
+    spec, h: bh.Histogram | None, ref: bh.Histogram | None = None, *, n_events: float | None = None
+) -> dict[str, Any]:
     """Column data for :func:`make_plot` of ``spec`` (empty histogram when ``h`` is None)."""
     if h is None:
         from dqm.core.fill import book_histogram
 
         h, ref = book_histogram(spec), None
-    if ref is not None and (ref.ndim != h.ndim or any(len(a) != len(b) for a, b in zip(ref.axes, h.axes))):
+    if ref is not None and (
+        ref.ndim != h.ndim or any(len(a) != len(b) for a, b in zip(ref.axes, h.axes, strict=False))
+    ):
         ref = None  # binning changed since the reference was taken: draw without it
     if spec.kind == "h1":
         return _h1(h, ref)
@@ -138,7 +194,9 @@ def plot_data(spec, h: bh.Histogram | None, ref: bh.Histogram | None = None, *, 
 class PlotHandle:
     """A bokeh figure plus the sources it draws; :meth:`update` swaps new data in place."""
 
-    def __init__(self, fig, sources: dict[str, ColumnDataSource], toggles: dict[str, list] | None = None) -> None:
+    def __init__(
+        self, fig, sources: dict[str, ColumnDataSource], toggles: dict[str, list] | None = None
+    ) -> None:
         self.figure = fig
         self.sources = sources
         self.toggles = toggles or {}
@@ -177,50 +235,157 @@ def _style(fig, theme: str) -> None:
         fig.legend.label_text_font_size = "12px"
 
 
-def make_plot(spec, data: dict[str, Any], *, theme: str = "dark", height: int = 300, title: str | None = None,
-              tap: bool = False) -> PlotHandle:
+def make_plot(
+    spec,
+    data: dict[str, Any],
+    *,
+    theme: str = "dark",
+    height: int = 300,
+    title: str | None = None,
+    tap: bool = False,
+) -> PlotHandle:
     """A figure for ``spec`` drawing ``data`` (from :func:`plot_data`); ``tap`` enables cell selection."""
     obs_colour, ref_colour = SERIES[theme]
-    fig = figure(title=title or spec.title, height=height, sizing_mode="stretch_width", tools="pan,wheel_zoom,box_zoom,reset,save",
-                 toolbar_location="right" if theme != "dark" else None)
+    fig = figure(
+        title=title or spec.title,
+        height=height,
+        sizing_mode="stretch_width",
+        tools="pan,wheel_zoom,box_zoom,reset,save",
+        toolbar_location="right" if theme != "dark" else None,
+    )
     sources = {k: ColumnDataSource(dict(v)) for k, v in data.items() if not k.startswith("_")}
     toggles: dict[str, list] = {}
     xlabel = spec.x.label if spec.x is not None else spec.x_label
     if spec.kind == "h1":
-        fig.quad(left="left", right="right", top="top", bottom=0, source=sources["obs"], fill_color=obs_colour,
-                 fill_alpha=0.45, line_color=obs_colour, legend_label="this spill")
-        fig.step(x="x", y="y", mode="after", source=sources["ref"], line_color=ref_colour, line_width=2.5, legend_label="reference")
-        fig.add_tools(HoverTool(tooltips=[("bin", "@left{0.00} – @right{0.00}"), ("fraction", "@top{0.0000}"), ("entries", "@count")]))
+        fig.quad(
+            left="left",
+            right="right",
+            top="top",
+            bottom=0,
+            source=sources["obs"],
+            fill_color=obs_colour,
+            fill_alpha=0.45,
+            line_color=obs_colour,
+            legend_label="this spill",
+        )
+        fig.step(
+            x="x",
+            y="y",
+            mode="after",
+            source=sources["ref"],
+            line_color=ref_colour,
+            line_width=2.5,
+            legend_label="reference",
+        )
+        fig.add_tools(
+            HoverTool(
+                tooltips=[
+                    ("bin", "@left{0.00} – @right{0.00}"),
+                    ("fraction", "@top{0.0000}"),
+                    ("entries", "@count"),
+                ]
+            )
+        )
         fig.xaxis.axis_label, fig.yaxis.axis_label = xlabel, "fraction per bin"
     elif "img" in sources:
         mapper = LinearColorMapper(palette="Viridis256", nan_color="rgba(0,0,0,0)")
-        fig.image(image="image", x="x", y="y", dw="dw", dh="dh", source=sources["img"], color_mapper=mapper)
+        fig.image(
+            image="image",
+            x="x",
+            y="y",
+            dw="dw",
+            dh="dh",
+            source=sources["img"],
+            color_mapper=mapper,
+        )
         fig.xaxis.axis_label = xlabel if spec.kind == "h2" else spec.channel_label
         fig.yaxis.axis_label = spec.y.label
     elif spec.kind == "channels":
-        fig.multi_line(xs="xs", ys="ys", line_color="color", source=sources["obs"], line_width=2.5, legend_field="label")
-        refs = fig.multi_line(xs="xs", ys="ys", line_color="color", source=sources["ref"], line_width=1.5, line_dash="dashed")
+        fig.multi_line(
+            xs="xs",
+            ys="ys",
+            line_color="color",
+            source=sources["obs"],
+            line_width=2.5,
+            legend_field="label",
+        )
+        refs = fig.multi_line(
+            xs="xs",
+            ys="ys",
+            line_color="color",
+            source=sources["ref"],
+            line_width=1.5,
+            line_dash="dashed",
+        )
         toggles["ref"] = [refs]
-        fig.xaxis.axis_label, fig.yaxis.axis_label = spec.y.label, "fraction per bin (dashed: reference)"
+        fig.xaxis.axis_label, fig.yaxis.axis_label = (
+            spec.y.label,
+            "fraction per bin (dashed: reference)",
+        )
     elif "bars" in sources:
         names = list(data["bars"]["name"])
-        fig.vbar(x="x", top="fraction", width=0.8, source=sources["bars"], fill_color=obs_colour, line_color=obs_colour)
-        fig.scatter(x="x", y="fraction", source=sources["ref"], marker="dash", size=30, line_width=4, color=ref_colour,
-                    legend_label="reference (scaled)")
+        fig.vbar(
+            x="x",
+            top="fraction",
+            width=0.8,
+            source=sources["bars"],
+            fill_color=obs_colour,
+            line_color=obs_colour,
+        )
+        fig.scatter(
+            x="x",
+            y="fraction",
+            source=sources["ref"],
+            marker="dash",
+            size=30,
+            line_width=4,
+            color=ref_colour,
+            legend_label="reference (scaled)",
+        )
         fig.xaxis.ticker = list(range(len(names)))
         fig.xaxis.major_label_overrides = {i: n for i, n in enumerate(names)}
         fig.yaxis.axis_label = "fraction of events"
-        fig.add_tools(HoverTool(tooltips=[("source", "@name"), ("fraction", "@fraction{0.000}"), ("events", "@count")]))
+        fig.add_tools(
+            HoverTool(
+                tooltips=[
+                    ("source", "@name"),
+                    ("fraction", "@fraction{0.000}"),
+                    ("events", "@count"),
+                ]
+            )
+        )
     else:  # 2D cell map: coloured by ratio to reference, or by occupancy without one
         ratio = LinearColorMapper(palette=list(_DIVERGING), low=0.0, high=2.0, nan_color="#555555")
         occ = LinearColorMapper(palette="Viridis256", low=0.0, nan_color="#555555")
-        by_ratio = fig.rect(x="x", y="y", width=0.95, height=0.95, source=sources["cells"],
-                            fill_color={"field": "shown", "transform": ratio}, line_color=None)
-        by_occ = fig.rect(x="x", y="y", width=0.95, height=0.95, source=sources["cells"],
-                          fill_color={"field": "occupancy", "transform": occ}, line_color=None)
+        by_ratio = fig.rect(
+            x="x",
+            y="y",
+            width=0.95,
+            height=0.95,
+            source=sources["cells"],
+            fill_color={"field": "shown", "transform": ratio},
+            line_color=None,
+        )
+        by_occ = fig.rect(
+            x="x",
+            y="y",
+            width=0.95,
+            height=0.95,
+            source=sources["cells"],
+            fill_color={"field": "occupancy", "transform": occ},
+            line_color=None,
+        )
         toggles = {"ref": [by_ratio], "noref": [by_occ]}
-        fig.add_tools(HoverTool(tooltips=[("cell", "(@x, @y)"), ("hits", "@count"), ("per event", "@occupancy{0.0000}"),
-                                          ("ratio to reference", "@ratio{0.00}")]))
+        fig.add_tools(
+            HoverTool(
+                tooltips=[
+                    ("cell", "(@x, @y)"),
+                    ("hits", "@count"),
+                    ("per event", "@occupancy{0.0000}"),
+                    ("ratio to reference", "@ratio{0.00}"),
+                ]
+            )
+        )
         if tap:
             fig.add_tools(TapTool())
         fig.xaxis.axis_label, fig.yaxis.axis_label = spec.x_label, spec.y_label

@@ -44,15 +44,26 @@ def _int_arg(name: str) -> int | None:
 def _index(auth: AuthConfig):
     def page():
         user = current_user()
-        who = (f"logged in as <b>{user}</b> · <a href='./logout'>log out</a>" if user
-               else ("<a href='./login'>expert log in</a>" if auth.enabled else "read-only server (no expert logins configured)"))
-        return pn.pane.HTML(f"""
+        who = (
+            f"logged in as <b>{user}</b> · <a href='./logout'>log out</a>"
+            if user
+            else (
+                "<a href='./login'>expert log in</a>"
+                if auth.enabled
+                else "read-only server (no expert logins configured)"
+            )
+        )
+        return pn.pane.HTML(
+            f"""
 <div style="font-family:'DejaVu Sans',Arial,sans-serif;font-size:20px;line-height:1.6">
 <h1>NA64μ data-quality monitoring</h1>
 <ul>
 <li><a href="./control_room">Control room</a> — the wall screen (add <code>?rotate=20</code> to cycle the plot tabs every 20 s)</li>
 <li><a href="./expert">Expert pages</a> — histograms vs reference, cell maps, trends, flags, audit trail, nightly reports</li>
-</ul><p>{who}</p></div>""", sizing_mode="stretch_width")
+</ul><p>{who}</p></div>""",
+            sizing_mode="stretch_width",
+        )
+
     return page
 
 
@@ -64,7 +75,12 @@ def _control_room(datastore: DataStore, settings: Settings):
             rotate_s = 0.0
         view = ControlRoom(datastore, stale_after_s=settings.stale_after_s, rotate_s=rotate_s)
         view.start()
-        return pn.Column(view, sizing_mode="stretch_width", styles={"background": "#0d0d0d", "min-height": "100vh"})
+        return pn.Column(
+            view,
+            sizing_mode="stretch_width",
+            styles={"background": "#0d0d0d", "min-height": "100vh"},
+        )
+
     return page
 
 
@@ -72,8 +88,15 @@ def _expert(datastore: DataStore, settings: Settings, auth: AuthConfig):
     def page():
         from apps.expert import Expert
 
-        return Expert(datastore, reports_dir=reports_dir(settings), auth_enabled=auth.enabled,
-                      histogram=_arg("histogram") or None, run=_int_arg("run"), spill=_int_arg("spill"))
+        return Expert(
+            datastore,
+            reports_dir=reports_dir(settings),
+            auth_enabled=auth.enabled,
+            histogram=_arg("histogram") or None,
+            run=_int_arg("run"),
+            spill=_int_arg("spill"),
+        )
+
     return page
 
 
@@ -85,18 +108,34 @@ def build_pages(datastore: DataStore, settings: Settings, auth: AuthConfig) -> d
     }
 
 
-def make_server(datastore: DataStore, settings: Settings, auth: AuthConfig, *, host: str, port: int):
+def make_server(
+    datastore: DataStore, settings: Settings, auth: AuthConfig, *, host: str, port: int
+):
     """A started-but-not-running Panel (bokeh/tornado) server for all pages."""
     folder = reports_dir(settings)
     folder.mkdir(parents=True, exist_ok=True)
     kwargs: dict = {}
     if auth.enabled:
         kwargs.update(auth_provider=make_auth_provider(auth), cookie_secret=auth.cookie_secret)
-    # browsers may open the websocket only from these host:port (BOKEH_ALLOW_WS_ORIGIN overrides, e.g. behind a proxy)
-    names = {host, "localhost", "127.0.0.1"} | ({socket.gethostname(), socket.getfqdn()} if host in ("0.0.0.0", "::") else set())
+    # browsers may open the websocket only from these host:port (BOKEH_ALLOW_WS_ORIGIN overrides,
+    # e.g. behind a proxy)
+    names = {host, "localhost", "127.0.0.1"} | (
+        {socket.gethostname(), socket.getfqdn()} if host in ("0.0.0.0", "::") else set()
+    )
     origins = sorted(f"{name}:{port}" for name in names if name not in ("0.0.0.0", "::"))
     return pn.serve(
-        build_pages(datastore, settings, auth), port=port, address=host, websocket_origin=origins, show=False,
-        start=False, title={"/": "NA64μ DQM", "control_room": "NA64μ DQM — control room", "expert": "NA64μ DQM — expert"},
-        static_dirs={"reports": str(folder)}, verbose=False, **kwargs,
+        build_pages(datastore, settings, auth),
+        port=port,
+        address=host,
+        websocket_origin=origins,
+        show=False,
+        start=False,
+        title={
+            "/": "NA64μ DQM",
+            "control_room": "NA64μ DQM — control room",
+            "expert": "NA64μ DQM — expert",
+        },
+        static_dirs={"reports": str(folder)},
+        verbose=False,
+        **kwargs,
     )

@@ -9,9 +9,10 @@ precomputed here, so a session's update costs no query and no histogram arithmet
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import Any, Mapping
+from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -21,17 +22,32 @@ from apps.theme import quality_name
 from dqm.checks import Quality
 from dqm.core.evaluate import severity
 from dqm.core.numbering import settled_gaps
-from dqm.store.references import DEFAULT_BEAM_CONFIG, ReferenceCache, active_reference
 from dqm.core.specs import SUBSYSTEMS, SpecSet
 from dqm.store.models import SPILL_OPEN, Flag, Run, Spill, as_utc
+from dqm.store.references import DEFAULT_BEAM_CONFIG, ReferenceCache, active_reference
 from dqm.store.spills import spill_histograms
 
-__all__ = ["Tile", "Number", "Snapshot", "EMPTY", "build_snapshot", "build_plots", "KEY_NUMBERS", "SUBSYSTEM_TITLES"]
+__all__ = [
+    "Tile",
+    "Number",
+    "Snapshot",
+    "EMPTY",
+    "build_snapshot",
+    "build_plots",
+    "KEY_NUMBERS",
+    "SUBSYSTEM_TITLES",
+]
 
 #: how many recent spills the trend sparklines and the quality strip show
 RECENT_SPILLS = 30
 
-SUBSYSTEM_TITLES = {"calorimeter": "Calorimeter", "beam": "Beam", "momentum": "Momentum", "pik": "π/K", "daq": "DAQ"}
+SUBSYSTEM_TITLES = {
+    "calorimeter": "Calorimeter",
+    "beam": "Beam",
+    "momentum": "Momentum",
+    "pik": "π/K",
+    "daq": "DAQ",
+}
 
 #: (label, unit, summary key, error key, digits): the last spill's key numbers, in wall order
 KEY_NUMBERS: tuple[tuple[str, str, str, str | None, int], ...] = (
@@ -98,7 +114,7 @@ class Snapshot:
     def age_s(self, now: datetime | None = None) -> float | None:
         if self.closed_at is None:
             return None
-        return max(0.0, ((now or datetime.now(timezone.utc)) - self.closed_at).total_seconds())
+        return max(0.0, ((now or datetime.now(UTC)) - self.closed_at).total_seconds())
 
     def is_stale(self, stale_after_s: float, now: datetime | None = None) -> bool:
         """No spill at all, or none closed within ``stale_after_s``."""
@@ -117,6 +133,7 @@ def _tiles(flags: list[Flag]) -> tuple[Tile, ...]:
     shifter still has to act on it), then the first stored: acknowledging one of two
     BAD flags must not make the tile look handled.
     """
+
     def rank(f: Flag) -> tuple:
         return (severity(f.quality), f.acknowledged_by is None, -(f.id or 0))
 
@@ -143,7 +160,9 @@ def _tiles(flags: list[Flag]) -> tuple[Tile, ...]:
             text = "all checks passed" + (f" ({n} waiting for data or a reference)" if n else "")
         else:
             text = f.explanation
-        tiles.append(Tile(s, q, text, f.instruction if bad else "", f.histogram, f.check, f.acknowledged_by))
+        tiles.append(
+            Tile(s, q, text, f.instruction if bad else "", f.histogram, f.check, f.acknowledged_by)
+        )
     return tuple(tiles)
 
 
@@ -157,13 +176,27 @@ def _numbers(last: Mapping[str, Any], history: list[Mapping[str, Any]]) -> tuple
         scale = 100.0 if unit == "%" else 1.0
         value, err = val(last, key), val(last, err_key)
         trend = tuple(None if (v := val(h, key)) is None else v * scale for h in history)
-        out.append(Number(label, unit, None if value is None else value * scale,
-                          None if err is None else err * scale, trend, digits))
+        out.append(
+            Number(
+                label,
+                unit,
+                None if value is None else value * scale,
+                None if err is None else err * scale,
+                trend,
+                digits,
+            )
+        )
     return tuple(out)
 
 
-def build_snapshot(session: Session, specs: SpecSet, *, version: int = 0,
-                   plots: Mapping[str, dict[str, Any]] | None = None, settle_s: float = 30.0) -> Snapshot:
+def build_snapshot(
+    session: Session,
+    specs: SpecSet,
+    *,
+    version: int = 0,
+    plots: Mapping[str, dict[str, Any]] | None = None,
+    settle_s: float = 30.0,
+) -> Snapshot:
     """The last closed spill's verdict, numbers and trend (a few small queries, no histogram decoding).
 
     ``plots`` are carried over from the previous snapshot: the refresher publishes the
@@ -172,34 +205,75 @@ def build_snapshot(session: Session, specs: SpecSet, *, version: int = 0,
     numbers counts as never received once the spill after it is that old (the spill timeout).
     """
     recent_rows = session.execute(
-        select(Spill.id, Spill.run, Spill.spill, Spill.status, Spill.closed_at, Spill.n_events, Spill.quality, Spill.summary)
-        .where(Spill.status != SPILL_OPEN).order_by(Spill.closed_at.desc(), Spill.id.desc()).limit(RECENT_SPILLS)
+        select(
+            Spill.id,
+            Spill.run,
+            Spill.spill,
+            Spill.status,
+            Spill.closed_at,
+            Spill.n_events,
+            Spill.quality,
+            Spill.summary,
+        )
+        .where(Spill.status != SPILL_OPEN)
+        .order_by(Spill.closed_at.desc(), Spill.id.desc())
+        .limit(RECENT_SPILLS)
     ).all()
     if not recent_rows:
-        return Snapshot(version=version, plots=plots if plots is not None else {s.name: plot_data(s, None) for s in specs if s.control_room})
+        return Snapshot(
+            version=version,
+            plots=plots
+            if plots is not None
+            else {s.name: plot_data(s, None) for s in specs if s.control_room},
+        )
     last = recent_rows[0]
     same_run = [r for r in reversed(recent_rows) if r.run == last.run]
     flags = list(session.scalars(select(Flag).where(Flag.spill_id == last.id)))
-    beam_config = session.scalar(select(Run.beam_config).where(Run.run == last.run)) or DEFAULT_BEAM_CONFIG
+    beam_config = (
+        session.scalar(select(Run.beam_config).where(Run.run == last.run)) or DEFAULT_BEAM_CONFIG
+    )
     ref = active_reference(session, beam_config)
     lo, hi = min(r.spill for r in same_run), max(r.spill for r in same_run)
-    opened = {n: as_utc(t) for n, t in session.execute(
-        select(Spill.spill, Spill.opened_at).where(Spill.run == last.run, Spill.spill.between(lo, hi)))}
+    opened = {
+        n: as_utc(t)
+        for n, t in session.execute(
+            select(Spill.spill, Spill.opened_at).where(
+                Spill.run == last.run, Spill.spill.between(lo, hi)
+            )
+        )
+    }
     return Snapshot(
-        version=version, spill_id=last.id, beam_config=beam_config, run=last.run, spill=last.spill, status=last.status,
-        closed_at=as_utc(last.closed_at), n_events=int(last.n_events or 0), quality=quality_name(last.quality),
-        tiles=_tiles(flags), numbers=_numbers(last.summary or {}, [r.summary or {} for r in same_run]),
+        version=version,
+        spill_id=last.id,
+        beam_config=beam_config,
+        run=last.run,
+        spill=last.spill,
+        status=last.status,
+        closed_at=as_utc(last.closed_at),
+        n_events=int(last.n_events or 0),
+        quality=quality_name(last.quality),
+        tiles=_tiles(flags),
+        numbers=_numbers(last.summary or {}, [r.summary or {} for r in same_run]),
         recent=tuple((r.run, r.spill, quality_name(r.quality)) for r in reversed(recent_rows)),
-        plots=plots or {}, reference_run=ref.run if ref else None, missing=tuple(settled_gaps(opened, datetime.now(timezone.utc), settle_s)),
+        plots=plots or {},
+        reference_run=ref.run if ref else None,
+        missing=tuple(settled_gaps(opened, datetime.now(UTC), settle_s)),
     )
 
 
-def build_plots(session: Session, specs: SpecSet, refs: ReferenceCache, snap: Snapshot) -> dict[str, dict[str, Any]]:
+def build_plots(
+    session: Session, specs: SpecSet, refs: ReferenceCache, snap: Snapshot
+) -> dict[str, dict[str, Any]]:
     """Plot columns of the snapshot's spill with the active reference overlaid (decodes histograms)."""
     if snap.spill_id is None:
         return {s.name: plot_data(s, None) for s in specs if s.control_room}
     ref = active_reference(session, snap.beam_config)
     ref_hists = refs.get(session, ref)
     hists = spill_histograms(session, snap.spill_id)
-    return {s.name: plot_data(s, hists.get(s.name), ref_hists.get(s.name), n_events=float(snap.n_events) or None)
-            for s in specs if s.control_room}
+    return {
+        s.name: plot_data(
+            s, hists.get(s.name), ref_hists.get(s.name), n_events=float(snap.n_events) or None
+        )
+        for s in specs
+        if s.control_room
+    }

@@ -7,9 +7,17 @@ colours whose meaning is also written out in words (never colour alone).
 
 from __future__ import annotations
 
-__all__ = ["QUALITY_NAMES", "QUALITY_COLOURS", "quality_name", "CONTROL_ROOM_CSS", "EXPERT_CSS", "SERIES"]
+__all__ = [
+    "QUALITY_NAMES",
+    "QUALITY_COLOURS",
+    "quality_name",
+    "CONTROL_ROOM_CSS",
+    "EXPERT_CSS",
+    "SERIES",
+]
 
-#: Quality integer (dqm.checks.Quality) -> name; kept here so the views do not need the checks package.
+# : Quality integer (dqm.checks.Quality) -> name; kept here so the views do not need the checks
+# package.
 QUALITY_NAMES = {0: "GOOD", 1: "NO_DATA", 2: "WARNING", 3: "BAD"}
 #: background, text colour per status word (STALE is the control room's own state)
 QUALITY_COLOURS = {
@@ -60,10 +68,13 @@ CONTROL_ROOM_CSS = f"""
 .dqm-number .unit {{ font-size: 15px; color: #ccc; }}
 """
 
-EXPERT_CSS = """
+EXPERT_CSS = (
+    """
 .dqm-expert-header { font-family: 'DejaVu Sans', Arial, sans-serif; display: flex; gap: 24px;
   align-items: baseline; font-size: 20px; }
 .dqm-expert-header .title { font-weight: 800; font-size: 24px; }
 .dqm-note { font-family: 'DejaVu Sans', Arial, sans-serif; font-size: 14px; color: #444; }
 .dqm-badge { padding: 1px 8px; border-radius: 6px; font-weight: 700; }
-""" + _TILES
+"""
+    + _TILES
+)

@@ -20,20 +20,20 @@ import uuid
 from dataclasses import dataclass
 from datetime import timedelta
 
-from dqm.pipeline import stream as rs
 from dqm.config import Settings
 from dqm.core.fill import Filler
-from dqm.store.flags import recheck_run
 from dqm.core.histio import FORMAT_VERSION, encode_histograms
-from dqm.store.references import set_reference
-from dqm.sim.simulate import SimConfig, simulate_spill
 from dqm.core.specs import SpecSet
-from dqm.store.engine import make_engine, make_sessionmaker
-from dqm.store.models import SPILL_COMPLETE, Run, Spill, SpillHistograms, utcnow
-from dqm.store.spills import SUMMARY_COLUMNS
 from dqm.core.summary import accumulate, finalize
 from dqm.core.variables import BatchView
+from dqm.pipeline import stream as rs
 from dqm.pipeline.worker import Worker
+from dqm.sim.simulate import SimConfig, simulate_spill
+from dqm.store.engine import make_engine, make_sessionmaker
+from dqm.store.flags import recheck_run
+from dqm.store.models import SPILL_COMPLETE, Run, Spill, SpillHistograms, utcnow
+from dqm.store.references import set_reference
+from dqm.store.spills import SUMMARY_COLUMNS
 
 __all__ = ["LatencyResult", "bench_close_latency", "bench_recheck", "store_simulated_run"]
 
@@ -53,14 +53,28 @@ def _percentile(values: list[float], q: float) -> float:
 
 
 def _drain(settings: Settings, r, specs: SpecSet, sessions, hooks) -> list[float]:
-    worker = Worker(settings, redis_client=r, sessions=sessions, specs=specs, consumer="bench-flags", close_hooks=hooks)
+    worker = Worker(
+        settings,
+        redis_client=r,
+        sessions=sessions,
+        specs=specs,
+        consumer="bench-flags",
+        close_hooks=hooks,
+    )
     return worker.run(burst=True).close_latency_s
 
 
 def _paced(settings: Settings, r, specs: SpecSet, sessions, hooks, cfg: SimConfig) -> list[float]:
     """Spills published one at a time to a running worker, as the DAQ delivers them (no backlog)."""
     spills = [simulate_spill(cfg, spill) for spill in range(1, cfg.n_spills + 1)]
-    worker = Worker(settings, redis_client=r, sessions=sessions, specs=specs, consumer="bench-paced", close_hooks=hooks)
+    worker = Worker(
+        settings,
+        redis_client=r,
+        sessions=sessions,
+        specs=specs,
+        consumer="bench-paced",
+        close_hooks=hooks,
+    )
     thread = threading.Thread(target=worker.run, daemon=True)
     thread.start()
     try:
@@ -75,33 +89,63 @@ def _paced(settings: Settings, r, specs: SpecSet, sessions, hooks, cfg: SimConfi
     return worker.stats.close_latency_s
 
 
-def bench_close_latency(settings: Settings, r, specs: SpecSet, database_url: str, hooks: list, n_spills: int,
-                        events_per_spill: int, batch_size: int, reference_spills: int = 10) -> LatencyResult:
+def bench_close_latency(
+    settings: Settings,
+    r,
+    specs: SpecSet,
+    database_url: str,
+    hooks: list,
+    n_spills: int,
+    events_per_spill: int,
+    batch_size: int,
+    reference_spills: int = 10,
+) -> LatencyResult:
     """A reference run is processed and certified, then ``n_spills`` spills, paced, are timed."""
     engine = make_engine(database_url)
     sessions = make_sessionmaker(engine)
     stream = f"bench:latency:{uuid.uuid4().hex[:6]}"
     s = settings.with_(stream=stream, group="bench-latency", database_url=database_url)
     try:
-        reference = SimConfig(run=800_001, n_spills=reference_spills, events_per_spill=events_per_spill, batch_size=batch_size, seed=1)
+        reference = SimConfig(
+            run=800_001,
+            n_spills=reference_spills,
+            events_per_spill=events_per_spill,
+            batch_size=batch_size,
+            seed=1,
+        )
         for spill in range(1, reference_spills + 1):
             rs.publish_spill(r, stream, simulate_spill(reference, spill))
         _drain(s, r, specs, sessions, hooks)
         with sessions.begin() as session:
             set_reference(session, reference.run, "bench", comment="dqm bench reference")
-        timed = SimConfig(run=800_002, n_spills=n_spills, events_per_spill=events_per_spill, batch_size=batch_size, seed=2)
+        timed = SimConfig(
+            run=800_002,
+            n_spills=n_spills,
+            events_per_spill=events_per_spill,
+            batch_size=batch_size,
+            seed=2,
+        )
         latencies = _paced(s, r, specs, sessions, hooks, timed)
     finally:
         r.delete(stream)
         engine.dispose()
-    return LatencyResult(len(latencies), sum(len(h.checks) for h in specs), statistics.median(latencies),
-                         _percentile(latencies, 0.95), max(latencies))
+    return LatencyResult(
+        len(latencies),
+        sum(len(h.checks) for h in specs),
+        statistics.median(latencies),
+        _percentile(latencies, 0.95),
+        max(latencies),
+    )
 
 
-def store_simulated_run(sessions, specs: SpecSet, run: int, n_spills: int, events_per_spill: int, distinct: int = 10) -> None:
+def store_simulated_run(
+    sessions, specs: SpecSet, run: int, n_spills: int, events_per_spill: int, distinct: int = 10
+) -> None:
     """Write ``n_spills`` closed spills (``distinct`` simulated ones, repeated) without a worker."""
     filler = Filler(specs)
-    cfg = SimConfig(run=run, events_per_spill=events_per_spill, batch_size=events_per_spill, seed=run)
+    cfg = SimConfig(
+        run=run, events_per_spill=events_per_spill, batch_size=events_per_spill, seed=run
+    )
     made = []
     for spill in range(1, distinct + 1):
         view = BatchView(simulate_spill(cfg, spill).columns)
@@ -111,20 +155,38 @@ def store_simulated_run(sessions, specs: SpecSet, run: int, n_spills: int, event
         made.append((encode_histograms(hists), finalize(moments)))
     t0 = utcnow() - timedelta(seconds=n_spills)
     with sessions.begin() as session:
-        session.add(Run(run=run, beam_config="mu160", started_at=t0, comment="dqm bench recheck run"))
+        session.add(
+            Run(run=run, beam_config="mu160", started_at=t0, comment="dqm bench recheck run")
+        )
         session.flush()
         for i in range(n_spills):
             blob, summary = made[i % distinct]
             at = t0 + timedelta(seconds=i)
-            sp = Spill(run=run, spill=i + 1, status=SPILL_COMPLETE, opened_at=at, updated_at=at, closed_at=at,
-                       received_batches=1, expected_batches=1, n_events=int(summary["n_events"]), summary=dict(summary),
-                       **{c: summary.get(c) for c in SUMMARY_COLUMNS})
+            sp = Spill(
+                run=run,
+                spill=i + 1,
+                status=SPILL_COMPLETE,
+                opened_at=at,
+                updated_at=at,
+                closed_at=at,
+                received_batches=1,
+                expected_batches=1,
+                n_events=int(summary["n_events"]),
+                summary=dict(summary),
+                **{c: summary.get(c) for c in SUMMARY_COLUMNS},
+            )
             session.add(sp)
             session.flush()
-            session.add(SpillHistograms(spill_id=sp.id, format_version=FORMAT_VERSION, size_bytes=len(blob), blob=blob))
+            session.add(
+                SpillHistograms(
+                    spill_id=sp.id, format_version=FORMAT_VERSION, size_bytes=len(blob), blob=blob
+                )
+            )
 
 
-def bench_recheck(specs: SpecSet, database_url: str, n_spills: int, events_per_spill: int = 4000) -> tuple[float, float, int]:
+def bench_recheck(
+    specs: SpecSet, database_url: str, n_spills: int, events_per_spill: int = 4000
+) -> tuple[float, float, int]:
     """``(seconds to store the live flags, seconds to recheck, differences)`` for a run of ``n_spills``."""
     engine = make_engine(database_url)
     sessions = make_sessionmaker(engine)

@@ -25,16 +25,24 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from dqm.sim.anomalies import parse_anomaly
 from dqm.pipeline.services import EmbeddedRedis, cpu_seconds, free_port, stop_processes, wait_http
+from dqm.pipeline.stream import connect, publish_spill
+from dqm.sim.anomalies import parse_anomaly
 from dqm.sim.simulate import SimConfig, simulate_spill
 from dqm.store.migrate import upgrade_database
-from dqm.pipeline.stream import connect, publish_spill
 
 __all__ = ["LoadResult", "run_load", "CHROMIUM_ARGS"]
 
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 
 #: the spill a page shows, found inside Bokeh's (open) shadow roots
 _SHOWN_SPILL = """() => {
@@ -76,7 +84,7 @@ class LoadResult:
 
     def rss_slope_mb_per_min(self) -> float:
         """Least-squares slope of RSS over the second half (after the caches warm up)."""
-        half = self.samples[len(self.samples) // 2:]
+        half = self.samples[len(self.samples) // 2 :]
         if len(half) < 2:
             return 0.0
         ts = [s.t_s / 60 for s in half]
@@ -96,13 +104,18 @@ class LoadResult:
         return [
             f"control-room load: {self.sessions} browser sessions, {self.duration_s / 60:.1f} min, "
             f"{self.spills_published} spills published",
-            f"  server memory (RSS): first {self.rss_first_mb:.0f} MB, last {self.rss_last_mb:.0f} MB, "
+            f"  server memory (RSS): first {self.rss_first_mb:.0f} MB, last {self.rss_last_mb:.0f} "
+            "MB, "
             f"max {max(s.rss_mb for s in self.samples):.0f} MB, slope over the second half "
             f"{self.rss_slope_mb_per_min():+.2f} MB/min",
-            f"  event loop busy (server main thread CPU / wall): {100 * self.loop_fraction():.1f} %; "
-            f"whole server process incl. the refresher thread: {100 * self.cpu_fraction():.1f} % of one core",
-            f"  updates seen per session (distinct spills shown): min {updates[0]}, median {statistics.median(updates):.0f}, "
-            f"max {updates[-1]}; sessions current at the last sample: {self.samples[-1].pages_current}/{self.sessions}",
+            f"  event loop busy (server main thread CPU / wall): {100 * self.loop_fraction():.1f} "
+            "%; "
+            f"whole server process incl. the refresher thread: {100 * self.cpu_fraction():.1f} % "
+            "of one core",
+            f"  updates seen per session (distinct spills shown): min {updates[0]}, median "
+            f"{statistics.median(updates):.0f}, "
+            f"max {updates[-1]}; sessions current at the last sample: "
+            f"{self.samples[-1].pages_current}/{self.sessions}",
         ]
 
 
@@ -122,13 +135,23 @@ def _spills_closed(db_url: str) -> int:
     engine = make_engine(db_url, writer=False)
     try:
         with make_sessionmaker(engine)() as s:
-            return int(s.scalar(select(func.count()).select_from(Spill).where(Spill.status != "open")) or 0)
+            return int(
+                s.scalar(select(func.count()).select_from(Spill).where(Spill.status != "open")) or 0
+            )
     finally:
         engine.dispose()
 
 
-def run_load(*, sessions: int = 20, minutes: float = 10.0, period_s: float = 4.0, events_per_spill: int = 10_000,
-             sample_s: float = 10.0, chromium: str = "/usr/bin/chromium", log=print) -> LoadResult:
+def run_load(
+    *,
+    sessions: int = 20,
+    minutes: float = 10.0,
+    period_s: float = 4.0,
+    events_per_spill: int = 10_000,
+    sample_s: float = 10.0,
+    chromium: str = "/usr/bin/chromium",
+    log=print,
+) -> LoadResult:
     """Run the load and return its samples (see the module docstring)."""
     from playwright.sync_api import sync_playwright  # a test dependency: imported only here
 
@@ -136,11 +159,33 @@ def run_load(*, sessions: int = 20, minutes: float = 10.0, period_s: float = 4.0
     redis_server = EmbeddedRedis().start()
     db_url = f"sqlite:///{Path(tmp.name) / 'dqm.sqlite'}"
     upgrade_database(db_url)
-    env = dict(os.environ, DQM_REDIS_URL=redis_server.url, DQM_DATABASE_URL=db_url, DQM_DATA_DIR=tmp.name,
-               DQM_STALE_AFTER_S="600")
+    env = dict(
+        os.environ,
+        DQM_REDIS_URL=redis_server.url,
+        DQM_DATABASE_URL=db_url,
+        DQM_DATA_DIR=tmp.name,
+        DQM_STALE_AFTER_S="600",
+    )
     port = free_port()
-    procs = [subprocess.Popen([sys.executable, "-m", "dqm", "--log-level", "WARNING", "worker", "--consumer", "load-w"], env=env),
-             subprocess.Popen([sys.executable, "-m", "dqm", "--log-level", "WARNING", "serve", "--port", str(port)], env=env)]
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "dqm",
+                "--log-level",
+                "WARNING",
+                "worker",
+                "--consumer",
+                "load-w",
+            ],
+            env=env,
+        ),
+        subprocess.Popen(
+            [sys.executable, "-m", "dqm", "--log-level", "WARNING", "serve", "--port", str(port)],
+            env=env,
+        ),
+    ]
     server = procs[1]
     stop = threading.Event()
     published = [0]
@@ -171,7 +216,10 @@ def run_load(*, sessions: int = 20, minutes: float = 10.0, period_s: float = 4.0
                 page = browser.new_context(viewport={"width": 1600, "height": 900}).new_page()
                 page.goto(url, timeout=120_000)
                 pages.append(page)
-            log(f"{sessions} sessions open on {url}; sampling every {sample_s:g} s for {minutes:g} min")
+            log(
+                f"{sessions} sessions open on {url}; sampling every {sample_s:g} s for {minutes:g} "
+                "min"
+            )
             seen: list[set[str]] = [set() for _ in pages]
             t0 = time.monotonic()
             while True:
@@ -183,14 +231,23 @@ def run_load(*, sessions: int = 20, minutes: float = 10.0, period_s: float = 4.0
                     if value:
                         seen[i].add(value)
                 closed = _spills_closed(db_url)
-                latest = max((v for v in shown if v), key=lambda v: int(v.split("/")[-1]), default=None)
+                latest = max(
+                    (v for v in shown if v), key=lambda v: int(v.split("/")[-1]), default=None
+                )
                 rss, cpu, loop_cpu = _proc_stats(server.pid)
-                result.samples.append(Sample(t, rss, cpu, closed, sum(v == latest for v in shown), loop_cpu))
-                log(f"  t={t:6.0f} s  RSS {rss:6.1f} MB  CPU {cpu:7.1f} s (loop {loop_cpu:6.1f} s)  spills closed {closed:4d}  "
-                    f"sessions on the newest spill {result.samples[-1].pages_current}/{sessions}")
+                result.samples.append(
+                    Sample(t, rss, cpu, closed, sum(v == latest for v in shown), loop_cpu)
+                )
+                log(
+                    f"  t={t:6.0f} s  RSS {rss:6.1f} MB  CPU {cpu:7.1f} s (loop {loop_cpu:6.1f} s) "
+                    f" spills closed {closed:4d}  "
+                    f"sessions on the newest spill {result.samples[-1].pages_current}/{sessions}"
+                )
                 if t >= minutes * 60:
                     break
-                pages[0].wait_for_timeout(sample_s * 1000)  # keeps every page's event loop running meanwhile
+                pages[0].wait_for_timeout(
+                    sample_s * 1000
+                )  # keeps every page's event loop running meanwhile
             result.page_updates = [len(s) for s in seen]
             browser.close()
     finally:

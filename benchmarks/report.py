@@ -12,13 +12,14 @@ from __future__ import annotations
 import tempfile
 import time
 from dataclasses import dataclass
-from datetime import date, datetime, time as dtime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
+from datetime import time as dtime
 from pathlib import Path
 
+from dqm.core.specs import SpecSet
 from dqm.report.data import Period, gather
 from dqm.report.render import render_report
 from dqm.report.sample import store_simulated_day
-from dqm.core.specs import SpecSet
 from dqm.store.engine import make_engine, make_sessionmaker
 from dqm.store.migrate import upgrade_database
 
@@ -41,13 +42,23 @@ class ReportBench:
         return self.gather_s + self.render_s
 
     def line(self) -> str:
-        return (f"  report for a simulated day: {self.spills} spills, {self.histograms} spec histograms, {self.flagged_spills} flagged spills"
-                f" -> {self.pages} pages, {self.pdf_bytes / 1e6:.1f} MB in {self.total_s:.1f} s wall"
-                f" (gather {self.gather_s:.1f} s + render {self.render_s:.1f} s; {self.cpu_s:.1f} CPU-s)")
+        return (
+            f"  report for a simulated day: {self.spills} spills, {self.histograms} spec "
+            f"histograms, {self.flagged_spills} flagged spills"
+            f" -> {self.pages} pages, {self.pdf_bytes / 1e6:.1f} MB in {self.total_s:.1f} s wall"
+            f" (gather {self.gather_s:.1f} s + render {self.render_s:.1f} s; {self.cpu_s:.1f} "
+            "CPU-s)"
+        )
 
 
-def bench_report(specs: SpecSet, *, n_spills: int = 2000, database_url: str | None = None, out_dir: Path | None = None,
-                 day: date = date(2025, 6, 1)) -> ReportBench:
+def bench_report(
+    specs: SpecSet,
+    *,
+    n_spills: int = 2000,
+    database_url: str | None = None,
+    out_dir: Path | None = None,
+    day: date = date(2025, 6, 1),
+) -> ReportBench:
     """Store a simulated day in ``database_url`` (default: a temporary SQLite file) and time its report."""
     with tempfile.TemporaryDirectory(prefix="dqm-report-bench-") as tmp:
         url = database_url or f"sqlite:///{Path(tmp) / 'bench.sqlite'}"
@@ -55,7 +66,7 @@ def bench_report(specs: SpecSet, *, n_spills: int = 2000, database_url: str | No
         engine = make_engine(url)
         try:
             sessions = make_sessionmaker(engine)
-            start = datetime.combine(day, dtime(0), tzinfo=timezone.utc)
+            start = datetime.combine(day, dtime(0), tzinfo=UTC)
             store_simulated_day(sessions, specs, start, n_spills=n_spills)
             out = (out_dir or Path(tmp)) / f"dqm-report-bench-{day.isoformat()}.pdf"
             c0, w0 = time.process_time(), time.perf_counter()
@@ -65,7 +76,15 @@ def bench_report(specs: SpecSet, *, n_spills: int = 2000, database_url: str | No
             pages = render_report(data, out)
             w2 = time.perf_counter()
             cpu = time.process_time() - c0
-            return ReportBench(len(data.spills), len(specs), pages, len(data.problem_spills), w1 - w0, w2 - w1, cpu,
-                               out.stat().st_size)
+            return ReportBench(
+                len(data.spills),
+                len(specs),
+                pages,
+                len(data.problem_spills),
+                w1 - w0,
+                w2 - w1,
+                cpu,
+                out.stat().st_size,
+            )
         finally:
             engine.dispose()

@@ -28,16 +28,23 @@ import numpy as np
 from dqm.config import Settings
 from dqm.core.events import decode_batch
 from dqm.core.fill import Filler
-from dqm.pipeline.services import cpu_seconds
-from dqm.sim.simulate import SimConfig, simulate_run
 from dqm.core.specs import SpecSet
+from dqm.core.variables import BatchView
+from dqm.pipeline import stream as rs
+from dqm.pipeline.services import cpu_seconds
+from dqm.pipeline.worker import Worker
+from dqm.sim.simulate import SimConfig, simulate_run
 from dqm.store.engine import make_engine, make_sessionmaker
 from dqm.store.migrate import upgrade_database
-from dqm.pipeline import stream as rs
-from dqm.core.variables import BatchView
-from dqm.pipeline.worker import Worker
 
-__all__ = ["BenchResult", "bench_fill", "bench_transport", "bench_worker", "bench_scaleout", "publish_bench_run"]
+__all__ = [
+    "BenchResult",
+    "bench_fill",
+    "bench_transport",
+    "bench_worker",
+    "bench_scaleout",
+    "publish_bench_run",
+]
 
 
 @dataclass
@@ -57,8 +64,17 @@ class BenchResult:
         return self.events / self.wall_s if self.wall_s else float("nan")
 
 
-def publish_bench_run(r, stream: str, n_spills: int, events_per_spill: int, batch_size: int, seed: int = 7) -> int:
-    cfg = SimConfig(run=900_000 + seed, n_spills=n_spills, events_per_spill=events_per_spill, batch_size=batch_size, seed=seed, intensity_jitter=0.0)
+def publish_bench_run(
+    r, stream: str, n_spills: int, events_per_spill: int, batch_size: int, seed: int = 7
+) -> int:
+    cfg = SimConfig(
+        run=900_000 + seed,
+        n_spills=n_spills,
+        events_per_spill=events_per_spill,
+        batch_size=batch_size,
+        seed=seed,
+        intensity_jitter=0.0,
+    )
     n = 0
     for spill in simulate_run(cfg):
         rs.publish_spill(r, stream, spill)
@@ -80,15 +96,29 @@ def bench_transport(r, stream: str, count: int = 16) -> BenchResult:
             if m.type == b"batch":
                 events += decode_batch(m.fields[b"payload"]).n_events
         rs.ack(r, stream, group, [m.id for m in msgs])
-    return BenchResult("transport ceiling (read+decode+ack)", events, time.process_time() - c0, time.perf_counter() - w0)
+    return BenchResult(
+        "transport ceiling (read+decode+ack)",
+        events,
+        time.process_time() - c0,
+        time.perf_counter() - w0,
+    )
 
 
-def bench_worker(settings: Settings, r, specs: SpecSet, database_url: str, close_hooks=()) -> BenchResult:
+def bench_worker(
+    settings: Settings, r, specs: SpecSet, database_url: str, close_hooks=()
+) -> BenchResult:
     """The real worker, burst mode, on the already published stream."""
     group = f"bench-worker-{uuid.uuid4().hex[:6]}"
     s = settings.with_(group=group, database_url=database_url)
     engine = make_engine(database_url)
-    worker = Worker(s, redis_client=r, sessions=make_sessionmaker(engine), specs=specs, consumer="bench", close_hooks=list(close_hooks))
+    worker = Worker(
+        s,
+        redis_client=r,
+        sessions=make_sessionmaker(engine),
+        specs=specs,
+        consumer="bench",
+        close_hooks=list(close_hooks),
+    )
     c0, w0 = time.process_time(), time.perf_counter()
     stats = worker.run(burst=True)
     cpu, wall = time.process_time() - c0, time.perf_counter() - w0
@@ -98,7 +128,9 @@ def bench_worker(settings: Settings, r, specs: SpecSet, database_url: str, close
     if lat:
         extra["close_p50_s"] = statistics.median(lat)
         extra["close_p95_s"] = lat[min(len(lat) - 1, int(0.95 * len(lat)))]
-    return BenchResult("worker (decode+fill all specs+summaries+commit+ack)", stats.events, cpu, wall, extra)
+    return BenchResult(
+        "worker (decode+fill all specs+summaries+commit+ack)", stats.events, cpu, wall, extra
+    )
 
 
 def _numpy_fill(specs: SpecSet, view: BatchView) -> None:
@@ -107,15 +139,31 @@ def _numpy_fill(specs: SpecSet, view: BatchView) -> None:
         mask = view.evaluate(spec.selection) if spec.selection is not None else None
         sel = (lambda a: a) if mask is None else (lambda a: a[mask])
         if spec.kind == "h1":
-            np.histogram(_numeric(sel(view.evaluate(spec.x.expr))).ravel(), bins=spec.x.bins, range=(spec.x.lo, spec.x.hi))
+            np.histogram(
+                _numeric(sel(view.evaluate(spec.x.expr))).ravel(),
+                bins=spec.x.bins,
+                range=(spec.x.lo, spec.x.hi),
+            )
         elif spec.kind == "h2":
-            x, y = np.broadcast_arrays(_numeric(sel(view.evaluate(spec.x.expr))), _numeric(sel(view.evaluate(spec.y.expr))))
-            np.histogram2d(x.ravel(), y.ravel(), bins=(spec.x.bins, spec.y.bins), range=((spec.x.lo, spec.x.hi), (spec.y.lo, spec.y.hi)))
+            x, y = np.broadcast_arrays(
+                _numeric(sel(view.evaluate(spec.x.expr))), _numeric(sel(view.evaluate(spec.y.expr)))
+            )
+            np.histogram2d(
+                x.ravel(),
+                y.ravel(),
+                bins=(spec.x.bins, spec.y.bins),
+                range=((spec.x.lo, spec.x.hi), (spec.y.lo, spec.y.hi)),
+            )
         elif spec.kind == "channels":
             v = sel(view.evaluate(spec.values))
             v = v.reshape(v.shape[0], -1)
             ch = np.broadcast_to(np.arange(v.shape[1]), v.shape)
-            np.histogram2d(ch.ravel(), v.ravel(), bins=(v.shape[1], spec.y.bins), range=((0, v.shape[1]), (spec.y.lo, spec.y.hi)))
+            np.histogram2d(
+                ch.ravel(),
+                v.ravel(),
+                bins=(v.shape[1], spec.y.bins),
+                range=((0, v.shape[1]), (spec.y.lo, spec.y.hi)),
+            )
         else:
             cells = sel(view.evaluate(spec.values))
             flat = cells.reshape(cells.shape[0], -1)
@@ -130,9 +178,13 @@ def _numeric(a: np.ndarray) -> np.ndarray:
     return a.view(np.uint8) if a.dtype == np.bool_ else a
 
 
-def bench_fill(specs: SpecSet, batch_size: int = 2000, repeat: int = 50) -> tuple[BenchResult, BenchResult]:
+def bench_fill(
+    specs: SpecSet, batch_size: int = 2000, repeat: int = 50
+) -> tuple[BenchResult, BenchResult]:
     """Filler vs numpy on the same decoded batch; derived variables precomputed for both."""
-    cfg = SimConfig(n_spills=1, events_per_spill=batch_size, batch_size=batch_size, intensity_jitter=0.0)
+    cfg = SimConfig(
+        n_spills=1, events_per_spill=batch_size, batch_size=batch_size, intensity_jitter=0.0
+    )
     payload = next(simulate_run(cfg)).batches()[0]
     batch = decode_batch(payload)
     filler = Filler(specs)
@@ -141,16 +193,31 @@ def bench_fill(specs: SpecSet, batch_size: int = 2000, repeat: int = 50) -> tupl
     filler.fill(hists, view)  # warm the variable cache: both sides then histogram cached arrays
     _numpy_fill(specs, view)
     out = []
-    for name, fn in (("fill stage: boost-histogram (Filler)", lambda: filler.fill(hists, view)), ("fill stage: numpy.histogram/histogram2d", lambda: _numpy_fill(specs, view))):
+    for name, fn in (
+        ("fill stage: boost-histogram (Filler)", lambda: filler.fill(hists, view)),
+        ("fill stage: numpy.histogram/histogram2d", lambda: _numpy_fill(specs, view)),
+    ):
         c0, w0 = time.process_time(), time.perf_counter()
         for _ in range(repeat):
             fn()
-        out.append(BenchResult(name, batch.n_events * repeat, time.process_time() - c0, time.perf_counter() - w0))
+        out.append(
+            BenchResult(
+                name, batch.n_events * repeat, time.process_time() - c0, time.perf_counter() - w0
+            )
+        )
     return out[0], out[1]
 
 
-def bench_scaleout(settings: Settings, r, n_workers: int, n_spills: int, events_per_spill: int, batch_size: int, data_dir: Path,
-                   database_url: str | None = None) -> BenchResult:
+def bench_scaleout(
+    settings: Settings,
+    r,
+    n_workers: int,
+    n_spills: int,
+    events_per_spill: int,
+    batch_size: int,
+    data_dir: Path,
+    database_url: str | None = None,
+) -> BenchResult:
     """N worker processes drain one pre-published run; start-up is not timed.
 
     The run is published first into a group positioned at its end, the N workers start
@@ -170,22 +237,51 @@ def bench_scaleout(settings: Settings, r, n_workers: int, n_spills: int, events_
     events = publish_bench_run(r, stream, n_spills, events_per_spill, batch_size, seed=seed)
     run = 900_000 + seed  # publish_bench_run's run number
     r.xgroup_create(stream, group, id="$")
-    db = database_url or f"sqlite:///{data_dir / f'scale-{n_workers}-{uuid.uuid4().hex[:6]}.sqlite'}"
+    db = (
+        database_url or f"sqlite:///{data_dir / f'scale-{n_workers}-{uuid.uuid4().hex[:6]}.sqlite'}"
+    )
     upgrade_database(db)
-    env = {**os.environ, "DQM_REDIS_URL": settings.redis_url, "DQM_DATABASE_URL": db, "DQM_STREAM": stream,
-           "DQM_GROUP": group, "DQM_BLOCK_MS": "20"}
-    procs = [subprocess.Popen([sys.executable, "-m", "dqm", "--log-level", "WARNING", "worker", "--consumer", f"scale-{i}"], env=env)
-             for i in range(n_workers)]
+    env = {
+        **os.environ,
+        "DQM_REDIS_URL": settings.redis_url,
+        "DQM_DATABASE_URL": db,
+        "DQM_STREAM": stream,
+        "DQM_GROUP": group,
+        "DQM_BLOCK_MS": "20",
+    }
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "dqm",
+                "--log-level",
+                "WARNING",
+                "worker",
+                "--consumer",
+                f"scale-{i}",
+            ],
+            env=env,
+        )
+        for i in range(n_workers)
+    ]
     engine = make_engine(db, writer=False)
     try:
-        _wait(lambda: len(r.xinfo_consumers(stream, group)) == n_workers, procs, "the workers to join the group")
+        _wait(
+            lambda: len(r.xinfo_consumers(stream, group)) == n_workers,
+            procs,
+            "the workers to join the group",
+        )
         cpu0 = sum(cpu_seconds(p.pid) for p in procs)
         w0 = time.perf_counter()
         r.xgroup_setid(stream, group, id="0")
 
         def all_closed() -> bool:
             with make_sessionmaker(engine)() as session:
-                return sum(n for status, n in count_spills(session, run).items() if status != "open") >= n_spills
+                return (
+                    sum(n for status, n in count_spills(session, run).items() if status != "open")
+                    >= n_spills
+                )
 
         _wait(all_closed, procs, "every spill to close", every_s=0.02)
         wall = time.perf_counter() - w0
@@ -200,7 +296,13 @@ def bench_scaleout(settings: Settings, r, n_workers: int, n_spills: int, events_
     return BenchResult(f"scale-out: {n_workers} worker process(es)", events, cpu, wall)
 
 
-def _wait(predicate, procs: list[subprocess.Popen], what: str, timeout_s: float = 300.0, every_s: float = 0.05) -> None:
+def _wait(
+    predicate,
+    procs: list[subprocess.Popen],
+    what: str,
+    timeout_s: float = 300.0,
+    every_s: float = 0.05,
+) -> None:
     deadline = time.monotonic() + timeout_s
     while not predicate():
         dead = [p.args[-1] for p in procs if p.poll() is not None]

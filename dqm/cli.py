@@ -20,13 +20,24 @@ __all__ = ["main", "build_parser", "explain"]
 
 #: subcommand module names under dqm.commands, in help order
 COMMANDS = ("demo", "simulate", "replay", "worker", "db", "status", "bench")
-OPTIONAL_COMMANDS = ("serve", "flags", "reference", "recheck", "validate", "report", "export", "loadtest")
+OPTIONAL_COMMANDS = (
+    "serve",
+    "flags",
+    "reference",
+    "recheck",
+    "validate",
+    "report",
+    "export",
+    "loadtest",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dqm", description="NA64mu data-quality monitoring")
     parser.add_argument("--version", action="version", version=f"dqm {__version__}")
-    parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    parser.add_argument(
+        "--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"]
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMANDS + OPTIONAL_COMMANDS:
         try:

@@ -9,15 +9,23 @@ real Redis started by :mod:`dqm.pipeline.services` and a SQLite file in ``data_d
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 from urllib.parse import urlsplit
 
 from dqm.errors import ConfigError
 from dqm.redact import hide_password
 
-__all__ = ["Settings", "SETTINGS", "Setting", "load_settings", "check_redis_url", "check_database_url"]
+__all__ = [
+    "Settings",
+    "SETTINGS",
+    "Setting",
+    "load_settings",
+    "check_redis_url",
+    "check_database_url",
+]
 
 
 @dataclass(frozen=True)
@@ -29,35 +37,60 @@ class Setting:
 
 #: Every setting: attribute name -> (environment variable, default, documentation).
 SETTINGS: dict[str, Setting] = {
-    "redis_url": Setting("DQM_REDIS_URL", "", "Redis URL (redis://host:port/db). Empty: start a private Redis."),
-    "database_url": Setting(
-        "DQM_DATABASE_URL", "", "SQLAlchemy URL (postgresql+psycopg://… or sqlite:///…). Empty: SQLite in data_dir."
+    "redis_url": Setting(
+        "DQM_REDIS_URL", "", "Redis URL (redis://host:port/db). Empty: start a private Redis."
     ),
-    "data_dir": Setting("DQM_DATA_DIR", "./dqm-data", "Folder for the embedded SQLite file, Redis socket, reports."),
-    "stream": Setting("DQM_STREAM", "dqm:events", "Redis stream the DAQ/simulator publishes batches to."),
+    "database_url": Setting(
+        "DQM_DATABASE_URL",
+        "",
+        "SQLAlchemy URL (postgresql+psycopg://… or sqlite:///…). Empty: SQLite in data_dir.",
+    ),
+    "data_dir": Setting(
+        "DQM_DATA_DIR", "./dqm-data", "Folder for the embedded SQLite file, Redis socket, reports."
+    ),
+    "stream": Setting(
+        "DQM_STREAM", "dqm:events", "Redis stream the DAQ/simulator publishes batches to."
+    ),
     "group": Setting("DQM_GROUP", "dqm-workers", "Consumer group shared by all workers."),
-    "dead_letter_stream": Setting("DQM_DEAD_LETTER_STREAM", "dqm:dead", "Stream receiving malformed input with its reason."),
-    "channel": Setting("DQM_CHANNEL", "dqm:spill-closed", "Pub/sub channel announcing closed spills."),
+    "dead_letter_stream": Setting(
+        "DQM_DEAD_LETTER_STREAM", "dqm:dead", "Stream receiving malformed input with its reason."
+    ),
+    "channel": Setting(
+        "DQM_CHANNEL", "dqm:spill-closed", "Pub/sub channel announcing closed spills."
+    ),
     "stream_maxlen": Setting(
-        "DQM_STREAM_MAXLEN", 2_000, "Approximate cap on stream length in messages (~1 MB each). It is the outage buffer: ~180 nominal spills (~50 min of beam)."
+        "DQM_STREAM_MAXLEN",
+        2_000,
+        "Approximate cap on stream length in messages (~1 MB each). It is the outage buffer: ~180 "
+        "nominal spills (~50 min of beam).",
     ),
     "read_count": Setting("DQM_READ_COUNT", 16, "Messages per XREADGROUP call."),
     "block_ms": Setting("DQM_BLOCK_MS", 200, "How long XREADGROUP blocks waiting for messages."),
     "commit_interval_s": Setting(
-        "DQM_COMMIT_INTERVAL_S", 0.25, "A worker commits its partial histograms at least this often."
+        "DQM_COMMIT_INTERVAL_S",
+        0.25,
+        "A worker commits its partial histograms at least this often.",
     ),
     "claim_idle_ms": Setting(
-        "DQM_CLAIM_IDLE_MS", 10_000, "Pending messages idle longer than this are reclaimed from dead consumers."
+        "DQM_CLAIM_IDLE_MS",
+        10_000,
+        "Pending messages idle longer than this are reclaimed from dead consumers.",
     ),
     "spill_timeout_s": Setting(
         "DQM_SPILL_TIMEOUT_S", 30.0, "A spill with no news for this long is closed as incomplete."
     ),
-    "specs_dir": Setting("DQM_SPECS_DIR", "", "Folder of histogram spec TOML files. Empty: the shipped histograms/."),
+    "specs_dir": Setting(
+        "DQM_SPECS_DIR", "", "Folder of histogram spec TOML files. Empty: the shipped histograms/."
+    ),
     "web_host": Setting("DQM_WEB_HOST", "127.0.0.1", "Address the Panel server binds to."),
     "web_port": Setting("DQM_WEB_PORT", 5006, "Port of the Panel server."),
-    "stale_after_s": Setting("DQM_STALE_AFTER_S", 60.0, "No spill closed for this long: the control room shows STALE."),
+    "stale_after_s": Setting(
+        "DQM_STALE_AFTER_S", 60.0, "No spill closed for this long: the control room shows STALE."
+    ),
     "reference_max_age_days": Setting(
-        "DQM_REFERENCE_MAX_AGE_DAYS", 90.0, "A reference run set longer ago than this gives a warning with every comparison."
+        "DQM_REFERENCE_MAX_AGE_DAYS",
+        90.0,
+        "A reference run set longer ago than this gives a warning with every comparison.",
     ),
 }
 
@@ -86,7 +119,7 @@ class Settings:
     reference_max_age_days: float = SETTINGS["reference_max_age_days"].default
     extra: Mapping[str, str] = field(default_factory=dict)
 
-    def with_(self, **changes: Any) -> "Settings":
+    def with_(self, **changes: Any) -> Settings:
         return replace(self, **changes)
 
     @property
@@ -142,13 +175,17 @@ def check_redis_url(url: str, setting: str = "DQM_REDIS_URL") -> str:
     shown = hide_password(url)
     parts = urlsplit(url)
     if parts.scheme not in {"redis", "rediss", "unix"}:
-        raise ConfigError(setting, shown, "redis://[user:password@]host:port[/db], rediss://… or unix:///path")
+        raise ConfigError(
+            setting, shown, "redis://[user:password@]host:port[/db], rediss://… or unix:///path"
+        )
     if parts.scheme != "unix" and not parts.hostname:
         raise ConfigError(setting, shown, f"a host, as in redis://127.0.0.1:6379/0{_RESERVED_HINT}")
     try:
         parts.port
     except ValueError:
-        raise ConfigError(setting, shown, f"a numeric port, as in redis://127.0.0.1:6379/0{_RESERVED_HINT}") from None
+        raise ConfigError(
+            setting, shown, f"a numeric port, as in redis://127.0.0.1:6379/0{_RESERVED_HINT}"
+        ) from None
     return url
 
 
@@ -168,7 +205,9 @@ def check_database_url(url: str, setting: str = "DQM_DATABASE_URL") -> str:
     except ArgumentError:
         raise ConfigError(setting, shown, expected) from None
     except ValueError:  # make_url's int() of a non-numeric port
-        raise ConfigError(setting, shown, f"a numeric port, as in {expected}{_RESERVED_HINT}") from None
+        raise ConfigError(
+            setting, shown, f"a numeric port, as in {expected}{_RESERVED_HINT}"
+        ) from None
     if parsed.get_backend_name() not in {"postgresql", "sqlite"}:
         raise ConfigError(setting, shown, expected)
     return url

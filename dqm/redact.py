@@ -18,9 +18,13 @@ HIDDEN = "***"
 # scheme://user:PASSWORD@host — up to the authority's last '@' (people do put a raw '@' in
 # a password), never past its end ('/', '?', '#') or whitespace
 # (a '[' right after '//' is an IPv6 host or a placeholder such as "redis://[user:password@]host")
-_URL_PASSWORD = re.compile(r"(?P<head>\b[a-z][a-z0-9+.\-]*://[^\s:/@\[\]]*:)(?P<password>[^\s/?#]*)@", re.IGNORECASE)
+_URL_PASSWORD = re.compile(
+    r"(?P<head>\b[a-z][a-z0-9+.\-]*://[^\s:/@\[\]]*:)(?P<password>[^\s/?#]*)@", re.IGNORECASE
+)
 # key=value forms: ?password=…, password=… in a libpq DSN
-_KEY_PASSWORD = re.compile(r"(?P<head>\b(?:password|passwd|pwd)=)(?P<password>[^\s&;'\"]+)", re.IGNORECASE)
+_KEY_PASSWORD = re.compile(
+    r"(?P<head>\b(?:password|passwd|pwd)=)(?P<password>[^\s&;'\"]+)", re.IGNORECASE
+)
 
 
 def redact(text: str) -> str:

@@ -28,7 +28,10 @@ def pg_bin(name: str) -> str:
         return found
     candidates = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))
     if not candidates:
-        raise RuntimeError(f"PostgreSQL's {name} not found: install the 'postgresql' package or set DQM_TEST_DATABASE_URL")
+        raise RuntimeError(
+            f"PostgreSQL's {name} not found: install the 'postgresql' package or set "
+            "DQM_TEST_DATABASE_URL"
+        )
     return candidates[-1]
 
 
@@ -47,21 +50,42 @@ class PrivatePostgres:
         full = ["runuser", "-u", "postgres", "--", *cmd] if self.as_root else list(cmd)
         subprocess.run(full, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
-    def start(self) -> "PrivatePostgres":
+    def start(self) -> PrivatePostgres:
         if self.as_root:
             shutil.chown(self.dir, "postgres", "postgres")
         os.chmod(self.dir, 0o755)
-        self._run(pg_bin("initdb"), "-D", self.data, "-A", "trust", "-U", self.user, "--no-sync", "-E", "UTF8")
+        self._run(
+            pg_bin("initdb"),
+            "-D",
+            self.data,
+            "-A",
+            "trust",
+            "-U",
+            self.user,
+            "--no-sync",
+            "-E",
+            "UTF8",
+        )
         return self.start_server()
 
-    def start_server(self) -> "PrivatePostgres":
+    def start_server(self) -> PrivatePostgres:
         """(Re)start the server of the existing cluster on the same port."""
         # durable: synchronous_commit stays on, so a commit the worker saw succeed survives a
         # crash of the server (the fault tests stop it with -m immediate); fsync=off only
         # trusts the OS, which does not crash in a test
         sync = "" if self.durable else " -c synchronous_commit=off"
         opts = f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off{sync} -c full_page_writes=off -c max_connections=200"
-        self._run(pg_bin("pg_ctl"), "-D", self.data, "-o", opts, "-l", os.path.join(self.dir, "log"), "-w", "start")
+        self._run(
+            pg_bin("pg_ctl"),
+            "-D",
+            self.data,
+            "-o",
+            opts,
+            "-l",
+            os.path.join(self.dir, "log"),
+            "-w",
+            "start",
+        )
         return self
 
     def stop_server(self, mode: str = "immediate") -> None:

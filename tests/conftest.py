@@ -17,8 +17,8 @@ import pytest
 import redis
 
 from dqm.config import Settings
-from dqm.pipeline.services import EmbeddedRedis
 from dqm.core.specs import load_specs
+from dqm.pipeline.services import EmbeddedRedis
 from dqm.store.migrate import upgrade_database
 from tests._services import PrivatePostgres, create_database, drop_database
 
@@ -99,9 +99,16 @@ def settings(redis_url, pg_url, tmp_path):
     """Settings on real Redis + PostgreSQL with names unique to this test."""
     tag = uuid.uuid4().hex[:8]
     return Settings(
-        redis_url=redis_url, database_url=pg_url, data_dir=str(tmp_path),
-        stream=f"test:{tag}:events", group=f"test:{tag}:workers", dead_letter_stream=f"test:{tag}:dead",
-        channel=f"test:{tag}:closed", commit_interval_s=0.05, block_ms=50, claim_idle_ms=1000,
+        redis_url=redis_url,
+        database_url=pg_url,
+        data_dir=str(tmp_path),
+        stream=f"test:{tag}:events",
+        group=f"test:{tag}:workers",
+        dead_letter_stream=f"test:{tag}:dead",
+        channel=f"test:{tag}:closed",
+        commit_interval_s=0.05,
+        block_ms=50,
+        claim_idle_ms=1000,
         spill_timeout_s=30.0,
     )
 

@@ -20,9 +20,21 @@ FLOAT_COLUMNS = tuple(c.name for c in COLUMNS if c.np_dtype.kind == "f")
 POSITIONS = ("ms1_x", "ms1_y", "ms2_x", "ms2_y")
 BIT_COLUMNS = ("trigger_bits", "daq_sources")
 #: every reason a decoder may give; anything else (or any other exception) is a bug
-REASONS = {"truncated", "bad-magic", "unknown-version", "bad-count", "trailing-bytes", "non-finite",
-           "out-of-range", "bad-header", "bad-marker", "missing-payload", "unknown-type",
-           "duplicate-batch", "duplicate-marker"}
+REASONS = {
+    "truncated",
+    "bad-magic",
+    "unknown-version",
+    "bad-count",
+    "trailing-bytes",
+    "non-finite",
+    "out-of-range",
+    "bad-header",
+    "bad-marker",
+    "missing-payload",
+    "unknown-type",
+    "duplicate-batch",
+    "duplicate-marker",
+}
 
 
 def valid_columns(n: int, seed: int) -> dict[str, np.ndarray]:
@@ -44,8 +56,18 @@ def valid_columns(n: int, seed: int) -> dict[str, np.ndarray]:
 POOL = [valid_columns(1 + i % 6, seed=i) for i in range(48)]
 
 
-KINDS = ("version", "magic", "truncate", "trailing", "count", "non-finite", "negative", "channel",
-         "position", "header-id")
+KINDS = (
+    "version",
+    "magic",
+    "truncate",
+    "trailing",
+    "count",
+    "non-finite",
+    "negative",
+    "channel",
+    "position",
+    "header-id",
+)
 
 
 def corrupt(cols: dict[str, np.ndarray], kind: str, rng: np.random.Generator) -> tuple[bytes, str]:
@@ -53,7 +75,12 @@ def corrupt(cols: dict[str, np.ndarray], kind: str, rng: np.random.Generator) ->
     n = len(cols["event"])
     if kind in ("non-finite", "negative", "channel", "position"):
         cols = {k: v.copy() for k, v in cols.items()}
-        names = {"non-finite": FLOAT_COLUMNS, "negative": CALORIMETERS, "channel": BIT_COLUMNS, "position": POSITIONS}[kind]
+        names = {
+            "non-finite": FLOAT_COLUMNS,
+            "negative": CALORIMETERS,
+            "channel": BIT_COLUMNS,
+            "position": POSITIONS,
+        }[kind]
         name = names[rng.integers(len(names))]
         col = COLUMN_BY_NAME[name]
         where = (rng.integers(n), *(rng.integers(d) for d in col.shape))
@@ -64,7 +91,9 @@ def corrupt(cols: dict[str, np.ndarray], kind: str, rng: np.random.Generator) ->
         elif kind == "channel":
             value = int(rng.integers(int(col.hi) + 1, 2**16))
         else:  # beyond +-500 mm, finite
-            value = float(np.float32(500.001 * 10 ** rng.uniform(0, 35.7))) * (1 if rng.integers(2) else -1)
+            value = float(np.float32(500.001 * 10 ** rng.uniform(0, 35.7))) * (
+                1 if rng.integers(2) else -1
+            )
         cols[name][where] = value
         return encode_batch(1, 2, 3, cols), "non-finite" if kind == "non-finite" else "out-of-range"
     payload = bytearray(encode_batch(1, 2, 3, cols))
@@ -80,16 +109,36 @@ def corrupt(cols: dict[str, np.ndarray], kind: str, rng: np.random.Generator) ->
     elif kind == "truncate":
         return bytes(payload[: int(rng.integers(len(payload)))]), "truncated"
     elif kind == "trailing":
-        return bytes(payload) + bytes(rng.integers(0, 256, int(rng.integers(1, 65)), dtype=np.uint8)), "trailing-bytes"
+        return bytes(payload) + bytes(
+            rng.integers(0, 256, int(rng.integers(1, 65)), dtype=np.uint8)
+        ), "trailing-bytes"
     elif kind == "count":
-        n_hdr = int(rng.choice([0, int(rng.integers(10_000_001, 2**32)), int(rng.integers(1, 10_000_001)), n + 1, max(n - 1, 0)]))
+        n_hdr = int(
+            rng.choice(
+                [
+                    0,
+                    int(rng.integers(10_000_001, 2**32)),
+                    int(rng.integers(1, 10_000_001)),
+                    n + 1,
+                    max(n - 1, 0),
+                ]
+            )
+        )
         if n_hdr == n:
             n_hdr = n + 1
-        expected = "bad-count" if n_hdr == 0 or n_hdr > 10_000_000 else ("truncated" if n_hdr > n else "trailing-bytes")
+        expected = (
+            "bad-count"
+            if n_hdr == 0 or n_hdr > 10_000_000
+            else ("truncated" if n_hdr > n else "trailing-bytes")
+        )
     else:  # header-id: a run, spill or batch number the store cannot keep
         big = int(rng.integers(MAX_ID + 1, 2**32))
         which = int(rng.integers(3))
-        run, spill, batch = (big if which == 0 else run, big if which == 1 else spill, big if which == 2 else batch)
+        run, spill, batch = (
+            big if which == 0 else run,
+            big if which == 1 else spill,
+            big if which == 2 else batch,
+        )
         expected = "bad-header"
     HEADER.pack_into(payload, 0, magic, version, flags, run, spill, batch, n_hdr, res)
     return bytes(payload), expected

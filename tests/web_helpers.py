@@ -11,13 +11,13 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from dqm.pipeline.stream import publish_spill
 from dqm.sim.anomalies import parse_anomaly
 from dqm.sim.simulate import SimConfig, simulate_spill
-from dqm.pipeline.stream import publish_spill
 
 ROOT = Path(__file__).resolve().parents[1]
 
-WEBTEST_SPECS = '''
+WEBTEST_SPECS = """
 subsystem = "beam"
 
 [[histogram]]
@@ -47,7 +47,7 @@ instruction = "Dead ECAL cell: call the ECAL expert."
 [[histogram.check]]
 type = "dead_channels"
 params = { channel_name = "ECAL cell" }
-'''
+"""
 
 #: the anomaly that turns the beam tile BAD
 BEAM_SHIFT = "beam_shift:dx_mm=5"
@@ -66,9 +66,21 @@ def specs_with_checks(folder: Path, *, wall_plots: bool = True) -> Path:
     return folder
 
 
-def publish_one(r, stream: str, run: int, spill: int, anomaly: str | None = None, events: int = 3000) -> None:
+def publish_one(
+    r, stream: str, run: int, spill: int, anomaly: str | None = None, events: int = 3000
+) -> None:
     cfg = SimConfig(run=run, events_per_spill=events, batch_size=1000)
-    anomalies = [parse_anomaly(f"{anomaly.split(':')[0]}@{spill}:{anomaly.split(':', 1)[1]}" if ":" in anomaly else f"{anomaly}@{spill}")] if anomaly else []
+    anomalies = (
+        [
+            parse_anomaly(
+                f"{anomaly.split(':')[0]}@{spill}:{anomaly.split(':', 1)[1]}"
+                if ":" in anomaly
+                else f"{anomaly}@{spill}"
+            )
+        ]
+        if anomaly
+        else []
+    )
     data = simulate_spill(cfg, spill, anomalies)
     assert data is not None
     publish_spill(r, stream, data)
@@ -76,10 +88,14 @@ def publish_one(r, stream: str, run: int, spill: int, anomaly: str | None = None
 
 #: warnings raised by a library's own code about another library, not by ours
 KNOWN_WARNINGS = (
-    ("/site-packages/bokeh/", "Pandas4Warning"),  # bokeh 3.9 calls DataFrame.reset_index(inplace=True)
+    (
+        "/site-packages/bokeh/",
+        "Pandas4Warning",
+    ),  # bokeh 3.9 calls DataFrame.reset_index(inplace=True)
 )
 #: logged errors that are not faults: Tornado's write to a browser tab that just closed
-#: (an unawaited write task; the same record in holoviz/panel#3341, perspective-dev/perspective#2969)
+# : (an unawaited write task; the same record in holoviz/panel#3341,
+# perspective-dev/perspective#2969)
 KNOWN_ERRORS = ("tornado.websocket.WebSocketClosedError",)
 
 
@@ -101,8 +117,13 @@ def server_log_problems(text: str) -> list[str]:
         head, body = record[0], "\n".join(record)
         warning = re.match(r"^(.*?):\d+: (\w+Warning): ", head)
         if warning:
-            if not any(where in warning.group(1) and kind == warning.group(2) for where, kind in KNOWN_WARNINGS):
+            if not any(
+                where in warning.group(1) and kind == warning.group(2)
+                for where, kind in KNOWN_WARNINGS
+            ):
                 problems.append(head)
-        elif ("Traceback" in body or re.search(r"\bERROR\b", head)) and not any(k in body for k in KNOWN_ERRORS):
+        elif ("Traceback" in body or re.search(r"\bERROR\b", head)) and not any(
+            k in body for k in KNOWN_ERRORS
+        ):
             problems.append(head)
     return problems

@@ -88,7 +88,7 @@ def _neighbour_median(values: FloatArray, excluded: BoolArray) -> FloatArray:
     for index in np.ndindex(values.shape):
         window = tuple(slice(max(i - 1, 0), i + 2) for i in index)
         usable = ~excluded[window]
-        usable[tuple(i - s.start for i, s in zip(index, window))] = False
+        usable[tuple(i - s.start for i, s in zip(index, window, strict=False))] = False
         if usable.any():
             expected[index] = float(np.median(values[window][usable]))
     return expected

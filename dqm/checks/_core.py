@@ -155,10 +155,14 @@ class CheckContext:
     def __post_init__(self) -> None:
         # Channel lists arrive from JSON/TOML as lists (or bare ints for 1D maps);
         # membership tests need hashable tuples of ints.
-        object.__setattr__(self, "masked", frozenset(
-            (int(c),) if isinstance(c, (int, np.integer)) else tuple(int(i) for i in c)
-            for c in self.masked
-        ))
+        object.__setattr__(
+            self,
+            "masked",
+            frozenset(
+                (int(c),) if isinstance(c, (int, np.integer)) else tuple(int(i) for i in c)
+                for c in self.masked
+            ),
+        )
 
     def entries(self) -> float | None:
         """Entries that the common ``min_entries`` rule counts.

@@ -109,8 +109,13 @@ def register_check(
                 f"the function's keyword arguments {sorted(accepted)}"
             )
         _REGISTRY[name] = CheckSpec(
-            name, function, MappingProxyType(declared), needs_reference, needs_histogram,
-            tuple(ordered), wants_min_entries,
+            name,
+            function,
+            MappingProxyType(declared),
+            needs_reference,
+            needs_histogram,
+            tuple(ordered),
+            wants_min_entries,
         )
         return function
 
@@ -134,8 +139,7 @@ def _coerce(check: str, key: str, spec: ParamSpec, value: Any) -> Any:
         value = int(value)  # TOML writers like "1e3"
     elif not isinstance(value, spec.type) or (spec.type is not bool and isinstance(value, bool)):
         raise SpecError(
-            f"check '{check}': expected {spec.type.__name__}, got "
-            f"{type(value).__name__} {value!r}",
+            f"check '{check}': expected {spec.type.__name__}, got {type(value).__name__} {value!r}",
             key=key,
         )
     if spec.choices is not None and value not in spec.choices:
@@ -230,9 +234,7 @@ def run_check(
     except DQMError:
         raise
     except Exception as error:  # noqa: BLE001 — re-raised as CheckError, never swallowed
-        raise CheckError(
-            f"check '{name}' failed: {type(error).__name__}: {error}"
-        ) from error
+        raise CheckError(f"check '{name}' failed: {type(error).__name__}: {error}") from error
     if not isinstance(result, CheckResult):
         raise CheckError(f"check '{name}' returned {type(result).__name__}, not CheckResult")
     return result if result.check == name else replace(result, check=name)

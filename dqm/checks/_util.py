@@ -59,11 +59,12 @@ def bin_centres(axis: bh.axis.Axis) -> NDArray[np.float64]:
 def describe_bin(axes: Sequence[bh.axis.Axis], index: Sequence[int]) -> str:
     """Human name of a bin, e.g. ``"p_bms ≈ 152.5"`` or ``"(x ≈ -12.5, y ≈ 3.0)"``."""
     parts = []
-    for i, (axis, j) in enumerate(zip(axes, index)):
+    for i, (axis, j) in enumerate(zip(axes, index, strict=False)):
         name = axis_label(axis, f"axis {i}")
         value = bin_centres(axis)[j]
-        parts.append(f"{name} = {value:g}" if isinstance(axis, bh.axis.Integer)
-                     else f"{name} ≈ {value:.4g}")
+        parts.append(
+            f"{name} = {value:g}" if isinstance(axis, bh.axis.Integer) else f"{name} ≈ {value:.4g}"
+        )
     return parts[0] if len(parts) == 1 else "(" + ", ".join(parts) + ")"
 
 
@@ -71,7 +72,7 @@ def require_same_binning(h: bh.Histogram, ref: bh.Histogram) -> None:
     """Raise :class:`CheckError` unless both histograms have the same axes and edges."""
     if h.ndim != ref.ndim or any(
         type(a) is not type(b) or a.size != b.size or not np.allclose(a.edges, b.edges)
-        for a, b in zip(h.axes, ref.axes)
+        for a, b in zip(h.axes, ref.axes, strict=False)
     ):
         raise CheckError(
             f"reference binning {[str(a) for a in ref.axes]} differs from the "

@@ -67,7 +67,9 @@ def check_min_entries(context: CheckContext, *, min_entries: int) -> CheckResult
     """
     entries = context.entries() or 0.0
     return CheckResult(
-        Quality.GOOD, entries, {"min_entries": float(min_entries)},
+        Quality.GOOD,
+        entries,
+        {"min_entries": float(min_entries)},
         f"{entries:.0f} entries (≥ {min_entries})",
     )
 
@@ -109,15 +111,24 @@ def check_not_updating(context: CheckContext, *, key: str, spills: int) -> Check
     threshold = {"spills": float(spills)}
     details = {"recent": last.tolist(), "quantity": key}
     if np.all(last == 0):
-        return CheckResult(Quality.BAD, 0.0, threshold,
-                           f"{key} is 0 in the last {spills} spills: no data arriving", details)
+        return CheckResult(
+            Quality.BAD,
+            0.0,
+            threshold,
+            f"{key} is 0 in the last {spills} spills: no data arriving",
+            details,
+        )
     if np.all(last == last[0]):
         return CheckResult(
-            Quality.BAD, float(last[0]), threshold,
-            f"{key} = {last[0]:g} identical in the last {spills} spills: stale data", details,
+            Quality.BAD,
+            float(last[0]),
+            threshold,
+            f"{key} = {last[0]:g} identical in the last {spills} spills: stale data",
+            details,
         )
-    return CheckResult(Quality.GOOD, float(last[-1]), threshold,
-                       f"{key} changes from spill to spill", details)
+    return CheckResult(
+        Quality.GOOD, float(last[-1]), threshold, f"{key} changes from spill to spill", details
+    )
 
 
 Window = tuple[float | None, float | None, float | None, float | None]
@@ -133,49 +144,89 @@ def _moment_check(context: CheckContext, axis: int, which: str, window: Window) 
     if total <= 0:
         return no_data(f"no in-range entries on {name}")
     mean = float(np.sum(weights * centres) / total)
-    value = mean if which == "mean" else float(
-        np.sqrt(np.sum(weights * (centres - mean) ** 2) / total))
+    value = (
+        mean if which == "mean" else float(np.sqrt(np.sum(weights * (centres - mean) ** 2) / total))
+    )
     quality, where = window_quality(value, *window)
     return CheckResult(
-        quality, value, _window_threshold(*window), f"{which} of {name} = {value:.4g}, {where}",
+        quality,
+        value,
+        _window_threshold(*window),
+        f"{which} of {name} = {value:.4g}, {where}",
         {"observed": value, "entries": float(total)},
     )
 
 
-@register_check("mean_in_range", params={
-    **_WINDOW_PARAMS, "axis": (int, 0, "axis whose mean is taken (others projected out)"),
-}, needs_histogram=True, ordered=_WINDOW_ORDER)
+@register_check(
+    "mean_in_range",
+    params={
+        **_WINDOW_PARAMS,
+        "axis": (int, 0, "axis whose mean is taken (others projected out)"),
+    },
+    needs_histogram=True,
+    ordered=_WINDOW_ORDER,
+)
 def check_mean_in_range(
-    context: CheckContext, *, axis: int, lo: float | None, hi: float | None,
-    bad_lo: float | None, bad_hi: float | None,
+    context: CheckContext,
+    *,
+    axis: int,
+    lo: float | None,
+    hi: float | None,
+    bad_lo: float | None,
+    bad_hi: float | None,
 ) -> CheckResult:
     """Histogram mean (bin centres, in-range bins) inside the GOOD/BAD windows."""
     return _moment_check(context, axis, "mean", (lo, hi, bad_lo, bad_hi))
 
 
-@register_check("rms_in_range", params={
-    **_WINDOW_PARAMS, "axis": (int, 0, "axis whose RMS is taken (others projected out)"),
-}, needs_histogram=True, ordered=_WINDOW_ORDER)
+@register_check(
+    "rms_in_range",
+    params={
+        **_WINDOW_PARAMS,
+        "axis": (int, 0, "axis whose RMS is taken (others projected out)"),
+    },
+    needs_histogram=True,
+    ordered=_WINDOW_ORDER,
+)
 def check_rms_in_range(
-    context: CheckContext, *, axis: int, lo: float | None, hi: float | None,
-    bad_lo: float | None, bad_hi: float | None,
+    context: CheckContext,
+    *,
+    axis: int,
+    lo: float | None,
+    hi: float | None,
+    bad_lo: float | None,
+    bad_hi: float | None,
 ) -> CheckResult:
     """Histogram RMS (standard deviation, as ROOT's GetRMS) inside the windows."""
     return _moment_check(context, axis, "rms", (lo, hi, bad_lo, bad_hi))
 
 
-@register_check("value_in_range", params={
-    **_WINDOW_PARAMS, "quantity": (str, REQUIRED, "summary key to test, e.g. 'low_pout_fraction'"),
-}, ordered=_WINDOW_ORDER)
+@register_check(
+    "value_in_range",
+    params={
+        **_WINDOW_PARAMS,
+        "quantity": (str, REQUIRED, "summary key to test, e.g. 'low_pout_fraction'"),
+    },
+    ordered=_WINDOW_ORDER,
+)
 def check_value_in_range(
-    context: CheckContext, *, quantity: str, lo: float | None, hi: float | None,
-    bad_lo: float | None, bad_hi: float | None,
+    context: CheckContext,
+    *,
+    quantity: str,
+    lo: float | None,
+    hi: float | None,
+    bad_lo: float | None,
+    bad_hi: float | None,
 ) -> CheckResult:
     """A spill summary quantity inside the GOOD/BAD windows."""
     value = summary_value(context, quantity)
     if value is None:
         return no_data(f"summary quantity '{quantity}' not available for this spill")
     quality, where = window_quality(value, lo, hi, bad_lo, bad_hi)
-    return CheckResult(quality, value, _window_threshold(lo, hi, bad_lo, bad_hi),
-                       f"{quantity} = {value:.4g}, {where}",
-                       {"observed": value, "quantity": quantity})
+    return CheckResult(
+        quality,
+        value,
+        _window_threshold(lo, hi, bad_lo, bad_hi),
+        f"{quantity} = {value:.4g}, {where}",
+        {"observed": value, "quantity": quantity},
+    )

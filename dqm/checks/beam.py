@@ -14,8 +14,13 @@ from dqm.checks._core import CheckContext, CheckResult, Quality, worst
 from dqm.checks._registry import register_check
 from dqm.checks._util import grade, no_data, summary_value
 
-__all__ = ["check_beam_centroid", "check_beam_width", "check_intensity",
-           "check_daq_completeness", "station_name"]
+__all__ = [
+    "check_beam_centroid",
+    "check_beam_width",
+    "check_intensity",
+    "check_daq_completeness",
+    "station_name",
+]
 
 
 def station_name(key: str) -> str:
@@ -24,8 +29,7 @@ def station_name(key: str) -> str:
     return f"{match[1].upper()} station {match[2]}" if match else key
 
 
-def _coordinates(context: CheckContext, x_key: str, y_key: str
-                 ) -> list[tuple[str, str, float]]:
+def _coordinates(context: CheckContext, x_key: str, y_key: str) -> list[tuple[str, str, float]]:
     """(coordinate, key, value) for each configured key present in the summary."""
     found = []
     for coordinate, key in (("x", x_key), ("y", y_key)):
@@ -35,16 +39,28 @@ def _coordinates(context: CheckContext, x_key: str, y_key: str
     return found
 
 
-@register_check("beam_centroid", params={
-    "x_key": (str, "beam_x_mean_ms1_0", "summary key of the beam x centroid [mm] ('' = skip)"),
-    "y_key": (str, "beam_y_mean_ms1_0", "summary key of the beam y centroid [mm] ('' = skip)"),
-    "x0": (float, 0.0, "nominal x centroid [mm]"),
-    "y0": (float, 0.0, "nominal y centroid [mm]"),
-    "window_mm": (float, 1.5, "WARNING when a centroid is further than this from nominal"),
-    "bad_window_mm": (float, 3.0, "BAD when a centroid is further than this from nominal"),
-}, ordered=(("window_mm", "bad_window_mm"),))
-def check_beam_centroid(context: CheckContext, *, x_key: str, y_key: str, x0: float, y0: float,
-                        window_mm: float, bad_window_mm: float) -> CheckResult:
+@register_check(
+    "beam_centroid",
+    params={
+        "x_key": (str, "beam_x_mean_ms1_0", "summary key of the beam x centroid [mm] ('' = skip)"),
+        "y_key": (str, "beam_y_mean_ms1_0", "summary key of the beam y centroid [mm] ('' = skip)"),
+        "x0": (float, 0.0, "nominal x centroid [mm]"),
+        "y0": (float, 0.0, "nominal y centroid [mm]"),
+        "window_mm": (float, 1.5, "WARNING when a centroid is further than this from nominal"),
+        "bad_window_mm": (float, 3.0, "BAD when a centroid is further than this from nominal"),
+    },
+    ordered=(("window_mm", "bad_window_mm"),),
+)
+def check_beam_centroid(
+    context: CheckContext,
+    *,
+    x_key: str,
+    y_key: str,
+    x0: float,
+    y0: float,
+    window_mm: float,
+    bad_window_mm: float,
+) -> CheckResult:
     """Beam centroid within a window around nominal, per coordinate.
 
     The statistical error of a centroid (σ/√N ≈ 0.1 mm for 20 000 muons) is far
@@ -57,25 +73,39 @@ def check_beam_centroid(context: CheckContext, *, x_key: str, y_key: str, x0: fl
     offsets = [(abs(v - nominal[c]), c, k, v) for c, k, v in found]
     offset, coordinate, key, value = max(offsets)
     quality = grade(offset, window_mm, bad_window_mm)
-    explanation = (f"beam {coordinate} at {station_name(key)}: {offset:.1f} mm from nominal "
-                   f"{nominal[coordinate]:.1f} mm (window ±{window_mm:g}, bad ±{bad_window_mm:g})")
+    explanation = (
+        f"beam {coordinate} at {station_name(key)}: {offset:.1f} mm from nominal "
+        f"{nominal[coordinate]:.1f} mm (window ±{window_mm:g}, bad ±{bad_window_mm:g})"
+    )
     details = {f"observed_{c}": v for c, _, v in found}
     details.update({f"expected_{c}": nominal[c] for c, _, _ in found})
-    return CheckResult(quality, offset, {"warning": window_mm, "bad": bad_window_mm},
-                       explanation, details)
+    return CheckResult(
+        quality, offset, {"warning": window_mm, "bad": bad_window_mm}, explanation, details
+    )
 
 
-@register_check("beam_width", params={
-    "x_key": (str, "beam_sigma_x_ms1_0", "summary key of the beam σ_x [mm] ('' = skip)"),
-    "y_key": (str, "beam_sigma_y_ms1_0", "summary key of the beam σ_y [mm] ('' = skip)"),
-    "x_nominal": (float, 15.0, "nominal σ_x [mm]"),
-    "y_nominal": (float, 10.0, "nominal σ_y [mm]"),
-    "rel_tolerance": (float, 0.15, "WARNING when a width deviates by more than this fraction"),
-    "bad_rel_tolerance": (float, 0.30, "BAD when a width deviates by more than this fraction"),
-}, ordered=(("rel_tolerance", "bad_rel_tolerance"),))
-def check_beam_width(context: CheckContext, *, x_key: str, y_key: str, x_nominal: float,
-                     y_nominal: float, rel_tolerance: float,
-                     bad_rel_tolerance: float) -> CheckResult:
+@register_check(
+    "beam_width",
+    params={
+        "x_key": (str, "beam_sigma_x_ms1_0", "summary key of the beam σ_x [mm] ('' = skip)"),
+        "y_key": (str, "beam_sigma_y_ms1_0", "summary key of the beam σ_y [mm] ('' = skip)"),
+        "x_nominal": (float, 15.0, "nominal σ_x [mm]"),
+        "y_nominal": (float, 10.0, "nominal σ_y [mm]"),
+        "rel_tolerance": (float, 0.15, "WARNING when a width deviates by more than this fraction"),
+        "bad_rel_tolerance": (float, 0.30, "BAD when a width deviates by more than this fraction"),
+    },
+    ordered=(("rel_tolerance", "bad_rel_tolerance"),),
+)
+def check_beam_width(
+    context: CheckContext,
+    *,
+    x_key: str,
+    y_key: str,
+    x_nominal: float,
+    y_nominal: float,
+    rel_tolerance: float,
+    bad_rel_tolerance: float,
+) -> CheckResult:
     """Beam width (σ) within a relative tolerance of nominal, wider or narrower."""
     found = _coordinates(context, x_key, y_key)
     if not found:
@@ -85,23 +115,41 @@ def check_beam_width(context: CheckContext, *, x_key: str, y_key: str, x_nominal
     deviation, coordinate, key, value = max(deviations)
     quality = grade(deviation, rel_tolerance, bad_rel_tolerance)
     percent = 100 * (value / nominal[coordinate] - 1)
-    explanation = (f"beam σ_{coordinate} at {station_name(key)}: {value:.1f} mm vs nominal "
-                   f"{nominal[coordinate]:.1f} mm ({percent:+.0f} %,"
-                   f" tolerance ±{100 * rel_tolerance:g} %, bad ±{100 * bad_rel_tolerance:g} %)")
-    return CheckResult(quality, deviation, {"warning": rel_tolerance, "bad": bad_rel_tolerance},
-                       explanation, {"observed": value, "expected": nominal[coordinate],
-                                     "quantity": key})
+    explanation = (
+        f"beam σ_{coordinate} at {station_name(key)}: {value:.1f} mm vs nominal "
+        f"{nominal[coordinate]:.1f} mm ({percent:+.0f} %,"
+        f" tolerance ±{100 * rel_tolerance:g} %, bad ±{100 * bad_rel_tolerance:g} %)"
+    )
+    return CheckResult(
+        quality,
+        deviation,
+        {"warning": rel_tolerance, "bad": bad_rel_tolerance},
+        explanation,
+        {"observed": value, "expected": nominal[coordinate], "quantity": key},
+    )
 
 
-@register_check("intensity", params={
-    "key": (str, "n_events", "summary key measuring the beam intensity"),
-    "spills": (int, 5, "median over at most this many previous spills"),
-    "min_history": (int, 3, "fewer previous spills than this → NO_DATA"),
-    "drop_warning": (float, 0.7, "WARNING below this fraction of the recent median"),
-    "drop_bad": (float, 0.6, "BAD below this fraction of the recent median"),
-}, min_entries=0, ordered=(("drop_bad", "drop_warning"),))
-def check_intensity(context: CheckContext, *, key: str, spills: int, min_history: int,
-                    drop_warning: float, drop_bad: float) -> CheckResult:
+@register_check(
+    "intensity",
+    params={
+        "key": (str, "n_events", "summary key measuring the beam intensity"),
+        "spills": (int, 5, "median over at most this many previous spills"),
+        "min_history": (int, 3, "fewer previous spills than this → NO_DATA"),
+        "drop_warning": (float, 0.7, "WARNING below this fraction of the recent median"),
+        "drop_bad": (float, 0.6, "BAD below this fraction of the recent median"),
+    },
+    min_entries=0,
+    ordered=(("drop_bad", "drop_warning"),),
+)
+def check_intensity(
+    context: CheckContext,
+    *,
+    key: str,
+    spills: int,
+    min_history: int,
+    drop_warning: float,
+    drop_bad: float,
+) -> CheckResult:
     """Intensity drop: this spill against the median of the previous ``spills``.
 
     A median, not a mean, so one earlier bad spill does not lower the bar. No
@@ -118,28 +166,51 @@ def check_intensity(context: CheckContext, *, key: str, spills: int, min_history
     if median <= 0:
         return no_data(f"median '{key}' of the previous spills is {median:g}")
     ratio = current / median
-    quality = Quality.BAD if ratio < drop_bad else (
-        Quality.WARNING if ratio < drop_warning else Quality.GOOD)
-    explanation = (f"{key} = {current:.0f}, {100 * ratio:.0f} % of the median {median:.0f} of the "
-                   f"last {len(recent)} spills (warning < {100 * drop_warning:g} %, "
-                   f"bad < {100 * drop_bad:g} %)")
-    return CheckResult(quality, ratio, {"warning": drop_warning, "bad": drop_bad}, explanation,
-                       {"observed": current, "expected": median, "quantity": key})
+    quality = (
+        Quality.BAD
+        if ratio < drop_bad
+        else (Quality.WARNING if ratio < drop_warning else Quality.GOOD)
+    )
+    explanation = (
+        f"{key} = {current:.0f}, {100 * ratio:.0f} % of the median {median:.0f} of the "
+        f"last {len(recent)} spills (warning < {100 * drop_warning:g} %, "
+        f"bad < {100 * drop_bad:g} %)"
+    )
+    return CheckResult(
+        quality,
+        ratio,
+        {"warning": drop_warning, "bad": drop_bad},
+        explanation,
+        {"observed": current, "expected": median, "quantity": key},
+    )
 
 
-@register_check("daq_completeness", params={
-    "key": (str, "daq_completeness", "summary key: fraction of events with every source"),
-    "source_prefix": (str, "daq_source_completeness_", "prefix of the per-source keys"),
-    "completeness_warning": (float, 0.99, "WARNING below this completeness"),
-    "completeness_bad": (float, 0.95, "BAD below this completeness"),
-}, ordered=(("completeness_bad", "completeness_warning"),))
-def check_daq_completeness(context: CheckContext, *, key: str, source_prefix: str,
-                           completeness_warning: float, completeness_bad: float) -> CheckResult:
+@register_check(
+    "daq_completeness",
+    params={
+        "key": (str, "daq_completeness", "summary key: fraction of events with every source"),
+        "source_prefix": (str, "daq_source_completeness_", "prefix of the per-source keys"),
+        "completeness_warning": (float, 0.99, "WARNING below this completeness"),
+        "completeness_bad": (float, 0.95, "BAD below this completeness"),
+    },
+    ordered=(("completeness_bad", "completeness_warning"),),
+)
+def check_daq_completeness(
+    context: CheckContext,
+    *,
+    key: str,
+    source_prefix: str,
+    completeness_warning: float,
+    completeness_bad: float,
+) -> CheckResult:
     """Events missing DAQ sources; the explanation names the incomplete sources."""
     overall = summary_value(context, key)
     summary = context.summary or {}
-    sources = {k[len(source_prefix):]: float(v) for k, v in summary.items()
-               if k.startswith(source_prefix) and np.isfinite(float(v))}
+    sources = {
+        k[len(source_prefix) :]: float(v)
+        for k, v in summary.items()
+        if k.startswith(source_prefix) and np.isfinite(float(v))
+    }
     if overall is None and not sources:
         return no_data(f"no '{key}' nor '{source_prefix}*' in the summary")
 
@@ -154,9 +225,14 @@ def check_daq_completeness(context: CheckContext, *, key: str, source_prefix: st
     explanation = f"DAQ completeness {value:.3f}"
     if incomplete:
         explanation += "; incomplete source(s): " + ", ".join(
-            f"{s} present in {100 * f:.1f} % of events" for f, s in incomplete)
+            f"{s} present in {100 * f:.1f} % of events" for f, s in incomplete
+        )
     elif sources:
         explanation += f"; all {len(sources)} sources ≥ {completeness_warning:g}"
-    return CheckResult(quality, value, {"warning": completeness_warning, "bad": completeness_bad},
-                       explanation, {"observed": value, "sources": sources,
-                                     "incomplete": [s for _, s in incomplete]})
+    return CheckResult(
+        quality,
+        value,
+        {"warning": completeness_warning, "bad": completeness_bad},
+        explanation,
+        {"observed": value, "sources": sources, "incomplete": [s for _, s in incomplete]},
+    )

@@ -23,17 +23,30 @@ from dqm.checks._registry import register_check
 from dqm.checks._util import grade, require_same_binning
 from dqm.checks.stats import poisson_significance, poisson_tail_sigma
 
-__all__ = ["CellAssessment", "assess_cells", "check_dead_channels", "check_hot_channels",
-           "check_noisy_channels"]
+__all__ = [
+    "CellAssessment",
+    "assess_cells",
+    "check_dead_channels",
+    "check_hot_channels",
+    "check_noisy_channels",
+]
 
-_SOURCE = {"reference": "reference", "separable": "beam-spot profile",
-           "neighbours": "neighbours", "median": "median of cells"}
+_SOURCE = {
+    "reference": "reference",
+    "separable": "beam-spot profile",
+    "neighbours": "neighbours",
+    "median": "median of cells",
+}
 
 _COMMON = {
     "use_reference": (bool, True, "compare with the reference map scaled to this spill if present"),
-    "method": (str, "separable", "expectation without reference: 'separable' (beam-spot x×y "
-               "profile, for peaked maps), 'neighbours' or 'median' (flat maps only)",
-               ("separable", "neighbours", "median")),
+    "method": (
+        str,
+        "separable",
+        "expectation without reference: 'separable' (beam-spot x×y "
+        "profile, for peaked maps), 'neighbours' or 'median' (flat maps only)",
+        ("separable", "neighbours", "median"),
+    ),
     "min_sigma": (float, 5.0, "Poisson significance needed to call a channel anomalous"),
     "channel_name": (str, "cell", "what a channel is called in explanations, e.g. 'ECAL cell'"),
     "channels_warning": (int, 1, "WARNING from this many flagged channels"),
@@ -54,8 +67,11 @@ class CellAssessment:
     method: Method
 
 
-def _significance(observed: NDArray[np.float64], expected: NDArray[np.float64],
-                  reference: NDArray[np.float64] | None) -> NDArray[np.float64]:
+def _significance(
+    observed: NDArray[np.float64],
+    expected: NDArray[np.float64],
+    reference: NDArray[np.float64] | None,
+) -> NDArray[np.float64]:
     """Signed Z: exact two-Poisson test against a reference, else Poisson tails.
 
     Without a reference the expectation is taken as exact, floored at one count so
@@ -74,8 +90,9 @@ def _significance(observed: NDArray[np.float64], expected: NDArray[np.float64],
     return np.where(valid, z, 0.0)
 
 
-def assess_cells(context: CheckContext, *, use_reference: bool, method: Method,
-                 min_sigma: float) -> CellAssessment:
+def assess_cells(
+    context: CheckContext, *, use_reference: bool, method: Method, min_sigma: float
+) -> CellAssessment:
     """Expected counts and significance for every channel of ``context.histogram``."""
     assert context.histogram is not None
     observed, axes = channel_map(context.histogram)
@@ -102,8 +119,15 @@ def _name(channel: tuple[int, ...]) -> str:
     return f"({','.join(map(str, channel))})" if len(channel) > 1 else str(channel[0])
 
 
-def _report(assessment: CellAssessment, flagged: NDArray[np.bool_], what: str,
-            channel_name: str, warning: int, bad: int, extra: dict[str, float]) -> CheckResult:
+def _report(
+    assessment: CellAssessment,
+    flagged: NDArray[np.bool_],
+    what: str,
+    channel_name: str,
+    warning: int,
+    bad: int,
+    extra: dict[str, float],
+) -> CheckResult:
     """Build the result: worst channels first, named with observed vs expected."""
     order = np.argsort(-np.abs(assessment.significance.ravel()))
     picked = [i for i in order if flagged.ravel()[i]]
@@ -129,34 +153,59 @@ def _report(assessment: CellAssessment, flagged: NDArray[np.bool_], what: str,
         "expected": [float(expected[i]) for i in picked],
         "significance": [float(z[i]) for i in picked],
         "method": assessment.method,
-        "masked": [list(c) for c, m in zip(assessment.ids, assessment.masked.ravel()) if m],
+        "masked": [
+            list(c) for c, m in zip(assessment.ids, assessment.masked.ravel(), strict=False) if m
+        ],
     }
     threshold = {"warning": float(warning), "bad": float(bad), **extra}
     return CheckResult(quality, float(n_flagged), threshold, explanation, details)
 
 
-@register_check("dead_channels", params={
-    **_COMMON,
-    "dead_fraction": (float, 0.1, "dead if below this fraction of the expected count"),
-    "min_expected": (float, 10.0, "only channels expecting at least this many hits are judged"),
-}, needs_histogram=True, ordered=_ORDER)
+@register_check(
+    "dead_channels",
+    params={
+        **_COMMON,
+        "dead_fraction": (float, 0.1, "dead if below this fraction of the expected count"),
+        "min_expected": (float, 10.0, "only channels expecting at least this many hits are judged"),
+    },
+    needs_histogram=True,
+    ordered=_ORDER,
+)
 def check_dead_channels(
-    context: CheckContext, *, use_reference: bool, method: Method, min_sigma: float,
-    channel_name: str, channels_warning: int, channels_bad: int, dead_fraction: float,
+    context: CheckContext,
+    *,
+    use_reference: bool,
+    method: Method,
+    min_sigma: float,
+    channel_name: str,
+    channels_warning: int,
+    channels_bad: int,
+    dead_fraction: float,
     min_expected: float,
 ) -> CheckResult:
     """Cells with (almost) no hits where a healthy cell would have many."""
-    cells = assess_cells(context, use_reference=use_reference, method=method,
-                         min_sigma=min_sigma)
+    cells = assess_cells(context, use_reference=use_reference, method=method, min_sigma=min_sigma)
     expected = np.nan_to_num(cells.expected, nan=0.0)
-    flagged = (~cells.masked & (expected >= min_expected)
-               & (cells.observed < dead_fraction * expected)
-               & (cells.significance <= -min_sigma))
-    return _report(cells, flagged, "dead", channel_name, channels_warning, channels_bad,
-                   {"dead_fraction": dead_fraction, "min_sigma": min_sigma})
+    flagged = (
+        ~cells.masked
+        & (expected >= min_expected)
+        & (cells.observed < dead_fraction * expected)
+        & (cells.significance <= -min_sigma)
+    )
+    return _report(
+        cells,
+        flagged,
+        "dead",
+        channel_name,
+        channels_warning,
+        channels_bad,
+        {"dead_fraction": dead_fraction, "min_sigma": min_sigma},
+    )
 
 
-def _excess(cells: CellAssessment, factor: float, min_sigma: float, min_share: float = 0.0) -> NDArray[np.bool_]:
+def _excess(
+    cells: CellAssessment, factor: float, min_sigma: float, min_share: float = 0.0
+) -> NDArray[np.bool_]:
     expected = cells.expected
     valid = np.isfinite(expected)
     above = cells.observed > factor * np.where(valid, expected, np.inf)
@@ -166,35 +215,70 @@ def _excess(cells: CellAssessment, factor: float, min_sigma: float, min_share: f
     return ~cells.masked & valid & above & big_enough & (cells.significance >= min_sigma)
 
 
-@register_check("hot_channels", params={
-    **_COMMON, "hot_factor": (float, 3.0, "hot if above this multiple of the expected count"),
-    "min_share": (float, 0.0, "hot only if holding at least this fraction of the map's hits"),
-}, needs_histogram=True, ordered=_ORDER)
+@register_check(
+    "hot_channels",
+    params={
+        **_COMMON,
+        "hot_factor": (float, 3.0, "hot if above this multiple of the expected count"),
+        "min_share": (float, 0.0, "hot only if holding at least this fraction of the map's hits"),
+    },
+    needs_histogram=True,
+    ordered=_ORDER,
+)
 def check_hot_channels(
-    context: CheckContext, *, use_reference: bool, method: Method, min_sigma: float,
-    channel_name: str, channels_warning: int, channels_bad: int, hot_factor: float,
+    context: CheckContext,
+    *,
+    use_reference: bool,
+    method: Method,
+    min_sigma: float,
+    channel_name: str,
+    channels_warning: int,
+    channels_bad: int,
+    hot_factor: float,
     min_share: float,
 ) -> CheckResult:
     """Cells firing far more often than expected (electronics noise, a stuck trigger)."""
-    cells = assess_cells(context, use_reference=use_reference, method=method,
-                         min_sigma=min_sigma)
-    return _report(cells, _excess(cells, hot_factor, min_sigma, min_share), "hot", channel_name,
-                   channels_warning, channels_bad, {"hot_factor": hot_factor,
-                                                    "min_sigma": min_sigma, "min_share": min_share})
+    cells = assess_cells(context, use_reference=use_reference, method=method, min_sigma=min_sigma)
+    return _report(
+        cells,
+        _excess(cells, hot_factor, min_sigma, min_share),
+        "hot",
+        channel_name,
+        channels_warning,
+        channels_bad,
+        {"hot_factor": hot_factor, "min_sigma": min_sigma, "min_share": min_share},
+    )
 
 
-@register_check("noisy_channels", params={
-    **_COMMON,
-    "noisy_factor": (float, 1.5, "noisy if above this multiple of the expected count"),
-    "channels_bad": (int, 3, "BAD from this many noisy channels"),
-}, needs_histogram=True, ordered=_ORDER)
+@register_check(
+    "noisy_channels",
+    params={
+        **_COMMON,
+        "noisy_factor": (float, 1.5, "noisy if above this multiple of the expected count"),
+        "channels_bad": (int, 3, "BAD from this many noisy channels"),
+    },
+    needs_histogram=True,
+    ordered=_ORDER,
+)
 def check_noisy_channels(
-    context: CheckContext, *, use_reference: bool, method: Method, min_sigma: float,
-    channel_name: str, channels_warning: int, channels_bad: int, noisy_factor: float,
+    context: CheckContext,
+    *,
+    use_reference: bool,
+    method: Method,
+    min_sigma: float,
+    channel_name: str,
+    channels_warning: int,
+    channels_bad: int,
+    noisy_factor: float,
 ) -> CheckResult:
     """Cells with a moderate but significant excess (hot cells are included)."""
-    cells = assess_cells(context, use_reference=use_reference, method=method,
-                         min_sigma=min_sigma)
-    return _report(cells, _excess(cells, noisy_factor, min_sigma), "noisy", channel_name,
-                   channels_warning, channels_bad, {"noisy_factor": noisy_factor,
-                                                    "min_sigma": min_sigma})
+    cells = assess_cells(context, use_reference=use_reference, method=method, min_sigma=min_sigma)
+    return _report(
+        cells,
+        _excess(cells, noisy_factor, min_sigma),
+        "noisy",
+        channel_name,
+        channels_warning,
+        channels_bad,
+        {"noisy_factor": noisy_factor, "min_sigma": min_sigma},
+    )

@@ -61,14 +61,18 @@ def compare(h: bh.Histogram, ref: bh.Histogram | None = None, *, axis: int = 0) 
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = np.where(ref_norm > 0, obs_norm / ref_norm, np.nan)
         # Relative errors of both Poisson counts add in quadrature.
-        rel = np.sqrt(np.where(observed > 0, 1.0 / observed, 0.0)
-                      + np.where(reference > 0, 1.0 / reference, 0.0))
-    result.update({
-        "reference_norm": ref_norm,
-        "reference_err_norm": np.sqrt(reference) / ref_total,
-        "ratio": ratio,
-        "ratio_err": ratio * rel,
-        "pulls": poisson_pulls(observed, reference) if total > 0 else np.zeros_like(observed),
-        "reference_entries": float(ref_total),
-    })
+        rel = np.sqrt(
+            np.where(observed > 0, 1.0 / observed, 0.0)
+            + np.where(reference > 0, 1.0 / reference, 0.0)
+        )
+    result.update(
+        {
+            "reference_norm": ref_norm,
+            "reference_err_norm": np.sqrt(reference) / ref_total,
+            "ratio": ratio,
+            "ratio_err": ratio * rel,
+            "pulls": poisson_pulls(observed, reference) if total > 0 else np.zeros_like(observed),
+            "reference_entries": float(ref_total),
+        }
+    )
     return result

@@ -49,18 +49,34 @@ def channel_means(
     return mean, error, entries, channel_ids([h.axes[i] for i in channels])
 
 
-@register_check("channel_means", params={
-    "use_reference": (bool, True, "compare each channel with its reference mean if present, "
-                      "else with the median of the channel means"),
-    "rel_warning": (float, 0.05, "WARNING when a channel mean is off by this fraction"),
-    "rel_bad": (float, 0.15, "BAD when a channel mean is off by this fraction"),
-    "min_sigma": (float, 5.0, "shifts below this significance are not flagged"),
-    "min_channel_entries": (int, 50, "channels with fewer entries are not judged"),
-    "channel_name": (str, "module", "what a channel is called, e.g. 'HCAL module'"),
-}, needs_histogram=True, ordered=(("rel_warning", "rel_bad"),))
-def check_channel_means(context: CheckContext, *, use_reference: bool, rel_warning: float,
-                        rel_bad: float, min_sigma: float, min_channel_entries: int,
-                        channel_name: str) -> CheckResult:
+@register_check(
+    "channel_means",
+    params={
+        "use_reference": (
+            bool,
+            True,
+            "compare each channel with its reference mean if present, "
+            "else with the median of the channel means",
+        ),
+        "rel_warning": (float, 0.05, "WARNING when a channel mean is off by this fraction"),
+        "rel_bad": (float, 0.15, "BAD when a channel mean is off by this fraction"),
+        "min_sigma": (float, 5.0, "shifts below this significance are not flagged"),
+        "min_channel_entries": (int, 50, "channels with fewer entries are not judged"),
+        "channel_name": (str, "module", "what a channel is called, e.g. 'HCAL module'"),
+    },
+    needs_histogram=True,
+    ordered=(("rel_warning", "rel_bad"),),
+)
+def check_channel_means(
+    context: CheckContext,
+    *,
+    use_reference: bool,
+    rel_warning: float,
+    rel_bad: float,
+    min_sigma: float,
+    min_channel_entries: int,
+    channel_name: str,
+) -> CheckResult:
     """Mean amplitude per channel against expectation: gain drops or rises."""
     assert context.histogram is not None
     h = context.histogram
@@ -82,8 +98,11 @@ def check_channel_means(context: CheckContext, *, use_reference: bool, rel_warni
         significance = np.abs(mean - expected) / np.hypot(error, expected_err)
     significant = usable & (significance >= min_sigma)
     qualities = [
-        Quality.BAD if abs(relative[i]) >= rel_bad else
-        Quality.WARNING if abs(relative[i]) >= rel_warning else Quality.GOOD
+        Quality.BAD
+        if abs(relative[i]) >= rel_bad
+        else Quality.WARNING
+        if abs(relative[i]) >= rel_warning
+        else Quality.GOOD
         for i in np.flatnonzero(significant)
     ]
     quality = worst(qualities) if qualities else Quality.GOOD
@@ -91,15 +110,27 @@ def check_channel_means(context: CheckContext, *, use_reference: bool, rel_warni
     flagged.sort(key=lambda i: -abs(relative[i]))
     unit = axis_label(next(a for a in h.axes if not isinstance(a, bh.axis.Integer)), "amplitude")
     names = [",".join(map(str, ids[i])) for i in flagged]
-    lines = [f"{channel_name} {name}: mean {unit} {mean[i]:.3g} vs {expected[i]:.3g} from "
-             f"{source} ({100 * relative[i]:+.0f} %, {significance[i]:.0f}σ)"
-             for name, i in zip(names, flagged)]
-    explanation = ("; ".join(lines[:5]) if lines else
-                   f"all {int(usable.sum())} {channel_name}s within ±{100 * rel_warning:g} % "
-                   f"of the {source}")
+    lines = [
+        f"{channel_name} {name}: mean {unit} {mean[i]:.3g} vs {expected[i]:.3g} from "
+        f"{source} ({100 * relative[i]:+.0f} %, {significance[i]:.0f}σ)"
+        for name, i in zip(names, flagged, strict=False)
+    ]
+    explanation = (
+        "; ".join(lines[:5])
+        if lines
+        else f"all {int(usable.sum())} {channel_name}s within ±{100 * rel_warning:g} % "
+        f"of the {source}"
+    )
     value = float(np.max(np.abs(relative[usable]))) if usable.any() else None
-    return CheckResult(quality, value, {"warning": rel_warning, "bad": rel_bad}, explanation,
-                       {"channels": [list(ids[i]) for i in flagged],
-                        "observed": [float(mean[i]) for i in flagged],
-                        "expected": [float(expected[i]) for i in flagged],
-                        "significance": [float(significance[i]) for i in flagged]})
+    return CheckResult(
+        quality,
+        value,
+        {"warning": rel_warning, "bad": rel_bad},
+        explanation,
+        {
+            "channels": [list(ids[i]) for i in flagged],
+            "observed": [float(mean[i]) for i in flagged],
+            "expected": [float(expected[i]) for i in flagged],
+            "significance": [float(significance[i]) for i in flagged],
+        },
+    )

@@ -20,20 +20,40 @@ from dqm.checks.stats import p_to_sigma
 __all__ = ["check_pik_fraction", "check_momentum_scale", "check_p_scale"]
 
 
-@register_check("pik_fraction", params={
-    "key": (str, "pik_fraction", "summary key of the hadron-tagged fraction"),
-    "err_key": (str, "pik_fraction_err", "summary key of its statistical error"),
-    "n_key": (str, "n_events", "summary key of the number of events"),
-    "expected": (float, 1e-4, "expected π/K fraction (seed: (9.7 ± 1.4)e-5)"),
-    "sigma_warning": (float, 3.0, "WARNING when the excess reaches this significance"),
-    "sigma_bad": (float, 5.0, "BAD when the excess reaches this significance"),
-    "ratio_bad": (float, None, "optional: BAD also when f/expected ≥ this with "
-                  "significance ≥ sigma_warning (e.g. 3)"),
-    "window": (int, 1, "spills pooled: this one and the previous window − 1 (from the history)"),
-}, ordered=(("sigma_warning", "sigma_bad"),))
-def check_pik_fraction(context: CheckContext, *, key: str, err_key: str, n_key: str,
-                       expected: float, sigma_warning: float, sigma_bad: float,
-                       ratio_bad: float | None, window: int) -> CheckResult:
+@register_check(
+    "pik_fraction",
+    params={
+        "key": (str, "pik_fraction", "summary key of the hadron-tagged fraction"),
+        "err_key": (str, "pik_fraction_err", "summary key of its statistical error"),
+        "n_key": (str, "n_events", "summary key of the number of events"),
+        "expected": (float, 1e-4, "expected π/K fraction (seed: (9.7 ± 1.4)e-5)"),
+        "sigma_warning": (float, 3.0, "WARNING when the excess reaches this significance"),
+        "sigma_bad": (float, 5.0, "BAD when the excess reaches this significance"),
+        "ratio_bad": (
+            float,
+            None,
+            "optional: BAD also when f/expected ≥ this with significance ≥ sigma_warning (e.g. 3)",
+        ),
+        "window": (
+            int,
+            1,
+            "spills pooled: this one and the previous window − 1 (from the history)",
+        ),
+    },
+    ordered=(("sigma_warning", "sigma_bad"),),
+)
+def check_pik_fraction(
+    context: CheckContext,
+    *,
+    key: str,
+    err_key: str,
+    n_key: str,
+    expected: float,
+    sigma_warning: float,
+    sigma_bad: float,
+    ratio_bad: float | None,
+    window: int,
+) -> CheckResult:
     """Excess of hadron-tagged events (π/K decaying to μν fake a signal).
 
     With ≈2 hadrons expected per 20 000-event spill only a Poisson tail is honest:
@@ -49,9 +69,9 @@ def check_pik_fraction(context: CheckContext, *, key: str, err_key: str, n_key: 
     tagged_now = round(fraction * n_events)
     tagged, pooled_events, pooled = tagged_now, n_events, 1
     history = context.history or {}
-    past_f = list(history.get(key, ()))[-(window - 1):] if window > 1 else []
-    past_n = list(history.get(n_key, ()))[-(window - 1):] if window > 1 else []
-    for f, n in zip(past_f, past_n):
+    past_f = list(history.get(key, ()))[-(window - 1) :] if window > 1 else []
+    past_n = list(history.get(n_key, ()))[-(window - 1) :] if window > 1 else []
+    for f, n in zip(past_f, past_n, strict=False):
         if math.isfinite(f) and math.isfinite(n) and n > 0:
             tagged += round(f * n)
             pooled_events += n
@@ -66,21 +86,36 @@ def check_pik_fraction(context: CheckContext, *, key: str, err_key: str, n_key: 
     error = summary_value(context, err_key)
     err_text = f" ± {error:.1e}" if error is not None else ""
     over = f" over the last {pooled} spills" if pooled > 1 else ""
-    explanation = (f"π/K fraction {fraction:.1e}{err_text} in this spill; {tagged} tagged "
-                   f"in {pooled_events:.0f} events{over} vs {mean:.1f} expected at "
-                   f"{expected:.1e}: {ratio:.1f}× expected, excess {sigma:.1f}σ")
+    explanation = (
+        f"π/K fraction {fraction:.1e}{err_text} in this spill; {tagged} tagged "
+        f"in {pooled_events:.0f} events{over} vs {mean:.1f} expected at "
+        f"{expected:.1e}: {ratio:.1f}× expected, excess {sigma:.1f}σ"
+    )
     threshold = {"warning": sigma_warning, "bad": sigma_bad}
     if ratio_bad is not None:
         threshold["ratio_bad"] = ratio_bad
-    return CheckResult(quality, sigma, threshold, explanation,
-                       {"observed": fraction, "expected": expected, "tagged": tagged,
-                        "tagged_this_spill": tagged_now, "spills_pooled": pooled,
-                        "expected_count": mean, "ratio": ratio, "significance": sigma,
-                        "p_value": p_value})
+    return CheckResult(
+        quality,
+        sigma,
+        threshold,
+        explanation,
+        {
+            "observed": fraction,
+            "expected": expected,
+            "tagged": tagged,
+            "tagged_this_spill": tagged_now,
+            "spills_pooled": pooled,
+            "expected_count": mean,
+            "ratio": ratio,
+            "significance": sigma,
+            "p_value": p_value,
+        },
+    )
 
 
-def _shift_quality(delta: float, error: float, warning: float, bad: float,
-                   min_sigma: float) -> tuple[Quality, float]:
+def _shift_quality(
+    delta: float, error: float, warning: float, bad: float, min_sigma: float
+) -> tuple[Quality, float]:
     """Grade ``|delta|`` against limits, counting only significant shifts."""
     significance = abs(delta) / error if error > 0 else math.inf
     if significance < min_sigma:
@@ -88,27 +123,44 @@ def _shift_quality(delta: float, error: float, warning: float, bad: float,
     return grade(abs(delta), warning, bad), significance
 
 
-@register_check("momentum_scale", params={
-    "dp_mean_key": (str, "dp_mean", "summary key of mean Δp = p_BMS − p_MS2 [GeV]"),
-    "dp_sigma_key": (str, "dp_sigma", "summary key of the Δp spread [GeV]"),
-    "n_key": (str, "n_events", "summary key of the number of events"),
-    "p_mean_key": (str, "p_bms_mean", "summary key of the beam momentum used for σ(Δp)"),
-    "p_nominal_gev": (float, 160.0, "beam momentum when p_mean_key is missing [GeV]"),
-    "dp_mean_nominal_gev": (float, 0.0, "expected mean Δp [GeV]"),
-    "dp_mean_warning_gev": (float, 1.0, "WARNING when |mean Δp − nominal| reaches this"),
-    "dp_mean_bad_gev": (float, 2.5, "BAD when |mean Δp − nominal| reaches this"),
-    "res_bms": (float, 0.01, "relative BMS momentum resolution"),
-    "res_ms2": (float, 0.035, "relative MS2 momentum resolution"),
-    "dp_sigma_rel_warning": (float, 0.2, "WARNING when σ(Δp) deviates by this fraction"),
-    "dp_sigma_rel_bad": (float, 0.5, "BAD when σ(Δp) deviates by this fraction"),
-    "min_sigma": (float, 3.0, "shifts below this significance are not flagged"),
-}, ordered=(("dp_mean_warning_gev", "dp_mean_bad_gev"),
-            ("dp_sigma_rel_warning", "dp_sigma_rel_bad")))
+@register_check(
+    "momentum_scale",
+    params={
+        "dp_mean_key": (str, "dp_mean", "summary key of mean Δp = p_BMS − p_MS2 [GeV]"),
+        "dp_sigma_key": (str, "dp_sigma", "summary key of the Δp spread [GeV]"),
+        "n_key": (str, "n_events", "summary key of the number of events"),
+        "p_mean_key": (str, "p_bms_mean", "summary key of the beam momentum used for σ(Δp)"),
+        "p_nominal_gev": (float, 160.0, "beam momentum when p_mean_key is missing [GeV]"),
+        "dp_mean_nominal_gev": (float, 0.0, "expected mean Δp [GeV]"),
+        "dp_mean_warning_gev": (float, 1.0, "WARNING when |mean Δp − nominal| reaches this"),
+        "dp_mean_bad_gev": (float, 2.5, "BAD when |mean Δp − nominal| reaches this"),
+        "res_bms": (float, 0.01, "relative BMS momentum resolution"),
+        "res_ms2": (float, 0.035, "relative MS2 momentum resolution"),
+        "dp_sigma_rel_warning": (float, 0.2, "WARNING when σ(Δp) deviates by this fraction"),
+        "dp_sigma_rel_bad": (float, 0.5, "BAD when σ(Δp) deviates by this fraction"),
+        "min_sigma": (float, 3.0, "shifts below this significance are not flagged"),
+    },
+    ordered=(
+        ("dp_mean_warning_gev", "dp_mean_bad_gev"),
+        ("dp_sigma_rel_warning", "dp_sigma_rel_bad"),
+    ),
+)
 def check_momentum_scale(
-    context: CheckContext, *, dp_mean_key: str, dp_sigma_key: str, n_key: str, p_mean_key: str,
-    p_nominal_gev: float, dp_mean_nominal_gev: float, dp_mean_warning_gev: float,
-    dp_mean_bad_gev: float, res_bms: float, res_ms2: float, dp_sigma_rel_warning: float,
-    dp_sigma_rel_bad: float, min_sigma: float,
+    context: CheckContext,
+    *,
+    dp_mean_key: str,
+    dp_sigma_key: str,
+    n_key: str,
+    p_mean_key: str,
+    p_nominal_gev: float,
+    dp_mean_nominal_gev: float,
+    dp_mean_warning_gev: float,
+    dp_mean_bad_gev: float,
+    res_bms: float,
+    res_ms2: float,
+    dp_sigma_rel_warning: float,
+    dp_sigma_rel_bad: float,
+    min_sigma: float,
 ) -> CheckResult:
     """BMS-vs-MS2 momentum agreement: mean Δp (scale shift) and its width (resolution).
 
@@ -125,35 +177,61 @@ def check_momentum_scale(
     sigma_nominal = p_beam * math.hypot(res_bms, res_ms2)
     delta = dp_mean - dp_mean_nominal_gev
     mean_quality, significance = _shift_quality(
-        delta, dp_sigma / math.sqrt(n_events), dp_mean_warning_gev, dp_mean_bad_gev, min_sigma)
+        delta, dp_sigma / math.sqrt(n_events), dp_mean_warning_gev, dp_mean_bad_gev, min_sigma
+    )
     width_dev = dp_sigma / sigma_nominal - 1.0
     width_quality = grade(abs(width_dev), dp_sigma_rel_warning, dp_sigma_rel_bad)
     explanation = (
         f"mean Δp = p_BMS − p_MS2 = {dp_mean:+.2f} GeV vs nominal {dp_mean_nominal_gev:+.2f} "
         f"({significance:.0f}σ, ≈ {100 * delta / p_beam:+.1f} % momentum scale; warning "
         f"±{dp_mean_warning_gev:g}, bad ±{dp_mean_bad_gev:g} GeV); σ(Δp) = {dp_sigma:.2f} GeV vs "
-        f"{sigma_nominal:.2f} expected ({100 * width_dev:+.0f} %)")
+        f"{sigma_nominal:.2f} expected ({100 * width_dev:+.0f} %)"
+    )
     return CheckResult(
-        worst([mean_quality, width_quality]), delta,
-        {"warning": dp_mean_warning_gev, "bad": dp_mean_bad_gev,
-         "sigma_rel_warning": dp_sigma_rel_warning, "sigma_rel_bad": dp_sigma_rel_bad},
+        worst([mean_quality, width_quality]),
+        delta,
+        {
+            "warning": dp_mean_warning_gev,
+            "bad": dp_mean_bad_gev,
+            "sigma_rel_warning": dp_sigma_rel_warning,
+            "sigma_rel_bad": dp_sigma_rel_bad,
+        },
         explanation,
-        {"observed": dp_mean, "expected": dp_mean_nominal_gev, "significance": significance,
-         "dp_sigma": dp_sigma, "dp_sigma_expected": sigma_nominal, "scale_shift": delta / p_beam})
+        {
+            "observed": dp_mean,
+            "expected": dp_mean_nominal_gev,
+            "significance": significance,
+            "dp_sigma": dp_sigma,
+            "dp_sigma_expected": sigma_nominal,
+            "scale_shift": delta / p_beam,
+        },
+    )
 
 
-@register_check("p_scale", params={
-    "key": (str, "p_bms_mean", "summary key of the mean momentum [GeV]"),
-    "sigma_key": (str, "p_bms_sigma", "summary key of the momentum spread [GeV]"),
-    "n_key": (str, "n_events", "summary key of the number of events"),
-    "nominal_gev": (float, 160.0, "nominal beam momentum [GeV]"),
-    "rel_warning": (float, 0.005, "WARNING when |p/nominal − 1| reaches this"),
-    "rel_bad": (float, 0.015, "BAD when |p/nominal − 1| reaches this"),
-    "min_sigma": (float, 3.0, "shifts below this significance are not flagged"),
-}, ordered=(("rel_warning", "rel_bad"),))
-def check_p_scale(context: CheckContext, *, key: str, sigma_key: str, n_key: str,
-                  nominal_gev: float, rel_warning: float, rel_bad: float,
-                  min_sigma: float) -> CheckResult:
+@register_check(
+    "p_scale",
+    params={
+        "key": (str, "p_bms_mean", "summary key of the mean momentum [GeV]"),
+        "sigma_key": (str, "p_bms_sigma", "summary key of the momentum spread [GeV]"),
+        "n_key": (str, "n_events", "summary key of the number of events"),
+        "nominal_gev": (float, 160.0, "nominal beam momentum [GeV]"),
+        "rel_warning": (float, 0.005, "WARNING when |p/nominal − 1| reaches this"),
+        "rel_bad": (float, 0.015, "BAD when |p/nominal − 1| reaches this"),
+        "min_sigma": (float, 3.0, "shifts below this significance are not flagged"),
+    },
+    ordered=(("rel_warning", "rel_bad"),),
+)
+def check_p_scale(
+    context: CheckContext,
+    *,
+    key: str,
+    sigma_key: str,
+    n_key: str,
+    nominal_gev: float,
+    rel_warning: float,
+    rel_bad: float,
+    min_sigma: float,
+) -> CheckResult:
     """Mean momentum against nominal: catches a 1–2 % BMS (or MS2) scale shift.
 
     The mean's statistical error (σ_p/√N ≈ 0.01 GeV for 20 000 muons) is tiny, so
@@ -166,12 +244,23 @@ def check_p_scale(context: CheckContext, *, key: str, sigma_key: str, n_key: str
     spread = summary_value(context, sigma_key)
     error = (spread if spread is not None else 0.0) / math.sqrt(n_events)
     relative = p_mean / nominal_gev - 1.0
-    quality, significance = _shift_quality(relative * nominal_gev, error,
-                                           rel_warning * nominal_gev, rel_bad * nominal_gev,
-                                           min_sigma)
-    explanation = (f"{key} = {p_mean:.2f} GeV, {100 * relative:+.2f} % from nominal "
-                   f"{nominal_gev:g} GeV ({significance:.0f}σ; warning ±{100 * rel_warning:g} %, "
-                   f"bad ±{100 * rel_bad:g} %)")
-    return CheckResult(quality, relative, {"warning": rel_warning, "bad": rel_bad}, explanation,
-                       {"observed": p_mean, "expected": nominal_gev,
-                        "significance": significance, "quantity": key})
+    quality, significance = _shift_quality(
+        relative * nominal_gev, error, rel_warning * nominal_gev, rel_bad * nominal_gev, min_sigma
+    )
+    explanation = (
+        f"{key} = {p_mean:.2f} GeV, {100 * relative:+.2f} % from nominal "
+        f"{nominal_gev:g} GeV ({significance:.0f}σ; warning ±{100 * rel_warning:g} %, "
+        f"bad ±{100 * rel_bad:g} %)"
+    )
+    return CheckResult(
+        quality,
+        relative,
+        {"warning": rel_warning, "bad": rel_bad},
+        explanation,
+        {
+            "observed": p_mean,
+            "expected": nominal_gev,
+            "significance": significance,
+            "quantity": key,
+        },
+    )

@@ -128,8 +128,10 @@ def merge_sparse_bins(
     if accumulated < min_expected and group > 0:
         group_ids[group_ids == group] = group - 1
     n_groups = int(group_ids.max()) + 1
-    return (np.bincount(group_ids, n_arr, n_groups).astype(float),
-            np.bincount(group_ids, r_arr, n_groups).astype(float))
+    return (
+        np.bincount(group_ids, n_arr, n_groups).astype(float),
+        np.bincount(group_ids, r_arr, n_groups).astype(float),
+    )
 
 
 def ks_binned(n: ArrayLike, r: ArrayLike) -> tuple[float, float]:

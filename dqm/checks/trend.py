@@ -39,8 +39,9 @@ _BASELINE = {
 }
 
 
-def _standardise(values: NDArray[np.float64], n_baseline: int, mu0: float | None,
-                 sigma: float | None) -> tuple[float, float, NDArray[np.float64], int] | str:
+def _standardise(
+    values: NDArray[np.float64], n_baseline: int, mu0: float | None, sigma: float | None
+) -> tuple[float, float, NDArray[np.float64], int] | str:
     """``(μ₀, σ, monitored points, index of the first one)`` or why it is impossible."""
     given = mu0 is not None and sigma is not None
     start = 0 if given else n_baseline
@@ -66,14 +67,27 @@ def _since(statistic: NDArray[np.float64]) -> int:
     return len(statistic) - (int(zeros[-1]) + 1 if zeros.size else 0)
 
 
-@register_check("cusum", params={
-    **_BASELINE,
-    "k": (float, 1.0, "allowance in σ (half the shift to detect fastest)"),
-    "h": (float, 10.0, "BAD when the CUSUM reaches this (σ)"),
-    "h_warning": (float, 8.0, "WARNING when the CUSUM reaches this (σ)"),
-}, ordered=(("h_warning", "h"),))
-def check_cusum(context: CheckContext, *, quantity: str, n_baseline: int, mu0: float | None,
-                sigma: float | None, k: float, h: float, h_warning: float) -> CheckResult:
+@register_check(
+    "cusum",
+    params={
+        **_BASELINE,
+        "k": (float, 1.0, "allowance in σ (half the shift to detect fastest)"),
+        "h": (float, 10.0, "BAD when the CUSUM reaches this (σ)"),
+        "h_warning": (float, 8.0, "WARNING when the CUSUM reaches this (σ)"),
+    },
+    ordered=(("h_warning", "h"),),
+)
+def check_cusum(
+    context: CheckContext,
+    *,
+    quantity: str,
+    n_baseline: int,
+    mu0: float | None,
+    sigma: float | None,
+    k: float,
+    h: float,
+    h_warning: float,
+) -> CheckResult:
     """Two-sided tabular CUSUM of ``quantity`` over the run; value = current CUSUM (σ).
 
     Accumulates small persistent deviations: a momentum scale creeping 0.1 % per
@@ -92,29 +106,55 @@ def check_cusum(context: CheckContext, *, quantity: str, n_baseline: int, mu0: f
     current = float(values[-1])
     direction = "upward" if upward else "downward"
     # a percentage only means something for a quantity far from zero (p_ms2_mean, not dp_mean)
-    shift = (f"{100 * (current / mean - 1):+.2f} %" if abs(mean) > 10 * spread
-             else f"{(current - mean) / spread:+.1f}σ")
-    explanation = (f"{quantity}: {direction} CUSUM {value:.1f}σ (warning ≥ {h_warning:g}, bad ≥ "
-                   f"{h:g}); now {current:.6g} vs baseline {mean:.6g} ± {spread:.3g} ({shift})")
+    shift = (
+        f"{100 * (current / mean - 1):+.2f} %"
+        if abs(mean) > 10 * spread
+        else f"{(current - mean) / spread:+.1f}σ"
+    )
+    explanation = (
+        f"{quantity}: {direction} CUSUM {value:.1f}σ (warning ≥ {h_warning:g}, bad ≥ "
+        f"{h:g}); now {current:.6g} vs baseline {mean:.6g} ± {spread:.3g} ({shift})"
+    )
     if quality != Quality.GOOD:
         explanation += f", accumulating over the last {_since(statistic)} spill(s)"
     return CheckResult(
-        quality, value,
-        {"warning": h_warning, "bad": h, "k": k}, explanation,
-        {"observed": current, "expected": mean, "sigma": spread, "direction": direction,
-         "first_monitored": start, "spills_since_change": _since(statistic),
-         "c_plus": c_plus.tolist(), "c_minus": c_minus.tolist()})
+        quality,
+        value,
+        {"warning": h_warning, "bad": h, "k": k},
+        explanation,
+        {
+            "observed": current,
+            "expected": mean,
+            "sigma": spread,
+            "direction": direction,
+            "first_monitored": start,
+            "spills_since_change": _since(statistic),
+            "c_plus": c_plus.tolist(),
+            "c_minus": c_minus.tolist(),
+        },
+    )
 
 
-@register_check("ewma", params={
-    **_BASELINE,
-    "lam": (float, 0.2, "EWMA smoothing λ in (0, 1]: small λ remembers longer"),
-    "L": (float, 5.75, "BAD when the EWMA is beyond L of its σ from μ0"),
-    "L_warning": (float, 5.25, "WARNING when the EWMA is beyond this many of its σ"),
-}, ordered=(("L_warning", "L"),))
+@register_check(
+    "ewma",
+    params={
+        **_BASELINE,
+        "lam": (float, 0.2, "EWMA smoothing λ in (0, 1]: small λ remembers longer"),
+        "L": (float, 5.75, "BAD when the EWMA is beyond L of its σ from μ0"),
+        "L_warning": (float, 5.25, "WARNING when the EWMA is beyond this many of its σ"),
+    },
+    ordered=(("L_warning", "L"),),
+)
 def check_ewma(  # noqa: N803 — L is the control-chart literature's name
-    context: CheckContext, *, quantity: str, n_baseline: int, mu0: float | None,
-    sigma: float | None, lam: float, L: float, L_warning: float,
+    context: CheckContext,
+    *,
+    quantity: str,
+    n_baseline: int,
+    mu0: float | None,
+    sigma: float | None,
+    lam: float,
+    L: float,
+    L_warning: float,
 ) -> CheckResult:
     """EWMA of ``quantity`` against exact time-varying limits; value = deviation in its σ.
 
@@ -131,9 +171,21 @@ def check_ewma(  # noqa: N803 — L is the control-chart literature's name
     value = float(abs(deviation[-1]))
     quality = grade(value, L_warning, L)
     level = float(ewma(values[start:], lam, mean)[-1])  # in the quantity's own units
-    explanation = (f"{quantity}: EWMA ≈ {level:.6g} is {deviation[-1]:+.1f} of its σ from the "
-                   f"baseline {mean:.6g} (warning {L_warning:g}, bad {L:g}); per-spill σ "
-                   f"{spread:.3g}, λ = {lam:g}")
-    return CheckResult(quality, value, {"warning": L_warning, "bad": L, "lam": lam}, explanation,
-                       {"observed": float(values[-1]), "expected": mean, "sigma": spread,
-                        "deviation": deviation.tolist(), "first_monitored": start})
+    explanation = (
+        f"{quantity}: EWMA ≈ {level:.6g} is {deviation[-1]:+.1f} of its σ from the "
+        f"baseline {mean:.6g} (warning {L_warning:g}, bad {L:g}); per-spill σ "
+        f"{spread:.3g}, λ = {lam:g}"
+    )
+    return CheckResult(
+        quality,
+        value,
+        {"warning": L_warning, "bad": L, "lam": lam},
+        explanation,
+        {
+            "observed": float(values[-1]),
+            "expected": mean,
+            "sigma": spread,
+            "deviation": deviation.tolist(),
+            "first_monitored": start,
+        },
+    )

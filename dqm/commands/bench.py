@@ -7,27 +7,62 @@ import uuid
 from pathlib import Path
 
 from benchmarks.judge import bench_close_latency, bench_recheck
-from benchmarks.worker import bench_fill, bench_scaleout, bench_transport, bench_worker, publish_bench_run, temp_sqlite
-from dqm.redact import hide_password, redact
+from benchmarks.worker import (
+    bench_fill,
+    bench_scaleout,
+    bench_transport,
+    bench_worker,
+    publish_bench_run,
+    temp_sqlite,
+)
 from dqm.pipeline.runtime import close_hooks, load_default_specs
 from dqm.pipeline.services import EmbeddedRedis
 from dqm.pipeline.stream import connect
+from dqm.redact import hide_password, redact
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("bench", help="measure worker throughput against the transport ceiling and numpy")
-    p.add_argument("--spills", type=int, default=20, help="spills published for the worker benchmark")
+    p = sub.add_parser(
+        "bench", help="measure worker throughput against the transport ceiling and numpy"
+    )
+    p.add_argument(
+        "--spills", type=int, default=20, help="spills published for the worker benchmark"
+    )
     p.add_argument("--events-per-spill", type=int, default=20_000)
     p.add_argument("--batch-size", type=int, default=2_000)
-    p.add_argument("--workers", default="", help="scale-out: comma-separated worker counts, e.g. 1,2,3")
-    p.add_argument("--scale-database", metavar="URL",
-                   help="scale-out store: a scratch database (e.g. PostgreSQL) instead of a fresh SQLite file")
-    p.add_argument("--no-checks", action="store_true", help="do not run the checks when spills close")
-    p.add_argument("--report", type=int, nargs="?", const=2000, metavar="SPILLS",
-                   help="instead: time the nightly PDF report of a simulated day of SPILLS spills (default 2000)")
-    p.add_argument("--latency-spills", type=int, default=100,
-                   help="spills timed for the close latency with every spec check against a reference (0: skip)")
-    p.add_argument("--recheck-spills", type=int, default=1000, help="spills of the stored run timed by recheck (0: skip)")
+    p.add_argument(
+        "--workers", default="", help="scale-out: comma-separated worker counts, e.g. 1,2,3"
+    )
+    p.add_argument(
+        "--scale-database",
+        metavar="URL",
+        help="scale-out store: a scratch database (e.g. PostgreSQL) instead of a fresh SQLite file",
+    )
+    p.add_argument(
+        "--no-checks", action="store_true", help="do not run the checks when spills close"
+    )
+    p.add_argument(
+        "--report",
+        type=int,
+        nargs="?",
+        const=2000,
+        metavar="SPILLS",
+        help="instead: time the nightly PDF report of a simulated day of SPILLS spills (default "
+        "2000)",
+    )
+    p.add_argument(
+        "--latency-spills",
+        type=int,
+        default=100,
+        help="spills timed for the close latency with every spec check against a reference (0: "
+        "skip)",
+    )
+    p.add_argument(
+        "--recheck-spills",
+        type=int,
+        default=1000,
+        help="spills of the stored run timed by recheck (0: skip)",
+    )
     p.set_defaults(func=run)
 
 
@@ -62,11 +97,17 @@ def run(args, settings) -> int:
     db_url, tmp = temp_sqlite()
     stream = f"bench:{uuid.uuid4().hex[:6]}"
     try:
-        print(f"dqm bench: {len(specs)} spec histograms, batches of {args.batch_size} events, Redis {redact(settings.redis_url)}, store {db_url}")
+        print(
+            f"dqm bench: {len(specs)} spec histograms, batches of {args.batch_size} events, Redis "
+            f"{redact(settings.redis_url)}, store {db_url}"
+        )
         fill, numpy_fill = bench_fill(specs, args.batch_size)
         print("fill stage alone (one decoded batch, all spec histograms):")
         print(_line(numpy_fill))
-        print(_line(fill) + f"  speed-up vs numpy {fill.events_per_cpu_s / numpy_fill.events_per_cpu_s:5.1f}x")
+        print(
+            _line(fill)
+            + f"  speed-up vs numpy {fill.events_per_cpu_s / numpy_fill.events_per_cpu_s:5.1f}x"
+        )
         n = publish_bench_run(r, stream, args.spills, args.events_per_spill, args.batch_size)
         print(f"published {n:,d} events in {args.spills} spills to {stream}")
         ceiling = bench_transport(r, stream)
@@ -76,21 +117,42 @@ def run(args, settings) -> int:
         print(_line(ceiling))
         print(_line(worker, ceiling))
         if "close_p50_s" in worker.extra:
-            print(f"  spill close latency (last message -> flags stored + announced), {worker.extra['spills_closed']} spills, "
-                  f"checks {'off' if args.no_checks or not hooks else 'on'}: p50 {worker.extra['close_p50_s'] * 1000:.0f} ms, "
-                  f"p95 {worker.extra['close_p95_s'] * 1000:.0f} ms")
+            print(
+                "  spill close latency (last message -> flags stored + announced), "
+                f"{worker.extra['spills_closed']} spills, "
+                f"checks {'off' if args.no_checks or not hooks else 'on'}: p50 "
+                f"{worker.extra['close_p50_s'] * 1000:.0f} ms, "
+                f"p95 {worker.extra['close_p95_s'] * 1000:.0f} ms"
+            )
         r.delete(stream)
         _flags_figures(args, settings, r, specs, db_url)
         if args.workers:
-            print(f"scale-out: {args.spills} spills handed at once to N worker processes in one group, store "
-                  f"{hide_password(args.scale_database) if args.scale_database else 'SQLite'} (wall clock to the last spill closed; start-up excluded):")
+            print(
+                f"scale-out: {args.spills} spills handed at once to N worker processes in one "
+                "group, store "
+                f"{hide_password(args.scale_database) if args.scale_database else 'SQLite'} (wall "
+                "clock to the last spill closed; start-up excluded):"
+            )
             base = None
             for k in [int(x) for x in args.workers.split(",")]:
-                res = bench_scaleout(settings, r, k, args.spills, args.events_per_spill, args.batch_size, Path(tmp.name),
-                                     args.scale_database)
+                res = bench_scaleout(
+                    settings,
+                    r,
+                    k,
+                    args.spills,
+                    args.events_per_spill,
+                    args.batch_size,
+                    Path(tmp.name),
+                    args.scale_database,
+                )
                 base = base or res
-                # cores used = worker CPU / wall: on a busy machine it shows the workers were starved, not slow
-                print(_line(res) + f"  speed-up {res.events_per_wall_s / base.events_per_wall_s:4.2f}x  cores used {res.cpu_s / res.wall_s:4.2f}")
+                # cores used = worker CPU / wall: on a busy machine it shows the workers were
+                # starved, not slow
+                print(
+                    _line(res)
+                    + f"  speed-up {res.events_per_wall_s / base.events_per_wall_s:4.2f}x  cores "
+                    f"used {res.cpu_s / res.wall_s:4.2f}"
+                )
     finally:
         r.delete(stream)
         tmp.cleanup()
@@ -102,12 +164,28 @@ def run(args, settings) -> int:
 def _flags_figures(args, settings, r, specs, db_url: str) -> None:
     hooks = [] if args.no_checks else close_hooks(settings, specs)
     if args.latency_spills and hooks:
-        lat = bench_close_latency(settings, r, specs, db_url, hooks, args.latency_spills, args.events_per_spill, args.batch_size)
-        print(f"spill close latency with all {lat.checks} spec checks against a reference, {lat.spills} spills "
-              f"(last message -> flags stored + announced): p50 {lat.p50_s * 1000:.0f} ms, p95 {lat.p95_s * 1000:.0f} ms, "
-              f"max {lat.max_s * 1000:.0f} ms")
+        lat = bench_close_latency(
+            settings,
+            r,
+            specs,
+            db_url,
+            hooks,
+            args.latency_spills,
+            args.events_per_spill,
+            args.batch_size,
+        )
+        print(
+            f"spill close latency with all {lat.checks} spec checks against a reference, "
+            f"{lat.spills} spills "
+            f"(last message -> flags stored + announced): p50 {lat.p50_s * 1000:.0f} ms, p95 "
+            f"{lat.p95_s * 1000:.0f} ms, "
+            f"max {lat.max_s * 1000:.0f} ms"
+        )
     if args.recheck_spills and hooks:
         store_s, recheck_s, diffs = bench_recheck(specs, db_url, args.recheck_spills)
-        print(f"recheck of a stored run of {args.recheck_spills} spills: {recheck_s:.1f} s "
-              f"({1000 * recheck_s / args.recheck_spills:.0f} ms/spill; storing its flags first took {store_s:.1f} s), "
-              f"{'reproduced exactly' if not diffs else f'{diffs} differences'}")
+        print(
+            f"recheck of a stored run of {args.recheck_spills} spills: {recheck_s:.1f} s "
+            f"({1000 * recheck_s / args.recheck_spills:.0f} ms/spill; storing its flags first took "
+            f"{store_s:.1f} s), "
+            f"{'reproduced exactly' if not diffs else f'{diffs} differences'}"
+        )

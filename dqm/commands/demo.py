@@ -22,29 +22,40 @@ from pathlib import Path
 
 from sqlalchemy import func, select
 
-from dqm.sim.anomalies import DEMO_ANOMALY_CYCLE, parse_anomaly
 from dqm.pipeline.runtime import DEMO_REDIS_FILE
-from dqm.redact import hide_password, redact
 from dqm.pipeline.services import EmbeddedRedis
+from dqm.pipeline.stream import connect, ensure_group, publish_spill
+from dqm.redact import hide_password, redact
+from dqm.sim.anomalies import DEMO_ANOMALY_CYCLE, parse_anomaly
 from dqm.sim.simulate import SimConfig, simulate_spill
 from dqm.store.migrate import upgrade_database
-from dqm.pipeline.stream import connect, ensure_group, publish_spill
 
 log = logging.getLogger("dqm.demo")
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("demo", help="run the live demo: simulator -> Redis -> workers -> database -> web")
+    p = sub.add_parser(
+        "demo", help="run the live demo: simulator -> Redis -> workers -> database -> web"
+    )
     p.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
     p.add_argument("--period-s", type=float, default=4.0, help="seconds between spills (default 4)")
     p.add_argument("--events-per-spill", type=int, default=20_000)
-    p.add_argument("--anomaly-every", type=int, default=6, help="inject an anomaly every N spills (0: never)")
-    p.add_argument("--spills", type=int, default=0, help="stop after N spills (default: run until Ctrl-C)")
+    p.add_argument(
+        "--anomaly-every", type=int, default=6, help="inject an anomaly every N spills (0: never)"
+    )
+    p.add_argument(
+        "--spills", type=int, default=0, help="stop after N spills (default: run until Ctrl-C)"
+    )
     p.add_argument("--duration-s", type=float, default=0.0, help="stop after this many seconds")
     p.add_argument("--no-web", action="store_true", help="do not start the web apps")
     p.add_argument("--run", type=int, help="run number (default: one above the highest stored)")
-    p.add_argument("--reference-spills", type=int, default=5,
-                   help="with no reference run yet, first publish this many clean spills as one and certify it (0: don't)")
+    p.add_argument(
+        "--reference-spills",
+        type=int,
+        default=5,
+        help="with no reference run yet, first publish this many clean spills as one and certify "
+        "it (0: don't)",
+    )
     p.set_defaults(func=run)
 
 
@@ -73,7 +84,10 @@ class Demo:
         if not s.redis_url:
             self.redis_server = EmbeddedRedis().start()
             s = self.settings = s.with_(redis_url=self.redis_server.url)
-            print(f"  redis     {s.redis_url}  (private redis-server, pid {self.redis_server.proc.pid})")
+            print(
+                f"  redis     {s.redis_url}  (private redis-server, pid "
+                f"{self.redis_server.proc.pid})"
+            )
             self.url_file = Path(s.data_dir) / DEMO_REDIS_FILE
             self.url_file.write_text(s.redis_url + "\n")  # lets ./run status find it
         else:
@@ -82,18 +96,28 @@ class Demo:
         upgrade_database(db_url)
         s = self.settings = s.with_(database_url=db_url)
         print(f"  database  {hide_password(db_url)}")
-        env = dict(os.environ, DQM_REDIS_URL=s.redis_url, DQM_DATABASE_URL=db_url, DQM_DATA_DIR=s.data_dir)
+        env = dict(
+            os.environ, DQM_REDIS_URL=s.redis_url, DQM_DATABASE_URL=db_url, DQM_DATA_DIR=s.data_dir
+        )
         ensure_group(connect(s.redis_url), s.stream, s.group)
         for i in range(self.args.workers):
             self._spawn(f"worker-{i + 1}", ["worker", "--consumer", f"demo-worker-{i + 1}"], env)
         if not self.args.no_web and importlib.util.find_spec("dqm.commands.serve"):
             self._spawn("web", ["serve", "--demo"], env)
-            print(f"  web       http://{s.web_host}:{s.web_port}/  (control room: /control_room, expert: /expert)")
+            print(
+                f"  web       http://{s.web_host}:{s.web_port}/  (control room: /control_room, "
+                "expert: /expert)"
+            )
         pids = ", ".join(str(proc.pid) for name, proc in self.children if name.startswith("worker"))
-        print(f"  workers   {self.args.workers} processes (pids {pids}) in consumer group '{s.group}' on stream '{s.stream}'")
+        print(
+            f"  workers   {self.args.workers} processes (pids {pids}) in consumer group "
+            f"'{s.group}' on stream '{s.stream}'"
+        )
 
     def _spawn(self, name: str, argv: list[str], env: dict) -> None:
-        proc = subprocess.Popen([sys.executable, "-m", "dqm", "--log-level", "WARNING", *argv], env=env)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "dqm", "--log-level", "WARNING", *argv], env=env
+        )
         self.children.append((name, proc))
 
     def watch_verdicts(self) -> None:
@@ -133,32 +157,52 @@ class Demo:
         Without a reference the shape comparisons (χ², KS, pulls) have nothing to compare
         with; a real shift starts from a certified run, so the demo makes one.
         """
-        from dqm.store.actions import set_reference
         from dqm.pipeline.runtime import open_store
+        from dqm.store.actions import set_reference
         from dqm.store.models import Reference, Spill
 
         store = open_store(self.settings)
         try:
             with store.sessions() as session:
-                if session.scalar(select(func.count()).select_from(Reference).where(Reference.active.is_(True))):
+                if session.scalar(
+                    select(func.count()).select_from(Reference).where(Reference.active.is_(True))
+                ):
                     return
             run = self.next_run()
             n = self.args.reference_spills
             cfg = SimConfig(run=run, events_per_spill=self.args.events_per_spill)
-            print(f"  reference run {run}: no reference yet, publishing {n} clean spills to certify", flush=True)
+            print(
+                f"  reference run {run}: no reference yet, publishing {n} clean spills to certify",
+                flush=True,
+            )
             for spill in range(1, n + 1):
-                publish_spill(r, self.settings.stream, simulate_spill(cfg, spill, []), maxlen=self.settings.stream_maxlen)
+                publish_spill(
+                    r,
+                    self.settings.stream,
+                    simulate_spill(cfg, spill, []),
+                    maxlen=self.settings.stream_maxlen,
+                )
             deadline = time.monotonic() + 120
             closed = 0
             while closed < n and time.monotonic() < deadline and not self.stop_event.is_set():
                 self.stop_event.wait(0.5)
                 with store.sessions() as session:
-                    closed = session.scalar(select(func.count()).select_from(Spill).where(Spill.run == run, Spill.status != "open"))
+                    closed = session.scalar(
+                        select(func.count())
+                        .select_from(Spill)
+                        .where(Spill.run == run, Spill.status != "open")
+                    )
             if closed < n:
-                print(f"  reference run {run}: only {closed} of {n} spills closed; continuing without a reference", flush=True)
+                print(
+                    f"  reference run {run}: only {closed} of {n} spills closed; continuing "
+                    "without a reference",
+                    flush=True,
+                )
                 return
             with store.sessions.begin() as session:
-                set_reference(session, run, "demo", comment="clean simulated run certified by dqm demo")
+                set_reference(
+                    session, run, "demo", comment="clean simulated run certified by dqm demo"
+                )
             print(f"  reference run {run}: certified as the reference (set by 'demo')", flush=True)
         finally:
             store.dispose()
@@ -169,10 +213,22 @@ class Demo:
         if self.args.reference_spills > 0:
             self.make_reference(r)
         run = self.next_run()
-        cfg = SimConfig(run=run, events_per_spill=self.args.events_per_spill, spill_period_s=self.args.period_s)
-        print(f"  simulator run {run}: a spill every {self.args.period_s:g} s, {cfg.events_per_spill} events each"
-              + (f", an anomaly every {self.args.anomaly_every} spills" if self.args.anomaly_every else ""))
-        print("\nWatch it:  ./run status     (in another terminal, from this folder: streams, workers, last spills)")
+        cfg = SimConfig(
+            run=run, events_per_spill=self.args.events_per_spill, spill_period_s=self.args.period_s
+        )
+        print(
+            f"  simulator run {run}: a spill every {self.args.period_s:g} s, "
+            f"{cfg.events_per_spill} events each"
+            + (
+                f", an anomaly every {self.args.anomaly_every} spills"
+                if self.args.anomaly_every
+                else ""
+            )
+        )
+        print(
+            "\nWatch it:  ./run status     (in another terminal, from this folder: streams, "
+            "workers, last spills)"
+        )
         print("Stop it:   Ctrl-C\n", flush=True)
         t0 = time.monotonic()
         spill = 0
@@ -185,8 +241,12 @@ class Demo:
             data = simulate_spill(cfg, spill, anomalies)
             if data is not None:
                 publish_spill(r, s.stream, data, maxlen=s.stream_maxlen)
-            print(f"  spill {run}/{spill}: " + (f"{data.n_events} events" if data else "no data (stale)")
-                  + (f"   <- injected {text}" if text else ""), flush=True)
+            print(
+                f"  spill {run}/{spill}: "
+                + (f"{data.n_events} events" if data else "no data (stale)")
+                + (f"   <- injected {text}" if text else ""),
+                flush=True,
+            )
             self.stop_event.wait(max(0.0, t0 + spill * self.args.period_s - time.monotonic()))
 
     def stop(self) -> None:
@@ -245,8 +305,14 @@ def describe_closed(note: dict, store) -> str:
     with store.sessions() as session:
         for subsystem in bad:
             flag = session.scalars(
-                select(Flag).where(Flag.run == note["run"], Flag.spill == note["spill"], Flag.subsystem == subsystem)
-                .order_by(Flag.quality.desc(), Flag.id).limit(1)
+                select(Flag)
+                .where(
+                    Flag.run == note["run"],
+                    Flag.spill == note["spill"],
+                    Flag.subsystem == subsystem,
+                )
+                .order_by(Flag.quality.desc(), Flag.id)
+                .limit(1)
             ).first()
             if flag is not None:
                 line += f"\n      {Quality(flag.quality).name:<7} {subsystem}: {flag.explanation}"

@@ -14,21 +14,28 @@ import textwrap
 from sqlalchemy import func, select
 
 from dqm.checks import Quality
-from dqm.errors import ConfigError
-from dqm.store.flags import query_flags
-from dqm.pipeline.runtime import open_store
 from dqm.core.specs import SUBSYSTEMS
-from dqm.store.references import reference_warnings
+from dqm.errors import ConfigError
+from dqm.pipeline.runtime import open_store
+from dqm.store.flags import query_flags
 from dqm.store.models import Flag, Reference, Run, Spill
+from dqm.store.references import reference_warnings
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("flags", help="list a run's data-quality flags with explanations and instructions")
+    p = sub.add_parser(
+        "flags", help="list a run's data-quality flags with explanations and instructions"
+    )
     p.add_argument("--run", type=int, required=True, help="run number")
     p.add_argument("--spill", type=int, help="only this spill")
     p.add_argument("--subsystem", choices=SUBSYSTEMS, help="only this subsystem")
-    p.add_argument("--quality", default="WARNING", type=str.upper, metavar="Q",
-                   help="show flags of this quality or worse: GOOD (all), NO_DATA, WARNING (default), BAD")
+    p.add_argument(
+        "--quality",
+        default="WARNING",
+        type=str.upper,
+        metavar="Q",
+        help="show flags of this quality or worse: GOOD (all), NO_DATA, WARNING (default), BAD",
+    )
     p.set_defaults(func=run)
 
 
@@ -36,7 +43,9 @@ def _quality(name: str) -> Quality:
     try:
         return Quality[name]
     except KeyError:
-        raise ConfigError("--quality", name, "one of " + ", ".join(q.name for q in Quality)) from None
+        raise ConfigError(
+            "--quality", name, "one of " + ", ".join(q.name for q in Quality)
+        ) from None
 
 
 def format_value(value: float | None) -> str:
@@ -46,7 +55,13 @@ def format_value(value: float | None) -> str:
 
 
 def format_thresholds(thresholds: dict | None) -> str:
-    return " ".join(f"{k}={format_value(v) if isinstance(v, (int, float)) else v}" for k, v in (thresholds or {}).items()) or "-"
+    return (
+        " ".join(
+            f"{k}={format_value(v) if isinstance(v, (int, float)) else v}"
+            for k, v in (thresholds or {}).items()
+        )
+        or "-"
+    )
 
 
 def _rollup_line(run_row: Run | None, n_spills: int, rollups) -> str:
@@ -58,12 +73,29 @@ def _rollup_line(run_row: Run | None, n_spills: int, rollups) -> str:
 
 def _reference_line(session, run: int, max_age_days: float) -> str:
     """Provenance of the reference the run's flags were computed against, and its warnings."""
-    ref_runs = sorted(set(session.scalars(select(Flag.reference_run).where(Flag.run == run, Flag.reference_run.is_not(None))).all()))
+    ref_runs = sorted(
+        set(
+            session.scalars(
+                select(Flag.reference_run).where(Flag.run == run, Flag.reference_run.is_not(None))
+            ).all()
+        )
+    )
     if not ref_runs:
         return "compared with: no reference run (shape checks NO_DATA); 'dqm reference suggest' proposes one"
-    refs = [session.scalars(select(Reference).where(Reference.run == r).order_by(Reference.id.desc()).limit(1)).first() for r in ref_runs]
-    lines = ["compared with: " + "; ".join(
-        f"reference run {r.run} (beam '{r.beam_config}', set {r.set_at:%Y-%m-%d} by {r.set_by})" for r in refs if r is not None)]
+    refs = [
+        session.scalars(
+            select(Reference).where(Reference.run == r).order_by(Reference.id.desc()).limit(1)
+        ).first()
+        for r in ref_runs
+    ]
+    lines = [
+        "compared with: "
+        + "; ".join(
+            f"reference run {r.run} (beam '{r.beam_config}', set {r.set_at:%Y-%m-%d} by {r.set_by})"
+            for r in refs
+            if r is not None
+        )
+    ]
     for r in refs:
         lines += [f"warning: {w}" for w in reference_warnings(session, r, run, max_age_days)]
     return "\n".join(lines)
@@ -77,14 +109,29 @@ def run(args, settings) -> int:
             if run_row is None:
                 print(f"run {args.run}: not in the database")
                 return 1
-            n_spills = session.scalar(select(func.count()).select_from(Spill).where(Spill.run == args.run, Spill.status != "open"))
+            n_spills = session.scalar(
+                select(func.count())
+                .select_from(Spill)
+                .where(Spill.run == args.run, Spill.status != "open")
+            )
             print(_rollup_line(run_row, n_spills, query_flags(session, args.run, rollups=True)))
             print(_reference_line(session, args.run, settings.reference_max_age_days))
-            flags = query_flags(session, args.run, spill=args.spill, subsystem=args.subsystem, min_quality=min_quality)
-            hidden = len(query_flags(session, args.run, spill=args.spill, subsystem=args.subsystem)) - len(flags)
+            flags = query_flags(
+                session,
+                args.run,
+                spill=args.spill,
+                subsystem=args.subsystem,
+                min_quality=min_quality,
+            )
+            hidden = len(
+                query_flags(session, args.run, spill=args.spill, subsystem=args.subsystem)
+            ) - len(flags)
             print_flags(flags)
             if hidden:
-                print(f"({hidden} flags better than {min_quality.name} not shown; --quality GOOD lists all)")
+                print(
+                    f"({hidden} flags better than {min_quality.name} not shown; --quality GOOD "
+                    "lists all)"
+                )
     return 0
 
 
@@ -98,9 +145,19 @@ def print_flags(flags) -> None:
     print("-" * len(header))
     for f in flags:
         spill = "-" if f.spill is None else str(f.spill)
-        print(f"{f.run:>5} {spill:>5} {f.subsystem:<11} {(f.histogram or '-'):<22} {f.check:<16} {Quality(f.quality).name:<8} "
-              f"{format_value(f.value):>10}  {f.config_version:<15} {format_thresholds(f.thresholds)}")
+        print(
+            f"{f.run:>5} {spill:>5} {f.subsystem:<11} {(f.histogram or '-'):<22} {f.check:<16} "
+            f"{Quality(f.quality).name:<8} "
+            f"{format_value(f.value):>10}  {f.config_version:<15} {format_thresholds(f.thresholds)}"
+        )
         ref = f" (reference run {f.reference_run})" if f.reference_run is not None else ""
         for label, text in (("why", (f.explanation or "") + ref), ("do", f.instruction or "")):
             if text.strip():
-                print(textwrap.fill(text, width=118, initial_indent=f"      {label}: ", subsequent_indent=" " * 11))
+                print(
+                    textwrap.fill(
+                        text,
+                        width=118,
+                        initial_indent=f"      {label}: ",
+                        subsequent_indent=" " * 11,
+                    )
+                )

@@ -12,15 +12,21 @@ from __future__ import annotations
 import time
 
 from dqm.errors import ConfigError
-from dqm.store.flags import recheck_run
 from dqm.pipeline.runtime import load_default_specs, open_store
+from dqm.store.flags import recheck_run
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("recheck", help="recompute a stored run's flags and compare with the live ones")
+    p = sub.add_parser(
+        "recheck", help="recompute a stored run's flags and compare with the live ones"
+    )
     p.add_argument("--run", type=int, required=True)
-    p.add_argument("--version", help="check-configuration version SPECHASH+N (default: each spill's own)")
-    p.add_argument("--store", action="store_true", help="replace the stored flags with the recomputed ones")
+    p.add_argument(
+        "--version", help="check-configuration version SPECHASH+N (default: each spill's own)"
+    )
+    p.add_argument(
+        "--store", action="store_true", help="replace the stored flags with the recomputed ones"
+    )
     p.set_defaults(func=run)
 
 
@@ -29,10 +35,18 @@ def run(args, settings) -> int:
     if args.version:
         spec_hash, plus, overrides = args.version.partition("+")
         if not plus or not overrides.isdigit():
-            raise ConfigError("--version", args.version, "SPECHASH+N as stored with the flags, e.g. " + f"{specs.version}+0")
+            raise ConfigError(
+                "--version",
+                args.version,
+                "SPECHASH+N as stored with the flags, e.g. " + f"{specs.version}+0",
+            )
         if spec_hash != specs.version:
-            raise ConfigError("--version", args.version, f"a version of the specs in use ({specs.version}+N); "
-                              "check out the histograms/ of that version to recheck with it")
+            raise ConfigError(
+                "--version",
+                args.version,
+                f"a version of the specs in use ({specs.version}+N); "
+                "check out the histograms/ of that version to recheck with it",
+            )
     t0 = time.perf_counter()
     with open_store(settings, writer=args.store) as store:
         if args.store:
@@ -43,14 +57,23 @@ def run(args, settings) -> int:
                 result = recheck_run(session, args.run, specs, version=args.version)
     took = time.perf_counter() - t0
     if args.store:
-        print(f"run {args.run}: {result.spills} spills rechecked with configuration {result.version} and stored ({took:.1f} s)")
+        print(
+            f"run {args.run}: {result.spills} spills rechecked with configuration {result.version} "
+            f"and stored ({took:.1f} s)"
+        )
         return 0
     if not result.differences:
-        print(f"run {args.run}: {result.spills} spills rechecked with configuration {result.version} ({took:.1f} s): "
-              "reproduces the stored live flags exactly")
+        print(
+            f"run {args.run}: {result.spills} spills rechecked with configuration {result.version} "
+            f"({took:.1f} s): "
+            "reproduces the stored live flags exactly"
+        )
         return 0
-    print(f"run {args.run}: {result.spills} spills rechecked with configuration {result.version} ({took:.1f} s): "
-          f"{len(result.differences)} difference(s) from the stored flags")
+    print(
+        f"run {args.run}: {result.spills} spills rechecked with configuration {result.version} "
+        f"({took:.1f} s): "
+        f"{len(result.differences)} difference(s) from the stored flags"
+    )
     for line in result.differences[:50]:
         print(f"  {line}")
     if len(result.differences) > 50:

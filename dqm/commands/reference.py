@@ -11,18 +11,24 @@ from __future__ import annotations
 
 import getpass
 import os
-from datetime import timezone
+from datetime import UTC
 
 from sqlalchemy import func, select
 
-from dqm.store.actions import set_reference
 from dqm.commands import reference_import
 from dqm.errors import StorageError
-from dqm.store.references import (
-    DEFAULT_BEAM_CONFIG, active_reference, list_references, reference_histograms, reference_warnings, suggest_reference,
-)
 from dqm.pipeline.runtime import open_store
+from dqm.store.actions import set_reference
 from dqm.store.models import Flag, Reference, Run
+from dqm.store.references import (
+    DEFAULT_BEAM_CONFIG,
+    active_reference,
+    list_references,
+    reference_histograms,
+    reference_warnings,
+    suggest_reference,
+)
+
 
 def add_parser(sub) -> None:
     p = sub.add_parser("reference", help="set, list, show or suggest reference runs")
@@ -30,17 +36,25 @@ def add_parser(sub) -> None:
     s = rsub.add_parser("set", help="make RUN the reference of its beam configuration (audited)")
     s.add_argument("run", type=int, metavar="RUN")
     s.add_argument("--beam-config", help="beam configuration (default: the run's)")
-    s.add_argument("--user", default=None, help="who certifies it (default: $DQM_USER, else the login name)")
+    s.add_argument(
+        "--user", default=None, help="who certifies it (default: $DQM_USER, else the login name)"
+    )
     s.add_argument("--comment", default="", help="why this run (shown with every comparison)")
     s.set_defaults(func=run_set)
     lst = rsub.add_parser("list", help="every reference ever set, newest first")
     lst.set_defaults(func=run_list)
-    sh = rsub.add_parser("show", help="the active reference(s); with RUN: the one RUN is compared with, and warnings")
+    sh = rsub.add_parser(
+        "show", help="the active reference(s); with RUN: the one RUN is compared with, and warnings"
+    )
     sh.add_argument("run", type=int, nargs="?", metavar="RUN")
     sh.set_defaults(func=run_show)
-    sg = rsub.add_parser("suggest", help="best candidates among recent runs with matching conditions")
+    sg = rsub.add_parser(
+        "suggest", help="best candidates among recent runs with matching conditions"
+    )
     sg.add_argument("--beam-config", default=DEFAULT_BEAM_CONFIG)
-    sg.add_argument("--min-spills", type=int, default=10, help="ignore runs with fewer closed spills")
+    sg.add_argument(
+        "--min-spills", type=int, default=10, help="ignore runs with fewer closed spills"
+    )
     sg.set_defaults(func=run_suggest)
     reference_import.add_parser(rsub)  # 'import FILE.root' lives with the ROOT I/O
 
@@ -52,7 +66,7 @@ def _user(args) -> str:
 def _when(ts) -> str:
     if ts is None:
         return "-"
-    return (ts if ts.tzinfo else ts.replace(tzinfo=timezone.utc)).strftime("%Y-%m-%d %H:%M UTC")
+    return (ts if ts.tzinfo else ts.replace(tzinfo=UTC)).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def _source(ref: Reference) -> str:
@@ -68,8 +82,13 @@ def _print_warnings(session, ref, run: int, settings) -> None:
 def run_set(args, settings) -> int:
     with open_store(settings) as store:
         with store.sessions.begin() as session:
-            ref = set_reference(session, args.run, _user(args), beam_config=args.beam_config, comment=args.comment)
-            print(f"reference for beam '{ref.beam_config}' is now run {ref.run} (set by {ref.set_by}, {_when(ref.set_at)})")
+            ref = set_reference(
+                session, args.run, _user(args), beam_config=args.beam_config, comment=args.comment
+            )
+            print(
+                f"reference for beam '{ref.beam_config}' is now run {ref.run} (set by "
+                f"{ref.set_by}, {_when(ref.set_at)})"
+            )
             _print_warnings(session, ref, args.run, settings)
     return 0
 
@@ -79,21 +98,34 @@ def run_list(args, settings) -> int:
         with store.sessions() as session:
             refs = list_references(session)
             if not refs:
-                print("no reference set yet: 'dqm reference suggest' proposes candidates, 'dqm reference set RUN' certifies one")
+                print(
+                    "no reference set yet: 'dqm reference suggest' proposes candidates, 'dqm "
+                    "reference set RUN' certifies one"
+                )
                 return 0
-            print(f"{'id':>4} {'beam':<10} {'run':>6} {'active':<6} {'source':<8} {'set at':<20} {'set by':<14} comment")
+            print(
+                f"{'id':>4} {'beam':<10} {'run':>6} {'active':<6} {'source':<8} {'set at':<20} "
+                f"{'set by':<14} comment"
+            )
             for r in refs:
-                print(f"{r.id:>4} {r.beam_config:<10} {r.run:>6} {'yes' if r.active else 'no':<6} {_source(r):<8} {_when(r.set_at):<20} {r.set_by:<14} {r.comment}")
+                print(
+                    f"{r.id:>4} {r.beam_config:<10} {r.run:>6} {'yes' if r.active else 'no':<6} "
+                    f"{_source(r):<8} {_when(r.set_at):<20} {r.set_by:<14} {r.comment}"
+                )
     return 0
 
 
 def _describe(session, ref: Reference) -> list[str]:
     hists = reference_histograms(session, ref)
     entries = sum(float(h.values(flow=True).sum()) for h in hists.values())
-    lines = [f"reference for beam '{ref.beam_config}': run {ref.run} ({_source(ref)}), set {_when(ref.set_at)} by {ref.set_by}"
-             + (f" — {ref.comment}" if ref.comment else ""),
-             f"  {len(hists)} histograms, {entries:,.0f} entries in total"]
-    used = session.scalar(select(func.count(func.distinct(Flag.run))).where(Flag.reference_run == ref.run))
+    lines = [
+        f"reference for beam '{ref.beam_config}': run {ref.run} ({_source(ref)}), set "
+        f"{_when(ref.set_at)} by {ref.set_by}" + (f" — {ref.comment}" if ref.comment else ""),
+        f"  {len(hists)} histograms, {entries:,.0f} entries in total",
+    ]
+    used = session.scalar(
+        select(func.count(func.distinct(Flag.run))).where(Flag.reference_run == ref.run)
+    )
     lines.append(f"  compared with in the flags of {used} run(s)")
     return lines
 
@@ -102,7 +134,9 @@ def run_show(args, settings) -> int:
     with open_store(settings, writer=False) as store:
         with store.sessions() as session:
             if args.run is None:
-                configs = session.scalars(select(Reference.beam_config).where(Reference.active.is_(True)).distinct()).all()
+                configs = session.scalars(
+                    select(Reference.beam_config).where(Reference.active.is_(True)).distinct()
+                ).all()
                 if not configs:
                     print("no active reference")
                     return 0
@@ -116,9 +150,20 @@ def run_show(args, settings) -> int:
             print(f"run {args.run} (beam '{run_row.beam_config}')")
             if ref is not None:
                 print("\n".join(_describe(session, ref)))
-            recorded = sorted(set(session.scalars(select(Flag.reference_run).where(Flag.run == args.run, Flag.reference_run.is_not(None))).all()))
+            recorded = sorted(
+                set(
+                    session.scalars(
+                        select(Flag.reference_run).where(
+                            Flag.run == args.run, Flag.reference_run.is_not(None)
+                        )
+                    ).all()
+                )
+            )
             if recorded:
-                print(f"  its stored flags were computed against reference run(s) {', '.join(map(str, recorded))}")
+                print(
+                    "  its stored flags were computed against reference run(s) "
+                    f"{', '.join(map(str, recorded))}"
+                )
             _print_warnings(session, ref, args.run, settings)
     return 0
 
@@ -128,10 +173,16 @@ def run_suggest(args, settings) -> int:
         with store.sessions() as session:
             cands = suggest_reference(session, args.beam_config, min_spills=args.min_spills)
             if not cands:
-                print(f"no run with beam '{args.beam_config}' and at least {args.min_spills} closed spills")
+                print(
+                    f"no run with beam '{args.beam_config}' and at least {args.min_spills} closed "
+                    "spills"
+                )
                 return 0
             print(f"candidates for beam '{args.beam_config}' (best first):")
-            print(f"{'run':>6} {'spills':>7} {'clean':>7} {'events':>12}   (clean: spills without WARNING or BAD)")
+            print(
+                f"{'run':>6} {'spills':>7} {'clean':>7} {'events':>12}   (clean: spills without "
+                "WARNING or BAD)"
+            )
             for c in cands:
                 print(f"{c.run:>6} {c.spills:>7} {100 * c.good_fraction:>6.1f}% {c.n_events:>12,d}")
             print(f"certify with: dqm reference set {cands[0].run} --comment '...'")

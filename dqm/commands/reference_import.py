@@ -10,31 +10,51 @@ from __future__ import annotations
 
 import getpass
 
-from dqm.store.references import DEFAULT_BEAM_CONFIG, import_reference
 from dqm.pipeline.runtime import load_default_specs, open_store
+from dqm.store.references import DEFAULT_BEAM_CONFIG, import_reference
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("import", help="import a reference from a ROOT file (e.g. one written by dqm export)")
+    p = sub.add_parser(
+        "import", help="import a reference from a ROOT file (e.g. one written by dqm export)"
+    )
     p.add_argument("file", help="ROOT file with TH1/TH2 named like the spec histograms")
     p.add_argument("--run", type=int, required=True, help="run number the reference stands for")
-    p.add_argument("--beam-config", default=DEFAULT_BEAM_CONFIG, help=f"beam configuration it serves (default {DEFAULT_BEAM_CONFIG})")
-    p.add_argument("--directory", default="", help="ROOT directory holding the histograms (default: top level)")
+    p.add_argument(
+        "--beam-config",
+        default=DEFAULT_BEAM_CONFIG,
+        help=f"beam configuration it serves (default {DEFAULT_BEAM_CONFIG})",
+    )
+    p.add_argument(
+        "--directory", default="", help="ROOT directory holding the histograms (default: top level)"
+    )
     p.add_argument("--user", default=None, help="who imports it (default: the login name)")
     p.add_argument("--comment", default="", help="why (kept in the audit log)")
     p.set_defaults(func=run)
 
 
 def run(args, settings) -> int:
-    from dqm.report.rootio import read_root_histograms  # uproot: imported only by the commands that need it
+    from dqm.report.rootio import (
+        read_root_histograms,
+    )  # uproot: imported only by the commands that need it
+
     specs = load_default_specs(settings)
     hists = read_root_histograms(args.file, specs, directory=args.directory)
     with open_store(settings) as store:
         with store.sessions.begin() as session:
-            ref = import_reference(session, hists, args.run, args.user or getpass.getuser(), beam_config=args.beam_config,
-                                   comment=args.comment or f"imported from {args.file}")
+            ref = import_reference(
+                session,
+                hists,
+                args.run,
+                args.user or getpass.getuser(),
+                beam_config=args.beam_config,
+                comment=args.comment or f"imported from {args.file}",
+            )
             ref_id = ref.id
     missing = [s.name for s in specs if s.name not in hists]
-    print(f"reference {ref_id}: run {args.run} for beam '{args.beam_config}' from {args.file}: {len(hists)} histograms"
-          + (f"; not in the file (no reference for them): {', '.join(missing)}" if missing else ""))
+    print(
+        f"reference {ref_id}: run {args.run} for beam '{args.beam_config}' from {args.file}: "
+        f"{len(hists)} histograms"
+        + (f"; not in the file (no reference for them): {', '.join(missing)}" if missing else "")
+    )
     return 0

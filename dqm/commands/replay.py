@@ -5,14 +5,16 @@ from __future__ import annotations
 import time
 
 from dqm.pipeline.runtime import require_redis
-from dqm.sim.simfile import read_spill_file
 from dqm.pipeline.stream import publish_batches
+from dqm.sim.simfile import read_spill_file
 
 
 def add_parser(sub) -> None:
     p = sub.add_parser("replay", help="publish a recorded/simulated spill file to Redis")
     p.add_argument("file")
-    p.add_argument("--realtime", action="store_true", help="pace spills by their recorded start offsets")
+    p.add_argument(
+        "--realtime", action="store_true", help="pace spills by their recorded start offsets"
+    )
     p.set_defaults(func=run)
 
 
@@ -25,7 +27,15 @@ def run(args, settings) -> int:
             delay = t0 + spill.start_offset_s - time.monotonic()
             if delay > 0:
                 time.sleep(delay)
-        publish_batches(r, settings.stream, spill.run, spill.spill, list(spill.batches), spill.n_events, maxlen=settings.stream_maxlen)
+        publish_batches(
+            r,
+            settings.stream,
+            spill.run,
+            spill.spill,
+            list(spill.batches),
+            spill.n_events,
+            maxlen=settings.stream_maxlen,
+        )
         n += 1
     print(f"replayed {n} spills from {args.file} to {settings.stream}")
     return 0

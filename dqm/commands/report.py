@@ -14,26 +14,42 @@ from datetime import date, datetime
 from pathlib import Path
 
 from dqm.errors import ConfigError
+from dqm.pipeline.runtime import load_default_specs, open_store
 from dqm.report.data import Period, gather, parse_utc
 from dqm.report.progress import NullProgress, Progress
 from dqm.report.schedule import parse_hhmm, report_filename, run_schedule
-from dqm.pipeline.runtime import load_default_specs, open_store
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("report", help="write the PDF data-quality report of a day, run or time window (or run nightly)")
+    p = sub.add_parser(
+        "report",
+        help="write the PDF data-quality report of a day, run or time window (or run nightly)",
+    )
     what = p.add_mutually_exclusive_group()
     what.add_argument("--date", help="a local calendar day YYYY-MM-DD (default: today)")
     what.add_argument("--run", type=int, help="one run, whatever its dates")
     what.add_argument("--since", help="start of a time window (ISO date or date-time; naive = UTC)")
-    what.add_argument("--schedule", metavar="HH:MM", help="run forever: every day at this local time, report the previous day")
+    what.add_argument(
+        "--schedule",
+        metavar="HH:MM",
+        help="run forever: every day at this local time, report the previous day",
+    )
     p.add_argument("--until", help="end of the --since window (default: now)")
     p.add_argument("--out", help="PDF file to write (default: <dir>/dqm-report-<day|run N>.pdf)")
     p.add_argument("--dir", help="folder for reports (default: <DQM_DATA_DIR>/reports)")
-    p.add_argument("--mot-per-event", type=float, default=1.0,
-                   help="muons on target per sampled event, for the cover's MOT figure (default 1)")
-    p.add_argument("--catch-up-days", type=int, default=3,
-                   help="with --schedule: missing reports of up to this many past days are written on start (default 3)")
+    p.add_argument(
+        "--mot-per-event",
+        type=float,
+        default=1.0,
+        help="muons on target per sampled event, for the cover's MOT figure (default 1)",
+    )
+    p.add_argument(
+        "--catch-up-days",
+        type=int,
+        default=3,
+        help="with --schedule: missing reports of up to this many past days are written on start "
+        "(default 3)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
@@ -47,7 +63,9 @@ def _period(args) -> tuple[Period, str]:
     if args.since:
         since = parse_utc(args.since, "--since")
         until = parse_utc(args.until, "--until") if args.until else datetime.now().astimezone()
-        return Period.between(since, until), f"dqm-report-{since:%Y%m%dT%H%M}-{until:%Y%m%dT%H%M}.pdf"
+        return Period.between(
+            since, until
+        ), f"dqm-report-{since:%Y%m%dT%H%M}-{until:%Y%m%dT%H%M}.pdf"
     try:
         day = date.fromisoformat(args.date) if args.date else datetime.now().astimezone().date()
     except ValueError:
@@ -55,9 +73,13 @@ def _period(args) -> tuple[Period, str]:
     return Period.day(day, tz=None), report_filename(day)
 
 
-def write_report(settings, period: Period, out: Path, *, mot_per_event: float = 1.0, progress=NullProgress) -> tuple[int, object]:
+def write_report(
+    settings, period: Period, out: Path, *, mot_per_event: float = 1.0, progress=NullProgress
+) -> tuple[int, object]:
     """Gather ``period`` from the store and render it to ``out``; returns (pages, data)."""
-    from dqm.report.render import render_report  # matplotlib: imported only by the command that draws
+    from dqm.report.render import (
+        render_report,
+    )  # matplotlib: imported only by the command that draws
 
     specs = load_default_specs(settings)
     with open_store(settings, writer=False) as store:
@@ -71,7 +93,11 @@ def run(args, settings) -> int:
     progress = NullProgress if args.quiet else Progress
     if args.schedule:
         if args.out or args.until:
-            raise ConfigError("--schedule", args.schedule, "no --out/--until: the nightly job names its files by day")
+            raise ConfigError(
+                "--schedule",
+                args.schedule,
+                "no --out/--until: the nightly job names its files by day",
+            )
         at = parse_hhmm(args.schedule)
         stop = threading.Event()
         if threading.current_thread() is threading.main_thread():
@@ -80,13 +106,25 @@ def run(args, settings) -> int:
         def nightly(day: date, path: Path) -> None:
             write_report(settings, Period.day(day, tz=None), path, mot_per_event=args.mot_per_event)
 
-        run_schedule(folder, at, nightly, catch_up_days=args.catch_up_days, should_stop=stop.is_set,
-                     sleep=lambda s: stop.wait(s))
+        run_schedule(
+            folder,
+            at,
+            nightly,
+            catch_up_days=args.catch_up_days,
+            should_stop=stop.is_set,
+            sleep=lambda s: stop.wait(s),
+        )
         return 0
     period, name = _period(args)
     out = Path(args.out) if args.out else folder / name
-    pages, data = write_report(settings, period, out, mot_per_event=args.mot_per_event, progress=progress)
+    pages, data = write_report(
+        settings, period, out, mot_per_event=args.mot_per_event, progress=progress
+    )
     good = "–" if data.good_fraction is None else f"{100 * data.good_fraction:.1f} % good"
-    print(f"{out}: {pages} pages; {period.label}: {len(data.spills)} spills in {len(data.runs)} runs, {good}, "
-          f"{len(data.problem_spills)} flagged", file=sys.stdout)
+    print(
+        f"{out}: {pages} pages; {period.label}: {len(data.spills)} spills in {len(data.runs)} "
+        f"runs, {good}, "
+        f"{len(data.problem_spills)} flagged",
+        file=sys.stdout,
+    )
     return 0

@@ -24,18 +24,31 @@ def add_parser(sub) -> None:
     p = sub.add_parser("serve", help="serve the control room and expert web pages")
     p.add_argument("--host", help="address to bind (default DQM_WEB_HOST, 127.0.0.1)")
     p.add_argument("--port", type=int, help="port (default DQM_WEB_PORT, 5006; 0 = any free port)")
-    p.add_argument("--demo", action="store_true",
-                   help="invent a cookie secret and, without DQM_WEB_USERS, a throw-away 'demo' login (printed)")
-    p.add_argument("--poll-s", type=float, default=2.0,
-                   help="fallback database poll when no 'spill closed' message arrives (default 2 s)")
-    p.add_argument("--hash-password", action="store_true",
-                   help="read a password (prompt or stdin) and print its hash for DQM_WEB_USERS, then exit")
+    p.add_argument(
+        "--demo",
+        action="store_true",
+        help="invent a cookie secret and, without DQM_WEB_USERS, a throw-away 'demo' login "
+        "(printed)",
+    )
+    p.add_argument(
+        "--poll-s",
+        type=float,
+        default=2.0,
+        help="fallback database poll when no 'spill closed' message arrives (default 2 s)",
+    )
+    p.add_argument(
+        "--hash-password",
+        action="store_true",
+        help="read a password (prompt or stdin) and print its hash for DQM_WEB_USERS, then exit",
+    )
     p.set_defaults(func=run)
 
 
 def _hash_password() -> int:
     auth = importlib.import_module("apps.auth")
-    password = getpass.getpass("password: ") if sys.stdin.isatty() else sys.stdin.readline().rstrip("\n")
+    password = (
+        getpass.getpass("password: ") if sys.stdin.isatty() else sys.stdin.readline().rstrip("\n")
+    )
     print(auth.hash_password(password))
     return 0
 
@@ -60,10 +73,16 @@ def run(args, settings) -> int:
     datastore = datastore_mod.DataStore(settings, specs, store, poll_s=args.poll_s).start()
     server = server_mod.make_server(datastore, settings, auth, host=host, port=port)
     server.start()
-    print(f"dqm serve: http://{host}:{server.port}/  (control room: /control_room, expert: /expert)", flush=True)
+    print(
+        f"dqm serve: http://{host}:{server.port}/  (control room: /control_room, expert: /expert)",
+        flush=True,
+    )
     if auth.demo_login:
         user, password = auth.demo_login
-        print(f"dqm serve: demo expert login  user '{user}'  password '{password}'  (at /login)", flush=True)
+        print(
+            f"dqm serve: demo expert login  user '{user}'  password '{password}'  (at /login)",
+            flush=True,
+        )
     elif not auth.enabled:
         print("dqm serve: no DQM_WEB_USERS set: read-only (nobody can log in to act)", flush=True)
     stop = lambda *_: server.io_loop.asyncio_loop.call_soon_threadsafe(server.io_loop.stop)  # noqa: E731

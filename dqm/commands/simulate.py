@@ -5,26 +5,38 @@ from __future__ import annotations
 import logging
 import time
 
-from dqm.sim.anomalies import parse_anomalies
 from dqm.errors import ConfigError
-from dqm.sim.simulate import SimConfig, simulate_run
 from dqm.pipeline.stream import publish_spill
+from dqm.sim.anomalies import parse_anomalies
+from dqm.sim.simulate import SimConfig, simulate_run
 
 log = logging.getLogger("dqm.sim.simulate")
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("simulate", help="generate spills (publish to Redis, or --out FILE for 'dqm replay')")
+    p = sub.add_parser(
+        "simulate", help="generate spills (publish to Redis, or --out FILE for 'dqm replay')"
+    )
     p.add_argument("--run", type=int, default=SimConfig.run)
     p.add_argument("--spills", type=int, default=SimConfig.n_spills, help="number of spills")
     p.add_argument("--first-spill", type=int, default=1)
     p.add_argument("--events-per-spill", type=int, default=SimConfig.events_per_spill)
     p.add_argument("--batch-size", type=int, default=SimConfig.batch_size)
     p.add_argument("--seed", type=int, default=SimConfig.seed)
-    p.add_argument("--anomaly", action="append", default=[], metavar="KIND@SPILLS:K=V,…",
-                   help="inject an anomaly, e.g. 'beam_shift@5-8:dx_mm=3' (repeatable)")
-    p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
-                   help="override any simulator default, e.g. --set pik_fraction=5e-4")
+    p.add_argument(
+        "--anomaly",
+        action="append",
+        default=[],
+        metavar="KIND@SPILLS:K=V,…",
+        help="inject an anomaly, e.g. 'beam_shift@5-8:dx_mm=3' (repeatable)",
+    )
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="override any simulator default, e.g. --set pik_fraction=5e-4",
+    )
     p.add_argument("--realtime", action="store_true", help="pace spills by spill_period_s")
     p.add_argument("--period-s", type=float, help="override the spill period when pacing")
     p.add_argument("--out", help="write a replay file instead of publishing")
@@ -38,7 +50,13 @@ def sim_config_from_args(args) -> SimConfig:
         if not eq:
             raise ConfigError("--set", item, "FIELD=VALUE, e.g. pik_fraction=5e-4")
         overrides[key.strip()] = value.strip()
-    cfg = SimConfig(run=args.run, n_spills=args.spills, events_per_spill=args.events_per_spill, batch_size=args.batch_size, seed=args.seed)
+    cfg = SimConfig(
+        run=args.run,
+        n_spills=args.spills,
+        events_per_spill=args.events_per_spill,
+        batch_size=args.batch_size,
+        seed=args.seed,
+    )
     return cfg.with_overrides(overrides)
 
 
@@ -58,13 +76,21 @@ def run(args, settings) -> int:
     period = args.period_s if args.period_s is not None else cfg.spill_period_s
     n = 0
     t0 = time.monotonic()
-    for spill in simulate_run(cfg, anomalies, first_spill=args.first_spill):  # stale spills are gaps
+    for spill in simulate_run(
+        cfg, anomalies, first_spill=args.first_spill
+    ):  # stale spills are gaps
         if args.realtime:
             _sleep_until(t0 + (spill.spill - args.first_spill) * period)
         publish_spill(r, settings.stream, spill, maxlen=settings.stream_maxlen)
         n += 1
         tag = f" anomalies: {', '.join(spill.anomalies)}" if spill.anomalies else ""
-        log.info("published %d events in %d batches%s", spill.n_events, spill.n_batches, tag, extra={"run": spill.run, "spill": spill.spill})
+        log.info(
+            "published %d events in %d batches%s",
+            spill.n_events,
+            spill.n_batches,
+            tag,
+            extra={"run": spill.run, "spill": spill.spill},
+        )
     print(f"published {n} spills of run {cfg.run} to {settings.stream}")
     return 0
 

@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import redis
 from sqlalchemy import select
 
-from dqm.errors import StorageError
 from dqm.core.numbering import ranges_text, settled_gaps
-from dqm.redact import redact
+from dqm.errors import StorageError
 from dqm.pipeline.runtime import effective_redis_url, open_store
+from dqm.pipeline.stream import connect
+from dqm.redact import redact
 from dqm.store.models import Spill, as_utc
 from dqm.store.spills import count_spills
-from dqm.pipeline.stream import connect
 
 
 def add_parser(sub) -> None:
@@ -26,14 +26,18 @@ def add_parser(sub) -> None:
 def _age(ts) -> str:
     if ts is None:
         return "-"
-    return f"{(datetime.now(timezone.utc) - as_utc(ts)).total_seconds():.0f} s ago"
+    return f"{(datetime.now(UTC) - as_utc(ts)).total_seconds():.0f} s ago"
 
 
 def stream_report(r: redis.Redis, settings) -> list[str]:
     lines = []
     try:
         length = r.xlen(settings.stream)
-        groups = {g["name"].decode(): g for g in r.xinfo_groups(settings.stream)} if length or r.exists(settings.stream) else {}
+        groups = (
+            {g["name"].decode(): g for g in r.xinfo_groups(settings.stream)}
+            if length or r.exists(settings.stream)
+            else {}
+        )
     except redis.ConnectionError as exc:
         return [redact(f"redis {settings.redis_url}: unreachable ({exc})")]
     lines.append(f"stream {settings.stream}: {length} messages")
@@ -42,21 +46,36 @@ def stream_report(r: redis.Redis, settings) -> list[str]:
         lines.append(f"  group {settings.group}: not created yet (no worker has started)")
     else:
         lag = g.get("lag")
-        lines.append(f"  group {settings.group}: {g['pending']} pending, lag {lag if lag is not None else '?'} messages")
+        lines.append(
+            f"  group {settings.group}: {g['pending']} pending, lag "
+            f"{lag if lag is not None else '?'} messages"
+        )
         for c in r.xinfo_consumers(settings.stream, settings.group):
-            lines.append(f"    consumer {c['name'].decode():<24} pending {c['pending']:>5}  idle {c['idle'] / 1000:.1f} s")
-    lines.append(f"dead letters ({settings.dead_letter_stream}): {r.xlen(settings.dead_letter_stream)}")
+            lines.append(
+                f"    consumer {c['name'].decode():<24} pending {c['pending']:>5}  idle "
+                f"{c['idle'] / 1000:.1f} s"
+            )
+    lines.append(
+        f"dead letters ({settings.dead_letter_stream}): {r.xlen(settings.dead_letter_stream)}"
+    )
     return lines
 
 
 def _run_lines(session, settle_s: float, n_runs: int = 3) -> list[str]:
     """The newest runs: their spill numbers, and the ones that never reached the DQM
     (gaps whose next spill opened more than ``settle_s`` ago: see :func:`settled_gaps`)."""
-    runs = session.scalars(select(Spill.run).distinct().order_by(Spill.run.desc()).limit(n_runs)).all()
+    runs = session.scalars(
+        select(Spill.run).distinct().order_by(Spill.run.desc()).limit(n_runs)
+    ).all()
     lines = []
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     for run in sorted(runs):
-        opened = {n: as_utc(t) for n, t in session.execute(select(Spill.spill, Spill.opened_at).where(Spill.run == run))}
+        opened = {
+            n: as_utc(t)
+            for n, t in session.execute(
+                select(Spill.spill, Spill.opened_at).where(Spill.run == run)
+            )
+        }
         gap = settled_gaps(opened, now, settle_s)
         lost = f"; NOT RECEIVED: {ranges_text(gap)} ({len(gap)})" if gap else ""
         lines.append(f"run {run}: spills {ranges_text(opened)}{lost}")
@@ -73,23 +92,39 @@ def run(args, settings) -> int:
     url = settings.effective_database_url
     if url.startswith("sqlite:///") and not Path(url.split("///", 1)[1]).exists():
         # a status query must not leave an empty database behind where nothing has run yet
-        raise StorageError(f"no database yet at {url}: nothing has stored a spill here "
-                          "(start 'dqm demo' or a worker, or point DQM_DATABASE_URL at the DQM database)")
+        raise StorageError(
+            f"no database yet at {url}: nothing has stored a spill here "
+            "(start 'dqm demo' or a worker, or point DQM_DATABASE_URL at the DQM database)"
+        )
     with open_store(settings, writer=False) as store, store.sessions() as session:
         counts = count_spills(session)
         print(f"spills: {', '.join(f'{n} {s}' for s, n in sorted(counts.items())) or 'none yet'}")
         for line in _run_lines(session, settings.spill_timeout_s):
             print(line)
-        newest_closed = select(Spill).where(Spill.closed_at.is_not(None)).order_by(Spill.closed_at.desc(), Spill.id.desc())
+        newest_closed = (
+            select(Spill)
+            .where(Spill.closed_at.is_not(None))
+            .order_by(Spill.closed_at.desc(), Spill.id.desc())
+        )
         last = session.scalars(newest_closed.limit(1)).first()
         if last is not None:
-            print(f"last closed: run {last.run} spill {last.spill} ({last.status}, {last.n_events} events) {_age(last.closed_at)}")
+            print(
+                f"last closed: run {last.run} spill {last.spill} ({last.status}, {last.n_events} "
+                f"events) {_age(last.closed_at)}"
+            )
         rows = session.scalars(select(Spill).order_by(Spill.id.desc()).limit(args.spills)).all()
         if rows:
-            print(f"{'run':>5} {'spill':>5} {'status':<10} {'events':>7} {'batches':>8} {'p_BMS':>7} {'p_MS2':>7} {'pi/K':>9} {'closed':>10}")
+            print(
+                f"{'run':>5} {'spill':>5} {'status':<10} {'events':>7} {'batches':>8} {'p_BMS':>7} "
+                f"{'p_MS2':>7} {'pi/K':>9} {'closed':>10}"
+            )
         for sp in rows:
             fmt = lambda v, f: format(v, f) if v is not None else "-"  # noqa: E731
             batches = f"{sp.received_batches}/{sp.expected_batches if sp.expected_batches is not None else '?'}"
-            print(f"{sp.run:>5} {sp.spill:>5} {sp.status:<10} {sp.n_events:>7} {batches:>8} {fmt(sp.p_bms_mean, '7.2f')} "
-                  f"{fmt(sp.p_ms2_mean, '7.2f')} {fmt(sp.pik_fraction, '9.2e')} {_age(sp.closed_at):>10}")
+            print(
+                f"{sp.run:>5} {sp.spill:>5} {sp.status:<10} {sp.n_events:>7} {batches:>8} "
+                f"{fmt(sp.p_bms_mean, '7.2f')} "
+                f"{fmt(sp.p_ms2_mean, '7.2f')} {fmt(sp.pik_fraction, '9.2e')} "
+                f"{_age(sp.closed_at):>10}"
+            )
     return 0

@@ -16,10 +16,19 @@ def add_parser(sub) -> None:
     p.add_argument("--burst", action="store_true", help="drain the stream, commit, and exit")
     p.add_argument("--consumer", help="consumer name in the group (default host-pid)")
     p.add_argument("--max-seconds", type=float, help="stop after this long")
-    p.add_argument("--metrics-port", type=int, metavar="PORT",
-                   help="serve Prometheus metrics on http://HOST:PORT/metrics (0: any free port; default: off)")
-    p.add_argument("--metrics-host", default="0.0.0.0", metavar="HOST",
-                   help="address the metrics endpoint binds to (default 0.0.0.0: reachable by a Prometheus elsewhere)")
+    p.add_argument(
+        "--metrics-port",
+        type=int,
+        metavar="PORT",
+        help="serve Prometheus metrics on http://HOST:PORT/metrics (0: any free port; default: off)",
+    )
+    p.add_argument(
+        "--metrics-host",
+        default="0.0.0.0",
+        metavar="HOST",
+        help="address the metrics endpoint binds to (default 0.0.0.0: reachable by a Prometheus "
+        "elsewhere)",
+    )
     p.set_defaults(func=run)
 
 
@@ -40,7 +49,14 @@ def run(args, settings) -> int:
     specs = load_default_specs(settings)
     store = open_store(settings)
     r = require_redis(settings)
-    worker = Worker(settings, redis_client=r, sessions=store.sessions, specs=specs, consumer=args.consumer, close_hooks=close_hooks(settings, specs))
+    worker = Worker(
+        settings,
+        redis_client=r,
+        sessions=store.sessions,
+        specs=specs,
+        consumer=args.consumer,
+        close_hooks=close_hooks(settings, specs),
+    )
     log.addFilter(_ConsumerTag(worker.consumer))
     signal.signal(signal.SIGINT, lambda *_: worker.stop())
     metrics = None
@@ -48,14 +64,33 @@ def run(args, settings) -> int:
         from dqm.pipeline.metrics import scrape_client, serve_worker_metrics
 
         # a client of its own that fails fast: a hung Redis must not hang a scrape
-        metrics = serve_worker_metrics(worker, args.metrics_port, args.metrics_host, redis_client=scrape_client(settings.redis_url))
+        metrics = serve_worker_metrics(
+            worker,
+            args.metrics_port,
+            args.metrics_host,
+            redis_client=scrape_client(settings.redis_url),
+        )
         log.info("metrics on http://%s:%d/metrics", args.metrics_host, metrics.port)
-    log.info("worker %s consuming %s as group %s (%d histograms, specs %s)", worker.consumer, settings.stream, settings.group, len(specs), specs.version)
+    log.info(
+        "worker %s consuming %s as group %s (%d histograms, specs %s)",
+        worker.consumer,
+        settings.stream,
+        settings.group,
+        len(specs),
+        specs.version,
+    )
     try:
         stats = worker.run(burst=args.burst, max_seconds=args.max_seconds)
     finally:
         if metrics is not None:
             metrics.close()
-    log.info("worker %s done: %d events, %d batches, %d spills closed, %d dead letters", worker.consumer, stats.events, stats.batches, stats.spills_closed, stats.dead_letters)
+    log.info(
+        "worker %s done: %d events, %d batches, %d spills closed, %d dead letters",
+        worker.consumer,
+        stats.events,
+        stats.batches,
+        stats.spills_closed,
+        stats.dead_letters,
+    )
     store.dispose()
     return 0

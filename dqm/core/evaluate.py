@@ -8,15 +8,22 @@ That is what lets ``dqm recheck`` reproduce live flags exactly.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Mapping, Sequence
 
 import boost_histogram as bh
 
 from dqm.checks import CheckContext, CheckResult, Quality, judged_worst, run_check
 from dqm.core.specs import SUBSYSTEMS, SpecSet
 
-__all__ = ["Judgement", "Verdict", "evaluate_spill", "config_version", "history_series", "HISTORY_SPILLS"]
+__all__ = [
+    "Judgement",
+    "Verdict",
+    "evaluate_spill",
+    "config_version",
+    "history_series",
+    "HISTORY_SPILLS",
+]
 
 #: How many earlier spills of the run the trend checks (CUSUM, EWMA, intensity) see.
 HISTORY_SPILLS = 60
@@ -39,7 +46,10 @@ class Verdict:
 
     @property
     def subsystems(self) -> dict[str, Quality]:
-        out = {s: judged_worst(j.result.quality for j in self.judgements if j.subsystem == s) for s in SUBSYSTEMS}
+        out = {
+            s: judged_worst(j.result.quality for j in self.judgements if j.subsystem == s)
+            for s in SUBSYSTEMS
+        }
         return out
 
     @property
@@ -59,8 +69,13 @@ def history_series(summaries: Sequence[Mapping | None]) -> dict[str, list[float]
     all build the history with this one function, so they judge alike.
     """
     keys = {k for r in summaries if r for k, v in r.items() if isinstance(v, (int, float))}
-    return {k: [float(r[k]) if r and isinstance(r.get(k), (int, float)) else float("nan") for r in summaries]
-            for k in sorted(keys)}
+    return {
+        k: [
+            float(r[k]) if r and isinstance(r.get(k), (int, float)) else float("nan")
+            for r in summaries
+        ]
+        for k in sorted(keys)
+    }
 
 
 def severity(q: Quality | int) -> int:
@@ -89,26 +104,50 @@ def evaluate_spill(
     reference = reference or {}
     masked = masked or {}
     overrides = overrides or {}
-    numeric = {k: float(v) for k, v in summary.items() if isinstance(v, (int, float)) and v is not None}
+    numeric = {
+        k: float(v) for k, v in summary.items() if isinstance(v, (int, float)) and v is not None
+    }
     verdict = Verdict()
     for spec in specs:
         for check in spec.checks:
             params = dict(check.params)
             params.update(overrides.get((spec.name, check.type), {}))
             ctx = CheckContext(
-                histogram=hists.get(spec.name), reference=reference.get(spec.name), summary=numeric,
-                history=history, masked=frozenset(tuple(c) for c in masked.get(spec.name, ())),
+                histogram=hists.get(spec.name),
+                reference=reference.get(spec.name),
+                summary=numeric,
+                history=history,
+                masked=frozenset(tuple(c) for c in masked.get(spec.name, ())),
             )
             result = run_check(check.type, ctx, params)
-            verdict.judgements.append(Judgement(spec.subsystem, spec.name, check.type, result, check.instruction or spec.instruction))
+            verdict.judgements.append(
+                Judgement(
+                    spec.subsystem,
+                    spec.name,
+                    check.type,
+                    result,
+                    check.instruction or spec.instruction,
+                )
+            )
     if status != "complete":
         got, expected = batches or (0, None)
-        verdict.judgements.append(Judgement(
-            "daq", None, "spill_complete",
-            CheckResult(quality=Quality.BAD, value=float(got), threshold={"expected": float(expected) if expected is not None else -1.0},
-                        explanation=f"spill closed incomplete after the timeout: {got} of {expected if expected is not None else '?'} batches arrived"
-                        + ("" if expected is not None else " and no end-of-spill marker"),
-                        details={"received_batches": got, "expected_batches": expected}, check="spill_complete"),
-            "Spill data incomplete: check the DAQ event builder and the network to the DQM; call the DAQ expert if it repeats.",
-        ))
+        verdict.judgements.append(
+            Judgement(
+                "daq",
+                None,
+                "spill_complete",
+                CheckResult(
+                    quality=Quality.BAD,
+                    value=float(got),
+                    threshold={"expected": float(expected) if expected is not None else -1.0},
+                    explanation=f"spill closed incomplete after the timeout: {got} of "
+                    f"{expected if expected is not None else '?'} batches arrived"
+                    + ("" if expected is not None else " and no end-of-spill marker"),
+                    details={"received_batches": got, "expected_batches": expected},
+                    check="spill_complete",
+                ),
+                "Spill data incomplete: check the DAQ event builder and the network to the DQM; "
+                "call the DAQ expert if it repeats.",
+            )
+        )
     return verdict

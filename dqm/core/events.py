@@ -22,8 +22,8 @@ fails do we search for the offending event to name it in the error.
 from __future__ import annotations
 
 import struct
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Mapping
 
 import numpy as np
 
@@ -108,12 +108,22 @@ COLUMNS: tuple[Column, ...] = (
     Column("hcal", "<f4", (4, 3, 3), 0.0, _E_MAX_GEV, "GeV", "HCAL 4 modules x 3x3 cells"),
     Column("vhcal", "<f4", (2, 2), 0.0, _E_MAX_GEV, "GeV", "veto HCAL around the beam hole"),
     Column("trigger_bits", "<u2", (), 0, 2 ** len(TRIGGER_BITS) - 1, "", "bit i = TRIGGER_BITS[i]"),
-    Column("daq_sources", "<u2", (), 0, 2 ** len(DAQ_SOURCES) - 1, "", "bit i = DAQ_SOURCES[i] read out"),
+    Column(
+        "daq_sources",
+        "<u2",
+        (),
+        0,
+        2 ** len(DAQ_SOURCES) - 1,
+        "",
+        "bit i = DAQ_SOURCES[i] read out",
+    ),
 )
 COLUMN_BY_NAME: dict[str, Column] = {c.name: c for c in COLUMNS}
 _FLOAT_COLUMNS = tuple(c for c in COLUMNS if c.dtype.startswith("<f"))
 _NONNEG_F32_LIMIT = {
-    c.name: np.array(c.hi, dtype="<f4").view("<u4")[()] for c in _FLOAT_COLUMNS if c.lo == 0.0 and c.dtype == "<f4"
+    c.name: np.array(c.hi, dtype="<f4").view("<u4")[()]
+    for c in _FLOAT_COLUMNS
+    if c.lo == 0.0 and c.dtype == "<f4"
 }
 
 
@@ -183,7 +193,9 @@ def decode_batch(payload: bytes | memoryview, *, validate: bool = True) -> Event
         )
     for name, value in (("run", run), ("spill", spill), ("batch_index", batch_index)):
         if value > MAX_ID:
-            raise BatchError("bad-header", f"{name} = {value} is above {MAX_ID} (the largest the store keeps)")
+            raise BatchError(
+                "bad-header", f"{name} = {value} is above {MAX_ID} (the largest the store keeps)"
+            )
     if n == 0 or n > _MAX_EVENTS:
         raise BatchError("bad-count", f"batch announces {n} events (allowed 1..{_MAX_EVENTS})")
     size = expected_size(n)

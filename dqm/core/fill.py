@@ -12,7 +12,7 @@ batch is one numpy reduction over the event axis, added to the histogram's view.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import boost_histogram as bh
 import numpy as np
@@ -60,7 +60,9 @@ def book_histogram(spec: HistogramSpec) -> bh.Histogram:
         elif len(shape) == 2:
             axes = [_integer(shape[0], spec.x_label), _integer(shape[1], spec.y_label)]
         else:
-            raise ValueError(f"cellmap '{spec.name}': values must be (n, k) or (n, nx, ny), got (n, {shape})")
+            raise ValueError(
+                f"cellmap '{spec.name}': values must be (n, k) or (n, nx, ny), got (n, {shape})"
+            )
     h = bh.Histogram(*axes, storage=bh.storage.Int64())
     h.name = spec.name
     h.title = spec.title
@@ -77,23 +79,29 @@ def _select(arr: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
 
 def _compile_fill(spec: HistogramSpec) -> _FillFn:
     if spec.kind == "h1":
+
         def fill_h1(h: bh.Histogram, view: BatchView) -> None:
             h.fill(_select(view.evaluate(spec.x.expr), _rows(view, spec)).ravel())
+
         return fill_h1
     if spec.kind == "h2":
+
         def fill_h2(h: bh.Histogram, view: BatchView) -> None:
             mask = _rows(view, spec)
             x = _select(view.evaluate(spec.x.expr), mask)
             y = _select(view.evaluate(spec.y.expr), mask)
             x, y = np.broadcast_arrays(x, y)
             h.fill(x.ravel(), y.ravel())
+
         return fill_h2
     if spec.kind == "channels":
+
         def fill_channels(h: bh.Histogram, view: BatchView) -> None:
             values = _select(view.evaluate(spec.values), _rows(view, spec))
             values = values.reshape(values.shape[0], -1)
             channel = np.broadcast_to(np.arange(values.shape[1]), values.shape)
             h.fill(channel.ravel(), values.ravel())
+
         return fill_channels
     threshold, stat = spec.threshold_gev, spec.stat
 
@@ -104,13 +112,16 @@ def _compile_fill(spec: HistogramSpec) -> _FillFn:
         # numpy's axis-0 reductions; every partial sum is an integer below 2**24 (counts,
         # float32) or 2**53 (MeV, float64), so the result is exact
         if stat == "occupancy":
-            add = np.ones(n, dtype=np.float32) @ (cells > threshold).reshape(n, -1).astype(np.float32)
+            add = np.ones(n, dtype=np.float32) @ (cells > threshold).reshape(n, -1).astype(
+                np.float32
+            )
         else:  # energy summed in integer MeV
             mev = np.rint(cells * np.float32(1000.0)).reshape(n, -1).astype(np.float64)
             if threshold > 0:
                 mev[(cells <= threshold).reshape(n, -1)] = 0.0
             add = np.ones(n, dtype=np.float64) @ mev
         h.view()[...] += add.astype(np.int64).reshape(h.view().shape)
+
     return fill_cellmap
 
 

@@ -14,7 +14,7 @@ import copy
 import json
 import struct
 import zlib
-from typing import Mapping
+from collections.abc import Mapping
 
 import boost_histogram as bh
 import numpy as np
@@ -54,7 +54,18 @@ _DESCRIBE_CACHE: dict[tuple, dict] = {}
 def _describe(h: bh.Histogram) -> dict | None:
     if h.storage_type is not bh.storage.Int64:
         return None
-    sig = tuple((type(ax).__name__, ax.size, ax.traits.underflow, ax.traits.overflow, float(ax.edges[0]), float(ax.edges[-1]), tuple(sorted((k, str(v)) for k, v in ax.__dict__.items()))) for ax in h.axes)
+    sig = tuple(
+        (
+            type(ax).__name__,
+            ax.size,
+            ax.traits.underflow,
+            ax.traits.overflow,
+            float(ax.edges[0]),
+            float(ax.edges[-1]),
+            tuple(sorted((k, str(v)) for k, v in ax.__dict__.items())),
+        )
+        for ax in h.axes
+    )
     cached = _DESCRIBE_CACHE.get(sig)
     if cached is None:
         cached = to_uhi(h)
@@ -67,7 +78,9 @@ def _describe(h: bh.Histogram) -> dict | None:
     return copy.deepcopy(cached)
 
 
-def encode_histograms(hists: Mapping[str, bh.Histogram], moments: Mapping[str, float] | None = None) -> bytes:
+def encode_histograms(
+    hists: Mapping[str, bh.Histogram], moments: Mapping[str, float] | None = None
+) -> bytes:
     header: dict = {"histograms": {}, "moments": dict(moments or {})}
     blocks: list[bytes] = []
     offset = 0
@@ -119,10 +132,14 @@ def _empty_like(uhi: dict) -> bh.Histogram:
 
 def decode_histograms(blob: bytes) -> tuple[dict[str, bh.Histogram], dict[str, float]]:
     if blob[:4] != MAGIC or len(blob) < 6:
-        raise StorageError(f"histogram blob starts with {bytes(blob[:6])!r}, expected {MAGIC!r} + version")
+        raise StorageError(
+            f"histogram blob starts with {bytes(blob[:6])!r}, expected {MAGIC!r} + version"
+        )
     (version,) = struct.unpack_from("<H", blob, 4)
     if version != FORMAT_VERSION:
-        raise StorageError(f"histogram blob format version {version}; this code reads {FORMAT_VERSION}")
+        raise StorageError(
+            f"histogram blob format version {version}; this code reads {FORMAT_VERSION}"
+        )
     try:
         body = zlib.decompress(blob[6:])
         (hlen,) = struct.unpack_from("<I", body, 0)
@@ -138,8 +155,13 @@ def decode_histograms(blob: bytes) -> tuple[dict[str, bh.Histogram], dict[str, f
             if key in storage:
                 ref = storage[key]
                 count = int(np.prod(ref["shape"]))
-                arrays[key] = np.frombuffer(data, dtype=np.dtype(ref["dtype"]), count=count, offset=ref["offset"]).reshape(ref["shape"])
-                storage[key] = {"shape": ref["shape"], "dtype": "<i8" if ref["dtype"] == "<i4" else ref["dtype"]}
+                arrays[key] = np.frombuffer(
+                    data, dtype=np.dtype(ref["dtype"]), count=count, offset=ref["offset"]
+                ).reshape(ref["shape"])
+                storage[key] = {
+                    "shape": ref["shape"],
+                    "dtype": "<i8" if ref["dtype"] == "<i4" else ref["dtype"],
+                }
         h = _empty_like(uhi)
         if set(arrays) == {"values"}:
             h.view(flow=True)[...] = arrays["values"]
@@ -155,7 +177,9 @@ def decode_histograms(blob: bytes) -> tuple[dict[str, bh.Histogram], dict[str, f
     return hists, {k: float(v) for k, v in header.get("moments", {}).items()}
 
 
-def add_into(total: dict[str, bh.Histogram], part: Mapping[str, bh.Histogram]) -> dict[str, bh.Histogram]:
+def add_into(
+    total: dict[str, bh.Histogram], part: Mapping[str, bh.Histogram]
+) -> dict[str, bh.Histogram]:
     """Histograms are additive: sum ``part`` into ``total`` (names missing in total are copied)."""
     for name, h in part.items():
         if name in total:

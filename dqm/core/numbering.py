@@ -9,8 +9,8 @@ loss: a spill that never arrived has no row to flag.
 from __future__ import annotations
 
 import bisect
+from collections.abc import Iterable, Mapping
 from datetime import datetime
-from typing import Iterable, Mapping
 
 __all__ = ["ranges_text", "missing_numbers", "settled_gaps"]
 

@@ -16,19 +16,30 @@ import difflib
 import hashlib
 import re
 import tomllib
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
-from dqm.errors import SpecError
 from dqm.core.variables import Expression, ExpressionError, compile_expression
+from dqm.errors import SpecError
 
 __all__ = ["AxisSpec", "CheckSpec", "HistogramSpec", "SpecSet", "load_specs", "SUBSYSTEMS", "KINDS"]
 
 SUBSYSTEMS = ("calorimeter", "beam", "momentum", "pik", "daq")
 KINDS = ("h1", "h2", "channels", "cellmap")
 
-_COMMON_KEYS = {"name", "title", "kind", "description", "instruction", "selection", "control_room", "check", "subsystem"}
+_COMMON_KEYS = {
+    "name",
+    "title",
+    "kind",
+    "description",
+    "instruction",
+    "selection",
+    "control_room",
+    "check",
+    "subsystem",
+}
 _KIND_KEYS = {
     "h1": {"x"},
     "h2": {"x", "y"},
@@ -135,7 +146,9 @@ class _Ctx:
             lo = max([h for h in headers if h <= start], default=0)
             hi = min([h for h in headers if h > start], default=len(self.lines))
         if key:
-            kpat = re.compile(rf"^\s*(\[+[\w.]*\b{re.escape(key)}\]+|{re.escape(key)}\s*=|.*[{{,]\s*{re.escape(key)}\s*=)")
+            kpat = re.compile(
+                rf"^\s*(\[+[\w.]*\b{re.escape(key)}\]+|{re.escape(key)}\s*=|.*[{{,]\s*{re.escape(key)}\s*=)"
+            )
             # the entry's block first (its keys may precede its name line), then the file's
             # top level (keys such as 'subsystem' an entry inherits), then anywhere
             preamble = range(0, headers[0] if headers else len(self.lines))
@@ -149,18 +162,33 @@ class _Ctx:
         return start + 1 if entry else None
 
     def error(self, message: str, entry: str | None = None, key: str | None = None) -> SpecError:
-        return SpecError(message, path=self.path, line=self.line_of(entry, key), entry=entry, key=key)
+        return SpecError(
+            message, path=self.path, line=self.line_of(entry, key), entry=entry, key=key
+        )
 
 
-def _check_keys(ctx: _Ctx, table: Mapping[str, Any], allowed: set[str], entry: str | None, what: str) -> None:
+def _check_keys(
+    ctx: _Ctx, table: Mapping[str, Any], allowed: set[str], entry: str | None, what: str
+) -> None:
     for key in table:
         if key not in allowed:
             close = difflib.get_close_matches(key, sorted(allowed), n=1)
-            hint = f" (did you mean '{close[0]}'?)" if close else f" (valid: {', '.join(sorted(allowed))})"
+            hint = (
+                f" (did you mean '{close[0]}'?)"
+                if close
+                else f" (valid: {', '.join(sorted(allowed))})"
+            )
             raise ctx.error(f"unknown key in {what}{hint}", entry, key)
 
 
-def _typed(ctx: _Ctx, table: Mapping[str, Any], key: str, types: type | tuple[type, ...], entry: str, default: Any = ...) -> Any:
+def _typed(
+    ctx: _Ctx,
+    table: Mapping[str, Any],
+    key: str,
+    types: type | tuple[type, ...],
+    entry: str,
+    default: Any = ...,
+) -> Any:
     if key not in table:
         if default is ...:
             raise ctx.error("required key is missing", entry, key)
@@ -187,7 +215,9 @@ def _expr(ctx: _Ctx, source: str, entry: str, key: str) -> Expression:
 
 def _axis(ctx: _Ctx, table: Any, entry: str, key: str, *, needs_expr: bool) -> AxisSpec:
     if not isinstance(table, dict):
-        raise ctx.error("expected a table like { expr = \"p_bms\", bins = 100, lo = 0, hi = 200 }", entry, key)
+        raise ctx.error(
+            'expected a table like { expr = "p_bms", bins = 100, lo = 0, hi = 200 }', entry, key
+        )
     _check_keys(ctx, table, _AXIS_KEYS, entry, f"axis '{key}'")
     bins = _typed(ctx, table, "bins", int, entry)
     lo = float(_typed(ctx, table, "lo", (int, float), entry))
@@ -224,7 +254,13 @@ def _checks(ctx: _Ctx, raw: Any, entry: str) -> tuple[CheckSpec, ...]:
                 params = validate_check_params(ctype, params)
             except SpecError as exc:
                 raise ctx.error(f"check '{ctype}': {exc}", entry, exc.key or "type") from None
-        out.append(CheckSpec(type=ctype, params=params, instruction=_typed(ctx, table, "instruction", str, entry, default="")))
+        out.append(
+            CheckSpec(
+                type=ctype,
+                params=params,
+                instruction=_typed(ctx, table, "instruction", str, entry, default=""),
+            )
+        )
     return tuple(out)
 
 
@@ -237,11 +273,20 @@ def _histogram(ctx: _Ctx, table: Any, file_subsystem: str | None) -> HistogramSp
     kind = _typed(ctx, table, "kind", str, name)
     if kind not in KINDS:
         close = difflib.get_close_matches(kind, KINDS, n=1)
-        raise ctx.error(f"unknown kind {kind!r}" + (f" (did you mean '{close[0]}'?)" if close else f" (valid: {', '.join(KINDS)})"), name, "kind")
+        raise ctx.error(
+            f"unknown kind {kind!r}"
+            + (f" (did you mean '{close[0]}'?)" if close else f" (valid: {', '.join(KINDS)})"),
+            name,
+            "kind",
+        )
     _check_keys(ctx, table, _COMMON_KEYS | _KIND_KEYS[kind], name, f"a '{kind}' histogram")
     subsystem = _typed(ctx, table, "subsystem", str, name, default=file_subsystem)
     if subsystem not in SUBSYSTEMS:
-        raise ctx.error(f"subsystem must be one of {', '.join(SUBSYSTEMS)}, got {subsystem!r}", name, "subsystem")
+        raise ctx.error(
+            f"subsystem must be one of {', '.join(SUBSYSTEMS)}, got {subsystem!r}",
+            name,
+            "subsystem",
+        )
     kw: dict[str, Any] = {}
     if kind in ("h1", "h2"):
         kw["x"] = _axis(ctx, _typed(ctx, table, "x", dict, name), name, "x", needs_expr=True)
@@ -257,7 +302,9 @@ def _histogram(ctx: _Ctx, table: Any, file_subsystem: str | None) -> HistogramSp
         if stat not in ("occupancy", "energy"):
             raise ctx.error(f"stat must be 'occupancy' or 'energy', got {stat!r}", name, "stat")
         kw["stat"] = stat
-        kw["threshold_gev"] = float(_typed(ctx, table, "threshold_gev", (int, float), name, default=0.0))
+        kw["threshold_gev"] = float(
+            _typed(ctx, table, "threshold_gev", (int, float), name, default=0.0)
+        )
         kw["x_label"] = _typed(ctx, table, "x_label", str, name, default="cell x")
         kw["y_label"] = _typed(ctx, table, "y_label", str, name, default="cell y")
     if "selection" in table:
@@ -285,7 +332,9 @@ def load_spec_file(path: Path) -> list[HistogramSpec]:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         m = re.search(r"line (\d+)", str(exc))
-        raise SpecError(f"invalid TOML: {exc}", path=str(path), line=int(m.group(1)) if m else None) from None
+        raise SpecError(
+            f"invalid TOML: {exc}", path=str(path), line=int(m.group(1)) if m else None
+        ) from None
     _check_keys(ctx, doc, _FILE_KEYS, None, "the file's top level")
     subsystem = doc.get("subsystem")
     entries = doc.get("histogram", [])
@@ -307,7 +356,17 @@ def load_specs(directory: Path | str, files: Iterable[Path] | None = None) -> Sp
         digest.update(path.name.encode() + b"\0" + path.read_bytes())
         for h in load_spec_file(path):
             if h.name in seen:
-                raise SpecError(f"duplicate histogram name (first defined in {seen[h.name]})", path=str(path), line=h.line, entry=h.name, key="name")
+                raise SpecError(
+                    f"duplicate histogram name (first defined in {seen[h.name]})",
+                    path=str(path),
+                    line=h.line,
+                    entry=h.name,
+                    key="name",
+                )
             seen[h.name] = str(path)
             histograms.append(h)
-    return SpecSet(histograms=tuple(histograms), version=digest.hexdigest()[:12], files=tuple(str(p) for p in paths))
+    return SpecSet(
+        histograms=tuple(histograms),
+        version=digest.hexdigest()[:12],
+        files=tuple(str(p) for p in paths),
+    )

@@ -10,7 +10,7 @@ or hard-brems event in the tail cannot move the spill's momentum scale.
 from __future__ import annotations
 
 import math
-from typing import Mapping
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -107,14 +107,18 @@ def finalize(acc: Mapping[str, float]) -> dict[str, float | None]:
     out["low_pout_fraction"] = acc.get("low_pout", 0.0) / n_ms2 if n_ms2 else None
     for det, k in _STATIONS:
         for c in ("x", "y"):
-            out[f"beam_{c}_mean_{det}_{k}"], out[f"beam_sigma_{c}_{det}_{k}"] = _mean_sigma(acc, f"{det}_{k}_{c}")
+            out[f"beam_{c}_mean_{det}_{k}"], out[f"beam_sigma_{c}_{det}_{k}"] = _mean_sigma(
+                acc, f"{det}_{k}_{c}"
+            )
     out["ecal_mean"] = acc.get("ecal_sum", 0.0) / n if n else None
     out["hcal_mean"] = acc.get("hcal_sum", 0.0) / n if n else None
     k_had = acc.get("n_hadron", 0.0)
     out["n_hadron"] = k_had
     out["pik_fraction"] = k_had / n if n else None
     # binomial error; for k = 0 use the 68 % one-sided Poisson limit (1.14/n) instead of 0
-    out["pik_fraction_err"] = (math.sqrt(k_had * (1 - k_had / n)) / n if k_had else 1.14 / n) if n else None
+    out["pik_fraction_err"] = (
+        (math.sqrt(k_had * (1 - k_had / n)) / n if k_had else 1.14 / n) if n else None
+    )
     out["daq_completeness"] = acc.get("n_daq_complete", 0.0) / n if n else None
     for name in DAQ_SOURCES:
         out[f"daq_source_completeness_{name}"] = acc.get(f"src_{name}", 0.0) / n if n else None

@@ -23,12 +23,18 @@ from __future__ import annotations
 import bisect
 import logging
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING
 
 import redis
 from prometheus_client import start_http_server
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector, CollectorRegistry
 
 if TYPE_CHECKING:
@@ -37,28 +43,67 @@ if TYPE_CHECKING:
     from dqm.pipeline.worker import Worker
 
 __all__ = [
-    "WorkerCollector", "MetricsServer", "serve_worker_metrics", "scrape_client", "CLOSE_LATENCY_BUCKETS_S", "WORKER_COUNTERS",
+    "WorkerCollector",
+    "MetricsServer",
+    "serve_worker_metrics",
+    "scrape_client",
+    "CLOSE_LATENCY_BUCKETS_S",
+    "WORKER_COUNTERS",
 ]
 
 log = logging.getLogger("dqm.pipeline.metrics")
 
 #: Upper bucket bounds of the spill-close latency histogram (a spill normally closes
 #: within a commit interval of its last message; the spill timeout is 30 s).
-CLOSE_LATENCY_BUCKETS_S: tuple[float, ...] = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+CLOSE_LATENCY_BUCKETS_S: tuple[float, ...] = (
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+    60.0,
+)
 
 #: WorkerStats field -> (metric name without ``_total``, help text).
 WORKER_COUNTERS: dict[str, tuple[str, str]] = {
-    "events": ("dqm_worker_events", "Events decoded and filled into histograms (rate() gives events/s)."),
+    "events": (
+        "dqm_worker_events",
+        "Events decoded and filled into histograms (rate() gives events/s).",
+    ),
     "batches": ("dqm_worker_batches", "Event batches (stream messages) filled."),
     "markers": ("dqm_worker_spill_markers", "End-of-spill markers read."),
-    "dead_letters": ("dqm_worker_dead_letters", "Messages sent to the dead-letter stream (malformed or late)."),
-    "duplicates_skipped": ("dqm_worker_duplicates_skipped", "Redelivered messages found stored already and skipped."),
+    "dead_letters": (
+        "dqm_worker_dead_letters",
+        "Messages sent to the dead-letter stream (malformed or late).",
+    ),
+    "duplicates_skipped": (
+        "dqm_worker_duplicates_skipped",
+        "Redelivered messages found stored already and skipped.",
+    ),
     "commits": ("dqm_worker_commits", "Commit groups written to the database."),
-    "conflicts": ("dqm_worker_commit_conflicts", "Commit groups dropped because another worker stored a message first."),
-    "db_errors": ("dqm_worker_database_errors", "Failed database transactions (retried with back-off)."),
+    "conflicts": (
+        "dqm_worker_commit_conflicts",
+        "Commit groups dropped because another worker stored a message first.",
+    ),
+    "db_errors": (
+        "dqm_worker_database_errors",
+        "Failed database transactions (retried with back-off).",
+    ),
     "redis_errors": ("dqm_worker_redis_errors", "Redis connection errors (retried with back-off)."),
-    "spills_closed": ("dqm_worker_spills_closed", "Spills this worker closed (merged, summarised, checked)."),
-    "reclaimed": ("dqm_worker_reclaimed_messages", "Pending messages reclaimed from dead consumers (XAUTOCLAIM)."),
+    "spills_closed": (
+        "dqm_worker_spills_closed",
+        "Spills this worker closed (merged, summarised, checked).",
+    ),
+    "reclaimed": (
+        "dqm_worker_reclaimed_messages",
+        "Pending messages reclaimed from dead consumers (XAUTOCLAIM).",
+    ),
 }
 
 
@@ -72,8 +117,13 @@ class WorkerCollector(Collector):
         buckets: upper bounds of the close-latency histogram, in seconds.
     """
 
-    def __init__(self, worker: "Worker", *, redis_client: redis.Redis | None = None,
-                 buckets: tuple[float, ...] = CLOSE_LATENCY_BUCKETS_S) -> None:
+    def __init__(
+        self,
+        worker: Worker,
+        *,
+        redis_client: redis.Redis | None = None,
+        buckets: tuple[float, ...] = CLOSE_LATENCY_BUCKETS_S,
+    ) -> None:
         self.worker = worker
         self.r = redis_client if redis_client is not None else worker.r
         self.buckets = tuple(sorted(buckets))
@@ -104,13 +154,19 @@ class WorkerCollector(Collector):
             latencies = self.worker.stats.close_latency_s
             n = len(latencies)
             if n < self._seen:  # the list was replaced: start over
-                self._seen, self._bucket_counts, self._latency_sum = 0, [0] * (len(self.buckets) + 1), 0.0
-            for dt in latencies[self._seen:n]:
+                self._seen, self._bucket_counts, self._latency_sum = (
+                    0,
+                    [0] * (len(self.buckets) + 1),
+                    0.0,
+                )
+            for dt in latencies[self._seen : n]:
                 self._bucket_counts[bisect.bisect_left(self.buckets, dt)] += 1
                 self._latency_sum += dt
             self._seen = n
             cumulative, running = [], 0
-            for bound, count in zip((*self.buckets, float("inf")), self._bucket_counts):
+            for bound, count in zip(
+                (*self.buckets, float("inf")), self._bucket_counts, strict=False
+            ):
                 running += count
                 cumulative.append(("+Inf" if bound == float("inf") else repr(bound), running))
             total = self._latency_sum
@@ -124,9 +180,15 @@ class WorkerCollector(Collector):
 
     def _stream_gauges(self) -> Iterator[Metric]:
         s = self.worker.settings
-        up = GaugeMetricFamily("dqm_metrics_redis_up", "1 if Redis answered the stream queries of this scrape.", labels=["stream"])
+        up = GaugeMetricFamily(
+            "dqm_metrics_redis_up",
+            "1 if Redis answered the stream queries of this scrape.",
+            labels=["stream"],
+        )
         try:
-            state = _stream_state(self.r, s.stream, s.group, s.dead_letter_stream, self.worker.consumer)
+            state = _stream_state(
+                self.r, s.stream, s.group, s.dead_letter_stream, self.worker.consumer
+            )
         except redis.RedisError as exc:
             log.warning("metrics: could not read the state of %s from redis: %s", s.stream, exc)
             up.add_metric([s.stream], 0.0)
@@ -136,15 +198,41 @@ class WorkerCollector(Collector):
         yield up
         group_labels, group_values = ["stream", "group"], [s.stream, s.group]
         gauges = (
-            ("dqm_stream_length_messages", "Messages in the stream (capped by DQM_STREAM_MAXLEN).", ["stream"], [s.stream], state.length),
-            ("dqm_stream_lag_messages", "Messages in the stream not yet delivered to any consumer of the group.",
-             group_labels, group_values, state.lag),
-            ("dqm_stream_pending_messages", "Messages delivered to the group's consumers and not yet acknowledged.",
-             group_labels, group_values, state.pending),
-            ("dqm_consumer_pending_messages", "Messages delivered to this consumer and not yet acknowledged.",
-             [*group_labels, "consumer"], [*group_values, self.worker.consumer], state.consumer_pending),
-            ("dqm_dead_letter_stream_length_messages", "Messages in the dead-letter stream (all workers).",
-             ["stream"], [s.dead_letter_stream], state.dead_letters),
+            (
+                "dqm_stream_length_messages",
+                "Messages in the stream (capped by DQM_STREAM_MAXLEN).",
+                ["stream"],
+                [s.stream],
+                state.length,
+            ),
+            (
+                "dqm_stream_lag_messages",
+                "Messages in the stream not yet delivered to any consumer of the group.",
+                group_labels,
+                group_values,
+                state.lag,
+            ),
+            (
+                "dqm_stream_pending_messages",
+                "Messages delivered to the group's consumers and not yet acknowledged.",
+                group_labels,
+                group_values,
+                state.pending,
+            ),
+            (
+                "dqm_consumer_pending_messages",
+                "Messages delivered to this consumer and not yet acknowledged.",
+                [*group_labels, "consumer"],
+                [*group_values, self.worker.consumer],
+                state.consumer_pending,
+            ),
+            (
+                "dqm_dead_letter_stream_length_messages",
+                "Messages in the dead-letter stream (all workers).",
+                ["stream"],
+                [s.dead_letter_stream],
+                state.dead_letters,
+            ),
         )
         for name, doc, label_names, label_values, value in gauges:
             family = GaugeMetricFamily(name, doc, labels=label_names)
@@ -162,7 +250,9 @@ class _StreamState:
     dead_letters: int
 
 
-def _stream_state(r: redis.Redis, stream: str, group: str, dead_stream: str, consumer: str) -> _StreamState:
+def _stream_state(
+    r: redis.Redis, stream: str, group: str, dead_stream: str, consumer: str
+) -> _StreamState:
     length = int(r.xlen(stream))
     dead = int(r.xlen(dead_stream))
     lag = pending = consumer_pending = None
@@ -195,13 +285,17 @@ def scrape_client(url: str, timeout_s: float = 2.0) -> redis.Redis:
     from redis.backoff import NoBackoff
     from redis.retry import Retry
 
-    return redis.Redis.from_url(url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s, retry=Retry(NoBackoff(), 0))
+    return redis.Redis.from_url(
+        url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s, retry=Retry(NoBackoff(), 0)
+    )
 
 
 class MetricsServer:
     """The ``/metrics`` HTTP endpoint of one worker (a daemon thread)."""
 
-    def __init__(self, registry: CollectorRegistry, httpd: "WSGIServer", thread: threading.Thread) -> None:
+    def __init__(
+        self, registry: CollectorRegistry, httpd: WSGIServer, thread: threading.Thread
+    ) -> None:
         self.registry = registry
         self.httpd = httpd
         self.thread = thread
@@ -216,8 +310,9 @@ class MetricsServer:
         self.thread.join(5)
 
 
-def serve_worker_metrics(worker: "Worker", port: int, host: str = "0.0.0.0",
-                         redis_client: redis.Redis | None = None) -> MetricsServer:
+def serve_worker_metrics(
+    worker: Worker, port: int, host: str = "0.0.0.0", redis_client: redis.Redis | None = None
+) -> MetricsServer:
     """Serve the worker's metrics (and its process' CPU/memory) on ``http://host:port/metrics``.
 
     ``port=0`` picks a free port (see :attr:`MetricsServer.port`). A registry of its

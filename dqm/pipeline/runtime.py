@@ -12,13 +12,23 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from dqm.config import Settings
-from dqm.errors import ConfigError
-from dqm.redact import redact
 from dqm.core.specs import SpecSet, load_specs
-from dqm.store.engine import make_engine, make_sessionmaker
+from dqm.errors import ConfigError
 from dqm.pipeline.stream import connect
+from dqm.redact import redact
+from dqm.store.engine import make_engine, make_sessionmaker
 
-__all__ = ["Store", "open_store", "require_redis", "effective_redis_url", "demo_redis_url", "DEMO_REDIS_FILE", "load_default_specs", "setup_logging", "close_hooks"]
+__all__ = [
+    "Store",
+    "open_store",
+    "require_redis",
+    "effective_redis_url",
+    "demo_redis_url",
+    "DEMO_REDIS_FILE",
+    "load_default_specs",
+    "setup_logging",
+    "close_hooks",
+]
 
 
 @dataclass
@@ -29,7 +39,7 @@ class Store:
     def dispose(self) -> None:
         self.engine.dispose()
 
-    def __enter__(self) -> "Store":
+    def __enter__(self) -> Store:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -72,7 +82,12 @@ def effective_redis_url(settings: Settings) -> str:
 def require_redis(settings: Settings) -> redis.Redis:
     url = effective_redis_url(settings)
     if not url:
-        raise ConfigError("DQM_REDIS_URL", "", "a Redis URL such as redis://127.0.0.1:6379/0 (or use 'dqm demo', which starts its own Redis)")
+        raise ConfigError(
+            "DQM_REDIS_URL",
+            "",
+            "a Redis URL such as redis://127.0.0.1:6379/0 (or use 'dqm demo', which starts its own "
+            "Redis)",
+        )
     return connect(url)
 
 
@@ -103,7 +118,11 @@ class _KeyValueFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         base = f"{self.formatTime(record, '%Y-%m-%dT%H:%M:%S')} {record.levelname:<7} {record.name} {redact(record.getMessage())}"
-        pairs = [f"{k}={_logfmt_value(record.__dict__[k])}" for k in LOG_FIELDS if record.__dict__.get(k) is not None]
+        pairs = [
+            f"{k}={_logfmt_value(record.__dict__[k])}"
+            for k in LOG_FIELDS
+            if record.__dict__.get(k) is not None
+        ]
         if pairs:
             base += " " + " ".join(pairs)
         if record.exc_info:

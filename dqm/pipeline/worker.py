@@ -36,25 +36,31 @@ import signal
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import redis
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from dqm.pipeline import stream as rs
 from dqm.config import Settings
-from dqm.errors import BatchError, ConfigError
 from dqm.core.events import decode_batch
 from dqm.core.fill import Filler
 from dqm.core.specs import SpecSet
-from dqm.store.spills import (
-    ClosedSpill, Contribution, closable_spills, commit_group, processed_ids, seen_batches,
-    stale_spills, try_close,
-)
 from dqm.core.summary import accumulate
 from dqm.core.variables import BatchView
+from dqm.errors import BatchError, ConfigError
+from dqm.pipeline import stream as rs
+from dqm.store.spills import (
+    ClosedSpill,
+    Contribution,
+    closable_spills,
+    commit_group,
+    processed_ids,
+    seen_batches,
+    stale_spills,
+    try_close,
+)
 
 __all__ = ["Worker", "WorkerStats", "CloseHook"]
 
@@ -82,8 +88,14 @@ class WorkerStats:
 
 class Worker:
     def __init__(
-        self, settings: Settings, *, redis_client: redis.Redis, sessions: sessionmaker[Session],
-        specs: SpecSet, consumer: str | None = None, close_hooks: list[CloseHook] | None = None,
+        self,
+        settings: Settings,
+        *,
+        redis_client: redis.Redis,
+        sessions: sessionmaker[Session],
+        specs: SpecSet,
+        consumer: str | None = None,
+        close_hooks: list[CloseHook] | None = None,
     ) -> None:
         self.settings = settings
         self.r = redis_client
@@ -149,7 +161,9 @@ class Worker:
                 if "NOGROUP" not in str(exc):
                     raise
                 # Redis lost the stream or the group (restarted without persistence, or deleted)
-                log.warning("consumer group %s is gone (%s); recreating it", self.settings.group, exc)
+                log.warning(
+                    "consumer group %s is gone (%s); recreating it", self.settings.group, exc
+                )
                 self.stats.redis_errors += 1
                 ready = False
                 continue
@@ -174,14 +188,26 @@ class Worker:
         try:
             if now - self._last_claim > s.claim_idle_ms / 2000.0:
                 self._last_claim = now
-                claimed = rs.claim_stale(self.r, s.stream, s.group, self.consumer, min_idle_ms=s.claim_idle_ms)
-                fresh = [m for m in claimed if m.id not in self._held]  # our own idle ones come back too
+                claimed = rs.claim_stale(
+                    self.r, s.stream, s.group, self.consumer, min_idle_ms=s.claim_idle_ms
+                )
+                fresh = [
+                    m for m in claimed if m.id not in self._held
+                ]  # our own idle ones come back too
                 if fresh:
                     self.stats.reclaimed += len(fresh)
                     log.info("reclaimed %d pending messages from dead consumers", len(fresh))
                     self._process(fresh, check_seen=True)
             if self._replay:
-                msgs = rs.read_group(self.r, s.stream, s.group, self.consumer, count=max(s.read_count, 64), block_ms=None, pending=True)
+                msgs = rs.read_group(
+                    self.r,
+                    s.stream,
+                    s.group,
+                    self.consumer,
+                    count=max(s.read_count, 64),
+                    block_ms=None,
+                    pending=True,
+                )
                 fresh = [m for m in msgs if m.id not in self._held]
                 if not fresh:
                     self._replay = False
@@ -193,7 +219,9 @@ class Worker:
             self._db_failed(exc)
             self._replay = True
             return 0
-        msgs = rs.read_group(self.r, s.stream, s.group, self.consumer, count=s.read_count, block_ms=block_ms)
+        msgs = rs.read_group(
+            self.r, s.stream, s.group, self.consumer, count=s.read_count, block_ms=block_ms
+        )
         markers = self.stats.markers
         self._process(msgs, check_seen=False)
         # an end-of-spill marker is a spill that may now close: commit at once rather than
@@ -221,7 +249,10 @@ class Worker:
                 self.stats.redis_errors += 1
                 log.warning("redis unavailable while flushing (%s)", exc)
             if self._stop.is_set() and time.monotonic() > deadline:
-                log.error("stopping with work not stored or not acknowledged; its messages stay pending for redelivery")
+                log.error(
+                    "stopping with work not stored or not acknowledged; its messages stay pending "
+                    "for redelivery"
+                )
                 break
             time.sleep(min(max(self._db_backoff_s, self._backoff_s), 2.0))
 
@@ -255,8 +286,14 @@ class Worker:
                 raise BatchError("missing-payload", "batch message has no 'payload' field")
             batch = _decode(decode_batch, payload)
             key3 = (batch.run, batch.spill, batch.batch_index)
-            if key3 in self._group_batches or (check_seen and seen_batches_one(self.sessions, *key3)):
-                raise BatchError("duplicate-batch", f"run {batch.run} spill {batch.spill} batch {batch.batch_index} is already stored")
+            if key3 in self._group_batches or (
+                check_seen and seen_batches_one(self.sessions, *key3)
+            ):
+                raise BatchError(
+                    "duplicate-batch",
+                    f"run {batch.run} spill {batch.spill} batch {batch.batch_index} is already "
+                    "stored",
+                )
             self._group_batches.add(key3)
             c = self._contribution(batch.run, batch.spill)
             if c.hists is None:
@@ -272,13 +309,18 @@ class Worker:
             eos = _decode(rs.parse_eos, m.fields)
             c = self._open.get((eos.run, eos.spill))
             if c is not None and c.marker is not None:
-                raise BatchError("duplicate-marker", f"second end-of-spill marker for run {eos.run} spill {eos.spill}")
+                raise BatchError(
+                    "duplicate-marker",
+                    f"second end-of-spill marker for run {eos.run} spill {eos.spill}",
+                )
             c = self._contribution(eos.run, eos.spill)
             c.marker = (m.id, eos.n_batches, eos.n_events)
             self._arrived[(eos.run, eos.spill)] = time.monotonic()
             self.stats.markers += 1
         else:
-            raise BatchError("unknown-type", f"message type {kind[:40]!r}; expected b'batch' or b'eos'")
+            raise BatchError(
+                "unknown-type", f"message type {kind[:40]!r}; expected b'batch' or b'eos'"
+            )
 
     def _contribution(self, run: int, spill: int) -> Contribution:
         key = (run, spill)
@@ -290,7 +332,9 @@ class Worker:
 
     # ------------------------------------------------------------------ committing
     def _maybe_commit(self, force: bool = False) -> None:
-        if self._has_group and (force or time.monotonic() - self._last_commit >= self.settings.commit_interval_s):
+        if self._has_group and (
+            force or time.monotonic() - self._last_commit >= self.settings.commit_interval_s
+        ):
             self._commit()
 
     def _commit(self) -> bool:
@@ -299,10 +343,19 @@ class Worker:
         contributions = list(self._open.values())
         try:
             with self.sessions.begin() as session:
-                outcome = commit_group(session, s.stream, self.consumer, contributions, [m.id for m, _, _ in self._dead])
+                outcome = commit_group(
+                    session,
+                    s.stream,
+                    self.consumer,
+                    contributions,
+                    [m.id for m, _, _ in self._dead],
+                )
         except IntegrityError:
             self.stats.conflicts += 1
-            log.warning("a message in this group was stored by another worker; replaying our pending messages")
+            log.warning(
+                "a message in this group was stored by another worker; replaying our pending "
+                "messages"
+            )
             self._reset_group()
             self._replay = True
             return True
@@ -316,7 +369,10 @@ class Worker:
         owed.ack.extend(mid for c in contributions for mid in c.message_ids)
         owed.ack.extend(self._skip_ack)
         owed.dead.extend(self._dead)
-        owed.dead.extend((rs.Message(mid, {b"type": kind.encode()}), reason, why) for mid, kind, reason, why in outcome.rejected)
+        owed.dead.extend(
+            (rs.Message(mid, {b"type": kind.encode()}), reason, why)
+            for mid, kind, reason, why in outcome.rejected
+        )
         owed.close.update(outcome.spill_ids)
         owed.arrived.update(self._arrived)
         self.stats.commits += 1
@@ -335,11 +391,15 @@ class Worker:
         owed, s = self._owed, self.settings
         while owed.dead:
             m, reason, detail = owed.dead[0]
-            if reason == "late":  # the worker let its payload go once decoded: take the original from the stream
+            if (
+                reason == "late"
+            ):  # the worker let its payload go once decoded: take the original from the stream
                 m = rs.fetch(self.r, s.stream, m.id) or m
             rs.dead_letter(self.r, s.dead_letter_stream, m, reason, detail, self.consumer)
             log.warning("dead-lettered: %s", detail, extra={"message_id": m.id, "reason": reason})
-            owed.ack.append(m.id)  # the dead-letter stream holds it now: off this group's pending list
+            owed.ack.append(
+                m.id
+            )  # the dead-letter stream holds it now: off this group's pending list
             owed.dead.pop(0)
             self.stats.dead_letters += 1
         if owed.ack:
@@ -376,9 +436,18 @@ class Worker:
         t0 = (arrived or {}).get((closed.run, closed.spill))
         if t0 is not None:
             self.stats.close_latency_s.append(time.monotonic() - t0)
-        note = {"run": closed.run, "spill": closed.spill, "status": closed.status, "n_events": closed.summary.get("n_events"), **extra}
+        note = {
+            "run": closed.run,
+            "spill": closed.spill,
+            "status": closed.status,
+            "n_events": closed.summary.get("n_events"),
+            **extra,
+        }
         where = {"run": closed.run, "spill": closed.spill}  # logfmt fields: grep 'run=7 spill=12'
-        log.info("spill closed", extra={**where, "status": closed.status, "n_events": int(note["n_events"] or 0)})
+        log.info(
+            "spill closed",
+            extra={**where, "status": closed.status, "n_events": int(note["n_events"] or 0)},
+        )
         try:
             self.r.publish(self.settings.channel, json.dumps(note, default=str))
         except redis.RedisError as exc:
@@ -411,7 +480,11 @@ class Worker:
     def _db_failed(self, exc: OperationalError, holding: int = 0) -> None:
         self.stats.db_errors += 1
         if not self._db_failing:
-            log.error("database unavailable (%s); keeping %d spills' partials, nothing acknowledged", exc.orig, holding)
+            log.error(
+                "database unavailable (%s); keeping %d spills' partials, nothing acknowledged",
+                exc.orig,
+                holding,
+            )
         self._db_failing = True
         self._db_retry_at = time.monotonic() + self._db_backoff_s
         self._db_backoff_s = min(self._db_backoff_s * 2, MAX_BACKOFF_S)
@@ -470,6 +543,8 @@ def _decode(decoder: Callable, raw):
         raise BatchError("undecodable", f"{type(exc).__name__}: {exc}"[:500]) from None
 
 
-def seen_batches_one(sessions: sessionmaker[Session], run: int, spill: int, batch_index: int) -> bool:
+def seen_batches_one(
+    sessions: sessionmaker[Session], run: int, spill: int, batch_index: int
+) -> bool:
     with sessions() as session:
         return bool(seen_batches(session, run, spill, [batch_index]))

@@ -11,28 +11,35 @@ real database, separately.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta, timezone, tzinfo
-from typing import Callable
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
 
 import boost_histogram as bh
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
-from dqm.errors import ConfigError
 from dqm.core.histio import decode_histograms
 from dqm.core.numbering import missing_numbers
+from dqm.core.specs import SpecSet
+from dqm.errors import ConfigError
 from dqm.report.integrate import Integrator
 from dqm.report.progress import NullProgress, Progress
-from dqm.core.specs import SpecSet
 from dqm.store.models import SPILL_OPEN, Flag, Reference, Run, Spill, SpillHistograms, as_utc
 
 __all__ = [
-    "Period", "SpillRow", "FlagRow", "ReferenceInfo", "ReportData", "gather", "QUALITY_NAMES",
+    "Period",
+    "SpillRow",
+    "FlagRow",
+    "ReferenceInfo",
+    "ReportData",
+    "gather",
+    "QUALITY_NAMES",
     "parse_utc",
 ]
 
-#: dqm.checks.Quality values, spelled out for the page (kept here so gathering needs no checks import)
+# : dqm.checks.Quality values, spelled out for the page (kept here so gathering needs no checks
+# import)
 QUALITY_NAMES = {0: "GOOD", 1: "NO_DATA", 2: "WARNING", 3: "BAD"}
 WARNING, BAD = 2, 3
 ROLLUP = "rollup"  # dqm.store.flags.ROLLUP: the per-subsystem worst-of rows
@@ -45,8 +52,10 @@ def parse_utc(text: str, what: str = "--since") -> datetime:
     try:
         value = datetime.fromisoformat(text)
     except ValueError:
-        raise ConfigError(what, text, "an ISO date or date-time such as 2025-06-01T06:00 (UTC)") from None
-    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+        raise ConfigError(
+            what, text, "an ISO date or date-time such as 2025-06-01T06:00 (UTC)"
+        ) from None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 @dataclass(frozen=True)
@@ -59,7 +68,7 @@ class Period:
     run: int | None = None
 
     @classmethod
-    def day(cls, day: date, tz: tzinfo | None = timezone.utc) -> "Period":
+    def day(cls, day: date, tz: tzinfo | None = UTC) -> Period:
         """Midnight to midnight in ``tz``; ``None`` means the machine's local time zone.
 
         A local day is 23 or 25 hours long when daylight saving time changes: each
@@ -71,16 +80,22 @@ class Period:
         else:
             start = datetime.combine(day, time(0), tzinfo=tz)
             end = datetime.combine(day + timedelta(days=1), time(0), tzinfo=tz)
-        return cls(f"{day.isoformat()} ({start.tzname() or 'local'})", start.astimezone(timezone.utc), end.astimezone(timezone.utc))
+        return cls(
+            f"{day.isoformat()} ({start.tzname() or 'local'})",
+            start.astimezone(UTC),
+            end.astimezone(UTC),
+        )
 
     @classmethod
-    def for_run(cls, run: int) -> "Period":
+    def for_run(cls, run: int) -> Period:
         return cls(f"run {run}", run=run)
 
     @classmethod
-    def between(cls, since: datetime, until: datetime) -> "Period":
+    def between(cls, since: datetime, until: datetime) -> Period:
         if not until > since:
-            raise ConfigError("--until", until.isoformat(), f"a time after --since ({since.isoformat()})")
+            raise ConfigError(
+                "--until", until.isoformat(), f"a time after --since ({since.isoformat()})"
+            )
         return cls(f"{since:%Y-%m-%d %H:%M} – {until:%Y-%m-%d %H:%M} UTC", since, until)
 
     def where(self, stmt: Select, dialect: str) -> Select:
@@ -90,7 +105,7 @@ class Period:
             stmt = stmt.where(Spill.run == self.run)
         for bound, op in ((self.start, "ge"), (self.end, "lt")):
             if bound is not None:
-                b = bound.astimezone(timezone.utc)
+                b = bound.astimezone(UTC)
                 b = b.replace(tzinfo=None) if dialect == "sqlite" else b
                 stmt = stmt.where(Spill.closed_at >= b if op == "ge" else Spill.closed_at < b)
         return stmt
@@ -178,7 +193,10 @@ class ReportData:
     @property
     def quality_counts(self) -> Counter:
         """Spills per quality name (``UNCHECKED`` when no check judged the spill)."""
-        return Counter(QUALITY_NAMES.get(s.quality, "UNCHECKED") if s.quality is not None else "UNCHECKED" for s in self.spills)
+        return Counter(
+            QUALITY_NAMES.get(s.quality, "UNCHECKED") if s.quality is not None else "UNCHECKED"
+            for s in self.spills
+        )
 
     @property
     def good_fraction(self) -> float | None:
@@ -208,23 +226,56 @@ class ReportData:
 
 
 def _spills(session: Session, period: Period, dialect: str) -> list[SpillRow]:
-    stmt = period.where(select(
-        Spill.id, Spill.run, Spill.spill, Spill.status, Spill.closed_at, Spill.n_events, Spill.quality, Spill.summary,
-    ), dialect).order_by(Spill.closed_at, Spill.run, Spill.spill)
-    return [SpillRow(i, r, s, st, as_utc(c), int(n or 0), q, dict(summ or {})) for i, r, s, st, c, n, q, summ in session.execute(stmt)]
+    stmt = period.where(
+        select(
+            Spill.id,
+            Spill.run,
+            Spill.spill,
+            Spill.status,
+            Spill.closed_at,
+            Spill.n_events,
+            Spill.quality,
+            Spill.summary,
+        ),
+        dialect,
+    ).order_by(Spill.closed_at, Spill.run, Spill.spill)
+    return [
+        SpillRow(i, r, s, st, as_utc(c), int(n or 0), q, dict(summ or {}))
+        for i, r, s, st, c, n, q, summ in session.execute(stmt)
+    ]
 
 
 def _flags(session: Session, period: Period, dialect: str) -> list[FlagRow]:
     """WARNING/BAD flags only: a day has ~25 GOOD check rows per spill, counted in SQL instead."""
-    stmt = period.where(select(Flag).join(Spill, Spill.id == Flag.spill_id).where(Flag.quality >= WARNING), dialect)
+    stmt = period.where(
+        select(Flag).join(Spill, Spill.id == Flag.spill_id).where(Flag.quality >= WARNING), dialect
+    )
     rows = session.scalars(stmt.order_by(Spill.closed_at, Flag.run, Flag.spill, Flag.id)).all()
-    return [FlagRow(f.run, f.spill, f.subsystem, f.histogram, f.check, int(f.quality), f.value, f.explanation or "",
-                    f.instruction or "", f.reference_run, as_utc(f.created_at)) for f in rows]
+    return [
+        FlagRow(
+            f.run,
+            f.spill,
+            f.subsystem,
+            f.histogram,
+            f.check,
+            int(f.quality),
+            f.value,
+            f.explanation or "",
+            f.instruction or "",
+            f.reference_run,
+            as_utc(f.created_at),
+        )
+        for f in rows
+    ]
 
 
 def _flag_counts(session: Session, period: Period, dialect: str) -> dict[str, Counter]:
-    stmt = period.where(select(Flag.subsystem, Flag.quality, func.count()).join(Spill, Spill.id == Flag.spill_id)
-                        .where(Flag.check != ROLLUP), dialect).group_by(Flag.subsystem, Flag.quality)
+    stmt = period.where(
+        select(Flag.subsystem, Flag.quality, func.count())
+        .join(Spill, Spill.id == Flag.spill_id)
+        .where(Flag.check != ROLLUP),
+        dialect,
+    ).group_by(Flag.subsystem, Flag.quality)
     out: dict[str, Counter] = {}
     for subsystem, quality, n in session.execute(stmt):
         out.setdefault(subsystem, Counter())[QUALITY_NAMES.get(quality, str(quality))] += int(n)
@@ -233,8 +284,13 @@ def _flag_counts(session: Session, period: Period, dialect: str) -> dict[str, Co
 
 def _reference_runs(session: Session, period: Period, dialect: str) -> set[int]:
     """Every reference run the period's flags were judged against."""
-    stmt = period.where(select(Flag.reference_run).distinct().join(Spill, Spill.id == Flag.spill_id)
-                        .where(Flag.reference_run.is_not(None)), dialect)
+    stmt = period.where(
+        select(Flag.reference_run)
+        .distinct()
+        .join(Spill, Spill.id == Flag.spill_id)
+        .where(Flag.reference_run.is_not(None)),
+        dialect,
+    )
     return set(session.scalars(stmt))
 
 
@@ -247,12 +303,23 @@ def _with_worst_flag(spills: list[SpillRow], flags: list[FlagRow]) -> list[Spill
     out = []
     for s in spills:
         if s.quality is None and (s.run, s.spill) in worst:
-            s = SpillRow(s.id, s.run, s.spill, s.status, s.closed_at, s.n_events, worst[(s.run, s.spill)], s.summary)
+            s = SpillRow(
+                s.id,
+                s.run,
+                s.spill,
+                s.status,
+                s.closed_at,
+                s.n_events,
+                worst[(s.run, s.spill)],
+                s.summary,
+            )
         out.append(s)
     return out
 
 
-def _references(session: Session, configs: list[str], flag_runs: set[int], end: datetime | None) -> tuple[list[ReferenceInfo], dict[str, Reference]]:
+def _references(
+    session: Session, configs: list[str], flag_runs: set[int], end: datetime | None
+) -> tuple[list[ReferenceInfo], dict[str, Reference]]:
     """References that were in force at the period's end, plus those the flags name."""
     infos: list[ReferenceInfo] = []
     in_force: dict[str, Reference] = {}
@@ -268,35 +335,65 @@ def _references(session: Session, configs: list[str], flag_runs: set[int], end: 
         if r.id in seen or not (r in in_force.values() or r.run in flag_runs):
             continue
         seen.add(r.id)
-        infos.append(ReferenceInfo(r.beam_config, r.run, as_utc(r.set_at), r.set_by, r.comment or "", r.blob is not None, r in in_force.values()))
+        infos.append(
+            ReferenceInfo(
+                r.beam_config,
+                r.run,
+                as_utc(r.set_at),
+                r.set_by,
+                r.comment or "",
+                r.blob is not None,
+                r in in_force.values(),
+            )
+        )
     return infos, in_force
 
 
-def reference_histograms(session: Session, ref: Reference, threads: int | None = None) -> dict[str, bh.Histogram]:
+def reference_histograms(
+    session: Session, ref: Reference, threads: int | None = None
+) -> dict[str, bh.Histogram]:
     """An imported reference's histograms, or the sum of its run's closed spills."""
     if ref.blob is not None:
         return decode_histograms(ref.blob)[0]
     acc = Integrator()
-    stmt = select(SpillHistograms.blob).join(Spill, Spill.id == SpillHistograms.spill_id).where(Spill.run == ref.run)
+    stmt = (
+        select(SpillHistograms.blob)
+        .join(Spill, Spill.id == SpillHistograms.spill_id)
+        .where(Spill.run == ref.run)
+    )
     acc.add_many(session.scalars(stmt).yield_per(64), threads=threads)
     return acc.histograms()
 
 
-def gather(session: Session, specs: SpecSet, period: Period, *, mot_per_event: float = 1.0,
-           progress: ProgressFactory = NullProgress, now: datetime | None = None, threads: int | None = None) -> ReportData:
+def gather(
+    session: Session,
+    specs: SpecSet,
+    period: Period,
+    *,
+    mot_per_event: float = 1.0,
+    progress: ProgressFactory = NullProgress,
+    now: datetime | None = None,
+    threads: int | None = None,
+) -> ReportData:
     """Read the period's spills, flags, references and integrated histograms."""
     dialect = session.get_bind().dialect.name
     flags = _flags(session, period, dialect)
     spills = _with_worst_flag(_spills(session, period, dialect), flags)
     configs = Counter()
     if spills:
-        run_cfg = dict(session.execute(select(Run.run, Run.beam_config).where(Run.run.in_({s.run for s in spills}))).all())
+        run_cfg = dict(
+            session.execute(
+                select(Run.run, Run.beam_config).where(Run.run.in_({s.run for s in spills}))
+            ).all()
+        )
         configs = Counter(run_cfg.get(s.run, "mu160") for s in spills)
     end = period.end or (spills[-1].closed_at if spills else None)
     flag_runs = _reference_runs(session, period, dialect)
     refs, in_force = _references(session, list(configs), flag_runs, end)
     acc = Integrator()
-    stmt = period.where(select(SpillHistograms.blob).join(Spill, Spill.id == SpillHistograms.spill_id), dialect)
+    stmt = period.where(
+        select(SpillHistograms.blob).join(Spill, Spill.id == SpillHistograms.spill_id), dialect
+    )
     with progress("integrating spills", total=len(spills)) as bar:
         acc.add_many(session.scalars(stmt).yield_per(64), threads=threads, on_each=bar.update)
     ref_hists: dict[str, bh.Histogram] = {}
@@ -307,8 +404,17 @@ def gather(session: Session, specs: SpecSet, period: Period, *, mot_per_event: f
             ref_run = in_force[main_config].run
             ref_hists = reference_histograms(session, in_force[main_config], threads)
     return ReportData(
-        period=period, specs=specs, generated_at=now or datetime.now(timezone.utc), spills=spills, flags=flags,
-        references=refs, histograms=acc.histograms(), reference_histograms=ref_hists, reference_run=ref_run,
-        beam_configs=dict(configs), mot_per_event=mot_per_event, skipped=dict(acc.skipped),
+        period=period,
+        specs=specs,
+        generated_at=now or datetime.now(UTC),
+        spills=spills,
+        flags=flags,
+        references=refs,
+        histograms=acc.histograms(),
+        reference_histograms=ref_hists,
+        reference_run=ref_run,
+        beam_configs=dict(configs),
+        mot_per_event=mot_per_event,
+        skipped=dict(acc.skipped),
         flag_counts=_flag_counts(session, period, dialect),
     )

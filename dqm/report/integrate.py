@@ -20,10 +20,10 @@ import json
 import os
 import struct
 import zlib
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from itertools import islice
-from typing import Iterable
 
 import boost_histogram as bh
 import numpy as np
@@ -55,11 +55,16 @@ def _parse_header(header_bytes: bytes) -> _Layout:
             if key in storage:
                 ref = storage[key]
                 shape = tuple(ref["shape"])
-                refs.append((key, int(ref["offset"]), np.dtype(ref["dtype"]), shape, int(np.prod(shape))))
+                refs.append(
+                    (key, int(ref["offset"]), np.dtype(ref["dtype"]), shape, int(np.prod(shape)))
+                )
         skeletons[name] = uhi
         blocks[name] = refs
         # what must agree for two spills' arrays to be summed: axes and storage type
-        signatures[name] = json.dumps([uhi["axes"], storage["type"], [(k, d.str, s) for k, _, d, s, _ in refs]], sort_keys=True)
+        signatures[name] = json.dumps(
+            [uhi["axes"], storage["type"], [(k, d.str, s) for k, _, d, s, _ in refs]],
+            sort_keys=True,
+        )
     return _Layout(skeletons, blocks, signatures)
 
 
@@ -79,7 +84,9 @@ class Integrator:
         """Add one stored spill's histograms (a :mod:`dqm.core.histio` blob)."""
         self._add_body(bytes(blob), _inflate(bytes(blob)))
 
-    def add_many(self, blobs: Iterable[bytes], *, threads: int | None = None, chunk: int = 32, on_each=None) -> None:
+    def add_many(
+        self, blobs: Iterable[bytes], *, threads: int | None = None, chunk: int = 32, on_each=None
+    ) -> None:
         """Add many blobs; zlib releases the GIL, so decompression runs on ``threads`` cores.
 
         Work goes in chunks so that at most ``chunk`` decompressed spills are in memory.
@@ -88,7 +95,7 @@ class Integrator:
         it = iter(blobs)
         with ThreadPoolExecutor(threads) as pool:
             while batch := [bytes(b) for b in islice(it, chunk)]:
-                for blob, body in zip(batch, pool.map(_inflate, batch)):
+                for blob, body in zip(batch, pool.map(_inflate, batch), strict=False):
                     self._add_body(blob, body)
                     if on_each is not None:
                         on_each()
@@ -153,7 +160,9 @@ def _inflate(blob: bytes) -> bytes | None:
     return zlib.decompress(blob[6:])
 
 
-def sum_blobs(blobs: Iterable[bytes], *, threads: int | None = None) -> tuple[dict[str, bh.Histogram], int]:
+def sum_blobs(
+    blobs: Iterable[bytes], *, threads: int | None = None
+) -> tuple[dict[str, bh.Histogram], int]:
     """Sum of every blob's histograms and how many blobs there were."""
     acc = Integrator()
     acc.add_many(blobs, threads=threads)

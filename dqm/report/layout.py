@@ -15,19 +15,38 @@ from datetime import datetime
 
 import numpy as np
 
-from dqm.report.data import QUALITY_NAMES, FlagRow, ReportData, SpillRow
 from dqm.core.specs import SpecSet
 from dqm.core.summary import SUMMARY_DOCS
+from dqm.report.data import QUALITY_NAMES, FlagRow, ReportData, SpillRow
 
-__all__ = ["Page", "TableRow", "Trend", "TRENDS", "plan_pages", "trend_series", "SUBSYSTEM_TITLES", "TABLE_COLUMNS"]
+__all__ = [
+    "Page",
+    "TableRow",
+    "Trend",
+    "TRENDS",
+    "plan_pages",
+    "trend_series",
+    "SUBSYSTEM_TITLES",
+    "TABLE_COLUMNS",
+]
 
-SUBSYSTEM_TITLES = {"beam": "Beam", "calorimeter": "Calorimeters", "momentum": "Momentum",
-                    "pik": "π/K contamination", "daq": "DAQ"}
+SUBSYSTEM_TITLES = {
+    "beam": "Beam",
+    "calorimeter": "Calorimeters",
+    "momentum": "Momentum",
+    "pik": "π/K contamination",
+    "daq": "DAQ",
+}
 
 #: (header, characters a line, share of the page width) of the WARNING/BAD table
-TABLE_COLUMNS = (("run / spill", 12, 0.075), ("closed", 14, 0.085), ("quality", 8, 0.06),
-                 ("subsystem · histogram · check", 30, 0.175), ("explanation", 62, 0.345),
-                 ("shifter instruction", 44, 0.26))
+TABLE_COLUMNS = (
+    ("run / spill", 12, 0.075),
+    ("closed", 14, 0.085),
+    ("quality", 8, 0.06),
+    ("subsystem · histogram · check", 30, 0.175),
+    ("explanation", 62, 0.345),
+    ("shifter instruction", 44, 0.26),
+)
 #: columns whose text is replaced by a ditto mark when it repeats the row above on the same page
 DITTO_COLUMNS = (3, 4, 5)
 DITTO = ("″",)
@@ -53,7 +72,9 @@ _GROUPED = (
     Trend("Mean calorimeter energy per event", ("ecal_mean", "hcal_mean"), "E [GeV]"),
     Trend("π/K (hadron-tagged) fraction", ("pik_fraction",), "fraction", err="pik_fraction_err"),
     Trend("DAQ completeness", ("daq_completeness",), "fraction of complete events"),
-    Trend("Beam centroid at MS1 station 2", ("beam_x_mean_ms1_2", "beam_y_mean_ms1_2"), "mean [mm]"),
+    Trend(
+        "Beam centroid at MS1 station 2", ("beam_x_mean_ms1_2", "beam_y_mean_ms1_2"), "mean [mm]"
+    ),
     Trend("Beam width at MS1 station 2", ("beam_sigma_x_ms1_2", "beam_sigma_y_ms1_2"), "σ [mm]"),
 )
 
@@ -61,7 +82,9 @@ _GROUPED = (
 def _all_trends() -> tuple[Trend, ...]:
     """The grouped panels, then any documented summary quantity they do not cover yet."""
     covered = {k for t in _GROUPED for k in (*t.keys, t.err)}
-    extra = tuple(Trend(doc, (key,), key) for key, doc in SUMMARY_DOCS.items() if key not in covered)
+    extra = tuple(
+        Trend(doc, (key,), key) for key, doc in SUMMARY_DOCS.items() if key not in covered
+    )
     return _GROUPED + extra
 
 
@@ -79,7 +102,7 @@ class TableRow:
     def lines(self) -> int:
         return max(len(c) for c in self.cells)
 
-    def after(self, previous: "TableRow | None") -> "TableRow":
+    def after(self, previous: TableRow | None) -> TableRow:
         """This row as printed under ``previous``: repeated long texts become a ditto mark.
 
         A night of one recurring problem would otherwise print the same instruction
@@ -87,8 +110,10 @@ class TableRow:
         """
         if previous is None:
             return self
-        cells = tuple(DITTO if i in DITTO_COLUMNS and c == p and c != ("",) else c
-                      for i, (c, p) in enumerate(zip(self.cells, previous.cells)))
+        cells = tuple(
+            DITTO if i in DITTO_COLUMNS and c == p and c != ("",) else c
+            for i, (c, p) in enumerate(zip(self.cells, previous.cells, strict=False))
+        )
         return TableRow(self.quality, cells)
 
 
@@ -109,22 +134,42 @@ def _instruction(flag: FlagRow, specs: SpecSet) -> str:
         spec = None
     if spec is None:
         return ""
-    return next((c.instruction for c in spec.checks if c.type == flag.check and c.instruction), spec.instruction)
+    return next(
+        (c.instruction for c in spec.checks if c.type == flag.check and c.instruction),
+        spec.instruction,
+    )
 
 
 def _wrap(text: str, width: int, max_lines: int = 8) -> tuple[str, ...]:
     lines = textwrap.wrap(" ".join(text.split()), width) or [""]
-    return tuple(lines[:max_lines - 1] + [lines[max_lines - 1][: width - 1] + "…"]) if len(lines) > max_lines else tuple(lines)
+    return (
+        tuple(lines[: max_lines - 1] + [lines[max_lines - 1][: width - 1] + "…"])
+        if len(lines) > max_lines
+        else tuple(lines)
+    )
 
 
-def table_rows(flags: list[FlagRow], specs: SpecSet, closed_at: dict[tuple[int, int | None], datetime]) -> list[TableRow]:
+def table_rows(
+    flags: list[FlagRow], specs: SpecSet, closed_at: dict[tuple[int, int | None], datetime]
+) -> list[TableRow]:
     rows = []
     for f in flags:
         when = closed_at.get((f.run, f.spill))
         what = " · ".join(x for x in (f.subsystem, f.histogram or "", f.check) if x)
-        texts = (f"{f.run} / {f.spill if f.spill is not None else '–'}", f"{when.astimezone():%m-%d %H:%M:%S}" if when else "",
-                 QUALITY_NAMES.get(f.quality, str(f.quality)), what, f.explanation, _instruction(f, specs))
-        rows.append(TableRow(f.quality, tuple(_wrap(t, w) for t, (_, w, _) in zip(texts, TABLE_COLUMNS))))
+        texts = (
+            f"{f.run} / {f.spill if f.spill is not None else '–'}",
+            f"{when.astimezone():%m-%d %H:%M:%S}" if when else "",
+            QUALITY_NAMES.get(f.quality, str(f.quality)),
+            what,
+            f.explanation,
+            _instruction(f, specs),
+        )
+        rows.append(
+            TableRow(
+                f.quality,
+                tuple(_wrap(t, w) for t, (_, w, _) in zip(texts, TABLE_COLUMNS, strict=False)),
+            )
+        )
     return rows
 
 
@@ -146,11 +191,17 @@ def _paginate(rows: list[TableRow], budget: int) -> list[tuple[TableRow, ...]]:
 
 
 def _chunks(seq: list, n: int) -> list[tuple]:
-    return [tuple(seq[i:i + n]) for i in range(0, len(seq), n)] or [()]
+    return [tuple(seq[i : i + n]) for i in range(0, len(seq), n)] or [()]
 
 
-def plan_pages(data: ReportData, *, per_page: int = 4, trends_per_page: int = 6, table_lines: int = 46,
-               max_table_pages: int = 40) -> list[Page]:
+def plan_pages(
+    data: ReportData,
+    *,
+    per_page: int = 4,
+    trends_per_page: int = 6,
+    table_lines: int = 46,
+    max_table_pages: int = 40,
+) -> list[Page]:
     """Cover, WARNING/BAD table pages, per-subsystem histogram pages, trend pages.
 
     A night with a detector off can flag every spill; past ``max_table_pages`` the
@@ -175,17 +226,34 @@ def plan_pages(data: ReportData, *, per_page: int = 4, trends_per_page: int = 6,
         chunks = _chunks(list(specs), per_page)
         name = SUBSYSTEM_TITLES.get(subsystem, subsystem)
         for i, chunk in enumerate(chunks, 1):
-            pages.append(Page("histograms", f"{name} — integrated over the period vs reference ({i}/{len(chunks)})", chunk))
+            pages.append(
+                Page(
+                    "histograms",
+                    f"{name} — integrated over the period vs reference ({i}/{len(chunks)})",
+                    chunk,
+                )
+            )
     trends = _chunks(list(TRENDS), trends_per_page)
     for i, chunk in enumerate(trends, 1):
-        pages.append(Page("trends", f"Per-spill summary trends, flagged spills marked ({i}/{len(trends)})", chunk))
+        pages.append(
+            Page(
+                "trends",
+                f"Per-spill summary trends, flagged spills marked ({i}/{len(trends)})",
+                chunk,
+            )
+        )
     return pages
 
 
 def trend_series(spills: list[SpillRow], trend: Trend) -> dict[str, np.ndarray]:
     """Arrays for one panel: ``x`` spill order, ``quality``, one array per key (NaN if absent)."""
-    out: dict[str, np.ndarray] = {"quality": np.array([-1 if s.quality is None else s.quality for s in spills], dtype=int)}
+    out: dict[str, np.ndarray] = {
+        "quality": np.array([-1 if s.quality is None else s.quality for s in spills], dtype=int)
+    }
     for key in (*trend.keys, *((trend.err,) if trend.err else ())):
-        values = [s.n_events if key == "n_events" and key not in s.summary else s.summary.get(key) for s in spills]
+        values = [
+            s.n_events if key == "n_events" and key not in s.summary else s.summary.get(key)
+            for s in spills
+        ]
         out[key] = np.array([np.nan if v is None else float(v) for v in values], dtype=float)
     return out

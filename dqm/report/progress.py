@@ -16,7 +16,9 @@ __all__ = ["Progress", "NullProgress"]
 class Progress:
     """``with Progress("rendering", total=40) as bar: bar.update()``."""
 
-    def __init__(self, label: str, total: int, *, stream: IO[str] | None = None, width: int = 30) -> None:
+    def __init__(
+        self, label: str, total: int, *, stream: IO[str] | None = None, width: int = 30
+    ) -> None:
         self.label, self.total, self.width = label, max(int(total), 0), width
         self.stream = stream if stream is not None else sys.stderr
         self.done = 0
@@ -24,7 +26,7 @@ class Progress:
         self._tty = bool(getattr(self.stream, "isatty", lambda: False)())
         self._last_decile = -1
 
-    def __enter__(self) -> "Progress":
+    def __enter__(self) -> Progress:
         self._draw()
         return self
 
@@ -47,7 +49,9 @@ class Progress:
         frac = self.done / self.total if self.total else 1.0
         filled = int(round(frac * self.width))
         bar = "#" * filled + "." * (self.width - filled)
-        return f"{self.label:<18} [{bar}] {self.done}/{self.total} {time.monotonic() - self.t0:5.1f} s"
+        return (
+            f"{self.label:<18} [{bar}] {self.done}/{self.total} {time.monotonic() - self.t0:5.1f} s"
+        )
 
     def _draw(self, force: bool = False) -> None:
         if self._tty:

@@ -16,20 +16,19 @@ imported reference is comparable bin by bin with what the workers fill.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 import boost_histogram as bh
 import numpy as np
 import uproot
-
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from dqm import __version__
-from dqm.errors import ConfigError, StorageError
 from dqm.core.fill import book_histogram
 from dqm.core.specs import SpecSet
+from dqm.errors import ConfigError, StorageError
 from dqm.store.models import SPILL_OPEN, Spill, SpillHistograms
 
 __all__ = ["to_root_histogram", "write_root", "read_root_histograms", "export_run"]
@@ -52,7 +51,10 @@ def to_root_histogram(h: bh.Histogram, title: str = "") -> bh.Histogram:
     counts = np.asarray(h.values(flow=True), dtype=float)
     view = out.view(flow=True)
     # place h's bins (with or without flow) into the flow-carrying view
-    index = tuple(slice(0, None) if (a.traits.underflow and a.traits.overflow) else slice(1, -1) for a in h.axes)
+    index = tuple(
+        slice(0, None) if (a.traits.underflow and a.traits.overflow) else slice(1, -1)
+        for a in h.axes
+    )
     view.value[index] = counts
     view.variance[index] = counts
     out.title = title or getattr(h, "title", "") or getattr(h, "name", "")
@@ -60,8 +62,15 @@ def to_root_histogram(h: bh.Histogram, title: str = "") -> bh.Histogram:
     return out
 
 
-def write_root(path: Path | str, hists: Mapping[str, bh.Histogram], specs: SpecSet | None = None,
-               directory: str = "", *, append: bool = False, info: str = "") -> int:
+def write_root(
+    path: Path | str,
+    hists: Mapping[str, bh.Histogram],
+    specs: SpecSet | None = None,
+    directory: str = "",
+    *,
+    append: bool = False,
+    info: str = "",
+) -> int:
     """Write ``hists`` (name -> histogram) into a ROOT file; returns how many were written.
 
     A new file unless ``append``; ``directory`` (e.g. ``"spill_0012"``) puts them in a
@@ -84,7 +93,9 @@ def _matches(spec_axis: bh.axis.Axis, root_edges: np.ndarray) -> bool:
     return edges.shape == root_edges.shape and bool(np.allclose(edges, root_edges))
 
 
-def read_root_histograms(path: Path | str, specs: SpecSet, *, directory: str = "") -> dict[str, bh.Histogram]:
+def read_root_histograms(
+    path: Path | str, specs: SpecSet, *, directory: str = ""
+) -> dict[str, bh.Histogram]:
     """The file's histograms whose names are specs, on the specs' own axes.
 
     Keys that are not specs are ignored (a file may carry anything else); a spec
@@ -111,12 +122,25 @@ def read_root_histograms(path: Path | str, specs: SpecSet, *, directory: str = "
                 continue
             booked = book_histogram(spec)
             root_axes = obj.axes
-            if len(root_axes) != booked.ndim or not all(_matches(a, np.asarray(r.edges(), dtype=float)) for a, r in zip(booked.axes, root_axes)):
-                got = [f"{len(r.edges()) - 1} bins {r.edges()[0]:g}..{r.edges()[-1]:g}" for r in root_axes]
+            if len(root_axes) != booked.ndim or not all(
+                _matches(a, np.asarray(r.edges(), dtype=float))
+                for a, r in zip(booked.axes, root_axes, strict=False)
+            ):
+                got = [
+                    f"{len(r.edges()) - 1} bins {r.edges()[0]:g}..{r.edges()[-1]:g}"
+                    for r in root_axes
+                ]
                 want = [f"{a.size} bins {a.edges[0]:g}..{a.edges[-1]:g}" for a in booked.axes]
-                raise ConfigError(f"{path.name}:{spec.name}", "; ".join(got), f"the spec's binning {'; '.join(want)}")
+                raise ConfigError(
+                    f"{path.name}:{spec.name}",
+                    "; ".join(got),
+                    f"the spec's binning {'; '.join(want)}",
+                )
             values = np.asarray(obj.values(flow=True), dtype=float)
-            index = tuple(slice(0, None) if (a.traits.underflow and a.traits.overflow) else slice(1, -1) for a in booked.axes)
+            index = tuple(
+                slice(0, None) if (a.traits.underflow and a.traits.overflow) else slice(1, -1)
+                for a in booked.axes
+            )
             values = values[index]
             if np.all(values == np.rint(values)) and np.all(values >= 0):
                 booked.view(flow=True)[...] = values.astype(np.int64)
@@ -129,18 +153,29 @@ def read_root_histograms(path: Path | str, specs: SpecSet, *, directory: str = "
     return out
 
 
-def export_run(session: Session, specs: SpecSet, path: Path | str, run: int, *, spill: int | None = None,
-               per_spill: bool = False) -> dict[str, int]:
+def export_run(
+    session: Session,
+    specs: SpecSet,
+    path: Path | str,
+    run: int,
+    *,
+    spill: int | None = None,
+    per_spill: bool = False,
+) -> dict[str, int]:
     """Export a run's stored histograms: run-integrated (or one spill's) at the top level,
     and with ``per_spill`` every closed spill's in a ``spill_NNNN`` directory.
 
     Returns counts (``spills``, ``histograms``) for the caller to report.
     """
-    from dqm.report.integrate import Integrator
     from dqm.core.histio import decode_histograms
+    from dqm.report.integrate import Integrator
 
-    stmt = (select(Spill.spill, SpillHistograms.blob).join(SpillHistograms, SpillHistograms.spill_id == Spill.id)
-            .where(Spill.run == run, Spill.status != SPILL_OPEN).order_by(Spill.spill))
+    stmt = (
+        select(Spill.spill, SpillHistograms.blob)
+        .join(SpillHistograms, SpillHistograms.spill_id == Spill.id)
+        .where(Spill.run == run, Spill.status != SPILL_OPEN)
+        .order_by(Spill.spill)
+    )
     if spill is not None:
         stmt = stmt.where(Spill.spill == spill)
     rows = session.execute(stmt).all()
@@ -149,11 +184,19 @@ def export_run(session: Session, specs: SpecSet, path: Path | str, run: int, *, 
         raise StorageError(f"{what} has no closed spill with stored histograms")
     acc = Integrator()
     acc.add_many(blob for _, blob in rows)
-    label = f"run {run}" + (f" spill {spill}" if spill is not None else f", {len(rows)} closed spills summed")
+    label = f"run {run}" + (
+        f" spill {spill}" if spill is not None else f", {len(rows)} closed spills summed"
+    )
     info = f"NA64mu DQM export: {label}; specs {specs.version}; dqm {__version__}"
     n = write_root(path, acc.histograms(), specs, info=info)
     if per_spill:
         for number, blob in rows:
-            n += write_root(path, decode_histograms(blob)[0], specs, f"spill_{number:04d}", append=True,
-                            info=f"run {run} spill {number}")
+            n += write_root(
+                path,
+                decode_histograms(blob)[0],
+                specs,
+                f"spill_{number:04d}",
+                append=True,
+                info=f"run {run} spill {number}",
+            )
     return {"spills": len(rows), "histograms": n}

@@ -20,9 +20,9 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Callable, Iterable
 from datetime import date, datetime, time, timedelta, tzinfo
 from pathlib import Path
-from typing import Callable, Iterable
 
 from dqm.errors import ConfigError
 
@@ -62,8 +62,14 @@ def next_run(now: datetime, at: time, tz: tzinfo | None = None) -> datetime:
     raise AssertionError("unreachable: a scheduled time exists every day")  # pragma: no cover
 
 
-def due_days(now: datetime, at: time, have: Iterable[date], *, catch_up_days: int = 1,
-             tz: tzinfo | None = None) -> list[date]:
+def due_days(
+    now: datetime,
+    at: time,
+    have: Iterable[date],
+    *,
+    catch_up_days: int = 1,
+    tz: tzinfo | None = None,
+) -> list[date]:
     """Days (oldest first) whose report is due by ``now`` and not in ``have``.
 
     The report of day D is due from ``at`` on day D+1. ``catch_up_days`` bounds how far
@@ -104,10 +110,19 @@ def existing_days(folder: Path, tz: tzinfo | None = None) -> set[date]:
     return out
 
 
-def run_schedule(folder: Path, at: time, write_report: Callable[[date, Path], object], *,
-                 catch_up_days: int = 1, retry_s: float = 600.0, tz: tzinfo | None = None,
-                 clock: Callable[[], datetime] | None = None, sleep: Callable[[float], object] | None = None,
-                 should_stop: Callable[[], bool] = lambda: False, max_step_s: float = 300.0) -> None:
+def run_schedule(
+    folder: Path,
+    at: time,
+    write_report: Callable[[date, Path], object],
+    *,
+    catch_up_days: int = 1,
+    retry_s: float = 600.0,
+    tz: tzinfo | None = None,
+    clock: Callable[[], datetime] | None = None,
+    sleep: Callable[[float], object] | None = None,
+    should_stop: Callable[[], bool] = lambda: False,
+    max_step_s: float = 300.0,
+) -> None:
     """Forever (until ``should_stop``): write the due reports, then sleep until the next run.
 
     Sleeps in steps of at most ``max_step_s`` and re-reads the clock after each, so a
@@ -122,13 +137,21 @@ def run_schedule(folder: Path, at: time, write_report: Callable[[date, Path], ob
     log.info("nightly report at %s local time into %s", at.strftime("%H:%M"), folder)
     while not should_stop():
         failed = False
-        for day in due_days(clock(), at, existing_days(folder, tz), catch_up_days=catch_up_days, tz=tz):
+        for day in due_days(
+            clock(), at, existing_days(folder, tz), catch_up_days=catch_up_days, tz=tz
+        ):
             path = folder / report_filename(day)
             try:
                 write_report(day, path)
                 log.info("wrote %s", path)
             except Exception as exc:  # noqa: BLE001 - one bad night must not stop the next ones
-                log.error("report for %s failed (%s: %s); retrying in %.0f s", day, type(exc).__name__, exc, retry_s)
+                log.error(
+                    "report for %s failed (%s: %s); retrying in %.0f s",
+                    day,
+                    type(exc).__name__,
+                    exc,
+                    retry_s,
+                )
                 failed = True
         if should_stop():
             break

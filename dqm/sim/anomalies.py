@@ -21,18 +21,29 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any
 
 import numpy as np
 
-from dqm.errors import ConfigError
 from dqm.core.events import COLUMN_BY_NAME, DAQ_SOURCES
+from dqm.errors import ConfigError
 
 __all__ = [
-    "Anomaly", "AnomalyKind", "Param", "ANOMALY_KINDS", "DEMO_ANOMALY_CYCLE", "DETECTOR_CELLS",
-    "SOURCE_COLUMNS", "parse_anomaly", "parse_anomalies", "active_anomalies", "is_stale",
-    "apply_to_config", "apply_to_columns",
+    "Anomaly",
+    "AnomalyKind",
+    "Param",
+    "ANOMALY_KINDS",
+    "DEMO_ANOMALY_CYCLE",
+    "DETECTOR_CELLS",
+    "SOURCE_COLUMNS",
+    "parse_anomaly",
+    "parse_anomalies",
+    "active_anomalies",
+    "is_stale",
+    "apply_to_config",
+    "apply_to_columns",
 ]
 
 _SETTING = "--anomaly"
@@ -45,8 +56,13 @@ DETECTOR_CELLS: dict[str, tuple[int, ...]] = {
 _DEFAULT_CELL = {"ecal": (1, 2, 2), "hcal": (0, 1, 1), "veto": (0, 0), "vhcal": (0, 0)}
 #: Columns a DAQ source fills; zeroed when that source is missing (0 is inside every range).
 SOURCE_COLUMNS: dict[str, tuple[str, ...]] = {
-    "BMS": ("p_bms",), "MS1": ("ms1_x", "ms1_y"), "MS2": ("p_ms2", "ms2_x", "ms2_y"),
-    "ECAL": ("ecal",), "VETO": ("veto",), "HCAL": ("hcal",), "VHCAL": ("vhcal",),
+    "BMS": ("p_bms",),
+    "MS1": ("ms1_x", "ms1_y"),
+    "MS2": ("p_ms2", "ms2_x", "ms2_y"),
+    "ECAL": ("ecal",),
+    "VETO": ("veto",),
+    "HCAL": ("hcal",),
+    "VHCAL": ("vhcal",),
     "TRIGGER": ("trigger_bits",),
 }
 assert set(SOURCE_COLUMNS) == set(DAQ_SOURCES)
@@ -204,7 +220,9 @@ def _check(kind: str, ps: dict[str, Any], text: str) -> None:
             raise ConfigError(_SETTING, text, f"detector one of {', '.join(DETECTOR_CELLS)}")
         shape = DETECTOR_CELLS[det]
         cell = ps["cell"] if ps.get("cell") is not None else _DEFAULT_CELL[det]
-        if len(cell) != len(shape) or any(not 0 <= c < s for c, s in zip(cell, shape)):
+        if len(cell) != len(shape) or any(
+            not 0 <= c < s for c, s in zip(cell, shape, strict=False)
+        ):
             dims = "/".join(f"0..{s - 1}" for s in shape)
             raise ConfigError(_SETTING, text, f"cell of {det} as {dims}")
         ps["cell"] = cell
@@ -350,54 +368,82 @@ ANOMALY_KINDS: dict[str, AnomalyKind] = {
     for k in (
         _kind_of("dead_cell", "columns", "a calorimeter cell reads 0", _dead_cell, **_CELL),
         _kind_of(
-            "hot_cell", "columns", "a calorimeter cell fires with large random energy", _hot_cell,
+            "hot_cell",
+            "columns",
+            "a calorimeter cell fires with large random energy",
+            _hot_cell,
             **_CELL,
             fraction=("float", 0.3, "fraction of events in which the cell fires"),
             mean_gev=("float", 5.0, "mean of the exponential extra energy"),
         ),
         _kind_of(
-            "hcal_gain_drop", "columns", "an HCAL module's gain drops", _hcal_gain_drop,
-            module=("int", 0, "HCAL module 0..3"), factor=("float", 0.8, "energy multiplier"),
+            "hcal_gain_drop",
+            "columns",
+            "an HCAL module's gain drops",
+            _hcal_gain_drop,
+            module=("int", 0, "HCAL module 0..3"),
+            factor=("float", 0.8, "energy multiplier"),
         ),
         _kind_of(
-            "beam_shift", "config", "the beam centroid moves",
-            _config(beam_x_mm=lambda c, p, k: c.beam_x_mm + p["dx_mm"],
-                    beam_y_mm=lambda c, p, k: c.beam_y_mm + p["dy_mm"]),
-            dx_mm=("float", 3.0, "x shift"), dy_mm=("float", 0.0, "y shift"),
+            "beam_shift",
+            "config",
+            "the beam centroid moves",
+            _config(
+                beam_x_mm=lambda c, p, k: c.beam_x_mm + p["dx_mm"],
+                beam_y_mm=lambda c, p, k: c.beam_y_mm + p["dy_mm"],
+            ),
+            dx_mm=("float", 3.0, "x shift"),
+            dy_mm=("float", 0.0, "y shift"),
         ),
         _kind_of(
-            "beam_width", "config", "the beam gets wider (or narrower)",
-            _config(beam_sigma_x_mm=lambda c, p, k: c.beam_sigma_x_mm * p["factor"],
-                    beam_sigma_y_mm=lambda c, p, k: c.beam_sigma_y_mm * p["factor"]),
+            "beam_width",
+            "config",
+            "the beam gets wider (or narrower)",
+            _config(
+                beam_sigma_x_mm=lambda c, p, k: c.beam_sigma_x_mm * p["factor"],
+                beam_sigma_y_mm=lambda c, p, k: c.beam_sigma_y_mm * p["factor"],
+            ),
             factor=("float", 1.3, "multiplier of both beam sigmas"),
         ),
         _kind_of(
-            "intensity_drop", "config", "far fewer events in the spill",
+            "intensity_drop",
+            "config",
+            "far fewer events in the spill",
             _config(events_per_spill=lambda c, p, k: _scaled_events(c, p["factor"])),
             factor=("float", 0.5, "multiplier of events per spill"),
         ),
         _kind_of(
-            "bms_scale", "config", "the BMS momentum scale is off",
+            "bms_scale",
+            "config",
+            "the BMS momentum scale is off",
             _config(bms_scale=lambda c, p, k: c.bms_scale * p["factor"]),
             factor=("float", 1.02, "multiplier of the BMS momentum scale"),
         ),
         _kind_of(
-            "ms2_scale", "config", "the MS2 momentum scale is off",
+            "ms2_scale",
+            "config",
+            "the MS2 momentum scale is off",
             _config(ms2_scale=lambda c, p, k: c.ms2_scale * p["factor"]),
             factor=("float", 1.02, "multiplier of the MS2 momentum scale"),
         ),
         _kind_of(
-            "momentum_drift", "config", "the MS2 momentum scale drifts slowly, spill after spill",
+            "momentum_drift",
+            "config",
+            "the MS2 momentum scale drifts slowly, spill after spill",
             _config(ms2_scale=lambda c, p, k: c.ms2_scale * (1.0 + p["per_spill"] * k)),
             per_spill=("float", 0.001, "relative scale change per spill since the first"),
         ),
         _kind_of(
-            "pik_boost", "config", "more pi/K in the beam",
+            "pik_boost",
+            "config",
+            "more pi/K in the beam",
             _config(pik_fraction=lambda c, p, k: min(1.0, c.pik_fraction * p["factor"])),
             factor=("float", 5.0, "multiplier of the pi/K fraction"),
         ),
         _kind_of(
-            "missing_source", "columns", "a DAQ source drops out for the end of the spill",
+            "missing_source",
+            "columns",
+            "a DAQ source drops out for the end of the spill",
             _missing_source,
             source=("str", "ECAL", "one of " + "|".join(DAQ_SOURCES)),
             fraction=("float", 0.5, "last fraction of the spill (in time) without the source"),

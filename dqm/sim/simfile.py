@@ -24,16 +24,21 @@ from __future__ import annotations
 import os
 import struct
 import zlib
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator
 
-from dqm.errors import BatchError
 from dqm.core.events import decode_batch
+from dqm.errors import BatchError
 
 __all__ = [
-    "FILE_MAGIC", "FILE_VERSION", "ReplaySpill", "FileSummary",
-    "write_spill_file", "read_spill_file", "verify_spill_file",
+    "FILE_MAGIC",
+    "FILE_VERSION",
+    "ReplaySpill",
+    "FileSummary",
+    "write_spill_file",
+    "read_spill_file",
+    "verify_spill_file",
 ]
 
 FILE_MAGIC = b"N64R"
@@ -173,8 +178,10 @@ def _close_spill(
         except BatchError as e:
             raise _error(e.reason, name, boff, f"batch: {e.detail}") from None
         if (b.run, b.spill, b.batch_index) != (run, spill, i):
-            what = (f"batch is run {b.run} spill {b.spill} batch {b.batch_index}, "
-                    f"expected run {run} spill {spill} batch {i}")
+            what = (
+                f"batch is run {b.run} spill {b.spill} batch {b.batch_index}, "
+                f"expected run {run} spill {spill} batch {i}"
+            )
             raise _error("corrupt", name, boff, what)
         total += b.n_events
     if total != n_events:

@@ -33,16 +33,23 @@ Gaussian noise on all 118 channels alone would cost ~20 ms per spill.)
 from __future__ import annotations
 
 import difflib
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, fields, replace
-from typing import Any, Iterable, Iterator, Mapping
+from typing import Any
 
 import numpy as np
 
-from dqm.sim.anomalies import Anomaly, active_anomalies, apply_to_columns, apply_to_config, is_stale
-from dqm.errors import ConfigError
 from dqm.core.events import (
-    COLUMN_BY_NAME, DAQ_SOURCES, N_MS1, N_MS2, TRIGGER_BITS, empty_columns, encode_batch,
+    COLUMN_BY_NAME,
+    DAQ_SOURCES,
+    N_MS1,
+    N_MS2,
+    TRIGGER_BITS,
+    empty_columns,
+    encode_batch,
 )
+from dqm.errors import ConfigError
+from dqm.sim.anomalies import Anomaly, active_anomalies, apply_to_columns, apply_to_config, is_stale
 
 __all__ = ["SimConfig", "SpillData", "simulate_spill", "simulate_run", "CATEGORIES"]
 
@@ -57,8 +64,17 @@ _XY_LIMIT_MM = 0.998 * COLUMN_BY_NAME["ms1_x"].hi  # tracks leaving the acceptan
 
 
 #: SimConfig fields that may be negative (positions and angles); every other one must be >= 0.
-_SIGNED_FIELDS = frozenset({"beam_x_mm", "beam_y_mm", "beam_slope_x_mrad", "beam_slope_y_mrad",
-                            "ms1_z_m", "ms2_z_m", "magnet_z_m"})
+_SIGNED_FIELDS = frozenset(
+    {
+        "beam_x_mm",
+        "beam_y_mm",
+        "beam_slope_x_mrad",
+        "beam_slope_y_mrad",
+        "ms1_z_m",
+        "ms2_z_m",
+        "magnet_z_m",
+    }
+)
 
 
 def _f(default: Any, doc: str) -> Any:
@@ -142,9 +158,18 @@ class SimConfig:
                 bad(f.name, "finite numbers")
             if f.name not in _SIGNED_FIELDS and v < 0:
                 bad(f.name, ">= 0")
-        fractions = ("pik_fraction", "brems_fraction", "signal_fraction", "pileup_fraction",
-                     "pik_no_track_fraction", "brems_ecal_share", "ecal_preshower_share",
-                     "noise_occupancy", "random_trigger_fraction", "intensity_jitter")
+        fractions = (
+            "pik_fraction",
+            "brems_fraction",
+            "signal_fraction",
+            "pileup_fraction",
+            "pik_no_track_fraction",
+            "brems_ecal_share",
+            "ecal_preshower_share",
+            "noise_occupancy",
+            "random_trigger_fraction",
+            "intensity_jitter",
+        )
         for name in fractions:
             if not getattr(self, name) <= 1.0:
                 bad(name, "a fraction in [0, 1]")
@@ -229,8 +254,14 @@ def _cells(x_mm: np.ndarray, y_mm: np.ndarray, cell_mm: float, n_cells: int) -> 
     return _cell(x_mm, cell_mm, n_cells), _cell(y_mm, cell_mm, n_cells)
 
 
-def _add_muon_mips(cfg: SimConfig, rng: np.random.Generator, flat: dict[str, np.ndarray],
-                   rows: np.ndarray, x_mm: np.ndarray, y_mm: np.ndarray) -> None:
+def _add_muon_mips(
+    cfg: SimConfig,
+    rng: np.random.Generator,
+    flat: dict[str, np.ndarray],
+    rows: np.ndarray,
+    x_mm: np.ndarray,
+    y_mm: np.ndarray,
+) -> None:
     """A minimum-ionising muon crossing ECAL (both layers), VETO and every HCAL module."""
     m, s = len(rows), cfg.mip_fluctuation
     ix, iy = _cells(x_mm, y_mm, cfg.ecal_cell_mm, _ECAL_N)
@@ -248,9 +279,17 @@ def _add_muon_mips(cfg: SimConfig, rng: np.random.Generator, flat: dict[str, np.
     flat["veto"][rows[:, None], vcell] += v + _gauss(rng, v.shape, cfg.veto_noise_gev)
 
 
-def _add_shower(rng: np.random.Generator, flat: np.ndarray, rows: np.ndarray, base: int,
-                ix: np.ndarray, iy: np.ndarray, n_cells: int, energy: np.ndarray,
-                centre_share: float) -> None:
+def _add_shower(
+    rng: np.random.Generator,
+    flat: np.ndarray,
+    rows: np.ndarray,
+    base: int,
+    ix: np.ndarray,
+    iy: np.ndarray,
+    n_cells: int,
+    energy: np.ndarray,
+    centre_share: float,
+) -> None:
     """Spread ``energy`` over the 3x3 cells around (ix, iy); cells beyond the edge fold back."""
     w = rng.uniform(0.5, 1.5, (len(rows), 9)) * ((1.0 - centre_share) / 8)
     w[:, 4] = centre_share
@@ -260,9 +299,16 @@ def _add_shower(rng: np.random.Generator, flat: np.ndarray, rows: np.ndarray, ba
         flat[rows, base + cx * n_cells + cy] += w[:, k].astype(np.float32)
 
 
-def _hcal_shower(cfg: SimConfig, rng: np.random.Generator, flat: np.ndarray, rows: np.ndarray,
-                 x_mm: np.ndarray, y_mm: np.ndarray, energy: np.ndarray,
-                 alpha: tuple[float, ...]) -> None:
+def _hcal_shower(
+    cfg: SimConfig,
+    rng: np.random.Generator,
+    flat: np.ndarray,
+    rows: np.ndarray,
+    x_mm: np.ndarray,
+    y_mm: np.ndarray,
+    energy: np.ndarray,
+    alpha: tuple[float, ...],
+) -> None:
     """A hadronic shower shared between HCAL modules by Dirichlet(alpha): early modules first."""
     share = rng.dirichlet(alpha, len(rows))
     hx, hy = _cells(x_mm, y_mm, cfg.hcal_cell_mm, _HCAL_N)
@@ -271,9 +317,16 @@ def _hcal_shower(cfg: SimConfig, rng: np.random.Generator, flat: np.ndarray, row
         _add_shower(rng, flat, rows, mod * _HCAL_N**2, hx, hy, _HCAL_N, e, 0.7)
 
 
-def _ecal_shower(cfg: SimConfig, rng: np.random.Generator, flat: np.ndarray, rows: np.ndarray,
-                 x_mm: np.ndarray, y_mm: np.ndarray, energy: np.ndarray,
-                 preshower: np.ndarray) -> None:
+def _ecal_shower(
+    cfg: SimConfig,
+    rng: np.random.Generator,
+    flat: np.ndarray,
+    rows: np.ndarray,
+    x_mm: np.ndarray,
+    y_mm: np.ndarray,
+    energy: np.ndarray,
+    preshower: np.ndarray,
+) -> None:
     """An electromagnetic (or early hadronic) shower; ``preshower`` is the first layer's share."""
     ix, iy = _cells(x_mm, y_mm, cfg.ecal_cell_mm, _ECAL_N)
     _add_shower(rng, flat, rows, 0, ix, iy, _ECAL_N, energy * preshower, 0.6)
@@ -293,8 +346,9 @@ class _Event:
     y0: np.ndarray
 
 
-def _interactions(cfg: SimConfig, rng: np.random.Generator, flat: dict[str, np.ndarray],
-                  ev: _Event) -> None:
+def _interactions(
+    cfg: SimConfig, rng: np.random.Generator, flat: dict[str, np.ndarray], ev: _Event
+) -> None:
     """Brems/nuclear, signal-like, π/K and pile-up: calorimeter energy and outgoing momentum."""
     rows = np.flatnonzero(ev.category == _BREMS)
     if rows.size:
@@ -330,16 +384,26 @@ def _interactions(cfg: SimConfig, rng: np.random.Generator, flat: dict[str, np.n
         _add_muon_mips(cfg, rng, flat, rows, x2, y2)
 
 
-def _tracks(cfg: SimConfig, rng: np.random.Generator, cols: dict[str, np.ndarray], ev: _Event,
-            sx: np.ndarray, sy: np.ndarray) -> None:
+def _tracks(
+    cfg: SimConfig,
+    rng: np.random.Generator,
+    cols: dict[str, np.ndarray],
+    ev: _Event,
+    sx: np.ndarray,
+    sy: np.ndarray,
+) -> None:
     """Positions at every station: centroid + slope*z + resolution; MS2 x bent by the MBPL."""
     n = len(ev.x0)
     z1, z2 = np.asarray(cfg.ms1_z_m), np.asarray(cfg.ms2_z_m)
     # deflection 0.2998*BL/p rad over the lever arm behind the magnet (m -> mm)
     bend = _C_GEV * cfg.magnet_bl_tm * 1e3 * (z2 - cfg.magnet_z_m)[None, :]
     bend = bend / np.maximum(ev.p_out, 1.0)[:, None]
-    plan = (("ms1_x", z1, ev.x0, sx), ("ms1_y", z1, ev.y0, sy),
-            ("ms2_x", z2, ev.x0, sx), ("ms2_y", z2, ev.y0, sy))
+    plan = (
+        ("ms1_x", z1, ev.x0, sx),
+        ("ms1_y", z1, ev.y0, sy),
+        ("ms2_x", z2, ev.x0, sx),
+        ("ms2_y", z2, ev.y0, sy),
+    )
     for name, z, c0, slope in plan:
         pos = c0[:, None] + slope[:, None] * z[None, :]
         pos += cfg.ms_resolution_mm * rng.standard_normal((n, z.size))
@@ -352,8 +416,12 @@ def _tracks(cfg: SimConfig, rng: np.random.Generator, cols: dict[str, np.ndarray
 
 def _readout_noise(cfg: SimConfig, rng: np.random.Generator, cols: dict[str, np.ndarray]) -> None:
     """Zero-suppressed readout: a few empty channels carry half-normal noise; clip to range."""
-    noise = {"ecal": cfg.ecal_noise_gev, "hcal": cfg.hcal_noise_gev,
-             "veto": cfg.veto_noise_gev, "vhcal": cfg.vhcal_noise_gev}
+    noise = {
+        "ecal": cfg.ecal_noise_gev,
+        "hcal": cfg.hcal_noise_gev,
+        "veto": cfg.veto_noise_gev,
+        "vhcal": cfg.vhcal_noise_gev,
+    }
     for name, sigma in noise.items():
         arr = cols[name].reshape(-1)
         k = rng.binomial(arr.size, cfg.noise_occupancy)

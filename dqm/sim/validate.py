@@ -20,23 +20,33 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Callable, Mapping
 
 import boost_histogram as bh
 
-from dqm.sim.anomalies import Anomaly, parse_anomaly
 from dqm.checks import Quality
 from dqm.core.evaluate import HISTORY_SPILLS, Judgement, Verdict, evaluate_spill, history_series
 from dqm.core.fill import Filler
 from dqm.core.histio import add_into
-from dqm.sim.simulate import SimConfig, simulate_spill
 from dqm.core.specs import SpecSet
 from dqm.core.summary import accumulate, finalize
 from dqm.core.variables import BatchView
+from dqm.sim.anomalies import Anomaly, parse_anomaly
+from dqm.sim.simulate import SimConfig, simulate_spill
 
-__all__ = ["Scenario", "SCENARIOS", "DRIFT", "CHANGE_DETECTION", "StudyConfig", "Detection", "DriftResult",
-           "StudyResult", "run_study", "format_report"]
+__all__ = [
+    "Scenario",
+    "SCENARIOS",
+    "DRIFT",
+    "CHANGE_DETECTION",
+    "StudyConfig",
+    "Detection",
+    "DriftResult",
+    "StudyResult",
+    "run_study",
+    "format_report",
+]
 
 
 @dataclass(frozen=True)
@@ -51,19 +61,38 @@ class Scenario:
 
 #: The anomalies of the issue, with the channel/quantity each one changes.
 SCENARIOS: tuple[Scenario, ...] = (
-    Scenario("dead ECAL cell", "dead_cell:detector=ecal,cell=1/2/2", "calorimeter", ("ECAL cell (2,2)",)),
-    Scenario("hot ECAL cell", "hot_cell:detector=ecal,cell=1/4/1", "calorimeter", ("ECAL cell (4,1)",)),
-    Scenario("HCAL module gain −20 %", "hcal_gain_drop:module=1,factor=0.8", "calorimeter", ("HCAL module 1",)),
+    Scenario(
+        "dead ECAL cell", "dead_cell:detector=ecal,cell=1/2/2", "calorimeter", ("ECAL cell (2,2)",)
+    ),
+    Scenario(
+        "hot ECAL cell", "hot_cell:detector=ecal,cell=1/4/1", "calorimeter", ("ECAL cell (4,1)",)
+    ),
+    Scenario(
+        "HCAL module gain −20 %",
+        "hcal_gain_drop:module=1,factor=0.8",
+        "calorimeter",
+        ("HCAL module 1",),
+    ),
     Scenario("beam shift 3 mm", "beam_shift:dx_mm=3", "beam", ("beam x",)),
     Scenario("beam width +30 %", "beam_width:factor=1.3", "beam", ("beam σ_x", "beam σ_y")),
     Scenario("intensity −50 %", "intensity_drop:factor=0.5", "beam", ("n_events",)),
     Scenario("BMS momentum scale +2 %", "bms_scale:factor=1.02", "momentum", ("p_bms",)),
     Scenario("MS2 momentum scale −2 %", "ms2_scale:factor=0.98", "momentum", ("p_ms2", "Δp")),
     Scenario("π/K fraction ×5", "pik_boost:factor=5", "pik", ("π/K",)),
-    Scenario("missing DAQ source (MS2, half the spill)", "missing_source:source=MS2,fraction=0.5", "daq", ("MS2",)),
+    Scenario(
+        "missing DAQ source (MS2, half the spill)",
+        "missing_source:source=MS2,fraction=0.5",
+        "daq",
+        ("MS2",),
+    ),
 )
 #: The slow drift the change detection must catch before the scale is 2 % off.
-DRIFT = Scenario("MS2 momentum scale drift +0.1 %/spill", "momentum_drift:per_spill=0.001", "momentum", ("dp_mean",))
+DRIFT = Scenario(
+    "MS2 momentum scale drift +0.1 %/spill",
+    "momentum_drift:per_spill=0.001",
+    "momentum",
+    ("dp_mean",),
+)
 CHANGE_DETECTION = frozenset({"cusum", "ewma"})
 
 
@@ -81,7 +110,12 @@ class StudyConfig:
     run: int = 500
 
     def sim(self, run: int) -> SimConfig:
-        return SimConfig(run=run, events_per_spill=self.events_per_spill, batch_size=self.events_per_spill, seed=self.seed)
+        return SimConfig(
+            run=run,
+            events_per_spill=self.events_per_spill,
+            batch_size=self.events_per_spill,
+            seed=self.seed,
+        )
 
 
 @dataclass
@@ -107,7 +141,9 @@ class DriftResult:
     @property
     def percent_at_detection(self) -> float | None:
         # at spill start+k the scale is off by per_spill·k (k = 0 on the first drifting spill)
-        return None if self.spills_to_bad is None else 100 * self.per_spill * (self.spills_to_bad - 1)
+        return (
+            None if self.spills_to_bad is None else 100 * self.per_spill * (self.spills_to_bad - 1)
+        )
 
 
 @dataclass
@@ -127,15 +163,24 @@ class StudyResult:
         """What falls short of the issue's requirements (empty: all met)."""
         out = []
         if self.false_alarm_rate > max_false_alarm:
-            out.append(f"false-alarm rate {100 * self.false_alarm_rate:.1f} % > {100 * max_false_alarm:g} %")
+            out.append(
+                f"false-alarm rate {100 * self.false_alarm_rate:.1f} % > {100 * max_false_alarm:g} "
+                "%"
+            )
         for d in self.detections:
             if d.spills_to_bad is None or d.spills_to_bad > max_delay:
-                out.append(f"{d.scenario.label}: {d.scenario.subsystem} not BAD within {max_delay} spills")
+                out.append(
+                    f"{d.scenario.label}: {d.scenario.subsystem} not BAD within {max_delay} spills"
+                )
             elif not d.names_it:
-                out.append(f"{d.scenario.label}: explanation does not name {' or '.join(d.scenario.names)}")
+                out.append(
+                    f"{d.scenario.label}: explanation does not name {' or '.join(d.scenario.names)}"
+                )
         pct = self.drift.percent_at_detection if self.drift else None
         if self.drift and (pct is None or pct >= self.config.drift_max_percent):
-            out.append(f"drift not caught by change detection before {self.config.drift_max_percent:g} %")
+            out.append(
+                f"drift not caught by change detection before {self.config.drift_max_percent:g} %"
+            )
         return out
 
 
@@ -147,7 +192,9 @@ class _Judge:
         self.filler = Filler(specs)
         self.reference: dict[str, bh.Histogram] = {}
 
-    def spill(self, run: int, spill: int, anomalies: tuple[Anomaly, ...] = ()) -> tuple[dict[str, bh.Histogram], dict]:
+    def spill(
+        self, run: int, spill: int, anomalies: tuple[Anomaly, ...] = ()
+    ) -> tuple[dict[str, bh.Histogram], dict]:
         data = simulate_spill(self.config.sim(run), spill, anomalies)
         assert data is not None, "the study injects no 'stale' anomaly"
         view = BatchView(data.columns)
@@ -156,12 +203,24 @@ class _Judge:
         accumulate(moments, view)
         return hists, finalize(moments)
 
-    def judge(self, hists: Mapping[str, bh.Histogram], summary: Mapping, past: list[Mapping]) -> Verdict:
-        return evaluate_spill(self.specs, hists, summary, history=history_series(past[-HISTORY_SPILLS:]), reference=self.reference)
+    def judge(
+        self, hists: Mapping[str, bh.Histogram], summary: Mapping, past: list[Mapping]
+    ) -> Verdict:
+        return evaluate_spill(
+            self.specs,
+            hists,
+            summary,
+            history=history_series(past[-HISTORY_SPILLS:]),
+            reference=self.reference,
+        )
 
 
 def _bad(verdict: Verdict, subsystem: str | None = None) -> list[Judgement]:
-    return [j for j in verdict.judgements if j.result.quality == Quality.BAD and (subsystem is None or j.subsystem == subsystem)]
+    return [
+        j
+        for j in verdict.judgements
+        if j.result.quality == Quality.BAD and (subsystem is None or j.subsystem == subsystem)
+    ]
 
 
 def _name(j: Judgement) -> str:
@@ -173,7 +232,9 @@ def _from(scenario: Scenario, start: int) -> Anomaly:
     return dataclasses.replace(parse_anomaly(scenario.anomaly), first_spill=start, last_spill=None)
 
 
-def _detect(judge: _Judge, scenario: Scenario, start: int, clean_summaries: list[dict]) -> Detection:
+def _detect(
+    judge: _Judge, scenario: Scenario, start: int, clean_summaries: list[dict]
+) -> Detection:
     cfg = judge.config
     anomaly = _from(scenario, start)
     past = list(clean_summaries[:start])
@@ -186,7 +247,9 @@ def _detect(judge: _Judge, scenario: Scenario, start: int, clean_summaries: list
             naming = [j for j in bad if any(n in j.result.explanation for n in scenario.names)]
             shown = (naming or bad)[0]
             also = sorted({j.subsystem for j in _bad(verdict)} - {scenario.subsystem})
-            return Detection(scenario, start, k, bool(naming), _name(shown), shown.result.explanation, also)
+            return Detection(
+                scenario, start, k, bool(naming), _name(shown), shown.result.explanation, also
+            )
     return Detection(scenario, start, None, False)
 
 
@@ -207,13 +270,23 @@ def _drift(judge: _Judge, start: int, clean_summaries: list[dict]) -> DriftResul
             result.first_bad_any = (k, _name(bad[0]))
         trend = [j for j in bad if j.check in CHANGE_DETECTION]
         if trend:
-            result.spills_to_bad, result.check, result.explanation = k, _name(trend[0]), trend[0].result.explanation
+            result.spills_to_bad, result.check, result.explanation = (
+                k,
+                _name(trend[0]),
+                trend[0].result.explanation,
+            )
             break
     return result
 
 
-def run_study(specs: SpecSet, config: StudyConfig | None = None, progress: Callable[[str], None] | None = None,
-              *, scenarios: tuple[Scenario, ...] = SCENARIOS, drift: bool = True) -> StudyResult:
+def run_study(
+    specs: SpecSet,
+    config: StudyConfig | None = None,
+    progress: Callable[[str], None] | None = None,
+    *,
+    scenarios: tuple[Scenario, ...] = SCENARIOS,
+    drift: bool = True,
+) -> StudyResult:
     """Run the study (every scenario and the drift by default); ``progress`` gets one line per stage."""
     config = config or StudyConfig()
     say = progress or (lambda _line: None)
@@ -242,7 +315,9 @@ def run_study(specs: SpecSet, config: StudyConfig | None = None, progress: Calla
     if drift:
         say(f"drift {DRIFT.label} from spill {config.first_anomaly_spill}")
         drift_result = _drift(judge, config.first_anomaly_spill, summaries)
-    return StudyResult(config, specs.version, clean_bad, detections, drift_result, time.perf_counter() - t0)
+    return StudyResult(
+        config, specs.version, clean_bad, detections, drift_result, time.perf_counter() - t0
+    )
 
 
 def _cell(text: str) -> str:
@@ -253,27 +328,40 @@ def format_report(result: StudyResult) -> str:
     """The study as Markdown: the table for the README and the terminal alike."""
     c = result.config
     lines = [
-        f"Detection study (specs {result.specs_version}): {c.events_per_spill} events/spill, seed {c.seed}, "
+        f"Detection study (specs {result.specs_version}): {c.events_per_spill} events/spill, seed "
+        f"{c.seed}, "
         f"reference = {c.reference_spills} clean spills, {result.seconds:.0f} s",
         "",
         f"False alarms: {len(result.clean_bad)} of {c.clean_spills} clean spills BAD "
-        f"({100 * result.false_alarm_rate:.2f} %)" + (": " + "; ".join(f"spill {s}: {', '.join(n)}" for s, n in result.clean_bad[:5]) if result.clean_bad else ""),
+        f"({100 * result.false_alarm_rate:.2f} %)"
+        + (
+            ": " + "; ".join(f"spill {s}: {', '.join(n)}" for s, n in result.clean_bad[:5])
+            if result.clean_bad
+            else ""
+        ),
         "",
-        "| anomaly (injected) | subsystem | BAD on anomalous spill # | explanation names it | flagged by | explanation |",
+        "| anomaly (injected) | subsystem | BAD on anomalous spill # | explanation names it | "
+        "flagged by | explanation |",
         "|---|---|---|---|---|---|",
     ]
     for d in result.detections:
         when = "not within %d" % c.watch_spills if d.spills_to_bad is None else str(d.spills_to_bad)
-        lines.append(f"| {d.scenario.label} (`{d.scenario.anomaly}`) | {d.scenario.subsystem} | {when} | "
-                     f"{'yes' if d.names_it else 'no'} | {d.check} | {_cell(d.explanation)} |")
+        lines.append(
+            f"| {d.scenario.label} (`{d.scenario.anomaly}`) | {d.scenario.subsystem} | {when} | "
+            f"{'yes' if d.names_it else 'no'} | {d.check} | {_cell(d.explanation)} |"
+        )
     dr = result.drift
     if dr is None:
         return "\n".join(lines)
     if dr.spills_to_bad is None:
         drift_line = f"Drift ({DRIFT.label}, from spill {dr.start_spill}): NOT caught by change detection before {c.drift_max_percent:g} %"
     else:
-        drift_line = (f"Drift ({DRIFT.label}, from spill {dr.start_spill}): change detection BAD on drifting spill "
-                      f"#{dr.spills_to_bad}, at a scale shift of {dr.percent_at_detection:.1f} % ({dr.check}: {dr.explanation})")
+        drift_line = (
+            f"Drift ({DRIFT.label}, from spill {dr.start_spill}): change detection BAD on drifting "
+            "spill "
+            f"#{dr.spills_to_bad}, at a scale shift of {dr.percent_at_detection:.1f} % "
+            f"({dr.check}: {dr.explanation})"
+        )
     if dr.first_bad_any is not None:
         drift_line += f"; first BAD of any momentum check: spill #{dr.first_bad_any[0]} ({dr.first_bad_any[1]})"
     lines += ["", drift_line]

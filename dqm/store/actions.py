@@ -15,22 +15,42 @@ parameters); nothing is formatted into SQL text.
 from __future__ import annotations
 
 import math
-from datetime import datetime, timezone
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from dqm.errors import DQMError, SpecError
 from dqm.core.specs import SpecSet
+from dqm.errors import DQMError, SpecError
 from dqm.store.models import (
-    SPILL_OPEN, AuditEntry, ChannelMask, CheckOverride, Flag, Reference, Run, Spill, utcnow,
+    SPILL_OPEN,
+    AuditEntry,
+    ChannelMask,
+    CheckOverride,
+    Flag,
+    Reference,
+    Run,
+    Spill,
+    utcnow,
 )
 
 __all__ = [
-    "ActionError", "PermissionDenied", "ANONYMOUS", "require_user", "audit", "set_reference",
-    "acknowledge_flag", "annotate_flag", "mask_channel", "edit_check_thresholds",
-    "config_version", "channel_shape", "free_text", "MAX_TEXT",
+    "ActionError",
+    "PermissionDenied",
+    "ANONYMOUS",
+    "require_user",
+    "audit",
+    "set_reference",
+    "acknowledge_flag",
+    "annotate_flag",
+    "mask_channel",
+    "edit_check_thresholds",
+    "config_version",
+    "channel_shape",
+    "free_text",
+    "MAX_TEXT",
 ]
 
 #: User names that are not a person: Panel reports unauthenticated visitors as "guest".
@@ -56,7 +76,10 @@ def require_user(user: str | None) -> str:
     if name in ANONYMOUS:
         raise PermissionDenied("this action needs a logged-in user (guests may only look)")
     if len(name) > MAX_NAME or not name.isprintable():
-        raise PermissionDenied(f"user name of {len(name)} characters with control characters or over {MAX_NAME}: refused")
+        raise PermissionDenied(
+            f"user name of {len(name)} characters with control characters or over {MAX_NAME}: "
+            "refused"
+        )
     return name
 
 
@@ -75,15 +98,26 @@ def free_text(value: str | None, what: str, *, limit: int = MAX_TEXT) -> str:
     return text
 
 
-def audit(session: Session, user: str, action: str, target: str, details: Mapping[str, Any] | None = None) -> AuditEntry:
+def audit(
+    session: Session, user: str, action: str, target: str, details: Mapping[str, Any] | None = None
+) -> AuditEntry:
     """Record who did what to which target, now (same transaction as the change)."""
-    entry = AuditEntry(at=utcnow(), user=user, action=action, target=target[:256], details=dict(details or {}))
+    entry = AuditEntry(
+        at=utcnow(), user=user, action=action, target=target[:256], details=dict(details or {})
+    )
     session.add(entry)
     session.flush()
     return entry
 
 
-def set_reference(session: Session, run: int, user: str | None, *, beam_config: str | None = None, comment: str = "") -> Reference:
+def set_reference(
+    session: Session,
+    run: int,
+    user: str | None,
+    *,
+    beam_config: str | None = None,
+    comment: str = "",
+) -> Reference:
     """Certify ``run`` as the reference of its beam configuration (the previous one is retired).
 
     Delegates to :func:`dqm.store.references.set_reference` (which writes its own audit entry)
@@ -94,7 +128,9 @@ def set_reference(session: Session, run: int, user: str | None, *, beam_config: 
     comment = free_text(comment, "comment")
     if beam_config is not None:
         beam_config = free_text(beam_config, "beam configuration", limit=64)
-    closed = session.scalar(select(func.count()).select_from(Spill).where(Spill.run == run, Spill.status != SPILL_OPEN))
+    closed = session.scalar(
+        select(func.count()).select_from(Spill).where(Spill.run == run, Spill.status != SPILL_OPEN)
+    )
     if not closed:
         raise ActionError(f"run {run} has no closed spills: it cannot be a reference")
     try:
@@ -104,11 +140,23 @@ def set_reference(session: Session, run: int, user: str | None, *, beam_config: 
     if _set_reference is not None:
         return _set_reference(session, run, name, beam_config=beam_config, comment=comment)
     config = beam_config or session.scalar(select(Run.beam_config).where(Run.run == run)) or "mu160"
-    session.execute(update(Reference).where(Reference.beam_config == config, Reference.active.is_(True)).values(active=False))
-    ref = Reference(beam_config=config, run=run, set_at=utcnow(), set_by=name, comment=comment, active=True)
+    session.execute(
+        update(Reference)
+        .where(Reference.beam_config == config, Reference.active.is_(True))
+        .values(active=False)
+    )
+    ref = Reference(
+        beam_config=config, run=run, set_at=utcnow(), set_by=name, comment=comment, active=True
+    )
     session.add(ref)
     session.flush()
-    audit(session, name, "set_reference", f"run {run}", {"run": run, "beam_config": config, "comment": comment, "reference_id": ref.id})
+    audit(
+        session,
+        name,
+        "set_reference",
+        f"run {run}",
+        {"run": run, "beam_config": config, "comment": comment, "reference_id": ref.id},
+    )
     return ref
 
 
@@ -119,7 +167,9 @@ def _flag(session: Session, flag_id: int) -> Flag:
     return flag
 
 
-def acknowledge_flag(session: Session, flag_id: int, user: str | None, *, annotation: str | None = None) -> Flag:
+def acknowledge_flag(
+    session: Session, flag_id: int, user: str | None, *, annotation: str | None = None
+) -> Flag:
     """Mark a flag as seen by ``user`` (optionally with a note): it stays, with who and when."""
     name = require_user(user)
     annotation = free_text(annotation, "annotation") or None
@@ -127,10 +177,20 @@ def acknowledge_flag(session: Session, flag_id: int, user: str | None, *, annota
     flag.acknowledged_by, flag.acknowledged_at = name, utcnow()
     if annotation:
         flag.annotation = annotation
-    audit(session, name, "acknowledge_flag", f"flag {flag.id}", {
-        "flag_id": flag.id, "run": flag.run, "spill": flag.spill, "subsystem": flag.subsystem,
-        "check": flag.check, "annotation": annotation,
-    })
+    audit(
+        session,
+        name,
+        "acknowledge_flag",
+        f"flag {flag.id}",
+        {
+            "flag_id": flag.id,
+            "run": flag.run,
+            "spill": flag.spill,
+            "subsystem": flag.subsystem,
+            "check": flag.check,
+            "annotation": annotation,
+        },
+    )
     return flag
 
 
@@ -142,7 +202,13 @@ def annotate_flag(session: Session, flag_id: int, user: str | None, text: str) -
         raise ActionError("an annotation needs some text")
     flag = _flag(session, flag_id)
     previous, flag.annotation = flag.annotation, text
-    audit(session, name, "annotate_flag", f"flag {flag.id}", {"flag_id": flag.id, "annotation": text, "previous": previous})
+    audit(
+        session,
+        name,
+        "annotate_flag",
+        f"flag {flag.id}",
+        {"flag_id": flag.id, "annotation": text, "previous": previous},
+    )
     return flag
 
 
@@ -152,7 +218,10 @@ def channel_shape(specs: SpecSet, histogram: str) -> tuple[int, ...]:
 
     spec = _spec(specs, histogram)
     if spec.kind not in ("cellmap", "channels"):
-        raise ActionError(f"histogram '{histogram}' is a '{spec.kind}' histogram: only cellmap/channels histograms have channels")
+        raise ActionError(
+            f"histogram '{histogram}' is a '{spec.kind}' histogram: only cellmap/channels "
+            "histograms have channels"
+        )
     h = book_histogram(spec)
     axes = h.axes[:1] if spec.kind == "channels" else h.axes
     return tuple(len(ax) for ax in axes)
@@ -166,26 +235,51 @@ def _spec(specs: SpecSet, histogram: str):
 
 
 def mask_channel(
-    session: Session, specs: SpecSet, histogram: str, channel: Sequence[int], until: datetime, user: str | None,
-    *, reason: str = "",
+    session: Session,
+    specs: SpecSet,
+    histogram: str,
+    channel: Sequence[int],
+    until: datetime,
+    user: str | None,
+    *,
+    reason: str = "",
 ) -> ChannelMask:
     """Have the checks ignore one channel of ``histogram`` until ``until`` (UTC if naive)."""
     name = require_user(user)
     reason = free_text(reason, "reason")
     shape = channel_shape(specs, histogram)
     cell = [int(c) for c in channel]
-    if len(cell) != len(shape) or any(not 0 <= c < n for c, n in zip(cell, shape)):
-        raise ActionError(f"channel {cell} is outside histogram '{histogram}' (index ranges {list(shape)})")
+    if len(cell) != len(shape) or any(not 0 <= c < n for c, n in zip(cell, shape, strict=False)):
+        raise ActionError(
+            f"channel {cell} is outside histogram '{histogram}' (index ranges {list(shape)})"
+        )
     if until.tzinfo is None:
-        until = until.replace(tzinfo=timezone.utc)
+        until = until.replace(tzinfo=UTC)
     if until <= utcnow():
         raise ActionError(f"mask end {until.isoformat()} is in the past")
-    mask = ChannelMask(histogram=histogram, channel=cell, until=until, reason=reason, created_by=name, created_at=utcnow())
+    mask = ChannelMask(
+        histogram=histogram,
+        channel=cell,
+        until=until,
+        reason=reason,
+        created_by=name,
+        created_at=utcnow(),
+    )
     session.add(mask)
     session.flush()
-    audit(session, name, "mask_channel", f"{histogram} {cell}", {
-        "mask_id": mask.id, "histogram": histogram, "channel": cell, "until": until.isoformat(), "reason": reason,
-    })
+    audit(
+        session,
+        name,
+        "mask_channel",
+        f"{histogram} {cell}",
+        {
+            "mask_id": mask.id,
+            "histogram": histogram,
+            "channel": cell,
+            "until": until.isoformat(),
+            "reason": reason,
+        },
+    )
     return mask
 
 
@@ -197,8 +291,14 @@ def config_version(session: Session, specs: SpecSet) -> str:
 
 
 def edit_check_thresholds(
-    session: Session, specs: SpecSet, histogram: str, check: str, params: Mapping[str, Any], user: str | None,
-    *, comment: str = "",
+    session: Session,
+    specs: SpecSet,
+    histogram: str,
+    check: str,
+    params: Mapping[str, Any],
+    user: str | None,
+    *,
+    comment: str = "",
 ) -> CheckOverride:
     """Change a check's parameters (thresholds): stored as an override = a new configuration version.
 
@@ -214,8 +314,10 @@ def edit_check_thresholds(
         known = ", ".join(c.type for c in spec.checks) or "none"
         raise ActionError(f"histogram '{histogram}' has no check '{check}' (its checks: {known})")
     previous = session.scalars(
-        select(CheckOverride).where(CheckOverride.histogram == histogram, CheckOverride.check == check)
-        .order_by(CheckOverride.id.desc()).limit(1)
+        select(CheckOverride)
+        .where(CheckOverride.histogram == histogram, CheckOverride.check == check)
+        .order_by(CheckOverride.id.desc())
+        .limit(1)
     ).first()
     base = dict(previous.params) if previous is not None else dict(matches[0].params)
     merged = {**base, **dict(params)}
@@ -225,13 +327,37 @@ def edit_check_thresholds(
         resolved = validate_check_params(check, merged)
     except SpecError as exc:
         raise ActionError(f"check '{check}' of '{histogram}': {exc}") from None
-    resolved = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in resolved.items()}
-    override = CheckOverride(histogram=histogram, check=check, params=resolved, comment=comment, created_by=name, created_at=utcnow())
+    resolved = {
+        k: (None if isinstance(v, float) and not math.isfinite(v) else v)
+        for k, v in resolved.items()
+    }
+    override = CheckOverride(
+        histogram=histogram,
+        check=check,
+        params=resolved,
+        comment=comment,
+        created_by=name,
+        created_at=utcnow(),
+    )
     session.add(override)
     session.flush()
-    changed = {k: {"from": base.get(k), "to": resolved.get(k)} for k in resolved if base.get(k) != resolved.get(k)}
-    audit(session, name, "edit_check_thresholds", f"{histogram}/{check}", {
-        "override_id": override.id, "histogram": histogram, "check": check, "changed": changed,
-        "config_version": f"{specs.version}+{override.id}", "comment": comment,
-    })
+    changed = {
+        k: {"from": base.get(k), "to": resolved.get(k)}
+        for k in resolved
+        if base.get(k) != resolved.get(k)
+    }
+    audit(
+        session,
+        name,
+        "edit_check_thresholds",
+        f"{histogram}/{check}",
+        {
+            "override_id": override.id,
+            "histogram": histogram,
+            "check": check,
+            "changed": changed,
+            "config_version": f"{specs.version}+{override.id}",
+            "comment": comment,
+        },
+    )
     return override

@@ -33,7 +33,9 @@ def backup_database(url: str, dest: str | Path) -> Path:
     """Write a consistent copy of the database at ``url`` to ``dest``; returns ``dest``."""
     dest = Path(dest)
     if dest.exists():
-        raise StorageError(f"{dest} exists already: choose another file (a backup never overwrites)")
+        raise StorageError(
+            f"{dest} exists already: choose another file (a backup never overwrites)"
+        )
     dest.parent.mkdir(parents=True, exist_ok=True)
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
@@ -41,7 +43,9 @@ def backup_database(url: str, dest: str | Path) -> Path:
     elif parsed.get_backend_name() == "postgresql":
         _backup_postgres(parsed, dest)
     else:
-        raise StorageError(f"cannot back up a {parsed.get_backend_name()} database: only SQLite and PostgreSQL")
+        raise StorageError(
+            f"cannot back up a {parsed.get_backend_name()} database: only SQLite and PostgreSQL"
+        )
     return dest
 
 
@@ -60,14 +64,23 @@ def _backup_sqlite(path: str, dest: Path) -> None:
 def _backup_postgres(parsed, dest: Path) -> None:
     pg_dump = shutil.which("pg_dump")
     if pg_dump is None:
-        raise StorageError("pg_dump not found: install the PostgreSQL client (Debian: postgresql-client), "
-                           "or run it in the postgres container (README: Deployment, backups)")
+        raise StorageError(
+            "pg_dump not found: install the PostgreSQL client (Debian: postgresql-client), "
+            "or run it in the postgres container (README: Deployment, backups)"
+        )
     env = dict(os.environ)
     if parsed.password:
         env["PGPASSWORD"] = str(parsed.password)
     libpq = parsed.set(drivername="postgresql", password=None).render_as_string(hide_password=False)
-    done = subprocess.run([pg_dump, "--format=custom", "--no-owner", f"--file={dest}", f"--dbname={libpq}"],
-                          env=env, capture_output=True, text=True)
+    done = subprocess.run(
+        [pg_dump, "--format=custom", "--no-owner", f"--file={dest}", f"--dbname={libpq}"],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     if done.returncode != 0:
         dest.unlink(missing_ok=True)
-        raise StorageError(f"pg_dump failed: {done.stderr.strip().splitlines()[-1] if done.stderr.strip() else done.returncode}")
+        raise StorageError(
+            "pg_dump failed: "
+            f"{done.stderr.strip().splitlines()[-1] if done.stderr.strip() else done.returncode}"
+        )

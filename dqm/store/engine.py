@@ -51,7 +51,13 @@ def make_engine(url: str, *, writer: bool = True) -> Engine:
         return engine
     # connect_timeout: an unreachable server (a dropped network, not a refusal) must fail in
     # seconds, so the worker's retry with back-off runs instead of one connect hanging for minutes
-    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5, connect_args={"connect_timeout": CONNECT_TIMEOUT_S})
+    return create_engine(
+        url,
+        pool_pre_ping=True,
+        pool_size=5,
+        max_overflow=5,
+        connect_args={"connect_timeout": CONNECT_TIMEOUT_S},
+    )
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:

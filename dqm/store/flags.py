@@ -8,9 +8,9 @@ So ``dqm recheck`` with the same configuration version reproduces the live flags
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import Mapping
+from datetime import UTC, datetime
 
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
@@ -18,14 +18,34 @@ from sqlalchemy.orm import Session
 from dqm.checks import Quality, judged_worst
 from dqm.checks._core import to_jsonable
 from dqm.config import Settings
-from dqm.errors import StorageError
-from dqm.core.evaluate import HISTORY_SPILLS, Verdict, config_version, evaluate_spill, history_series
-from dqm.store.references import DEFAULT_BEAM_CONFIG, ReferenceCache, active_reference, flags_reference_run
+from dqm.core.evaluate import (
+    HISTORY_SPILLS,
+    Verdict,
+    config_version,
+    evaluate_spill,
+    history_series,
+)
 from dqm.core.specs import SpecSet
+from dqm.errors import StorageError
 from dqm.store.models import ChannelMask, CheckOverride, Flag, Reference, Run, Spill
+from dqm.store.references import (
+    DEFAULT_BEAM_CONFIG,
+    ReferenceCache,
+    active_reference,
+    flags_reference_run,
+)
 from dqm.store.spills import ClosedSpill, spill_histograms
 
-__all__ = ["CheckInputs", "gather_inputs", "store_verdict", "make_close_hook", "recheck_run", "query_flags", "HISTORY_SPILLS", "ROLLUP"]
+__all__ = [
+    "CheckInputs",
+    "gather_inputs",
+    "store_verdict",
+    "make_close_hook",
+    "recheck_run",
+    "query_flags",
+    "HISTORY_SPILLS",
+    "ROLLUP",
+]
 
 ROLLUP = "rollup"
 
@@ -41,14 +61,19 @@ class CheckInputs:
 
 
 def _naive_utc(ts: datetime) -> datetime:
-    return ts.astimezone(timezone.utc).replace(tzinfo=None) if ts.tzinfo else ts
+    return ts.astimezone(UTC).replace(tzinfo=None) if ts.tzinfo else ts
 
 
 def _history(session: Session, sp: Spill) -> dict[str, list[float]]:
     cutoff = sp.closed_at
-    stmt = select(Spill.summary).where(Spill.run == sp.run, Spill.spill < sp.spill, Spill.status != "open", Spill.id != sp.id)
+    stmt = select(Spill.summary).where(
+        Spill.run == sp.run, Spill.spill < sp.spill, Spill.status != "open", Spill.id != sp.id
+    )
     if cutoff is not None:
-        stmt = stmt.where(Spill.closed_at < (_naive_utc(cutoff) if session.get_bind().dialect.name == "sqlite" else cutoff))
+        stmt = stmt.where(
+            Spill.closed_at
+            < (_naive_utc(cutoff) if session.get_bind().dialect.name == "sqlite" else cutoff)
+        )
     rows = session.scalars(stmt.order_by(Spill.spill.desc()).limit(HISTORY_SPILLS)).all()[::-1]
     return history_series(rows)
 
@@ -65,7 +90,9 @@ def _overrides(session: Session, upto: int | None) -> dict[tuple[str, str], dict
 
 def _masks(session: Session, at: datetime) -> dict[str, list[list[int]]]:
     at_q = _naive_utc(at) if session.get_bind().dialect.name == "sqlite" else at
-    rows = session.scalars(select(ChannelMask).where(ChannelMask.created_at <= at_q, ChannelMask.until > at_q)).all()
+    rows = session.scalars(
+        select(ChannelMask).where(ChannelMask.created_at <= at_q, ChannelMask.until > at_q)
+    ).all()
     out: dict[str, list[list[int]]] = {}
     for m in rows:
         out.setdefault(m.histogram, []).append(list(m.channel))
@@ -76,7 +103,15 @@ def _masks(session: Session, at: datetime) -> dict[str, list[list[int]]]:
 ACTIVE = object()
 
 
-def gather_inputs(session: Session, sp: Spill, specs: SpecSet, refs: ReferenceCache, *, version: str | None = None, reference: Reference | None | object = ACTIVE) -> CheckInputs:
+def gather_inputs(
+    session: Session,
+    sp: Spill,
+    specs: SpecSet,
+    refs: ReferenceCache,
+    *,
+    version: str | None = None,
+    reference: Reference | None | object = ACTIVE,
+) -> CheckInputs:
     """Inputs as they were when ``sp`` closed; ``version`` pins the threshold overrides.
 
     ``reference`` is the reference to compare with (``None``: none, as when the live
@@ -85,37 +120,77 @@ def gather_inputs(session: Session, sp: Spill, specs: SpecSet, refs: ReferenceCa
     if version is not None:
         spec_hash, _, ov = version.partition("+")
         if spec_hash != specs.version:
-            raise StorageError(f"configuration version {version} was made with specs {spec_hash}; the specs in use are {specs.version}")
+            raise StorageError(
+                f"configuration version {version} was made with specs {spec_hash}; the specs in "
+                f"use are {specs.version}"
+            )
         upto = int(ov or 0)
     else:
         upto = session.scalar(select(func.max(CheckOverride.id))) or 0
     run_row = session.get(Run, sp.run)
-    ref = active_reference(session, run_row.beam_config if run_row else DEFAULT_BEAM_CONFIG) if reference is ACTIVE else reference
+    ref = (
+        active_reference(session, run_row.beam_config if run_row else DEFAULT_BEAM_CONFIG)
+        if reference is ACTIVE
+        else reference
+    )
     assert ref is None or isinstance(ref, Reference)
-    at = sp.closed_at or datetime.now(timezone.utc)
+    at = sp.closed_at or datetime.now(UTC)
     return CheckInputs(
-        history=_history(session, sp), reference=refs.get(session, ref), reference_run=ref.run if ref else None,
-        masked=_masks(session, at), overrides=_overrides(session, upto), version=config_version(specs, upto),
+        history=_history(session, sp),
+        reference=refs.get(session, ref),
+        reference_run=ref.run if ref else None,
+        masked=_masks(session, at),
+        overrides=_overrides(session, upto),
+        version=config_version(specs, upto),
     )
 
 
-def store_verdict(session: Session, sp: Spill, verdict: Verdict, inputs: CheckInputs, *, update_run: bool = True) -> None:
+def store_verdict(
+    session: Session, sp: Spill, verdict: Verdict, inputs: CheckInputs, *, update_run: bool = True
+) -> None:
     """Replace the spill's flags with ``verdict`` (one row per check plus per-subsystem roll-ups)."""
     session.execute(delete(Flag).where(Flag.spill_id == sp.id))
     rows = []
     for j in verdict.judgements:
         r = j.result
-        rows.append(Flag(run=sp.run, spill=sp.spill, spill_id=sp.id, subsystem=j.subsystem, histogram=j.histogram,
-                         check=j.check, quality=int(r.quality), value=r.value, thresholds=to_jsonable(r.threshold),
-                         explanation=r.explanation, details=to_jsonable(r.details), instruction=j.instruction,
-                         config_version=inputs.version, reference_run=inputs.reference_run))
+        rows.append(
+            Flag(
+                run=sp.run,
+                spill=sp.spill,
+                spill_id=sp.id,
+                subsystem=j.subsystem,
+                histogram=j.histogram,
+                check=j.check,
+                quality=int(r.quality),
+                value=r.value,
+                thresholds=to_jsonable(r.threshold),
+                explanation=r.explanation,
+                details=to_jsonable(r.details),
+                instruction=j.instruction,
+                config_version=inputs.version,
+                reference_run=inputs.reference_run,
+            )
+        )
     for subsystem, q in verdict.subsystems.items():
         worst_j = verdict.worst_in(subsystem)
-        rows.append(Flag(run=sp.run, spill=sp.spill, spill_id=sp.id, subsystem=subsystem, histogram=None, check=ROLLUP,
-                         quality=int(q), value=None, thresholds=None,
-                         explanation=worst_j.result.explanation if worst_j and q >= Quality.WARNING else "",
-                         details=None, instruction=worst_j.instruction if worst_j and q >= Quality.WARNING else "",
-                         config_version=inputs.version, reference_run=inputs.reference_run))
+        rows.append(
+            Flag(
+                run=sp.run,
+                spill=sp.spill,
+                spill_id=sp.id,
+                subsystem=subsystem,
+                histogram=None,
+                check=ROLLUP,
+                quality=int(q),
+                value=None,
+                thresholds=None,
+                explanation=worst_j.result.explanation if worst_j and q >= Quality.WARNING else "",
+                details=None,
+                instruction=worst_j.instruction if worst_j and q >= Quality.WARNING else "",
+                config_version=inputs.version,
+                reference_run=inputs.reference_run,
+            )
+        )
     session.add_all(rows)
     sp.quality = int(verdict.overall)
     sp.config_version = inputs.version
@@ -126,7 +201,9 @@ def store_verdict(session: Session, sp: Spill, verdict: Verdict, inputs: CheckIn
         _store_run_rollup(session, sp.run, inputs, verdict)
 
 
-def _store_run_rollup(session: Session, run: int, inputs: CheckInputs, verdict: Verdict | None = None) -> None:
+def _store_run_rollup(
+    session: Session, run: int, inputs: CheckInputs, verdict: Verdict | None = None
+) -> None:
     """Run-level roll-up rows (spill NULL): the worst spill roll-up per subsystem.
 
     Live (``verdict`` given) it is updated in place — worst of itself and this spill —
@@ -138,24 +215,50 @@ def _store_run_rollup(session: Session, run: int, inputs: CheckInputs, verdict: 
     Without ``verdict`` (a stored recheck) it is recomputed from every spill roll-up.
     """
     session.execute(select(Run.run).where(Run.run == run).with_for_update(key_share=True))
-    existing = {f.subsystem: f for f in session.scalars(select(Flag).where(Flag.run == run, Flag.check == ROLLUP, Flag.spill.is_(None)))}
+    existing = {
+        f.subsystem: f
+        for f in session.scalars(
+            select(Flag).where(Flag.run == run, Flag.check == ROLLUP, Flag.spill.is_(None))
+        )
+    }
     if verdict is not None:
-        worst = {s: judged_worst([q] + ([existing[s].quality] if s in existing else [])) for s, q in verdict.subsystems.items()}
+        worst = {
+            s: judged_worst([q] + ([existing[s].quality] if s in existing else []))
+            for s, q in verdict.subsystems.items()
+        }
     else:
         session.flush()
         per_subsystem: dict[str, list[int]] = {}
         for subsystem, q in session.execute(
-            select(Flag.subsystem, Flag.quality).where(Flag.run == run, Flag.check == ROLLUP, Flag.spill.is_not(None))
+            select(Flag.subsystem, Flag.quality).where(
+                Flag.run == run, Flag.check == ROLLUP, Flag.spill.is_not(None)
+            )
         ).all():
             per_subsystem.setdefault(subsystem, []).append(q)
         worst = {s: judged_worst(qs) for s, qs in per_subsystem.items()}
     for subsystem, q in worst.items():
         row = existing.get(subsystem)
         if row is None:
-            session.add(Flag(run=run, spill=None, spill_id=None, subsystem=subsystem, histogram=None, check=ROLLUP, quality=int(q),
-                             explanation="worst spill of the run", config_version=inputs.version, reference_run=inputs.reference_run))
+            session.add(
+                Flag(
+                    run=run,
+                    spill=None,
+                    spill_id=None,
+                    subsystem=subsystem,
+                    histogram=None,
+                    check=ROLLUP,
+                    quality=int(q),
+                    explanation="worst spill of the run",
+                    config_version=inputs.version,
+                    reference_run=inputs.reference_run,
+                )
+            )
         elif row.quality != int(q) or row.config_version != inputs.version:
-            row.quality, row.config_version, row.reference_run = int(q), inputs.version, inputs.reference_run
+            row.quality, row.config_version, row.reference_run = (
+                int(q),
+                inputs.version,
+                inputs.reference_run,
+            )
 
 
 def make_close_hook(settings: Settings, specs: SpecSet):
@@ -165,12 +268,23 @@ def make_close_hook(settings: Settings, specs: SpecSet):
     def judge(session: Session, closed: ClosedSpill) -> dict:
         sp = session.get(Spill, closed.spill_id)
         inputs = gather_inputs(session, sp, specs, refs)
-        verdict = evaluate_spill(specs, closed.hists, closed.summary, history=inputs.history, reference=inputs.reference,
-                                 masked=inputs.masked, overrides=inputs.overrides, status=closed.status,
-                                 batches=(sp.received_batches, sp.expected_batches))
+        verdict = evaluate_spill(
+            specs,
+            closed.hists,
+            closed.summary,
+            history=inputs.history,
+            reference=inputs.reference,
+            masked=inputs.masked,
+            overrides=inputs.overrides,
+            status=closed.status,
+            batches=(sp.received_batches, sp.expected_batches),
+        )
         store_verdict(session, sp, verdict, inputs)
-        return {"quality": int(verdict.overall), "subsystems": {s: int(q) for s, q in verdict.subsystems.items()},
-                "config_version": inputs.version}
+        return {
+            "quality": int(verdict.overall),
+            "subsystems": {s: int(q) for s, q in verdict.subsystems.items()},
+            "config_version": inputs.version,
+        }
 
     return judge
 
@@ -182,10 +296,14 @@ class RecheckResult:
     version: str
 
 
-def recheck_run(session: Session, run: int, specs: SpecSet, *, version: str | None = None, store: bool = False) -> RecheckResult:
+def recheck_run(
+    session: Session, run: int, specs: SpecSet, *, version: str | None = None, store: bool = False
+) -> RecheckResult:
     """Recompute a stored run's flags; compare with the stored ones (or replace them)."""
     refs = ReferenceCache()
-    spills = session.scalars(select(Spill).where(Spill.run == run, Spill.status != "open").order_by(Spill.spill)).all()
+    spills = session.scalars(
+        select(Spill).where(Spill.run == run, Spill.status != "open").order_by(Spill.spill)
+    ).all()
     if not spills:
         raise StorageError(f"run {run} has no closed spills")
     diffs: list[str] = []
@@ -193,31 +311,72 @@ def recheck_run(session: Session, run: int, specs: SpecSet, *, version: str | No
     for sp in spills:
         ref: Reference | None | object = ACTIVE  # never judged: as the live hook would now
         if session.scalar(select(func.count()).select_from(Flag).where(Flag.spill_id == sp.id)):
-            ref_run = flags_reference_run(session, sp.id)  # judged: the reference it was judged against, or none
-            ref = session.scalars(select(Reference).where(Reference.run == ref_run).order_by(Reference.id.desc()).limit(1)).first() if ref_run is not None else None
+            ref_run = flags_reference_run(
+                session, sp.id
+            )  # judged: the reference it was judged against, or none
+            ref = (
+                session.scalars(
+                    select(Reference)
+                    .where(Reference.run == ref_run)
+                    .order_by(Reference.id.desc())
+                    .limit(1)
+                ).first()
+                if ref_run is not None
+                else None
+            )
         pinned = version or sp.config_version
-        inputs = gather_inputs(session, sp, specs, refs, version=pinned if pinned and pinned.split("+")[0] == specs.version else None, reference=ref)
+        inputs = gather_inputs(
+            session,
+            sp,
+            specs,
+            refs,
+            version=pinned if pinned and pinned.split("+")[0] == specs.version else None,
+            reference=ref,
+        )
         used = inputs.version
-        verdict = evaluate_spill(specs, spill_histograms(session, sp.id), sp.summary or {}, history=inputs.history,
-                                 reference=inputs.reference, masked=inputs.masked, overrides=inputs.overrides, status=sp.status,
-                                 batches=(sp.received_batches, sp.expected_batches))
+        verdict = evaluate_spill(
+            specs,
+            spill_histograms(session, sp.id),
+            sp.summary or {},
+            history=inputs.history,
+            reference=inputs.reference,
+            masked=inputs.masked,
+            overrides=inputs.overrides,
+            status=sp.status,
+            batches=(sp.received_batches, sp.expected_batches),
+        )
         if store:
             store_verdict(session, sp, verdict, inputs, update_run=False)
             last_inputs = inputs
             continue
-        stored = {(f.histogram, f.check): f for f in session.scalars(select(Flag).where(Flag.spill_id == sp.id, Flag.check != ROLLUP))}
+        stored = {
+            (f.histogram, f.check): f
+            for f in session.scalars(
+                select(Flag).where(Flag.spill_id == sp.id, Flag.check != ROLLUP)
+            )
+        }
         for j in verdict.judgements:
             f = stored.pop((j.histogram, j.check), None)
             if f is None:
                 diffs.append(f"spill {sp.spill} {j.histogram}/{j.check}: not stored")
             elif f.quality != int(j.result.quality) or not _same(f.value, j.result.value):
-                diffs.append(f"spill {sp.spill} {j.histogram}/{j.check}: stored {Quality(f.quality).name} {f.value}, recomputed {j.result.quality.name} {j.result.value}")
-            elif f.explanation != j.result.explanation or (f.thresholds or {}) != to_jsonable(j.result.threshold):
-                diffs.append(f"spill {sp.spill} {j.histogram}/{j.check}: same quality and value, but explanation or thresholds "
-                             f"differ: stored {f.explanation!r}, recomputed {j.result.explanation!r}")
+                diffs.append(
+                    f"spill {sp.spill} {j.histogram}/{j.check}: stored {Quality(f.quality).name} "
+                    f"{f.value}, recomputed {j.result.quality.name} {j.result.value}"
+                )
+            elif f.explanation != j.result.explanation or (f.thresholds or {}) != to_jsonable(
+                j.result.threshold
+            ):
+                diffs.append(
+                    f"spill {sp.spill} {j.histogram}/{j.check}: same quality and value, but "
+                    "explanation or thresholds "
+                    f"differ: stored {f.explanation!r}, recomputed {j.result.explanation!r}"
+                )
         diffs.extend(f"spill {sp.spill} {h}/{c}: stored but not recomputed" for h, c in stored)
     if store:
-        _store_run_rollup(session, run, last_inputs)  # replaced spills may have got better: recompute
+        _store_run_rollup(
+            session, run, last_inputs
+        )  # replaced spills may have got better: recompute
     return RecheckResult(len(spills), diffs, used)
 
 
@@ -227,8 +386,15 @@ def _same(a: float | None, b: float | None) -> bool:
     return a == b or abs(a - b) <= 1e-9 * max(abs(a), abs(b))
 
 
-def query_flags(session: Session, run: int, *, spill: int | None = None, subsystem: str | None = None,
-                min_quality: Quality = Quality.GOOD, rollups: bool = False) -> list[Flag]:
+def query_flags(
+    session: Session,
+    run: int,
+    *,
+    spill: int | None = None,
+    subsystem: str | None = None,
+    min_quality: Quality = Quality.GOOD,
+    rollups: bool = False,
+) -> list[Flag]:
     """A run's stored flags (per-check rows, or with ``rollups`` the roll-up rows), worst first."""
     stmt = select(Flag).where(Flag.run == run, Flag.quality >= int(min_quality))
     stmt = stmt.where(Flag.check == ROLLUP) if rollups else stmt.where(Flag.check != ROLLUP)
@@ -236,4 +402,14 @@ def query_flags(session: Session, run: int, *, spill: int | None = None, subsyst
         stmt = stmt.where(Flag.spill == spill)
     if subsystem is not None:
         stmt = stmt.where(Flag.subsystem == subsystem)
-    return list(session.scalars(stmt.order_by(Flag.spill.nulls_first(), Flag.quality.desc(), Flag.subsystem, Flag.histogram, Flag.check)))
+    return list(
+        session.scalars(
+            stmt.order_by(
+                Flag.spill.nulls_first(),
+                Flag.quality.desc(),
+                Flag.subsystem,
+                Flag.histogram,
+                Flag.check,
+            )
+        )
+    )

@@ -12,12 +12,18 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from alembic.config import Config
 
-__all__ = ["alembic_config", "upgrade_database", "downgrade_database", "current_revision", "head_revision"]
+__all__ = [
+    "alembic_config",
+    "upgrade_database",
+    "downgrade_database",
+    "current_revision",
+    "head_revision",
+]
 
 DB_DIR = Path(__file__).resolve().parents[2] / "db"
 
 
-def alembic_config(url: str) -> "Config":
+def alembic_config(url: str) -> Config:
     from alembic.config import Config
 
     cfg = Config()

@@ -7,17 +7,41 @@ A test compares these models with the migrated schema so they never drift.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from sqlalchemy import (
-    JSON, BigInteger, Boolean, DateTime, Float, ForeignKey, Index, Integer, LargeBinary, MetaData,
-    String, Text, UniqueConstraint,
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 __all__ = [
-    "Base", "Run", "Spill", "SpillPartial", "SpillHistograms", "ProcessedMessage", "Flag",
-    "Reference", "AuditEntry", "ChannelMask", "CheckOverride", "utcnow", "SPILL_OPEN", "SPILL_COMPLETE", "SPILL_INCOMPLETE",
+    "Base",
+    "Run",
+    "Spill",
+    "SpillPartial",
+    "SpillHistograms",
+    "ProcessedMessage",
+    "Flag",
+    "Reference",
+    "AuditEntry",
+    "ChannelMask",
+    "CheckOverride",
+    "utcnow",
+    "SPILL_OPEN",
+    "SPILL_COMPLETE",
+    "SPILL_INCOMPLETE",
 ]
 
 SPILL_OPEN, SPILL_COMPLETE, SPILL_INCOMPLETE = "open", "complete", "incomplete"
@@ -32,7 +56,7 @@ _NAMING = {
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def as_utc(ts: datetime | None) -> datetime | None:
@@ -42,7 +66,7 @@ def as_utc(ts: datetime | None) -> datetime | None:
     """
     if ts is None:
         return None
-    return ts.replace(tzinfo=timezone.utc) if ts.tzinfo is None else ts.astimezone(timezone.utc)
+    return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
 
 
 class Base(DeclarativeBase):
@@ -110,7 +134,9 @@ class SpillHistograms(Base):
     """The merged histograms of a closed spill, in :mod:`dqm.core.histio`'s versioned format."""
 
     __tablename__ = "spill_histograms"
-    spill_id: Mapped[int] = mapped_column(ForeignKey("spills.id", ondelete="CASCADE"), primary_key=True)
+    spill_id: Mapped[int] = mapped_column(
+        ForeignKey("spills.id", ondelete="CASCADE"), primary_key=True
+    )
     format_version: Mapped[int] = mapped_column(Integer)
     size_bytes: Mapped[int] = mapped_column(Integer)
     blob: Mapped[bytes] = mapped_column(LargeBinary)
@@ -127,13 +153,17 @@ class ProcessedMessage(Base):
     stream: Mapped[str] = mapped_column(String(128), primary_key=True)
     message_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     kind: Mapped[str] = mapped_column(String(16))  # batch | eos | dead | late
-    spill_id: Mapped[int | None] = mapped_column(ForeignKey("spills.id", ondelete="CASCADE"), index=True)
+    spill_id: Mapped[int | None] = mapped_column(
+        ForeignKey("spills.id", ondelete="CASCADE"), index=True
+    )
     batch_index: Mapped[int | None] = mapped_column(Integer)
     processed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
 # a batch of a spill is stored once, whatever message carried it (NULL batch_index: markers)
-Index("uq_processed_spill_batch", ProcessedMessage.spill_id, ProcessedMessage.batch_index, unique=True)
+Index(
+    "uq_processed_spill_batch", ProcessedMessage.spill_id, ProcessedMessage.batch_index, unique=True
+)
 
 
 class Flag(Base):
@@ -143,7 +173,9 @@ class Flag(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     run: Mapped[int] = mapped_column(Integer, index=True)
     spill: Mapped[int | None] = mapped_column(Integer)
-    spill_id: Mapped[int | None] = mapped_column(ForeignKey("spills.id", ondelete="CASCADE"), index=True)
+    spill_id: Mapped[int | None] = mapped_column(
+        ForeignKey("spills.id", ondelete="CASCADE"), index=True
+    )
     subsystem: Mapped[str] = mapped_column(String(32))
     histogram: Mapped[str | None] = mapped_column(String(128))
     check: Mapped[str] = mapped_column(String(64))

@@ -17,17 +17,25 @@ from sqlalchemy import select
 
 from apps.auth import hash_password
 from dqm.config import Settings
-from dqm.store.references import set_reference
 from dqm.pipeline.services import free_port, stop_processes, wait_http
+from dqm.pipeline.stream import connect
 from dqm.store.engine import make_engine, make_sessionmaker
 from dqm.store.migrate import upgrade_database
-from dqm.pipeline.stream import connect
+from dqm.store.references import set_reference
 from tests._services import create_database, drop_database
 from tests.helpers import ROOT, closed_count, start_worker, wait_until, worker_env
 from tests.web_helpers import publish_one, server_log_problems, specs_with_checks
 
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 EXPERT, PASSWORD = "alice", "correct horse battery staple"
 REFERENCE_RUN, LIVE_RUN = 1, 2
 
@@ -58,14 +66,30 @@ def web_server(pg_admin_url, redis_url, tmp_path_factory):
     name, db_url = create_database(pg_admin_url)
     upgrade_database(db_url)
     tag = uuid.uuid4().hex[:8]
-    settings = Settings(redis_url=redis_url, database_url=db_url, data_dir=str(tmp), stream=f"web:{tag}:events",
-                        group=f"web:{tag}:workers", dead_letter_stream=f"web:{tag}:dead", channel=f"web:{tag}:closed",
-                        commit_interval_s=0.05, block_ms=50, claim_idle_ms=1000)
+    settings = Settings(
+        redis_url=redis_url,
+        database_url=db_url,
+        data_dir=str(tmp),
+        stream=f"web:{tag}:events",
+        group=f"web:{tag}:workers",
+        dead_letter_stream=f"web:{tag}:dead",
+        channel=f"web:{tag}:closed",
+        commit_interval_s=0.05,
+        block_ms=50,
+        claim_idle_ms=1000,
+    )
     specs_dir = specs_with_checks(tmp / "specs")
     (tmp / "reports").mkdir()
-    (tmp / "reports" / "dqm-report-2026-11-24.pdf").write_bytes(b"%PDF-1.4\n% placeholder nightly report\n%%EOF\n")
-    extra = {"DQM_SPECS_DIR": str(specs_dir), "DQM_DATA_DIR": str(tmp), "DQM_STALE_AFTER_S": "600",
-             "DQM_WEB_USERS": f"{EXPERT}:{hash_password(PASSWORD, iterations=1000)}", "DQM_COOKIE_SECRET": "s" * 40}
+    (tmp / "reports" / "dqm-report-2026-11-24.pdf").write_bytes(
+        b"%PDF-1.4\n% placeholder nightly report\n%%EOF\n"
+    )
+    extra = {
+        "DQM_SPECS_DIR": str(specs_dir),
+        "DQM_DATA_DIR": str(tmp),
+        "DQM_STALE_AFTER_S": "600",
+        "DQM_WEB_USERS": f"{EXPERT}:{hash_password(PASSWORD, iterations=1000)}",
+        "DQM_COOKIE_SECRET": "s" * 40,
+    }
     r = connect(redis_url)
     server = WebServer(url="", settings=settings, redis=r)
     worker = start_worker(settings, f"web-{tag}", **extra)
@@ -73,16 +97,34 @@ def web_server(pg_admin_url, redis_url, tmp_path_factory):
     try:
         # the server starts (seconds: importing Panel) while the reference run is being processed
         port = free_port()
-        serve_log = open(tmp / "serve.log", "wb")  # read at the end: errors inside the served app fail the tests
-        serve = subprocess.Popen([sys.executable, "-m", "dqm", "--log-level", os.environ.get("DQM_TEST_SERVE_LOG", "WARNING"),
-                                  "serve", "--port", str(port), "--poll-s", "1"], env=worker_env(settings, **extra, PYTHONWARNINGS="default"), cwd=str(ROOT),
-                                 stderr=serve_log)
+        serve_log = open(
+            tmp / "serve.log", "wb"
+        )  # read at the end: errors inside the served app fail the tests
+        serve = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "dqm",
+                "--log-level",
+                os.environ.get("DQM_TEST_SERVE_LOG", "WARNING"),
+                "serve",
+                "--port",
+                str(port),
+                "--poll-s",
+                "1",
+            ],
+            env=worker_env(settings, **extra, PYTHONWARNINGS="default"),
+            cwd=str(ROOT),
+            stderr=serve_log,
+        )
         server.procs.append(serve)
         server.url = f"http://127.0.0.1:{port}"
         # a reference run of three good spills, certified before the live run starts
         for spill in (1, 2, 3):
             publish_one(r, settings.stream, REFERENCE_RUN, spill)
-        wait_until(lambda: closed_count(db_url, REFERENCE_RUN) == 3, 60, what="reference run closed")
+        wait_until(
+            lambda: closed_count(db_url, REFERENCE_RUN) == 3, 60, what="reference run closed"
+        )
         engine = make_engine(db_url)
         with make_sessionmaker(engine).begin() as session:
             set_reference(session, REFERENCE_RUN, "fixture", comment="browser-test reference")
@@ -100,7 +142,6 @@ def web_server(pg_admin_url, redis_url, tmp_path_factory):
     assert not problems, "the served app logged errors or warnings:\n" + "\n".join(problems[:20])
 
 
-
 @pytest.fixture(scope="module")
 def browser():
     from playwright.sync_api import sync_playwright
@@ -116,7 +157,12 @@ class ConsoleLog:
 
     def __init__(self, page) -> None:
         self.errors: list[str] = []
-        page.on("console", lambda m: self.errors.append(f"console.{m.type}: {m.text}") if m.type == "error" else None)
+        page.on(
+            "console",
+            lambda m: (
+                self.errors.append(f"console.{m.type}: {m.text}") if m.type == "error" else None
+            ),
+        )
         page.on("pageerror", lambda e: self.errors.append(f"pageerror: {e}"))
 
 
@@ -137,6 +183,13 @@ def bad_flag_id(server: WebServer, check: str, spill: int) -> int | None:
     engine, sessions = server.db()
     try:
         with sessions() as s:
-            return s.scalar(select(Flag.id).where(Flag.check == check, Flag.run == LIVE_RUN, Flag.spill == spill, Flag.quality == 3))
+            return s.scalar(
+                select(Flag.id).where(
+                    Flag.check == check,
+                    Flag.run == LIVE_RUN,
+                    Flag.spill == spill,
+                    Flag.quality == 3,
+                )
+            )
     finally:
         engine.dispose()

@@ -38,9 +38,12 @@ _IN_SHADOW_DOM = """(sel) => {
 
 
 #: every shifter instruction the beam subsystem's specs can put on its tile
-BEAM_INSTRUCTIONS = {c.instruction or spec.instruction
-                     for spec in load_specs(specs_with_checks(Path(tempfile.mkdtemp(prefix="dqm-specs-"))))
-                     if spec.subsystem == "beam" for c in spec.checks}
+BEAM_INSTRUCTIONS = {
+    c.instruction or spec.instruction
+    for spec in load_specs(specs_with_checks(Path(tempfile.mkdtemp(prefix="dqm-specs-"))))
+    if spec.subsystem == "beam"
+    for c in spec.checks
+}
 
 
 def _tile(page, subsystem: str, quality: str):
@@ -85,7 +88,9 @@ def test_expert_page_loads_and_draws(web_server, page, artifacts):
     # (another quantity: queried off the server's event loop, then drawn)
     quantity = page.locator("select:has(option[value='p_ms2_mean'])")
     quantity.select_option("p_ms2_mean")
-    page.wait_for_timeout(1500)  # a failure in the served callback fails the fixture (the server's log)
+    page.wait_for_timeout(
+        1500
+    )  # a failure in the served callback fails the fixture (the server's log)
     assert quantity.input_value() == "p_ms2_mean" and page.locator("canvas").count() >= 1
     page.screenshot(path=str(artifacts / "expert_trends.png"))
     page.get_by_text("Flags", exact=True).click()
@@ -134,24 +139,38 @@ def test_anomalous_spill_turns_the_tile_bad_without_reload(web_server, page, art
     page.evaluate("window.__not_reloaded = true")
     latencies = []
     try:
-        # When spills close (paced: the SPS leaves ~17 s between spills, we leave 1 s), every third with the beam shifted by 5 mm
+        # When spills close (paced: the SPS leaves ~17 s between spills, we leave 1 s), every third
+        # with the beam shifted by 5 mm
         for i in range(7):
             page.wait_for_timeout(1000)
             anomaly = BEAM_SHIFT if i % 3 == 1 else None
             spill = web_server.close_spill(anomaly)
             # (polled every 20 ms in the page: Playwright's own wait backs off to 500 ms steps)
-            page.wait_for_function(_IN_SHADOW_DOM, arg=f'[data-spill="{LIVE_RUN} / {spill}"]', polling=20, timeout=30_000)
+            page.wait_for_function(
+                _IN_SHADOW_DOM,
+                arg=f'[data-spill="{LIVE_RUN} / {spill}"]',
+                polling=20,
+                timeout=30_000,
+            )
             seen = time.monotonic()
-            wait_until(lambda: spill in heard.times, 5, every_s=0.01, what=f"announcement of spill {spill}")
+            wait_until(
+                lambda: spill in heard.times, 5, every_s=0.01, what=f"announcement of spill {spill}"
+            )
             latencies.append(seen - heard.times[spill])
-            print(f"spill {spill}{' (' + anomaly + ')' if anomaly else ''}: {latencies[-1] * 1000:.0f} ms")
-            # Then the beam tile follows the spill: BAD for the shifted one (with what to do), GOOD otherwise
+            print(
+                f"spill {spill}{' (' + anomaly + ')' if anomaly else ''}: "
+                f"{latencies[-1] * 1000:.0f} ms"
+            )
+            # Then the beam tile follows the spill: BAD for the shifted one (with what to do), GOOD
+            # otherwise
             if anomaly:
                 tile = _tile(page, "beam", "BAD")
                 tile.wait_for(timeout=5_000)
                 text = tile.inner_text()
                 assert "mm from nominal" in text
-                assert any(f"▶ {i}" in text for i in BEAM_INSTRUCTIONS), text  # what to do, from the specs
+                assert any(f"▶ {i}" in text for i in BEAM_INSTRUCTIONS), (
+                    text
+                )  # what to do, from the specs
                 if i == 1:
                     page.wait_for_timeout(2000)  # the beam tab comes to the front and draws
                     page.screenshot(path=str(artifacts / "control_room_bad.png"), full_page=True)
@@ -163,8 +182,11 @@ def test_anomalous_spill_turns_the_tile_bad_without_reload(web_server, page, art
     assert page.evaluate("window.__not_reloaded") is True
     ranked = sorted(latencies)
     p95 = ranked[math.ceil(0.95 * len(ranked)) - 1]  # nearest rank
-    report = (f"spill close -> control-room tile: n={len(latencies)} median={statistics.median(latencies) * 1000:.0f} ms "
-              f"p95={p95 * 1000:.0f} ms max={max(latencies) * 1000:.0f} ms")
+    report = (
+        f"spill close -> control-room tile: n={len(latencies)} "
+        f"median={statistics.median(latencies) * 1000:.0f} ms "
+        f"p95={p95 * 1000:.0f} ms max={max(latencies) * 1000:.0f} ms"
+    )
     print("\n" + report)
     (artifacts / "web_latency.txt").write_text(report + "\n", encoding="utf-8")
     assert p95 <= LATENCY_LIMIT_S, report
@@ -174,7 +196,11 @@ def test_anomalous_spill_turns_the_tile_bad_without_reload(web_server, page, art
 def test_only_a_logged_in_expert_can_act(web_server, page, browser, artifacts):
     # Given a BAD flag to acknowledge
     spill = web_server.close_spill(BEAM_SHIFT)
-    wait_until(lambda: bad_flag_id(web_server, "beam_centroid", spill) is not None, 30, what="the BAD beam flag")
+    wait_until(
+        lambda: bad_flag_id(web_server, "beam_centroid", spill) is not None,
+        30,
+        what="the BAD beam flag",
+    )
     flag_id = bad_flag_id(web_server, "beam_centroid", spill)
     # When a guest opens the expert page
     page.goto(web_server.url + "/expert")
@@ -204,12 +230,18 @@ def test_only_a_logged_in_expert_can_act(web_server, page, browser, artifacts):
     page.locator(".dqm-flag-id input").press("Enter")
     page.locator(".dqm-ack button").click()
     page.get_by_text(f"done by {EXPERT}").wait_for()
-    wait_until(lambda: EXPERT in page.locator(".dqm-flags .tabulator-cell").all_inner_texts(), 20, what="acknowledged_by in the flag list")
+    wait_until(
+        lambda: EXPERT in page.locator(".dqm-flags .tabulator-cell").all_inner_texts(),
+        20,
+        what="acknowledged_by in the flag list",
+    )
     page.screenshot(path=str(artifacts / "expert_flags.png"))
     engine, sessions = web_server.db()
     try:
         with sessions() as s:
-            entry = s.scalars(select(AuditEntry).where(AuditEntry.action == "acknowledge_flag")).one()
+            entry = s.scalars(
+                select(AuditEntry).where(AuditEntry.action == "acknowledge_flag")
+            ).one()
     finally:
         engine.dispose()
     assert (entry.user, entry.target) == (EXPERT, f"flag {flag_id}")
@@ -225,8 +257,16 @@ def test_only_a_logged_in_expert_can_act(web_server, page, browser, artifacts):
     engine, sessions = web_server.db()
     try:
         with sessions.begin() as s:
-            for other in s.scalars(select(Flag.id).where(Flag.run == LIVE_RUN, Flag.spill == spill, Flag.subsystem == "beam",
-                                                         Flag.quality == 3, Flag.check != "rollup", Flag.id != flag_id)):
+            for other in s.scalars(
+                select(Flag.id).where(
+                    Flag.run == LIVE_RUN,
+                    Flag.spill == spill,
+                    Flag.subsystem == "beam",
+                    Flag.quality == 3,
+                    Flag.check != "rollup",
+                    Flag.id != flag_id,
+                )
+            ):
                 actions.acknowledge_flag(s, other, EXPERT)
     finally:
         engine.dispose()

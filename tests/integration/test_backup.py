@@ -32,12 +32,19 @@ def dqm_db_backup(monkeypatch, url: str, dest) -> None:
 def add_run(url: str, run: int, comment: str) -> None:
     engine = make_engine(url)
     with engine.begin() as conn:
-        conn.execute(text("INSERT INTO runs (run, beam_config, started_at, comment) VALUES (:r, 'mu160', CURRENT_TIMESTAMP, :c)"),
-                     {"r": run, "c": comment})
+        conn.execute(
+            text(
+                "INSERT INTO runs (run, beam_config, started_at, comment) VALUES (:r, 'mu160', "
+                "CURRENT_TIMESTAMP, :c)"
+            ),
+            {"r": run, "c": comment},
+        )
     engine.dispose()
 
 
-def test_postgres_backup_restores_into_an_empty_database(pg_url, pg_empty_url, tmp_path, monkeypatch, capsys):
+def test_postgres_backup_restores_into_an_empty_database(
+    pg_url, pg_empty_url, tmp_path, monkeypatch, capsys
+):
     # Given a migrated PostgreSQL store holding run 41
     add_run(pg_url, 41, "before the backup")
     dest = tmp_path / "nightly.dump"
@@ -48,10 +55,17 @@ def test_postgres_backup_restores_into_an_empty_database(pg_url, pg_empty_url, t
     assert dest.stat().st_size > 0 and f"to {dest}" in out and "pg_restore" in out
     # and pg_restore into an empty database gives back the run and the schema revision
     restore_url = pg_empty_url.replace("postgresql+psycopg://", "postgresql://", 1)
-    subprocess.run([pg_bin("pg_restore"), "--no-owner", f"--dbname={restore_url}", str(dest)], check=True, capture_output=True)
+    subprocess.run(
+        [pg_bin("pg_restore"), "--no-owner", f"--dbname={restore_url}", str(dest)],
+        check=True,
+        capture_output=True,
+    )
     engine = make_engine(pg_empty_url)
     with engine.connect() as conn:
-        assert conn.execute(text("SELECT comment FROM runs WHERE run = 41")).scalar_one() == "before the backup"
+        assert (
+            conn.execute(text("SELECT comment FROM runs WHERE run = 41")).scalar_one()
+            == "before the backup"
+        )
     engine.dispose()
     assert current_revision(pg_empty_url) == current_revision(pg_url)
     # and a second backup to the same file is refused

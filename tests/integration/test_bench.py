@@ -21,9 +21,27 @@ pytestmark = pytest.mark.integration
 
 def test_bench_output_is_figures_only(redis_url):
     # Given the bench on a tiny run against the test Redis
-    env = {**os.environ, "DQM_REDIS_URL": redis_url, "PYTHONPATH": str(ROOT), "PYTHONWARNINGS": "default"}
-    argv = [sys.executable, "-m", "dqm", "bench", "--spills", "2", "--events-per-spill", "2000", "--batch-size", "1000",
-            "--no-checks", "--workers", "1"]
+    env = {
+        **os.environ,
+        "DQM_REDIS_URL": redis_url,
+        "PYTHONPATH": str(ROOT),
+        "PYTHONWARNINGS": "default",
+    }
+    argv = [
+        sys.executable,
+        "-m",
+        "dqm",
+        "bench",
+        "--spills",
+        "2",
+        "--events-per-spill",
+        "2000",
+        "--batch-size",
+        "1000",
+        "--no-checks",
+        "--workers",
+        "1",
+    ]
     # When it runs (at the default INFO log level)
     done = subprocess.run(argv, env=env, cwd=str(ROOT), capture_output=True, text=True, timeout=240)
     # Then it succeeds and prints nothing but its figures
@@ -33,9 +51,15 @@ def test_bench_output_is_figures_only(redis_url):
     for noise in ("alembic", "INFO", "Warning", "dqm.pipeline.worker"):
         assert noise not in out, f"{noise!r} in the bench output:\n{out}"
     assert "numpy.histogram/histogram2d" in out and "speed-up vs numpy" in out
-    rows = re.findall(r"scale-out: (\d+) worker process\(es\)\s+([\d,]+) ev\s+([\d,]+) ev/CPU-s\s+([\d,]+) ev/s\s+speed-up\s+([\d.]+)x\s+cores used\s+([\d.]+)", out)
+    rows = re.findall(
+        r"scale-out: (\d+) worker process\(es\)\s+([\d,]+) ev\s+([\d,]+) ev/CPU-s\s+([\d,]+) "
+        r"ev/s\s+speed-up\s+([\d.]+)x\s+cores used\s+([\d.]+)",
+        out,
+    )
     assert [(int(n), int(ev.replace(",", ""))) for n, ev, *_ in rows] == [(1, 4000)], out
-    assert float(rows[0][4]) == 1.0 and int(rows[0][3].replace(",", "")) > 0 and float(rows[0][5]) > 0
+    assert (
+        float(rows[0][4]) == 1.0 and int(rows[0][3].replace(",", "")) > 0 and float(rows[0][5]) > 0
+    )
 
 
 def test_scaleout_bench_on_a_scratch_postgres(settings, redis_client, pg_url, tmp_path):
@@ -56,7 +80,11 @@ def test_scaleout_bench_on_a_scratch_postgres(settings, redis_client, pg_url, tm
     with make_sessionmaker(engine)() as session:
         rows = session.execute(select(Spill.run, Spill.status, Spill.n_events)).all()
     engine.dispose()
-    assert len(rows) == 3 and {r.status for r in rows} == {"complete"} and len({r.run for r in rows}) == 1
+    assert (
+        len(rows) == 3
+        and {r.status for r in rows} == {"complete"}
+        and len({r.run for r in rows}) == 1
+    )
     assert 900_000 < rows[0].run < 1_000_000 and closed_count(pg_url, rows[0].run) == 3
     assert sum(r.n_events for r in rows) == res.events
     assert not [k for k in redis_client.scan_iter("bench:scale:*")]

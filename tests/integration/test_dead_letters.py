@@ -16,8 +16,8 @@ import pytest
 import redis as redislib
 
 from dqm.core.events import SCHEMA_VERSION
-from dqm.store.engine import make_engine, make_sessionmaker
 from dqm.pipeline.worker import Worker
+from dqm.store.engine import make_engine, make_sessionmaker
 from tests.helpers import assert_identical, one_process_fill, publish, small_run, stored
 
 pytestmark = pytest.mark.integration
@@ -26,7 +26,8 @@ pytestmark = pytest.mark.integration
 def malformed(good: bytes) -> dict[str, dict[bytes, bytes]]:
     """Bad messages derived from a good batch, keyed by the reason the worker must give."""
     nan_batch = bytearray(good)
-    # the first float column after the 32-byte header and the int columns: overwrite its tail with NaN
+    # the first float column after the 32-byte header and the int columns: overwrite its tail with
+    # NaN
     nan_batch[-4:] = struct.pack("<f", float("nan"))
     wrong_version = bytearray(good)
     struct.pack_into("<H", wrong_version, 4, SCHEMA_VERSION + 7)
@@ -36,7 +37,13 @@ def malformed(good: bytes) -> dict[str, dict[bytes, bytes]]:
         "unknown-version": {b"type": b"batch", b"payload": bytes(wrong_version)},
         "random-bytes": {b"type": b"batch", b"payload": np.random.default_rng(1).bytes(5000)},
         "nan-tail": {b"type": b"batch", b"payload": bytes(nan_batch)},
-        "bad-marker": {b"type": b"eos", b"run": b"7", b"spill": b"minus one", b"n_batches": b"4", b"n_events": b"4000"},
+        "bad-marker": {
+            b"type": b"eos",
+            b"run": b"7",
+            b"spill": b"minus one",
+            b"n_batches": b"4",
+            b"n_events": b"4000",
+        },
         "unknown-type": {b"type": b"gossip", b"payload": b"hello"},
     }
 
@@ -51,8 +58,13 @@ def test_malformed_messages_reach_the_dead_letter_stream(settings, redis_client,
     publish(redis_client, settings, spills[1:])
     # When a worker drains the stream
     engine = make_engine(settings.database_url)
-    worker = Worker(settings, redis_client=redislib.Redis.from_url(settings.redis_url),
-                    sessions=make_sessionmaker(engine), specs=specs, consumer="w-dead")
+    worker = Worker(
+        settings,
+        redis_client=redislib.Redis.from_url(settings.redis_url),
+        sessions=make_sessionmaker(engine),
+        specs=specs,
+        consumer="w-dead",
+    )
     stats = worker.run(burst=True, max_seconds=60)
     engine.dispose()
     # Then each bad message is dead-lettered once, with a reason and a human-readable detail
@@ -61,7 +73,9 @@ def test_malformed_messages_reach_the_dead_letter_stream(settings, redis_client,
     reasons = [fields[b"reason"].decode() for _, fields in dead]
     assert all(reasons) and all(fields[b"detail"] for _, fields in dead)
     assert "truncated" in reasons[0] or "size" in reasons[0], reasons[0]
-    assert reasons[1] == "bad-magic" and reasons[2] == "unknown-version" and reasons[5] == "bad-marker"
+    assert (
+        reasons[1] == "bad-magic" and reasons[2] == "unknown-version" and reasons[5] == "bad-marker"
+    )
     assert b"spill" in dead[5][1][b"detail"], "the marker's reason names the bad field"
     # and nothing is left pending, and the good spills are complete and bin-identical
     assert redis_client.xpending(settings.stream, settings.group)["pending"] == 0

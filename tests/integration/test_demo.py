@@ -26,9 +26,26 @@ def _alive(pid: int) -> bool:
 
 def _start_demo(env: dict, cwd) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "dqm", "demo", "--no-web", "--period-s", "0.7", "--events-per-spill", "3000",
-         "--reference-spills", "2", "--anomaly-every", "3"],
-        env=env, cwd=str(cwd), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        [
+            sys.executable,
+            "-m",
+            "dqm",
+            "demo",
+            "--no-web",
+            "--period-s",
+            "0.7",
+            "--events-per-spill",
+            "3000",
+            "--reference-spills",
+            "2",
+            "--anomaly-every",
+            "3",
+        ],
+        env=env,
+        cwd=str(cwd),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
         start_new_session=True,  # its own process group, as in a terminal
     )
 
@@ -58,10 +75,18 @@ def test_demo_runs_on_embedded_defaults_and_ctrl_c_stops_everything(tmp_path):
         output = "".join(lines)
         assert sum("closed 2/" in l for l in lines) >= 4, output
         # and `dqm status` from another terminal finds the demo's private Redis by itself
-        status = subprocess.run([sys.executable, "-m", "dqm", "status"], env=env, cwd=str(tmp_path),
-                                capture_output=True, text=True, timeout=60)
+        status = subprocess.run(
+            [sys.executable, "-m", "dqm", "status"],
+            env=env,
+            cwd=str(tmp_path),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert status.returncode == 0, status.stderr
-        assert "consumer demo-worker-1" in status.stdout and "consumer demo-worker-2" in status.stdout, status.stdout
+        assert (
+            "consumer demo-worker-1" in status.stdout and "consumer demo-worker-2" in status.stdout
+        ), status.stdout
         # and the user presses Ctrl-C: the terminal sends SIGINT to the whole foreground group
         os.killpg(proc.pid, signal.SIGINT)
         rest, _ = proc.communicate(timeout=60)
@@ -69,7 +94,8 @@ def test_demo_runs_on_embedded_defaults_and_ctrl_c_stops_everything(tmp_path):
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
-            # its Redis runs in a session of its own (so Ctrl-C cannot kill it before the workers flush)
+            # its Redis runs in a session of its own (so Ctrl-C cannot kill it before the workers
+            # flush)
             found = re.search(r"redis-server, pid (\d+)", "".join(lines))
             if found and _alive(int(found.group(1))):
                 os.kill(int(found.group(1)), signal.SIGKILL)
@@ -86,4 +112,6 @@ def test_demo_runs_on_embedded_defaults_and_ctrl_c_stops_everything(tmp_path):
     assert len(worker_pids) == 2
     time.sleep(0.5)
     assert not [pid for pid in [redis_pid, *worker_pids] if _alive(pid)]
-    assert not (tmp_path / "demo-redis.url").exists(), "a stale pointer to the stopped Redis was left behind"
+    assert not (tmp_path / "demo-redis.url").exists(), (
+        "a stale pointer to the stopped Redis was left behind"
+    )

@@ -31,15 +31,23 @@ from sqlalchemy import select
 from dqm.checks import Quality
 from dqm.core.events import decode_batch
 from dqm.core.fill import Filler
+from dqm.core.variables import BatchView
 from dqm.pipeline.services import EmbeddedRedis, free_port
+from dqm.pipeline.stream import publish_batches, publish_spill
+from dqm.pipeline.worker import Worker
 from dqm.store.engine import make_engine, make_sessionmaker
 from dqm.store.migrate import upgrade_database
 from dqm.store.models import Flag, Spill
-from dqm.pipeline.stream import publish_batches, publish_spill
-from dqm.core.variables import BatchView
-from dqm.pipeline.worker import Worker
 from tests._services import PrivatePostgres, create_database
-from tests.helpers import assert_identical, closed_count, one_process_fill, small_run, start_worker, stored, wait_until
+from tests.helpers import (
+    assert_identical,
+    closed_count,
+    one_process_fill,
+    small_run,
+    start_worker,
+    stored,
+    wait_until,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -133,7 +141,11 @@ def test_redis_restarted_while_spills_flow(settings, specs, tmp_path, artifacts)
     daq = Daq(server.url, s.stream, spills[1:], period_s=0.4)
     try:
         publish_spill(daq.r, s.stream, spills[0])
-        wait_until(lambda: closed_count(s.database_url, 21) >= 1, 30, what="the workers' first closed spill")
+        wait_until(
+            lambda: closed_count(s.database_url, 21) >= 1,
+            30,
+            what="the workers' first closed spill",
+        )
         daq.start()
         time.sleep(1.0)
         # When Redis is stopped mid-stream, stays away 3 s, and comes back on the same port
@@ -142,16 +154,33 @@ def test_redis_restarted_while_spills_flow(settings, specs, tmp_path, artifacts)
         time.sleep(3.0)
         server.start()
         t_back = time.monotonic()
-        wait_until(lambda: daq.held_back is not None and spill_rows(s.database_url, 21).get(daq.held_back, Spill(status="open")).status != "open",
-                   30, every_s=0.02, what="the spill the DAQ held during the outage closed")
+        wait_until(
+            lambda: (
+                daq.held_back is not None
+                and spill_rows(s.database_url, 21).get(daq.held_back, Spill(status="open")).status
+                != "open"
+            ),
+            30,
+            every_s=0.02,
+            what="the spill the DAQ held during the outage closed",
+        )
         held_back_closed_s = time.monotonic() - t_back
         daq.join(30)
-        wait_until(lambda: closed_count(s.database_url, 21) == 14, 30, every_s=0.02, what="all 14 spills closed")
+        wait_until(
+            lambda: closed_count(s.database_url, 21) == 14,
+            30,
+            every_s=0.02,
+            what="all 14 spills closed",
+        )
         caught_up_s = time.monotonic() - daq.last_publish_at
         # Then the spills held up by the outage close promptly (not at the 30 s spill timeout),
         # the workers never died (no crash loop) and they stop cleanly
-        assert held_back_closed_s < 20.0 and closed_at_stop < 14, f"{held_back_closed_s:.1f} s to close a held-back spill"
-        assert caught_up_s < 15.0, f"{caught_up_s:.1f} s after the last spill to close them all (stuck until the sweep?)"
+        assert held_back_closed_s < 20.0 and closed_at_stop < 14, (
+            f"{held_back_closed_s:.1f} s to close a held-back spill"
+        )
+        assert caught_up_s < 15.0, (
+            f"{caught_up_s:.1f} s after the last spill to close them all (stuck until the sweep?)"
+        )
         assert [p.poll() for p in procs] == [None, None], "a worker died during the Redis restart"
         assert stop_all(procs) == [0, 0]
         r = redislib.Redis.from_url(server.url)
@@ -171,14 +200,22 @@ def test_redis_restarted_while_spills_flow(settings, specs, tmp_path, artifacts)
     # and every spill is stored once, identical to the one-process fill
     assert daq.published == 13 and daq.retries > 0
     assert_all_identical(specs, spills, s.database_url, 21)
-    record_figure(artifacts, "redis_restart", {
-        "outage_s": 3.0, "spill_held_by_the_daq_closed_after_restart_s": round(held_back_closed_s, 2),
-        "all_closed_after_last_publish_s": round(caught_up_s, 2), "reconnect_attempts": retries,
-    })
+    record_figure(
+        artifacts,
+        "redis_restart",
+        {
+            "outage_s": 3.0,
+            "spill_held_by_the_daq_closed_after_restart_s": round(held_back_closed_s, 2),
+            "all_closed_after_last_publish_s": round(caught_up_s, 2),
+            "reconnect_attempts": retries,
+        },
+    )
 
 
 @pytest.mark.slow  # a real 30 s outage: deselect with -m "not slow" for a quick run
-def test_postgres_unreachable_30_s_while_spills_flow(settings, specs, tmp_path, artifacts, redis_client):
+def test_postgres_unreachable_30_s_while_spills_flow(
+    settings, specs, tmp_path, artifacts, redis_client
+):
     # Given a private PostgreSQL (durable commits), two worker processes, a 20 s spill
     # timeout, one stored spill and a second whose batches are stored but whose
     # end-of-spill marker has not come yet
@@ -190,13 +227,29 @@ def test_postgres_unreachable_30_s_while_spills_flow(settings, specs, tmp_path, 
         upgrade_database(url)
         s = settings.with_(database_url=url, spill_timeout_s=20.0)
         spills = small_run(run=22, n_spills=6)
-        procs = [start_worker(s, f"w{i}", stderr=logs[i], DQM_SPILL_TIMEOUT_S="20") for i in range(2)]
+        procs = [
+            start_worker(s, f"w{i}", stderr=logs[i], DQM_SPILL_TIMEOUT_S="20") for i in range(2)
+        ]
         publish_spill(redis_client, s.stream, spills[0])
         held = spills[1]
-        publish_batches(redis_client, s.stream, held.run, held.spill, held.batches(), held.n_events, marker=False)
-        wait_until(lambda: closed_count(url, 22) == 1 and held.spill in (rows := spill_rows(url, 22))
-                   and rows[held.spill].received_batches == held.n_batches, 30,
-                   what="1 closed spill and the 2nd spill's batches stored")
+        publish_batches(
+            redis_client,
+            s.stream,
+            held.run,
+            held.spill,
+            held.batches(),
+            held.n_events,
+            marker=False,
+        )
+        wait_until(
+            lambda: (
+                closed_count(url, 22) == 1
+                and held.spill in (rows := spill_rows(url, 22))
+                and rows[held.spill].received_batches == held.n_batches
+            ),
+            30,
+            what="1 closed spill and the 2nd spill's batches stored",
+        )
         # When PostgreSQL goes down (as if it crashed) for 30 s while that marker and four
         # more spills arrive
         pg.stop_server("immediate")
@@ -213,13 +266,19 @@ def test_postgres_unreachable_30_s_while_spills_flow(settings, specs, tmp_path, 
             time.sleep(0.5)
         pending_during = redis_client.xpending(s.stream, s.group)["pending"]
         # Then nothing was acknowledged while nothing could be stored
-        assert samples and set(samples) == {acked_before}, f"acknowledged while the database was down: {acked_before} -> {samples}"
+        assert samples and set(samples) == {acked_before}, (
+            f"acknowledged while the database was down: {acked_before} -> {samples}"
+        )
         assert pending_during > 0, "the workers hold the outage's messages, unacknowledged"
-        assert [p.poll() for p in procs] == [None, None], "a worker died while the database was down"
+        assert [p.poll() for p in procs] == [None, None], (
+            "a worker died while the database was down"
+        )
         # When PostgreSQL comes back
         pg.start_server()
         t_back = time.monotonic()
-        wait_until(lambda: closed_count(url, 22) == 6, 40, what="all 6 spills closed after the outage")
+        wait_until(
+            lambda: closed_count(url, 22) == 6, 40, what="all 6 spills closed after the outage"
+        )
         recovered_s = time.monotonic() - t_back
         # Then every spill is complete (none closed early as incomplete) and stored once
         assert [p.poll() for p in procs] == [None, None]
@@ -234,7 +293,11 @@ def test_postgres_unreachable_30_s_while_spills_flow(settings, specs, tmp_path, 
         pg.stop()
     text = "".join((tmp_path / f"w{i}.log").read_text() for i in range(2))
     assert "database unavailable" in text and "Traceback" not in text
-    record_figure(artifacts, "postgres_outage", {"outage_s": 30.0, "all_spills_closed_after_restart_s": round(recovered_s, 2)})
+    record_figure(
+        artifacts,
+        "postgres_outage",
+        {"outage_s": 30.0, "all_spills_closed_after_restart_s": round(recovered_s, 2)},
+    )
 
 
 def test_spill_without_end_marker_closed_incomplete_and_flagged(settings, specs, redis_client):
@@ -244,11 +307,35 @@ def test_spill_without_end_marker_closed_incomplete_and_flagged(settings, specs,
     spills = small_run(run=23, n_spills=4)
     whole, no_marker, lost_batch, whole_too = spills
     publish_spill(redis_client, s.stream, whole)
-    publish_batches(redis_client, s.stream, no_marker.run, no_marker.spill, no_marker.batches(), no_marker.n_events, marker=False)
+    publish_batches(
+        redis_client,
+        s.stream,
+        no_marker.run,
+        no_marker.spill,
+        no_marker.batches(),
+        no_marker.n_events,
+        marker=False,
+    )
     kept = lost_batch.batches()[:-1]
-    publish_batches(redis_client, s.stream, lost_batch.run, lost_batch.spill, kept, lost_batch.n_events, marker=False)
-    redis_client.xadd(s.stream, {b"type": b"eos", b"run": lost_batch.run, b"spill": lost_batch.spill,
-                                 b"n_batches": len(kept) + 1, b"n_events": lost_batch.n_events})
+    publish_batches(
+        redis_client,
+        s.stream,
+        lost_batch.run,
+        lost_batch.spill,
+        kept,
+        lost_batch.n_events,
+        marker=False,
+    )
+    redis_client.xadd(
+        s.stream,
+        {
+            b"type": b"eos",
+            b"run": lost_batch.run,
+            b"spill": lost_batch.spill,
+            b"n_batches": len(kept) + 1,
+            b"n_events": lost_batch.n_events,
+        },
+    )
     publish_spill(redis_client, s.stream, whole_too)
     # When a worker (with the checks' close hook) runs past the timeout
     t0 = time.monotonic()
@@ -261,14 +348,29 @@ def test_spill_without_end_marker_closed_incomplete_and_flagged(settings, specs,
     # Then the whole spills are complete, the other two incomplete, closed after the timeout
     rows = spill_rows(s.database_url, 23)
     assert {n: sp.status for n, sp in rows.items()} == {
-        whole.spill: "complete", no_marker.spill: "incomplete", lost_batch.spill: "incomplete", whole_too.spill: "complete"}
+        whole.spill: "complete",
+        no_marker.spill: "incomplete",
+        lost_batch.spill: "incomplete",
+        whole_too.spill: "complete",
+    }
     assert elapsed >= 2.0
-    assert (rows[no_marker.spill].received_batches, rows[no_marker.spill].expected_batches) == (no_marker.n_batches, None)
-    assert (rows[lost_batch.spill].received_batches, rows[lost_batch.spill].expected_batches) == (len(kept), len(kept) + 1)
+    assert (rows[no_marker.spill].received_batches, rows[no_marker.spill].expected_batches) == (
+        no_marker.n_batches,
+        None,
+    )
+    assert (rows[lost_batch.spill].received_batches, rows[lost_batch.spill].expected_batches) == (
+        len(kept),
+        len(kept) + 1,
+    )
     # and each incomplete spill carries a BAD DAQ-completeness flag saying what is missing
     engine = make_engine(s.database_url, writer=False)
     with make_sessionmaker(engine)() as session:
-        flags = {f.spill: f for f in session.scalars(select(Flag).where(Flag.run == 23, Flag.check == "spill_complete"))}
+        flags = {
+            f.spill: f
+            for f in session.scalars(
+                select(Flag).where(Flag.run == 23, Flag.check == "spill_complete")
+            )
+        }
     engine.dispose()
     assert set(flags) == {no_marker.spill, lost_batch.spill}
     assert all(f.quality == Quality.BAD and f.subsystem == "daq" for f in flags.values())
@@ -287,11 +389,21 @@ def test_no_spill_closed_incomplete_right_after_an_outage(settings, specs, redis
     # Given a spill whose batches are stored but whose marker has not come, quiet for
     # longer than the (1 s) spill timeout
     spill = small_run(run=24, n_spills=1)[0]
-    publish_batches(redis_client, settings.stream, spill.run, spill.spill, spill.batches(), spill.n_events, marker=False)
+    publish_batches(
+        redis_client,
+        settings.stream,
+        spill.run,
+        spill.spill,
+        spill.batches(),
+        spill.n_events,
+        marker=False,
+    )
     s = settings.with_(spill_timeout_s=1.0)
     engine = make_engine(s.database_url)
     dead_engine = make_engine(f"postgresql+psycopg://nobody@127.0.0.1:{free_port()}/none")
-    worker = Worker(s, redis_client=redis_client, sessions=make_sessionmaker(engine), specs=specs, consumer="w")
+    worker = Worker(
+        s, redis_client=redis_client, sessions=make_sessionmaker(engine), specs=specs, consumer="w"
+    )
     try:
         worker.run(burst=True)
         time.sleep(1.2)
@@ -320,7 +432,13 @@ def test_redis_restarted_empty_group_recreated(settings, specs, tmp_path):
     first, second, third = small_run(run=25, n_spills=3)
     r = redislib.Redis.from_url(server.url)
     engine = make_engine(s.database_url)
-    worker = Worker(s, redis_client=redislib.Redis.from_url(server.url), sessions=make_sessionmaker(engine), specs=specs, consumer="w")
+    worker = Worker(
+        s,
+        redis_client=redislib.Redis.from_url(server.url),
+        sessions=make_sessionmaker(engine),
+        specs=specs,
+        consumer="w",
+    )
     thread = threading.Thread(target=worker.run, daemon=True)
     try:
         publish_spill(r, s.stream, first)
@@ -333,7 +451,9 @@ def test_redis_restarted_empty_group_recreated(settings, specs, tmp_path):
         wait_until(lambda: r.exists(s.stream) == 1, 30, what="the worker recreating its group")
         publish_spill(r, s.stream, second)
         # Then the worker recreated the group and stores the next spill, still running
-        wait_until(lambda: closed_count(s.database_url, 25) == 2, 30, what="the second spill closed")
+        wait_until(
+            lambda: closed_count(s.database_url, 25) == 2, 30, what="the second spill closed"
+        )
         assert thread.is_alive()
         assert {g["name"].decode() for g in r.xinfo_groups(s.stream)} == {s.group}
         # When the group is deleted under the running worker (it is recreated from the
@@ -342,7 +462,11 @@ def test_redis_restarted_empty_group_recreated(settings, specs, tmp_path):
         publish_spill(r, s.stream, third)
         # Then the worker recreates it, skips what it stored already, and stores the third
         wait_until(lambda: closed_count(s.database_url, 25) == 3, 30, what="the third spill closed")
-        wait_until(lambda: r.xpending(s.stream, s.group)["pending"] == 0, 30, what="every message acknowledged")
+        wait_until(
+            lambda: r.xpending(s.stream, s.group)["pending"] == 0,
+            30,
+            what="every message acknowledged",
+        )
         assert thread.is_alive()
     finally:
         worker.stop()
@@ -352,7 +476,9 @@ def test_redis_restarted_empty_group_recreated(settings, specs, tmp_path):
         server.stop()
     assert not thread.is_alive()
     assert_all_identical(specs, [first, second, third], s.database_url, 25)
-    assert worker.stats.conflicts + worker.stats.duplicates_skipped > 0  # the redelivery was noticed
+    assert (
+        worker.stats.conflicts + worker.stats.duplicates_skipped > 0
+    )  # the redelivery was noticed
 
 
 def test_stopped_while_the_database_is_down_acknowledges_nothing(settings, specs, redis_client):
@@ -361,11 +487,21 @@ def test_stopped_while_the_database_is_down_acknowledges_nothing(settings, specs
     for spill in spills:
         publish_spill(redis_client, settings.stream, spill)
     dead_engine = make_engine(f"postgresql+psycopg://nobody@127.0.0.1:{free_port()}/none")
-    worker = Worker(settings, redis_client=redis_client, sessions=make_sessionmaker(dead_engine), specs=specs, consumer="w")
+    worker = Worker(
+        settings,
+        redis_client=redis_client,
+        sessions=make_sessionmaker(dead_engine),
+        specs=specs,
+        consumer="w",
+    )
     worker.stop_grace_s = 1.0
     thread = threading.Thread(target=worker.run, daemon=True)
     thread.start()
-    wait_until(lambda: worker.stats.db_errors > 0 and worker._open, 30, what="the worker holding partials it cannot store")
+    wait_until(
+        lambda: worker.stats.db_errors > 0 and worker._open,
+        30,
+        what="the worker holding partials it cannot store",
+    )
     # When it is stopped (SIGTERM) before the database comes back
     t0 = time.monotonic()
     worker.stop()
@@ -376,7 +512,13 @@ def test_stopped_while_the_database_is_down_acknowledges_nothing(settings, specs
     dead_engine.dispose()
     # and a successor with the database stores every spill once
     engine = make_engine(settings.database_url)
-    successor = Worker(settings, redis_client=redis_client, sessions=make_sessionmaker(engine), specs=specs, consumer="w")
+    successor = Worker(
+        settings,
+        redis_client=redis_client,
+        sessions=make_sessionmaker(engine),
+        specs=specs,
+        consumer="w",
+    )
     successor.run(burst=True)
     engine.dispose()
     assert_all_identical(specs, spills, settings.database_url, 26)

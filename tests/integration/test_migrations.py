@@ -30,7 +30,11 @@ def previous_revision(revision: str) -> str | None:
 
     from dqm.store.migrate import alembic_config
 
-    return ScriptDirectory.from_config(alembic_config("sqlite://")).get_revision(revision).down_revision
+    return (
+        ScriptDirectory.from_config(alembic_config("sqlite://"))
+        .get_revision(revision)
+        .down_revision
+    )
 
 
 def tables(url: str) -> set[str]:
@@ -46,7 +50,9 @@ def drift(url: str) -> list:
     engine = make_engine(url)
     try:
         with engine.connect() as conn:
-            ctx = MigrationContext.configure(conn, opts={"compare_type": True, "target_metadata": Base.metadata})
+            ctx = MigrationContext.configure(
+                conn, opts={"compare_type": True, "target_metadata": Base.metadata}
+            )
             return compare_metadata(ctx, Base.metadata)
     finally:
         engine.dispose()
@@ -65,7 +71,10 @@ def dqm_db(monkeypatch, capsys, url: str, *args: str) -> str:
 def test_empty_postgres_upgraded_to_head_twice_then_down_and_up(pg_empty_url, monkeypatch, capsys):
     # Given an empty PostgreSQL database
     assert tables(pg_empty_url) == set()
-    assert dqm_db(monkeypatch, capsys, pg_empty_url, "current").strip() == "empty (no migrations applied)"
+    assert (
+        dqm_db(monkeypatch, capsys, pg_empty_url, "current").strip()
+        == "empty (no migrations applied)"
+    )
     # When `dqm db upgrade` runs
     out = dqm_db(monkeypatch, capsys, pg_empty_url, "upgrade")
     # Then the database is at head with every model table, and the password is not printed
@@ -76,7 +85,12 @@ def test_empty_postgres_upgraded_to_head_twice_then_down_and_up(pg_empty_url, mo
     # Given a row written at head, when `dqm db upgrade` runs again, then nothing changes
     engine = make_engine(pg_empty_url)
     with engine.begin() as conn:
-        conn.execute(text("INSERT INTO runs (run, beam_config, started_at, comment) VALUES (5, 'mu160', now(), 'kept')"))
+        conn.execute(
+            text(
+                "INSERT INTO runs (run, beam_config, started_at, comment) VALUES (5, 'mu160', "
+                "now(), 'kept')"
+            )
+        )
     out2 = dqm_db(monkeypatch, capsys, pg_empty_url, "upgrade")
     assert f"database at {head}" in out2
     with engine.connect() as conn:
@@ -134,7 +148,9 @@ def test_drift_check_sees_a_model_change(pg_empty_url):
     # When compared, then the difference is reported (the drift test can fail)
     engine = make_engine(pg_empty_url)
     with engine.connect() as conn:
-        diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), extra)
+        diff = compare_metadata(
+            MigrationContext.configure(conn, opts={"compare_type": True}), extra
+        )
     engine.dispose()
     assert [(d[0], d[2], d[3].name) for d in diff] == [("add_column", "runs", "new_counter")]
 
@@ -151,7 +167,9 @@ def test_db_check_is_a_health_check(pg_empty_url, monkeypatch, capsys):
     assert args.func(args, load_settings()) == 0
     assert f"ok at {head_revision()}" in capsys.readouterr().out
     # Given a server that does not answer, then it fails with one line (no traceback)
-    monkeypatch.setenv("DQM_DATABASE_URL", "postgresql+psycopg://dqm:secret@127.0.0.1:1/dqm?connect_timeout=2")
+    monkeypatch.setenv(
+        "DQM_DATABASE_URL", "postgresql+psycopg://dqm:secret@127.0.0.1:1/dqm?connect_timeout=2"
+    )
     assert args.func(args, load_settings()) == 1
     out = capsys.readouterr().out
     assert "unreachable" in out and "secret" not in out and len(out.strip().splitlines()) == 1

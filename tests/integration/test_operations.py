@@ -13,7 +13,7 @@ import argparse
 import re
 import time
 import urllib.request
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import redis as redislib
@@ -21,10 +21,10 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from dqm.pipeline import stream as rs
 from dqm.pipeline.metrics import scrape_client, serve_worker_metrics
+from dqm.pipeline.worker import Worker
 from dqm.store.engine import make_engine, make_sessionmaker
 from dqm.store.models import Spill
 from dqm.store.spills import ensure_spill
-from dqm.pipeline.worker import Worker
 from tests.helpers import publish, small_run
 
 pytestmark = pytest.mark.integration
@@ -41,7 +41,11 @@ def scrape(port: int) -> dict[str, float]:
     out = {}
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
-            labels = ",".join(f"{k}={v}" for k, v in sorted(sample.labels.items()) if k not in {"consumer", "stream", "group"})
+            labels = ",".join(
+                f"{k}={v}"
+                for k, v in sorted(sample.labels.items())
+                if k not in {"consumer", "stream", "group"}
+            )
             out[f"{sample.name}{{{labels}}}" if labels else sample.name] = sample.value
     return out
 
@@ -61,13 +65,25 @@ def test_worker_metrics_endpoint_reports_a_known_input(settings, redis_client, s
     assert n_events == 12_000
     redis7 = int(redis_client.info("server")["redis_version"].split(".")[0]) >= 7
     engine = make_engine(settings.database_url)
-    worker = Worker(settings, redis_client=redislib.Redis.from_url(settings.redis_url), sessions=make_sessionmaker(engine),
-                    specs=specs, consumer="metered")
+    worker = Worker(
+        settings,
+        redis_client=redislib.Redis.from_url(settings.redis_url),
+        sessions=make_sessionmaker(engine),
+        specs=specs,
+        consumer="metered",
+    )
     server = serve_worker_metrics(worker, 0, "127.0.0.1")
     try:
         # Given the group exists and 5 messages were delivered to this worker but not acknowledged
         rs.ensure_group(redis_client, settings.stream, settings.group)
-        assert len(rs.read_group(redis_client, settings.stream, settings.group, "metered", count=5, block_ms=None)) == 5
+        assert (
+            len(
+                rs.read_group(
+                    redis_client, settings.stream, settings.group, "metered", count=5, block_ms=None
+                )
+            )
+            == 5
+        )
         # When Prometheus scrapes before the worker has run
         before = scrape(server.port)
         # Then nothing is counted yet and the stream gauges show the backlog
@@ -96,7 +112,11 @@ def test_worker_metrics_endpoint_reports_a_known_input(settings, redis_client, s
     assert after["dqm_worker_spill_close_latency_seconds_count"] == 3
     assert after["dqm_worker_spill_close_latency_seconds_bucket{le=+Inf}"] == 3
     assert after["dqm_worker_spill_close_latency_seconds_bucket{le=30.0}"] == 3
-    assert 0 < after["dqm_worker_spill_close_latency_seconds_sum"] == pytest.approx(sum(stats.close_latency_s))
+    assert (
+        0
+        < after["dqm_worker_spill_close_latency_seconds_sum"]
+        == pytest.approx(sum(stats.close_latency_s))
+    )
     # and nothing is pending or undelivered any more
     assert after["dqm_stream_pending_messages"] == 0 and after["dqm_consumer_pending_messages"] == 0
     if redis7:
@@ -108,8 +128,16 @@ def test_worker_metrics_endpoint_reports_a_known_input(settings, redis_client, s
 def test_metrics_when_redis_is_unreachable(settings, redis_client, specs):
     # Given a worker whose metrics client points at a Redis that does not answer
     engine = make_engine(settings.database_url)
-    worker = Worker(settings, redis_client=redis_client, sessions=make_sessionmaker(engine), specs=specs, consumer="blind")
-    server = serve_worker_metrics(worker, 0, "127.0.0.1", redis_client=scrape_client("redis://127.0.0.1:1/0"))
+    worker = Worker(
+        settings,
+        redis_client=redis_client,
+        sessions=make_sessionmaker(engine),
+        specs=specs,
+        consumer="blind",
+    )
+    server = serve_worker_metrics(
+        worker, 0, "127.0.0.1", redis_client=scrape_client("redis://127.0.0.1:1/0")
+    )
     try:
         # When Prometheus scrapes
         t0 = time.perf_counter()
@@ -125,14 +153,26 @@ def test_metrics_when_redis_is_unreachable(settings, redis_client, specs):
     assert "dqm_stream_lag_messages" not in got
 
 
-def test_dqm_status_prints_streams_consumers_lag_dead_letters_and_last_spills(settings, redis_client, specs, known_input, capsys):
+def test_dqm_status_prints_streams_consumers_lag_dead_letters_and_last_spills(
+    settings, redis_client, specs, known_input, capsys
+):
     from dqm.commands.status import run as status
 
     # Given the known input drained by one worker, and 2 more messages published after it stopped
     engine = make_engine(settings.database_url)
-    Worker(settings, redis_client=redis_client, sessions=make_sessionmaker(engine), specs=specs, consumer="w-status").run(burst=True)
+    Worker(
+        settings,
+        redis_client=redis_client,
+        sessions=make_sessionmaker(engine),
+        specs=specs,
+        consumer="w-status",
+    ).run(burst=True)
     engine.dispose()
-    later = rs.publish_spill(redis_client, settings.stream, small_run(run=RUN + 1, n_spills=1, events=1000, batch=1000)[0])
+    later = rs.publish_spill(
+        redis_client,
+        settings.stream,
+        small_run(run=RUN + 1, n_spills=1, events=1000, batch=1000)[0],
+    )
     n_later = len(later)  # its batches and marker, not consumed by anyone
     # When `dqm status` runs
     assert status(argparse.Namespace(spills=8), settings) == 0
@@ -146,20 +186,27 @@ def test_dqm_status_prints_streams_consumers_lag_dead_letters_and_last_spills(se
     # and the spill counts and the last spills, newest first, with their status and events
     assert "spills: 3 complete" in out
     last = next(line for line in out.splitlines() if line.startswith("last closed:"))
-    assert re.fullmatch(rf"last closed: run {RUN} spill [123] \(complete, \d+ events\) \d+ s ago", last), last
+    assert re.fullmatch(
+        rf"last closed: run {RUN} spill [123] \(complete, \d+ events\) \d+ s ago", last
+    ), last
     rows = [line.split() for line in out.splitlines() if line.strip().startswith(str(RUN))]
-    assert [(r[0], r[1], r[2], r[4]) for r in rows] == [(str(RUN), str(s), "complete", "4/4") for s in (3, 2, 1)]
+    assert [(r[0], r[1], r[2], r[4]) for r in rows] == [
+        (str(RUN), str(s), "complete", "4/4") for s in (3, 2, 1)
+    ]
     assert f"run {RUN}: spills 1–3\n" in out
     # When spill 6 of the run reaches the DQM but 4 and 5 never did
     engine = make_engine(settings.database_url)
     with make_sessionmaker(engine).begin() as session:
         six = ensure_spill(session, RUN, 6).id
-    # Then while spill 6 is fresh, 4 and 5 may still be on their way (another worker's): not reported
+    # Then while spill 6 is fresh, 4 and 5 may still be on their way (another worker's): not
+    # reported
     assert status(argparse.Namespace(spills=8), settings) == 0
     assert f"run {RUN}: spills 1–3, 6\n" in capsys.readouterr().out
     # And once spill 6 is older than the spill timeout, the status names the spills never received
     with make_sessionmaker(engine).begin() as session:
-        session.get(Spill, six).opened_at = datetime.now(timezone.utc) - timedelta(seconds=settings.spill_timeout_s + 5)
+        session.get(Spill, six).opened_at = datetime.now(UTC) - timedelta(
+            seconds=settings.spill_timeout_s + 5
+        )
     engine.dispose()
     assert status(argparse.Namespace(spills=8), settings) == 0
     assert f"run {RUN}: spills 1–3, 6; NOT RECEIVED: 4–5 (2)" in capsys.readouterr().out
@@ -187,8 +234,23 @@ def test_redis_on_a_unix_socket(tmp_path):
 
     # Given a real redis-server listening only on a unix socket (a same-host deployment)
     sock = tmp_path / "redis.sock"
-    proc = subprocess.Popen([redis_server_binary(), "--port", "0", "--unixsocket", str(sock), "--save", "", "--appendonly", "no",
-                             "--dir", str(tmp_path)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [
+            redis_server_binary(),
+            "--port",
+            "0",
+            "--unixsocket",
+            str(sock),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(tmp_path),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         from tests.helpers import wait_until
 

@@ -13,10 +13,17 @@ import threading
 import pytest
 import redis as redislib
 
-from dqm.store.engine import make_engine, make_sessionmaker
 from dqm.pipeline.worker import Worker
+from dqm.store.engine import make_engine, make_sessionmaker
 from tests.helpers import (
-    assert_identical, closed_count, one_process_fill, publish, small_run, start_worker, stored, wait_until,
+    assert_identical,
+    closed_count,
+    one_process_fill,
+    publish,
+    small_run,
+    start_worker,
+    stored,
+    wait_until,
 )
 
 pytestmark = pytest.mark.integration
@@ -29,14 +36,18 @@ def test_twenty_spills_two_worker_processes_identical_to_one_process(settings, r
     # When two worker processes share the consumer group
     procs = [start_worker(settings, f"w{i}") for i in range(2)]
     try:
-        wait_until(lambda: closed_count(settings.database_url, 11) == 20, 120, what="20 closed spills")
+        wait_until(
+            lambda: closed_count(settings.database_url, 11) == 20, 120, what="20 closed spills"
+        )
     finally:
         for p in procs:
             p.send_signal(signal.SIGTERM)
         codes = [p.wait(30) for p in procs]
     # Then both exited cleanly on SIGTERM, both did work, and every histogram matches bin by bin
     assert codes == [0, 0]
-    consumers = {c["name"].decode(): c for c in redis_client.xinfo_consumers(settings.stream, settings.group)}
+    consumers = {
+        c["name"].decode(): c for c in redis_client.xinfo_consumers(settings.stream, settings.group)
+    }
     assert set(consumers) == {"w0", "w1"}
     expected = one_process_fill(specs, spills)
     got = stored(settings.database_url, 11)
@@ -52,10 +63,17 @@ def test_worker_sigkilled_mid_spill_then_reclaimed(settings, redis_client, specs
     publish(redis_client, settings, spills[:4])
     victim = start_worker(settings, "victim", DQM_COMMIT_INTERVAL_S="1.0")
     try:
-        wait_until(lambda: closed_count(settings.database_url, 12) >= 1, 60, what="a first closed spill")
+        wait_until(
+            lambda: closed_count(settings.database_url, 12) >= 1, 60, what="a first closed spill"
+        )
         # When it is SIGKILLed while it holds unacknowledged messages of later spills
         publish(redis_client, settings, spills[4:])
-        wait_until(lambda: redis_client.xpending(settings.stream, settings.group)["pending"] > 0, 30, every_s=0.005, what="pending messages")
+        wait_until(
+            lambda: redis_client.xpending(settings.stream, settings.group)["pending"] > 0,
+            30,
+            every_s=0.005,
+            what="pending messages",
+        )
     finally:
         victim.send_signal(signal.SIGKILL)
         victim.wait(10)
@@ -63,11 +81,19 @@ def test_worker_sigkilled_mid_spill_then_reclaimed(settings, redis_client, specs
     assert closed_count(settings.database_url, 12) < 10, "the victim finished before being killed"
     # and a second worker takes over (reclaiming the victim's pending messages)
     engine = make_engine(settings.database_url)
-    rescuer = Worker(settings, redis_client=redislib.Redis.from_url(settings.redis_url), sessions=make_sessionmaker(engine), specs=specs, consumer="rescuer")
+    rescuer = Worker(
+        settings,
+        redis_client=redislib.Redis.from_url(settings.redis_url),
+        sessions=make_sessionmaker(engine),
+        specs=specs,
+        consumer="rescuer",
+    )
     t = threading.Thread(target=rescuer.run, daemon=True)
     t.start()
     try:
-        wait_until(lambda: closed_count(settings.database_url, 12) == 10, 120, what="all spills closed")
+        wait_until(
+            lambda: closed_count(settings.database_url, 12) == 10, 120, what="all spills closed"
+        )
     finally:
         rescuer.stop()
         t.join(30)

@@ -16,7 +16,7 @@ import re
 import shutil
 import subprocess
 import sys
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -25,18 +25,18 @@ import uproot
 from matplotlib.image import imread
 from sqlalchemy import select
 
-from dqm.sim.anomalies import parse_anomaly
 from dqm.config import Settings
 from dqm.core.fill import Filler
-from dqm.store.flags import make_close_hook
-from dqm.store.references import active_reference, reference_histograms, set_reference
+from dqm.core.specs import load_specs
 from dqm.report.data import Period, ReportData
 from dqm.report.layout import TRENDS, plan_pages
 from dqm.report.sample import store_simulated_spill
+from dqm.sim.anomalies import parse_anomaly
 from dqm.sim.simulate import SimConfig, simulate_spill
-from dqm.core.specs import load_specs
 from dqm.store.engine import make_engine, make_sessionmaker
+from dqm.store.flags import make_close_hook
 from dqm.store.models import Flag
+from dqm.store.references import active_reference, reference_histograms, set_reference
 from dqm.store.spills import run_histograms
 from tests.helpers import ROOT
 
@@ -44,7 +44,7 @@ pytestmark = pytest.mark.integration
 
 #: Extra spec histograms, in their own file, with checks that the injected anomalies trip.
 #: (The shipped specs' own checks may change; these keep the test's flags predictable.)
-CHECKED_SPECS = '''
+CHECKED_SPECS = """
 subsystem = "calorimeter"
 
 [[histogram]]
@@ -68,11 +68,14 @@ x = { expr = "ms1_x[2]", bins = 60, lo = -60, hi = 60, label = "x [mm]" }
 type = "beam_centroid"
 instruction = "Beam moved at the target: call the beam-line physicist."
 params = { x_key = "beam_x_mean_ms1_2", y_key = "beam_y_mean_ms1_2" }
-'''
+"""
 
 ANOMALIES = {(2, 4): "dead_cell@4:detector=ecal,cell=1/2/2", (2, 7): "beam_shift@7:dx_mm=6"}
 LOST_BATCH = (2, 10)  # closed incomplete: flagged whatever the checks
-NEVER_RECEIVED = (2, 8), (2, 9)  # never reached the DQM: no row, only the gap in the numbers shows them
+NEVER_RECEIVED = (
+    (2, 8),
+    (2, 9),
+)  # never reached the DQM: no row, only the gap in the numbers shows them
 
 
 def _specs_dir(tmp_path: Path, extra: str = "") -> Path:
@@ -99,7 +102,9 @@ def _store_period(settings: Settings, specs, runs=((1, 6), (2, 10))) -> None:
                 text = ANOMALIES.get((run, spill))
                 data = simulate_spill(cfg, spill, [parse_anomaly(text)] if text else [])
                 with sessions.begin() as session:
-                    store_simulated_spill(session, filler, data, [hook], lose_batches=int((run, spill) == LOST_BATCH))
+                    store_simulated_spill(
+                        session, filler, data, [hook], lose_batches=int((run, spill) == LOST_BATCH)
+                    )
             if run == 1:
                 with sessions.begin() as session:
                     set_reference(session, 1, "test", comment="clean run")
@@ -108,9 +113,22 @@ def _store_period(settings: Settings, specs, runs=((1, 6), (2, 10))) -> None:
 
 
 def _dqm(settings: Settings, specs_dir: Path, *args: str) -> subprocess.CompletedProcess:
-    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), "DQM_DATABASE_URL": settings.database_url,
-           "DQM_SPECS_DIR": str(specs_dir), "DQM_DATA_DIR": settings.data_dir, "HOME": settings.data_dir}
-    return subprocess.run([sys.executable, "-m", "dqm", *args], env=env, cwd=str(ROOT), capture_output=True, text=True, timeout=240)
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "PYTHONPATH": str(ROOT),
+        "DQM_DATABASE_URL": settings.database_url,
+        "DQM_SPECS_DIR": str(specs_dir),
+        "DQM_DATA_DIR": settings.data_dir,
+        "HOME": settings.data_dir,
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "dqm", *args],
+        env=env,
+        cwd=str(ROOT),
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
 
 
 def test_report_of_a_period_with_anomalies(settings, tmp_path, artifacts):
@@ -120,36 +138,65 @@ def test_report_of_a_period_with_anomalies(settings, tmp_path, artifacts):
     _store_period(settings, specs)
     engine = make_engine(settings.database_url)
     with make_sessionmaker(engine)() as session:
-        flagged = sorted({(f.run, f.spill) for f in session.scalars(select(Flag).where(Flag.quality >= 2, Flag.check != "rollup"))})
+        flagged = sorted(
+            {
+                (f.run, f.spill)
+                for f in session.scalars(
+                    select(Flag).where(Flag.quality >= 2, Flag.check != "rollup")
+                )
+            }
+        )
     engine.dispose()
     assert {(2, 4), (2, 7), LOST_BATCH} <= set(flagged)
     # When the report of today is written by the command
     out = tmp_path / "report.pdf"
-    res = _dqm(settings, specs_dir, "report", "--date", datetime.now().astimezone().date().isoformat(), "--out", str(out))
+    res = _dqm(
+        settings,
+        specs_dir,
+        "report",
+        "--date",
+        datetime.now().astimezone().date().isoformat(),
+        "--out",
+        str(out),
+    )
     assert res.returncode == 0, res.stderr
     shutil.copy(out, artifacts / "report-test.pdf")
     assert "rendering pages" in res.stderr and "##########" in res.stderr  # the progress bar
     # Then every page, as PNG, has content (not a blank sheet)
     png_dir = tmp_path / "png"
     png_dir.mkdir()
-    subprocess.run(["pdftoppm", "-r", "40", "-png", str(out), str(png_dir / "page")], check=True, capture_output=True)
+    subprocess.run(
+        ["pdftoppm", "-r", "40", "-png", str(out), str(png_dir / "page")],
+        check=True,
+        capture_output=True,
+    )
     pngs = sorted(png_dir.glob("page-*.png"))
     for png in pngs:
         pixels = imread(png)[..., :3].mean(axis=2)
         assert pixels.std() > 0.02, f"{png.name} looks blank"
         assert (pixels < 0.5).mean() > 0.002, f"{png.name} has almost no ink"
     # and the text names every flagged spill, with its explanation and the shifter instruction
-    text = subprocess.run(["pdftotext", "-layout", str(out), "-"], check=True, capture_output=True, text=True).stdout
+    text = subprocess.run(
+        ["pdftotext", "-layout", str(out), "-"], check=True, capture_output=True, text=True
+    ).stdout
     pages = text.split("\f")[:-1]
     assert len(pages) == len(pngs)
     for run, spill in flagged:
-        assert re.search(rf"(^|\s){run}\s*/\s*{spill}\s", text), f"flagged spill {run}/{spill} missing from the report"
-    for phrase in ("Dead ECAL cell: call the ECAL expert", "Beam moved at the target", "1 dead cell(s): cell (2,2)",
-                   "spill closed incomplete"):
+        assert re.search(rf"(^|\s){run}\s*/\s*{spill}\s", text), (
+            f"flagged spill {run}/{spill} missing from the report"
+        )
+    for phrase in (
+        "Dead ECAL cell: call the ECAL expert",
+        "Beam moved at the target",
+        "1 dead cell(s): cell (2,2)",
+        "spill closed incomplete",
+    ):
         assert phrase in text, phrase
     assert "reference run 1" in text and "runs" in text.lower() and "Muons on target" in text
     # and the cover names the spills that never arrived
-    assert re.search(r"Spills not received\s+run 2: 8–9 \(2\)", text), "the gap in run 2 is not on the cover"
+    assert re.search(r"Spills not received\s+run 2: 8–9 \(2\)", text), (
+        "the gap in run 2 is not on the cover"
+    )
     assert all(f"page {i} / {len(pages)}" in p for i, p in enumerate(pages, 1))
     # and the page count follows the specs: cover, flag table, ⌈n/4⌉ pages per subsystem, trends
     table_pages = sum("WARNING and BAD flags" in p for p in pages)
@@ -162,31 +209,47 @@ def test_report_of_a_period_with_anomalies(settings, tmp_path, artifacts):
 
 
 def test_added_spec_histogram_adds_a_page(settings, tmp_path):
-    # Given a specs folder, and a copy with just enough beam histograms added to need one more beam page
+    # Given a specs folder, and a copy with just enough beam histograms added to need one more beam
+    # page
     base_dir = _specs_dir(tmp_path)
     n_beam = len(load_specs(base_dir).by_subsystem()["beam"])  # drawn 4 to a page
-    extra = "".join(f'''
+    extra = "".join(
+        f"""
 [[histogram]]
 name = "qa_extra_{i}"
 title = "QA extra beam histogram {i}"
 kind = "h1"
 subsystem = "beam"
 x = {{ expr = "ms1_y[1]", bins = 40, lo = -60, hi = 60, label = "y [mm]" }}
-''' for i in range((4 - n_beam % 4) % 4 + 1))
+"""
+        for i in range((4 - n_beam % 4) % 4 + 1)
+    )
     more_dir = tmp_path / "more"
     shutil.copytree(base_dir, more_dir)
     (more_dir / "zz_qa.toml").write_text(CHECKED_SPECS + extra)
-    # When a day is reported with the extended folder (a day without beam: every planned page, quick to draw)
+    # When a day is reported with the extended folder (a day without beam: every planned page, quick
+    # to draw)
     out = tmp_path / "more.pdf"
     res = _dqm(settings, more_dir, "report", "--date", "2001-01-01", "--out", str(out), "--quiet")
     assert res.returncode == 0, res.stderr
     info = subprocess.run(["pdfinfo", str(out)], check=True, capture_output=True, text=True).stdout
     pages = int(next(line.split()[-1] for line in info.splitlines() if line.startswith("Pages:")))
-    # Then it has one page more than the plan of the same day with the original folder, and draws the additions
-    start = datetime(2001, 1, 1, tzinfo=timezone.utc)
-    empty = ReportData(Period("empty", start, start + timedelta(days=1)), load_specs(base_dir), start, [], [], [], {})
+    # Then it has one page more than the plan of the same day with the original folder, and draws
+    # the additions
+    start = datetime(2001, 1, 1, tzinfo=UTC)
+    empty = ReportData(
+        Period("empty", start, start + timedelta(days=1)),
+        load_specs(base_dir),
+        start,
+        [],
+        [],
+        [],
+        {},
+    )
     assert pages == len(plan_pages(empty)) + 1
-    text = subprocess.run(["pdftotext", str(out), "-"], check=True, capture_output=True, text=True).stdout
+    text = subprocess.run(
+        ["pdftotext", str(out), "-"], check=True, capture_output=True, text=True
+    ).stdout
     assert "QA extra beam histogram 0" in text
 
 
@@ -211,16 +274,23 @@ def test_root_export_reproduces_stored_histograms_and_imports_as_reference(setti
             th = f[spec.name]
             assert classes[f"{spec.name};1"] == ("TH1D" if h.ndim == 1 else "TH2D")
             assert th.title == spec.title
-            inner = tuple(slice(1, -1) if not (a.traits.underflow and a.traits.overflow) else slice(None) for a in h.axes)
+            inner = tuple(
+                slice(1, -1) if not (a.traits.underflow and a.traits.overflow) else slice(None)
+                for a in h.axes
+            )
             values = th.values(flow=True)[inner]
             assert np.array_equal(values, h.values(flow=True)), spec.name
-            assert np.array_equal(th.variances(flow=True)[inner], h.values(flow=True)), spec.name  # Poisson errors
+            assert np.array_equal(th.variances(flow=True)[inner], h.values(flow=True)), (
+                spec.name
+            )  # Poisson errors
             assert th.member("fXaxis").member("fTitle") == (h.axes[0].label or "")
         # and the per-spill directories hold each spill's own histograms
         assert f["spill_0003/p_bms"].values().sum() > 0
         assert "run 2" in str(f["dqm_info"])
     # When that file is imported as the reference of run 2
-    res = _dqm(settings, specs_dir, "reference", "import", str(out), "--run", "2", "--user", "tester")
+    res = _dqm(
+        settings, specs_dir, "reference", "import", str(out), "--run", "2", "--user", "tester"
+    )
     assert res.returncode == 0, res.stderr
     # Then it is the active reference, with the same histograms bin by bin, and it was audited
     with sessions() as session:

@@ -25,7 +25,15 @@ from prometheus_client.parser import text_string_to_metric_families
 from dqm.config import Settings
 from tests.conftest import migrated_database
 from tests.helpers import (
-    ROOT, assert_identical, closed_count, one_process_fill, publish, small_run, stored, wait_until, worker_env,
+    ROOT,
+    assert_identical,
+    closed_count,
+    one_process_fill,
+    publish,
+    small_run,
+    stored,
+    wait_until,
+    worker_env,
 )
 
 pytestmark = pytest.mark.integration
@@ -45,10 +53,25 @@ def start_group(settings: Settings, n: int, logs: Path, *args: str) -> list[subp
     procs = []
     for i in range(n):
         with open(logs / f"w{n}-{i}.log", "w") as f:
-            procs.append(subprocess.Popen(
-                [sys.executable, "-m", "dqm", "--log-level", "INFO", "worker", "--consumer", f"w{n}-{i}", *args],
-                env=worker_env(settings), cwd=str(ROOT), stdout=f, stderr=subprocess.STDOUT,
-            ))
+            procs.append(
+                subprocess.Popen(
+                    [
+                        sys.executable,
+                        "-m",
+                        "dqm",
+                        "--log-level",
+                        "INFO",
+                        "worker",
+                        "--consumer",
+                        f"w{n}-{i}",
+                        *args,
+                    ],
+                    env=worker_env(settings),
+                    cwd=str(ROOT),
+                    stdout=f,
+                    stderr=subprocess.STDOUT,
+                )
+            )
     return procs
 
 
@@ -62,7 +85,9 @@ def scraped_events(logs: Path) -> dict[str, int]:
     """``dqm_worker_events_total`` of each 3-group worker, by HTTP GET of the port it logged."""
     out = {}
     for i in range(3):
-        m = re.search(r"metrics on http://127\.0\.0\.1:(\d+)/metrics", (logs / f"w3-{i}.log").read_text())
+        m = re.search(
+            r"metrics on http://127\.0\.0\.1:(\d+)/metrics", (logs / f"w3-{i}.log").read_text()
+        )
         if m is None:
             continue
         with urllib.request.urlopen(f"http://127.0.0.1:{m.group(1)}/metrics", timeout=10) as resp:
@@ -80,27 +105,48 @@ def _consumers(r, settings: Settings) -> int:
         return 0
 
 
-def test_one_and_three_workers_store_identical_histograms(settings, second_pg_url, redis_client, specs, tmp_path):
+def test_one_and_three_workers_store_identical_histograms(
+    settings, second_pg_url, redis_client, specs, tmp_path
+):
     # Given one simulated run (12 spills x 4 batches of 1000 events)
     spills = small_run(run=RUN, n_spills=N_SPILLS)
     total = sum(s.n_events for s in spills)
     one = settings
-    three = settings.with_(database_url=second_pg_url, stream=settings.stream + ":3", group=settings.group + ":3",
-                           dead_letter_stream=settings.dead_letter_stream + ":3")
+    three = settings.with_(
+        database_url=second_pg_url,
+        stream=settings.stream + ":3",
+        group=settings.group + ":3",
+        dead_letter_stream=settings.dead_letter_stream + ":3",
+    )
     # When it goes through 1 worker process, and through 3 sharing one group (another database;
     # both groups start together to share the start-up time, and get the run once all have joined)
     groups = {1: one, 3: three}
-    procs = {1: start_group(one, 1, tmp_path), 3: start_group(three, 3, tmp_path, "--metrics-port", "0", "--metrics-host", "127.0.0.1")}
+    procs = {
+        1: start_group(one, 1, tmp_path),
+        3: start_group(three, 3, tmp_path, "--metrics-port", "0", "--metrics-host", "127.0.0.1"),
+    }
     try:
         for n, s in groups.items():
-            wait_until(lambda: _consumers(redis_client, s) == n, 90, what=f"{n} consumers in the group")
-        for spill in spills:  # paced a little, so that no worker is still starting when the run is over
+            wait_until(
+                lambda: _consumers(redis_client, s) == n, 90, what=f"{n} consumers in the group"
+            )
+        for (
+            spill
+        ) in spills:  # paced a little, so that no worker is still starting when the run is over
             for s in groups.values():
                 publish(redis_client, s, [spill])
             time.sleep(0.05)
         for s in groups.values():
-            wait_until(lambda: closed_count(s.database_url, RUN) == N_SPILLS, 120, what="every spill closed")
-        wait_until(lambda: sum(scraped_events(tmp_path).values()) == total, 30, what="the metrics to count every event")
+            wait_until(
+                lambda: closed_count(s.database_url, RUN) == N_SPILLS,
+                120,
+                what="every spill closed",
+            )
+        wait_until(
+            lambda: sum(scraped_events(tmp_path).values()) == total,
+            30,
+            what="the metrics to count every event",
+        )
         scraped = scraped_events(tmp_path)
     finally:
         everyone = procs[1] + procs[3]
@@ -123,12 +169,16 @@ def test_one_and_three_workers_store_identical_histograms(settings, second_pg_ur
     for key in truth:
         assert got_one[key][0] == got_three[key][0] == "complete"
         assert_identical(got_one[key][1], got_three[key][1], where=f"1 vs 3 workers, spill {key}")
-        assert_identical(truth[key], got_three[key][1], where=f"one process vs 3 workers, spill {key}")
+        assert_identical(
+            truth[key], got_three[key][1], where=f"one process vs 3 workers, spill {key}"
+        )
     # and nothing is left pending in either group
     for s in (one, three):
         assert redis_client.xpending(s.stream, s.group)["pending"] == 0
     # and each closed spill was logged once, with its run and spill as logfmt fields
     logs = "".join(p.read_text() for p in sorted(tmp_path.glob("w3-*.log")))
-    closed = re.findall(r"spill closed run=(\d+) spill=(\d+) consumer=(w3-\d) status=complete n_events=(\d+)", logs)
+    closed = re.findall(
+        r"spill closed run=(\d+) spill=(\d+) consumer=(w3-\d) status=complete n_events=(\d+)", logs
+    )
     assert sorted((int(r), int(s)) for r, s, *_ in closed) == sorted(truth)
     assert {c for _, _, c, _ in closed} <= set(done_three)

@@ -16,10 +16,19 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, inspect, select
 
-from dqm.store import actions
 from dqm.core.specs import load_specs
+from dqm.store import actions
 from dqm.store.engine import make_engine, make_sessionmaker
-from dqm.store.models import AuditEntry, ChannelMask, CheckOverride, Flag, Reference, Run, Spill, utcnow
+from dqm.store.models import (
+    AuditEntry,
+    ChannelMask,
+    CheckOverride,
+    Flag,
+    Reference,
+    Run,
+    Spill,
+    utcnow,
+)
 from dqm.store.spills import Contribution, commit_group, processed_ids
 
 pytestmark = pytest.mark.integration
@@ -86,12 +95,30 @@ def _seed(sessions) -> int:
     with sessions.begin() as session:
         session.add(Run(run=5, beam_config="mu160", started_at=utcnow(), comment=""))
         session.flush()
-        sp = Spill(run=5, spill=1, status="complete", opened_at=utcnow(), updated_at=utcnow(), closed_at=utcnow(),
-                   received_batches=1, n_events=10)
+        sp = Spill(
+            run=5,
+            spill=1,
+            status="complete",
+            opened_at=utcnow(),
+            updated_at=utcnow(),
+            closed_at=utcnow(),
+            received_batches=1,
+            n_events=10,
+        )
         session.add(sp)
         session.flush()
-        flag = Flag(run=5, spill=1, spill_id=sp.id, subsystem="calorimeter", histogram="ecal_occupancy", check="dead_cells",
-                    quality=2, explanation="", instruction="", config_version="v+0")
+        flag = Flag(
+            run=5,
+            spill=1,
+            spill_id=sp.id,
+            subsystem="calorimeter",
+            histogram="ecal_occupancy",
+            check="dead_cells",
+            quality=2,
+            explanation="",
+            instruction="",
+            config_version="v+0",
+        )
         session.add(flag)
         session.flush()
         return flag.id
@@ -113,14 +140,22 @@ def test_hostile_text_through_every_action_is_stored_verbatim(sessions, specs):
         with sessions.begin() as session:
             actions.acknowledge_flag(session, flag_id, user, annotation=text)
             ref = actions.set_reference(session, 5, user, beam_config=text[:64], comment=text)
-            mask = actions.mask_channel(session, specs, "ecal_occupancy", [i % 6, 0], until, user, reason=text)
-            override = actions.edit_check_thresholds(session, specs, checked.name, checked.checks[0].type, {}, user, comment=text)
+            mask = actions.mask_channel(
+                session, specs, "ecal_occupancy", [i % 6, 0], until, user, reason=text
+            )
+            override = actions.edit_check_thresholds(
+                session, specs, checked.name, checked.checks[0].type, {}, user, comment=text
+            )
             ids = (ref.id, mask.id, override.id)
         # Then each reads back exactly as typed, with the user's name as given
         with sessions() as session:
             flag = session.get(Flag, flag_id)
             assert (flag.annotation, flag.acknowledged_by) == (text, user)
-            ref, mask, override = session.get(Reference, ids[0]), session.get(ChannelMask, ids[1]), session.get(CheckOverride, ids[2])
+            ref, mask, override = (
+                session.get(Reference, ids[0]),
+                session.get(ChannelMask, ids[1]),
+                session.get(CheckOverride, ids[2]),
+            )
             assert (ref.comment, ref.beam_config, ref.set_by) == (text, text[:64], user)
             assert (mask.reason, mask.created_by) == (text, user)
             assert (override.comment, override.created_by) == (text, user)
@@ -129,7 +164,9 @@ def test_hostile_text_through_every_action_is_stored_verbatim(sessions, specs):
     # and every table is still there; only the actions' own rows were added
     after = _tables(sessions)
     assert set(after) == set(before)
-    assert {k: after[k] for k in ("runs", "spills", "flags")} == {k: before[k] for k in ("runs", "spills", "flags")}
+    assert {k: after[k] for k in ("runs", "spills", "flags")} == {
+        k: before[k] for k in ("runs", "spills", "flags")
+    }
     assert after["audit"] == before["audit"] + 5 * len(HOSTILE)
 
 
@@ -151,12 +188,19 @@ def test_store_takes_hostile_stream_and_consumer_names(sessions):
 
 REFUSALS = [
     (lambda s, f, specs: actions.annotate_flag(s, f, "ann", "nul \x00 inside"), "NUL"),
-    (lambda s, f, specs: actions.annotate_flag(s, f, "ann", "x" * (actions.MAX_TEXT + 1)), "longer than"),
+    (
+        lambda s, f, specs: actions.annotate_flag(s, f, "ann", "x" * (actions.MAX_TEXT + 1)),
+        "longer than",
+    ),
     (lambda s, f, specs: actions.annotate_flag(s, f, "u" * 129, "fine"), "user name"),
     (lambda s, f, specs: actions.annotate_flag(s, f, "ann\x00", "fine"), "user name"),
     (lambda s, f, specs: actions.set_reference(s, 5, "ann", beam_config="b" * 65), "longer than"),
-    (lambda s, f, specs: actions.mask_channel(s, specs, "'; DROP TABLE spills; --", [0, 0], utcnow() + timedelta(days=1), "ann"),
-     "unknown histogram"),
+    (
+        lambda s, f, specs: actions.mask_channel(
+            s, specs, "'; DROP TABLE spills; --", [0, 0], utcnow() + timedelta(days=1), "ann"
+        ),
+        "unknown histogram",
+    ),
 ]
 
 

@@ -6,7 +6,7 @@ import asyncio
 import threading
 import time
 from dataclasses import replace
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import event, select, update
@@ -15,12 +15,12 @@ from apps.control_room import ControlRoom
 from apps.datastore import DataStore
 from apps.expert import HistogramExplorer, Trends
 from apps.expert_actions import run_action
-from dqm.store import actions
-from dqm.pipeline.runtime import close_hooks, open_store
 from dqm.core.specs import load_specs
+from dqm.pipeline.runtime import close_hooks, open_store
+from dqm.pipeline.worker import Worker
+from dqm.store import actions
 from dqm.store.engine import make_engine, make_sessionmaker
 from dqm.store.models import AuditEntry, Flag, Spill
-from dqm.pipeline.worker import Worker
 from tests.helpers import wait_until
 from tests.web_helpers import BEAM_SHIFT, publish_one, specs_with_checks
 
@@ -34,7 +34,14 @@ def web(settings, redis_client, tmp_path):
     s = replace(settings, specs_dir=str(specs_dir))
     specs = load_specs(specs_dir)
     writer = open_store(s)
-    worker = Worker(s, redis_client=redis_client, sessions=writer.sessions, specs=specs, consumer="t", close_hooks=close_hooks(s, specs))
+    worker = Worker(
+        s,
+        redis_client=redis_client,
+        sessions=writer.sessions,
+        specs=specs,
+        consumer="t",
+        close_hooks=close_hooks(s, specs),
+    )
     reader = open_store(s, writer=False)
     store = DataStore(s, specs, reader, poll_s=0.5)
     queries: list[str] = []
@@ -83,18 +90,23 @@ def test_refresher_follows_the_spill_closed_channel(web):
     store.start()
     wait_until(lambda: store.snapshot.spill == 1, 10, what="first snapshot")
     beam = {t.subsystem: t for t in store.snapshot.tiles}["beam"]
-    assert beam.quality in ("GOOD", "NO_DATA"), "no reference yet: shape checks may say NO_DATA, never BAD"
+    assert beam.quality in ("GOOD", "NO_DATA"), (
+        "no reference yet: shape checks may say NO_DATA, never BAD"
+    )
     # When an anomalous spill (beam shifted by 5 mm) is closed by the worker
     close(2, 2, BEAM_SHIFT)
     t0 = time.monotonic()
     wait_until(lambda: store.snapshot.spill == 2, 5, every_s=0.01, what="snapshot of spill 2")
     latency = time.monotonic() - t0
-    # Then the snapshot follows within a second, the beam tile is BAD with its explanation and instruction
+    # Then the snapshot follows within a second, the beam tile is BAD with its explanation and
+    # instruction
     tile = {t.subsystem: t for t in store.snapshot.tiles}["beam"]
     assert tile.quality == "BAD"
     assert "mm from nominal" in tile.explanation
     spec = load_specs(s.specs_path)[tile.histogram]
-    assert tile.instruction in {c.instruction or spec.instruction for c in spec.checks}, "the spec's shifter instruction"
+    assert tile.instruction in {c.instruction or spec.instruction for c in spec.checks}, (
+        "the spec's shifter instruction"
+    )
     assert latency < 1.0
     numbers = {n.label: n for n in store.snapshot.numbers}
     assert numbers["beam x (MS1)"].value == pytest.approx(5.0, abs=1.0)
@@ -113,8 +125,11 @@ def test_spills_that_never_arrived_are_named_on_the_wall(web):
     # When spill 5 is older than the spill timeout
     engine = make_engine(s.database_url)
     with make_sessionmaker(engine).begin() as session:
-        session.execute(update(Spill).where(Spill.run == 8, Spill.spill == 5)
-                        .values(opened_at=datetime.now(timezone.utc) - timedelta(seconds=s.spill_timeout_s + 5)))
+        session.execute(
+            update(Spill)
+            .where(Spill.run == 8, Spill.spill == 5)
+            .values(opened_at=datetime.now(UTC) - timedelta(seconds=s.spill_timeout_s + 5))
+        )
     engine.dispose()
     store.refresh()
     # Then the snapshot and the wall's header name the gap
@@ -163,7 +178,8 @@ def test_expert_histograms_load_off_the_event_loop_and_show_the_latest_choice(we
 
     # When two histograms are chosen in a row in a served session's way (draw_async on a loop)
     loop_thread = asyncio.run(choose("p_ms2", "beam_x_ms1_0"))
-    # Then the decoding and summing ran in other threads than the loop's (the wall screens keep updating)
+    # Then the decoding and summing ran in other threads than the loop's (the wall screens keep
+    # updating)
     # (outside a server the watcher also draws at once on the loop's thread: those are the others)
     assert sum(t != loop_thread for t in loading_threads) == 2
     # and the page shows the last choice, not whichever load finished last
@@ -215,29 +231,66 @@ def test_actions_need_a_named_user_and_land_in_the_audit_trail(web):
     close(4, 1, BEAM_SHIFT)
     shown = {t.subsystem: t for t in store.refresh().tiles}["beam"]  # the flag the wall tile shows
     assert shown.quality == "BAD"
-    bad_ids = store.read(lambda db: list(db.scalars(select(Flag.id).where(
-        Flag.run == 4, Flag.spill == 1, Flag.subsystem == "beam", Flag.quality == 3, Flag.check != "rollup").order_by(Flag.id))))
-    shown_id = store.read(lambda db: db.scalar(select(Flag.id).where(
-        Flag.run == 4, Flag.spill == 1, Flag.check == shown.check, Flag.histogram == shown.histogram)))
+    bad_ids = store.read(
+        lambda db: list(
+            db.scalars(
+                select(Flag.id)
+                .where(
+                    Flag.run == 4,
+                    Flag.spill == 1,
+                    Flag.subsystem == "beam",
+                    Flag.quality == 3,
+                    Flag.check != "rollup",
+                )
+                .order_by(Flag.id)
+            )
+        )
+    )
+    shown_id = store.read(
+        lambda db: db.scalar(
+            select(Flag.id).where(
+                Flag.run == 4,
+                Flag.spill == 1,
+                Flag.check == shown.check,
+                Flag.histogram == shown.histogram,
+            )
+        )
+    )
     assert shown_id in bad_ids
     # When a guest tries to acknowledge the flag on the tile
-    ok, text = run_action(store, "guest", "acknowledge", lambda db: actions.acknowledge_flag(db, shown_id, "guest"))
+    ok, text = run_action(
+        store, "guest", "acknowledge", lambda db: actions.acknowledge_flag(db, shown_id, "guest")
+    )
     # Then it is refused and nothing is recorded
     assert not ok and "logged-in" in text
     assert store.read(lambda db: db.scalar(select(AuditEntry.id))) is None
     # When a named expert acknowledges it
-    ok, text = run_action(store, "alice", "acknowledge", lambda db: actions.acknowledge_flag(db, shown_id, "alice", annotation="known"))
+    ok, text = run_action(
+        store,
+        "alice",
+        "acknowledge",
+        lambda db: actions.acknowledge_flag(db, shown_id, "alice", annotation="known"),
+    )
     # Then the audit trail has who and what
     assert ok, text
     entry = store.read(lambda db: db.scalars(select(AuditEntry)).one())
-    assert (entry.user, entry.action, entry.target) == ("alice", "acknowledge_flag", f"flag {shown_id}")
+    assert (entry.user, entry.action, entry.target) == (
+        "alice",
+        "acknowledge_flag",
+        f"flag {shown_id}",
+    )
     tile = {t.subsystem: t for t in store.snapshot.tiles}["beam"]
     others = [i for i in bad_ids if i != shown_id]
     if others:
         # and while another BAD beam flag is unacknowledged the tile shows that one, not "handled"
         assert tile.quality == "BAD" and tile.acknowledged_by is None
         for i in others:
-            ok, text = run_action(store, "alice", "acknowledge", lambda db, i=i: actions.acknowledge_flag(db, i, "alice"))
+            ok, text = run_action(
+                store,
+                "alice",
+                "acknowledge",
+                lambda db, i=i: actions.acknowledge_flag(db, i, "alice"),
+            )
             assert ok, text
         tile = {t.subsystem: t for t in store.snapshot.tiles}["beam"]
     # and once every BAD beam flag is acknowledged, the wall shows who did it
@@ -251,14 +304,17 @@ def test_action_forms_write_through_dqm_actions(web):
     s, store, close, _ = web
     # Given a closed run and the action forms of a logged-in expert and of a guest
     close(5, 1)
-    expert = ActionsPanel(store, user="bob", auth_enabled=True, selected_cell=lambda: ("webtest_ecal_cells", (2, 3)))
+    expert = ActionsPanel(
+        store, user="bob", auth_enabled=True, selected_cell=lambda: ("webtest_ecal_cells", (2, 3))
+    )
     guest = ActionsPanel(store, user=None, auth_enabled=True, selected_cell=lambda: None)
     # When the guest tries to set a reference
     guest.ref_run.value = 5
     guest.set_reference()
     # Then it is refused
     assert "refused" in guest.result[0].object
-    # When the expert sets the reference, masks the clicked cell until a date and loosens a threshold
+    # When the expert sets the reference, masks the clicked cell until a date and loosens a
+    # threshold
     expert.ref_run.value = 5
     expert.set_reference()
     expert._fill_cell()
@@ -271,14 +327,22 @@ def test_action_forms_write_through_dqm_actions(web):
     expert.save_thresholds()
     # Then each landed, with the expert's name in the audit trail
     assert "done by bob" in expert.result[0].object
+
     def rows(db):
-        return (db.scalars(select(Reference.run).where(Reference.active.is_(True))).all(),
-                [(m.histogram, m.channel) for m in db.scalars(select(ChannelMask))],
-                [o.params["window_mm"] for o in db.scalars(select(CheckOverride))],
-                sorted((a.user, a.action) for a in db.scalars(select(AuditEntry))))
+        return (
+            db.scalars(select(Reference.run).where(Reference.active.is_(True))).all(),
+            [(m.histogram, m.channel) for m in db.scalars(select(ChannelMask))],
+            [o.params["window_mm"] for o in db.scalars(select(CheckOverride))],
+            sorted((a.user, a.action) for a in db.scalars(select(AuditEntry))),
+        )
+
     refs, masks, overrides, audit = store.read(rows)
     assert refs == [5] and masks == [("webtest_ecal_cells", [2, 3])] and overrides == [2.0]
-    assert audit == [("bob", "edit_check_thresholds"), ("bob", "mask_channel"), ("bob", "set_reference")]
+    assert audit == [
+        ("bob", "edit_check_thresholds"),
+        ("bob", "mask_channel"),
+        ("bob", "set_reference"),
+    ]
     # And a malformed date is refused with a message, not an exception
     expert.mask_until.value = "next tuesday"
     expert.mask_cell()
@@ -290,12 +354,21 @@ def test_without_redis_the_refresher_falls_back_to_polling(web):
 
     s, store, close, _ = web
     # Given a web process whose Redis is unreachable (the workers' Redis is fine)
-    blind = DataStore(replace(s, redis_url=f"redis://127.0.0.1:{free_port()}/0"), store.specs, store.store, poll_s=0.3)
+    blind = DataStore(
+        replace(s, redis_url=f"redis://127.0.0.1:{free_port()}/0"),
+        store.specs,
+        store.store,
+        poll_s=0.3,
+    )
     blind.start()
     try:
         # When a spill closes
         close(6, 1)
         # Then the poll of the change token still brings it to the wall within a few poll periods
-        wait_until(lambda: blind.snapshot.spill == 1 and blind.snapshot.run == 6, 10, what="snapshot via polling")
+        wait_until(
+            lambda: blind.snapshot.spill == 1 and blind.snapshot.run == 6,
+            10,
+            what="snapshot via polling",
+        )
     finally:
         blind.stop()

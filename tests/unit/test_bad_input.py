@@ -29,21 +29,27 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from dqm.config import Settings
-from dqm.errors import BatchError
 from dqm.core.events import MAGIC, MAX_ID, SCHEMA_VERSION, decode_batch, encode_batch
 from dqm.core.fill import Filler
-from dqm.pipeline.stream import EndOfSpill, Message, parse_eos
 from dqm.core.variables import BatchView
+from dqm.errors import BatchError
+from dqm.pipeline.stream import EndOfSpill, Message, parse_eos
 from dqm.pipeline.worker import Worker
 from tests.helpers import assert_identical
 from tests.malformed import KINDS, POOL, REASONS, corrupt, valid_columns
 
-FUZZ = dict(deadline=None, database=None, derandomize=False, suppress_health_check=list(HealthCheck))
+FUZZ = dict(
+    deadline=None, database=None, derandomize=False, suppress_health_check=list(HealthCheck)
+)
 batch_shapes = st.tuples(st.integers(1, 6), st.integers(0, 2**32 - 1))
-VARIANTS = 8  # corruptions per example: Hypothesis picks kind, batch and seed; numpy makes 8 of that kind
+VARIANTS = (
+    8  # corruptions per example: Hypothesis picks kind, batch and seed; numpy makes 8 of that kind
+)
 
 
-corruptions = st.tuples(st.sampled_from(KINDS), st.integers(0, len(POOL) - 1), st.integers(0, 2**32 - 1))
+corruptions = st.tuples(
+    st.sampled_from(KINDS), st.integers(0, len(POOL) - 1), st.integers(0, 2**32 - 1)
+)
 
 
 @settings(max_examples=1300, **FUZZ)
@@ -70,7 +76,12 @@ def test_valid_batches_spanning_every_range_are_accepted(shape):
 
 
 @settings(max_examples=800, **FUZZ)
-@given(st.one_of(st.binary(max_size=2048), st.binary(max_size=64).map(lambda b: MAGIC + struct.pack("<H", SCHEMA_VERSION) + b)))
+@given(
+    st.one_of(
+        st.binary(max_size=2048),
+        st.binary(max_size=64).map(lambda b: MAGIC + struct.pack("<H", SCHEMA_VERSION) + b),
+    )
+)
 def test_random_bytes_are_refused_with_a_known_reason(payload):
     try:
         decode_batch(payload)
@@ -78,8 +89,12 @@ def test_random_bytes_are_refused_with_a_known_reason(payload):
         assert exc.reason in REASONS
 
 
-ints_as_bytes = st.integers(-2**70, 2**70).map(lambda v: str(v).encode())
-field_values = st.one_of(ints_as_bytes, st.binary(max_size=30), st.sampled_from([b"", b" 7 ", b"1e3", b"0x10", b"nan", b"7.0", b"1_000"]))
+ints_as_bytes = st.integers(-(2**70), 2**70).map(lambda v: str(v).encode())
+field_values = st.one_of(
+    ints_as_bytes,
+    st.binary(max_size=30),
+    st.sampled_from([b"", b" 7 ", b"1e3", b"0x10", b"nan", b"7.0", b"1_000"]),
+)
 
 
 @st.composite
@@ -111,13 +126,17 @@ def test_end_of_spill_markers_are_accepted_only_within_limits(fields):
 @pytest.fixture(scope="module")
 def worker(specs):
     # no Redis, no database: with check_seen=False, _process touches neither
-    return Worker(Settings(stream="fuzz"), redis_client=None, sessions=None, specs=specs, consumer="fuzz")  # type: ignore[arg-type]
+    return Worker(
+        Settings(stream="fuzz"), redis_client=None, sessions=None, specs=specs, consumer="fuzz"
+    )  # type: ignore[arg-type]
 
 
 @st.composite
 def messages(draw) -> Message:
     kind = draw(st.sampled_from([b"batch", b"eos", b"", b"junk", None]))
-    fields: dict[bytes, bytes] = {} if kind is None else {b"type": kind if kind != b"junk" else draw(st.binary(max_size=50))}
+    fields: dict[bytes, bytes] = (
+        {} if kind is None else {b"type": kind if kind != b"junk" else draw(st.binary(max_size=50))}
+    )
     if kind == b"batch":
         choice = draw(st.integers(0, 3))
         if choice == 0:
@@ -126,7 +145,12 @@ def messages(draw) -> Message:
         elif choice == 1:
             fields[b"payload"] = draw(st.binary(max_size=256))
         elif choice == 2:
-            fields[b"payload"] = encode_batch(draw(st.integers(0, 5)), draw(st.integers(0, 5)), draw(st.integers(0, 5)), draw(st.sampled_from(POOL)))
+            fields[b"payload"] = encode_batch(
+                draw(st.integers(0, 5)),
+                draw(st.integers(0, 5)),
+                draw(st.integers(0, 5)),
+                draw(st.sampled_from(POOL)),
+            )
     elif kind == b"eos":
         fields.update(draw(markers()))
     extra = draw(st.dictionaries(st.binary(max_size=8), st.binary(max_size=16), max_size=3))
@@ -161,14 +185,26 @@ GOOD = {spill: _good_batches(spill, 3) for spill in (1, 2)}
 
 
 @settings(max_examples=100, **FUZZ)
-@given(st.lists(st.tuples(st.sampled_from([1, 2]), st.sampled_from(["b0", "b1", "b2", "eos"])), min_size=1, max_size=10))
+@given(
+    st.lists(
+        st.tuples(st.sampled_from([1, 2]), st.sampled_from(["b0", "b1", "b2", "eos"])),
+        min_size=1,
+        max_size=10,
+    )
+)
 def test_duplicated_and_out_of_order_messages_count_each_batch_once(worker, specs, sequence):
     # Given any order of the batches and markers of two spills, with any repetitions
     worker._reset_group()
     msgs = []
     for i, (spill, what) in enumerate(sequence):
         if what == "eos":
-            fields = {b"type": b"eos", b"run": b"9", b"spill": str(spill).encode(), b"n_batches": b"3", b"n_events": b"9"}
+            fields = {
+                b"type": b"eos",
+                b"run": b"9",
+                b"spill": str(spill).encode(),
+                b"n_batches": b"3",
+                b"n_events": b"9",
+            }
         else:
             fields = {b"type": b"batch", b"payload": GOOD[spill][int(what[1])]}
         msgs.append(Message(f"{i + 1}-0", fields))

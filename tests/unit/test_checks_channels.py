@@ -23,9 +23,16 @@ def beam_spot_probabilities(x0: float = 3.0, y0: float = 3.0, sigma: float = 1.0
     return cells / cells.sum()
 
 
-def ecal_map(n_events: int, seed: int, *, dead: tuple[int, int] | None = None,
-             hot: tuple[int, int] | None = None, hot_factor: float = 5.0,
-             x0: float = 3.0, y0: float = 3.0) -> bh.Histogram:
+def ecal_map(
+    n_events: int,
+    seed: int,
+    *,
+    dead: tuple[int, int] | None = None,
+    hot: tuple[int, int] | None = None,
+    hot_factor: float = 5.0,
+    x0: float = 3.0,
+    y0: float = 3.0,
+) -> bh.Histogram:
     """ECAL 6×6 hit map of one spill (each muon hits one cell)."""
     rng = np.random.default_rng(seed)
     probabilities = beam_spot_probabilities(x0, y0)
@@ -44,8 +51,9 @@ def ecal_map(n_events: int, seed: int, *, dead: tuple[int, int] | None = None,
 REFERENCE = ecal_map(2_000_000, seed=1, x0=3.02, y0=2.98)
 
 
-def run_all(h: bh.Histogram, reference: bh.Histogram | None, **params: object
-            ) -> dict[str, Quality]:
+def run_all(
+    h: bh.Histogram, reference: bh.Histogram | None, **params: object
+) -> dict[str, Quality]:
     context = CheckContext(h, reference)
     return {name: run_check(name, context, dict(params)).quality for name in CHANNEL_CHECKS}
 
@@ -76,8 +84,11 @@ def test_neighbour_and_median_comparisons_misfire_on_a_peaked_map() -> None:
 @pytest.mark.parametrize("cell", [(2, 3), (1, 1), (0, 3)])
 def test_dead_cell_is_found_and_named(use_reference: bool, cell: tuple[int, int]) -> None:
     h = ecal_map(20_000, seed=11, dead=cell)
-    result = run_check("dead_channels", CheckContext(h, REFERENCE if use_reference else None),
-                       {"channel_name": "ECAL cell"})
+    result = run_check(
+        "dead_channels",
+        CheckContext(h, REFERENCE if use_reference else None),
+        {"channel_name": "ECAL cell"},
+    )
     assert result.quality is Quality.BAD
     assert result.details["channels"] == [list(cell)]
     source = "reference" if use_reference else "beam-spot profile"
@@ -133,12 +144,16 @@ def test_flat_map_without_reference(method: str) -> None:
     assert dead.quality is Quality.BAD and dead.details["channels"] == [[1, 1]]
 
 
-def hcal_modules(n_events: int, seed: int, gain: tuple[float, ...] = (1, 1, 1, 1),
-                 missing: int | None = None) -> bh.Histogram:
+def hcal_modules(
+    n_events: int, seed: int, gain: tuple[float, ...] = (1, 1, 1, 1), missing: int | None = None
+) -> bh.Histogram:
     """HCAL energy per module (Integer(0,4) × Regular energy): a muon leaves ≈2.5 GeV each."""
     rng = np.random.default_rng(seed)
-    h = bh.Histogram(bh.axis.Integer(0, 4), bh.axis.Regular(60, 0.0, 6.0, metadata="E [GeV]"),
-                     storage=bh.storage.Int64())
+    h = bh.Histogram(
+        bh.axis.Integer(0, 4),
+        bh.axis.Regular(60, 0.0, 6.0, metadata="E [GeV]"),
+        storage=bh.storage.Int64(),
+    )
     for module in range(4):
         if module == missing:
             continue
@@ -149,8 +164,11 @@ def hcal_modules(n_events: int, seed: int, gain: tuple[float, ...] = (1, 1, 1, 1
 
 def test_missing_hcal_module_is_a_dead_channel_of_the_projection() -> None:
     reference = hcal_modules(200_000, 1)
-    result = run_check("dead_channels", CheckContext(hcal_modules(20_000, 2, missing=2), reference),
-                       {"channel_name": "HCAL module"})
+    result = run_check(
+        "dead_channels",
+        CheckContext(hcal_modules(20_000, 2, missing=2), reference),
+        {"channel_name": "HCAL module"},
+    )
     assert result.quality is Quality.BAD and result.details["channels"] == [[2]]
     assert result.explanation.startswith("1 dead HCAL module(s): HCAL module 2: 0 hits")
 
@@ -160,9 +178,11 @@ def test_hcal_module_gain_drop(use_reference: bool) -> None:
     reference = hcal_modules(200_000, 1) if use_reference else None
     healthy = run_check("channel_means", CheckContext(hcal_modules(20_000, 3), reference))
     assert healthy.quality is Quality.GOOD, healthy.explanation
-    dropped = run_check("channel_means",
-                        CheckContext(hcal_modules(20_000, 3, gain=(1, 1, 0.7, 1)), reference),
-                        {"channel_name": "HCAL module"})
+    dropped = run_check(
+        "channel_means",
+        CheckContext(hcal_modules(20_000, 3, gain=(1, 1, 0.7, 1)), reference),
+        {"channel_name": "HCAL module"},
+    )
     assert dropped.quality is Quality.BAD
     assert dropped.details["channels"] == [[2]]
     assert "HCAL module 2: mean E [GeV]" in dropped.explanation and "-30 %" in dropped.explanation
@@ -170,8 +190,9 @@ def test_hcal_module_gain_drop(use_reference: bool) -> None:
 
 @settings(max_examples=60, deadline=None)
 @given(st.lists(st.integers(0, 5000), min_size=36, max_size=36), st.integers(1, 20))
-def test_map_identical_in_shape_to_its_reference_is_never_flagged(cells: list[int],
-                                                                  factor: int) -> None:
+def test_map_identical_in_shape_to_its_reference_is_never_flagged(
+    cells: list[int], factor: int
+) -> None:
     h = bh.Histogram(bh.axis.Integer(0, 6), bh.axis.Integer(0, 6), storage=bh.storage.Int64())
     h[...] = np.array(cells).reshape(6, 6)
     reference = h.copy()
@@ -188,9 +209,18 @@ def test_min_share_ignores_a_significant_but_negligible_corner_cell() -> None:
     context = CheckContext(h, None)
     # When it is judged without a reference, with and without a minimum share of the map's hits
     bare = run_check("hot_channels", context, {"hot_factor": 1.5, "min_sigma": 6.0})
-    shared = run_check("hot_channels", context, {"hot_factor": 1.5, "min_sigma": 6.0, "min_share": 0.005})
+    shared = run_check(
+        "hot_channels", context, {"hot_factor": 1.5, "min_sigma": 6.0, "min_share": 0.005}
+    )
     # Then only the bare check calls the corner hot; a real hot cell is hot either way
     assert bare.quality is Quality.BAD and [5, 5] in bare.details["channels"]
     assert shared.quality is Quality.GOOD and shared.threshold["min_share"] == 0.005
     hot = ecal_map(20_000, seed=5, hot=(4, 1), hot_factor=50.0)
-    assert run_check("hot_channels", CheckContext(hot, None), {"hot_factor": 1.5, "min_sigma": 6.0, "min_share": 0.005}).quality is Quality.BAD
+    assert (
+        run_check(
+            "hot_channels",
+            CheckContext(hot, None),
+            {"hot_factor": 1.5, "min_sigma": 6.0, "min_share": 0.005},
+        ).quality
+        is Quality.BAD
+    )

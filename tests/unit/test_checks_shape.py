@@ -20,8 +20,9 @@ def p_bms(n_events: int, seed: int, scale: float = 1.0) -> bh.Histogram:
     core = rng.normal(160.0, 1.6, n_events)
     tail = rng.random(n_events) < 0.005
     core[tail] -= rng.exponential(4.0, tail.sum())
-    h = bh.Histogram(bh.axis.Regular(100, 150.0, 170.0, metadata="p_bms [GeV]"),
-                     storage=bh.storage.Int64())
+    h = bh.Histogram(
+        bh.axis.Regular(100, 150.0, 170.0, metadata="p_bms [GeV]"), storage=bh.storage.Int64()
+    )
     h.fill(core * scale)
     return h
 
@@ -63,8 +64,9 @@ def test_bins_beyond_counts_a_broad_but_shallow_change() -> None:
 
 def test_pull_methods_agree_on_a_large_deviation() -> None:
     context = CheckContext(p_bms(20_000, seed=6, scale=1.005), REFERENCE)
-    values = [run_check("max_pull", context, {"method": m}).value
-              for m in ("exact", "pooled", "observed")]
+    values = [
+        run_check("max_pull", context, {"method": m}).value for m in ("exact", "pooled", "observed")
+    ]
     assert max(values) / min(values) < 1.3
 
 
@@ -94,8 +96,9 @@ def test_compare_projects_2d_histograms() -> None:
 
 @settings(max_examples=80, deadline=None)
 @given(st.lists(st.integers(0, 3000), min_size=3, max_size=80), st.integers(1, 30))
-def test_histogram_identical_in_shape_to_reference_is_never_bad(counts: list[int],
-                                                                factor: int) -> None:
+def test_histogram_identical_in_shape_to_reference_is_never_bad(
+    counts: list[int], factor: int
+) -> None:
     values = np.array(counts)
     if values.sum() == 0:
         values[0] = 1

@@ -49,8 +49,12 @@ def test_chi2_p_values_are_uniform_under_the_null() -> None:
     rng = np.random.default_rng(RNG_SEED)
     shape = np.exp(-0.5 * np.linspace(-2.5, 2.5, 40) ** 2)
     shape /= shape.sum()
-    ps = np.array([chi2_unweighted(rng.multinomial(20_000, shape),
-                                   rng.multinomial(500_000, shape))[2] for _ in range(1000)])
+    ps = np.array(
+        [
+            chi2_unweighted(rng.multinomial(20_000, shape), rng.multinomial(500_000, shape))[2]
+            for _ in range(1000)
+        ]
+    )
     # 5 % of p-values below 0.05 (binomial σ ≈ 0.7 %), none below 1e-4 expected
     assert 0.03 < np.mean(ps < 0.05) < 0.07
     assert np.mean(ps < 1e-3) < 0.005
@@ -105,8 +109,9 @@ def test_pooled_pulls_square_to_the_chi2_and_observed_pulls_follow_their_formula
 
 def test_pulls_are_standard_normal_under_the_null() -> None:
     rng = np.random.default_rng(RNG_SEED)
-    pulls = np.concatenate([
-        poisson_pulls(rng.poisson(500.0, 100), rng.poisson(25_000.0, 100)) for _ in range(50)])
+    pulls = np.concatenate(
+        [poisson_pulls(rng.poisson(500.0, 100), rng.poisson(25_000.0, 100)) for _ in range(50)]
+    )
     assert abs(pulls.mean()) < 0.05
     assert pulls.std() == pytest.approx(1.0, abs=0.05)
 
@@ -134,8 +139,9 @@ def test_exact_significance_matches_scipy_binomtest_and_pooled_pulls_at_large_co
     assert 2 < z[2] < 4.5
     rng = np.random.default_rng(RNG_SEED)
     big_n, big_r = rng.poisson(5e4, 20).astype(float), rng.poisson(5e5, 20).astype(float)
-    np.testing.assert_allclose(poisson_significance(big_n, big_r), poisson_pulls(big_n, big_r),
-                               atol=0.05)
+    np.testing.assert_allclose(
+        poisson_significance(big_n, big_r), poisson_pulls(big_n, big_r), atol=0.05
+    )
 
 
 def test_poisson_tail_sigma_and_p_to_sigma() -> None:
@@ -152,8 +158,7 @@ def test_binomial_errors_and_intervals_match_scipy() -> None:
     wilson = result.proportion_ci(confidence_level=0.6827, method="wilson")
     exact = result.proportion_ci(confidence_level=0.6827, method="exact")
     assert wilson_interval(7, 20_000) == pytest.approx((wilson.low, wilson.high), rel=1e-6)
-    assert clopper_pearson_interval(7, 20_000) == pytest.approx((exact.low, exact.high),
-                                                                rel=1e-6)
+    assert clopper_pearson_interval(7, 20_000) == pytest.approx((exact.low, exact.high), rel=1e-6)
     assert clopper_pearson_interval(0, 100)[0] == 0.0
     with pytest.raises(ValueError):
         binomial_error(0, 0)

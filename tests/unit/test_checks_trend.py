@@ -14,13 +14,16 @@ N_BASELINE = 20
 
 def run_on_series(name: str, values: np.ndarray, **params: object) -> CheckResult:
     """The check as the worker runs it at the last spill of ``values``."""
-    context = CheckContext(summary={"p_ms2_mean": float(values[-1]), "n_events": 20_000.0},
-                           history={"p_ms2_mean": [float(v) for v in values[:-1]]})
+    context = CheckContext(
+        summary={"p_ms2_mean": float(values[-1]), "n_events": 20_000.0},
+        history={"p_ms2_mean": [float(v) for v in values[:-1]]},
+    )
     return run_check(name, context, {"quantity": "p_ms2_mean", **params})
 
 
-def drifting_run(seed: int, drift_per_spill: float = 1e-3, n_stable: int = 30,
-                 n_drift: int = 25) -> np.ndarray:
+def drifting_run(
+    seed: int, drift_per_spill: float = 1e-3, n_stable: int = 30, n_drift: int = 25
+) -> np.ndarray:
     """p_ms2_mean per spill: stable, then the scale creeps by ``drift_per_spill`` each spill."""
     rng = np.random.default_rng(seed)
     scale = np.concatenate([np.zeros(n_stable), drift_per_spill * np.arange(1, n_drift + 1)])
@@ -31,8 +34,11 @@ def drifting_run(seed: int, drift_per_spill: float = 1e-3, n_stable: int = 30,
 def test_slow_momentum_drift_is_caught_well_before_two_percent(name: str) -> None:
     for seed in range(20):
         values = drifting_run(seed)
-        first_bad = next(t for t in range(N_BASELINE + 1, len(values) + 1)
-                         if run_on_series(name, values[:t]).quality is Quality.BAD)
+        first_bad = next(
+            t
+            for t in range(N_BASELINE + 1, len(values) + 1)
+            if run_on_series(name, values[:t]).quality is Quality.BAD
+        )
         drift_at_alarm = values[first_bad - 1] / P_NOMINAL_GEV - 1
         # BAD after at most 4 drifting spills: ≤ 0.4 %, long before a 2 % scale error
         assert first_bad - 30 <= 4, (seed, first_bad)

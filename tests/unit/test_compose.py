@@ -16,8 +16,9 @@ import shlex
 import shutil
 import subprocess
 import tomllib
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import pytest
 import yaml
@@ -56,7 +57,7 @@ def interpolate(text: str, env: Mapping[str, str]) -> str:
             out.append(c)
             i += 1
             continue
-        nxt = text[i + 1:i + 2]
+        nxt = text[i + 1 : i + 2]
         if nxt == "$":
             out.append("$")
             i += 2
@@ -67,7 +68,7 @@ def interpolate(text: str, env: Mapping[str, str]) -> str:
                     raise ValueError(f"unclosed ${{ in {text!r}")
                 depth += {"{": 1, "}": -1}.get(text[end], 0)
                 end += 1
-            out.append(_expand(text[i + 2:end - 1], env))
+            out.append(_expand(text[i + 2 : end - 1], env))
             i = end
         else:
             m = _NAME.match(text, i + 1)
@@ -81,11 +82,16 @@ def interpolate(text: str, env: Mapping[str, str]) -> str:
 def _expand(body: str, env: Mapping[str, str]) -> str:
     m = _NAME.match(body)
     assert m, f"bad variable ${{{body}}}"
-    name, rest = m.group(), body[m.end():]
+    name, rest = m.group(), body[m.end() :]
     value = env.get(name)
-    for op, unset in ((":-", lambda v: not v), ("-", lambda v: v is None), (":?", lambda v: not v), ("?", lambda v: v is None)):
+    for op, unset in (
+        (":-", lambda v: not v),
+        ("-", lambda v: v is None),
+        (":?", lambda v: not v),
+        ("?", lambda v: v is None),
+    ):
         if rest.startswith(op):
-            arg = rest[len(op):]
+            arg = rest[len(op) :]
             if not unset(value):
                 return value
             if "?" in op:
@@ -145,7 +151,9 @@ def test_migrate_is_a_one_shot_that_the_dqm_services_wait_for(compose):
     assert migrate.get("restart", "no") == "no", "a one-shot must not be restarted"
     assert migrate["depends_on"]["postgres"]["condition"] == "service_healthy"
     for name in ("worker", "web", "report"):
-        assert services[name]["depends_on"]["migrate"]["condition"] == "service_completed_successfully", name
+        assert (
+            services[name]["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
+        ), name
         assert services[name]["depends_on"]["postgres"]["condition"] == "service_healthy", name
     for name in ("worker", "web"):
         assert services[name]["depends_on"]["redis"]["condition"] == "service_healthy", name
@@ -153,7 +161,12 @@ def test_migrate_is_a_one_shot_that_the_dqm_services_wait_for(compose):
 
 def test_workers_are_replicated_three_by_default_and_configurable(raw):
     assert interpolate_tree(raw, DOT_ENV)["services"]["worker"]["deploy"]["replicas"] == "3"
-    assert interpolate_tree(raw, {**DOT_ENV, "DQM_WORKERS": "8"})["services"]["worker"]["deploy"]["replicas"] == "8"
+    assert (
+        interpolate_tree(raw, {**DOT_ENV, "DQM_WORKERS": "8"})["services"]["worker"]["deploy"][
+            "replicas"
+        ]
+        == "8"
+    )
 
 
 def test_every_long_running_service_has_a_health_check(compose):
@@ -202,21 +215,30 @@ def test_web_and_report_commands(compose):
 
 def test_named_volumes_for_the_database_redis_and_reports(compose):
     services, volumes = compose["services"], set(compose["volumes"])
-    mounts = {name: {m.split(":")[1]: m.split(":")[0] for m in s.get("volumes", [])} for name, s in services.items()}
+    mounts = {
+        name: {m.split(":")[1]: m.split(":")[0] for m in s.get("volumes", [])}
+        for name, s in services.items()
+    }
     assert mounts["postgres"]["/var/lib/postgresql/data"] in volumes
     assert mounts["redis"]["/data"] in volumes
     assert mounts["report"]["/reports"] in volumes
-    # the web apps list <DQM_DATA_DIR>/reports (read-only): the same volume the report service writes
+    # the web apps list <DQM_DATA_DIR>/reports (read-only): the same volume the report service
+    # writes
     web_reports = environment(services["web"])["DQM_DATA_DIR"] + "/reports"
     assert mounts["web"][web_reports] == mounts["report"]["/reports"]
-    assert any(m.startswith(f"{mounts['web'][web_reports]}:{web_reports}:ro") for m in services["web"]["volumes"])
+    assert any(
+        m.startswith(f"{mounts['web'][web_reports]}:{web_reports}:ro")
+        for m in services["web"]["volumes"]
+    )
 
 
 # ---------------------------------------------------------------------- configuration
 def test_every_dqm_variable_passed_to_a_container_is_a_setting(compose):
     for name, service in compose["services"].items():
         unknown = {k for k in environment(service) if k.startswith("DQM_")} - SETTING_VARS
-        assert not unknown, f"{name} passes {sorted(unknown)}, which dqm.config.SETTINGS does not know"
+        assert not unknown, (
+            f"{name} passes {sorted(unknown)}, which dqm.config.SETTINGS does not know"
+        )
 
 
 def test_every_setting_can_be_set_through_compose(compose):
@@ -232,15 +254,21 @@ def test_every_compose_variable_is_a_setting_or_documented(raw):
     assert not unknown_dqm, f"DQM_* variables that are not settings: {sorted(unknown_dqm)}"
     readme = DOCKER_README.read_text()
     undocumented = {v for v in used - SETTING_VARS if f"`{v}`" not in readme}
-    assert not undocumented, f"compose variables missing from docker/README.md: {sorted(undocumented)}"
+    assert not undocumented, (
+        f"compose variables missing from docker/README.md: {sorted(undocumented)}"
+    )
 
 
 def test_each_dqm_service_environment_loads_as_settings(compose):
     for name in DQM_SERVICES:
-        settings = load_settings(environment(compose["services"][name]))  # validates URLs and numbers
+        settings = load_settings(
+            environment(compose["services"][name])
+        )  # validates URLs and numbers
         assert settings.redis_url == "redis://:redis-secret@redis:6379/0", name
         assert settings.database_url == "postgresql+psycopg://dqm:pg-secret@postgres:5432/dqm", name
-        assert settings.stream == SETTINGS["stream"].default, f"{name}: an empty variable must mean the default"
+        assert settings.stream == SETTINGS["stream"].default, (
+            f"{name}: an empty variable must mean the default"
+        )
 
 
 def test_credentials_come_only_from_the_environment(raw):
@@ -253,11 +281,17 @@ def test_credentials_come_only_from_the_environment(raw):
     for line in text.splitlines():
         m = re.match(r"\s*([A-Z_]*PASSWORD[A-Z_]*)\s*:\s*(\S.*)$", line)
         if m:
-            assert m.group(2).startswith("${"), f"{m.group(1)} is not taken from the environment: {line.strip()}"
+            assert m.group(2).startswith("${"), (
+                f"{m.group(1)} is not taken from the environment: {line.strip()}"
+            )
 
 
 def test_remote_workers_can_point_at_another_host(raw):
-    env = {**DOT_ENV, "DQM_REDIS_URL": "redis://:x@daq-a:6379/0", "DQM_DATABASE_URL": "postgresql+psycopg://dqm:y@daq-a:5432/dqm"}
+    env = {
+        **DOT_ENV,
+        "DQM_REDIS_URL": "redis://:x@daq-a:6379/0",
+        "DQM_DATABASE_URL": "postgresql+psycopg://dqm:y@daq-a:5432/dqm",
+    }
     worker = environment(interpolate_tree(raw, env)["services"]["worker"])
     assert worker["DQM_REDIS_URL"] == env["DQM_REDIS_URL"]
     assert worker["DQM_DATABASE_URL"] == env["DQM_DATABASE_URL"]
@@ -289,11 +323,20 @@ def test_docker_compose_itself_validates_the_file(tmp_path):
     cmd = compose_binary()
     if cmd is None:
         pytest.skip("no Docker Compose here (neither the docker plugin nor docker-compose)")
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("DQM_", "POSTGRES_", "REDIS_"))}
+    clean = {
+        k: v for k, v in os.environ.items() if not k.startswith(("DQM_", "POSTGRES_", "REDIS_"))
+    }
     clean["HOME"] = str(tmp_path)
-    done = subprocess.run([*cmd, "-f", str(COMPOSE), "config", "--quiet"], env={**clean, **DOT_ENV}, capture_output=True, text=True)
+    done = subprocess.run(
+        [*cmd, "-f", str(COMPOSE), "config", "--quiet"],
+        env={**clean, **DOT_ENV},
+        capture_output=True,
+        text=True,
+    )
     assert done.returncode == 0, done.stderr
-    missing = subprocess.run([*cmd, "-f", str(COMPOSE), "config", "--quiet"], env=clean, capture_output=True, text=True)
+    missing = subprocess.run(
+        [*cmd, "-f", str(COMPOSE), "config", "--quiet"], env=clean, capture_output=True, text=True
+    )
     assert missing.returncode != 0 and "PASSWORD" in missing.stderr
 
 
@@ -331,14 +374,24 @@ def test_dockerfile_runs_the_dqm_console_script():
 
 def test_dockerfile_env_and_copies():
     instr = dockerfile_instructions()
-    envs = set(re.findall(r"\b(DQM_[A-Z0-9_]+)=", " ".join(arg for word, arg in instr if word == "ENV")))
+    envs = set(
+        re.findall(r"\b(DQM_[A-Z0-9_]+)=", " ".join(arg for word, arg in instr if word == "ENV"))
+    )
     assert envs <= SETTING_VARS, f"Dockerfile sets unknown settings {sorted(envs - SETTING_VARS)}"
-    patterns = [ln.strip() for ln in DOCKERIGNORE.read_text().splitlines() if ln.strip() and not ln.startswith("#")]
-    assert patterns[0] == "**", ".dockerignore is an allow-list: exclude everything, then let through"
+    patterns = [
+        ln.strip()
+        for ln in DOCKERIGNORE.read_text().splitlines()
+        if ln.strip() and not ln.startswith("#")
+    ]
+    assert patterns[0] == "**", (
+        ".dockerignore is an allow-list: exclude everything, then let through"
+    )
     allowed = {p[1:].rstrip("/") for p in patterns if p.startswith("!")}
     assert "**/.env" in patterns, "a local docker/.env (the passwords) must never reach the image"
     for word, arg in instr:
         if word == "COPY" and "--from" not in arg:
             for src in arg.split()[:-1]:
                 assert src in allowed, f"COPY {src}: excluded by .dockerignore"
-                assert (ROOT / src).exists(), f"COPY {src}: no such path in the repository (the build would fail)"
+                assert (ROOT / src).exists(), (
+                    f"COPY {src}: no such path in the repository (the build would fail)"
+                )

@@ -28,7 +28,9 @@ def test_every_settings_field_is_declared_with_env_name_and_doc():
 
 def test_time_settings_carry_their_unit():
     for name, s in SETTINGS.items():
-        if isinstance(s.default, (int, float)) and any(w in name for w in ("interval", "timeout", "block", "idle", "after")):
+        if isinstance(s.default, (int, float)) and any(
+            w in name for w in ("interval", "timeout", "block", "idle", "after")
+        ):
             assert name.endswith(("_s", "_ms")), f"{name} has no unit in its name"
 
 
@@ -80,7 +82,15 @@ def test_empty_variable_means_default_and_overrides_win():
     assert s.group == SETTINGS["group"].default
 
 
-@pytest.mark.parametrize("url", ["redis://localhost:6379/0", "rediss://user:pw@redis.cern.ch:6380", "unix:///tmp/redis.sock", "redis://127.0.0.1"])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "redis://localhost:6379/0",
+        "rediss://user:pw@redis.cern.ch:6380",
+        "unix:///tmp/redis.sock",
+        "redis://127.0.0.1",
+    ],
+)
 def test_good_redis_urls(url):
     assert load_settings({"DQM_REDIS_URL": url}).redis_url == url
 
@@ -104,7 +114,9 @@ def test_bad_redis_url_says_what_was_expected(url, expected):
     assert expected in str(err)
 
 
-@pytest.mark.parametrize("url", ["sqlite:///tmp/x.sqlite", "postgresql+psycopg://u@h:5432/d", "postgresql://u@h/d"])
+@pytest.mark.parametrize(
+    "url", ["sqlite:///tmp/x.sqlite", "postgresql+psycopg://u@h:5432/d", "postgresql://u@h/d"]
+)
 def test_good_database_urls(url):
     assert check_database_url(url) == url
 
@@ -127,7 +139,13 @@ def test_bad_database_url_says_what_was_expected(url, expected):
 
 @pytest.mark.parametrize(
     "env, value",
-    [("DQM_BLOCK_MS", "fast"), ("DQM_WEB_PORT", "80.5"), ("DQM_STREAM_MAXLEN", "1e5x"), ("DQM_COMMIT_INTERVAL_S", "soon"), ("DQM_SPILL_TIMEOUT_S", "30s")],
+    [
+        ("DQM_BLOCK_MS", "fast"),
+        ("DQM_WEB_PORT", "80.5"),
+        ("DQM_STREAM_MAXLEN", "1e5x"),
+        ("DQM_COMMIT_INTERVAL_S", "soon"),
+        ("DQM_SPILL_TIMEOUT_S", "30s"),
+    ],
 )
 def test_bad_number_names_the_variable(env, value):
     with pytest.raises(ConfigError) as info:

@@ -30,7 +30,10 @@ def dqm_commands(text: str) -> list[list[str]]:
     """``dqm …`` invocations in code blocks and inline code, cut at comments and shell operators."""
     found = []
     fenced = re.findall(r"```[a-z]*\n(.*?)```", text, re.S)
-    inline = [" ".join(c.split()) for c in re.findall(r"`([^`]+)`", re.sub(r"```.*?```", "", text, flags=re.S))]
+    inline = [
+        " ".join(c.split())
+        for c in re.findall(r"`([^`]+)`", re.sub(r"```.*?```", "", text, flags=re.S))
+    ]
     for chunk in fenced + inline:
         for line in chunk.splitlines():
             m = re.search(r"(?:^|\s)(dqm(?: [^#|&;>]*)?)", line.split(" # ")[0])
@@ -58,14 +61,21 @@ def test_the_compose_variables_named_exist(section):
     named = set(re.findall(r"\b((?:REDIS|POSTGRES|WEB|DQM)_[A-Z_]+)\b", section))
     assert {"DQM_WORKERS", "REDIS_PUBLISH", "POSTGRES_PUBLISH", "WEB_ORIGINS"} <= named
     for var in named:
-        assert var in settings or f"${{{var}" in compose, f"{var} is neither a setting nor read by compose"
+        assert var in settings or f"${{{var}" in compose, (
+            f"{var} is neither a setting nor read by compose"
+        )
 
 
 def test_the_metrics_named_are_exported(section):
     exported = {name + "_total" for name, _ in WORKER_COUNTERS.values()} | {
-        "dqm_worker_spill_close_latency_seconds", "dqm_worker_spill_close_latency_seconds_bucket",
-        "dqm_stream_lag_messages", "dqm_stream_pending_messages", "dqm_consumer_pending_messages",
-        "dqm_dead_letter_stream_length_messages", "dqm_metrics_redis_up", "dqm_stream_length_messages",
+        "dqm_worker_spill_close_latency_seconds",
+        "dqm_worker_spill_close_latency_seconds_bucket",
+        "dqm_stream_lag_messages",
+        "dqm_stream_pending_messages",
+        "dqm_consumer_pending_messages",
+        "dqm_dead_letter_stream_length_messages",
+        "dqm_metrics_redis_up",
+        "dqm_stream_length_messages",
     }
     named = set(re.findall(r"\b(dqm_[a-z_]+)\b", section))
     assert named and named <= exported, f"not exported: {sorted(named - exported)}"

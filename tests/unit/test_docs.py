@@ -23,4 +23,6 @@ def test_readme_carries_the_generated_settings_table():
 def test_every_setting_is_documented_with_its_unit_in_the_name():
     for name, setting in SETTINGS.items():
         assert setting.doc.strip(), f"{name} has no documentation"
-        assert setting.env == "DQM_" + name.upper(), f"{name}: environment variable {setting.env} does not follow the name"
+        assert setting.env == "DQM_" + name.upper(), (
+            f"{name}: environment variable {setting.env} does not follow the name"
+        )

@@ -10,11 +10,17 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dqm.errors import BatchError
 from dqm.core.events import (
-    COLUMNS, DAQ_SOURCES, HEADER_SIZE, MAGIC, SCHEMA_VERSION, decode_batch, empty_columns,
+    COLUMNS,
+    DAQ_SOURCES,
+    HEADER_SIZE,
+    MAGIC,
+    SCHEMA_VERSION,
+    decode_batch,
+    empty_columns,
     encode_batch,
 )
+from dqm.errors import BatchError
 
 N = 50
 RUN, SPILL, BATCH = 7, 12, 3
@@ -72,7 +78,10 @@ def test_every_column_round_trips_with_values_dtype_and_shape():
 
 def test_encode_casts_to_the_schema_dtype():
     # Given float64 / int64 columns (what a user's numpy code naturally produces)
-    cols = {k: v.astype(np.float64) if v.dtype.kind == "f" else v.astype(np.int64) for k, v in random_columns().items()}
+    cols = {
+        k: v.astype(np.float64) if v.dtype.kind == "f" else v.astype(np.int64)
+        for k, v in random_columns().items()
+    }
     # When round-tripped
     batch = decode_batch(encode_batch(RUN, SPILL, BATCH, cols))
     # Then every column is stored in its schema dtype with the same (float32-rounded) values
@@ -180,7 +189,11 @@ def test_negative_energy():
     err = reason_of(payload_with(hcal=((9, 2, 1, 1), -0.25)))
     assert err.reason == "out-of-range"
     assert "negative energy" in str(err)
-    assert "'hcal'" in str(err) and "event 9 " in str(err) and f"channel {2 * 9 + 1 * 3 + 1}" in str(err)
+    assert (
+        "'hcal'" in str(err)
+        and "event 9 " in str(err)
+        and f"channel {2 * 9 + 1 * 3 + 1}" in str(err)
+    )
 
 
 @pytest.mark.parametrize("value", [500.5, -501.0, 1e6])
@@ -211,7 +224,9 @@ def test_validation_can_be_skipped():
     assert np.isnan(batch["p_bms"][0])
 
 
-@pytest.mark.parametrize("name, shape", [("ms1_x", (N, 2)), ("ecal", (N, 6, 6)), ("p_bms", (N - 1,)), ("event", (N, 1))])
+@pytest.mark.parametrize(
+    "name, shape", [("ms1_x", (N, 2)), ("ecal", (N, 6, 6)), ("p_bms", (N - 1,)), ("event", (N, 1))]
+)
 def test_encode_wrong_column_shape(name, shape):
     # Given one column with the wrong per-event shape (or the wrong number of events)
     cols = random_columns()
@@ -234,7 +249,9 @@ def test_encode_missing_column():
 # --------------------------------------------------------------------------- fuzzing
 
 _VALID = encode_batch(RUN, SPILL, BATCH, random_columns(n=5))
-_FUZZ = settings(max_examples=500, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
+_FUZZ = settings(
+    max_examples=500, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow]
+)
 
 
 def _decode_or_batch_error(payload: bytes) -> None:
@@ -242,8 +259,14 @@ def _decode_or_batch_error(payload: bytes) -> None:
         decode_batch(payload)
     except BatchError as exc:
         assert exc.reason in {
-            "truncated", "bad-magic", "unknown-version", "bad-count", "trailing-bytes",
-            "non-finite", "out-of-range", "bad-header",
+            "truncated",
+            "bad-magic",
+            "unknown-version",
+            "bad-count",
+            "trailing-bytes",
+            "non-finite",
+            "out-of-range",
+            "bad-header",
         }
 
 

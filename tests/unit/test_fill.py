@@ -3,26 +3,30 @@ and exact additivity (two halves filled apart and added == the whole)."""
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 
 import boost_histogram as bh
 import numpy as np
 import pytest
 
-from dqm.sim.anomalies import parse_anomaly
 from dqm.core.events import DAQ_SOURCES, decode_batch
 from dqm.core.fill import Filler
-from dqm.sim.simulate import SimConfig, SpillData, simulate_spill
 from dqm.core.variables import BatchView
+from dqm.sim.anomalies import parse_anomaly
+from dqm.sim.simulate import SimConfig, SpillData, simulate_spill
 
 # Rare categories boosted so that selections, tails and flows are all populated.
 CFG = SimConfig(
-    events_per_spill=5000, batch_size=1000, pik_fraction=0.05, brems_fraction=0.05,
-    signal_fraction=0.02, beam_sigma_x_mm=25.0,
+    events_per_spill=5000,
+    batch_size=1000,
+    pik_fraction=0.05,
+    brems_fraction=0.05,
+    signal_fraction=0.02,
+    beam_sigma_x_mm=25.0,
 )
 
 
-@lru_cache(maxsize=None)
+@cache
 def spill() -> SpillData:
     return simulate_spill(CFG, 3, [parse_anomaly("missing_source:source=MS2,fraction=0.3")])
 
@@ -71,7 +75,9 @@ def hist2d_with_flow(x, y, bx, by) -> np.ndarray:
     cx, cy = cls(x, *bx[1:]), cls(y, *by[1:])
     out = np.zeros((bx[0] + 2, by[0] + 2), dtype=np.int64)
     both = (cx == 1) & (cy == 1)
-    out[1:-1, 1:-1], _, _ = np.histogram2d(x[both], y[both], bins=[bx[0], by[0]], range=[bx[1:], by[1:]])
+    out[1:-1, 1:-1], _, _ = np.histogram2d(
+        x[both], y[both], bins=[bx[0], by[0]], range=[bx[1:], by[1:]]
+    )
     for i, sl_x in ((0, 0), (2, -1)):
         out[sl_x, 1:-1] = hist1d_with_flow(y[(cx == i) & (cy == 1)], *by)[1:-1]
     for j, sl_y in ((0, 0), (2, -1)):
@@ -90,7 +96,10 @@ def assert_counts(h: bh.Histogram, expected: np.ndarray, name: str) -> None:
     got = h.values(flow=True)
     assert got.shape == expected.shape, name
     diff = np.argwhere(got != expected)
-    assert diff.size == 0, f"{name}: {len(diff)} bins differ, first at {diff[0].tolist()}: {got[tuple(diff[0])]} vs {expected[tuple(diff[0])]}"
+    assert diff.size == 0, (
+        f"{name}: {len(diff)} bins differ, first at {diff[0].tolist()}: {got[tuple(diff[0])]} vs "
+        f"{expected[tuple(diff[0])]}"
+    )
 
 
 # --------------------------------------------------------------------------- named, by hand
@@ -145,11 +154,23 @@ def test_selections_apply(specs):
     hadron = (hcal_total() > 30) & (ecal_total() > 5)  # shower starting in the ECAL
     hists = filled(specs)
     # p_ms2_low_tail: only p_MS2 < 100 GeV
-    assert_counts(hists["p_ms2_low_tail"], hist1d_with_flow(c["p_ms2"][low], *axis(specs["p_ms2_low_tail"].x)), "p_ms2_low_tail")
+    assert_counts(
+        hists["p_ms2_low_tail"],
+        hist1d_with_flow(c["p_ms2"][low], *axis(specs["p_ms2_low_tail"].x)),
+        "p_ms2_low_tail",
+    )
     # hcal_total_hadron / calo_total_hadron: only hadron-tagged events
-    assert_counts(hists["hcal_total_hadron"], hist1d_with_flow(hcal_total()[hadron], *axis(specs["hcal_total_hadron"].x)), "hcal_total_hadron")
+    assert_counts(
+        hists["hcal_total_hadron"],
+        hist1d_with_flow(hcal_total()[hadron], *axis(specs["hcal_total_hadron"].x)),
+        "hcal_total_hadron",
+    )
     calo = ecal_total() + hcal_total()
-    assert_counts(hists["calo_total_hadron"], hist1d_with_flow(calo[hadron], *axis(specs["calo_total_hadron"].x)), "calo_total_hadron")
+    assert_counts(
+        hists["calo_total_hadron"],
+        hist1d_with_flow(calo[hadron], *axis(specs["calo_total_hadron"].x)),
+        "calo_total_hadron",
+    )
     # and the selections really cut something away
     assert 0 < hists["p_ms2_low_tail"].sum(flow=True) == low.sum() < len(low)
     assert 0 < hists["hcal_total_hadron"].sum(flow=True) == hadron.sum() < len(hadron)
@@ -177,7 +198,9 @@ def test_daq_source_presence_counts_events_per_source(specs):
     got = filled(specs)["daq_source_presence"].values()
     np.testing.assert_array_equal(got, expected)
     n = len(c["event"])
-    assert got[DAQ_SOURCES.index("MS2")] < n and got[DAQ_SOURCES.index("BMS")] == n, "anomaly visible"
+    assert got[DAQ_SOURCES.index("MS2")] < n and got[DAQ_SOURCES.index("BMS")] == n, (
+        "anomaly visible"
+    )
 
 
 def test_cellmap_energy_is_integer_mev_per_cell(specs):
@@ -204,7 +227,9 @@ def test_channels_equal_per_channel_numpy_histograms(specs):
         assert h.values(flow=True).shape == (values.shape[1], spec.y.bins + 2), name
         for k in range(values.shape[1]):
             expected = hist1d_with_flow(values[:, k], *axis(spec.y))
-            np.testing.assert_array_equal(h.values(flow=True)[k], expected, err_msg=f"{name} channel {k}")
+            np.testing.assert_array_equal(
+                h.values(flow=True)[k], expected, err_msg=f"{name} channel {k}"
+            )
 
 
 def test_every_histogram_is_filled_and_labelled(specs):
@@ -259,7 +284,9 @@ def test_two_halves_added_equal_the_whole_exactly(specs):
     # Then every bin of every histogram (flows included) equals the whole, exactly
     for name in whole:
         added = first[name] + second[name]
-        np.testing.assert_array_equal(added.values(flow=True), whole[name].values(flow=True), err_msg=name)
+        np.testing.assert_array_equal(
+            added.values(flow=True), whole[name].values(flow=True), err_msg=name
+        )
     # (and each half really holds a share of the events)
     assert 0 < first["p_bms"].sum(flow=True) < whole["p_bms"].sum(flow=True)
 
@@ -269,7 +296,9 @@ def test_one_big_batch_equals_many_small_ones(specs):
     one = filler.book()
     filler.fill(one, BatchView(cols()))
     for name, h in filled(specs).items():
-        np.testing.assert_array_equal(one[name].values(flow=True), h.values(flow=True), err_msg=name)
+        np.testing.assert_array_equal(
+            one[name].values(flow=True), h.values(flow=True), err_msg=name
+        )
 
 
 def test_book_gives_fresh_empty_histograms(specs):

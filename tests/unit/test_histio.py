@@ -10,13 +10,13 @@ import boost_histogram as bh
 import numpy as np
 import pytest
 
-from dqm.errors import StorageError
 from dqm.core.events import decode_batch
 from dqm.core.fill import Filler
 from dqm.core.histio import FORMAT_VERSION, add_into, decode_histograms, encode_histograms
-from dqm.sim.simulate import SimConfig, simulate_spill
 from dqm.core.summary import accumulate
 from dqm.core.variables import BatchView
+from dqm.errors import StorageError
+from dqm.sim.simulate import SimConfig, simulate_spill
 
 BUDGET_BYTES = 100 * 1024
 
@@ -37,7 +37,7 @@ def assert_same_histogram(a: bh.Histogram, b: bh.Histogram, name: str) -> None:
     assert type(a.storage_type) is type(b.storage_type) or a.storage_type is b.storage_type, name
     assert a.storage_type == b.storage_type, name
     assert a.ndim == b.ndim, name
-    for ax_a, ax_b in zip(a.axes, b.axes):
+    for ax_a, ax_b in zip(a.axes, b.axes, strict=False):
         assert type(ax_a) is type(ax_b), name
         np.testing.assert_array_equal(ax_a.edges, ax_b.edges, err_msg=name)
         assert getattr(ax_a, "label", None) == getattr(ax_b, "label", None), name
@@ -51,7 +51,9 @@ def assert_same_histogram(a: bh.Histogram, b: bh.Histogram, name: str) -> None:
 
 def test_round_trip_of_every_booked_histogram_filled(specs):
     # Given every histogram of the shipped specs, filled with a spill, and its moments
-    hists, moments = fill_spill(specs, SimConfig(events_per_spill=4000, batch_size=1000, pik_fraction=0.05))
+    hists, moments = fill_spill(
+        specs, SimConfig(events_per_spill=4000, batch_size=1000, pik_fraction=0.05)
+    )
     assert set(hists) == set(specs.names)
     # When encoded and decoded
     blob = encode_histograms(hists, moments)
@@ -85,7 +87,18 @@ def test_empty_histograms_and_no_moments_round_trip(specs):
         assert_same_histogram(h, got[name], name)
 
 
-@pytest.mark.parametrize("values", [{"a:n": 3.0, "a:s1": 0.1 + 0.2, "a:s2": 1e-300, "big": 1.7976931348623157e308, "neg": -2.5e-17}])
+@pytest.mark.parametrize(
+    "values",
+    [
+        {
+            "a:n": 3.0,
+            "a:s1": 0.1 + 0.2,
+            "a:s2": 1e-300,
+            "big": 1.7976931348623157e308,
+            "neg": -2.5e-17,
+        }
+    ],
+)
 def test_moments_are_preserved_exactly(values):
     _, got = decode_histograms(encode_histograms({}, values))
     assert got == values
@@ -94,7 +107,13 @@ def test_moments_are_preserved_exactly(values):
 
 @pytest.mark.parametrize(
     "storage",
-    [bh.storage.Int64(), bh.storage.Double(), bh.storage.Weight(), bh.storage.Mean(), bh.storage.WeightedMean()],
+    [
+        bh.storage.Int64(),
+        bh.storage.Double(),
+        bh.storage.Weight(),
+        bh.storage.Mean(),
+        bh.storage.WeightedMean(),
+    ],
     ids=lambda s: type(s).__name__,
 )
 def test_round_trip_per_storage_type(storage):
@@ -144,11 +163,11 @@ def test_unknown_version_raises_storage_error():
 @pytest.mark.parametrize(
     "corrupt",
     [
-        lambda b: b[:4],                             # magic only
-        lambda b: b[:5],                             # half a version
-        lambda b: b[:6],                             # no body
-        lambda b: b[:len(b) // 2],                   # truncated zlib stream
-        lambda b: b[:6] + b"garbage" * 10,            # not zlib
+        lambda b: b[:4],  # magic only
+        lambda b: b[:5],  # half a version
+        lambda b: b[:6],  # no body
+        lambda b: b[: len(b) // 2],  # truncated zlib stream
+        lambda b: b[:6] + b"garbage" * 10,  # not zlib
         lambda b: b[:6] + zlib.compress(b"\x05\x00\x00\x00{not json"),  # not JSON
     ],
 )
@@ -166,7 +185,9 @@ def test_full_spill_blob_fits_the_storage_budget(specs):
     assert sum(h.sum(flow=True) for h in hists.values()) > 0
     # When encoded
     blob = encode_histograms(hists, moments)
-    print(f"\nfilled 20k-event spill, {len(hists)} histograms: blob {len(blob)} bytes "
-          f"({len(blob) / 1024:.1f} KB, budget {BUDGET_BYTES // 1024} KB)")
+    print(
+        f"\nfilled 20k-event spill, {len(hists)} histograms: blob {len(blob)} bytes "
+        f"({len(blob) / 1024:.1f} KB, budget {BUDGET_BYTES // 1024} KB)"
+    )
     # Then it is within the ~100 KB per spill budget
     assert len(blob) <= BUDGET_BYTES

@@ -20,9 +20,14 @@ def formatted(msg: str, **extra) -> str:
 
 
 def test_spill_fields_in_a_fixed_order_after_the_message():
-    line = formatted("spill closed", consumer="vm-1", status="complete", n_events=4000, spill=12, run=7)
-    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d INFO    dqm\.worker spill closed "
-                        r"run=7 spill=12 consumer=vm-1 status=complete n_events=4000", line), line
+    line = formatted(
+        "spill closed", consumer="vm-1", status="complete", n_events=4000, spill=12, run=7
+    )
+    assert re.fullmatch(
+        r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d INFO    dqm\.worker spill closed "
+        r"run=7 spill=12 consumer=vm-1 status=complete n_events=4000",
+        line,
+    ), line
     assert "run=7 spill=12" in line
     assert list(LOG_FIELDS[:2]) == ["run", "spill"]
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from dqm.core.numbering import missing_numbers, ranges_text, settled_gaps
 
@@ -19,7 +19,7 @@ def test_spills_missing_between_the_first_and_the_last_of_a_run():
 
 
 def test_a_gap_counts_as_lost_only_once_the_next_spill_is_older_than_the_timeout():
-    now = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)
+    now = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
     ago = lambda s: now - timedelta(seconds=s)  # noqa: E731
     # spills 1, 2, 5 and 9 arrived; 5 opened 60 s ago, 9 just now (6–8 may still be on their way)
     opened = {1: ago(200), 2: ago(180), 5: ago(60), 9: ago(2)}

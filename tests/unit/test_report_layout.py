@@ -3,30 +3,47 @@
 from __future__ import annotations
 
 import math
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import boost_histogram as bh
 import numpy as np
 import pytest
 import uproot
 
-from dqm.errors import ConfigError
 from dqm.core.fill import Filler
+from dqm.errors import ConfigError
 from dqm.report.data import FlagRow, Period, ReportData, SpillRow
 from dqm.report.layout import DITTO, TRENDS, plan_pages
-from dqm.report.sample import fill_spill
 from dqm.report.rootio import read_root_histograms, to_root_histogram, write_root
+from dqm.report.sample import fill_spill
 from dqm.sim.simulate import SimConfig, simulate_spill
 
-T0 = datetime(2025, 6, 1, tzinfo=timezone.utc)
+T0 = datetime(2025, 6, 1, tzinfo=UTC)
 
 
-def _flag(spill: int, check: str = "dead_channels", quality: int = 3, explanation: str = "1 dead cell(s)") -> FlagRow:
-    return FlagRow(7, spill, "calorimeter", "ecal_occupancy", check, quality, 1.0, explanation, "call the ECAL expert", 3, T0)
+def _flag(
+    spill: int, check: str = "dead_channels", quality: int = 3, explanation: str = "1 dead cell(s)"
+) -> FlagRow:
+    return FlagRow(
+        7,
+        spill,
+        "calorimeter",
+        "ecal_occupancy",
+        check,
+        quality,
+        1.0,
+        explanation,
+        "call the ECAL expert",
+        3,
+        T0,
+    )
 
 
 def _data(specs, flags: list[FlagRow]) -> ReportData:
-    spills = [SpillRow(i, 7, i, "complete", T0 + timedelta(minutes=i), 1000, 0, {"n_events": 1000}) for i in range(1, 31)]
+    spills = [
+        SpillRow(i, 7, i, "complete", T0 + timedelta(minutes=i), 1000, 0, {"n_events": 1000})
+        for i in range(1, 31)
+    ]
     return ReportData(Period("test", T0, T0 + timedelta(days=1)), specs, T0, spills, flags, [], {})
 
 
@@ -47,21 +64,31 @@ def test_long_flag_tables_paginate_and_ditto_repeated_text_within_a_page(specs):
     # Given 120 spills flagged by the same check with the same instruction
     pages = plan_pages(_data(specs, [_flag(s) for s in range(1, 121)]))
     tables = [p for p in pages if p.kind == "flags"]
-    # Then the table spans pages; each page's first row is spelled out, later rows repeat with a ditto mark
+    # Then the table spans pages; each page's first row is spelled out, later rows repeat with a
+    # ditto mark
     assert len(tables) > 1
     for page in tables:
         first, *rest = page.items
         assert first.cells[5] == ("call the ECAL expert",)
         assert rest and all(r.cells[5] == DITTO and r.cells[0] != first.cells[0] for r in rest)
     assert sum(len(p.items) for p in tables) == 120
-    # and a night that flags everything stops the table at the page limit, saying how many it left out
-    capped = [p for p in plan_pages(_data(specs, [_flag(s) for s in range(1, 121)]), max_table_pages=1) if p.kind == "flags"]
-    assert len(capped) == 1 and capped[0].title.endswith(f"; {120 - len(capped[0].items)} more not listed")
+    # and a night that flags everything stops the table at the page limit, saying how many it left
+    # out
+    capped = [
+        p
+        for p in plan_pages(_data(specs, [_flag(s) for s in range(1, 121)]), max_table_pages=1)
+        if p.kind == "flags"
+    ]
+    assert len(capped) == 1 and capped[0].title.endswith(
+        f"; {120 - len(capped[0].items)} more not listed"
+    )
 
 
 def test_root_round_trip_is_bin_by_bin_identical_with_titles_and_labels(specs, tmp_path):
     # Given one simulated spill filled with every spec histogram
-    hists, _, _ = fill_spill(Filler(specs), simulate_spill(SimConfig(events_per_spill=2000, batch_size=1000), 1))
+    hists, _, _ = fill_spill(
+        Filler(specs), simulate_spill(SimConfig(events_per_spill=2000, batch_size=1000), 1)
+    )
     path = tmp_path / "spill.root"
     # When it is written as ROOT histograms and read back onto the specs
     assert write_root(path, hists, specs, info="test") == len(specs)

@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 import os
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
 
 from dqm.errors import ConfigError
 from dqm.report.data import Period
-from dqm.report.schedule import due_days, existing_days, next_run, parse_hhmm, report_filename, run_schedule
+from dqm.report.schedule import (
+    due_days,
+    existing_days,
+    next_run,
+    parse_hhmm,
+    report_filename,
+    run_schedule,
+)
 
 ZURICH = ZoneInfo("Europe/Zurich")
 SIX = time(6, 0)
@@ -31,16 +38,19 @@ def test_next_run_is_today_before_the_time_and_tomorrow_after_it():
     assert next_run(before, SIX, ZURICH) == datetime(2025, 6, 1, 6, 0, tzinfo=ZURICH)
     assert next_run(at_six, SIX, ZURICH) == datetime(2025, 6, 2, 6, 0, tzinfo=ZURICH)
     # and a UTC clock reading is converted to local time first (04:30 UTC = 06:30 CEST)
-    assert next_run(datetime(2025, 6, 1, 4, 30, tzinfo=timezone.utc), SIX, ZURICH) == datetime(2025, 6, 2, 6, 0, tzinfo=ZURICH)
+    assert next_run(datetime(2025, 6, 1, 4, 30, tzinfo=UTC), SIX, ZURICH) == datetime(
+        2025, 6, 2, 6, 0, tzinfo=ZURICH
+    )
 
 
 def test_next_run_keeps_local_time_across_daylight_saving_changes():
     # Given the evening before the spring and autumn changes in Zurich
     spring = next_run(datetime(2025, 3, 29, 22, 0, tzinfo=ZURICH), SIX, ZURICH)
     autumn = next_run(datetime(2025, 10, 25, 22, 0, tzinfo=ZURICH), SIX, ZURICH)
-    # Then the run is still at 06:00 on the local clock, i.e. 04:00 UTC in summer and 05:00 UTC in winter
-    assert spring.astimezone(timezone.utc) == datetime(2025, 3, 30, 4, 0, tzinfo=timezone.utc)
-    assert autumn.astimezone(timezone.utc) == datetime(2025, 10, 26, 5, 0, tzinfo=timezone.utc)
+    # Then the run is still at 06:00 on the local clock, i.e. 04:00 UTC in summer and 05:00 UTC in
+    # winter
+    assert spring.astimezone(UTC) == datetime(2025, 3, 30, 4, 0, tzinfo=UTC)
+    assert autumn.astimezone(UTC) == datetime(2025, 10, 26, 5, 0, tzinfo=UTC)
 
 
 def test_due_days_owes_yesterday_from_the_scheduled_time_on():
@@ -52,7 +62,10 @@ def test_due_days_owes_yesterday_from_the_scheduled_time_on():
     assert due_days(late, SIX, [], tz=ZURICH) == [date(2025, 6, 1)]
     # and a day whose file exists is skipped (never rewritten); catch-up reaches back, oldest first
     assert due_days(late, SIX, [date(2025, 6, 1)], tz=ZURICH) == []
-    assert due_days(late, SIX, [date(2025, 5, 31)], catch_up_days=3, tz=ZURICH) == [date(2025, 5, 30), date(2025, 6, 1)]
+    assert due_days(late, SIX, [date(2025, 5, 31)], catch_up_days=3, tz=ZURICH) == [
+        date(2025, 5, 30),
+        date(2025, 6, 1),
+    ]
 
 
 def test_existing_days_counts_only_complete_reports(tmp_path):
@@ -68,13 +81,15 @@ def test_existing_days_counts_only_complete_reports(tmp_path):
     os.utime(partial, (noon, noon))
     # Then only the complete one counts: the nightly job will write June 4th in full
     assert existing_days(tmp_path, ZURICH) == {date(2025, 6, 1)}
-    assert due_days(datetime(2025, 6, 5, 6, 0, tzinfo=ZURICH), SIX, existing_days(tmp_path, ZURICH), tz=ZURICH) == [date(2025, 6, 4)]
+    assert due_days(
+        datetime(2025, 6, 5, 6, 0, tzinfo=ZURICH), SIX, existing_days(tmp_path, ZURICH), tz=ZURICH
+    ) == [date(2025, 6, 4)]
 
 
 def test_local_day_period_is_23_hours_on_the_spring_change():
     period = Period.day(date(2025, 3, 30), tz=ZURICH)
     assert period.end - period.start == timedelta(hours=23)
-    assert period.start == datetime(2025, 3, 29, 23, 0, tzinfo=timezone.utc)
+    assert period.start == datetime(2025, 3, 29, 23, 0, tzinfo=UTC)
 
 
 class _Clock:
@@ -102,8 +117,16 @@ def test_run_schedule_catches_up_then_writes_one_report_per_night(tmp_path):
         path.write_bytes(b"%PDF-1.4 test")
 
     # When it runs until three reports exist after the start
-    run_schedule(tmp_path, SIX, write, catch_up_days=2, tz=ZURICH, clock=clock, sleep=clock.sleep,
-                 should_stop=lambda: len(written) >= 3)
+    run_schedule(
+        tmp_path,
+        SIX,
+        write,
+        catch_up_days=2,
+        tz=ZURICH,
+        clock=clock,
+        sleep=clock.sleep,
+        should_stop=lambda: len(written) >= 3,
+    )
     # Then it wrote June 1st and 2nd at once, then June 3rd at 06:00 on June 4th, each file once
     assert [d for d, _ in written] == [date(2025, 6, 1), date(2025, 6, 2), date(2025, 6, 3)]
     assert written[0][1] == written[1][1] == datetime(2025, 6, 3, 12, 0, tzinfo=ZURICH)
@@ -124,8 +147,16 @@ def test_run_schedule_retries_a_failed_night_and_keeps_going(tmp_path):
         path.write_bytes(b"%PDF-1.4 test")
 
     # When the schedule runs until the report exists
-    run_schedule(tmp_path, SIX, write, retry_s=600, tz=ZURICH, clock=clock, sleep=clock.sleep,
-                 should_stop=lambda: bool(existing_days(tmp_path)))
+    run_schedule(
+        tmp_path,
+        SIX,
+        write,
+        retry_s=600,
+        tz=ZURICH,
+        clock=clock,
+        sleep=clock.sleep,
+        should_stop=lambda: bool(existing_days(tmp_path)),
+    )
     # Then the failure was retried ten minutes later and the report written
     assert attempts[1] - attempts[0] == timedelta(minutes=10)
     assert existing_days(tmp_path) == {date(2025, 6, 1)}

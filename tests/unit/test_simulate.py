@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 import pytest
 
-from dqm.sim.anomalies import ANOMALY_KINDS, DEMO_ANOMALY_CYCLE, Anomaly, parse_anomaly
-from dqm.errors import BatchError, ConfigError
 from dqm.core.events import DAQ_SOURCES, TRIGGER_BITS, decode_batch
+from dqm.errors import BatchError, ConfigError
+from dqm.sim.anomalies import ANOMALY_KINDS, DEMO_ANOMALY_CYCLE, Anomaly, parse_anomaly
 from dqm.sim.simfile import read_spill_file, verify_spill_file, write_spill_file
 from dqm.sim.simulate import CATEGORIES, SimConfig, SpillData, simulate_run, simulate_spill
 
@@ -19,7 +19,7 @@ CFG = SimConfig()
 PIK, BREMS, MUON = CATEGORIES.index("pik"), CATEGORIES.index("brems"), CATEGORIES.index("muon")
 
 
-@lru_cache(maxsize=None)
+@cache
 def clean(spill: int = 1, **overrides) -> SpillData:
     return simulate_spill(dataclasses.replace(CFG, **overrides), spill)
 
@@ -257,8 +257,12 @@ def test_stale_spills_are_skipped():
 
 @pytest.mark.parametrize(
     "text,first,last",
-    [("dead_cell@5:detector=ecal,cell=1/2/3", 5, 5), ("beam_shift@10-14:dx_mm=3", 10, 14),
-     ("pik_boost@7-:factor=5", 7, None), ("stale", 0, None)],
+    [
+        ("dead_cell@5:detector=ecal,cell=1/2/3", 5, 5),
+        ("beam_shift@10-14:dx_mm=3", 10, 14),
+        ("pik_boost@7-:factor=5", 7, None),
+        ("stale", 0, None),
+    ],
 )
 def test_parse_examples_and_round_trip(text, first, last):
     a = parse_anomaly(text)
@@ -313,8 +317,12 @@ def test_sim_config_documents_every_field_and_rejects_nonsense():
     docs = SimConfig.docs()
     assert all(doc for _, doc in docs.values()) and docs["p_beam_gev"][0] == 160.0
     nonsense = (
-        {"pik_fraction": 2.0}, {"batch_size": 0}, {"spill_length_s": 100.0},
-        {"ms2_resolution": -1.0}, {"ms1_z_m": (1.0, 2.0)}, {"p_beam_gev": float("nan")},
+        {"pik_fraction": 2.0},
+        {"batch_size": 0},
+        {"spill_length_s": 100.0},
+        {"ms2_resolution": -1.0},
+        {"ms1_z_m": (1.0, 2.0)},
+        {"p_beam_gev": float("nan")},
     )
     for bad in nonsense:
         with pytest.raises(ConfigError):

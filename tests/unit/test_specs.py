@@ -10,17 +10,26 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dqm.errors import SpecError
 from dqm.core.fill import Filler
-from dqm.sim.simulate import SimConfig, simulate_spill
 from dqm.core.specs import KINDS, SUBSYSTEMS, load_specs
 from dqm.core.variables import BatchView
+from dqm.errors import SpecError
+from dqm.sim.simulate import SimConfig, simulate_spill
 
 SHIPPED = Path(__file__).resolve().parents[2] / "histograms"
 
 REQUIRED = (
-    "ecal_occupancy", "hcal_module_energy", "ecal_vs_hcal", "beam_xy_ms1_0", "beam_xy_ms1_2",
-    "p_bms", "p_ms2", "p_bms_vs_p_ms2", "dp", "p_ms2_low_tail", "hcal_total_hadron",
+    "ecal_occupancy",
+    "hcal_module_energy",
+    "ecal_vs_hcal",
+    "beam_xy_ms1_0",
+    "beam_xy_ms1_2",
+    "p_bms",
+    "p_ms2",
+    "p_bms_vs_p_ms2",
+    "dp",
+    "p_ms2_low_tail",
+    "hcal_total_hadron",
 )
 
 GOOD_ENTRY = """
@@ -52,7 +61,9 @@ def spec_error(directory: Path) -> SpecError:
     return info.value
 
 
-def assert_points_at(err: SpecError, path: Path, line: int, entry: str | None, key: str | None) -> None:
+def assert_points_at(
+    err: SpecError, path: Path, line: int, entry: str | None, key: str | None
+) -> None:
     msg = str(err)
     assert str(path) in msg, msg
     assert f"{path}:{line}" in msg, msg
@@ -103,12 +114,18 @@ def test_version_changes_with_content(tmp_path):
 
 def test_misspelled_axis_key_suggests_the_closest(tmp_path):
     # Given 'bnis' for 'bins' in the second entry's axis
-    path = write(tmp_path, "momentum.toml", 'subsystem = "momentum"\n' + GOOD_ENTRY + """
+    path = write(
+        tmp_path,
+        "momentum.toml",
+        'subsystem = "momentum"\n'
+        + GOOD_ENTRY
+        + """
         [[histogram]]
         name = "p_out"
         kind = "h1"
         x = { expr = "p_ms2", bnis = 100, lo = 0, hi = 200 }
-        """)
+        """,
+    )
     # When loaded, then the error names file:line, the entry, the key and suggests 'bins'
     err = spec_error(tmp_path)
     assert_points_at(err, path, line_containing(path, "bnis"), "p_out", "bnis")
@@ -116,7 +133,11 @@ def test_misspelled_axis_key_suggests_the_closest(tmp_path):
 
 
 def test_misspelled_entry_key_suggests_the_closest(tmp_path):
-    path = write(tmp_path, "momentum.toml", 'subsystem = "momentum"\n' + GOOD_ENTRY.replace("title =", "titel ="))
+    path = write(
+        tmp_path,
+        "momentum.toml",
+        'subsystem = "momentum"\n' + GOOD_ENTRY.replace("title =", "titel ="),
+    )
     err = spec_error(tmp_path)
     assert_points_at(err, path, line_containing(path, "titel"), "p_in", "titel")
     assert "did you mean 'title'?" in str(err)
@@ -130,28 +151,40 @@ def test_misspelled_file_key_suggests_the_closest(tmp_path):
 
 
 def test_unknown_kind_suggests_the_closest(tmp_path):
-    path = write(tmp_path, "momentum.toml", 'subsystem = "momentum"\n' + GOOD_ENTRY.replace('"h1"', '"chanels"'))
+    path = write(
+        tmp_path,
+        "momentum.toml",
+        'subsystem = "momentum"\n' + GOOD_ENTRY.replace('"h1"', '"chanels"'),
+    )
     err = spec_error(tmp_path)
     assert_points_at(err, path, line_containing(path, "chanels"), "p_in", "kind")
     assert "'chanels'" in str(err) and "did you mean 'channels'?" in str(err)
 
 
 def test_unknown_kind_without_a_close_match_lists_the_kinds(tmp_path):
-    path = write(tmp_path, "momentum.toml", 'subsystem = "momentum"\n' + GOOD_ENTRY.replace('"h1"', '"h3"'))
+    path = write(
+        tmp_path, "momentum.toml", 'subsystem = "momentum"\n' + GOOD_ENTRY.replace('"h1"', '"h3"')
+    )
     err = spec_error(tmp_path)
     assert_points_at(err, path, line_containing(path, "h3"), "p_in", "kind")
     assert "'h3'" in str(err) and all(k in str(err) for k in KINDS)
 
 
 def test_unknown_variable_suggests_the_closest_variable(tmp_path):
-    path = write(tmp_path, "momentum.toml", 'subsystem = "momentum"\n' + GOOD_ENTRY.replace('"p_bms"', '"p_bsm"'))
+    path = write(
+        tmp_path,
+        "momentum.toml",
+        'subsystem = "momentum"\n' + GOOD_ENTRY.replace('"p_bms"', '"p_bsm"'),
+    )
     err = spec_error(tmp_path)
     assert_points_at(err, path, line_containing(path, "p_bsm"), "p_in", "expr")
     assert "'p_bsm'" in str(err) and "did you mean 'p_bms'?" in str(err)
 
 
 def test_unknown_variable_in_a_selection(tmp_path):
-    path = write(tmp_path, "pik.toml", 'subsystem = "pik"\n' + GOOD_ENTRY + 'selection = "is_hadorn"\n')
+    path = write(
+        tmp_path, "pik.toml", 'subsystem = "pik"\n' + GOOD_ENTRY + 'selection = "is_hadorn"\n'
+    )
     err = spec_error(tmp_path)
     assert_points_at(err, path, line_containing(path, "is_hadorn"), "p_in", "selection")
     assert "did you mean 'is_hadron'?" in str(err)
@@ -159,12 +192,19 @@ def test_unknown_variable_in_a_selection(tmp_path):
 
 def test_missing_required_key_points_at_its_own_entry(tmp_path):
     # Given three entries where only the middle one lacks 'bins' (its neighbours have it)
-    path = write(tmp_path, "momentum.toml", 'subsystem = "momentum"\n' + GOOD_ENTRY + """
+    path = write(
+        tmp_path,
+        "momentum.toml",
+        'subsystem = "momentum"\n'
+        + GOOD_ENTRY
+        + """
         [[histogram]]
         name = "p_out"
         kind = "h1"
         x = { expr = "p_ms2", lo = 0, hi = 200 }
-        """ + GOOD_ENTRY.replace("p_in", "p_in_again"))
+        """
+        + GOOD_ENTRY.replace("p_in", "p_in_again"),
+    )
     # When loaded, then the error points into the middle entry, not at a neighbour's 'bins'
     err = spec_error(tmp_path)
     assert err.entry == "p_out" and err.key == "bins"
@@ -175,7 +215,11 @@ def test_missing_required_key_points_at_its_own_entry(tmp_path):
 
 
 def test_missing_kind(tmp_path):
-    path = write(tmp_path, "momentum.toml", 'subsystem = "momentum"\n' + GOOD_ENTRY.replace('kind = "h1"\n', ""))
+    path = write(
+        tmp_path,
+        "momentum.toml",
+        'subsystem = "momentum"\n' + GOOD_ENTRY.replace('kind = "h1"\n', ""),
+    )
     err = spec_error(tmp_path)
     assert_points_at(err, path, line_containing(path, '"p_in"'), "p_in", "kind")
     assert "required key is missing" in str(err)
@@ -193,7 +237,9 @@ def test_missing_kind(tmp_path):
     ],
 )
 def test_wrong_type(tmp_path, old, new, key, expected):
-    path = write(tmp_path, "momentum.toml", 'subsystem = "momentum"\n' + GOOD_ENTRY.replace(old, new))
+    path = write(
+        tmp_path, "momentum.toml", 'subsystem = "momentum"\n' + GOOD_ENTRY.replace(old, new)
+    )
     err = spec_error(tmp_path)
     needle = new.splitlines()[-1]
     assert_points_at(err, path, line_containing(path, needle), "p_in", key)
@@ -202,7 +248,12 @@ def test_wrong_type(tmp_path, old, new, key, expected):
 
 @pytest.mark.parametrize("lo, hi", [(200, 200), (200, 0)])
 def test_hi_not_above_lo(tmp_path, lo, hi):
-    path = write(tmp_path, "momentum.toml", 'subsystem = "momentum"\n' + GOOD_ENTRY.replace("lo = 0, hi = 200", f"lo = {lo}, hi = {hi}"))
+    path = write(
+        tmp_path,
+        "momentum.toml",
+        'subsystem = "momentum"\n'
+        + GOOD_ENTRY.replace("lo = 0, hi = 200", f"lo = {lo}, hi = {hi}"),
+    )
     err = spec_error(tmp_path)
     assert_points_at(err, path, line_containing(path, f"hi = {hi}"), "p_in", "hi")
     assert "must be greater than lo" in str(err)
@@ -239,20 +290,32 @@ def test_unknown_subsystem(tmp_path):
 
 
 def test_unknown_subsystem_on_an_entry(tmp_path):
-    path = write(tmp_path, "calo.toml", 'subsystem = "calorimeter"\n' + GOOD_ENTRY + 'subsystem = "trigger"\n')
+    path = write(
+        tmp_path,
+        "calo.toml",
+        'subsystem = "calorimeter"\n' + GOOD_ENTRY + 'subsystem = "trigger"\n',
+    )
     err = spec_error(tmp_path)
     assert_points_at(err, path, line_containing(path, '"trigger"'), "p_in", "subsystem")
 
 
 def test_bad_name(tmp_path):
-    path = write(tmp_path, "momentum.toml", 'subsystem = "momentum"\n' + GOOD_ENTRY.replace('"p_in"', '"P-in"'))
+    path = write(
+        tmp_path,
+        "momentum.toml",
+        'subsystem = "momentum"\n' + GOOD_ENTRY.replace('"p_in"', '"P-in"'),
+    )
     err = spec_error(tmp_path)
     assert err.key == "name" and err.path == str(path)
     assert "'P-in'" in str(err)
 
 
 def test_unsupported_expression_syntax(tmp_path):
-    path = write(tmp_path, "momentum.toml", 'subsystem = "momentum"\n' + GOOD_ENTRY.replace('"p_bms"', '"__import__(1)"'))
+    path = write(
+        tmp_path,
+        "momentum.toml",
+        'subsystem = "momentum"\n' + GOOD_ENTRY.replace('"p_bms"', '"__import__(1)"'),
+    )
     err = spec_error(tmp_path)
     assert_points_at(err, path, line_containing(path, "__import__"), "p_in", "expr")
     assert "unsupported syntax" in str(err)
@@ -270,7 +333,10 @@ def test_new_entry_in_a_new_file_is_booked_and_filled(tmp_path):
     # Given a copy of the shipped specs plus a new file with a new histogram
     specs_dir = tmp_path / "histograms"
     shutil.copytree(SHIPPED, specs_dir)
-    write(specs_dir, "extra.toml", """
+    write(
+        specs_dir,
+        "extra.toml",
+        """
         subsystem = "beam"
 
         [[histogram]]
@@ -279,7 +345,8 @@ def test_new_entry_in_a_new_file_is_booked_and_filled(tmp_path):
         kind = "h1"
         x = { expr = "hypot(ms1_x[1], ms1_y[1])", bins = 50, lo = 0, hi = 50, label = "r [mm]" }
         selection = "~is_hadron & (p_ms2 > 100)"
-        """)
+        """,
+    )
     specs = load_specs(specs_dir)
     assert specs["beam_r_ms1_1"].subsystem == "beam"
     # When a simulated spill is filled

@@ -4,21 +4,21 @@ directly with numpy, DAQ completeness under a missing source, and merge == whole
 from __future__ import annotations
 
 import math
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 import pytest
 
-from dqm.sim.anomalies import parse_anomaly
 from dqm.core.events import DAQ_SOURCES, decode_batch
-from dqm.sim.simulate import SimConfig, SpillData, simulate_spill
 from dqm.core.summary import SUMMARY_DOCS, accumulate, finalize, merge
 from dqm.core.variables import BatchView
+from dqm.sim.anomalies import parse_anomaly
+from dqm.sim.simulate import SimConfig, SpillData, simulate_spill
 
 CFG = SimConfig(events_per_spill=6000, batch_size=1000, pik_fraction=0.03, brems_fraction=0.02)
 
 
-@lru_cache(maxsize=None)
+@cache
 def spill(anomaly: str | None = None) -> SpillData:
     return simulate_spill(CFG, 2, [parse_anomaly(anomaly)] if anomaly else [])
 
@@ -47,8 +47,11 @@ def direct(data: SpillData) -> dict[str, np.ndarray]:
         "p_bms": c["p_bms"][bit["BMS"] & quiet].astype(np.float64),
         "p_ms2": c["p_ms2"][core].astype(np.float64),
         "dp": (c["p_bms"] - c["p_ms2"])[core].astype(np.float64),
-        "hadron": (hcal > 30.0) & (ecal > 5.0),  # a shower starting in the ECAL, continuing in the HCAL
-        "ecal": ecal, "hcal": hcal, "bit": bit,
+        "hadron": (hcal > 30.0)
+        & (ecal > 5.0),  # a shower starting in the ECAL, continuing in the HCAL
+        "ecal": ecal,
+        "hcal": hcal,
+        "bit": bit,
     }
 
 
@@ -75,8 +78,12 @@ def test_beam_position_means_and_widths_equal_numpy():
         for k in range(n):
             for axis in ("x", "y"):
                 x = c[f"{det}_{axis}"][:, k].astype(np.float64)
-                assert s[f"beam_{axis}_mean_{det}_{k}"] == pytest.approx(np.mean(x), rel=1e-9, abs=1e-9)
-                assert s[f"beam_sigma_{axis}_{det}_{k}"] == pytest.approx(np.std(x, ddof=1), rel=1e-7)
+                assert s[f"beam_{axis}_mean_{det}_{k}"] == pytest.approx(
+                    np.mean(x), rel=1e-9, abs=1e-9
+                )
+                assert s[f"beam_sigma_{axis}_{det}_{k}"] == pytest.approx(
+                    np.std(x, ddof=1), rel=1e-7
+                )
 
 
 def test_fractions_and_means_equal_direct_counts():
@@ -167,7 +174,14 @@ def test_merge_is_plain_addition_of_accumulators():
 def test_empty_summary_has_no_numbers():
     s = finalize({})
     assert s["n_events"] == 0
-    for key in ("p_bms_mean", "p_bms_sigma", "pik_fraction", "pik_fraction_err", "daq_completeness", "ecal_mean"):
+    for key in (
+        "p_bms_mean",
+        "p_bms_sigma",
+        "pik_fraction",
+        "pik_fraction_err",
+        "daq_completeness",
+        "ecal_mean",
+    ):
         assert s[key] is None, key
 
 

@@ -14,15 +14,17 @@ from pathlib import Path
 import pytest
 
 from dqm.config import load_settings
-from dqm.redact import hide_password
 from dqm.errors import ConfigError
+from dqm.redact import hide_password
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def urls(password: str) -> dict[str, str]:
-    return {"DQM_REDIS_URL": f"redis://:{password}@redis:6379/0",
-            "DQM_DATABASE_URL": f"postgresql+psycopg://dqm:{password}@postgres:5432/dqm"}
+    return {
+        "DQM_REDIS_URL": f"redis://:{password}@redis:6379/0",
+        "DQM_DATABASE_URL": f"postgresql+psycopg://dqm:{password}@postgres:5432/dqm",
+    }
 
 
 def test_hex_passwords_as_docker_readme_recommends_always_parse():
@@ -48,7 +50,10 @@ def test_an_unparsable_url_error_does_not_show_the_password(password):
 
 
 def test_hide_password():
-    assert hide_password("postgresql+psycopg://dqm:s3cret@db:5432/dqm") == "postgresql+psycopg://dqm:***@db:5432/dqm"
+    assert (
+        hide_password("postgresql+psycopg://dqm:s3cret@db:5432/dqm")
+        == "postgresql+psycopg://dqm:***@db:5432/dqm"
+    )
     assert hide_password("redis://:a/b@c@redis:6379/0") == "redis://:***@redis:6379/0"
     assert hide_password("redis://127.0.0.1:6379/0") == "redis://127.0.0.1:6379/0"
     assert hide_password("sqlite:///data/dqm.sqlite") == "sqlite:///data/dqm.sqlite"

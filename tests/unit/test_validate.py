@@ -49,7 +49,9 @@ def test_slow_momentum_drift_is_caught_by_change_detection_before_two_percent(st
 def test_pik_times_five_is_bad_within_two_spills_at_nominal_statistics(specs):
     # Given spills of the simulator's nominal 20 000 events, π/K ×5 from spill 4 on
     pik = tuple(s for s in SCENARIOS if s.subsystem == "pik")
-    config = StudyConfig(events_per_spill=20_000, clean_spills=6, reference_spills=4, first_anomaly_spill=4)
+    config = StudyConfig(
+        events_per_spill=20_000, clean_spills=6, reference_spills=4, first_anomaly_spill=4
+    )
     # When the spills are judged
     result = run_study(specs, config, scenarios=pik, drift=False)
     # Then the π/K subsystem is BAD within two spills, the explanation naming the π/K fraction

@@ -3,20 +3,22 @@ whitelist (anything else is an ExpressionError), and derived variables computed 
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 import pytest
 
 from dqm.core.events import DAQ_SOURCES
-from dqm.sim.simulate import SimConfig, simulate_spill
 from dqm.core.variables import DERIVED, BatchView, ExpressionError, compile_expression, known_names
+from dqm.sim.simulate import SimConfig, simulate_spill
 
 
-@lru_cache(maxsize=None)
+@cache
 def columns() -> dict[str, np.ndarray]:
     """A small spill with enough hadrons and brems to populate every selection."""
-    cfg = SimConfig(events_per_spill=2000, pik_fraction=0.05, brems_fraction=0.05, signal_fraction=0.01)
+    cfg = SimConfig(
+        events_per_spill=2000, pik_fraction=0.05, brems_fraction=0.05, signal_fraction=0.01
+    )
     cols = simulate_spill(cfg, 1).columns
     for arr in cols.values():
         arr.flags.writeable = False  # an expression must never write into the batch
@@ -59,7 +61,9 @@ CASES = {
     "(p_ms2 < 100) & (hcal_total > 30)": lambda: (hand("p_ms2") < 100) & (hcal_total() > 30),
     "(p_ms2 < 100) | (ecal_total > 5)": lambda: (hand("p_ms2") < 100) | (ecal_total() > 5),
     "~(p_ms2 < 100)": lambda: ~(hand("p_ms2") < 100),
-    "~is_hadron & (p_ms2 > 100)": lambda: ~((hcal_total() > 30) & (ecal_total() > 5)) & (hand("p_ms2") > 100),
+    "~is_hadron & (p_ms2 > 100)": lambda: (
+        ~((hcal_total() > 30) & (ecal_total() > 5)) & (hand("p_ms2") > 100)
+    ),
     # per-event indexing
     "ms1_x[0]": lambda: hand("ms1_x")[:, 0],
     "ms2_y[1] - ms1_y[2]": lambda: hand("ms2_y")[:, 1] - hand("ms1_y")[:, 2],
@@ -83,7 +87,9 @@ CASES = {
     "energy_balance": lambda: hand("p_bms") - hand("p_ms2") - (ecal_total() + hcal_total()),
     "is_hadron": lambda: (hcal_total() > 30) & (ecal_total() > 5),
     "daq_complete": lambda: hand("daq_sources") == 0xFF,
-    "daq_source_bit": lambda: np.stack([(hand("daq_sources") >> i) & 1 for i in range(len(DAQ_SOURCES))], axis=1).astype(bool),
+    "daq_source_bit": lambda: np.stack(
+        [(hand("daq_sources") >> i) & 1 for i in range(len(DAQ_SOURCES))], axis=1
+    ).astype(bool),
     "veto_counter": lambda: hand("veto").reshape(-1, 6),
 }
 
@@ -116,26 +122,26 @@ def test_expression_records_the_names_it_uses():
 @pytest.mark.parametrize(
     "source",
     [
-        "p_bms.real",                  # attribute access
+        "p_bms.real",  # attribute access
         "p_bms.__class__",
-        "lambda: 1",                   # lambda
-        "__import__('os')",            # builtins are not functions of the language
+        "lambda: 1",  # lambda
+        "__import__('os')",  # builtins are not functions of the language
         "open('/etc/passwd')",
         "eval('1')",
         "np.sqrt(p_bms)",
-        "sum(p_bms)",                  # a call to a non-whitelisted function
-        "p_bms if p_ms2 else 0",       # conditional expression
-        "[p_bms]",                     # containers
+        "sum(p_bms)",  # a call to a non-whitelisted function
+        "p_bms if p_ms2 else 0",  # conditional expression
+        "[p_bms]",  # containers
         "{'a': p_bms}",
-        "'p_bms'",                     # strings
-        "p_bms and p_ms2",             # boolean operators (use & |)
-        "1 < p_bms < 2",               # chained comparison
+        "'p_bms'",  # strings
+        "p_bms and p_ms2",  # boolean operators (use & |)
+        "1 < p_bms < 2",  # chained comparison
         "p_bms in p_ms2",
-        "ms1_x[event]",                # a non-constant index
-        "ms1_x[0:2]",                  # a slice other than ':'
-        "(x := p_bms)",                # assignment expression
+        "ms1_x[event]",  # a non-constant index
+        "ms1_x[0:2]",  # a slice other than ':'
+        "(x := p_bms)",  # assignment expression
         "p_bms @ p_ms2",
-        "p_bms[",                      # not even Python
+        "p_bms[",  # not even Python
         "",
     ],
 )
@@ -145,7 +151,9 @@ def test_unsupported_syntax_raises_expression_error(source):
 
 
 def test_unknown_variable_suggests_the_closest():
-    with pytest.raises(ExpressionError, match=r"unknown variable 'hcal_totl'.*did you mean 'hcal_total'\?"):
+    with pytest.raises(
+        ExpressionError, match=r"unknown variable 'hcal_totl'.*did you mean 'hcal_total'\?"
+    ):
         compile_expression("hcal_totl > 30")
 
 
@@ -165,7 +173,10 @@ def test_derived_variable_is_computed_once_per_batch(monkeypatch):
         return fn(view)
 
     monkeypatch.setitem(DERIVED, "hcal_total", (counting, doc))
-    exprs = [compile_expression(s) for s in ("hcal_total", "hcal_total > 30", "is_hadron", "calo_total", "energy_balance")]
+    exprs = [
+        compile_expression(s)
+        for s in ("hcal_total", "hcal_total > 30", "is_hadron", "calo_total", "energy_balance")
+    ]
     # When five expressions that all need it are evaluated on one batch (twice each)
     view = BatchView(columns())
     for _ in range(2):

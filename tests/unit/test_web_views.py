@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import io
 from dataclasses import replace
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -16,11 +16,13 @@ from apps.control_room import ControlRoom, render_header, render_numbers, render
 from apps.snapshot import Number, Snapshot, Tile  # noqa: E402
 from dqm.core.specs import SpecSet  # noqa: E402
 
-NOW = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 
 
 def _snap(age_s: float, **kw) -> Snapshot:
-    return Snapshot(version=3, run=7, spill=12, closed_at=NOW - timedelta(seconds=age_s), quality="BAD", **kw)
+    return Snapshot(
+        version=3, run=7, spill=12, closed_at=NOW - timedelta(seconds=age_s), quality="BAD", **kw
+    )
 
 
 def test_header_shows_run_spill_age_and_stale_only_after_the_limit():
@@ -36,12 +38,22 @@ def test_header_shows_run_spill_age_and_stale_only_after_the_limit():
     gap = render_header(replace(fresh, missing=(9, 10, 11)), 60, NOW)
     assert 'data-missing="9–11"' in gap and "run 7: spills 9–11 never reached the DQM" in gap
     # And with no spill at all the wall says so and is STALE
-    assert "no spill yet" in render_header(Snapshot(), 60, NOW) and "STALE" in render_header(Snapshot(), 60, NOW)
+    assert "no spill yet" in render_header(Snapshot(), 60, NOW) and "STALE" in render_header(
+        Snapshot(), 60, NOW
+    )
 
 
 def test_tiles_escape_explanations_and_show_instruction_and_link():
     # Given a BAD tile whose explanation contains markup
-    tile = Tile("beam", "BAD", "x <script>alert(1)</script>", "call the CCC", "beam_x_ms1_0", "beam_centroid", "alice")
+    tile = Tile(
+        "beam",
+        "BAD",
+        "x <script>alert(1)</script>",
+        "call the CCC",
+        "beam_x_ms1_0",
+        "beam_centroid",
+        "alice",
+    )
     html = render_tiles(_snap(1, tiles=(tile,)), stale=False)
     # Then the markup is escaped, and instruction, acknowledgement and drill-down link are shown
     assert "<script>" not in html and "&lt;script&gt;" in html
@@ -52,7 +64,12 @@ def test_tiles_escape_explanations_and_show_instruction_and_link():
 
 
 def test_numbers_with_error_and_sparkline():
-    html = render_numbers((Number("π/K fraction", "%", 0.07, 0.05, (0.05, None, 0.07), 2), Number("intensity", "events", None, None, (), 0)))
+    html = render_numbers(
+        (
+            Number("π/K fraction", "%", 0.07, 0.05, (0.05, None, 0.07), 2),
+            Number("intensity", "events", None, None, (), 0),
+        )
+    )
     assert "0.07 <span" in html and "± 0.05" in html and "<polyline" in html
     assert "—" in html  # a missing value is a dash, not 'None'
 
@@ -116,9 +133,11 @@ def test_wall_html_is_rendered_once_per_snapshot_for_all_sessions(specs, monkeyp
 
     calls = []
     real = cr.render_tiles
-    monkeypatch.setattr(cr, "render_tiles", lambda snap, stale: calls.append(snap.version) or real(snap, stale))
+    monkeypatch.setattr(
+        cr, "render_tiles", lambda snap, stale: calls.append(snap.version) or real(snap, stale)
+    )
     store = _Store(specs)
-    store.snapshot = replace(_snap(1), version=41, closed_at=datetime.now(timezone.utc))
+    store.snapshot = replace(_snap(1), version=41, closed_at=datetime.now(UTC))
     walls = [ControlRoom(store, stale_after_s=60) for _ in range(2)]
     # Then the first snapshot was rendered once for both
     assert calls == [41]
@@ -130,7 +149,9 @@ def test_wall_html_is_rendered_once_per_snapshot_for_all_sessions(specs, monkeyp
     assert calls == [41, 42]
     assert all('data-spill="7 / 13"' in wall._header.object for wall in walls)
     # And the next snapshot is rendered from its own content, not from the cache
-    store.snapshot = replace(store.snapshot, version=43, tiles=(Tile("beam", "WARNING", "drifting"),))
+    store.snapshot = replace(
+        store.snapshot, version=43, tiles=(Tile("beam", "WARNING", "drifting"),)
+    )
     walls[0].tick()
     assert calls[-1] == 43 and "drifting" in walls[0]._tiles.object
 
@@ -138,13 +159,23 @@ def test_wall_html_is_rendered_once_per_snapshot_for_all_sessions(specs, monkeyp
 def test_server_log_problems_catch_our_warnings_and_errors_not_known_library_ones():
     from tests.web_helpers import server_log_problems
 
-    known = ("/x/site-packages/bokeh/models/sources.py:318: Pandas4Warning: The inplace keyword is deprecated\n"
-             "  _df.reset_index(inplace=True)\n")
+    known = (
+        "/x/site-packages/bokeh/models/sources.py:318: Pandas4Warning: The inplace keyword is "
+        "deprecated\n"
+        "  _df.reset_index(inplace=True)\n"
+    )
     ours = "/work/apps/plots.py:88: RuntimeWarning: invalid value encountered in divide\n"
-    crash = ("2026-11-25T16:02:13 ERROR   bokeh.server.protocol_handler error handling message\n"
-             "Traceback (most recent call last):\n  File \"/work/apps/expert.py\", line 9, in draw\nKeyError: 'x'\n")
-    closed_tab = ("2026-11-25T16:02:13 ERROR   asyncio Task exception was never retrieved\nTraceback (most recent call last):\n"
-                  "tornado.iostream.StreamClosedError: Stream is closed\ntornado.websocket.WebSocketClosedError\n")
+    crash = (
+        "2026-11-25T16:02:13 ERROR   bokeh.server.protocol_handler error handling message\n"
+        'Traceback (most recent call last):\n  File "/work/apps/expert.py", line 9, in '
+        "draw\nKeyError: 'x'\n"
+    )
+    closed_tab = (
+        "2026-11-25T16:02:13 ERROR   asyncio Task exception was never retrieved\nTraceback (most "
+        "recent call last):\n"
+        "tornado.iostream.StreamClosedError: Stream is "
+        "closed\ntornado.websocket.WebSocketClosedError\n"
+    )
     assert server_log_problems(known + closed_tab) == []
     assert server_log_problems(known + ours) == [ours.strip()]
     assert server_log_problems(closed_tab + crash) == [crash.splitlines()[0]]
