@@ -26,8 +26,8 @@ from apps.plots import make_plot
 from apps.theme import EXPERT_CSS
 from dqm.checks.compare import compare
 from dqm.core.summary import SUMMARY_DOCS
-from dqm.store.models import Run
-from dqm.store.references import DEFAULT_BEAM_CONFIG, active_reference
+from dqm.store.references import active_reference
+from dqm.store.runs import beam_config_of
 
 __all__ = ["Expert", "HistogramExplorer", "Trends"]
 
@@ -157,8 +157,7 @@ class HistogramExplorer(_DrawsOffLoop, Viewer):
 
         def load(session):
             chosen = self._selected(session, run, lo, hi)
-            beam = session.get(Run, run)
-            ref = active_reference(session, beam.beam_config if beam else DEFAULT_BEAM_CONFIG)
+            ref = active_reference(session, beam_config_of(session, run))
             ref_h = self._store.reference_hists(session, ref).get(spec.name) if ref else None
             return chosen, ref, ref_h
 

@@ -8,18 +8,14 @@ colours whose meaning is also written out in words (never colour alone).
 from __future__ import annotations
 
 __all__ = [
-    "QUALITY_NAMES",
     "QUALITY_COLOURS",
-    "quality_name",
     "CONTROL_ROOM_CSS",
     "EXPERT_CSS",
     "SERIES",
 ]
 
-# : Quality integer (dqm.checks.Quality) -> name; kept here so the views do not need the checks
-# package.
-QUALITY_NAMES = {0: "GOOD", 1: "NO_DATA", 2: "WARNING", 3: "BAD"}
-#: background, text colour per status word (STALE is the control room's own state)
+#: background, text colour per quality word (:func:`dqm.checks.quality_name` spells them;
+#: STALE is the control room's own state)
 QUALITY_COLOURS = {
     "GOOD": ("#1b7f3b", "#ffffff"),
     "WARNING": ("#f2a900", "#000000"),
@@ -29,10 +25,6 @@ QUALITY_COLOURS = {
 }
 #: line colours on dark and light backgrounds: this spill, reference
 SERIES = {"dark": ("#4fc3f7", "#ffb74d"), "light": ("#1f77b4", "#e6550d")}
-
-
-def quality_name(q: int | None) -> str:
-    return "NO_DATA" if q is None else QUALITY_NAMES.get(int(q), "NO_DATA")
 
 
 _TILES = "\n".join(

@@ -79,7 +79,8 @@ def explain(exc: BaseException, settings) -> str | None:
     needs to know which one and what to do, not a traceback.
     """
     import redis
-    from sqlalchemy.exc import DBAPIError
+
+    from dqm.store.engine import DBAPIError
 
     if isinstance(exc, DQMError):
         return str(exc)

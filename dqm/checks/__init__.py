@@ -15,7 +15,16 @@ from __future__ import annotations
 
 # Importing the check modules registers their checks.
 from dqm.checks import basic, beam, channels, gain, physics, shape, trend  # noqa: F401
-from dqm.checks._core import CheckContext, CheckResult, Quality, judged_worst, rollup, worst
+from dqm.checks._core import (
+    ROLLUP,
+    CheckContext,
+    CheckResult,
+    Quality,
+    judged_worst,
+    quality_name,
+    rollup,
+    worst,
+)
 from dqm.checks._registry import (
     CHECKS,
     REQUIRED,
@@ -29,6 +38,8 @@ from dqm.checks.compare import compare
 
 __all__ = [
     "Quality",
+    "quality_name",
+    "ROLLUP",
     "CheckResult",
     "CheckContext",
     "CheckSpec",

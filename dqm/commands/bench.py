@@ -1,4 +1,8 @@
-"""``dqm bench`` — throughput figures with their baselines, measured in the same run."""
+"""``dqm bench`` — throughput figures with their baselines, measured in the same run.
+
+The measuring code lives in ``benchmarks/`` (not shipped in the library); it is imported
+when the command runs, so no other ``dqm`` command loads it.
+"""
 
 from __future__ import annotations
 
@@ -6,15 +10,6 @@ import logging
 import uuid
 from pathlib import Path
 
-from benchmarks.judge import bench_close_latency, bench_recheck
-from benchmarks.worker import (
-    bench_fill,
-    bench_scaleout,
-    bench_transport,
-    bench_worker,
-    publish_bench_run,
-    temp_sqlite,
-)
 from dqm.pipeline.runtime import close_hooks, load_default_specs
 from dqm.pipeline.services import EmbeddedRedis
 from dqm.pipeline.stream import connect
@@ -88,6 +83,15 @@ def run(args, settings) -> int:
 
         print(bench_report(load_default_specs(settings), n_spills=args.report).line())
         return 0
+    from benchmarks.worker import (
+        bench_fill,
+        bench_scaleout,
+        bench_transport,
+        bench_worker,
+        publish_bench_run,
+        temp_sqlite,
+    )
+
     server = None
     if not settings.redis_url:
         server = EmbeddedRedis().start()
@@ -162,6 +166,8 @@ def run(args, settings) -> int:
 
 
 def _flags_figures(args, settings, r, specs, db_url: str) -> None:
+    from benchmarks.judge import bench_close_latency, bench_recheck
+
     hooks = [] if args.no_checks else close_hooks(settings, specs)
     if args.latency_spills and hooks:
         lat = bench_close_latency(

@@ -11,15 +11,15 @@ from __future__ import annotations
 import math
 import textwrap
 
-from sqlalchemy import func, select
-
 from dqm.checks import Quality
 from dqm.core.specs import SUBSYSTEMS
 from dqm.errors import ConfigError
-from dqm.pipeline.runtime import open_store
+from dqm.store import open_store
 from dqm.store.flags import query_flags
-from dqm.store.models import Flag, Reference, Run, Spill
-from dqm.store.references import reference_warnings
+from dqm.store.models import Run
+from dqm.store.queries import count_closed_spills, flag_reference_runs
+from dqm.store.references import newest_reference_of_run, reference_warnings
+from dqm.store.runs import get_run
 
 
 def add_parser(sub) -> None:
@@ -73,21 +73,10 @@ def _rollup_line(run_row: Run | None, n_spills: int, rollups) -> str:
 
 def _reference_line(session, run: int, max_age_days: float) -> str:
     """Provenance of the reference the run's flags were computed against, and its warnings."""
-    ref_runs = sorted(
-        set(
-            session.scalars(
-                select(Flag.reference_run).where(Flag.run == run, Flag.reference_run.is_not(None))
-            ).all()
-        )
-    )
+    ref_runs = flag_reference_runs(session, run)
     if not ref_runs:
         return "compared with: no reference run (shape checks NO_DATA); 'dqm reference suggest' proposes one"
-    refs = [
-        session.scalars(
-            select(Reference).where(Reference.run == r).order_by(Reference.id.desc()).limit(1)
-        ).first()
-        for r in ref_runs
-    ]
+    refs = [newest_reference_of_run(session, r) for r in ref_runs]
     lines = [
         "compared with: "
         + "; ".join(
@@ -105,15 +94,11 @@ def run(args, settings) -> int:
     min_quality = _quality(args.quality)
     with open_store(settings, writer=False) as store:
         with store.sessions() as session:
-            run_row = session.get(Run, args.run)
+            run_row = get_run(session, args.run)
             if run_row is None:
                 print(f"run {args.run}: not in the database")
                 return 1
-            n_spills = session.scalar(
-                select(func.count())
-                .select_from(Spill)
-                .where(Spill.run == args.run, Spill.status != "open")
-            )
+            n_spills = count_closed_spills(session, args.run)
             print(_rollup_line(run_row, n_spills, query_flags(session, args.run, rollups=True)))
             print(_reference_line(session, args.run, settings.reference_max_age_days))
             flags = query_flags(

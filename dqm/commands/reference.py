@@ -13,21 +13,23 @@ import getpass
 import os
 from datetime import UTC
 
-from sqlalchemy import func, select
-
 from dqm.commands import reference_import
 from dqm.errors import StorageError
-from dqm.pipeline.runtime import open_store
+from dqm.store import open_store
 from dqm.store.actions import set_reference
-from dqm.store.models import Flag, Reference, Run
+from dqm.store.models import Reference
+from dqm.store.queries import flag_reference_runs
 from dqm.store.references import (
     DEFAULT_BEAM_CONFIG,
+    active_beam_configs,
     active_reference,
     list_references,
     reference_histograms,
     reference_warnings,
+    runs_judged_against,
     suggest_reference,
 )
+from dqm.store.runs import get_run
 
 
 def add_parser(sub) -> None:
@@ -66,7 +68,7 @@ def _user(args) -> str:
 def _when(ts) -> str:
     if ts is None:
         return "-"
-    return (ts if ts.tzinfo else ts.replace(tzinfo=UTC)).strftime("%Y-%m-%d %H:%M UTC")
+    return ts.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def _source(ref: Reference) -> str:
@@ -123,9 +125,7 @@ def _describe(session, ref: Reference) -> list[str]:
         f"{_when(ref.set_at)} by {ref.set_by}" + (f" — {ref.comment}" if ref.comment else ""),
         f"  {len(hists)} histograms, {entries:,.0f} entries in total",
     ]
-    used = session.scalar(
-        select(func.count(func.distinct(Flag.run))).where(Flag.reference_run == ref.run)
-    )
+    used = runs_judged_against(session, ref.run)
     lines.append(f"  compared with in the flags of {used} run(s)")
     return lines
 
@@ -134,31 +134,21 @@ def run_show(args, settings) -> int:
     with open_store(settings, writer=False) as store:
         with store.sessions() as session:
             if args.run is None:
-                configs = session.scalars(
-                    select(Reference.beam_config).where(Reference.active.is_(True)).distinct()
-                ).all()
+                configs = active_beam_configs(session)
                 if not configs:
                     print("no active reference")
                     return 0
                 for config in sorted(configs):
                     print("\n".join(_describe(session, active_reference(session, config))))
                 return 0
-            run_row = session.get(Run, args.run)
+            run_row = get_run(session, args.run)
             if run_row is None:
                 raise StorageError(f"run {args.run} is not in the database")
             ref = active_reference(session, run_row.beam_config)
             print(f"run {args.run} (beam '{run_row.beam_config}')")
             if ref is not None:
                 print("\n".join(_describe(session, ref)))
-            recorded = sorted(
-                set(
-                    session.scalars(
-                        select(Flag.reference_run).where(
-                            Flag.run == args.run, Flag.reference_run.is_not(None)
-                        )
-                    ).all()
-                )
-            )
+            recorded = flag_reference_runs(session, args.run)
             if recorded:
                 print(
                     "  its stored flags were computed against reference run(s) "

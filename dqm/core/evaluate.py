@@ -15,6 +15,7 @@ import boost_histogram as bh
 
 from dqm.checks import CheckContext, CheckResult, Quality, judged_worst, run_check
 from dqm.core.specs import SUBSYSTEMS, SpecSet
+from dqm.core.status import SPILL_COMPLETE
 
 __all__ = [
     "Judgement",
@@ -97,7 +98,7 @@ def evaluate_spill(
     reference: Mapping[str, bh.Histogram] | None = None,
     masked: Mapping[str, Sequence[Sequence[int]]] | None = None,
     overrides: Mapping[tuple[str, str], Mapping] | None = None,
-    status: str = "complete",
+    status: str = SPILL_COMPLETE,
     batches: tuple[int, int | None] | None = None,
 ) -> Verdict:
     """Run every spec check; ``overrides[(histogram, check)]`` replaces parameters."""
@@ -129,7 +130,7 @@ def evaluate_spill(
                     check.instruction or spec.instruction,
                 )
             )
-    if status != "complete":
+    if status != SPILL_COMPLETE:
         got, expected = batches or (0, None)
         verdict.judgements.append(
             Judgement(

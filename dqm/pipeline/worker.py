@@ -40,8 +40,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import redis
-from sqlalchemy.exc import IntegrityError, OperationalError
-from sqlalchemy.orm import Session, sessionmaker
 
 from dqm.config import Settings
 from dqm.core.events import decode_batch
@@ -51,6 +49,7 @@ from dqm.core.summary import accumulate
 from dqm.core.variables import BatchView
 from dqm.errors import BatchError, ConfigError
 from dqm.pipeline import stream as rs
+from dqm.store.engine import IntegrityError, OperationalError, Session, sessionmaker
 from dqm.store.spills import (
     ClosedSpill,
     Contribution,

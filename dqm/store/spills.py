@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import boost_histogram as bh
 from sqlalchemy import and_, delete, func, select, update
@@ -304,8 +304,6 @@ def closable_spills(session: Session, spill_ids: Iterable[int]) -> list[int]:
 def stale_spills(session: Session, timeout_s: float, now: datetime | None = None) -> list[int]:
     """Open spills with no news for ``timeout_s``: to be closed as incomplete."""
     cutoff = (now or utcnow()) - timedelta(seconds=timeout_s)
-    if session.get_bind().dialect.name == "sqlite":
-        cutoff = cutoff.astimezone(UTC).replace(tzinfo=None)
     stmt = (
         select(Spill.id)
         .where(Spill.status == SPILL_OPEN, Spill.updated_at < cutoff)
