@@ -17,6 +17,7 @@ from dqm.errors import ConfigError
 from dqm.pipeline.stream import connect
 from dqm.redact import redact
 from dqm.store.engine import Store, open_store
+from dqm.store.flags import make_close_hook
 
 __all__ = [
     "Store",
@@ -76,11 +77,12 @@ def load_default_specs(settings: Settings) -> SpecSet:
 
 
 def close_hooks(settings: Settings, specs: SpecSet) -> list:
-    """Hooks run when a spill closes (checks → flags), if the checks layer is available."""
-    try:
-        from dqm.store.flags import make_close_hook
-    except ImportError:
-        return []
+    """Hooks run when a spill closes: the checks → flags.
+
+    Imported at the top of this module, not on demand: a broken import in the checks or
+    the flags store must stop the worker at start-up with its traceback, never leave it
+    closing spills that nobody judges.
+    """
     return [make_close_hook(settings, specs)]
 
 
