@@ -105,7 +105,7 @@ class Run(Base):
 
 
 class Spill(Base):
-    """One SPS spill: status, bookkeeping of batches, and the per-spill summary."""
+    """One SPS spill: status, bookkeeping of batches, the per-spill summary and its verdict."""
 
     __tablename__ = "spills"
     __table_args__ = (UniqueConstraint("run", "spill", name="uq_spills_run_spill"),)
@@ -120,19 +120,9 @@ class Spill(Base):
     expected_events: Mapped[int | None] = mapped_column(Integer)
     received_batches: Mapped[int] = mapped_column(Integer, default=0)
     n_events: Mapped[int] = mapped_column(BigInteger, default=0)
-    # summary (NULL until the spill closes)
-    p_bms_mean: Mapped[float | None] = mapped_column(Float)
-    p_bms_sigma: Mapped[float | None] = mapped_column(Float)
-    p_ms2_mean: Mapped[float | None] = mapped_column(Float)
-    p_ms2_sigma: Mapped[float | None] = mapped_column(Float)
-    dp_mean: Mapped[float | None] = mapped_column(Float)
-    dp_sigma: Mapped[float | None] = mapped_column(Float)
-    low_pout_fraction: Mapped[float | None] = mapped_column(Float)
-    ecal_mean: Mapped[float | None] = mapped_column(Float)
-    hcal_mean: Mapped[float | None] = mapped_column(Float)
-    pik_fraction: Mapped[float | None] = mapped_column(Float)
-    pik_fraction_err: Mapped[float | None] = mapped_column(Float)
-    daq_completeness: Mapped[float | None] = mapped_column(Float)
+    # the summary (NULL until the spill closes): dqm.core.summary.finalize's quantities, plus
+    # the per-subsystem qualities under "quality" once judged. Stored once, as JSON: no query
+    # filters or sorts on a summary quantity (migration 0003f dropped 12 column copies).
     summary: Mapped[dict | None] = mapped_column(JSON)
     quality: Mapped[int | None] = mapped_column(Integer)
     config_version: Mapped[str | None] = mapped_column(String(64))

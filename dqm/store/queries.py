@@ -60,7 +60,7 @@ def closed_spill_histograms(
     )
     if spill is not None:
         stmt = stmt.where(Spill.spill == spill)
-    return iter(session.execute(stmt.order_by(Spill.spill)).tuples().yield_per(64))
+    return iter(session.execute(stmt.order_by(Spill.spill)).yield_per(64))
 
 
 def runs_with_closed_spills(session: Session) -> list[int]:

@@ -51,23 +51,7 @@ __all__ = [
     "spill_histograms",
     "run_histograms",
     "count_spills",
-    "SUMMARY_COLUMNS",
 ]
-
-SUMMARY_COLUMNS = (
-    "p_bms_mean",
-    "p_bms_sigma",
-    "p_ms2_mean",
-    "p_ms2_sigma",
-    "dp_mean",
-    "dp_sigma",
-    "low_pout_fraction",
-    "ecal_mean",
-    "hcal_mean",
-    "pik_fraction",
-    "pik_fraction_err",
-    "daq_completeness",
-)
 
 
 @dataclass
@@ -280,8 +264,6 @@ def try_close(
             spill_id=spill_id, format_version=FORMAT_VERSION, size_bytes=len(blob), blob=blob
         )
     )
-    for col in SUMMARY_COLUMNS:
-        setattr(sp, col, summary.get(col))
     sp.summary = summary
     session.execute(delete(SpillPartial).where(SpillPartial.spill_id == spill_id))
     session.flush()
