@@ -28,7 +28,7 @@ from dqm.checks._core import (
 from dqm.checks._registry import (
     CHECKS,
     REQUIRED,
-    CheckSpec,
+    CheckDefinition,
     ParamSpec,
     register_check,
     run_check,
@@ -42,7 +42,7 @@ __all__ = [
     "ROLLUP",
     "CheckResult",
     "CheckContext",
-    "CheckSpec",
+    "CheckDefinition",
     "ParamSpec",
     "REQUIRED",
     "CHECKS",
