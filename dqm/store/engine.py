@@ -27,7 +27,6 @@ __all__ = [
     "open_store",
     "make_engine",
     "make_sessionmaker",
-    "is_sqlite",
     "CONNECT_TIMEOUT_S",
     "Engine",
     "Session",
@@ -40,10 +39,6 @@ __all__ = [
 
 #: Longest wait for a PostgreSQL or Redis server to answer a new connection.
 CONNECT_TIMEOUT_S = 5
-
-
-def is_sqlite(engine: Engine) -> bool:
-    return engine.dialect.name == "sqlite"
 
 
 def make_engine(url: str, *, writer: bool = True) -> Engine:
