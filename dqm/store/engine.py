@@ -1,4 +1,5 @@
-"""Engines and sessions: the only place that knows PostgreSQL from SQLite.
+"""Engines and sessions. PostgreSQL and SQLite are told apart here, in the column type of
+times (:class:`dqm.store.models.UTCDateTime`) and in ``insert_ignore`` — nowhere else.
 
 SQLite (the embedded default) is put in WAL mode with a generous busy timeout so
 several worker processes can share the file; PostgreSQL needs nothing special.
