@@ -67,7 +67,10 @@ def add_parser(sub) -> None:
 
 
 def _line(res, base=None) -> str:
-    s = f"  {res.name:<52} {res.events:>10,d} ev  {res.events_per_cpu_s:>12,.0f} ev/CPU-s  {res.events_per_wall_s:>12,.0f} ev/s"
+    s = (
+        f"  {res.name:<52} {res.events:>10,d} ev  {res.events_per_cpu_s:>12,.0f} ev/CPU-s  "
+        f"{res.events_per_wall_s:>12,.0f} ev/s"
+    )
     if base is not None:
         s += f"  ratio {res.events_per_cpu_s / base.events_per_cpu_s:5.2f}"
     return s
