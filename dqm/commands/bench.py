@@ -1,8 +1,4 @@
-"""``dqm bench`` — throughput figures with their baselines, measured in the same run.
-
-The measuring code lives in ``benchmarks/`` (not shipped in the library); it is imported
-when the command runs, so no other ``dqm`` command loads it.
-"""
+"""``dqm bench`` — throughput figures with their baselines, measured in the same run."""
 
 from __future__ import annotations
 
@@ -62,7 +58,10 @@ def add_parser(sub) -> None:
 
 
 def _line(res, base=None) -> str:
-    s = f"  {res.name:<52} {res.events:>10,d} ev  {res.events_per_cpu_s:>12,.0f} ev/CPU-s  {res.events_per_wall_s:>12,.0f} ev/s"
+    s = (
+        f"  {res.name:<52} {res.events:>10,d} ev  {res.events_per_cpu_s:>12,.0f} ev/CPU-s  "
+        f"{res.events_per_wall_s:>12,.0f} ev/s"
+    )
     if base is not None:
         s += f"  ratio {res.events_per_cpu_s / base.events_per_cpu_s:5.2f}"
     return s
@@ -77,12 +76,7 @@ def _quiet_logs(level: str) -> None:
 
 
 def run(args, settings) -> int:
-    _quiet_logs(getattr(args, "log_level", "INFO"))
-    if args.report:
-        from benchmarks.report import bench_report
-
-        print(bench_report(load_default_specs(settings), n_spills=args.report).line())
-        return 0
+    # benchmarks/ is not part of the library: imported only when a benchmark runs
     from benchmarks.worker import (
         bench_fill,
         bench_scaleout,
@@ -92,6 +86,12 @@ def run(args, settings) -> int:
         temp_sqlite,
     )
 
+    _quiet_logs(getattr(args, "log_level", "INFO"))
+    if args.report:
+        from benchmarks.report import bench_report
+
+        print(bench_report(load_default_specs(settings), n_spills=args.report).line())
+        return 0
     server = None
     if not settings.redis_url:
         server = EmbeddedRedis().start()
