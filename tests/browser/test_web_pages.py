@@ -37,13 +37,20 @@ _IN_SHADOW_DOM = """(sel) => {
 }"""
 
 
-#: every shifter instruction the beam subsystem's specs can put on its tile
-BEAM_INSTRUCTIONS = {
-    c.instruction or spec.instruction
-    for spec in load_specs(specs_with_checks(Path(tempfile.mkdtemp(prefix="dqm-specs-"))))
-    if spec.subsystem == "beam"
-    for c in spec.checks
-}
+def _beam_instructions() -> set[str]:
+    """Every shifter instruction the beam subsystem's specs can put on its tile."""
+    # the spec files are read here, at import: the folder goes when they are loaded
+    with tempfile.TemporaryDirectory(prefix="dqm-specs-") as folder:
+        specs = load_specs(specs_with_checks(Path(folder)))
+    return {
+        c.instruction or spec.instruction
+        for spec in specs
+        if spec.subsystem == "beam"
+        for c in spec.checks
+    }
+
+
+BEAM_INSTRUCTIONS = _beam_instructions()
 
 
 def _tile(page, subsystem: str, quality: str):
