@@ -78,3 +78,20 @@ def test_every_docs_page_is_in_the_navigation():
     config = yaml.safe_load((ROOT / "mkdocs.yml").read_text())
     assert "nav" not in config and config.get("strict") is True
     assert config["theme"]["name"] == "material"
+
+
+#: paths the docs name that a user creates, not the repository
+_CREATED_BY_USERS = {"docker/.env"}
+
+
+def test_every_repository_path_the_docs_name_exists():
+    # Given every `dqm/…`, `tests/…`, `apps/…` … path in code spans of the README and docs/
+    texts = [README.read_text(), *(p.read_text() for p in (ROOT / "docs").glob("*.md"))]
+    top = "dqm|apps|tests|benchmarks|db|docker|histograms|docs"
+    named = {
+        p for text in texts for p in re.findall(rf"`((?:{top})/[\w./-]*)`", text) if "*" not in p
+    }
+    assert "dqm/core/events.py" in named
+    # Then each exists (a file moved or removed leaves a stale line otherwise)
+    missing = sorted(p for p in named - _CREATED_BY_USERS if not (ROOT / p).exists())
+    assert not missing, f"the docs name paths that do not exist: {missing}"
