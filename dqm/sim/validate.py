@@ -326,7 +326,7 @@ def _cell(text: str) -> str:
 
 
 def format_report(result: StudyResult) -> str:
-    """The study as Markdown: the table for the README and the terminal alike."""
+    """The study as Markdown: the table for docs/validation.md and the terminal alike."""
     c = result.config
     lines = [
         f"Detection study (specs {result.specs_version}): {c.events_per_spill} events/spill, seed "
