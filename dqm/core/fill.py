@@ -8,6 +8,13 @@ a true statement rather than a floating-point approximation.
 
 Cell maps are not filled event by event: the per-cell occupancy (or energy) of a
 batch is one numpy reduction over the event axis, added to the histogram's view.
+
+Only events that carry every DAQ source a histogram requires are filled into it: a
+source missing from an event leaves zeros in its columns, and zeros filled as data put a
+spike at x = 0, p_MS2 = 0 in the signal region, a "gain drop" on every HCAL module. The
+selection is one vectorised AND on the ``daq_sources`` word per distinct set of sources
+and batch (:meth:`~dqm.core.variables.BatchView.with_sources`), and none at all when
+every event has them, which is the normal case.
 """
 
 from __future__ import annotations
@@ -70,11 +77,21 @@ def book_histogram(spec: HistogramSpec) -> bh.Histogram:
 
 
 def _rows(view: BatchView, spec: HistogramSpec) -> np.ndarray | None:
-    return None if spec.selection is None else view.evaluate(spec.selection)
+    """Events to fill: those with the required DAQ sources, passing the selection (None: all)."""
+    present = view.with_sources(spec.source_bits)
+    if spec.selection is None:
+        return present
+    selected = view.evaluate(spec.selection)
+    return selected if present is None else selected & present
 
 
 def _select(arr: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
     return arr if mask is None else arr[mask]
+
+
+def _per_event(values: np.ndarray) -> int:
+    """Values per event (cells, channels); ``reshape(n, -1)`` cannot infer it when n = 0."""
+    return int(np.prod(values.shape[1:], dtype=np.int64))
 
 
 def _compile_fill(spec: HistogramSpec) -> _FillFn:
@@ -98,7 +115,7 @@ def _compile_fill(spec: HistogramSpec) -> _FillFn:
 
         def fill_channels(h: bh.Histogram, view: BatchView) -> None:
             values = _select(view.evaluate(spec.values), _rows(view, spec))
-            values = values.reshape(values.shape[0], -1)
+            values = values.reshape(values.shape[0], _per_event(values))
             channel = np.broadcast_to(np.arange(values.shape[1]), values.shape)
             h.fill(channel.ravel(), values.ravel())
 
@@ -107,18 +124,18 @@ def _compile_fill(spec: HistogramSpec) -> _FillFn:
 
     def fill_cellmap(h: bh.Histogram, view: BatchView) -> None:
         cells = _select(view.evaluate(spec.values), _rows(view, spec))
-        n = cells.shape[0]
+        n, k = cells.shape[0], _per_event(cells)  # k explicit: a batch may select no event
         # per-cell sums over events as ones @ matrix (BLAS): several times faster than
         # numpy's axis-0 reductions; every partial sum is an integer below 2**24 (counts,
         # float32) or 2**53 (MeV, float64), so the result is exact
         if stat == "occupancy":
-            add = np.ones(n, dtype=np.float32) @ (cells > threshold).reshape(n, -1).astype(
+            add = np.ones(n, dtype=np.float32) @ (cells > threshold).reshape(n, k).astype(
                 np.float32
             )
         else:  # energy summed in integer MeV
-            mev = np.rint(cells * np.float32(1000.0)).reshape(n, -1).astype(np.float64)
+            mev = np.rint(cells * np.float32(1000.0)).reshape(n, k).astype(np.float64)
             if threshold > 0:
-                mev[(cells <= threshold).reshape(n, -1)] = 0.0
+                mev[(cells <= threshold).reshape(n, k)] = 0.0
             add = np.ones(n, dtype=np.float64) @ mev
         h.view()[...] += add.astype(np.int64).reshape(h.view().shape)
 
