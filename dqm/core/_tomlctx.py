@@ -53,9 +53,26 @@ class _Ctx:
                         return i + 1
         return start + 1 if entry else None
 
+    def kind_of(self, entry: str | None) -> str:
+        """``histogram`` or ``cause``: the table the entry's name line belongs to."""
+        pat = re.compile(rf"""^\s*name\s*=\s*["']{re.escape(entry or "")}["']""")
+        found = "histogram"
+        for line in self.lines:
+            header = _ENTRY_HEADER.match(line)
+            if header:
+                found = header.group(1)
+            elif entry and pat.match(line):
+                return found
+        return "histogram"
+
     def error(self, message: str, entry: str | None = None, key: str | None = None) -> SpecError:
         return SpecError(
-            message, path=self.path, line=self.line_of(entry, key), entry=entry, key=key
+            message,
+            path=self.path,
+            line=self.line_of(entry, key),
+            entry=entry,
+            key=key,
+            what=self.kind_of(entry),
         )
 
 

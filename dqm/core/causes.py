@@ -214,7 +214,7 @@ def _selector(
 ) -> Selector:
     if not isinstance(table, dict) or not table:
         raise ctx.error(
-            f"{what}: expected a table like {{ histogram = \"p_bms\", check = \"ks\" }}",
+            f'{what}: expected a table like {{ histogram = "p_bms", check = "ks" }}',
             entry,
             what.split("[")[0],
         )
@@ -286,20 +286,19 @@ def _rule(
     if (each is None) != (for_each is None):
         raise ctx.error(
             "a rule with for_each names the details key listing its instances in "
-            "established_by (each = \"…\"), and only such a rule",
+            'established_by (each = "…"), and only such a rule',
             name,
             "each" if each is not None else "for_each",
         )
     if not _selects_something(est, histograms, (None,)):
-        raise ctx.error("established_by matches no check of any histogram", name, "check")
+        raise ctx.error("established_by matches no check of any histogram", name, "established_by")
 
     raw = _typed(ctx, table, "explains", list, name)
     explains = []
     for i, sel_table in enumerate(raw):
         sel = _selector(ctx, sel_table, name, f"explains[{i}]", _SELECT_KEYS, valid, placeholder)
         if not _selects_something(sel, histograms, instances):
-            key = next(iter(sel_table), "explains")
-            raise ctx.error(f"explains[{i}] matches no check of any histogram", name, key)
+            raise ctx.error(f"explains[{i}] matches no check of any histogram", name, "explains")
         explains.append(sel)
 
     templates = {}
