@@ -35,6 +35,7 @@ CORE_CALO_MAX_GEV = 15.0
 
 _STATIONS = [("ms1", k) for k in range(N_MS1)] + [("ms2", k) for k in range(N_MS2)]
 _PATTERN = "daq_pattern:"  # accumulator prefix: events per daq_sources word
+_ALL = (1 << len(DAQ_SOURCES)) - 1
 
 
 def _moments(acc: dict[str, float], key: str, x: np.ndarray) -> None:
@@ -69,17 +70,21 @@ def accumulate(acc: dict[str, float], view: BatchView) -> None:
         ok = src[det.upper()]
         _moments(acc, f"{det}_{k}_x", view[f"{det}_x"][ok, k])
         _moments(acc, f"{det}_{k}_y", view[f"{det}_y"][ok, k])
-    _add(acc, "ecal_sum", float(view["ecal_total"][src["ECAL"]].sum(dtype=np.float64)))
-    _add(acc, "hcal_sum", float(view["hcal_total"][src["HCAL"]].sum(dtype=np.float64)))
+    complete = view.complete  # the usual case: no event to leave out, nothing to copy
+    ecal, hcal, hadron = view["ecal_total"], view["hcal_total"], view["is_hadron"]
     calos = src["ECAL"] & src["HCAL"]  # the π/K tag needs both
-    _add(acc, "n_hadron", float(np.count_nonzero(view["is_hadron"] & calos)))
-    _add(acc, "n_calo", float(np.count_nonzero(calos)))
-    _add(acc, "n_daq_complete", float(np.count_nonzero(view["daq_complete"])))
+    if not complete:
+        ecal, hcal, hadron = ecal[src["ECAL"]], hcal[src["HCAL"]], hadron & calos
+    _add(acc, "ecal_sum", float(ecal.sum(dtype=np.float64)))
+    _add(acc, "hcal_sum", float(hcal.sum(dtype=np.float64)))
+    _add(acc, "n_hadron", float(np.count_nonzero(hadron)))
+    _add(acc, "n_calo", float(n if complete else np.count_nonzero(calos)))
+    _add(acc, "n_daq_complete", float(n if complete else np.count_nonzero(view["daq_complete"])))
     present = bits.sum(axis=0)
     for i, name in enumerate(DAQ_SOURCES):
         _add(acc, f"src_{name}", float(present[i]))
-    words = np.bincount(view["daq_sources"], minlength=1)
-    for word in np.flatnonzero(words):
+    words = np.bincount(view["daq_sources"]) if not complete else {_ALL: n}
+    for word in np.flatnonzero(words) if not complete else (_ALL,):
         _add(acc, f"{_PATTERN}{word}", float(words[word]))
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import ast
 import difflib
 from collections.abc import Callable, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -113,7 +114,7 @@ class BatchView:
         self.columns = columns
         self.n_events = int(columns["event"].shape[0])
         self._cache: dict[str, np.ndarray] = {}
-        self._with_sources: dict[int, np.ndarray | None] = {}
+        self._with_sources: dict[int, Any] = {}  # source mask -> events (-1: complete?)
 
     def __getitem__(self, name: str) -> np.ndarray:
         try:
@@ -131,6 +132,14 @@ class BatchView:
             cached = self._cache[expr.source] = np.asarray(expr.fn(self))
         return cached
 
+    @property
+    def complete(self) -> bool:
+        """Every event has every DAQ source (one reduction per batch, then cached)."""
+        done = self._with_sources.get(-1)
+        if done is None:
+            done = self._with_sources[-1] = bool(self.columns["daq_sources"].min() == _ALL_SOURCES)
+        return done
+
     def with_sources(self, bits: int) -> np.ndarray | None:
         """Events in which every DAQ source of the mask ``bits`` was read out.
 
@@ -138,7 +147,7 @@ class BatchView:
         copy). One vectorised AND per distinct mask and batch, cached: thirty histograms
         that need the same sources pay for one.
         """
-        if bits == 0:
+        if bits == 0 or self.complete:
             return None
         try:
             return self._with_sources[bits]
