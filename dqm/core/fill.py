@@ -19,6 +19,7 @@ every event has them, which is the normal case.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import boost_histogram as bh
@@ -91,7 +92,7 @@ def _select(arr: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
 
 def _per_event(values: np.ndarray) -> int:
     """Values per event (cells, channels); ``reshape(n, -1)`` cannot infer it when n = 0."""
-    return int(np.prod(values.shape[1:], dtype=np.int64))
+    return math.prod(values.shape[1:])
 
 
 def _compile_fill(spec: HistogramSpec) -> _FillFn:
