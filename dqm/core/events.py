@@ -149,6 +149,7 @@ def source_bits(sources: Iterable[str]) -> int:
         bits |= 1 << DAQ_SOURCES.index(name)
     return bits
 
+
 _FLOAT_COLUMNS = tuple(c for c in COLUMNS if c.dtype.startswith("<f"))
 _NONNEG_F32_LIMIT = {
     c.name: np.array(c.hi, dtype="<f4").view("<u4")[()]

@@ -229,7 +229,7 @@ def _requires(ctx: _Ctx, table: Mapping[str, Any], name: str, kw: Mapping[str, A
         if source not in raw:
             raise ctx.error(
                 f"'{expr}' reads {source}, which 'requires' leaves out: events without {source} "
-                f"would be filled here with zeros (add \"{source}\")",
+                f'would be filled here with zeros (add "{source}")',
                 name,
                 "requires",
             )
