@@ -81,6 +81,11 @@ def render_tiles(snap: Snapshot, stale: bool) -> str:
     )
 
 
+def _text(text: str) -> str:
+    """Escaped for HTML, a number never parted from its unit at a line break ("50 %")."""
+    return html.escape(text).replace(" %", "\u00a0%")
+
+
 def _tile(t: Tile, stale: bool, where: str = "") -> str:
     link = (
         f'<a href="./expert?histogram={html.escape(t.histogram + where)}">details ›</a>'
@@ -93,7 +98,7 @@ def _tile(t: Tile, stale: bool, where: str = "") -> str:
         else ""
     )
     instruction = (
-        f'<div class="instruction">▶ {html.escape(t.instruction)}</div>' if t.instruction else ""
+        f'<div class="instruction">▶ {_text(t.instruction)}</div>' if t.instruction else ""
     )
     follows, classes, style = "", f"q-{t.quality}{' stale' if stale else ''}", ""
     if t.follows_from:  # a consequence: the shifter goes to the cause's tile, not to an expert
@@ -101,7 +106,7 @@ def _tile(t: Tile, stale: bool, where: str = "") -> str:
         see = f" — see {html.escape(cause_tile)}" if cause_tile else ""
         follows = (
             '<div class="instruction follows-from">↳ follows from: '
-            f"{html.escape(t.follows_from)}{see}</div>"
+            f"{_text(t.follows_from)}{see}</div>"
         )
         classes += " consequence"
         style = ' style="filter:saturate(0.55)"'  # same word and hue, less shouting
@@ -110,7 +115,7 @@ def _tile(t: Tile, stale: bool, where: str = "") -> str:
         f'data-quality="{t.quality}" data-follows-from="{html.escape(t.follows_subsystem)}"{style}>'
         f'<div class="name">{html.escape(t.title)}</div><div '
         f'class="quality">{t.quality.replace("_", " ")}</div>'
-        f'<div class="explanation">{html.escape(t.explanation)}</div>'
+        f'<div class="explanation">{_text(t.explanation)}</div>'
         f"{instruction}{follows}{ack}{link}</div>"
     )
 

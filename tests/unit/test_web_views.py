@@ -199,7 +199,8 @@ def test_a_tile_that_follows_from_a_cause_elsewhere_sends_the_shifter_there():
     # Then the beam tile keeps its quality and its why, but says what it follows from
     beam_html, daq_html = html.split('data-subsystem="daq"')
     assert 'data-quality="BAD"' in beam_html and "largest pull 37σ" in beam_html
-    assert "follows from: MS1 absent in 50 % of events — see DAQ" in beam_html
+    # (the number kept with its unit: no line break inside "50 %")
+    assert "follows from: MS1 absent in 50\u00a0% of events — see DAQ" in beam_html
     assert 'data-follows-from="daq"' in beam_html and "consequence" in beam_html
     assert "▶" not in beam_html  # no instruction: nobody else to call
     # and the DAQ tile, the cause, keeps its instruction
