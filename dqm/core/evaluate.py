@@ -75,8 +75,8 @@ class Verdict:
         rolled = judged_worst(j.result.quality for j in own)
         if rolled == Quality.GOOD:
             return None
-        problems = (rolled,) if rolled == Quality.NO_DATA else (Quality.WARNING, Quality.BAD)
-        behind = [j for j in own if j.result.quality in problems]
+        quiet = (Quality.GOOD,) if rolled == Quality.NO_DATA else (Quality.GOOD, Quality.NO_DATA)
+        behind = [j for j in own if j.result.quality not in quiet]
         found = [self.consequence_of(j) for j in behind]
         if not behind or any(i is None for i in found):
             return None

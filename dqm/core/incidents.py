@@ -16,7 +16,9 @@ judgements of one spill:
    claimed only if it judged no event at all (``details["n_judged"] == 0``): a source
    absent for the whole spill is why it could not judge; a missing reference is not.
 4. Every WARNING/BAD judgement no rule explains belongs to one incident per subsystem
-   (one tile, one expert), named after its worst judgement (``ecal_occupancy/dead_channels``).
+   (one tile, one expert), named after its worst judgement (``ecal_occupancy/dead_channels``);
+   so does any other state but GOOD and NO_DATA (a check that could not run is never
+   explained away by a cause).
 
 An :class:`Incident` holds its cause's own flags (in its subsystem) and its consequences
 (in other subsystems); every judgement it holds carries its ``cause``. A judgement that
@@ -40,7 +42,10 @@ if TYPE_CHECKING:
 
 __all__ = ["Incident", "find_incidents", "residual_cause"]
 
+#: what a cause can explain: a verdict on the data. Any other state but GOOD and NO_DATA (a
+#: check that failed to run, say) is never hidden under a cause: it is an incident of its own.
 _PROBLEM = (Quality.WARNING, Quality.BAD)
+_QUIET = (Quality.GOOD, Quality.NO_DATA)
 
 
 def _severity(q: Quality) -> int:
@@ -165,7 +170,7 @@ def find_incidents(
         rest = [
             i
             for i, j in enumerate(judgements)
-            if j.subsystem == subsystem and i not in owner and quality[i] in _PROBLEM
+            if j.subsystem == subsystem and i not in owner and quality[i] not in _QUIET
         ]
         if rest:
             rest.sort(key=lambda i: -_severity(quality[i]))  # stable: spec order among equals
