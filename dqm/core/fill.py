@@ -77,13 +77,21 @@ def book_histogram(spec: HistogramSpec) -> bh.Histogram:
     return h
 
 
-def _rows(view: BatchView, spec: HistogramSpec) -> np.ndarray | None:
-    """Events to fill: those with the required DAQ sources, passing the selection (None: all)."""
-    present = view.with_sources(spec.source_bits)
-    if spec.selection is None:
-        return present
-    selected = view.evaluate(spec.selection)
-    return selected if present is None else selected & present
+def _compile_rows(spec: HistogramSpec) -> Callable[[BatchView], np.ndarray | None]:
+    """Events to fill: those with the required DAQ sources, passing the selection (None: all).
+
+    Compiled per spec so the hot loop pays nothing for a histogram that needs neither.
+    """
+    bits, selection = spec.source_bits, spec.selection
+    if selection is None:
+        return (lambda view: view.with_sources(bits)) if bits else (lambda view: None)
+
+    def rows(view: BatchView) -> np.ndarray | None:
+        selected = view.evaluate(selection)
+        present = view.with_sources(bits) if bits else None
+        return selected if present is None else selected & present
+
+    return rows
 
 
 def _select(arr: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
@@ -96,16 +104,17 @@ def _per_event(values: np.ndarray) -> int:
 
 
 def _compile_fill(spec: HistogramSpec) -> _FillFn:
+    _rows = _compile_rows(spec)
     if spec.kind == "h1":
 
         def fill_h1(h: bh.Histogram, view: BatchView) -> None:
-            h.fill(_select(view.evaluate(spec.x.expr), _rows(view, spec)).ravel())
+            h.fill(_select(view.evaluate(spec.x.expr), _rows(view)).ravel())
 
         return fill_h1
     if spec.kind == "h2":
 
         def fill_h2(h: bh.Histogram, view: BatchView) -> None:
-            mask = _rows(view, spec)
+            mask = _rows(view)
             x = _select(view.evaluate(spec.x.expr), mask)
             y = _select(view.evaluate(spec.y.expr), mask)
             x, y = np.broadcast_arrays(x, y)
@@ -115,7 +124,7 @@ def _compile_fill(spec: HistogramSpec) -> _FillFn:
     if spec.kind == "channels":
 
         def fill_channels(h: bh.Histogram, view: BatchView) -> None:
-            values = _select(view.evaluate(spec.values), _rows(view, spec))
+            values = _select(view.evaluate(spec.values), _rows(view))
             values = values.reshape(values.shape[0], _per_event(values))
             channel = np.broadcast_to(np.arange(values.shape[1]), values.shape)
             h.fill(channel.ravel(), values.ravel())
@@ -124,7 +133,7 @@ def _compile_fill(spec: HistogramSpec) -> _FillFn:
     threshold, stat = spec.threshold_gev, spec.stat
 
     def fill_cellmap(h: bh.Histogram, view: BatchView) -> None:
-        cells = _select(view.evaluate(spec.values), _rows(view, spec))
+        cells = _select(view.evaluate(spec.values), _rows(view))
         n, k = cells.shape[0], _per_event(cells)  # k explicit: a batch may select no event
         # per-cell sums over events as ones @ matrix (BLAS): several times faster than
         # numpy's axis-0 reductions; every partial sum is an integer below 2**24 (counts,
