@@ -1,27 +1,37 @@
-"""Detection study: evidence that the flags can be trusted, on simulated spills.
+"""The validation study: run the scenario matrix through the real judging path.
 
-Layer: pure core (simulator → fill → summary → :func:`dqm.core.evaluate.evaluate_spill`),
-no Redis and no database, so the same study runs in the unit tests and behind
-``dqm validate``. It judges spills exactly as the worker does: same specs, same
-history window (:func:`dqm.core.evaluate.history_series`), a reference made of a clean
-run's spills summed — as ``dqm reference set`` makes one.
+Layer: pure core (simulator → fill → summary → :func:`dqm.core.evaluate.evaluate_spill`), no
+Redis and no database, so the same study runs in the unit tests and behind ``dqm validate``.
+It judges spills exactly as the worker does: same specs, same history window
+(:func:`dqm.core.evaluate.history_series`), a reference made of a clean run's spills summed
+(as ``dqm reference set`` makes one).
 
-What it measures:
+Design, so that every row is measured alike:
 
-* false alarms — the fraction of clean spills flagged BAD for any reason;
-* per anomaly (the simulator's, injected at a spill in the middle of the clean run):
-  after how many anomalous spills the expected subsystem is BAD, and whether the
-  BAD flag's explanation names the channel or quantity that was changed;
-* a slow drift (MS2 momentum scale +0.1 % per spill): the spill at which the change
-  detection (CUSUM/EWMA) first says BAD, and the scale shift reached by then.
+* one **clean run** per beam (its spills wander within tolerances, see
+  :class:`~dqm.sim.scenarios.Wander`) gives the false-alarm sample *and* the history every
+  change starts from: a change injected at spill S sees the clean run's spills before S;
+* a change reuses the clean spill's random numbers (same seed, run, spill), so what differs
+  from the clean spill is the change alone — a glitch's aftermath is compared spill by spill
+  with the clean run (a *paired* comparison: only flags the glitch caused count);
+* delay distributions draw a new seed per trial for the changed spills, and start each trial
+  at another spill of the clean run;
+* a row that raises is a FAIL row carrying the error; the study goes on.
+
+The measures themselves are in :mod:`dqm.sim.measures`; the table in :mod:`dqm.sim.scenarios`.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import enum
+import importlib
 import time
-from collections.abc import Callable, Mapping
+import traceback
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import boost_histogram as bh
 
@@ -32,159 +42,65 @@ from dqm.core.histio import add_into
 from dqm.core.specs import SpecSet
 from dqm.core.summary import accumulate, finalize
 from dqm.core.variables import BatchView
-from dqm.sim.anomalies import Anomaly, parse_anomaly
+from dqm.sim.anomalies import ANOMALY_KINDS, Anomaly
+from dqm.sim.scenarios import MATRIX, NOMINAL_BEAM, NOMINAL_WANDER, Beam, Ramp, Scenario, Wander
 from dqm.sim.simulate import SimConfig, simulate_spill
 
 __all__ = [
-    "Scenario",
-    "SCENARIOS",
-    "DRIFT",
-    "CHANGE_DETECTION",
     "StudyConfig",
-    "Detection",
-    "DriftResult",
-    "StudyResult",
-    "run_study",
-    "format_report",
+    "QUICK",
+    "SpillJudge",
+    "Study",
+    "Status",
+    "RowResult",
+    "MatrixResult",
+    "Incident",
+    "SpillOutcome",
+    "incidents_of",
+    "has_incidents",
+    "alarm_episodes",
+    "name_of",
+    "missing_features",
+    "run_matrix",
 ]
 
 
 @dataclass(frozen=True)
-class Scenario:
-    """An injected anomaly, the subsystem that must go BAD and words its explanation must hold."""
-
-    label: str
-    anomaly: str
-    subsystem: str
-    names: tuple[str, ...]
-
-
-#: The anomalies of the issue, with the channel/quantity each one changes.
-SCENARIOS: tuple[Scenario, ...] = (
-    Scenario(
-        "dead ECAL cell", "dead_cell:detector=ecal,cell=1/2/2", "calorimeter", ("ECAL cell (2,2)",)
-    ),
-    Scenario(
-        "hot ECAL cell", "hot_cell:detector=ecal,cell=1/4/1", "calorimeter", ("ECAL cell (4,1)",)
-    ),
-    Scenario(
-        "HCAL module gain −20 %",
-        "hcal_gain_drop:module=1,factor=0.8",
-        "calorimeter",
-        ("HCAL module 1",),
-    ),
-    Scenario("beam shift 3 mm", "beam_shift:dx_mm=3", "beam", ("beam x",)),
-    Scenario("beam width +30 %", "beam_width:factor=1.3", "beam", ("beam σ_x", "beam σ_y")),
-    Scenario("intensity −50 %", "intensity_drop:factor=0.5", "beam", ("n_events",)),
-    Scenario("BMS momentum scale +2 %", "bms_scale:factor=1.02", "momentum", ("p_bms",)),
-    Scenario("MS2 momentum scale −2 %", "ms2_scale:factor=0.98", "momentum", ("p_ms2", "Δp")),
-    Scenario("π/K fraction ×5", "pik_boost:factor=5", "pik", ("π/K",)),
-    Scenario(
-        "missing DAQ source (MS2, half the spill)",
-        "missing_source:source=MS2,fraction=0.5",
-        "daq",
-        ("MS2",),
-    ),
-)
-#: The slow drift the change detection must catch before the scale is 2 % off.
-DRIFT = Scenario(
-    "MS2 momentum scale drift +0.1 %/spill",
-    "momentum_drift:per_spill=0.001",
-    "momentum",
-    ("dp_mean",),
-)
-CHANGE_DETECTION = frozenset({"cusum", "ewma"})
-
-
-@dataclass(frozen=True)
 class StudyConfig:
-    """Sizes of the study; every anomaly starts inside the clean run, after the trend baseline."""
+    """Sizes of the study (the rows carry their own lengths; ``max_spills`` caps them)."""
 
     events_per_spill: int = 20_000
-    clean_spills: int = 200
+    clean_spills: int = 1_000
     reference_spills: int = 20
-    first_anomaly_spill: int = 30
-    watch_spills: int = 3
-    drift_max_percent: float = 2.0
+    seeds: int = 100
+    history_spills: int = HISTORY_SPILLS
+    follow_spills: int = 10  # spills watched after a first BAD (does the flag stay up?)
+    max_spills: int | None = None
     seed: int = 42
     run: int = 500
+    wander: Wander = NOMINAL_WANDER
 
-    def sim(self, run: int) -> SimConfig:
-        return SimConfig(
+    def sim(self, run: int, beam: Beam = NOMINAL_BEAM, seed: int | None = None) -> SimConfig:
+        """The simulator settings of run ``run`` under ``beam`` (before per-spill wander)."""
+        base = SimConfig(
             run=run,
             events_per_spill=self.events_per_spill,
             batch_size=self.events_per_spill,
-            seed=self.seed,
+            seed=self.seed if seed is None else seed,
         )
+        return dataclasses.replace(base, **beam.sim_overrides())
+
+    def length(self, wanted: int) -> int:
+        return wanted if self.max_spills is None else max(1, min(wanted, self.max_spills))
 
 
-@dataclass
-class Detection:
-    scenario: Scenario
-    start_spill: int
-    spills_to_bad: int | None
-    names_it: bool
-    check: str = ""
-    explanation: str = ""
-    also_bad: list[str] = field(default_factory=list)
+#: ``dqm validate --quick``: the unit test's sizes (nominal statistics, few spills and seeds).
+QUICK = StudyConfig(
+    clean_spills=50, reference_spills=10, seeds=5, history_spills=25, follow_spills=4, max_spills=20
+)
 
 
-@dataclass
-class DriftResult:
-    start_spill: int
-    per_spill: float
-    spills_to_bad: int | None
-    check: str = ""
-    explanation: str = ""
-    first_bad_any: tuple[int, str] | None = None
-
-    @property
-    def percent_at_detection(self) -> float | None:
-        # at spill start+k the scale is off by per_spill·k (k = 0 on the first drifting spill)
-        return (
-            None if self.spills_to_bad is None else 100 * self.per_spill * (self.spills_to_bad - 1)
-        )
-
-
-@dataclass
-class StudyResult:
-    config: StudyConfig
-    specs_version: str
-    clean_bad: list[tuple[int, list[str]]]
-    detections: list[Detection]
-    drift: DriftResult | None
-    seconds: float
-
-    @property
-    def false_alarm_rate(self) -> float:
-        return len(self.clean_bad) / self.config.clean_spills
-
-    def failures(self, max_false_alarm: float = 0.01, max_delay: int = 2) -> list[str]:
-        """What falls short of the issue's requirements (empty: all met)."""
-        out = []
-        if self.false_alarm_rate > max_false_alarm:
-            out.append(
-                f"false-alarm rate {100 * self.false_alarm_rate:.1f} % > {100 * max_false_alarm:g} "
-                "%"
-            )
-        for d in self.detections:
-            if d.spills_to_bad is None or d.spills_to_bad > max_delay:
-                out.append(
-                    f"{d.scenario.label}: {d.scenario.subsystem} not BAD within {max_delay} spills"
-                )
-            elif not d.names_it:
-                out.append(
-                    f"{d.scenario.label}: explanation does not name {' or '.join(d.scenario.names)}"
-                )
-        pct = self.drift.percent_at_detection if self.drift else None
-        if self.drift and (pct is None or pct >= self.config.drift_max_percent):
-            out.append(
-                f"drift not caught by change detection before {self.config.drift_max_percent:g} %"
-            )
-        return out
-
-
-class _Judge:
+class SpillJudge:
     """Simulate, fill, summarise and judge spills as the worker would."""
 
     def __init__(self, specs: SpecSet, config: StudyConfig) -> None:
@@ -193,10 +109,17 @@ class _Judge:
         self.reference: dict[str, bh.Histogram] = {}
 
     def spill(
-        self, run: int, spill: int, anomalies: tuple[Anomaly, ...] = ()
+        self,
+        run: int,
+        spill: int,
+        anomalies: Sequence[Anomaly] = (),
+        *,
+        sim: SimConfig | None = None,
     ) -> tuple[dict[str, bh.Histogram], dict]:
-        data = simulate_spill(self.config.sim(run), spill, anomalies)
-        assert data is not None, "the study injects no 'stale' anomaly"
+        """Histograms and summary of one simulated spill (``sim`` overrides the settings)."""
+        data = simulate_spill(sim or self.config.sim(run), spill, anomalies)
+        if data is None:
+            raise ValueError("the study injects no 'stale' anomaly")
         view = BatchView(data.columns)
         hists, moments = self.filler.book(), {}
         self.filler.fill(hists, view)
@@ -204,165 +127,330 @@ class _Judge:
         return hists, finalize(moments)
 
     def judge(
-        self, hists: Mapping[str, bh.Histogram], summary: Mapping, past: list[Mapping]
+        self,
+        hists: Mapping[str, bh.Histogram],
+        summary: Mapping,
+        past: Sequence[Mapping],
+        reference: Mapping[str, bh.Histogram] | None = None,
+        conditions: Any = None,
     ) -> Verdict:
+        extra = {} if conditions is None else {"conditions": conditions}
         return evaluate_spill(
             self.specs,
             hists,
             summary,
-            history=history_series(past[-HISTORY_SPILLS:]),
-            reference=self.reference,
+            history=history_series(list(past)[-HISTORY_SPILLS:]),
+            reference=self.reference if reference is None else reference,
+            **extra,
         )
 
 
-def _bad(verdict: Verdict, subsystem: str | None = None) -> list[Judgement]:
-    return [
-        j
-        for j in verdict.judgements
-        if j.result.quality == Quality.BAD and (subsystem is None or j.subsystem == subsystem)
-    ]
+_Judge = SpillJudge  # the name the earlier study (and tests written against it) used
 
 
-def _name(j: Judgement) -> str:
+# --------------------------------------------------------------------------- features
+
+
+def _run_conditions(cfg: SimConfig) -> Any:
+    """The run conditions the judge gets for a run simulated with ``cfg`` (None: unsupported).
+
+    The one seam for run conditions: until the judge takes conditions
+    (``evaluate_spill(conditions=…)``), rows whose beam or reference differs from the
+    nominal one are *not yet run*.
+    """
+    return None
+
+
+def has_incidents() -> bool:
+    try:
+        return callable(getattr(importlib.import_module("dqm.core.causes"), "incidents", None))
+    except ImportError:
+        return False
+
+
+#: Features a row may need, with what the report says while one is missing.
+FEATURES: dict[str, tuple[Callable[[], bool], str]] = {
+    "conditions": (lambda: _run_conditions(SimConfig()) is not None, "needs run conditions"),
+    "incidents": (has_incidents, "needs cause grouping (incidents)"),
+}
+
+
+def missing_features(row: Scenario) -> list[str]:
+    """Why ``row`` cannot run yet (empty: it can)."""
+    out = []
+    kind = row.anomaly_kind
+    if kind and kind not in ANOMALY_KINDS:
+        out.append(f"needs simulator anomaly '{kind}'")
+    settings = {f.name for f in dataclasses.fields(SimConfig)}
+    if row.ramp is not None and row.ramp.setting not in settings:
+        out.append(f"needs simulator setting '{row.ramp.setting}'")
+    needs = set(row.needs)
+    if row.beam != NOMINAL_BEAM or row.reference_beam != row.beam:
+        needs.add("conditions")
+    for need in sorted(needs):
+        available, text = FEATURES.get(need, (lambda: False, f"needs {need}"))
+        if not available():
+            out.append(text)
+    return out
+
+
+# --------------------------------------------------------------------------- incidents
+
+
+@dataclass(frozen=True)
+class Incident:
+    """What one alarm sends a person to look at: its cause, subsystem and sentence."""
+
+    cause: str
+    subsystem: str
+    explanation: str
+
+
+def incidents_of(verdict: Verdict) -> tuple[list[Incident], bool]:
+    """The spill's BAD incidents and whether the count is provisional.
+
+    With the cause grouping (``dqm.core.causes.incidents``) each incident is one cause;
+    without it, one per subsystem whose roll-up is BAD (provisional: one cause that moves
+    two subsystems then counts twice).
+    """
+    if has_incidents():
+        grouped = importlib.import_module("dqm.core.causes").incidents(verdict)
+        return [
+            Incident(str(i.cause), str(i.subsystem), str(i.explanation))
+            for i in grouped
+            if int(i.quality) == int(Quality.BAD)
+        ], False
+    out = []
+    for subsystem, quality in verdict.subsystems.items():
+        if quality == Quality.BAD:
+            worst = next(j for j in verdict.judgements if _is_bad(j, subsystem))
+            out.append(Incident(name_of(worst), subsystem, worst.result.explanation))
+    return out, True
+
+
+def _is_bad(j: Judgement, subsystem: str | None = None) -> bool:
+    return j.result.quality == Quality.BAD and (subsystem is None or j.subsystem == subsystem)
+
+
+def name_of(j: Judgement) -> str:
     return f"{j.histogram}/{j.check}" if j.histogram else j.check
 
 
-def _from(scenario: Scenario, start: int) -> Anomaly:
-    """The scenario's anomaly, active from spill ``start`` on."""
-    return dataclasses.replace(parse_anomaly(scenario.anomaly), first_spill=start, last_spill=None)
+def alarm_episodes(outcomes: Sequence[SpillOutcome]) -> Counter:
+    """Per check, BAD spills whose previous spill was not BAD on that check (alarm starts)."""
+    episodes: Counter = Counter()
+    before: set[str] = set()
+    for o in outcomes:
+        now = {name_of(j) for j in o.bad}
+        episodes.update(now - before)
+        before = now
+    return episodes
 
 
-def _detect(
-    judge: _Judge, scenario: Scenario, start: int, clean_summaries: list[dict]
-) -> Detection:
-    cfg = judge.config
-    anomaly = _from(scenario, start)
-    past = list(clean_summaries[:start])
-    for k in range(1, cfg.watch_spills + 1):
-        hists, summary = judge.spill(cfg.run, start + k - 1, (anomaly,))
-        verdict = judge.judge(hists, summary, past)
-        past.append(summary)
-        bad = _bad(verdict, scenario.subsystem)
-        if bad:
-            naming = [j for j in bad if any(n in j.result.explanation for n in scenario.names)]
-            shown = (naming or bad)[0]
-            also = sorted({j.subsystem for j in _bad(verdict)} - {scenario.subsystem})
-            return Detection(
-                scenario, start, k, bool(naming), _name(shown), shown.result.explanation, also
-            )
-    return Detection(scenario, start, None, False)
+# --------------------------------------------------------------------------- one spill
 
 
-def _drift(judge: _Judge, start: int, clean_summaries: list[dict]) -> DriftResult:
-    cfg = judge.config
-    anomaly = _from(DRIFT, start)
-    per_spill = float(anomaly.params["per_spill"])
-    result = DriftResult(start, per_spill, None)
-    past = list(clean_summaries[:start])
-    k = 0
-    while 100 * per_spill * k < cfg.drift_max_percent + 1e-9:
-        hists, summary = judge.spill(cfg.run, start + k, (anomaly,))
-        verdict = judge.judge(hists, summary, past)
-        past.append(summary)
-        k += 1
-        bad = _bad(verdict, DRIFT.subsystem)
-        if bad and result.first_bad_any is None:
-            result.first_bad_any = (k, _name(bad[0]))
-        trend = [j for j in bad if j.check in CHANGE_DETECTION]
-        if trend:
-            result.spills_to_bad, result.check, result.explanation = (
-                k,
-                _name(trend[0]),
-                trend[0].result.explanation,
-            )
-            break
-    return result
+@dataclass
+class SpillOutcome:
+    """What the shifter would have seen for one spill: its judgements and incidents."""
+
+    spill: int
+    qualities: dict[str, Quality]
+    judgements: list[Judgement] = field(repr=False)
+    incidents: list[Incident]
+    provisional: bool
+    summary: dict = field(repr=False, default_factory=dict)
+
+    @property
+    def bad(self) -> list[Judgement]:
+        return [j for j in self.judgements if j.result.quality == Quality.BAD]
+
+    @property
+    def warning(self) -> list[Judgement]:
+        return [j for j in self.judgements if j.result.quality == Quality.WARNING]
+
+    def named(self, subsystem: str, words: Sequence[str]) -> Judgement | None:
+        """The BAD judgement of ``subsystem`` whose explanation holds one of ``words``."""
+        bad = [j for j in self.bad if j.subsystem == subsystem]
+        return next((j for j in bad if any(w in j.result.explanation for w in words)), None)
+
+    def first_bad(self, subsystem: str) -> Judgement | None:
+        return next((j for j in self.bad if j.subsystem == subsystem), None)
+
+    def says(self, words: Sequence[str]) -> bool:
+        """Does any judgement's explanation hold one of ``words``?"""
+        return any(w in j.result.explanation for j in self.judgements for w in words)
 
 
-def run_study(
+@dataclass
+class CleanRun:
+    """A clean run of one beam judged against one reference: history and control sample."""
+
+    beam: Beam
+    reference: Beam
+    summaries: list[dict] = field(default_factory=list)
+    outcomes: list[SpillOutcome] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+class Study:
+    """Runs rows: caches references and clean runs, simulates and judges single spills."""
+
+    def __init__(
+        self, specs: SpecSet, config: StudyConfig, say: Callable[[str], None] | None = None
+    ) -> None:
+        self.specs, self.config = specs, config
+        self.say = say or (lambda _line: None)
+        self.judge = SpillJudge(specs, config)
+        self._references: dict[Beam, dict[str, bh.Histogram]] = {}
+        self._clean: dict[tuple[Beam, Beam], CleanRun] = {}
+        self._beams: list[Beam] = [NOMINAL_BEAM]
+
+    def run_number(self, beam: Beam, reference: bool = False) -> int:
+        """Distinct run numbers per beam: clean run r, its reference run r + 1."""
+        if beam not in self._beams:
+            self._beams.append(beam)
+        return self.config.run + 10 * self._beams.index(beam) + (1 if reference else 0)
+
+    def settings(
+        self,
+        beam: Beam,
+        spill: int,
+        *,
+        seed: int | None = None,
+        reference: bool = False,
+        ramp: Ramp | None = None,
+        ramp_spills: int = 0,
+        extra: Sequence[tuple[str, Any]] = (),
+    ) -> SimConfig:
+        """Spill ``spill``'s simulator settings: the beam, its wander, a ramp if any."""
+        cfg = self.config.sim(self.run_number(beam, reference), beam, seed)
+        if extra:
+            cfg = cfg.with_overrides(dict(extra))
+        cfg = self.config.wander.apply(cfg, spill)
+        if ramp is not None:
+            value = getattr(cfg, ramp.setting) + ramp.per_spill * ramp_spills
+            cfg = dataclasses.replace(cfg, **{ramp.setting: value})
+        return cfg
+
+    def reference(self, beam: Beam) -> dict[str, bh.Histogram]:
+        """The certified reference of ``beam``: its reference run's clean spills summed."""
+        if beam not in self._references:
+            n = self.config.reference_spills
+            self.say(f"reference {beam.label}: {n} clean spills")
+            ref: dict[str, bh.Histogram] = {}
+            for s in range(n):
+                cfg = self.settings(beam, s, reference=True)
+                add_into(ref, self.judge.spill(cfg.run, s, sim=cfg)[0])
+            self._references[beam] = ref
+        return self._references[beam]
+
+    def observe(
+        self,
+        cfg: SimConfig,
+        spill: int,
+        past: Sequence[Mapping],
+        reference: Beam,
+        anomalies: Sequence[Anomaly] = (),
+    ) -> SpillOutcome:
+        """Simulate spill ``spill`` with ``cfg`` and judge it after ``past`` (oldest first)."""
+        hists, summary = self.judge.spill(cfg.run, spill, anomalies, sim=cfg)
+        verdict = self.judge.judge(
+            hists, summary, past, self.reference(reference), _run_conditions(cfg)
+        )
+        incidents, provisional = incidents_of(verdict)
+        return SpillOutcome(
+            spill, verdict.subsystems, verdict.judgements, incidents, provisional, summary
+        )
+
+    def clean_run(self, beam: Beam, reference: Beam, spills: int) -> CleanRun:
+        """The clean run of ``beam`` judged against ``reference``, at least ``spills`` long."""
+        run = self._clean.setdefault((beam, reference), CleanRun(beam, reference))
+        if len(run.outcomes) < spills:
+            self.say(f"clean run {beam.label} (reference {reference.label}): {spills} spills")
+            t0 = time.perf_counter()
+            for s in range(len(run.outcomes), spills):
+                outcome = self.observe(self.settings(beam, s), s, run.summaries, reference)
+                run.summaries.append(outcome.summary)
+                run.outcomes.append(outcome)
+            run.seconds += time.perf_counter() - t0
+        return run
+
+    def history_for(self, row: Scenario, start: int) -> list[dict]:
+        """The clean spills before ``start`` (the row's beam and reference)."""
+        run = self.clean_run(row.beam, row.reference_beam, start)
+        return list(run.summaries[max(0, start - self.config.history_spills) : start])
+
+    def start_spill(self, index: int, count: int, horizon: int = 0) -> int:
+        """Where change number ``index`` of ``count`` starts in the clean run (spread out)."""
+        lo = self.config.history_spills
+        room = max(1, self.config.clean_spills - lo - horizon)
+        return lo + (index * max(1, room // max(1, count))) % room
+
+
+# --------------------------------------------------------------------------- the matrix
+
+
+class Status(enum.StrEnum):
+    PASS = "PASS"
+    FAIL = "FAIL"
+    ERROR = "ERROR"  # the row raised: a FAIL that carries the error
+    NOT_RUN = "not yet run"
+
+
+@dataclass
+class RowResult:
+    scenario: Scenario
+    status: Status
+    reasons: list[str] = field(default_factory=list)
+    detail: Any = None
+    seconds: float = 0.0
+    provisional: bool = False
+    error: str = ""
+
+
+@dataclass
+class MatrixResult:
+    config: StudyConfig
+    specs_version: str
+    rows: list[RowResult]
+    seconds: float
+    study: Study = field(repr=False, default=None)  # type: ignore[assignment]
+
+    def by_measure(self, measure: str) -> list[RowResult]:
+        return [r for r in self.rows if r.scenario.measure == measure]
+
+
+def run_matrix(
     specs: SpecSet,
     config: StudyConfig | None = None,
+    rows: Sequence[Scenario] = MATRIX,
     progress: Callable[[str], None] | None = None,
-    *,
-    scenarios: tuple[Scenario, ...] = SCENARIOS,
-    drift: bool = True,
-) -> StudyResult:
-    """Run the study (every scenario and the drift by default); ``progress`` gets one line per stage."""
+) -> MatrixResult:
+    """Run ``rows`` (the whole matrix by default); one row's failure never stops the others."""
+    from dqm.sim.measures import MEASURES  # the measures use this module's engine
+
     config = config or StudyConfig()
-    say = progress or (lambda _line: None)
+    study = Study(specs, config, progress)
     t0 = time.perf_counter()
-    judge = _Judge(specs, config)
-    say(f"reference: {config.reference_spills} clean spills of run {config.run + 1}")
-    for s in range(config.reference_spills):
-        add_into(judge.reference, judge.spill(config.run + 1, s)[0])
-    say(f"clean run {config.run}: {config.clean_spills} spills of {config.events_per_spill} events")
-    summaries: list[dict] = []
-    clean_bad: list[tuple[int, list[str]]] = []
-    for s in range(config.clean_spills):
-        hists, summary = judge.spill(config.run, s)
-        verdict = judge.judge(hists, summary, summaries)
-        summaries.append(summary)
-        if verdict.overall == Quality.BAD:
-            clean_bad.append((s, [_name(j) for j in _bad(verdict)]))
-    room = max(1, config.clean_spills - config.first_anomaly_spill - config.watch_spills)
-    spacing = max(1, room // max(1, len(scenarios)))
-    detections = []
-    for i, scenario in enumerate(scenarios):
-        start = config.first_anomaly_spill + (i * spacing) % room
-        say(f"anomaly {scenario.label} from spill {start}")
-        detections.append(_detect(judge, scenario, start, summaries))
-    drift_result = None
-    if drift:
-        say(f"drift {DRIFT.label} from spill {config.first_anomaly_spill}")
-        drift_result = _drift(judge, config.first_anomaly_spill, summaries)
-    return StudyResult(
-        config, specs.version, clean_bad, detections, drift_result, time.perf_counter() - t0
-    )
-
-
-def _cell(text: str) -> str:
-    return text.replace("|", "\\|")
-
-
-def format_report(result: StudyResult) -> str:
-    """The study as Markdown: the table for the README and the terminal alike."""
-    c = result.config
-    lines = [
-        f"Detection study (specs {result.specs_version}): {c.events_per_spill} events/spill, seed "
-        f"{c.seed}, "
-        f"reference = {c.reference_spills} clean spills, {result.seconds:.0f} s",
-        "",
-        f"False alarms: {len(result.clean_bad)} of {c.clean_spills} clean spills BAD "
-        f"({100 * result.false_alarm_rate:.2f} %)"
-        + (
-            ": " + "; ".join(f"spill {s}: {', '.join(n)}" for s, n in result.clean_bad[:5])
-            if result.clean_bad
-            else ""
-        ),
-        "",
-        "| anomaly (injected) | subsystem | BAD on anomalous spill # | explanation names it | "
-        "flagged by | explanation |",
-        "|---|---|---|---|---|---|",
-    ]
-    for d in result.detections:
-        when = "not within %d" % c.watch_spills if d.spills_to_bad is None else str(d.spills_to_bad)
-        lines.append(
-            f"| {d.scenario.label} (`{d.scenario.anomaly}`) | {d.scenario.subsystem} | {when} | "
-            f"{'yes' if d.names_it else 'no'} | {d.check} | {_cell(d.explanation)} |"
-        )
-    dr = result.drift
-    if dr is None:
-        return "\n".join(lines)
-    if dr.spills_to_bad is None:
-        drift_line = f"Drift ({DRIFT.label}, from spill {dr.start_spill}): NOT caught by change detection before {c.drift_max_percent:g} %"
-    else:
-        drift_line = (
-            f"Drift ({DRIFT.label}, from spill {dr.start_spill}): change detection BAD on drifting "
-            "spill "
-            f"#{dr.spills_to_bad}, at a scale shift of {dr.percent_at_detection:.1f} % "
-            f"({dr.check}: {dr.explanation})"
-        )
-    if dr.first_bad_any is not None:
-        drift_line += f"; first BAD of any momentum check: spill #{dr.first_bad_any[0]} ({dr.first_bad_any[1]})"
-    lines += ["", drift_line]
-    return "\n".join(lines)
+    results = []
+    ordered = sorted(rows, key=lambda r: r.measure != "clean")  # clean samples first
+    stable = {id(r): i for i, r in enumerate(MATRIX)}  # a row starts where it would in the full run
+    for position, row in enumerate(ordered):
+        index = stable.get(id(row), len(MATRIX) + position)
+        missing = missing_features(row)
+        if missing:
+            results.append(RowResult(row, Status.NOT_RUN, missing))
+            continue
+        study.say(f"[{position + 1}/{len(ordered)}] {row.measure}: {row.label}")
+        t_row = time.perf_counter()
+        try:
+            result = MEASURES[row.measure](study, row, index)
+        except Exception as error:  # noqa: BLE001 — a crash is a FAIL row, the study goes on
+            trace = traceback.format_exc(limit=6)
+            result = RowResult(row, Status.ERROR, [f"{type(error).__name__}: {error}"], error=trace)
+        result.seconds = time.perf_counter() - t_row
+        results.append(result)
+    order = {id(row): i for i, row in enumerate(rows)}
+    results.sort(key=lambda r: order[id(r.scenario)])
+    return MatrixResult(config, specs.version, results, time.perf_counter() - t0, study)
