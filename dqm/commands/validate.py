@@ -17,9 +17,11 @@ import sys
 from pathlib import Path
 
 from dqm.pipeline.runtime import load_default_specs
-from dqm.sim.scenarios import MATRIX, select
+from dqm.sim.matrix import MATRIX
+from dqm.sim.scenarios import select
 from dqm.sim.validate import QUICK, Status, StudyConfig, missing_features, run_matrix
-from dqm.sim.validate_report import format_markdown, replace_block, targets, to_json
+from dqm.sim.validate_report import format_markdown, replace_block
+from dqm.sim.validate_targets import targets, to_json
 
 
 def add_parser(sub) -> None:
@@ -85,6 +87,23 @@ def _config(args) -> StudyConfig:
     return config
 
 
+def command_line(args) -> str:
+    """The command as a reader would retype it (from the parsed options, not from argv)."""
+    words = ["dqm", "validate"]
+    if args.quick:
+        words.append("--quick")
+    for label in args.only or ():
+        words += ["--only", label]
+    for option in ("seeds", "spills", "events_per_spill", "reference_spills", "seed"):
+        value = getattr(args, option)
+        if value is not None:
+            words += ["--" + option.replace("_", "-"), str(value)]
+    for option in ("json", "markdown"):
+        if getattr(args, option) is not None:
+            words += ["--" + option, str(getattr(args, option))]
+    return shlex.join(words)
+
+
 def run(args, settings) -> int:
     rows = select(MATRIX, args.only, args.quick)
     if args.list:
@@ -101,7 +120,7 @@ def run(args, settings) -> int:
         None if args.quiet else (lambda line: print(f"... {line}", file=sys.stderr, flush=True))
     )
     result = run_matrix(specs, config, rows, progress)
-    command = "dqm " + shlex.join(sys.argv[1:]) if sys.argv[1:2] == ["validate"] else "dqm validate"
+    command = command_line(args)
     text = format_markdown(result, command)
     print(text)
     if args.markdown:

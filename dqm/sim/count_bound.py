@@ -38,9 +38,10 @@ from dqm.checks._registry import validate_check_params
 from dqm.sim.anomalies import apply_to_config, parse_anomaly
 from dqm.sim.scenarios import Scenario
 from dqm.sim.sequential import SequentialBound, best_delay
+from dqm.sim.study import alarm_episodes
 
 if TYPE_CHECKING:
-    from dqm.sim.validate import SpillOutcome, Study
+    from dqm.sim.study import SpillOutcome, Study
 
 __all__ = ["BoundResult", "count_bound", "rule_threshold", "episode_rate", "MIN_MEASURED_EPISODES"]
 
@@ -144,6 +145,4 @@ def count_bound(study: Study, row: Scenario, clean: Sequence[SpillOutcome]) -> B
 
 
 def _episodes(outcomes: Sequence[SpillOutcome], name: str) -> int:
-    from dqm.sim.validate import alarm_episodes  # validate imports the measures, which import us
-
     return alarm_episodes(outcomes)[name]

@@ -7,10 +7,13 @@ sentence each, what fell short. Definitions shared by all of them:
 * *detected* — the row's subsystem is BAD (the level that sends someone to an expert);
 * *delay* — the number of anomalous spills up to and including the first BAD one
   (1 = flagged on the first spill of the change);
-* *named* — a BAD judgement of that subsystem holds one of the row's words;
+* *named* — a BAD flag of that subsystem names one of the row's words (in its histogram or
+  explanation, case-insensitively);
 * *one incident* — exactly one BAD incident on the detection spill, on the row's subsystem
   (and naming its cause once incidents are grouped by cause);
-* *stays up* — the share of the spills after the first BAD one that are BAD too.
+* *stays up* — the share of the spills after the first BAD one on which the subsystem is
+  still flagged (WARNING or BAD: the tile does not turn green while the fault persists);
+  the share still BAD is reported beside it.
 
 Layer: pure (drives :class:`~dqm.sim.validate.Study`).
 """
@@ -18,124 +21,34 @@ Layer: pure (drives :class:`~dqm.sim.validate.Study`).
 from __future__ import annotations
 
 import dataclasses
-import statistics
 from collections import Counter
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable
 
 from dqm.checks import Quality
 from dqm.core.evaluate import severity
 from dqm.sim.anomalies import Anomaly, parse_anomaly
-from dqm.sim.count_bound import BoundResult, count_bound
-from dqm.sim.scenarios import MATRIX, Measure, Scenario
-from dqm.sim.validate import (
+from dqm.sim.count_bound import count_bound
+from dqm.sim.matrix import MATRIX
+from dqm.sim.results import (
+    ChangeResult,
+    CleanResult,
+    DelayResult,
+    GlitchResult,
     RowResult,
-    SpillOutcome,
     Status,
-    Study,
-    has_incidents,
-    name_of,
 )
+from dqm.sim.scenarios import Measure, Scenario
+from dqm.sim.study import SpillOutcome, Study, has_incidents, name_of
 
 __all__ = [
-    "CleanResult",
-    "ChangeResult",
-    "DelayResult",
-    "GlitchResult",
     "MEASURES",
+    "measure_clean",
+    "measure_detect",
+    "measure_delay",
+    "measure_glitch",
+    "measure_persist",
+    "measure_ramp",
 ]
-
-
-@dataclass
-class CleanResult:
-    spills: int
-    bad_spills: list[tuple[int, list[str]]]
-    warning_spills: int
-    bad_by_check: Counter
-    words_found: bool | None
-
-    @property
-    def bad_fraction(self) -> float:
-        return len(self.bad_spills) / self.spills if self.spills else 0.0
-
-
-@dataclass
-class ChangeResult:
-    """A change from ``start`` on (detect, persist, ramp): when and how it was flagged."""
-
-    start: int
-    watched: int
-    delay: int | None = None
-    flagged_by: str = ""
-    explanation: str = ""
-    named: bool = False
-    incidents: list[str] = field(default_factory=list)
-    one_incident: bool = False
-    after: list[Quality] = field(default_factory=list)  # the row's subsystem after the first BAD
-    change_at_detection: float | None = None  # ramp only, in the ramp's unit
-
-    @property
-    def bad_up(self) -> float | None:
-        return _share(self.after, Quality.BAD)
-
-    @property
-    def flag_up(self) -> float | None:
-        return _share(self.after, Quality.WARNING)
-
-
-@dataclass
-class DelayResult:
-    trials: int
-    horizon: int
-    delays: list[int | None]
-    named: int
-    one_incident: int
-    bad_up: list[float]
-    bound: BoundResult | None = None
-
-    @property
-    def detected(self) -> list[int]:
-        return [d for d in self.delays if d is not None]
-
-    @property
-    def undetected(self) -> int:
-        return sum(d is None for d in self.delays)
-
-    @property
-    def mean(self) -> float | None:
-        return statistics.fmean(self.detected) if self.detected else None
-
-    def quantile(self, q: float) -> float | None:
-        d = sorted(self.detected)
-        return float(d[min(len(d) - 1, int(q * len(d)))]) if d else None
-
-    @property
-    def mean_up(self) -> float | None:
-        return statistics.fmean(self.bad_up) if self.bad_up else None
-
-    @property
-    def ratio(self) -> float | None:
-        if self.bound is None or self.mean is None:
-            return None
-        return self.mean / self.bound.delay
-
-
-@dataclass
-class GlitchResult:
-    spill: int
-    flagged_by: str
-    explanation: str
-    named: bool
-    one_incident: bool
-    incidents: list[str]
-    followed: int
-    trailing: list[tuple[int, list[str]]]  # (spills after the glitch, flags the clean run lacks)
-
-
-def _share(qualities: Sequence[Quality], at_least: Quality) -> float | None:
-    if not qualities:
-        return None
-    return sum(severity(q) >= severity(at_least) for q in qualities) / len(qualities)
 
 
 def _anomaly(row: Scenario, first: int, last: int | None = None) -> tuple[Anomaly, ...]:
@@ -248,10 +161,10 @@ def _change_reasons(row: Scenario, r: ChangeResult, max_delay: int | None) -> li
 
 
 def _up_reason(row: Scenario, r: ChangeResult) -> list[str]:
-    if r.bad_up is not None and r.bad_up < row.min_up:
+    if r.flag_up is not None and r.flag_up < row.min_up:
         return [
-            f"BAD on only {100 * r.bad_up:.0f} % of the {len(r.after)} spills after the first "
-            f"BAD one (target {100 * row.min_up:g} %)"
+            f"flagged on only {100 * r.flag_up:.0f} % of the {len(r.after)} spills after the "
+            f"first BAD one (target {100 * row.min_up:g} %)"
         ]
     return []
 
@@ -309,6 +222,7 @@ def measure_delay(study: Study, row: Scenario, index: int) -> RowResult:
         [r.delay for r in runs],
         sum(r.named for r in runs),
         sum(r.one_incident for r in runs),
+        [r.flag_up for r in runs if r.flag_up is not None],
         [r.bad_up for r in runs if r.bad_up is not None],
     )
     if row.bound is not None:
@@ -326,8 +240,8 @@ def measure_delay(study: Study, row: Scenario, index: int) -> RowResult:
         reasons.append(f"mean delay {ratio:.2f}× the best test's, > {bound.max_ratio:g}×")
     if result.mean_up is not None and result.mean_up < row.min_up:
         reasons.append(
-            f"BAD on {100 * result.mean_up:.0f} % of spills after detection while the excess "
-            f"persists (target {100 * row.min_up:g} %)"
+            f"flagged on {100 * result.mean_up:.0f} % of spills after detection while the "
+            f"excess persists (target {100 * row.min_up:g} %)"
         )
     return _result(row, result, reasons, _provisional(row, study))
 

@@ -32,7 +32,9 @@ from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
+from scipy import sparse
 from scipy import stats as _st
+from scipy.sparse.linalg import spsolve
 
 __all__ = [
     "PoissonCusum",
@@ -101,46 +103,57 @@ class PoissonCusum:
     def with_h_steps(self, h_steps: int) -> PoissonCusum:
         return PoissonCusum(self.k_steps, h_steps, self.denominator, self.lambda0, self.lambda1)
 
-    def transitions(self, rate: float) -> NDArray[np.float64]:
+    def transitions(self, rate: float) -> sparse.csc_matrix:
         """``Q[i, j]``: probability to go from state i to state j without alarming.
 
-        States are ``b·S = 0 .. h_steps − 1``; probability mass not in Q is the alarm.
+        States are ``b·S = 0 .. h_steps − 1``; probability mass not in Q is the alarm. Each
+        row holds one entry per possible count, so Q is sparse (and solved as such: a
+        dense solver would call a threaded BLAS for a few hundred states).
         """
         n, b, a = self.h_steps, self.denominator, self.k_steps
         x_max = (n + a) // b  # any larger count takes every state to the alarm
         pmf = _st.poisson.pmf(np.arange(x_max + 1), rate)
-        q = np.zeros((n, n))
         states = np.arange(n)
+        rows, cols, probs = [], [], []
         for x, p in enumerate(pmf):
             nxt = np.maximum(states + b * x - a, 0)
             ok = nxt < n
-            np.add.at(q, (states[ok], nxt[ok]), p)
-        return q
+            rows.append(states[ok])
+            cols.append(nxt[ok])
+            probs.append(np.full(int(ok.sum()), p))
+        return sparse.csc_matrix(
+            (np.concatenate(probs), (np.concatenate(rows), np.concatenate(cols))), shape=(n, n)
+        )
+
+    def _fundamental(self, rate: float) -> sparse.csc_matrix:
+        return sparse.identity(self.h_steps, format="csc") - self.transitions(rate)
+
+    def run_lengths(self, rate: float) -> NDArray[np.float64]:
+        """ARL from every state: ``L = (I − Q)⁻¹ 1`` (Brook & Evans 1972)."""
+        lengths = np.atleast_1d(spsolve(self._fundamental(rate), np.ones(self.h_steps)))
+        return np.where(np.isfinite(lengths) & (lengths > 0), lengths, _ARL_CAP)
 
     def arl(self, rate: float, start_steps: int = 0) -> float:
         """Average run length (observations up to and including the alarm) at ``rate``.
 
-        Exact by the Markov chain: ``L = (I − Q)⁻¹ 1`` (Brook & Evans 1972). From the
-        start ``S = 0`` this is Lorden's worst-case conditional delay of the CUSUM when
-        ``rate`` is the out-of-control rate, and its ARL0 when ``rate`` is λ0.
+        Exact by the Markov chain. From the start ``S = 0`` this is Lorden's worst-case
+        conditional delay of the CUSUM when ``rate`` is the out-of-control rate, and its
+        ARL0 when ``rate`` is λ0.
         """
-        q = self.transitions(rate)
-        lengths = np.linalg.solve(np.eye(len(q)) - q, np.ones(len(q)))
-        value = float(lengths[start_steps])
-        return value if math.isfinite(value) and 0 < value < _ARL_CAP else _ARL_CAP
+        return float(min(self.run_lengths(rate)[start_steps], _ARL_CAP))
 
     def stationary_delay(self, lambda0: float, lambda1: float) -> float:
-        """Expected delay when the change hits a long in-control run at a random time.
+        """Expected delay when the change hits a long monitored run at a random spill.
 
-        The statistic just before the change follows the in-control chain's
-        quasi-stationary law π (left Perron eigenvector of Q at λ0: the law of S given no
-        alarm yet); the delay is ``Σ π_i L_i`` with ``L`` the ARL vector at λ1.
+        The run is monitored as a control room does: after a (false) alarm the test starts
+        again from 0. The statistic then follows the stationary law of that renewal chain,
+        proportional to the expected visits to each state in one cycle from 0,
+        ``v = (I − Q0)⁻ᵀ e₀``; the delay is ``v·L / Σv`` with ``L`` the ARLs at λ1.
         """
-        values, vectors = np.linalg.eig(self.transitions(lambda0).T)
-        pi = np.abs(np.real(vectors[:, int(np.argmax(np.real(values)))]))
-        q1 = self.transitions(lambda1)
-        lengths = np.linalg.solve(np.eye(len(q1)) - q1, np.ones(len(q1)))
-        return float(pi @ lengths / pi.sum())
+        start = np.zeros(self.h_steps)
+        start[0] = 1.0
+        visits = np.atleast_1d(spsolve(self._fundamental(lambda0).T.tocsc(), start))
+        return float(visits @ self.run_lengths(lambda1) / visits.sum())
 
     def alarm_rate(self) -> float:
         """In-control alarms per observation, 1/ARL0 (the per-spill false-alarm rate)."""
@@ -219,9 +232,9 @@ class SequentialBound:
 
     * ``worst_case_delay`` — from S = 0: Lorden's worst case, the quantity of the optimality
       theorem;
-    * ``delay`` — from S drawn from its in-control (quasi-stationary) law: the change comes
-      at a random time of a long in-control run, as in the detection study, so this is the
-      figure to compare a measured mean delay with.
+    * ``delay`` — from S drawn from its in-control stationary law (the test restarting after
+      each false alarm): the change comes at a random spill of a long monitored run, as in
+      the detection study, so this is the figure to compare a measured mean delay with.
     """
 
     lambda0: float

@@ -1,412 +1,41 @@
 """The validation study: run the scenario matrix through the real judging path.
 
-Layer: pure core (simulator → fill → summary → :func:`dqm.core.evaluate.evaluate_spill`), no
-Redis and no database, so the same study runs in the unit tests and behind ``dqm validate``.
-It judges spills exactly as the worker does: same specs, same history window
-(:func:`dqm.core.evaluate.history_series`), a reference made of a clean run's spills summed
-(as ``dqm reference set`` makes one).
+``dqm validate`` and the unit tests call :func:`run_matrix`: each row of
+:data:`dqm.sim.matrix.MATRIX` (or any rows given) is measured by the function of its
+:class:`~dqm.sim.scenarios.Measure` (:mod:`dqm.sim.measures`) on a shared
+:class:`~dqm.sim.study.Study` (references and clean runs are made once). Clean samples run
+first, since every change starts from their history. A row that raises is an ERROR row
+carrying the error, and the study goes on; a row whose needs are not met is *not yet run*.
 
-Design, so that every row is measured alike:
-
-* one **clean run** per beam (its spills wander within tolerances, see
-  :class:`~dqm.sim.scenarios.Wander`) gives the false-alarm sample *and* the history every
-  change starts from: a change injected at spill S sees the clean run's spills before S;
-* a change reuses the clean spill's random numbers (same seed, run, spill), so what differs
-  from the clean spill is the change alone — a glitch's aftermath is compared spill by spill
-  with the clean run (a *paired* comparison: only flags the glitch caused count);
-* delay distributions draw a new seed per trial for the changed spills, and start each trial
-  at another spill of the clean run;
-* a row that raises is a FAIL row carrying the error; the study goes on.
-
-The measures themselves are in :mod:`dqm.sim.measures`; the table in :mod:`dqm.sim.scenarios`.
+Layer: pure (no Redis, no database). Must not: print (progress goes to a callback).
 """
 
 from __future__ import annotations
 
-import dataclasses
-import enum
-import importlib
 import time
 import traceback
-from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
-import boost_histogram as bh
-
-from dqm.checks import Quality
-from dqm.core.evaluate import HISTORY_SPILLS, Judgement, Verdict, evaluate_spill, history_series
-from dqm.core.fill import Filler
-from dqm.core.histio import add_into
 from dqm.core.specs import SpecSet
-from dqm.core.summary import accumulate, finalize
-from dqm.core.variables import BatchView
-from dqm.sim.anomalies import ANOMALY_KINDS, Anomaly
-from dqm.sim.scenarios import MATRIX, NOMINAL_BEAM, NOMINAL_WANDER, Beam, Ramp, Scenario, Wander
-from dqm.sim.simulate import SimConfig, simulate_spill
+from dqm.sim.matrix import MATRIX
+from dqm.sim.measures import MEASURES
+from dqm.sim.results import RowResult, Status
+from dqm.sim.scenarios import Scenario
+from dqm.sim.study import QUICK, SpillJudge, Study, StudyConfig, missing_features
 
 __all__ = [
     "StudyConfig",
     "QUICK",
     "SpillJudge",
-    "Study",
     "Status",
     "RowResult",
     "MatrixResult",
-    "Incident",
-    "SpillOutcome",
-    "incidents_of",
-    "has_incidents",
-    "alarm_episodes",
-    "name_of",
     "missing_features",
     "run_matrix",
 ]
 
-
-@dataclass(frozen=True)
-class StudyConfig:
-    """Sizes of the study (the rows carry their own lengths; ``max_spills`` caps them)."""
-
-    events_per_spill: int = 20_000
-    clean_spills: int = 1_000
-    reference_spills: int = 20
-    seeds: int = 100
-    history_spills: int = HISTORY_SPILLS
-    follow_spills: int = 10  # spills watched after a first BAD (does the flag stay up?)
-    max_spills: int | None = None
-    seed: int = 42
-    run: int = 500
-    wander: Wander = NOMINAL_WANDER
-
-    def sim(self, run: int, beam: Beam = NOMINAL_BEAM, seed: int | None = None) -> SimConfig:
-        """The simulator settings of run ``run`` under ``beam`` (before per-spill wander)."""
-        base = SimConfig(
-            run=run,
-            events_per_spill=self.events_per_spill,
-            batch_size=self.events_per_spill,
-            seed=self.seed if seed is None else seed,
-        )
-        return dataclasses.replace(base, **beam.sim_overrides())
-
-    def length(self, wanted: int) -> int:
-        return wanted if self.max_spills is None else max(1, min(wanted, self.max_spills))
-
-
-#: ``dqm validate --quick``: the unit test's sizes (nominal statistics, few spills and seeds).
-QUICK = StudyConfig(
-    clean_spills=50, reference_spills=10, seeds=5, history_spills=25, follow_spills=4, max_spills=20
-)
-
-
-class SpillJudge:
-    """Simulate, fill, summarise and judge spills as the worker would."""
-
-    def __init__(self, specs: SpecSet, config: StudyConfig) -> None:
-        self.specs, self.config = specs, config
-        self.filler = Filler(specs)
-        self.reference: dict[str, bh.Histogram] = {}
-
-    def spill(
-        self,
-        run: int,
-        spill: int,
-        anomalies: Sequence[Anomaly] = (),
-        *,
-        sim: SimConfig | None = None,
-    ) -> tuple[dict[str, bh.Histogram], dict]:
-        """Histograms and summary of one simulated spill (``sim`` overrides the settings)."""
-        data = simulate_spill(sim or self.config.sim(run), spill, anomalies)
-        if data is None:
-            raise ValueError("the study injects no 'stale' anomaly")
-        view = BatchView(data.columns)
-        hists, moments = self.filler.book(), {}
-        self.filler.fill(hists, view)
-        accumulate(moments, view)
-        return hists, finalize(moments)
-
-    def judge(
-        self,
-        hists: Mapping[str, bh.Histogram],
-        summary: Mapping,
-        past: Sequence[Mapping],
-        reference: Mapping[str, bh.Histogram] | None = None,
-        conditions: Any = None,
-    ) -> Verdict:
-        extra = {} if conditions is None else {"conditions": conditions}
-        return evaluate_spill(
-            self.specs,
-            hists,
-            summary,
-            history=history_series(list(past)[-HISTORY_SPILLS:]),
-            reference=self.reference if reference is None else reference,
-            **extra,
-        )
-
-
 _Judge = SpillJudge  # the name the earlier study (and tests written against it) used
-
-
-# --------------------------------------------------------------------------- features
-
-
-def _run_conditions(cfg: SimConfig) -> Any:
-    """The run conditions the judge gets for a run simulated with ``cfg`` (None: unsupported).
-
-    The one seam for run conditions: until the judge takes conditions
-    (``evaluate_spill(conditions=…)``), rows whose beam or reference differs from the
-    nominal one are *not yet run*.
-    """
-    return None
-
-
-def has_incidents() -> bool:
-    try:
-        return callable(getattr(importlib.import_module("dqm.core.causes"), "incidents", None))
-    except ImportError:
-        return False
-
-
-#: Features a row may need, with what the report says while one is missing.
-FEATURES: dict[str, tuple[Callable[[], bool], str]] = {
-    "conditions": (lambda: _run_conditions(SimConfig()) is not None, "needs run conditions"),
-    "incidents": (has_incidents, "needs cause grouping (incidents)"),
-}
-
-
-def missing_features(row: Scenario) -> list[str]:
-    """Why ``row`` cannot run yet (empty: it can)."""
-    out = []
-    kind = row.anomaly_kind
-    if kind and kind not in ANOMALY_KINDS:
-        out.append(f"needs simulator anomaly '{kind}'")
-    settings = {f.name for f in dataclasses.fields(SimConfig)}
-    if row.ramp is not None and row.ramp.setting not in settings:
-        out.append(f"needs simulator setting '{row.ramp.setting}'")
-    needs = set(row.needs)
-    if row.beam != NOMINAL_BEAM or row.reference_beam != row.beam:
-        needs.add("conditions")
-    for need in sorted(needs):
-        available, text = FEATURES.get(need, (lambda: False, f"needs {need}"))
-        if not available():
-            out.append(text)
-    return out
-
-
-# --------------------------------------------------------------------------- incidents
-
-
-@dataclass(frozen=True)
-class Incident:
-    """What one alarm sends a person to look at: its cause, subsystem and sentence."""
-
-    cause: str
-    subsystem: str
-    explanation: str
-
-
-def incidents_of(verdict: Verdict) -> tuple[list[Incident], bool]:
-    """The spill's BAD incidents and whether the count is provisional.
-
-    With the cause grouping (``dqm.core.causes.incidents``) each incident is one cause;
-    without it, one per subsystem whose roll-up is BAD (provisional: one cause that moves
-    two subsystems then counts twice).
-    """
-    if has_incidents():
-        grouped = importlib.import_module("dqm.core.causes").incidents(verdict)
-        return [
-            Incident(str(i.cause), str(i.subsystem), str(i.explanation))
-            for i in grouped
-            if int(i.quality) == int(Quality.BAD)
-        ], False
-    out = []
-    for subsystem, quality in verdict.subsystems.items():
-        if quality == Quality.BAD:
-            worst = next(j for j in verdict.judgements if _is_bad(j, subsystem))
-            out.append(Incident(name_of(worst), subsystem, worst.result.explanation))
-    return out, True
-
-
-def _is_bad(j: Judgement, subsystem: str | None = None) -> bool:
-    return j.result.quality == Quality.BAD and (subsystem is None or j.subsystem == subsystem)
-
-
-def name_of(j: Judgement) -> str:
-    return f"{j.histogram}/{j.check}" if j.histogram else j.check
-
-
-def alarm_episodes(outcomes: Sequence[SpillOutcome]) -> Counter:
-    """Per check, BAD spills whose previous spill was not BAD on that check (alarm starts)."""
-    episodes: Counter = Counter()
-    before: set[str] = set()
-    for o in outcomes:
-        now = {name_of(j) for j in o.bad}
-        episodes.update(now - before)
-        before = now
-    return episodes
-
-
-# --------------------------------------------------------------------------- one spill
-
-
-@dataclass
-class SpillOutcome:
-    """What the shifter would have seen for one spill: its judgements and incidents."""
-
-    spill: int
-    qualities: dict[str, Quality]
-    judgements: list[Judgement] = field(repr=False)
-    incidents: list[Incident]
-    provisional: bool
-    summary: dict = field(repr=False, default_factory=dict)
-
-    @property
-    def bad(self) -> list[Judgement]:
-        return [j for j in self.judgements if j.result.quality == Quality.BAD]
-
-    @property
-    def warning(self) -> list[Judgement]:
-        return [j for j in self.judgements if j.result.quality == Quality.WARNING]
-
-    def named(self, subsystem: str, words: Sequence[str]) -> Judgement | None:
-        """The BAD judgement of ``subsystem`` whose explanation holds one of ``words``."""
-        bad = [j for j in self.bad if j.subsystem == subsystem]
-        return next((j for j in bad if any(w in j.result.explanation for w in words)), None)
-
-    def first_bad(self, subsystem: str) -> Judgement | None:
-        return next((j for j in self.bad if j.subsystem == subsystem), None)
-
-    def says(self, words: Sequence[str]) -> bool:
-        """Does any judgement's explanation hold one of ``words``?"""
-        return any(w in j.result.explanation for j in self.judgements for w in words)
-
-
-@dataclass
-class CleanRun:
-    """A clean run of one beam judged against one reference: history and control sample."""
-
-    beam: Beam
-    reference: Beam
-    summaries: list[dict] = field(default_factory=list)
-    outcomes: list[SpillOutcome] = field(default_factory=list)
-    seconds: float = 0.0
-
-
-class Study:
-    """Runs rows: caches references and clean runs, simulates and judges single spills."""
-
-    def __init__(
-        self, specs: SpecSet, config: StudyConfig, say: Callable[[str], None] | None = None
-    ) -> None:
-        self.specs, self.config = specs, config
-        self.say = say or (lambda _line: None)
-        self.judge = SpillJudge(specs, config)
-        self._references: dict[Beam, dict[str, bh.Histogram]] = {}
-        self._clean: dict[tuple[Beam, Beam], CleanRun] = {}
-        self._beams: list[Beam] = [NOMINAL_BEAM]
-
-    def run_number(self, beam: Beam, reference: bool = False) -> int:
-        """Distinct run numbers per beam: clean run r, its reference run r + 1."""
-        if beam not in self._beams:
-            self._beams.append(beam)
-        return self.config.run + 10 * self._beams.index(beam) + (1 if reference else 0)
-
-    def settings(
-        self,
-        beam: Beam,
-        spill: int,
-        *,
-        seed: int | None = None,
-        reference: bool = False,
-        ramp: Ramp | None = None,
-        ramp_spills: int = 0,
-        extra: Sequence[tuple[str, Any]] = (),
-    ) -> SimConfig:
-        """Spill ``spill``'s simulator settings: the beam, its wander, a ramp if any."""
-        cfg = self.config.sim(self.run_number(beam, reference), beam, seed)
-        if extra:
-            cfg = cfg.with_overrides(dict(extra))
-        cfg = self.config.wander.apply(cfg, spill)
-        if ramp is not None:
-            value = getattr(cfg, ramp.setting) + ramp.per_spill * ramp_spills
-            cfg = dataclasses.replace(cfg, **{ramp.setting: value})
-        return cfg
-
-    def reference(self, beam: Beam) -> dict[str, bh.Histogram]:
-        """The certified reference of ``beam``: its reference run's clean spills summed."""
-        if beam not in self._references:
-            n = self.config.reference_spills
-            self.say(f"reference {beam.label}: {n} clean spills")
-            ref: dict[str, bh.Histogram] = {}
-            for s in range(n):
-                cfg = self.settings(beam, s, reference=True)
-                add_into(ref, self.judge.spill(cfg.run, s, sim=cfg)[0])
-            self._references[beam] = ref
-        return self._references[beam]
-
-    def observe(
-        self,
-        cfg: SimConfig,
-        spill: int,
-        past: Sequence[Mapping],
-        reference: Beam,
-        anomalies: Sequence[Anomaly] = (),
-    ) -> SpillOutcome:
-        """Simulate spill ``spill`` with ``cfg`` and judge it after ``past`` (oldest first)."""
-        hists, summary = self.judge.spill(cfg.run, spill, anomalies, sim=cfg)
-        verdict = self.judge.judge(
-            hists, summary, past, self.reference(reference), _run_conditions(cfg)
-        )
-        incidents, provisional = incidents_of(verdict)
-        return SpillOutcome(
-            spill, verdict.subsystems, verdict.judgements, incidents, provisional, summary
-        )
-
-    def clean_run(self, beam: Beam, reference: Beam, spills: int) -> CleanRun:
-        """The clean run of ``beam`` judged against ``reference``, at least ``spills`` long."""
-        run = self._clean.setdefault((beam, reference), CleanRun(beam, reference))
-        if len(run.outcomes) < spills:
-            self.say(f"clean run {beam.label} (reference {reference.label}): {spills} spills")
-            t0 = time.perf_counter()
-            for s in range(len(run.outcomes), spills):
-                outcome = self.observe(self.settings(beam, s), s, run.summaries, reference)
-                run.summaries.append(outcome.summary)
-                run.outcomes.append(outcome)
-            run.seconds += time.perf_counter() - t0
-        return run
-
-    def history_for(self, row: Scenario, start: int) -> list[dict]:
-        """The clean spills before ``start`` (the row's beam and reference)."""
-        run = self.clean_run(row.beam, row.reference_beam, start)
-        return list(run.summaries[max(0, start - self.config.history_spills) : start])
-
-    def start_spill(self, index: int, count: int, horizon: int = 0) -> int:
-        """Where change number ``index`` of ``count`` starts in the clean run (spread out)."""
-        lo = self.config.history_spills
-        room = max(1, self.config.clean_spills - lo - horizon)
-        return lo + (index * max(1, room // max(1, count))) % room
-
-
-# --------------------------------------------------------------------------- the matrix
-
-
-class Status(enum.StrEnum):
-    PASS = "PASS"
-    FAIL = "FAIL"
-    ERROR = "ERROR"  # the row raised: a FAIL that carries the error
-    NOT_RUN = "not yet run"
-
-
-@dataclass
-class RowResult:
-    scenario: Scenario
-    status: Status
-    reasons: list[str] = field(default_factory=list)
-    detail: Any = None
-    seconds: float = 0.0
-    provisional: bool = False
-    error: str = ""
 
 
 @dataclass
@@ -428,8 +57,6 @@ def run_matrix(
     progress: Callable[[str], None] | None = None,
 ) -> MatrixResult:
     """Run ``rows`` (the whole matrix by default); one row's failure never stops the others."""
-    from dqm.sim.measures import MEASURES  # the measures use this module's engine
-
     config = config or StudyConfig()
     study = Study(specs, config, progress)
     t0 = time.perf_counter()
