@@ -305,13 +305,20 @@ class Study:
         self.judge = SpillJudge(specs, config)
         self._references: dict[Beam, dict[str, bh.Histogram]] = {}
         self._clean: dict[tuple[Beam, Beam], CleanRun] = {}
-        self._beams: list[Beam] = [NOMINAL_BEAM]
+        #: judgements in the CHECK_ERROR state (a check that failed), by flag name
+        self.check_errors: Counter = Counter()
+        self.spills_judged = 0
 
     def run_number(self, beam: Beam, reference: bool = False) -> int:
-        """Distinct run numbers per beam: clean run r, its reference run r + 1."""
-        if beam not in self._beams:
-            self._beams.append(beam)
-        return self.config.run + 10 * self._beams.index(beam) + (1 if reference else 0)
+        """Run numbers fixed by the beam: clean run r, its reference run r + 1.
+
+        The nominal beam's clean run is ``config.run``; another beam's is offset by ten times
+        its momentum, so a row's spills do not depend on which other rows ran.
+        """
+        offset = (
+            0 if beam == NOMINAL_BEAM else 10 * round(beam.p_gev) + 5 * (beam.particle != "mu-")
+        )
+        return self.config.run + offset + (1 if reference else 0)
 
     def settings(
         self,
@@ -360,6 +367,10 @@ class Study:
             hists, summary, past, self.reference(reference), _run_conditions(cfg)
         )
         incidents, provisional = incidents_of(verdict)
+        self.spills_judged += 1
+        self.check_errors.update(
+            name_of(j) for j in verdict.judgements if j.result.quality.name == "CHECK_ERROR"
+        )
         return SpillOutcome(
             spill, verdict.subsystems, verdict.judgements, incidents, provisional, summary
         )

@@ -60,16 +60,19 @@ def targets(result: MatrixResult) -> list[Target]:
     rows = result.rows
     ran = [r for r in rows if r.status != Status.NOT_RUN]
     errors = [r for r in ran if r.status == Status.ERROR]
+    study = result.study
+    check_errors = study.check_errors if study is not None else Counter()
+    judged = study.spills_judged if study is not None else 0
+    crashed = "; ".join(f"{r.scenario.label} ({r.reasons[0]})" for r in errors[:4])
+    failed = ", ".join(f"{name} ×{n}" for name, n in check_errors.most_common(4))
     out = [
         Target(
             "no crash anywhere",
             f"{len(errors)} of {len(ran)} rows raised"
-            + (
-                ": " + "; ".join(f"{r.scenario.label} ({r.reasons[0]})" for r in errors[:4])
-                if errors
-                else ""
-            ),
-            "FAIL" if errors else "PASS",
+            + (f": {crashed}" if errors else "")
+            + f"; {sum(check_errors.values())} check errors in {judged} judged spills"
+            + (f": {failed}" if check_errors else ""),
+            "FAIL" if errors or check_errors else "PASS",
         )
     ]
     clean = [r for r in result.by_measure(Measure.CLEAN) if isinstance(r.detail, CleanResult)]
