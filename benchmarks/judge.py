@@ -187,7 +187,8 @@ def store_simulated_run(
 def bench_recheck(
     specs: SpecSet, database_url: str, n_spills: int, events_per_spill: int = 4000
 ) -> tuple[float, float, int]:
-    """``(seconds to store the live flags, seconds to recheck, differences)`` for a run of ``n_spills``."""
+    """``(seconds to store the live flags, seconds to recheck, differences)`` for a run of
+    ``n_spills``."""
     engine = make_engine(database_url)
     sessions = make_sessionmaker(engine)
     run = 800_003

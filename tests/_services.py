@@ -74,7 +74,10 @@ class PrivatePostgres:
         # crash of the server (the fault tests stop it with -m immediate); fsync=off only
         # trusts the OS, which does not crash in a test
         sync = "" if self.durable else " -c synchronous_commit=off"
-        opts = f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off{sync} -c full_page_writes=off -c max_connections=200"
+        opts = (
+            f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off{sync} "
+            "-c full_page_writes=off -c max_connections=200"
+        )
         self._run(
             pg_bin("pg_ctl"),
             "-D",

@@ -154,7 +154,10 @@ def test_anomalous_spill_turns_the_tile_bad_without_reload(web_server, page, art
             )
             seen = time.monotonic()
             wait_until(
-                lambda: spill in heard.times, 5, every_s=0.01, what=f"announcement of spill {spill}"
+                lambda spill=spill: spill in heard.times,
+                5,
+                every_s=0.01,
+                what=f"announcement of spill {spill}",
             )
             latencies.append(seen - heard.times[spill])
             print(

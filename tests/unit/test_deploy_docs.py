@@ -79,7 +79,7 @@ def test_the_metrics_named_are_exported(section):
     }
     named = set(re.findall(r"\b(dqm_[a-z_]+)\b", section))
     assert named and named <= exported, f"not exported: {sorted(named - exported)}"
-    source = (ROOT / "dqm" / "metrics.py").read_text()
+    source = (ROOT / "dqm" / "pipeline" / "metrics.py").read_text()
     for name in named - {n + "_total" for n, _ in WORKER_COUNTERS.values()}:
         assert name.removesuffix("_bucket") in source
 

@@ -1,4 +1,5 @@
-"""The README's configuration table is the one the code generates (dqm.docs), so they never disagree."""
+"""The README's configuration table is the one the code generates (dqm.docs), so they never
+disagree."""
 
 from __future__ import annotations
 
