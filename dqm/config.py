@@ -1,6 +1,6 @@
 """One configuration object, read from the environment, with embedded defaults.
 
-Settings are declared as data (name, type, default, documentation) so the README's
+Settings are declared as data (name, type, default, documentation) so the docs'
 table and a test can check that every one is documented. Units live in the names
 (``commit_interval_s``, ``block_ms``). No URL set means embedded defaults: a private
 real Redis started by :mod:`dqm.pipeline.services` and a SQLite file in ``data_dir``.

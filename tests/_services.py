@@ -2,7 +2,8 @@
 
 Used unless ``DQM_TEST_DATABASE_URL`` / ``DQM_TEST_REDIS_URL`` point at running ones.
 ``initdb``/``pg_ctl`` refuse to run as root, so as root they run as the ``postgres``
-user (``runuser``) in a directory that user can reach (not pytest's 0700 tmp_path).
+user (``runuser``) in a directory that user can reach (not pytest's 0700 tmp_path): a
+folder of the temp dir (the test run's own, see ``tests/conftest.py``), removed by ``stop``.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ class PrivatePostgres:
     def __init__(self, *, durable: bool = False) -> None:
         self.port = free_port()
         self.durable = durable
-        self.dir = tempfile.mkdtemp(prefix="dqm-pg-", dir="/tmp")
+        self.dir = tempfile.mkdtemp(prefix="dqm-pg-")
         self.data = os.path.join(self.dir, "data")
         self.as_root = os.geteuid() == 0
         self.user = "postgres" if self.as_root else os.environ.get("USER", "postgres")

@@ -82,7 +82,7 @@ class Daq(threading.Thread):
 
 
 def record_figure(artifacts: Path, key: str, value) -> None:
-    """Keep a measured figure for the README (test-artifacts/reliability.json)."""
+    """Keep a measured figure for docs/reliability.md (test-artifacts/reliability.json)."""
     path = artifacts / "reliability.json"
     data = json.loads(path.read_text()) if path.exists() else {}
     data[key] = value
