@@ -36,6 +36,7 @@ import signal
 import socket
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -43,6 +44,7 @@ import redis
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from dqm.checks._core import error_text
 from dqm.config import Settings
 from dqm.core.events import decode_batch
 from dqm.core.fill import Filler
@@ -51,14 +53,19 @@ from dqm.core.summary import accumulate
 from dqm.core.variables import BatchView
 from dqm.errors import BatchError, ConfigError
 from dqm.pipeline import stream as rs
+from dqm.store.engine import is_outage as _is_outage
 from dqm.store.spills import (
     ClosedSpill,
     Contribution,
+    LateBatches,
     closable_spills,
+    close_failed,
     commit_group,
     processed_ids,
     seen_batches,
+    spill_identity,
     stale_spills,
+    stream_position,
     try_close,
 )
 
@@ -67,7 +74,12 @@ __all__ = ["Worker", "WorkerStats", "CloseHook"]
 log = logging.getLogger("dqm.pipeline.worker")
 
 #: Called inside the closing transaction; may write flags and return extra fields to announce.
+#: A hook may also have ``amend(session, spill_id) -> dict | None``, called (in its own
+#: transaction) when late batches were counted against a spill it judged already.
 CloseHook = Callable[[Session, ClosedSpill], dict | None]
+
+#: How many spills' end-of-spill marker ids a worker remembers (to set aside later batches).
+MARKERS_KEPT = 4096
 
 
 @dataclass
@@ -83,6 +95,8 @@ class WorkerStats:
     redis_errors: int = 0
     spills_closed: int = 0
     reclaimed: int = 0
+    late_batches: int = 0
+    judging_errors: int = 0
     close_latency_s: list[float] = field(default_factory=list)
 
 
@@ -109,6 +123,8 @@ class Worker:
         self.close_hooks = list(close_hooks or [])
         self.stats = WorkerStats()
         self._stop = threading.Event()
+        #: first end-of-spill marker id of each recent spill: a batch after it is late
+        self._markers: OrderedDict[tuple[int, int], str] = OrderedDict()
         self._reset_group()
         self._owed = _Owed()
         self._replay = True  # on start, our own pending messages come first
@@ -120,6 +136,8 @@ class Worker:
         self._db_retry_at = 0.0  # after a database error: no new work before this
         self._db_failing = False
         self._sweep_after = 0.0  # no closing of stale spills before this (see _recovered)
+        self._close_retry_at: dict[int, float] = {}  # spills whose close failed: not before
+        self._close_backoff: dict[int, float] = {}
         self.stop_grace_s = STOP_GRACE_S
 
     # ------------------------------------------------------------------ state
@@ -130,6 +148,7 @@ class Worker:
         self._group_batches: set[tuple[int, int, int]] = set()
         self._arrived: dict[tuple[int, int], float] = {}
         self._held: set[str] = set()  # ids of every message in hand (a re-claim of one is ignored)
+        self._marker_msgs: dict[str, rs.Message] = {}  # markers in hand, for their dead letters
 
     def stop(self) -> None:
         """Ask the loop to finish the chunk in hand, commit and return (also on SIGTERM)."""
@@ -296,6 +315,12 @@ class Worker:
                 )
             self._group_batches.add(key3)
             c = self._contribution(batch.run, batch.spill)
+            marker = self._markers.get((batch.run, batch.spill))
+            if marker is not None and stream_position(m.id) > stream_position(marker):
+                # published after its spill's end-of-spill marker: late, whatever the grouping
+                c.late.append((m.id, batch.n_events))
+                self.stats.late_batches += 1
+                return
             if c.hists is None:
                 c.hists = self.filler.book()
             view = BatchView(batch.columns)
@@ -315,12 +340,24 @@ class Worker:
                 )
             c = self._contribution(eos.run, eos.spill)
             c.marker = (m.id, eos.n_batches, eos.n_events)
+            self._marker_msgs[m.id] = m
+            self._remember_marker(eos.run, eos.spill, m.id)
             self._arrived[(eos.run, eos.spill)] = time.monotonic()
             self.stats.markers += 1
         else:
             raise BatchError(
                 "unknown-type", f"message type {kind[:40]!r}; expected b'batch' or b'eos'"
             )
+
+    def _remember_marker(self, run: int, spill: int, message_id: str) -> None:
+        """Keep the spill's *first* marker id (stream order): batches after it are late."""
+        key = (run, spill)
+        known = self._markers.get(key)
+        if known is None or stream_position(message_id) < stream_position(known):
+            self._markers[key] = message_id
+        self._markers.move_to_end(key)
+        while len(self._markers) > MARKERS_KEPT:
+            self._markers.popitem(last=False)
 
     def _contribution(self, run: int, spill: int) -> Contribution:
         key = (run, spill)
@@ -359,6 +396,15 @@ class Worker:
             self._reset_group()
             self._replay = True
             return True
+        except LateBatches as late:
+            # batches in hand come after a marker an earlier group stored: replay them,
+            # now knowing the marker, so they are set aside as late rather than counted
+            log.info("%s; replaying the group", late)
+            for (run, spill), marker in late.markers.items():
+                self._remember_marker(run, spill, marker)
+            self._reset_group()
+            self._replay = True
+            return True
         except OperationalError as exc:
             self._db_failed(exc, holding=len(contributions))
             self._last_commit = time.monotonic()
@@ -370,10 +416,11 @@ class Worker:
         owed.ack.extend(self._skip_ack)
         owed.dead.extend(self._dead)
         owed.dead.extend(
-            (rs.Message(mid, {b"type": kind.encode()}), reason, why)
+            (self._marker_msgs.get(mid) or rs.Message(mid, {}), reason, why)
             for mid, kind, reason, why in outcome.rejected
         )
         owed.close.update(outcome.spill_ids)
+        owed.amend.update(outcome.amend)
         owed.arrived.update(self._arrived)
         self.stats.commits += 1
         self._reset_group()
@@ -391,9 +438,9 @@ class Worker:
         owed, s = self._owed, self.settings
         while owed.dead:
             m, reason, detail = owed.dead[0]
-            if (
-                reason == "late"
-            ):  # the worker let its payload go once decoded: take the original from the stream
+            if not m.fields:
+                # rejected when its group was stored: the worker let the payload go once
+                # decoded, so the dead letter takes the original fields from the stream
                 m = rs.fetch(self.r, s.stream, m.id) or m
             rs.dead_letter(self.r, s.dead_letter_stream, m, reason, detail, self.consumer)
             log.warning("dead-lettered: %s", detail, extra={"message_id": m.id, "reason": reason})
@@ -417,21 +464,51 @@ class Worker:
                     return
             owed.close.clear()
             owed.arrived.clear()
+        while owed.amend:
+            if not self._amend(min(owed.amend)):
+                return
+            owed.amend.discard(min(owed.amend))
 
     def _close(self, spill_id: int, *, incomplete: bool, arrived: dict | None = None) -> bool:
-        """Close one spill; False if the database failed (the caller retries)."""
-        extra: dict = {}
+        """Close one spill; False if the database is out (the caller retries).
+
+        Nothing that goes wrong while closing stops the worker. An outage rolls the close
+        back for a retry. A close hook that raises anything else is rolled back to its
+        savepoint and logged; the spill still closes and is announced (the judging hook,
+        :class:`dqm.store.judge.SpillJudge`, stores its own CHECK_ERROR flags first). A
+        spill whose partials cannot be merged, or whose close fails in any other way, is
+        closed by :func:`close_failed` (no histograms, a flag saying why).
+        """
+        if time.monotonic() < self._close_retry_at.get(spill_id, 0.0):
+            return True  # failed twice recently: leave it to a later sweep
         try:
-            with self.sessions.begin() as session:
-                closed = try_close(session, spill_id, self.filler.book, incomplete=incomplete)
-                if closed is None:
-                    return True
-                for hook in self.close_hooks:
-                    extra.update(hook(session, closed) or {})
-        except OperationalError as exc:
-            log.error("could not close spill id %d (%s); will retry", spill_id, exc.orig)
-            self._db_failed(exc)
-            return False
+            closed, extra = self._close_once(spill_id, incomplete=incomplete)
+        except Exception as exc:  # noqa: BLE001 — an outage is retried, nothing else escapes
+            if _is_outage(exc):
+                log.error("could not close spill id %d (%s); will retry", spill_id, _orig(exc))
+                self._db_failed(exc)
+                return False
+            log.error("closing spill id %d failed; closing it as failed", spill_id, exc_info=exc)
+            try:
+                closed, extra = self._close_once(spill_id, incomplete=True, error=error_text(exc))
+            except Exception as again:  # noqa: BLE001
+                if _is_outage(again):
+                    self._db_failed(again)
+                    return False
+                wait = min(2 * self._close_backoff.get(spill_id, 5.0), 300.0)
+                self._close_backoff[spill_id] = wait
+                self._close_retry_at[spill_id] = time.monotonic() + wait
+                log.error(
+                    "could not close spill id %d even as failed; next try in %.0f s",
+                    spill_id,
+                    wait,
+                    exc_info=again,
+                )
+                return True
+        self._close_retry_at.pop(spill_id, None)
+        self._close_backoff.pop(spill_id, None)
+        if closed is None:
+            return True
         self.stats.spills_closed += 1
         t0 = (arrived or {}).get((closed.run, closed.spill))
         if t0 is not None:
@@ -448,11 +525,87 @@ class Worker:
             "spill closed",
             extra={**where, "status": closed.status, "n_events": int(note["n_events"] or 0)},
         )
+        self._announce(note, where)
+        return True
+
+    def _close_once(
+        self, spill_id: int, *, incomplete: bool, error: str | None = None
+    ) -> tuple[ClosedSpill | None, dict]:
+        """One closing transaction: merge (or, with ``error``, close as failed), run hooks."""
+        extra: dict = {}
+        with self.sessions.begin() as session:
+            if error is not None:
+                closed = close_failed(session, spill_id, error)
+            else:
+                try:
+                    with session.begin_nested():
+                        closed = try_close(
+                            session, spill_id, self.filler.book, incomplete=incomplete
+                        )
+                except Exception as exc:  # noqa: BLE001 — a spill that cannot merge still closes
+                    if _is_outage(exc):
+                        raise
+                    log.error("merging spill id %d failed", spill_id, exc_info=exc)
+                    closed = close_failed(session, spill_id, error_text(exc))
+            if closed is None:
+                return None, {}
+            for hook in self.close_hooks:
+                extra.update(self._run_hook(session, hook, closed) or {})
+        return closed, extra
+
+    def _run_hook(self, session: Session, hook: CloseHook, closed: ClosedSpill) -> dict | None:
+        """One close hook in a savepoint: an outage propagates, anything else is logged."""
+        try:
+            with session.begin_nested():
+                return hook(session, closed)
+        except Exception as exc:  # noqa: BLE001 — the spill closes and is announced anyway
+            if _is_outage(exc):
+                raise
+            self.stats.judging_errors += 1
+            log.error(
+                "close hook %s failed: %s",
+                getattr(hook, "__name__", type(hook).__name__),
+                error_text(exc),
+                exc_info=exc,
+                extra={"run": closed.run, "spill": closed.spill},
+            )
+            return {"judging_error": error_text(exc)}
+
+    def _amend(self, spill_id: int) -> bool:
+        """Late batches were counted against a closed spill: let the hooks judge it again."""
+        amends = [a for a in (getattr(h, "amend", None) for h in self.close_hooks) if a]
+        extra: dict = {}
+        where: dict = {}
+        try:
+            with self.sessions.begin() as session:
+                for amend in amends:
+                    try:
+                        with session.begin_nested():
+                            extra.update(amend(session, spill_id) or {})
+                    except Exception as exc:  # noqa: BLE001
+                        if _is_outage(exc):
+                            raise
+                        self.stats.judging_errors += 1
+                        log.error("amending spill id %d failed", spill_id, exc_info=exc)
+                sp = spill_identity(session, spill_id)
+        except Exception as exc:  # noqa: BLE001
+            if not _is_outage(exc):
+                log.error("could not amend spill id %d; skipped", spill_id, exc_info=exc)
+                return True
+            self._db_failed(exc)
+            return False
+        if sp is None or not extra:
+            return True
+        where = {"run": sp[0], "spill": sp[1]}
+        log.warning("late batches: spill judged again", extra=where)
+        self._announce({**where, "status": sp[2], **extra}, where)
+        return True
+
+    def _announce(self, note: dict, where: dict) -> None:
         try:
             self.r.publish(self.settings.channel, json.dumps(note, default=str))
         except redis.RedisError as exc:
             log.warning("could not announce closed spill: %s", exc, extra=where)
-        return True
 
     def _sweep_stale(self) -> None:
         """Close as incomplete the spills with no news for ``spill_timeout_s``.
@@ -527,9 +680,15 @@ class _Owed:
     dead: list[tuple[rs.Message, str, str]] = field(default_factory=list)
     close: set[int] = field(default_factory=set)
     arrived: dict[tuple[int, int], float] = field(default_factory=dict)
+    amend: set[int] = field(default_factory=set)  # closed spills that got late batches
 
     def __bool__(self) -> bool:
-        return bool(self.ack or self.dead or self.close)
+        return bool(self.ack or self.dead or self.close or self.amend)
+
+
+def _orig(exc: BaseException) -> BaseException:
+    """The driver's own error inside SQLAlchemy's wrapper (shorter, and what operators know)."""
+    return getattr(exc, "orig", None) or exc
 
 
 def _decode(decoder: Callable, raw):

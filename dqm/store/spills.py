@@ -51,6 +51,10 @@ __all__ = [
     "spill_histograms",
     "run_histograms",
     "count_spills",
+    "close_failed",
+    "spill_identity",
+    "stream_position",
+    "LateBatches",
     "SUMMARY_COLUMNS",
 ]
 
@@ -81,6 +85,9 @@ class Contribution:
     n_events: int = 0
     batches: list[tuple[str, int]] = field(default_factory=list)  # (message id, batch index)
     marker: tuple[str, int, int] | None = None  # (message id, n_batches, n_events)
+    #: batches published after the spill's end-of-spill marker: (message id, n_events);
+    #: not filled, counted as late (see :func:`commit_group`)
+    late: list[tuple[str, int]] = field(default_factory=list)
 
     @property
     def message_ids(self) -> list[str]:
@@ -88,12 +95,38 @@ class Contribution:
         return ids + ([self.marker[0]] if self.marker else [])
 
 
+def stream_position(message_id: str) -> tuple[int, int]:
+    """A Redis stream id ``"<ms>-<seq>"`` as a sortable pair (stream order)."""
+    ms, _, seq = message_id.partition("-")
+    return int(ms), int(seq or 0)
+
+
+class LateBatches(Exception):  # noqa: N818 — a signal to the worker, not an error
+    """A group holds batches published after their spill's end-of-spill marker.
+
+    Raised by :func:`commit_group` (the transaction is rolled back) when the marker
+    was stored by an earlier group: the worker learns the markers' ids, drops the
+    group and replays its pending messages, this time setting those batches aside as
+    late instead of filling them. The rule "a batch after its spill's marker is late"
+    then holds whatever the grouping of reads.
+    """
+
+    def __init__(self, markers: dict[tuple[int, int], str]) -> None:
+        self.markers = markers
+        super().__init__(
+            "batches after the end-of-spill marker of "
+            + ", ".join(f"run {r} spill {s}" for r, s in sorted(markers))
+        )
+
+
 @dataclass
 class CommitOutcome:
     spill_ids: set[int] = field(default_factory=set)
-    # : messages recorded but not counted: (message id, kind, reason tag, detail) for the dead
-    # letters
+    #: messages recorded but not counted: (message id, kind, reason tag, detail) for the dead
+    #: letters
     rejected: list[tuple[str, str, str, str]] = field(default_factory=list)
+    #: closed spills that just received late batches: to be judged again
+    amend: set[int] = field(default_factory=set)
 
 
 @dataclass
@@ -104,6 +137,17 @@ class ClosedSpill:
     status: str
     hists: dict[str, bh.Histogram]
     summary: dict[str, float | None]
+    #: why the spill's partials could not be merged (:func:`close_failed`), else None
+    error: str | None = None
+
+
+def _stored_marker(session: Session, spill_id: int) -> str | None:
+    """Message id of the spill's stored end-of-spill marker."""
+    return session.scalar(
+        select(ProcessedMessage.message_id).where(
+            ProcessedMessage.spill_id == spill_id, ProcessedMessage.kind == "eos"
+        )
+    )
 
 
 def insert_ignore(session: Session, model, values: Mapping | list[Mapping]) -> None:
@@ -172,24 +216,48 @@ def commit_group(
     contributions: Iterable[Contribution],
     dead_ids: Iterable[str] = (),
 ) -> CommitOutcome:
-    """Write one group (caller commits). Raises IntegrityError if a message id was stored already."""
+    """Write one group (caller commits).
+
+    Batches the worker set aside as published after their spill's marker
+    (``Contribution.late``), and any batch of a spill that is closed already, are
+    recorded as late: not counted, added to the spill's ``late_batches``/``late_events``,
+    returned in ``rejected`` for the dead-letter stream, and a closed spill is returned
+    in ``amend`` to be judged again.
+
+    Raises:
+        IntegrityError: a message id was stored already (another worker won it).
+        LateBatches: batches in the group come after a marker stored by an earlier
+            group; nothing is written, the worker replays knowing the marker.
+    """
     out = CommitOutcome()
     now = utcnow()
     rows: list[dict] = []
     # spill rows are locked in one global order, so two workers' groups cannot deadlock
+    after_marker: dict[tuple[int, int], str] = {}
     for c in sorted(contributions, key=lambda c: (c.run, c.spill)):
         sp = ensure_spill(session, c.run, c.spill)
         out.spill_ids.add(sp.id)
         if sp.status != SPILL_OPEN:
             why = f"run {c.run} spill {c.spill} already closed as {sp.status}"
             out.rejected.extend((m, "batch", "late", why) for m, _ in c.batches)
+            out.rejected.extend((m, "batch", "late", why) for m, _ in c.late)
             if c.marker:
                 out.rejected.append((c.marker[0], "eos", "late", why))
             rows.extend(
                 {"message_id": m, "kind": "late", "spill_id": sp.id, "batch_index": None}
-                for m in c.message_ids
+                for m in c.message_ids + [m for m, _ in c.late]
             )
+            if c.batches or c.late:
+                sp.late_batches += len(c.batches) + len(c.late)
+                sp.late_events += c.n_events + sum(n for _, n in c.late)
+                out.amend.add(sp.id)
             continue
+        if c.batches and sp.expected_batches is not None:
+            # the marker was stored by an earlier group: are any of these batches after it?
+            first = _stored_marker(session, sp.id)
+            if first and any(stream_position(m) > stream_position(first) for m, _ in c.batches):
+                after_marker[(c.run, c.spill)] = first
+                continue
         if c.batches:
             blob = encode_histograms(c.hists or {}, c.moments)
             session.add(
@@ -208,10 +276,22 @@ def commit_group(
                 {"message_id": m, "kind": "batch", "spill_id": sp.id, "batch_index": b}
                 for m, b in c.batches
             )
+        if c.late:
+            why = f"published after the end-of-spill marker of run {c.run} spill {c.spill}"
+            out.rejected.extend((m, "batch", "after-marker", why) for m, _ in c.late)
+            rows.extend(
+                {"message_id": m, "kind": "late", "spill_id": sp.id, "batch_index": None}
+                for m, _ in c.late
+            )
+            sp.late_batches += len(c.late)
+            sp.late_events += sum(n for _, n in c.late)
         if (
             c.marker and sp.expected_batches is not None
         ):  # an earlier group stored this spill's marker
-            why = f"second end-of-spill marker for run {c.run} spill {c.spill} (first announced {sp.expected_batches} batches)"
+            why = (
+                f"second end-of-spill marker for run {c.run} spill {c.spill} "
+                f"(first announced {sp.expected_batches} batches)"
+            )
             out.rejected.append((c.marker[0], "eos", "duplicate-marker", why))
             rows.append(
                 {"message_id": c.marker[0], "kind": "dead", "spill_id": None, "batch_index": None}
@@ -222,6 +302,8 @@ def commit_group(
                 {"message_id": c.marker[0], "kind": "eos", "spill_id": sp.id, "batch_index": None}
             )
         sp.updated_at = now
+    if after_marker:
+        raise LateBatches(after_marker)
     rows.extend(
         {"message_id": m, "kind": "dead", "spill_id": None, "batch_index": None} for m in dead_ids
     )
@@ -286,6 +368,44 @@ def try_close(
     session.execute(delete(SpillPartial).where(SpillPartial.spill_id == spill_id))
     session.flush()
     return ClosedSpill(spill_id, sp.run, sp.spill, status, hists, summary)
+
+
+def close_failed(session: Session, spill_id: int, error: str) -> ClosedSpill | None:
+    """Close a spill whose partials cannot be merged (e.g. filled under other specs).
+
+    The spill is closed as incomplete with what its row knows (counts, no histograms),
+    its partials are kept for an expert to look at, and the returned
+    :class:`ClosedSpill` carries ``error`` so the close hook stores a CHECK_ERROR flag
+    saying why. Without this a spill whose close raises would be retried forever.
+
+    Returns:
+        None when another worker closed it first.
+    """
+    res = session.execute(
+        update(Spill)
+        .where(Spill.id == spill_id, Spill.status == SPILL_OPEN)
+        .values(status=SPILL_INCOMPLETE, closed_at=utcnow())
+    )
+    if res.rowcount != 1:
+        return None
+    sp = session.get(Spill, spill_id, populate_existing=True)
+    assert sp is not None
+    summary: dict[str, float | None] = {
+        "n_events": float(sp.n_events or 0),
+        "received_batches": sp.received_batches,
+        "expected_batches": sp.expected_batches,
+    }
+    sp.summary = dict(summary)
+    session.flush()
+    return ClosedSpill(spill_id, sp.run, sp.spill, SPILL_INCOMPLETE, {}, summary, error)
+
+
+def spill_identity(session: Session, spill_id: int) -> tuple[int, int, str] | None:
+    """``(run, spill, status)`` of a spill id, for log lines and announcements."""
+    row = session.execute(
+        select(Spill.run, Spill.spill, Spill.status).where(Spill.id == spill_id)
+    ).first()
+    return (int(row[0]), int(row[1]), str(row[2])) if row else None
 
 
 def closable_spills(session: Session, spill_ids: Iterable[int]) -> list[int]:

@@ -164,13 +164,16 @@ def messages(draw) -> Message:
 def test_worker_handles_any_message_without_raising(worker, drawn):
     msgs = [Message(f"{i + 1}-0", m.fields) for i, m in enumerate(drawn)]
     worker._reset_group()
+    worker._markers.clear()  # a fresh stream: no end-of-spill marker known yet
     worker._process(msgs, check_seen=False)
-    # each message is either taken into the group or dead-lettered with a known reason
+    # each message is taken into the group, set aside as late (a batch after its spill's
+    # end-of-spill marker) or dead-lettered with a known reason
     for m in msgs:
         assert m.id in worker._held
         dead = [(reason, detail) for msg, reason, detail in worker._dead if msg.id == m.id]
         taken = [c for c in worker._open.values() if m.id in c.message_ids]
-        assert len(dead) + len(taken) == 1
+        late = [c for c in worker._open.values() if m.id in {i for i, _ in c.late}]
+        assert len(dead) + len(taken) + len(late) == 1
         if dead:
             assert dead[0][0] in REASONS and dead[0][1]
         elif m.type == b"batch":
@@ -195,6 +198,7 @@ GOOD = {spill: _good_batches(spill, 3) for spill in (1, 2)}
 def test_duplicated_and_out_of_order_messages_count_each_batch_once(worker, specs, sequence):
     # Given any order of the batches and markers of two spills, with any repetitions
     worker._reset_group()
+    worker._markers.clear()  # a fresh stream: no end-of-spill marker known yet
     msgs = []
     for i, (spill, what) in enumerate(sequence):
         if what == "eos":
@@ -210,15 +214,23 @@ def test_duplicated_and_out_of_order_messages_count_each_batch_once(worker, spec
         msgs.append(Message(f"{i + 1}-0", fields))
     # When the worker processes them as one group
     worker._process(msgs, check_seen=False)
-    # Then each distinct batch is filled once, each repeat is dead-lettered as a duplicate
+    # Then each distinct batch is filled once if it came before its spill's first marker,
+    # set aside as late if after it; each repeat is dead-lettered as a duplicate
     seen = set(sequence)
     n_dupes = len(sequence) - len(seen)
     assert len(worker._dead) == n_dupes
     assert {reason for _, reason, _ in worker._dead} <= {"duplicate-batch", "duplicate-marker"}
     filler = Filler(specs)
     for spill in (1, 2):
-        indexes = sorted(int(w[1]) for s, w in seen if s == spill and w != "eos")
+        marker_at = next((i for i, x in enumerate(sequence) if x == (spill, "eos")), None)
+        first = {}
+        for i, (s, w) in enumerate(sequence):
+            if s == spill and w != "eos":
+                first.setdefault(int(w[1]), i)
+        indexes = sorted(b for b, i in first.items() if marker_at is None or i < marker_at)
+        after = sorted(b for b, i in first.items() if marker_at is not None and i > marker_at)
         c = worker._open.get((9, spill))
+        assert len(c.late if c else []) == len(after)
         if not indexes:
             assert c is None or c.hists is None
             continue
