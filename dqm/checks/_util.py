@@ -103,6 +103,11 @@ def counts_histogram(h: bh.Histogram) -> bh.Histogram:
     contents(h)  # refuses contents without errors, with the reason
     if h.storage_type is bh.storage.Weight:
         view = h.view(flow=True)
+        if np.any(view.value != 0) and not np.any(view.variance > 0):
+            raise CheckError(
+                "the reference has contents but zero errors in every bin (an exact shape, "
+                "not a measurement): only the χ² and KS checks can compare with it"
+            )
         values = effective_counts(view.value, view.variance)
     else:
         values = np.asarray(h.values(flow=True), dtype=float)
