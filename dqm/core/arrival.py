@@ -1,10 +1,12 @@
 """Did a spill arrive as its end-of-spill marker announced? Pure: counts in, a flag out.
 
 The DAQ ends every spill with a marker carrying how many batches and events it sent.
-The worker counts what arrived — batches before the marker in the stream are the
-spill's; batches published after it, or arriving once the spill has closed, are *late*
-and not counted (see ``docs/judging-errors.md``). This module turns those counts into
-the DAQ judgement: nothing when all agrees, else one BAD result that says both sides.
+The worker counts what arrived — every batch of the spill while it is open, before or
+after the marker, except a batch whose index is beyond the count the marker announced
+(known when the marker was seen first) or one arriving once the spill has closed: those
+are *late* and not counted (see ``docs/judging-errors.md``). This module turns the
+counts into the DAQ judgement: nothing when all agrees, else one BAD result that says
+both sides.
 
 The rule depends only on counts that are the same however the worker groups its
 reads, so the verdict does not change with ``DQM_READ_COUNT``.
@@ -33,8 +35,8 @@ class Arrival:
         received_events: events in them (``None``: not known, not compared).
         expected_batches: batches the marker announced (``None``: no marker).
         expected_events: events the marker announced (``None``: no marker).
-        late_batches: batches of the spill that came after its marker in the stream
-            or after it had closed; dead-lettered, not counted.
+        late_batches: batches of the spill beyond the count its marker announced, or
+            arriving after it had closed; dead-lettered, not counted.
         late_events: events in those.
     """
 
@@ -81,8 +83,8 @@ def _late(a: Arrival) -> str:
     if not a.late_batches:
         return ""
     return (
-        f"; {_side(a.late_batches, a.late_events)} more came after the end-of-spill marker "
-        "or after the spill closed and were not counted"
+        f"; {_side(a.late_batches, a.late_events)} more arrived beyond the marker's count or "
+        "after the spill had closed, not counted"
     )
 
 

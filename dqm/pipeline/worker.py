@@ -23,13 +23,19 @@ Failure handling, each in one place:
   missing news may just have been held up by the outage;
 * a dead consumer → its pending messages are reclaimed with XAUTOCLAIM (a reclaim of
   a message this worker still holds is ignored);
+* a check, a close hook or the merging of a spill that raises → the spill still closes
+  and is announced, with a CHECK_ERROR flag saying what failed
+  (:mod:`dqm.pipeline.closing`); only a database outage defers the close;
+* a batch whose index is beyond the count its spill's end-of-spill marker announced →
+  late: dead-lettered (``beyond-marker``), counted on the spill, judged
+  (``daq/marker_mismatch``), the same whatever ``DQM_READ_COUNT`` and whether it came
+  before or after the marker (a replay settles a marker stored by an earlier group);
 * SIGTERM → finish the chunk in hand, commit, acknowledge, exit (with the database
   down: give up after ``stop_grace_s``, acknowledging nothing — it is all redelivered).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import signal
@@ -44,7 +50,6 @@ import redis
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from dqm.checks._core import error_text
 from dqm.config import Settings
 from dqm.core.events import decode_batch
 from dqm.core.fill import Filler
@@ -53,20 +58,16 @@ from dqm.core.summary import accumulate
 from dqm.core.variables import BatchView
 from dqm.errors import BatchError, ConfigError
 from dqm.pipeline import stream as rs
-from dqm.store.engine import is_outage as _is_outage
+from dqm.pipeline.closing import SpillCloser
 from dqm.store.spills import (
     ClosedSpill,
     Contribution,
     LateBatches,
     closable_spills,
-    close_failed,
     commit_group,
     processed_ids,
     seen_batches,
-    spill_identity,
     stale_spills,
-    stream_position,
-    try_close,
 )
 
 __all__ = ["Worker", "WorkerStats", "CloseHook"]
@@ -78,7 +79,7 @@ log = logging.getLogger("dqm.pipeline.worker")
 #: transaction) when late batches were counted against a spill it judged already.
 CloseHook = Callable[[Session, ClosedSpill], dict | None]
 
-#: How many spills' end-of-spill marker ids a worker remembers (to set aside later batches).
+#: How many spills' announced batch counts a worker remembers (to set aside extra batches).
 MARKERS_KEPT = 4096
 
 
@@ -122,9 +123,11 @@ class Worker:
                 raise ConfigError(setting, value, "a name of 1 to 128 characters")
         self.close_hooks = list(close_hooks or [])
         self.stats = WorkerStats()
+        self.closer = SpillCloser(self)
         self._stop = threading.Event()
-        #: first end-of-spill marker id of each recent spill: a batch after it is late
-        self._markers: OrderedDict[tuple[int, int], str] = OrderedDict()
+        #: batches announced by the first end-of-spill marker of each recent spill: a batch
+        #: whose index is beyond it is late
+        self._markers: OrderedDict[tuple[int, int], int] = OrderedDict()
         self._reset_group()
         self._owed = _Owed()
         self._replay = True  # on start, our own pending messages come first
@@ -136,8 +139,6 @@ class Worker:
         self._db_retry_at = 0.0  # after a database error: no new work before this
         self._db_failing = False
         self._sweep_after = 0.0  # no closing of stale spills before this (see _recovered)
-        self._close_retry_at: dict[int, float] = {}  # spills whose close failed: not before
-        self._close_backoff: dict[int, float] = {}
         self.stop_grace_s = STOP_GRACE_S
 
     # ------------------------------------------------------------------ state
@@ -315,9 +316,9 @@ class Worker:
                 )
             self._group_batches.add(key3)
             c = self._contribution(batch.run, batch.spill)
-            marker = self._markers.get((batch.run, batch.spill))
-            if marker is not None and stream_position(m.id) > stream_position(marker):
-                # published after its spill's end-of-spill marker: late, whatever the grouping
+            announced = self._markers.get((batch.run, batch.spill))
+            if announced is not None and batch.batch_index >= announced:
+                # beyond the count its marker announced: late, whatever the order or grouping
                 c.late.append((m.id, batch.n_events))
                 self.stats.late_batches += 1
                 return
@@ -341,7 +342,7 @@ class Worker:
             c = self._contribution(eos.run, eos.spill)
             c.marker = (m.id, eos.n_batches, eos.n_events)
             self._marker_msgs[m.id] = m
-            self._remember_marker(eos.run, eos.spill, m.id)
+            self._remember_marker(eos.run, eos.spill, eos.n_batches)
             self._arrived[(eos.run, eos.spill)] = time.monotonic()
             self.stats.markers += 1
         else:
@@ -349,12 +350,10 @@ class Worker:
                 "unknown-type", f"message type {kind[:40]!r}; expected b'batch' or b'eos'"
             )
 
-    def _remember_marker(self, run: int, spill: int, message_id: str) -> None:
-        """Keep the spill's *first* marker id (stream order): batches after it are late."""
+    def _remember_marker(self, run: int, spill: int, n_batches: int) -> None:
+        """Keep the batch count of the spill's *first* marker: batches beyond it are late."""
         key = (run, spill)
-        known = self._markers.get(key)
-        if known is None or stream_position(message_id) < stream_position(known):
-            self._markers[key] = message_id
+        self._markers.setdefault(key, n_batches)
         self._markers.move_to_end(key)
         while len(self._markers) > MARKERS_KEPT:
             self._markers.popitem(last=False)
@@ -397,11 +396,11 @@ class Worker:
             self._replay = True
             return True
         except LateBatches as late:
-            # batches in hand come after a marker an earlier group stored: replay them,
-            # now knowing the marker, so they are set aside as late rather than counted
+            # batches in hand are beyond the count of a marker an earlier group stored:
+            # replay them knowing the count, so they are set aside as late, not counted
             log.info("%s; replaying the group", late)
-            for (run, spill), marker in late.markers.items():
-                self._remember_marker(run, spill, marker)
+            for (run, spill), n_batches in late.announced.items():
+                self._markers[(run, spill)] = n_batches  # the stored (first) marker's count
             self._reset_group()
             self._replay = True
             return True
@@ -470,142 +469,21 @@ class Worker:
             owed.amend.discard(min(owed.amend))
 
     def _close(self, spill_id: int, *, incomplete: bool, arrived: dict | None = None) -> bool:
-        """Close one spill; False if the database is out (the caller retries).
-
-        Nothing that goes wrong while closing stops the worker. An outage rolls the close
-        back for a retry. A close hook that raises anything else is rolled back to its
-        savepoint and logged; the spill still closes and is announced (the judging hook,
-        :class:`dqm.store.judge.SpillJudge`, stores its own CHECK_ERROR flags first). A
-        spill whose partials cannot be merged, or whose close fails in any other way, is
-        closed by :func:`close_failed` (no histograms, a flag saying why).
-        """
-        if time.monotonic() < self._close_retry_at.get(spill_id, 0.0):
-            return True  # failed twice recently: leave it to a later sweep
+        """Close one spill (:class:`~dqm.pipeline.closing.SpillCloser`); False if the
+        database is out and the caller must retry."""
         try:
-            closed, extra = self._close_once(spill_id, incomplete=incomplete)
-        except Exception as exc:  # noqa: BLE001 — an outage is retried, nothing else escapes
-            if _is_outage(exc):
-                log.error("could not close spill id %d (%s); will retry", spill_id, _orig(exc))
-                self._db_failed(exc)
-                return False
-            log.error("closing spill id %d failed; closing it as failed", spill_id, exc_info=exc)
-            try:
-                closed, extra = self._close_once(spill_id, incomplete=True, error=error_text(exc))
-            except Exception as again:  # noqa: BLE001
-                if _is_outage(again):
-                    self._db_failed(again)
-                    return False
-                wait = min(2 * self._close_backoff.get(spill_id, 5.0), 300.0)
-                self._close_backoff[spill_id] = wait
-                self._close_retry_at[spill_id] = time.monotonic() + wait
-                log.error(
-                    "could not close spill id %d even as failed; next try in %.0f s",
-                    spill_id,
-                    wait,
-                    exc_info=again,
-                )
-                return True
-        self._close_retry_at.pop(spill_id, None)
-        self._close_backoff.pop(spill_id, None)
-        if closed is None:
-            return True
-        self.stats.spills_closed += 1
-        t0 = (arrived or {}).get((closed.run, closed.spill))
-        if t0 is not None:
-            self.stats.close_latency_s.append(time.monotonic() - t0)
-        note = {
-            "run": closed.run,
-            "spill": closed.spill,
-            "status": closed.status,
-            "n_events": closed.summary.get("n_events"),
-            **extra,
-        }
-        where = {"run": closed.run, "spill": closed.spill}  # logfmt fields: grep 'run=7 spill=12'
-        log.info(
-            "spill closed",
-            extra={**where, "status": closed.status, "n_events": int(note["n_events"] or 0)},
-        )
-        self._announce(note, where)
-        return True
-
-    def _close_once(
-        self, spill_id: int, *, incomplete: bool, error: str | None = None
-    ) -> tuple[ClosedSpill | None, dict]:
-        """One closing transaction: merge (or, with ``error``, close as failed), run hooks."""
-        extra: dict = {}
-        with self.sessions.begin() as session:
-            if error is not None:
-                closed = close_failed(session, spill_id, error)
-            else:
-                try:
-                    with session.begin_nested():
-                        closed = try_close(
-                            session, spill_id, self.filler.book, incomplete=incomplete
-                        )
-                except Exception as exc:  # noqa: BLE001 — a spill that cannot merge still closes
-                    if _is_outage(exc):
-                        raise
-                    log.error("merging spill id %d failed", spill_id, exc_info=exc)
-                    closed = close_failed(session, spill_id, error_text(exc))
-            if closed is None:
-                return None, {}
-            for hook in self.close_hooks:
-                extra.update(self._run_hook(session, hook, closed) or {})
-        return closed, extra
-
-    def _run_hook(self, session: Session, hook: CloseHook, closed: ClosedSpill) -> dict | None:
-        """One close hook in a savepoint: an outage propagates, anything else is logged."""
-        try:
-            with session.begin_nested():
-                return hook(session, closed)
-        except Exception as exc:  # noqa: BLE001 — the spill closes and is announced anyway
-            if _is_outage(exc):
-                raise
-            self.stats.judging_errors += 1
-            log.error(
-                "close hook %s failed: %s",
-                getattr(hook, "__name__", type(hook).__name__),
-                error_text(exc),
-                exc_info=exc,
-                extra={"run": closed.run, "spill": closed.spill},
-            )
-            return {"judging_error": error_text(exc)}
-
-    def _amend(self, spill_id: int) -> bool:
-        """Late batches were counted against a closed spill: let the hooks judge it again."""
-        amends = [a for a in (getattr(h, "amend", None) for h in self.close_hooks) if a]
-        extra: dict = {}
-        where: dict = {}
-        try:
-            with self.sessions.begin() as session:
-                for amend in amends:
-                    try:
-                        with session.begin_nested():
-                            extra.update(amend(session, spill_id) or {})
-                    except Exception as exc:  # noqa: BLE001
-                        if _is_outage(exc):
-                            raise
-                        self.stats.judging_errors += 1
-                        log.error("amending spill id %d failed", spill_id, exc_info=exc)
-                sp = spill_identity(session, spill_id)
-        except Exception as exc:  # noqa: BLE001
-            if not _is_outage(exc):
-                log.error("could not amend spill id %d; skipped", spill_id, exc_info=exc)
-                return True
+            return self.closer.close(spill_id, incomplete=incomplete, arrived=arrived)
+        except OperationalError as exc:
             self._db_failed(exc)
             return False
-        if sp is None or not extra:
-            return True
-        where = {"run": sp[0], "spill": sp[1]}
-        log.warning("late batches: spill judged again", extra=where)
-        self._announce({**where, "status": sp[2], **extra}, where)
-        return True
 
-    def _announce(self, note: dict, where: dict) -> None:
+    def _amend(self, spill_id: int) -> bool:
+        """Late batches were counted against a closed spill: judge it again."""
         try:
-            self.r.publish(self.settings.channel, json.dumps(note, default=str))
-        except redis.RedisError as exc:
-            log.warning("could not announce closed spill: %s", exc, extra=where)
+            return self.closer.amend(spill_id)
+        except OperationalError as exc:
+            self._db_failed(exc)
+            return False
 
     def _sweep_stale(self) -> None:
         """Close as incomplete the spills with no news for ``spill_timeout_s``.
@@ -684,11 +562,6 @@ class _Owed:
 
     def __bool__(self) -> bool:
         return bool(self.ack or self.dead or self.close or self.amend)
-
-
-def _orig(exc: BaseException) -> BaseException:
-    """The driver's own error inside SQLAlchemy's wrapper (shorter, and what operators know)."""
-    return getattr(exc, "orig", None) or exc
 
 
 def _decode(decoder: Callable, raw):

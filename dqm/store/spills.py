@@ -7,26 +7,33 @@ them is stored and they are delivered again. A message id that is already in
 ``processed_messages`` is skipped. Two workers racing on the same (reclaimed)
 message collide on that table's primary key; the loser rolls back and replays.
 
-Closing is a conditional ``UPDATE … WHERE status = 'open'``: whichever worker wins
-it merges the partials; the others see zero rows changed and move on.
+A batch whose index is beyond the count its spill's end-of-spill marker announced is
+*late*: recorded, not counted, judged (``daq/marker_mismatch``) — in whatever order
+batches and marker arrive. Closing lives in :mod:`dqm.store.closing`
+(re-exported here).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 
 import boost_histogram as bh
-from sqlalchemy import and_, delete, func, select, update
+from sqlalchemy import and_, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from dqm.core.histio import FORMAT_VERSION, add_into, decode_histograms, encode_histograms
-from dqm.core.summary import finalize, merge
+from dqm.core.histio import add_into, decode_histograms, encode_histograms
+from dqm.store.closing import (
+    SUMMARY_COLUMNS,
+    ClosedSpill,
+    closable_spills,
+    close_failed,
+    spill_identity,
+    stale_spills,
+    try_close,
+)
 from dqm.store.models import (
-    SPILL_COMPLETE,
-    SPILL_INCOMPLETE,
     SPILL_OPEN,
     ProcessedMessage,
     Run,
@@ -53,25 +60,9 @@ __all__ = [
     "count_spills",
     "close_failed",
     "spill_identity",
-    "stream_position",
     "LateBatches",
     "SUMMARY_COLUMNS",
 ]
-
-SUMMARY_COLUMNS = (
-    "p_bms_mean",
-    "p_bms_sigma",
-    "p_ms2_mean",
-    "p_ms2_sigma",
-    "dp_mean",
-    "dp_sigma",
-    "low_pout_fraction",
-    "ecal_mean",
-    "hcal_mean",
-    "pik_fraction",
-    "pik_fraction_err",
-    "daq_completeness",
-)
 
 
 @dataclass
@@ -85,8 +76,8 @@ class Contribution:
     n_events: int = 0
     batches: list[tuple[str, int]] = field(default_factory=list)  # (message id, batch index)
     marker: tuple[str, int, int] | None = None  # (message id, n_batches, n_events)
-    #: batches published after the spill's end-of-spill marker: (message id, n_events);
-    #: not filled, counted as late (see :func:`commit_group`)
+    #: batches whose index is beyond the count the spill's end-of-spill marker announced:
+    #: (message id, n_events); not filled, counted as late (see :func:`commit_group`)
     late: list[tuple[str, int]] = field(default_factory=list)
 
     @property
@@ -95,27 +86,22 @@ class Contribution:
         return ids + ([self.marker[0]] if self.marker else [])
 
 
-def stream_position(message_id: str) -> tuple[int, int]:
-    """A Redis stream id ``"<ms>-<seq>"`` as a sortable pair (stream order)."""
-    ms, _, seq = message_id.partition("-")
-    return int(ms), int(seq or 0)
-
-
 class LateBatches(Exception):  # noqa: N818 — a signal to the worker, not an error
-    """A group holds batches published after their spill's end-of-spill marker.
+    """A group holds batches beyond the count their spill's end-of-spill marker announced.
 
     Raised by :func:`commit_group` (the transaction is rolled back) when the marker
-    was stored by an earlier group: the worker learns the markers' ids, drops the
-    group and replays its pending messages, this time setting those batches aside as
-    late instead of filling them. The rule "a batch after its spill's marker is late"
-    then holds whatever the grouping of reads.
+    was stored by an earlier group and the worker filled the batches not knowing it:
+    the worker learns the announced counts, drops the group and replays its pending
+    messages, this time setting those batches aside as late instead of filling them.
+    The rule "a batch whose index is beyond the marker's count is not counted" then
+    holds whatever the grouping of reads.
     """
 
-    def __init__(self, markers: dict[tuple[int, int], str]) -> None:
-        self.markers = markers
+    def __init__(self, announced: dict[tuple[int, int], int]) -> None:
+        self.announced = announced
         super().__init__(
-            "batches after the end-of-spill marker of "
-            + ", ".join(f"run {r} spill {s}" for r, s in sorted(markers))
+            "batches beyond the end-of-spill marker's count of "
+            + ", ".join(f"run {r} spill {s}" for r, s in sorted(announced))
         )
 
 
@@ -129,24 +115,10 @@ class CommitOutcome:
     amend: set[int] = field(default_factory=set)
 
 
-@dataclass
-class ClosedSpill:
-    spill_id: int
-    run: int
-    spill: int
-    status: str
-    hists: dict[str, bh.Histogram]
-    summary: dict[str, float | None]
-    #: why the spill's partials could not be merged (:func:`close_failed`), else None
-    error: str | None = None
-
-
-def _stored_marker(session: Session, spill_id: int) -> str | None:
-    """Message id of the spill's stored end-of-spill marker."""
-    return session.scalar(
-        select(ProcessedMessage.message_id).where(
-            ProcessedMessage.spill_id == spill_id, ProcessedMessage.kind == "eos"
-        )
+def _beyond(run: int, spill: int, announced: int) -> str:
+    return (
+        f"batch of run {run} spill {spill} beyond the {announced} batches its end-of-spill "
+        "marker announced: not counted (daq/marker_mismatch)"
     )
 
 
@@ -218,7 +190,7 @@ def commit_group(
 ) -> CommitOutcome:
     """Write one group (caller commits).
 
-    Batches the worker set aside as published after their spill's marker
+    Batches the worker set aside as beyond their spill's announced count
     (``Contribution.late``), and any batch of a spill that is closed already, are
     recorded as late: not counted, added to the spill's ``late_batches``/``late_events``,
     returned in ``rejected`` for the dead-letter stream, and a closed spill is returned
@@ -226,22 +198,39 @@ def commit_group(
 
     Raises:
         IntegrityError: a message id was stored already (another worker won it).
-        LateBatches: batches in the group come after a marker stored by an earlier
-            group; nothing is written, the worker replays knowing the marker.
+        LateBatches: batches in the group are beyond the count of a marker stored by an
+            earlier group; nothing is written, the worker replays knowing the count.
     """
     out = CommitOutcome()
     now = utcnow()
     rows: list[dict] = []
     # spill rows are locked in one global order, so two workers' groups cannot deadlock
-    after_marker: dict[tuple[int, int], str] = {}
+    beyond: dict[tuple[int, int], int] = {}
     for c in sorted(contributions, key=lambda c: (c.run, c.spill)):
         sp = ensure_spill(session, c.run, c.spill)
         out.spill_ids.add(sp.id)
         if sp.status != SPILL_OPEN:
             why = f"run {c.run} spill {c.spill} already closed as {sp.status}"
-            out.rejected.extend((m, "batch", "late", why) for m, _ in c.batches)
-            out.rejected.extend((m, "batch", "late", why) for m, _ in c.late)
-            if c.marker:
+            announced = sp.expected_batches
+            for m, index in c.batches:
+                # the same reason a batch beyond the marker's count gets while its spill is open
+                if announced is not None and index >= announced:
+                    out.rejected.append(
+                        (m, "batch", "beyond-marker", _beyond(c.run, c.spill, announced))
+                    )
+                else:
+                    out.rejected.append((m, "batch", "late", why))
+            out.rejected.extend(
+                (m, "batch", "beyond-marker", _beyond(c.run, c.spill, announced or 0))
+                for m, _ in c.late
+            )
+            if c.marker and sp.expected_batches is not None:  # whatever the read grouping
+                why_twice = (
+                    f"second end-of-spill marker for run {c.run} spill {c.spill} "
+                    f"(first announced {sp.expected_batches} batches)"
+                )
+                out.rejected.append((c.marker[0], "eos", "duplicate-marker", why_twice))
+            elif c.marker:
                 out.rejected.append((c.marker[0], "eos", "late", why))
             rows.extend(
                 {"message_id": m, "kind": "late", "spill_id": sp.id, "batch_index": None}
@@ -253,10 +242,9 @@ def commit_group(
                 out.amend.add(sp.id)
             continue
         if c.batches and sp.expected_batches is not None:
-            # the marker was stored by an earlier group: are any of these batches after it?
-            first = _stored_marker(session, sp.id)
-            if first and any(stream_position(m) > stream_position(first) for m, _ in c.batches):
-                after_marker[(c.run, c.spill)] = first
+            # the marker was stored by an earlier group: is any batch beyond its count?
+            if any(index >= sp.expected_batches for _, index in c.batches):
+                beyond[(c.run, c.spill)] = sp.expected_batches
                 continue
         if c.batches:
             blob = encode_histograms(c.hists or {}, c.moments)
@@ -277,8 +265,10 @@ def commit_group(
                 for m, b in c.batches
             )
         if c.late:
-            why = f"published after the end-of-spill marker of run {c.run} spill {c.spill}"
-            out.rejected.extend((m, "batch", "after-marker", why) for m, _ in c.late)
+            announced = c.marker[1] if c.marker else sp.expected_batches or 0
+            out.rejected.extend(
+                (m, "batch", "beyond-marker", _beyond(c.run, c.spill, announced)) for m, _ in c.late
+            )
             rows.extend(
                 {"message_id": m, "kind": "late", "spill_id": sp.id, "batch_index": None}
                 for m, _ in c.late
@@ -302,8 +292,8 @@ def commit_group(
                 {"message_id": c.marker[0], "kind": "eos", "spill_id": sp.id, "batch_index": None}
             )
         sp.updated_at = now
-    if after_marker:
-        raise LateBatches(after_marker)
+    if beyond:
+        raise LateBatches(beyond)
     rows.extend(
         {"message_id": m, "kind": "dead", "spill_id": None, "batch_index": None} for m in dead_ids
     )
@@ -314,124 +304,6 @@ def commit_group(
         )
     session.flush()
     return out
-
-
-def try_close(
-    session: Session,
-    spill_id: int,
-    book: Callable[[], dict[str, bh.Histogram]],
-    *,
-    incomplete: bool = False,
-) -> ClosedSpill | None:
-    """Close the spill if it is complete (or, with ``incomplete``, whatever it has).
-
-    Returns None when another worker closed it first or it is not complete yet.
-    """
-    cond = [Spill.id == spill_id, Spill.status == SPILL_OPEN]
-    if not incomplete:
-        cond += [
-            Spill.expected_batches.is_not(None),
-            Spill.received_batches >= Spill.expected_batches,
-        ]
-    status = SPILL_INCOMPLETE if incomplete else SPILL_COMPLETE
-    res = session.execute(update(Spill).where(*cond).values(status=status, closed_at=utcnow()))
-    if res.rowcount != 1:
-        return None
-    sp = session.get(Spill, spill_id, populate_existing=True)
-    assert sp is not None
-    if (
-        incomplete
-        and sp.expected_batches is not None
-        and sp.received_batches >= sp.expected_batches
-    ):
-        sp.status = status = SPILL_COMPLETE  # everything arrived after all
-    hists = book()
-    moments: dict[str, float] = {}
-    for blob in session.scalars(
-        select(SpillPartial.blob).where(SpillPartial.spill_id == spill_id).order_by(SpillPartial.id)
-    ):
-        part_h, part_m = decode_histograms(blob)
-        add_into(hists, part_h)
-        moments = merge(moments, part_m)
-    summary = finalize(moments)
-    summary["received_batches"] = sp.received_batches
-    summary["expected_batches"] = sp.expected_batches
-    blob = encode_histograms(hists)
-    session.merge(
-        SpillHistograms(
-            spill_id=spill_id, format_version=FORMAT_VERSION, size_bytes=len(blob), blob=blob
-        )
-    )
-    for col in SUMMARY_COLUMNS:
-        setattr(sp, col, summary.get(col))
-    sp.summary = summary
-    session.execute(delete(SpillPartial).where(SpillPartial.spill_id == spill_id))
-    session.flush()
-    return ClosedSpill(spill_id, sp.run, sp.spill, status, hists, summary)
-
-
-def close_failed(session: Session, spill_id: int, error: str) -> ClosedSpill | None:
-    """Close a spill whose partials cannot be merged (e.g. filled under other specs).
-
-    The spill is closed as incomplete with what its row knows (counts, no histograms),
-    its partials are kept for an expert to look at, and the returned
-    :class:`ClosedSpill` carries ``error`` so the close hook stores a CHECK_ERROR flag
-    saying why. Without this a spill whose close raises would be retried forever.
-
-    Returns:
-        None when another worker closed it first.
-    """
-    res = session.execute(
-        update(Spill)
-        .where(Spill.id == spill_id, Spill.status == SPILL_OPEN)
-        .values(status=SPILL_INCOMPLETE, closed_at=utcnow())
-    )
-    if res.rowcount != 1:
-        return None
-    sp = session.get(Spill, spill_id, populate_existing=True)
-    assert sp is not None
-    summary: dict[str, float | None] = {
-        "n_events": float(sp.n_events or 0),
-        "received_batches": sp.received_batches,
-        "expected_batches": sp.expected_batches,
-    }
-    sp.summary = dict(summary)
-    session.flush()
-    return ClosedSpill(spill_id, sp.run, sp.spill, SPILL_INCOMPLETE, {}, summary, error)
-
-
-def spill_identity(session: Session, spill_id: int) -> tuple[int, int, str] | None:
-    """``(run, spill, status)`` of a spill id, for log lines and announcements."""
-    row = session.execute(
-        select(Spill.run, Spill.spill, Spill.status).where(Spill.id == spill_id)
-    ).first()
-    return (int(row[0]), int(row[1]), str(row[2])) if row else None
-
-
-def closable_spills(session: Session, spill_ids: Iterable[int]) -> list[int]:
-    ids = list(spill_ids)
-    if not ids:
-        return []
-    stmt = select(Spill.id).where(
-        Spill.id.in_(ids),
-        Spill.status == SPILL_OPEN,
-        Spill.expected_batches.is_not(None),
-        Spill.received_batches >= Spill.expected_batches,
-    )
-    return list(session.scalars(stmt))
-
-
-def stale_spills(session: Session, timeout_s: float, now: datetime | None = None) -> list[int]:
-    """Open spills with no news for ``timeout_s``: to be closed as incomplete."""
-    cutoff = (now or utcnow()) - timedelta(seconds=timeout_s)
-    if session.get_bind().dialect.name == "sqlite":
-        cutoff = cutoff.astimezone(UTC).replace(tzinfo=None)
-    stmt = (
-        select(Spill.id)
-        .where(Spill.status == SPILL_OPEN, Spill.updated_at < cutoff)
-        .order_by(Spill.id)
-    )
-    return list(session.scalars(stmt))
 
 
 def spill_histograms(session: Session, spill_id: int) -> dict[str, bh.Histogram]:
