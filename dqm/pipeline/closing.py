@@ -91,6 +91,7 @@ class SpillCloser:
             return True
         stats = self.worker.stats
         stats.spills_closed += 1
+        stats.check_errors += int(extra.get("check_errors", 0))
         t0 = (arrived or {}).get((closed.run, closed.spill))
         if t0 is not None:
             stats.close_latency_s.append(time.monotonic() - t0)
@@ -141,7 +142,7 @@ class SpillCloser:
         except Exception as exc:  # noqa: BLE001 — the spill closes and is announced anyway
             if is_outage(exc):
                 raise
-            self.worker.stats.judging_errors += 1
+            self.worker.stats.check_errors += 1
             log.error(
                 "close hook %s failed: %s",
                 getattr(hook, "__name__", type(hook).__name__),
@@ -149,7 +150,7 @@ class SpillCloser:
                 exc_info=exc,
                 extra={"run": closed.run, "spill": closed.spill},
             )
-            return {"judging_error": error_text(exc)}
+            return {"judging_error": error_text(exc)}  # counted once, here
 
     def amend(self, spill_id: int) -> bool:
         """Let the hooks with an ``amend(session, spill_id)`` judge a closed spill again.
@@ -169,7 +170,7 @@ class SpillCloser:
                     except Exception as exc:  # noqa: BLE001
                         if is_outage(exc):
                             raise
-                        w.stats.judging_errors += 1
+                        w.stats.check_errors += 1
                         log.error("amending spill id %d failed", spill_id, exc_info=exc)
                 sp = spill_identity(session, spill_id)
         except Exception as exc:  # noqa: BLE001

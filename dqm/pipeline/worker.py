@@ -96,8 +96,8 @@ class WorkerStats:
     redis_errors: int = 0
     spills_closed: int = 0
     reclaimed: int = 0
-    late_batches: int = 0
-    judging_errors: int = 0
+    late_batches: int = 0  # set aside: beyond the count their spill's marker announced
+    check_errors: int = 0  # CHECK_ERROR flags stored, and close hooks that raised
     close_latency_s: list[float] = field(default_factory=list)
 
 

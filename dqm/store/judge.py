@@ -59,10 +59,12 @@ JUDGING_FAILED_INSTRUCTION = (
 
 
 def _announcement(verdict: Verdict, version: str) -> dict:
+    failed = sum(j.result.quality == Quality.CHECK_ERROR for j in verdict.judgements)
     return {
         "quality": int(verdict.overall),
         "subsystems": {s: int(q) for s, q in verdict.subsystems.items()},
         "config_version": version,
+        **({"check_errors": failed} if failed else {}),
     }
 
 

@@ -155,7 +155,7 @@ def test_a_100_gev_run_against_the_160_gev_reference_is_judged_bad_not_a_crash(
     # Then every spill closed and was announced, and the worker reported no judging error
     assert closed_count(settings.database_url, 42) == 3
     assert {k for k in _heard(listener) if k[0] == 42} == {(42, 1), (42, 2), (42, 3)}
-    assert worker.stats.judging_errors == 0
+    assert worker.stats.check_errors == 0
     flags = _flags(settings.database_url, 42)
     assert not [f for f in flags if f.quality == Quality.CHECK_ERROR]
     # and the momentum shape check says where the entries went
@@ -186,6 +186,7 @@ def test_judging_that_fails_in_the_database_still_closes_announces_and_recovers(
     assert all(f.quality == Quality.CHECK_ERROR for f in judging)
     assert "judging this spill failed while gathering its inputs" in judging[0].explanation
     assert worker.stats.spills_closed == 2
+    assert worker.stats.check_errors == 2 * 5  # one 'judging' flag per subsystem and spill
     # And once the table is back, the next spills are judged normally
     with engine.begin() as conn:
         conn.execute(text("ALTER TABLE check_overrides_away RENAME TO check_overrides"))
