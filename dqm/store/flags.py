@@ -48,9 +48,13 @@ __all__ = [
     "query_flags",
     "HISTORY_SPILLS",
     "ROLLUP",
+    "JUDGING_CHECK",
 ]
 
 ROLLUP = "rollup"
+#: Check name of the flags standing for a spill whose judging failed as a whole
+#: (:class:`dqm.store.judge.SpillJudge`).
+JUDGING_CHECK = "judging"
 
 
 @dataclass
@@ -151,7 +155,7 @@ def gather_inputs(
 def store_verdict(
     session: Session, sp: Spill, verdict: Verdict, inputs: CheckInputs, *, update_run: bool = True
 ) -> None:
-    """Replace the spill's flags with ``verdict`` (one row per check plus per-subsystem roll-ups)."""
+    """Replace the spill's flags with ``verdict``: one row per check, per-subsystem roll-ups."""
     session.execute(delete(Flag).where(Flag.spill_id == sp.id))
     rows = []
     for j in verdict.judgements:
@@ -297,12 +301,16 @@ def recorded_inputs(
     """Inputs of a spill judged before, as they were then: its reference, its overrides.
 
     The reference is the one recorded with its flags (none if it was judged without one);
-    a spill never judged gets the active one, as the live hook would now. The overrides
+    a spill never judged (or whose judging failed as a whole) gets the active one, as the
+    live hook would now. The overrides
     are pinned to ``version`` or else to the spill's own configuration version (when the
     specs still match it).
     """
     ref: Reference | None | object = ACTIVE
-    if session.scalar(select(func.count()).select_from(Flag).where(Flag.spill_id == sp.id)):
+    judged = select(func.count()).select_from(Flag).where(Flag.spill_id == sp.id)
+    # a spill whose judging failed as a whole was never compared with anything: it gets
+    # the active reference, as the live hook would have used
+    if session.scalar(judged.where(Flag.check != JUDGING_CHECK)):
         ref_run = flags_reference_run(session, sp.id)
         ref = (
             session.scalars(

@@ -36,6 +36,7 @@ from dqm.core.evaluate import (
 from dqm.core.specs import SUBSYSTEMS, SpecSet
 from dqm.store.engine import is_outage
 from dqm.store.flags import (
+    JUDGING_CHECK,
     CheckInputs,
     gather_inputs,
     recorded_inputs,
@@ -46,12 +47,10 @@ from dqm.store.models import SPILL_OPEN, CheckOverride, Spill
 from dqm.store.references import ReferenceCache
 from dqm.store.spills import ClosedSpill, spill_histograms
 
-__all__ = ["SpillJudge", "is_outage", "JUDGING_CHECK", "JUDGING_FAILED_INSTRUCTION"]
+__all__ = ["SpillJudge", "JUDGING_CHECK", "JUDGING_FAILED_INSTRUCTION"]
 
 log = logging.getLogger("dqm.store.judge")
 
-#: Check name of the flag standing for a spill whose judging failed as a whole.
-JUDGING_CHECK = "judging"
 JUDGING_FAILED_INSTRUCTION = (
     "The DQM could not judge this spill: call the DQM on-call expert with the error shown. "
     "The spill's data are stored; once fixed, 'dqm recheck --run N --store' judges it again."

@@ -23,6 +23,7 @@ from dqm.pipeline.runtime import close_hooks
 from dqm.pipeline.worker import Worker
 from dqm.sim.simulate import SimConfig, simulate_run
 from dqm.store.engine import make_engine, make_sessionmaker
+from dqm.store.flags import recheck_run
 from dqm.store.models import Flag, Spill
 from dqm.store.references import set_reference
 from tests.helpers import closed_count, publish, wait_until, worker_env
@@ -196,5 +197,11 @@ def test_judging_that_fails_in_the_database_still_closes_announces_and_recovers(
     assert flags and not [f for f in flags if f.quality == Quality.CHECK_ERROR]
     with make_sessionmaker(engine)() as session:
         qualities = session.scalars(select(Spill.quality).where(Spill.run == 51)).all()
-    engine.dispose()
     assert all(q >= Quality.CHECK_ERROR for q in qualities)
+    # And 'dqm recheck --store' (what the instruction says) judges the failed spills again
+    with make_sessionmaker(engine).begin() as session:
+        recheck_run(session, 51, specs, store=True)
+    engine.dispose()
+    rejudged = _flags(settings.database_url, 51)
+    assert rejudged and not [f for f in rejudged if f.quality == Quality.CHECK_ERROR]
+    assert not [f for f in rejudged if f.check == "judging"]
