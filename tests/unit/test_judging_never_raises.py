@@ -85,8 +85,9 @@ def anomalies() -> st.SearchStrategy[Anomaly]:
         )
     )
     kinds = st.one_of(
-        st.builds(lambda s, f: {"source": s, "fraction": f}, st.sampled_from(DAQ_SOURCES), fraction)
-        .map(lambda p: ("missing_source", p)),
+        st.builds(
+            lambda s, f: {"source": s, "fraction": f}, st.sampled_from(DAQ_SOURCES), fraction
+        ).map(lambda p: ("missing_source", p)),
         cell.map(lambda dc: ("dead_cell", {"detector": dc[0], "cell": dc[1]})),
         st.tuples(cell, fraction, st.floats(0.0, 200.0)).map(
             lambda t: (
