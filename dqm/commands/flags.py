@@ -77,7 +77,10 @@ def _rollup_line(run_row: Run | None, n_spills: int, rollups) -> str:
     per = {f.subsystem: quality_name(f.quality) for f in rollups if f.spill is None}
     beam = f", beam {run_row.beam_config}" if run_row else ""
     worst = "  ".join(f"{s} {per.get(s, '-')}" for s in SUBSYSTEMS)
-    return f"run {run_row.run if run_row else '?'}{beam}: {n_spills} closed spills; worst per subsystem: {worst}"
+    return (
+        f"run {run_row.run if run_row else '?'}{beam}: {n_spills} closed spills; "
+        f"worst per subsystem: {worst}"
+    )
 
 
 def _reference_line(session, run: int, max_age_days: float) -> str:
@@ -90,7 +93,10 @@ def _reference_line(session, run: int, max_age_days: float) -> str:
         )
     )
     if not ref_runs:
-        return "compared with: no reference run (shape checks NO_DATA); 'dqm reference suggest' proposes one"
+        return (
+            "compared with: no reference run (shape checks NO_DATA); "
+            "'dqm reference suggest' proposes one"
+        )
     refs = [
         session.scalars(
             select(Reference).where(Reference.run == r).order_by(Reference.id.desc()).limit(1)
@@ -149,7 +155,10 @@ def print_flags(flags) -> None:
     if not flags:
         print("no flags match")
         return
-    header = f"{'run':>5} {'spill':>5} {'subsystem':<11} {'histogram':<22} {'check':<16} {'quality':<11} {'value':>10}  {'config':<15} thresholds"
+    header = (
+        f"{'run':>5} {'spill':>5} {'subsystem':<11} {'histogram':<22} {'check':<16} "
+        f"{'quality':<11} {'value':>10}  {'config':<15} thresholds"
+    )
     print(header)
     print("-" * len(header))
     for f in flags:

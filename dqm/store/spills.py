@@ -275,9 +275,8 @@ def commit_group(
             )
             sp.late_batches += len(c.late)
             sp.late_events += sum(n for _, n in c.late)
-        if (
-            c.marker and sp.expected_batches is not None
-        ):  # an earlier group stored this spill's marker
+        # an earlier group stored this spill's marker
+        if c.marker and sp.expected_batches is not None:
             why = (
                 f"second end-of-spill marker for run {c.run} spill {c.spill} "
                 f"(first announced {sp.expected_batches} batches)"
