@@ -69,14 +69,12 @@ def contents(
     """
     if axis is not None and h.ndim > 1:
         h = h.project(axis)
-    view = h.view(flow=False)
+    values: NDArray[np.float64] = np.asarray(h.values(flow=False), dtype=np.float64)
     if h.storage_type is bh.storage.Weight:
-        values = np.asarray(view.value, dtype=float)
-        variances = np.asarray(view.variance, dtype=float)
+        variances: NDArray[np.float64] = np.asarray(h.variances(flow=False), dtype=np.float64)
         if np.array_equal(values, variances) and _is_counts(values):
             return values, None
         return values, variances
-    values = np.asarray(h.values(flow=False), dtype=float)
     if not _is_counts(values):
         raise CheckError(
             "the reference has non-integer contents and no variances (normalised or weighted "
@@ -101,16 +99,15 @@ def counts_histogram(h: bh.Histogram) -> bh.Histogram:
     if h.storage_type in (bh.storage.Int64, bh.storage.AtomicInt64):
         return h
     contents(h)  # refuses contents without errors, with the reason
+    values = np.asarray(h.values(flow=True), dtype=np.float64)
     if h.storage_type is bh.storage.Weight:
-        view = h.view(flow=True)
-        if np.any(view.value != 0) and not np.any(view.variance > 0):
+        variances = np.asarray(h.variances(flow=True), dtype=np.float64)
+        if np.any(values != 0) and not np.any(variances > 0):
             raise CheckError(
                 "the reference has contents but zero errors in every bin (an exact shape, "
                 "not a measurement): only the χ² and KS checks can compare with it"
             )
-        values = effective_counts(view.value, view.variance)
-    else:
-        values = np.asarray(h.values(flow=True), dtype=float)
+        values = effective_counts(values, variances)
     out = bh.Histogram(*h.axes, storage=bh.storage.Int64())
     out.view(flow=True)[...] = values.astype(np.int64)
     return out
@@ -277,22 +274,28 @@ def _render(value: float, significant: int, sign: str) -> str:
 
 
 def fmt_judged(
-    value: float | None, *limits: float | None, digits: int = 2, signed: bool = False
+    value: float | None,
+    *limits: float | None,
+    digits: int = 2,
+    decimals: int | None = None,
+    signed: bool = False,
 ) -> str:
     """``value`` printed precisely enough to be seen on its side of every limit.
 
     Explanations print a value next to the thresholds that graded it. Rounded to a
     fixed precision the two can contradict each other: an offset of 1.996 mm graded
-    WARNING against a BAD limit of 2 mm reads "2.0 mm (bad ±2)". Starting from
-    ``digits`` significant digits, this adds digits until the printed number lies on
-    the same side of each limit as the value itself (equal only when it is equal), so
-    the words never contradict the quality.
+    WARNING against a BAD limit of 2 mm reads "2.0 mm (bad ±2)". Starting from the
+    usual precision, this adds digits until the printed number lies on the same side
+    of each limit as the value itself (equal only when it is equal), so the words
+    never contradict the quality.
 
     Args:
         value: the number (``None`` → "n/a"; non-finite → "inf"/"nan").
         limits: the thresholds it is compared with, in the unit it is printed in
-            (pass ``±w`` for a symmetric window); ``None`` limits are ignored.
-        digits: significant digits at least.
+            (pass ``±w`` for a symmetric window, see :func:`symmetric`); ``None``
+            limits are ignored.
+        digits: significant digits at least (p-values, quantities of any magnitude).
+        decimals: instead, decimals at least (``1`` for "2.0 mm", ``0`` for "45 %").
         signed: print a ``+`` for positive values (offsets, shifts).
 
     Returns:
@@ -305,9 +308,18 @@ def fmt_judged(
         return str(value)
     sign = "+" if signed else ""
     bounds = [float(t) for t in limits if t is not None and math.isfinite(float(t))]
+
+    def separated(text: str) -> bool:
+        shown = float(text)
+        return all((shown > t) == (value > t) and (shown < t) == (value < t) for t in bounds)
+
+    if decimals is not None:
+        for places in range(max(0, decimals), 13):
+            text = f"{value:{sign}.{places}f}"
+            if separated(text):
+                return text
     for significant in range(max(1, digits), 18):
         text = _render(value, significant, sign)
-        shown = float(text)
-        if all((shown > t) == (value > t) and (shown < t) == (value < t) for t in bounds):
+        if separated(text):
             return text
     return repr(value)

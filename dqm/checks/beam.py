@@ -75,7 +75,7 @@ def check_beam_centroid(
     quality = grade(offset, window_mm, bad_window_mm)
     explanation = (
         f"beam {coordinate} at {station_name(key)}: "
-        f"{fmt_judged(offset, window_mm, bad_window_mm)} mm from nominal "
+        f"{fmt_judged(offset, window_mm, bad_window_mm, decimals=1)} mm from nominal "
         f"{nominal[coordinate]:.1f} mm (window ±{window_mm:g}, bad ±{bad_window_mm:g})"
     )
     details = {f"observed_{c}": v for c, _, v in found}
@@ -119,7 +119,7 @@ def check_beam_width(
     limits = symmetric(100 * rel_tolerance, 100 * bad_rel_tolerance)
     explanation = (
         f"beam σ_{coordinate} at {station_name(key)}: {value:.1f} mm vs nominal "
-        f"{nominal[coordinate]:.1f} mm ({fmt_judged(percent, *limits, signed=True)} %,"
+        f"{nominal[coordinate]:.1f} mm ({fmt_judged(percent, *limits, decimals=0, signed=True)} %,"
         f" tolerance ±{100 * rel_tolerance:g} %, bad ±{100 * bad_rel_tolerance:g} %)"
     )
     return CheckResult(
@@ -175,8 +175,8 @@ def check_intensity(
     )
     explanation = (
         f"{key} = {current:.0f}, "
-        f"{fmt_judged(100 * ratio, 100 * drop_warning, 100 * drop_bad)} % of the median "
-        f"{median:.0f} of the "
+        f"{fmt_judged(100 * ratio, 100 * drop_warning, 100 * drop_bad, decimals=0)} % of the "
+        f"median {median:.0f} of the "
         f"last {len(recent)} spills (warning < {100 * drop_warning:g} %, "
         f"bad < {100 * drop_bad:g} %)"
     )
@@ -227,11 +227,11 @@ def check_daq_completeness(
     quality = worst([quality_of(value), *(quality_of(f) for f in sources.values())])
     incomplete = sorted((f, s) for s, f in sources.items() if f < completeness_warning)
     limits = (completeness_warning, completeness_bad)
-    explanation = f"DAQ completeness {fmt_judged(value, *limits, digits=3)}"
+    explanation = f"DAQ completeness {fmt_judged(value, *limits, decimals=3)}"
     if incomplete:
         percent_limits = (100 * completeness_warning, 100 * completeness_bad)
         explanation += "; incomplete source(s): " + ", ".join(
-            f"{s} present in {fmt_judged(100 * f, *percent_limits, digits=3)} % of events"
+            f"{s} present in {fmt_judged(100 * f, *percent_limits, decimals=1)} % of events"
             for f, s in incomplete
         )
     elif sources:

@@ -139,7 +139,7 @@ def _report(
     min_sigma = extra.get("min_sigma")
     lines = [
         f"{channel_name} {_name(assessment.ids[i])}: {observed[i]:.0f} hits, expected ≈ "
-        f"{expected[i]:.0f} from {source} ({fmt_judged(abs(float(z[i])), min_sigma)}σ)"
+        f"{expected[i]:.0f} from {source} ({fmt_judged(abs(float(z[i])), min_sigma, decimals=1)}σ)"
         for i in picked[:5]
     ]
     if picked:

@@ -119,8 +119,8 @@ def check_channel_means(
     pct = symmetric(100 * rel_warning, 100 * rel_bad)
     lines = [
         f"{channel_name} {name}: mean {unit} {mean[i]:.3g} vs {expected[i]:.3g} from "
-        f"{source} ({fmt_judged(100 * relative[i], *pct, digits=1, signed=True)} %, "
-        f"{fmt_judged(float(significance[i]), min_sigma, digits=1)}σ)"
+        f"{source} ({fmt_judged(100 * relative[i], *pct, decimals=0, signed=True)} %, "
+        f"{fmt_judged(float(significance[i]), min_sigma, decimals=0)}σ)"
         for name, i in zip(names, flagged, strict=False)
     ]
     explanation = (

@@ -32,6 +32,7 @@ from dqm.checks._util import (
     fmt_limit,
     grade,
     require_same_binning,
+    symmetric,
 )
 from dqm.checks.stats import (
     chi2_test,
@@ -165,7 +166,7 @@ def _worst_bins(
                 "significance": float(z[index]),
             }
         )
-        sigma = fmt_judged(float(z[index]), *sigma_limits, *(-t for t in sigma_limits), signed=True)
+        sigma = fmt_judged(float(z[index]), *symmetric(*sigma_limits), decimals=1, signed=True)
         phrases.append(f"{where}: {n[index]:.0f} vs {scale * r[index]:.1f} expected ({sigma}σ)")
     return "; ".join(phrases), bins
 
@@ -331,9 +332,9 @@ def check_max_pull(
         grade(largest, pull_warning, pull_bad),
         largest,
         limits,
-        f"largest pull {fmt_judged(largest, pull_warning, pull_bad)}σ against the reference "
-        f"(warning ≥ {fmt_limit(pull_warning)}, bad ≥ {fmt_limit(pull_bad)}); worst bins: "
-        f"{drivers}",
+        f"largest pull {fmt_judged(largest, pull_warning, pull_bad, decimals=1)}σ against the "
+        f"reference (warning ≥ {fmt_limit(pull_warning)}, bad ≥ {fmt_limit(pull_bad)}); "
+        f"worst bins: {drivers}",
         {"bins": bins, "method": method},
     )
 

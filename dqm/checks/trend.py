@@ -112,7 +112,7 @@ def check_cusum(
         else f"{(current - mean) / spread:+.1f}σ"
     )
     explanation = (
-        f"{quantity}: {direction} CUSUM {fmt_judged(value, h_warning, h)}σ (warning ≥ "
+        f"{quantity}: {direction} CUSUM {fmt_judged(value, h_warning, h, decimals=1)}σ (warning ≥ "
         f"{fmt_limit(h_warning)}, bad ≥ {fmt_limit(h)}); now {current:.6g} vs baseline "
         f"{mean:.6g} ± {spread:.3g} ({shift})"
     )
@@ -172,11 +172,10 @@ def check_ewma(  # noqa: N803 — L is the control-chart literature's name
     value = float(abs(deviation[-1]))
     quality = grade(value, L_warning, L)
     level = float(ewma(values[start:], lam, mean)[-1])  # in the quantity's own units
+    now = fmt_judged(float(deviation[-1]), *symmetric(L_warning, L), decimals=1, signed=True)
     explanation = (
-        f"{quantity}: EWMA ≈ {level:.6g} is "
-        f"{fmt_judged(float(deviation[-1]), *symmetric(L_warning, L), signed=True)} of its σ "
-        f"from the baseline {mean:.6g} (warning ±{fmt_limit(L_warning)}, bad ±{fmt_limit(L)}); "
-        "per-spill σ "
+        f"{quantity}: EWMA ≈ {level:.6g} is {now} of its σ from the baseline {mean:.6g} "
+        f"(warning ±{fmt_limit(L_warning)}, bad ±{fmt_limit(L)}); per-spill σ "
         f"{spread:.3g}, λ = {lam:g}"
     )
     return CheckResult(

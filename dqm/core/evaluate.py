@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 
 import boost_histogram as bh
 
@@ -136,13 +137,7 @@ def evaluate_spill(
             params.update(overrides.get((spec.name, check.type), {}))
             result = judge_check(
                 check.type,
-                lambda spec=spec: CheckContext(
-                    histogram=hists.get(spec.name),
-                    reference=reference.get(spec.name),
-                    summary=numeric,
-                    history=history,
-                    masked=frozenset(tuple(c) for c in masked.get(spec.name, ())),
-                ),
+                partial(_context, spec.name, hists, reference, numeric, history, masked),
                 params,
                 where=spec.name,
             )
@@ -159,6 +154,24 @@ def evaluate_spill(
     if daq is not None:
         verdict.judgements.append(Judgement("daq", None, daq.check, daq, ARRIVAL_INSTRUCTION))
     return verdict
+
+
+def _context(
+    name: str,
+    hists: Mapping[str, bh.Histogram],
+    reference: Mapping[str, bh.Histogram],
+    summary: Mapping[str, float],
+    history: Mapping[str, Sequence[float]] | None,
+    masked: Mapping[str, Sequence[Sequence[int]]],
+) -> CheckContext:
+    """One histogram's check inputs (built inside the judge's guard: it may raise too)."""
+    return CheckContext(
+        histogram=hists.get(name),
+        reference=reference.get(name),
+        summary=summary,
+        history=history,
+        masked=frozenset(tuple(c) for c in masked.get(name, ())),
+    )
 
 
 #: What the shifter does about a check that could not run: its own instruction (call the

@@ -156,14 +156,31 @@ def test_fmt_judged_shows_the_digits_that_separate_the_value_from_its_limits(
     assert fmt_judged(value, *limits) == shown
 
 
+@pytest.mark.parametrize(
+    ("value", "limits", "decimals", "shown"),
+    [
+        (1.996, (1.5, 2.0), 1, "1.996"),  # "2.0 mm (bad ±2)" on a WARNING: never again
+        (1.94, (1.5, 2.0), 1, "1.9"),  # the usual one decimal when it separates
+        (69.6, (70.0, 60.0), 0, "69.6"),  # "70 %" would not read as below the 70 % limit
+        (12.14, (8.0, 10.0), 1, "12.1"),
+        (-5.04, (5.0, -5.0), 1, "-5.04"),
+    ],
+)
+def test_fmt_judged_keeps_the_usual_decimals_unless_they_mislead(
+    value, limits, decimals, shown
+) -> None:
+    assert fmt_judged(value, *limits, decimals=decimals) == shown
+
+
 @given(
     st.floats(-1e6, 1e6, allow_nan=False),
     st.lists(st.floats(-1e6, 1e6, allow_nan=False), min_size=1, max_size=4),
 )
 def test_fmt_judged_never_puts_a_value_on_the_wrong_side_of_a_limit(value, limits) -> None:
-    shown = float(fmt_judged(value, *limits))
-    for t in limits:
-        assert (shown > t) == (value > t) and (shown < t) == (value < t)
+    for decimals in (None, 0, 1):
+        shown = float(fmt_judged(value, *limits, decimals=decimals))
+        for t in limits:
+            assert (shown > t) == (value > t) and (shown < t) == (value < t)
 
 
 def test_a_beam_centroid_warning_never_prints_the_bad_limit_as_its_value() -> None:
