@@ -1,7 +1,7 @@
 """quality CHECK_ERROR (BAD moves from 3 to 4); late batches per spill
 
 Revision ID: 0003b
-Revises: 0002
+Revises: 0003c
 Create Date: 2026-12-01 15:00:00
 
 ``Quality`` gains CHECK_ERROR between WARNING and BAD, keeping "integer order is
@@ -18,7 +18,7 @@ import sqlalchemy as sa
 
 
 revision = '0003b'
-down_revision = '0002'
+down_revision = '0003c'  # after main's 0003c (cause column); chained at the merge of main
 branch_labels = None
 depends_on = None
 

@@ -33,6 +33,7 @@ from dqm.core.evaluate import (
     config_version,
     evaluate_spill,
 )
+from dqm.core.incidents import find_incidents
 from dqm.core.specs import SUBSYSTEMS, SpecSet
 from dqm.store.engine import is_outage
 from dqm.store.flags import (
@@ -63,6 +64,7 @@ def _announcement(verdict: Verdict, version: str) -> dict:
         "quality": int(verdict.overall),
         "subsystems": {s: int(q) for s, q in verdict.subsystems.items()},
         "config_version": version,
+        "incidents": [i.to_dict() for i in verdict.incidents],
         **({"check_errors": failed} if failed else {}),
     }
 
@@ -189,6 +191,10 @@ class SpillJudge:
         daq = arrival_judgement(sp.status, spill_arrival(sp))
         if daq is not None:
             verdict.judgements.append(Judgement("daq", None, daq.check, daq, ARRIVAL_INSTRUCTION))
+        try:  # the same incidents as any verdict (pure: should not fail; never block on it)
+            verdict.judgements, verdict.incidents = find_incidents(verdict.judgements, self.specs)
+        except Exception:  # noqa: BLE001
+            log.exception("grouping the judging failure into incidents failed")
         version = self._version(session)
         inputs = CheckInputs({}, {}, None, {}, {}, version)
         try:
