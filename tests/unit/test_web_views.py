@@ -255,7 +255,10 @@ def test_a_tile_that_follows_from_a_cause_elsewhere_sends_the_shifter_there():
 
 def test_snapshot_tiles_read_the_cause_from_the_stored_flags():
     from apps.snapshot import _tiles
+    from dqm.checks import Quality
     from dqm.store.models import Flag
+
+    BAD = int(Quality.BAD)  # stored integers: BAD is 4 since CHECK_ERROR (3) came in
 
     follows = {"cause": "daq_source_absent:MS1", "subsystem": "daq", "explanation": "MS1 gone"}
 
@@ -271,10 +274,10 @@ def test_snapshot_tiles_read_the_cause_from_the_stored_flags():
         )
 
     flags = [
-        flag("daq", "daq_completeness", 3, "MS1 present in 50 %", instruction="call DAQ"),
-        flag("beam", "max_pull", 3, "pull 37σ", {"follows_from": follows}, "call M2"),
+        flag("daq", "daq_completeness", BAD, "MS1 present in 50 %", instruction="call DAQ"),
+        flag("beam", "max_pull", BAD, "pull 37σ", {"follows_from": follows}, "call M2"),
         flag("beam", "intensity", 0, "fine"),
-        flag("beam", "rollup", 3, "pull 37σ", {"follows_from": follows}, "follows from …"),
+        flag("beam", "rollup", BAD, "pull 37σ", {"follows_from": follows}, "follows from …"),
         flag("calorimeter", "chi2", 0, "fine"),
         flag(
             "calorimeter",
