@@ -15,11 +15,14 @@ __all__ = [
 ]
 
 #: background, text colour per quality word (:func:`dqm.checks.quality_name` spells them;
-#: STALE is the control room's own state)
+#: STALE is the control room's own state). CHECK_ERROR (the judging failed: call the DQM
+#: expert) is a saturated blue: unlike every detector state, and told from STALE's purple by
+#: its word as much as by its hue.
 QUALITY_COLOURS = {
     "GOOD": ("#1b7f3b", "#ffffff"),
     "WARNING": ("#f2a900", "#000000"),
     "BAD": ("#c4161c", "#ffffff"),
+    "CHECK_ERROR": ("#0a5cc2", "#ffffff"),
     "NO_DATA": ("#5a5a5a", "#ffffff"),
     "STALE": ("#6a3d9a", "#ffffff"),
 }

@@ -10,7 +10,7 @@ not in Alembic's batch mode: batch mode recreates the table, and dropping the ol
 ``spills`` with foreign keys on would cascade-delete every flag and histogram row.
 
 Revision ID: 0003f
-Revises: 0003c
+Revises: 0003b
 Create Date: 2026-12-01 12:00:00
 """
 
@@ -19,7 +19,7 @@ import sqlalchemy as sa
 
 
 revision = "0003f"
-down_revision = "0003c"
+down_revision = "0003b"
 branch_labels = None
 depends_on = None
 

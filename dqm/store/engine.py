@@ -28,6 +28,7 @@ __all__ = [
     "open_store",
     "make_engine",
     "make_sessionmaker",
+    "is_outage",
     "CONNECT_TIMEOUT_S",
     "Engine",
     "Session",
@@ -103,3 +104,16 @@ def open_store(settings: Settings, *, writer: bool = True) -> Store:
     """The store of ``settings`` (``DQM_DATABASE_URL`` or the embedded SQLite file)."""
     engine = make_engine(settings.effective_database_url, writer=writer)
     return Store(engine, make_sessionmaker(engine))
+
+
+def is_outage(error: BaseException) -> bool:
+    """A database that cannot be reached now (retry later), as opposed to one that refused.
+
+    ``OperationalError`` covers a refused or dropped connection, a server shutting down,
+    a deadlock or serialization failure: all worth retrying. A ``DBAPIError`` that
+    invalidated its connection is one too. Anything else (a programming error, bad data,
+    a constraint) will fail again the same way, so retrying it would only stall.
+    """
+    return isinstance(error, OperationalError) or (
+        isinstance(error, DBAPIError) and bool(error.connection_invalidated)
+    )

@@ -120,6 +120,10 @@ class Spill(Base):
     expected_events: Mapped[int | None] = mapped_column(Integer)
     received_batches: Mapped[int] = mapped_column(Integer, default=0)
     n_events: Mapped[int] = mapped_column(BigInteger, default=0)
+    # batches of this spill that came after its end-of-spill marker in the stream, or after
+    # it closed: dead-lettered, not counted, but judged (daq/marker_mismatch)
+    late_batches: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    late_events: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     # the summary (NULL until the spill closes): dqm.core.summary.finalize's quantities, plus
     # the per-subsystem qualities under "quality" once judged. Stored once, as JSON: no query
     # filters or sorts on a summary quantity (migration 0003f dropped 12 column copies).
