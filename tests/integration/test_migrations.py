@@ -294,3 +294,44 @@ def count_rows(conn, model) -> int:
     from sqlalchemy import func, select
 
     return conn.execute(select(func.count()).select_from(model.__table__)).scalar_one()
+
+
+def test_downgrades_on_sqlite_keep_the_rows_that_reference_spills(tmp_path):
+    """A downgrade that drops a spills column must not recreate the table on SQLite: with
+    foreign keys on, dropping the old table cascade-deletes every flag and histogram."""
+    from datetime import UTC, datetime
+
+    from sqlalchemy import insert
+
+    from dqm.store.models import Flag, Run, Spill, SpillHistograms
+
+    # Given the embedded store at head with a spill, its histograms and a flag
+    url = f"sqlite:///{tmp_path / 'down.sqlite'}"
+    upgrade_database(url)
+    now = datetime(2026, 12, 1, tzinfo=UTC)
+    engine = make_engine(url)
+    with engine.begin() as conn:
+        conn.execute(insert(Run.__table__).values(run=1, beam_config="mu160", started_at=now))
+        conn.execute(
+            insert(Spill.__table__).values(
+                id=1, run=1, spill=1, status="complete", opened_at=now, updated_at=now
+            )
+        )
+        conn.execute(
+            insert(SpillHistograms.__table__).values(
+                spill_id=1, format_version=1, size_bytes=1, blob=b"x"
+            )
+        )
+        conn.execute(
+            insert(Flag.__table__).values(
+                run=1, spill=1, spill_id=1, subsystem="beam", check="c", quality=0,
+                config_version="v", created_at=now,
+            )
+        )  # fmt: skip
+    engine.dispose()
+    # When it is downgraded to 0002 (every revision since), then those rows are all still there
+    downgrade_database(url, "0002")
+    engine = make_engine(url)
+    with engine.connect() as conn:
+        assert count_rows(conn, Flag) == 1 and count_rows(conn, SpillHistograms) == 1
+    engine.dispose()
