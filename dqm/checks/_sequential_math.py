@@ -22,7 +22,9 @@ Two chains live here:
   smallest count that alarms from ``S = 0`` on its own. The cap changes nothing before the
   first alarm (a count at or above it alarms with or without the cap, whatever ``S`` was),
   so delays are those of Page's test; it only bounds how far one wild spill lifts ``S``
-  above ``h``, hence how long a one-spill glitch keeps the flag up. Its false alarms are
+  above ``h``, hence how long a one-spill glitch keeps the flag up. The statistic is also
+  clipped at a ceiling a few counts above ``h``, so that after a long excess it falls back
+  within a few spills instead of paying back everything it gathered. Its false alarms are
   counted as *episodes* (spills that turn BAD after a spill that was not), from its exact
   stationary law; a held statistic that falls just below ``h`` may cross again soon, so
   the episode rate is a little above 1/ARL0 of the restarted test.
@@ -201,27 +203,26 @@ def cusum_for_arl0(
 
 @dataclass(frozen=True)
 class HeldCusum:
-    """Page's CUSUM as the ``pik_cusum`` check runs it: never restarted, counts capped.
+    """Page's CUSUM as the ``pik_cusum`` check runs it: never restarted, capped, bounded.
 
     Attributes:
         test: the lattice CUSUM (its ``k_steps``, ``h_steps`` and ``denominator``).
+        ceiling_steps: the statistic is clipped at this (≥ h): while an excess persists it
+            sits near the ceiling, and after it ends it falls below ``h`` in about
+            ``(ceiling − h)/(k − λ0)`` spills instead of paying back everything it gathered.
     """
 
     test: PoissonCusum
+    ceiling_steps: int
 
     @property
     def cap(self) -> int:
-        """Smallest count that alarms from ``S = 0``: ``⌈(h + k)·b / b⌉`` on the lattice."""
+        """Smallest count that alarms from ``S = 0`` on its own (``⌈(h + k)/b⌉``)."""
         return alarm_count(self.test.h_steps, self.test.k_steps, self.test.denominator)
 
-    def _size(self, rate: float) -> int:
-        # In control S drifts down above h: one spill lifts it at most b·cap − k, so states
-        # beyond 2h + a few counts carry no probability worth a state; the last one lumps them
-        return 2 * self.test.h_steps + self.test.denominator * (self.cap + 4)
-
-    def transitions(self, rate: float, size: int | None = None) -> sparse.csc_matrix:
-        """Full transition matrix on ``b·S = 0 .. size − 1`` (the last state lumps the rest)."""
-        n = size or self._size(rate)
+    def transitions(self, rate: float) -> sparse.csc_matrix:
+        """Transition matrix on ``b·S = 0 .. ceiling`` (exact: no state is truncated)."""
+        n = self.ceiling_steps + 1
         b, a, cap = self.test.denominator, self.test.k_steps, self.cap
         pmf = _st.poisson.pmf(np.arange(cap + 1), rate)
         pmf[cap] = _st.poisson.sf(cap - 1, rate)  # every count ≥ cap moves S as cap does
@@ -234,6 +235,16 @@ class HeldCusum:
         return sparse.csc_matrix(
             (np.concatenate(probs), (np.concatenate(rows), np.concatenate(cols))), shape=(n, n)
         )
+
+    def step(self, state_steps: int, count: int, k_steps: int | None = None) -> int:
+        """One spill: ``b·S ← clip(b·S + b·min(x, cap) − k, 0, ceiling)``.
+
+        ``k_steps`` of this spill (its own λ0) defaults to the design's; the cap follows it.
+        """
+        b, h = self.test.denominator, self.test.h_steps
+        a = self.test.k_steps if k_steps is None else k_steps
+        capped = min(count, alarm_count(h, a, b))
+        return min(max(0, state_steps + b * capped - a), self.ceiling_steps)
 
     def stationary(self, rate: float) -> NDArray[np.float64]:
         """Long-run law of ``b·S`` at a constant ``rate`` (``π = πP``, ``Σπ = 1``)."""
@@ -283,8 +294,8 @@ class CountCusumDesign:
     Attributes:
         lambda0: in-control mean count per spill the design was solved at.
         ratio: design ratio r (Page's test for λ0 → r·λ0).
-        k_steps, h_steps, h_warning_steps: reference value and the BAD / WARNING thresholds
-            in lattice steps of ``1/denominator`` counts.
+        k_steps, h_steps, h_warning_steps, ceiling_steps: reference value, the BAD / WARNING
+            thresholds and the ceiling in lattice steps of ``1/denominator`` counts.
         alarm_rate, warning_rate: the exact BAD / WARNING episode rates per spill achieved
             (at most the stated ones: the lattice makes the rate jump from one h to the next).
     """
@@ -294,24 +305,22 @@ class CountCusumDesign:
     k_steps: int
     h_steps: int
     h_warning_steps: int
+    ceiling_steps: int
     denominator: int
     alarm_rate: float
     warning_rate: float
 
     @property
     def held(self) -> HeldCusum:
-        return HeldCusum(
-            PoissonCusum(
-                self.k_steps,
-                self.h_steps,
-                self.denominator,
-                self.lambda0,
-                self.ratio * self.lambda0,
-            )
+        test = PoissonCusum(
+            self.k_steps, self.h_steps, self.denominator, self.lambda0, self.ratio * self.lambda0
         )
+        return HeldCusum(test, self.ceiling_steps)
 
 
-def _smallest_threshold(base: PoissonCusum, rate: float, alarm_rate: float) -> tuple[int, float]:
+def _smallest_threshold(
+    base: PoissonCusum, rate: float, alarm_rate: float, headroom_steps: int
+) -> tuple[int, float]:
     """``(h_steps, episode rate)``: the smallest h whose held episode rate ≤ ``alarm_rate``.
 
     The rate falls as h grows (a higher threshold is crossed less often), so doubling then
@@ -319,7 +328,7 @@ def _smallest_threshold(base: PoissonCusum, rate: float, alarm_rate: float) -> t
     """
 
     def episodes(h_steps: int) -> float:
-        return HeldCusum(base.with_h_steps(h_steps)).episode_rate(rate)
+        return HeldCusum(base.with_h_steps(h_steps), h_steps + headroom_steps).episode_rate(rate)
 
     lo, hi = 0, max(1, base.denominator // 2)
     hi_rate = episodes(hi)
@@ -344,6 +353,7 @@ def design_count_cusum(
     ratio: float,
     alarm_rate: float,
     warning_rate: float,
+    headroom: float = 3.0,
     denominator: int = DEFAULT_DENOMINATOR,
 ) -> CountCusumDesign:
     """Page's held CUSUM for λ0 → r·λ0 with BAD and WARNING thresholds from episode rates.
@@ -355,6 +365,8 @@ def design_count_cusum(
         ratio: design ratio r > 1.
         alarm_rate: BAD episodes per in-control spill allowed, in (0, 1).
         warning_rate: WARNING episodes per in-control spill allowed, ≥ alarm_rate.
+        headroom: counts the statistic may climb above ``h`` (the ceiling, see
+            :class:`HeldCusum`).
         denominator: lattice steps per count.
 
     Returns:
@@ -366,9 +378,12 @@ def design_count_cusum(
         raise ValueError(
             f"need 0 < alarm_rate ≤ warning_rate < 1, got {alarm_rate}, {warning_rate}"
         )
+    if not headroom >= 0:
+        raise ValueError(f"headroom must be ≥ 0 counts, got {headroom}")
     base = PoissonCusum.design(lambda0, ratio * lambda0, 1.0, denominator)
-    h_steps, rate = _smallest_threshold(base, lambda0, alarm_rate)
-    held = HeldCusum(base.with_h_steps(h_steps))
+    headroom_steps = round(headroom * denominator)
+    h_steps, rate = _smallest_threshold(base, lambda0, alarm_rate, headroom_steps)
+    held = HeldCusum(base.with_h_steps(h_steps), h_steps + headroom_steps)
     # WARNING: the lowest threshold whose episodes (of the same statistic) stay within theirs
     lo, hi = 0, h_steps  # rate(hi) ≤ alarm_rate ≤ warning_rate
     while hi - lo > 1:
@@ -383,6 +398,7 @@ def design_count_cusum(
         base.k_steps,
         h_steps,
         hi,
+        h_steps + headroom_steps,
         denominator,
         rate,
         held.episode_rate(lambda0, hi),

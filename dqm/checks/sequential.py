@@ -24,7 +24,6 @@ from dqm.checks._core import CheckContext, CheckResult, Quality
 from dqm.checks._registry import register_check
 from dqm.checks._sequential_math import (
     CountCusumDesign,
-    alarm_count,
     design_count_cusum,
     reference_value,
 )
@@ -53,9 +52,11 @@ def _pairs(context: CheckContext, count_key: str, n_key: str) -> list[tuple[int,
     return out
 
 
-def _design(lambda0_mean: float, ratio: float, alarm: float, warning: float) -> CountCusumDesign:
+def _design(
+    lambda0_mean: float, ratio: float, alarm: float, warning: float, headroom: float
+) -> CountCusumDesign:
     # 3 significant digits: a run's spills share one cached design, the rate moves < 1 %
-    return design_count_cusum(float(f"{lambda0_mean:.3g}"), ratio, alarm, warning)
+    return design_count_cusum(float(f"{lambda0_mean:.3g}"), ratio, alarm, warning, headroom)
 
 
 @register_check(
@@ -79,6 +80,12 @@ def _design(lambda0_mean: float, ratio: float, alarm: float, warning: float) -> 
             None,
             f"WARNING: at most this many (default {WARNING_RATE_FACTOR:g} × alarm_rate)",
         ),
+        "headroom": (
+            float,
+            3.0,
+            "counts the statistic may climb above its BAD threshold: the flag then outlives "
+            "an excess by ≈ headroom / (k − λ0) spills",
+        ),
     },
     ordered=(("alarm_rate", "warning_rate"),),
 )
@@ -91,6 +98,7 @@ def check_pik_cusum(
     ratio: float,
     alarm_rate: float,
     warning_rate: float | None,
+    headroom: float,
 ) -> CheckResult:
     """Page's Poisson CUSUM of the hadron-tagged count; value = the statistic (counts).
 
@@ -103,24 +111,21 @@ def check_pik_cusum(
         return no_data(f"'{count_key}' or '{n_key}' missing from the summary (or no events)")
     spills = [*_pairs(context, count_key, n_key), (round(count), events)]
     lambda0_mean = expected * sum(n for _, n in spills) / len(spills)
-    design = _design(
-        lambda0_mean, ratio, alarm_rate, warning_rate or WARNING_RATE_FACTOR * alarm_rate
-    )
-    b, h = design.denominator, design.h_steps
+    warning = warning_rate or WARNING_RATE_FACTOR * alarm_rate
+    design = _design(lambda0_mean, ratio, alarm_rate, warning, headroom)
+    held, b = design.held, design.denominator
     state, path = 0, []
     window = (0, 0.0, 0)  # hadrons, expected, spills since the statistic left zero
     for x, n in spills:
         lambda0 = expected * n
-        k_steps = round(reference_value(lambda0, ratio * lambda0) * b)
-        capped = min(x, alarm_count(h, k_steps, b))
-        state = max(0, state + b * capped - k_steps)
+        state = held.step(state, x, round(reference_value(lambda0, ratio * lambda0) * b))
         path.append(state / b)
         window = (window[0] + x, window[1] + lambda0, window[2] + 1) if state else (0, 0.0, 0)
     if not state:
         window = (round(count), expected * events, 1)
     quality = (
         Quality.BAD
-        if state >= h
+        if state >= design.h_steps
         else Quality.WARNING
         if state >= design.h_warning_steps
         else Quality.GOOD
@@ -167,6 +172,7 @@ def _result(
             "k": design.k_steps / b,
             "h": h,
             "h_warning": h_warning,
+            "ceiling": design.ceiling_steps / b,
             "design_ratio": design.ratio,
             "design_lambda0": design.lambda0,
             "false_alarm_rate": design.alarm_rate,
