@@ -236,16 +236,6 @@ class HeldCusum:
             (np.concatenate(probs), (np.concatenate(rows), np.concatenate(cols))), shape=(n, n)
         )
 
-    def step(self, state_steps: int, count: int, k_steps: int | None = None) -> int:
-        """One spill: ``b·S ← clip(b·S + b·min(x, cap) − k, 0, ceiling)``.
-
-        ``k_steps`` of this spill (its own λ0) defaults to the design's; the cap follows it.
-        """
-        b, h = self.test.denominator, self.test.h_steps
-        a = self.test.k_steps if k_steps is None else k_steps
-        capped = min(count, alarm_count(h, a, b))
-        return min(max(0, state_steps + b * capped - a), self.ceiling_steps)
-
     def stationary(self, rate: float) -> NDArray[np.float64]:
         """Long-run law of ``b·S`` at a constant ``rate`` (``π = πP``, ``Σπ = 1``)."""
         p = self.transitions(rate)
@@ -269,12 +259,19 @@ class HeldCusum:
         return float(law[:thr] @ into)
 
     def flagged_after(
-        self, start_steps: int, rate: float, spills: int, threshold_steps: int
+        self, start: int | NDArray[np.float64], rate: float, spills: int, threshold_steps: int
     ) -> NDArray[np.float64]:
-        """``P(S_t ≥ threshold)`` for ``t = 1 .. spills`` from ``b·S_0 = start_steps``."""
+        """``P(S_t ≥ threshold)`` for ``t = 1 .. spills`` at ``rate``.
+
+        ``start`` is the state ``b·S_0`` or a law over the states (e.g. the stationary law
+        moved by one glitch spill: ``transitions(rate_glitch).T @ stationary(rate)``).
+        """
         p = self.transitions(rate).tocsr()
-        law = np.zeros(p.shape[0])
-        law[min(start_steps, p.shape[0] - 1)] = 1.0
+        if isinstance(start, np.ndarray):
+            law = np.asarray(start, dtype=float)
+        else:
+            law = np.zeros(p.shape[0])
+            law[min(int(start), p.shape[0] - 1)] = 1.0
         out = np.empty(spills)
         for t in range(spills):
             law = p.T @ law

@@ -18,7 +18,9 @@ trail). Layer: pure (a summary and a history in, a result out).
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+
+import numpy as np
+from numpy.typing import NDArray
 
 from dqm.checks._core import CheckContext, CheckResult, Quality
 from dqm.checks._registry import register_check
@@ -39,17 +41,20 @@ PIK_FRACTION_ALARM_RATE = 8.44e-4
 WARNING_RATE_FACTOR = 10.0
 
 
-def _pairs(context: CheckContext, count_key: str, n_key: str) -> list[tuple[int, float]]:
-    """``(count, events)`` of the earlier spills that have both, oldest first (NaN skipped)."""
+def _spills(
+    context: CheckContext, count_key: str, n_key: str, count: float, events: float
+) -> tuple[NDArray[np.int64], NDArray[np.float64]]:
+    """Counts and events of the earlier spills that have both (NaN skipped), then this one."""
     history = context.history or {}
-    counts: Sequence[float] = history.get(count_key, ())
-    events: Sequence[float] = history.get(n_key, ())
-    depth = min(len(counts), len(events))  # aligned on the newest spill
-    out = []
-    for x, n in zip(counts[len(counts) - depth :], events[len(events) - depth :], strict=True):
-        if math.isfinite(x) and math.isfinite(n) and n > 0 and x >= 0:
-            out.append((round(x), float(n)))
-    return out
+    counts = np.asarray(history.get(count_key, ()), dtype=float)
+    n = np.asarray(history.get(n_key, ()), dtype=float)
+    depth = min(counts.size, n.size)  # aligned on the newest spill
+    counts, n = counts[counts.size - depth :], n[n.size - depth :]
+    ok = np.isfinite(counts) & np.isfinite(n) & (n > 0) & (counts >= 0)
+    return (
+        np.append(np.rint(counts[ok]), round(count)).astype(np.int64),
+        np.append(n[ok], events),
+    )
 
 
 def _design(
@@ -109,16 +114,20 @@ def check_pik_cusum(
     events = summary_value(context, n_key)
     if count is None or events is None or events <= 0:
         return no_data(f"'{count_key}' or '{n_key}' missing from the summary (or no events)")
-    spills = [*_pairs(context, count_key, n_key), (round(count), events)]
-    lambda0_mean = expected * sum(n for _, n in spills) / len(spills)
+    counts, n = _spills(context, count_key, n_key, count, events)
+    lambda0s = expected * n
     warning = warning_rate or WARNING_RATE_FACTOR * alarm_rate
-    design = _design(lambda0_mean, ratio, alarm_rate, warning, headroom)
-    held, b = design.held, design.denominator
+    design = _design(float(lambda0s.mean()), ratio, alarm_rate, warning, headroom)
+    b, h, top = design.denominator, design.h_steps, design.ceiling_steps
+    # each spill's own k (its λ0) and cap (the count that alarms from 0): see _sequential_math
+    k_steps = np.rint(b * reference_value(1.0, ratio) * lambda0s).astype(np.int64)
+    caps = -(-(h + k_steps) // b)
     state, path = 0, []
     window = (0, 0.0, 0)  # hadrons, expected, spills since the statistic left zero
-    for x, n in spills:
-        lambda0 = expected * n
-        state = held.step(state, x, round(reference_value(lambda0, ratio * lambda0) * b))
+    for x, a, cap, lambda0 in zip(
+        counts.tolist(), k_steps.tolist(), caps.tolist(), lambda0s.tolist(), strict=True
+    ):
+        state = min(max(0, state + b * min(x, cap) - a), top)
         path.append(state / b)
         window = (window[0] + x, window[1] + lambda0, window[2] + 1) if state else (0, 0.0, 0)
     if not state:
