@@ -378,6 +378,10 @@ def design_count_cusum(
     if not headroom >= 0:
         raise ValueError(f"headroom must be ≥ 0 counts, got {headroom}")
     base = PoissonCusum.design(lambda0, ratio * lambda0, 1.0, denominator)
+    if base.k_steps < 1:
+        raise ValueError(
+            f"λ0 = {lambda0:g} per spill puts k below the lattice step 1/{denominator}"
+        )
     headroom_steps = round(headroom * denominator)
     h_steps, rate = _smallest_threshold(base, lambda0, alarm_rate, headroom_steps)
     held = HeldCusum(base.with_h_steps(h_steps), h_steps + headroom_steps)

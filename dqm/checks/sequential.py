@@ -37,6 +37,9 @@ __all__ = ["check_pik_cusum", "PIK_FRACTION_ALARM_RATE"]
 #: count ≥ 12 in 2 spills of 20 000 events at 1e-4), exact: ``dqm.sim.count_bound.
 #: episode_rate(12, 2, 2.0)``. The default, so the CUSUM raises no more false alarms.
 PIK_FRACTION_ALARM_RATE = 8.44e-4
+#: Below this mean count per spill (≈ 500 events at 1e-4) k is under the chain's lattice
+#: resolution (1/50 count) and no honest threshold exists: NO_DATA, with the reason.
+MIN_EXPECTED_PER_SPILL = 0.05
 #: WARNING allows this many times the BAD false-alarm rate unless ``warning_rate`` is given.
 WARNING_RATE_FACTOR = 10.0
 
@@ -116,6 +119,13 @@ def check_pik_cusum(
         return no_data(f"'{count_key}' or '{n_key}' missing from the summary (or no events)")
     counts, n = _spills(context, count_key, n_key, count, events)
     lambda0s = expected * n
+    if lambda0s.mean() < MIN_EXPECTED_PER_SPILL:
+        return no_data(
+            f"π/K: {lambda0s.mean():.3f} hadrons expected per spill in this run, fewer than "
+            f"{MIN_EXPECTED_PER_SPILL:g}: too few events to follow a π/K rate",
+            observed=round(count),
+            expected=expected * events,
+        )
     warning = warning_rate or WARNING_RATE_FACTOR * alarm_rate
     design = _design(float(lambda0s.mean()), ratio, alarm_rate, warning, headroom)
     b, h, top = design.denominator, design.h_steps, design.ceiling_steps

@@ -210,6 +210,9 @@ def test_a_spill_with_fewer_events_expects_fewer_hadrons():
 
 def test_no_count_or_no_events_is_no_data():
     assert judge([2.0], [0.0]).quality == Quality.NO_DATA
+    # a run of spills expecting almost no hadron cannot be followed (k under the lattice)
+    tiny = judge([0.0, 1.0], [100.0, 100.0])
+    assert tiny.quality == Quality.NO_DATA and "too few events" in tiny.explanation
     context = CheckContext(summary={"pik_n_events": EVENTS})
     assert run_check("pik_cusum", context, SHIPPED).quality == Quality.NO_DATA
 
