@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 
 import boost_histogram as bh
 
-from dqm.checks import CheckContext, CheckResult, Quality, judged_worst, run_check
+from dqm.checks import CHECKS, CheckContext, CheckResult, Quality, judged_worst, run_check
+from dqm.core.conditions import RunConditions, UnresolvedCondition, resolve_params
 from dqm.core.specs import SUBSYSTEMS, SpecSet
 
 __all__ = [
@@ -23,10 +24,15 @@ __all__ = [
     "config_version",
     "history_series",
     "HISTORY_SPILLS",
+    "NO_CONDITIONS",
+    "with_conditions",
+    "conditions_judgement",
 ]
 
 #: How many earlier spills of the run the trend checks (CUSUM, EWMA, intensity) see.
 HISTORY_SPILLS = 60
+#: Why a check that needs the run's conditions (or a reference chosen by them) did not judge.
+NO_CONDITIONS = "no run conditions received"
 
 
 @dataclass(frozen=True)
@@ -99,8 +105,23 @@ def evaluate_spill(
     overrides: Mapping[tuple[str, str], Mapping] | None = None,
     status: str = "complete",
     batches: tuple[int, int | None] | None = None,
+    conditions: RunConditions | None = None,
+    reference_conditions: RunConditions | None = None,
 ) -> Verdict:
-    """Run every spec check; ``overrides[(histogram, check)]`` replaces parameters."""
+    """Run every spec check; ``overrides[(histogram, check)]`` replaces parameters.
+
+    ``conditions`` are the run's (None: never received); parameters written as
+    ``"@p_beam_gev"`` take their value from them. ``reference_conditions`` are those the
+    reference was taken under (None: not recorded); a difference is flagged.
+    """
+    no_reference = None
+    if not reference:
+        no_reference = (
+            f"{NO_CONDITIONS}: no reference can be chosen"
+            if conditions is None
+            else f"no reference for {conditions.beam_config} (an expert certifies one: "
+            f"dqm reference set RUN)"
+        )
     reference = reference or {}
     masked = masked or {}
     overrides = overrides or {}
@@ -118,8 +139,10 @@ def evaluate_spill(
                 summary=numeric,
                 history=history,
                 masked=frozenset(tuple(c) for c in masked.get(spec.name, ())),
+                conditions=conditions,
             )
-            result = run_check(check.type, ctx, params)
+            ready = with_conditions(check.type, params, conditions, no_reference=no_reference)
+            result = ready if isinstance(ready, CheckResult) else run_check(check.type, ctx, ready)
             verdict.judgements.append(
                 Judgement(
                     spec.subsystem,
@@ -129,6 +152,9 @@ def evaluate_spill(
                     check.instruction or spec.instruction,
                 )
             )
+    about_conditions = conditions_judgement(conditions, reference_conditions)
+    if about_conditions is not None:
+        verdict.judgements.append(about_conditions)
     if status != "complete":
         got, expected = batches or (0, None)
         verdict.judgements.append(
@@ -151,3 +177,78 @@ def evaluate_spill(
             )
         )
     return verdict
+
+
+def with_conditions(
+    check: str,
+    params: Mapping,
+    conditions: RunConditions | None,
+    *,
+    no_reference: str | None = None,
+) -> dict | CheckResult:
+    """A check's parameters with ``"@name"`` resolved from the run conditions — or, when it
+    cannot judge for want of them, the NO_DATA result that says why (never an error).
+
+    ``no_reference`` is why the spill has no reference at all (no conditions, or none
+    certified for this beam configuration); checks that need one get it as their reason.
+    """
+    registered = CHECKS.get(check)
+    if no_reference and registered is not None and registered.needs_reference:
+        return CheckResult(Quality.NO_DATA, None, {}, no_reference, {}, check)
+    try:
+        return resolve_params(params, conditions)
+    except UnresolvedCondition as exc:
+        return CheckResult(
+            Quality.NO_DATA, None, {}, f"{NO_CONDITIONS} ({exc})", {"needs": "conditions"}, check
+        )
+
+
+def conditions_judgement(
+    conditions: RunConditions | None, reference_conditions: RunConditions | None
+) -> Judgement | None:
+    """The DAQ flag about the run conditions: none received, or a reference taken under others.
+
+    Nothing to say (None) when the run has its conditions and the reference matches them
+    or did not record any (a reference set before conditions were recorded).
+    """
+    if conditions is None:
+        return Judgement(
+            "daq",
+            None,
+            "run_conditions",
+            CheckResult(
+                Quality.WARNING,
+                None,
+                {},
+                f"{NO_CONDITIONS} from the DAQ for this run: momentum-scale checks and reference "
+                "comparisons give NO_DATA",
+                {"conditions": None},
+                "run_conditions",
+            ),
+            "The DAQ did not announce this run's conditions (beam, momentum, magnets, trigger): "
+            "call the DAQ expert. The spills are judged without them until they arrive.",
+        )
+    if reference_conditions is None:
+        return None
+    diffs = conditions.differences(reference_conditions)
+    if not diffs:
+        return None
+    return Judgement(
+        "daq",
+        None,
+        "reference_conditions",
+        CheckResult(
+            Quality.WARNING,
+            float(len(diffs)),
+            {},
+            "the reference was taken under other conditions (this run vs reference): "
+            + "; ".join(diffs),
+            {
+                "conditions": conditions.to_dict(),
+                "reference_conditions": reference_conditions.to_dict(),
+            },
+            "reference_conditions",
+        ),
+        "Shape comparisons may flag the change of conditions, not the detector: ask the DQM "
+        "expert to certify a reference for these conditions (dqm reference suggest).",
+    )

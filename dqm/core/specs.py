@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from dqm.core.conditions import condition_references
 from dqm.core.variables import Expression, ExpressionError, compile_expression
 from dqm.errors import SpecError
 
@@ -251,9 +252,12 @@ def _checks(ctx: _Ctx, raw: Any, entry: str) -> tuple[CheckSpec, ...]:
         params = _typed(ctx, table, "params", dict, entry, default={})
         if validate_check_params is not None:
             try:
-                params = validate_check_params(ctype, params)
+                # a number parameter may be "@p_beam_gev": resolved from the run's conditions
+                deferred = condition_references(ctype, params)
+                params = validate_check_params(ctype, params, deferred=deferred)
             except SpecError as exc:
-                raise ctx.error(f"check '{ctype}': {exc}", entry, exc.key or "type") from None
+                why = str(exc).removeprefix(f"key '{exc.key}': ")  # the key is named once
+                raise ctx.error(f"check '{ctype}': {why}", entry, exc.key or "type") from None
         out.append(
             CheckSpec(
                 type=ctype,

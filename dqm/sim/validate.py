@@ -212,6 +212,7 @@ class _Judge:
             summary,
             history=history_series(past[-HISTORY_SPILLS:]),
             reference=self.reference,
+            conditions=self.config.sim(self.config.run).conditions(),  # as the DAQ announces
         )
 
 
