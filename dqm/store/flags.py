@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 from dqm.checks import Quality, judged_worst
 from dqm.checks._core import to_jsonable
 from dqm.config import Settings
+from dqm.core.conditions import RunConditions
 from dqm.core.evaluate import (
     HISTORY_SPILLS,
     Verdict,
@@ -29,11 +30,11 @@ from dqm.core.specs import SpecSet
 from dqm.errors import StorageError
 from dqm.store.models import ChannelMask, CheckOverride, Flag, Reference, Run, Spill
 from dqm.store.references import (
-    DEFAULT_BEAM_CONFIG,
     ReferenceCache,
     active_reference,
     flags_reference_run,
 )
+from dqm.store.runs import as_conditions, lock_run
 from dqm.store.spills import ClosedSpill, spill_histograms
 
 __all__ = [
@@ -58,6 +59,10 @@ class CheckInputs:
     masked: dict[str, list[list[int]]]
     overrides: dict[tuple[str, str], dict]
     version: str
+    #: the run conditions the spill is judged under (None: none received)
+    conditions: RunConditions | None = None
+    #: the conditions the reference was taken under (None: none, or not recorded)
+    reference_conditions: RunConditions | None = None
 
 
 def _naive_utc(ts: datetime) -> datetime:
@@ -101,6 +106,8 @@ def _masks(session: Session, at: datetime) -> dict[str, list[list[int]]]:
 
 #: ``gather_inputs(reference=ACTIVE)``: use the beam configuration's active reference.
 ACTIVE = object()
+#: ``gather_inputs(conditions=CURRENT)``: the run's conditions as stored now.
+CURRENT = object()
 
 
 def gather_inputs(
@@ -111,11 +118,14 @@ def gather_inputs(
     *,
     version: str | None = None,
     reference: Reference | None | object = ACTIVE,
+    conditions: RunConditions | None | object = CURRENT,
 ) -> CheckInputs:
     """Inputs as they were when ``sp`` closed; ``version`` pins the threshold overrides.
 
-    ``reference`` is the reference to compare with (``None``: none, as when the live
-    flags were made without one); by default the active one of the run's beam configuration.
+    ``conditions`` are the run conditions to judge under (``None``: none, as when the live
+    flags were made without them); by default the run's. ``reference`` is the reference to
+    compare with (``None``: none); by default the active one of the beam configuration
+    those conditions give — no conditions, no reference (never a default configuration).
     """
     if version is not None:
         spec_hash, _, ov = version.partition("+")
@@ -127,12 +137,13 @@ def gather_inputs(
         upto = int(ov or 0)
     else:
         upto = session.scalar(select(func.max(CheckOverride.id))) or 0
-    run_row = session.get(Run, sp.run)
-    ref = (
-        active_reference(session, run_row.beam_config if run_row else DEFAULT_BEAM_CONFIG)
-        if reference is ACTIVE
-        else reference
-    )
+    if conditions is CURRENT:
+        run_row = session.get(Run, sp.run)
+        conditions = as_conditions(run_row.conditions) if run_row else None
+    assert conditions is None or isinstance(conditions, RunConditions)
+    if reference is ACTIVE:
+        reference = active_reference(session, conditions.beam_config) if conditions else None
+    ref = reference
     assert ref is None or isinstance(ref, Reference)
     at = sp.closed_at or datetime.now(UTC)
     return CheckInputs(
@@ -142,6 +153,8 @@ def gather_inputs(
         masked=_masks(session, at),
         overrides=_overrides(session, upto),
         version=config_version(specs, upto),
+        conditions=conditions,
+        reference_conditions=as_conditions(ref.conditions) if ref else None,
     )
 
 
@@ -194,6 +207,7 @@ def store_verdict(
     session.add_all(rows)
     sp.quality = int(verdict.overall)
     sp.config_version = inputs.version
+    sp.conditions = inputs.conditions.to_dict() if inputs.conditions else None
     summary = dict(sp.summary or {})
     summary["quality"] = {s: int(q) for s, q in verdict.subsystems.items()}
     sp.summary = summary
@@ -262,11 +276,17 @@ def _store_run_rollup(
 
 
 def make_close_hook(settings: Settings, specs: SpecSet):
-    """The worker's close hook: judge the spill, store flags, return what to announce."""
+    """The worker's close hook: judge the spill, store flags, return what to announce.
+
+    It carries ``rejudge(session, run)``: the worker calls it when a run's conditions
+    changed, to judge again the spills already judged under other (or no) conditions.
+    """
     refs = ReferenceCache()
 
     def judge(session: Session, closed: ClosedSpill) -> dict:
         sp = session.get(Spill, closed.spill_id)
+        # conditions being stored by another worker now: wait for them (or be re-judged)
+        lock_run(session, sp.run)
         inputs = gather_inputs(session, sp, specs, refs)
         verdict = evaluate_spill(
             specs,
@@ -278,14 +298,24 @@ def make_close_hook(settings: Settings, specs: SpecSet):
             overrides=inputs.overrides,
             status=closed.status,
             batches=(sp.received_batches, sp.expected_batches),
+            conditions=inputs.conditions,
+            reference_conditions=inputs.reference_conditions,
         )
         store_verdict(session, sp, verdict, inputs)
         return {
             "quality": int(verdict.overall),
             "subsystems": {s: int(q) for s, q in verdict.subsystems.items()},
             "config_version": inputs.version,
+            "beam_config": inputs.conditions.beam_config if inputs.conditions else None,
         }
 
+    def rejudge(session: Session, run: int) -> list[dict]:
+        from dqm.store.rejudge import rejudge_run
+
+        return rejudge_run(session, run, specs, refs)
+
+    # the worker calls this when a run's conditions change (see dqm.store.rejudge)
+    judge.rejudge = rejudge  # type: ignore[attr-defined]
     return judge
 
 
@@ -310,7 +340,9 @@ def recheck_run(
     used = version or ""
     for sp in spills:
         ref: Reference | None | object = ACTIVE  # never judged: as the live hook would now
+        cond: RunConditions | None | object = CURRENT
         if session.scalar(select(func.count()).select_from(Flag).where(Flag.spill_id == sp.id)):
+            cond = as_conditions(sp.conditions)  # judged: under the conditions it was judged
             ref_run = flags_reference_run(
                 session, sp.id
             )  # judged: the reference it was judged against, or none
@@ -332,6 +364,7 @@ def recheck_run(
             refs,
             version=pinned if pinned and pinned.split("+")[0] == specs.version else None,
             reference=ref,
+            conditions=cond,
         )
         used = inputs.version
         verdict = evaluate_spill(
@@ -344,6 +377,8 @@ def recheck_run(
             overrides=inputs.overrides,
             status=sp.status,
             batches=(sp.received_batches, sp.expected_batches),
+            conditions=inputs.conditions,
+            reference_conditions=inputs.reference_conditions,
         )
         if store:
             store_verdict(session, sp, verdict, inputs, update_run=False)

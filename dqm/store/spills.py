@@ -22,6 +22,7 @@ from sqlalchemy import and_, delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from dqm.core.conditions import RunConditions
 from dqm.core.histio import FORMAT_VERSION, add_into, decode_histograms, encode_histograms
 from dqm.core.summary import finalize, merge
 from dqm.store.models import (
@@ -29,12 +30,12 @@ from dqm.store.models import (
     SPILL_INCOMPLETE,
     SPILL_OPEN,
     ProcessedMessage,
-    Run,
     Spill,
     SpillHistograms,
     SpillPartial,
     utcnow,
 )
+from dqm.store.runs import ensure_run, store_conditions
 
 __all__ = [
     "Contribution",
@@ -91,6 +92,8 @@ class Contribution:
 @dataclass
 class CommitOutcome:
     spill_ids: set[int] = field(default_factory=set)
+    #: runs whose conditions this group changed (their judged spills may need judging again)
+    conditions_changed: set[int] = field(default_factory=set)
     # : messages recorded but not counted: (message id, kind, reason tag, detail) for the dead
     # letters
     rejected: list[tuple[str, str, str, str]] = field(default_factory=list)
@@ -114,10 +117,12 @@ def insert_ignore(session: Session, model, values: Mapping | list[Mapping]) -> N
 
 
 def ensure_spill(session: Session, run: int, spill: int, *, lock: bool = True) -> Spill:
-    """The spill row (created if new), locked for update on PostgreSQL."""
-    insert_ignore(
-        session, Run, {"run": run, "beam_config": "mu160", "started_at": utcnow(), "comment": ""}
-    )
+    """The spill row (created if new), locked for update on PostgreSQL.
+
+    A run first heard of through a spill gets no beam configuration: its conditions are
+    unknown until announced (:func:`dqm.store.runs.store_conditions`).
+    """
+    ensure_run(session, run)
     now = utcnow()
     insert_ignore(
         session,
@@ -171,8 +176,12 @@ def commit_group(
     consumer: str,
     contributions: Iterable[Contribution],
     dead_ids: Iterable[str] = (),
+    conditions: Iterable[tuple[str, RunConditions]] = (),
 ) -> CommitOutcome:
-    """Write one group (caller commits). Raises IntegrityError if a message id was stored already."""
+    """Write one group (caller commits). Raises IntegrityError if a message id was stored already.
+
+    ``conditions`` are the group's run-condition announcements, (message id, conditions).
+    """
     out = CommitOutcome()
     now = utcnow()
     rows: list[dict] = []
@@ -222,6 +231,13 @@ def commit_group(
                 {"message_id": c.marker[0], "kind": "eos", "spill_id": sp.id, "batch_index": None}
             )
         sp.updated_at = now
+    # runs after spills: every writer locks in that order (see dqm.store.runs)
+    for mid, cond in sorted(conditions, key=lambda mc: (mc[1].run, mc[0])):
+        if store_conditions(session, cond, mid):
+            out.conditions_changed.add(cond.run)
+        rows.append(
+            {"message_id": mid, "kind": "conditions", "spill_id": None, "batch_index": None}
+        )
     rows.extend(
         {"message_id": m, "kind": "dead", "spill_id": None, "batch_index": None} for m in dead_ids
     )
