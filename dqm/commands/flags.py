@@ -20,6 +20,7 @@ from dqm.pipeline.runtime import open_store
 from dqm.store.flags import query_flags
 from dqm.store.models import Flag, Reference, Run, Spill
 from dqm.store.references import reference_warnings
+from dqm.store.runs import as_conditions
 
 
 def add_parser(sub) -> None:
@@ -66,9 +67,20 @@ def format_thresholds(thresholds: dict | None) -> str:
 
 def _rollup_line(run_row: Run | None, n_spills: int, rollups) -> str:
     per = {f.subsystem: Quality(f.quality).name for f in rollups if f.spill is None}
-    beam = f", beam {run_row.beam_config}" if run_row else ""
+    beam = f", beam {run_row.beam_config or 'unknown'}" if run_row else ""
     worst = "  ".join(f"{s} {per.get(s, '-')}" for s in SUBSYSTEMS)
     return f"run {run_row.run if run_row else '?'}{beam}: {n_spills} closed spills; worst per subsystem: {worst}"
+
+
+def conditions_line(run_row: Run) -> str:
+    """The run's conditions as the shifter reads them (the wall's header says the same)."""
+    cond = as_conditions(run_row.conditions)
+    if cond is None:
+        return (
+            "conditions: none received from the DAQ (momentum-scale checks and reference "
+            "comparisons give NO_DATA)"
+        )
+    return f"conditions: {cond.describe()}"
 
 
 def _reference_line(session, run: int, max_age_days: float) -> str:
@@ -81,7 +93,13 @@ def _reference_line(session, run: int, max_age_days: float) -> str:
         )
     )
     if not ref_runs:
-        return "compared with: no reference run (shape checks NO_DATA); 'dqm reference suggest' proposes one"
+        cond = as_conditions(session.scalar(select(Run.conditions).where(Run.run == run)))
+        if cond is None:
+            return "compared with: no reference (no run conditions, so no beam configuration)"
+        return (
+            f"compared with: no reference for {cond.beam_config} (shape checks NO_DATA); "
+            f"'dqm reference suggest --beam-config {cond.beam_config}' proposes one"
+        )
     refs = [
         session.scalars(
             select(Reference).where(Reference.run == r).order_by(Reference.id.desc()).limit(1)
@@ -115,6 +133,7 @@ def run(args, settings) -> int:
                 .where(Spill.run == args.run, Spill.status != "open")
             )
             print(_rollup_line(run_row, n_spills, query_flags(session, args.run, rollups=True)))
+            print(conditions_line(run_row))
             print(_reference_line(session, args.run, settings.reference_max_age_days))
             flags = query_flags(
                 session,

@@ -150,6 +150,7 @@ def _cover(fig: Figure, data: ReportData) -> None:
             "Beam configurations",
             ", ".join(f"{c}: {k:,d} spills" for c, k in sorted(data.beam_configs.items())) or "–",
         ),
+        *_conditions_lines(data),
     ]
     if not data.spills:
         lines.append(
@@ -157,9 +158,9 @@ def _cover(fig: Figure, data: ReportData) -> None:
         )
     y = 0.86
     for key, value in lines:
-        alarm = key == "Spills not received" and bool(
-            data.missing_spills
-        )  # a loss nothing else flags
+        alarm = (key == "Spills not received" and bool(data.missing_spills)) or (
+            key == "Run conditions" and value.startswith(_NO_CONDITIONS)
+        )  # a loss nothing else flags, runs judged without their conditions
         fig.text(
             0.05, y, key, fontsize=10, weight="bold", color=QUALITY_COLOURS[3] if alarm else "black"
         )
@@ -187,6 +188,27 @@ def _cover(fig: Figure, data: ReportData) -> None:
         )
     for i, note in enumerate(notes):
         fig.text(0.05, 0.09 - 0.03 * i, note, fontsize=8, color="#a0522d")
+
+
+_NO_CONDITIONS = "none received from the DAQ"
+
+
+def _conditions_lines(data: ReportData, most: int = 3) -> list[tuple[str, str]]:
+    """Runs grouped by their conditions, those without any first (at most ``most`` lines)."""
+    groups: dict[str, list[int]] = {}
+    for run in data.runs:
+        groups.setdefault(data.run_conditions.get(run, ""), []).append(run)
+    ordered = sorted(groups.items(), key=lambda g: (g[0] != "", g[1][0]))
+    lines = [
+        (
+            "Run conditions" if i == 0 else "",
+            f"{text or _NO_CONDITIONS}: run{'s' if len(runs) > 1 else ''} {ranges_text(runs)}",
+        )
+        for i, (text, runs) in enumerate(ordered[:most])
+    ]
+    if len(ordered) > most:
+        lines.append(("", f"… and {len(ordered) - most} more sets of conditions"))
+    return lines
 
 
 def _counts_table(fig: Figure, data: ReportData, top: float) -> None:
