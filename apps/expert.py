@@ -22,7 +22,7 @@ from panel.viewable import Viewer
 from apps import queries
 from apps.expert_actions import ActionsPanel, FlagsPanel
 from apps.expert_plots import history_figure, overlay_ratio_pull, trend_figure
-from apps.plots import make_plot
+from apps.plots import make_plot, trimmed
 from apps.theme import EXPERT_CSS
 from dqm.checks.compare import compare
 from dqm.core.summary import SUMMARY_DOCS
@@ -242,7 +242,7 @@ class HistogramExplorer(_DrawsOffLoop, Viewer):
             ]
             return
         if spec.kind == "h1":
-            figs = overlay_ratio_pull(compare(h, ref_h), spec.title)
+            figs = overlay_ratio_pull(trimmed(compare(h, ref_h)), spec.title)
             self.plot_area[:] = [pn.pane.Bokeh(f, sizing_mode="stretch_width") for f in figs]
             return
         from apps.plots import plot_data

@@ -9,12 +9,16 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import boost_histogram as bh
+import numpy as np
 import pytest
 
 pn = pytest.importorskip("panel")
 
 from apps.control_room import render_header  # noqa: E402
+from apps.plots import drawn_bins, trimmed  # noqa: E402
 from apps.snapshot import Snapshot  # noqa: E402
+from dqm.checks import compare  # noqa: E402
 from dqm.report.render import _conditions_lines  # noqa: E402
 from dqm.sim.simulate import SimConfig  # noqa: E402
 
@@ -64,3 +68,18 @@ def test_the_report_cover_groups_runs_by_their_conditions_without_any_first():
     assert all(len(v) <= 100 and not k for k, v in lines[1:])
     many = _conditions_lines(Cover({r: f"setup {r}" for r in range(1, 6)}), most=3)
     assert len(many) == 4 and many[-1] == ("", "… and 2 more sets of conditions")
+
+
+def test_momentum_plots_are_drawn_over_the_filled_range_of_their_wide_axis():
+    counts = np.zeros(800)
+    counts[390:410] = 50  # a 160 GeV peak on a 0-320 GeV axis of 0.4 GeV bins
+    keep = drawn_bins(counts)
+    assert keep.start <= 390 and keep.stop >= 410 and keep.stop - keep.start <= 100  # 40 GeV
+    assert keep.start % 25 == 0 and keep.stop % 25 == 0  # rounded: no jitter spill to spill
+    assert drawn_bins(np.zeros(10)) == slice(None)
+    h = bh.Histogram(bh.axis.Regular(800, 0, 320), storage=bh.storage.Int64())
+    h.fill(np.random.default_rng(1).normal(160, 1.6, 5000))
+    c = trimmed(compare(h, h))
+    assert len(c["edges"]) == len(c["observed"]) + 1 == len(c["ratio"]) + 1
+    assert 130 <= c["edges"][0] < 160 < c["edges"][-1] <= 190
+    assert c["observed"].sum() == 5000  # nothing drawn is lost
