@@ -333,3 +333,21 @@ def test_simulate_and_replay_announce_the_conditions_they_simulate(
         assert (cond.beam_config, cond.polarity, cond.setup) == ("mu100", "+", "test-bench")
     with store.sessions() as session:
         assert session.scalar(select(Reference.id)) is None  # nothing certified by itself
+
+
+def test_a_threshold_edit_keeps_the_nominal_from_the_conditions(settings, specs, store):
+    from dqm.store.actions import ActionError, edit_check_thresholds
+
+    with store.sessions.begin() as session:
+        # When an expert widens the p_BMS scale limits on the expert page
+        override = edit_check_thresholds(
+            session, specs, "p_bms", "p_scale", {"rel_bad": 0.02}, "ann"
+        )
+        # Then the nominal still comes from each run's conditions
+        assert override.params["nominal_gev"] == "@p_beam_gev"
+        assert override.params["rel_bad"] == 0.02
+        # and a misspelt condition is refused, naming the closest one
+        with pytest.raises(ActionError, match="did you mean '@p_beam_gev'"):
+            edit_check_thresholds(
+                session, specs, "p_bms", "p_scale", {"nominal_gev": "@p_beam"}, "ann"
+            )
