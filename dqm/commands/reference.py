@@ -58,7 +58,11 @@ def add_parser(sub) -> None:
     sg = rsub.add_parser(
         "suggest", help="best candidates among recent runs with matching conditions"
     )
-    sg.add_argument("--beam-config", default=DEFAULT_BEAM_CONFIG)
+    sg.add_argument(
+        "--beam-config",
+        default=None,
+        help="beam configuration, e.g. mu100 (default: that of the latest run with conditions)",
+    )
     sg.add_argument(
         "--min-spills", type=int, default=10, help="ignore runs with fewer closed spills"
     )
@@ -199,6 +203,16 @@ def run_show(args, settings) -> int:
 def run_suggest(args, settings) -> int:
     with open_store(settings, writer=False) as store:
         with store.sessions() as session:
+            if args.beam_config is None:
+                args.beam_config = (
+                    session.scalar(
+                        select(Run.beam_config)
+                        .where(Run.beam_config.is_not(None))
+                        .order_by(Run.run.desc())
+                        .limit(1)
+                    )
+                    or DEFAULT_BEAM_CONFIG
+                )
             cands = suggest_reference(session, args.beam_config, min_spills=args.min_spills)
             if not cands:
                 print(

@@ -152,6 +152,9 @@ def test_a_100_gev_run_is_judged_against_its_own_conditions_then_its_own_referen
     assert "conditions: μ⁻ 100 GeV · MBPL 1.5 T·m (polarity −)" in out
     assert "no reference for mu100" in out
 
+    # and `dqm reference suggest` proposes it for the configuration of the latest run
+    code, out = cli(monkeypatch, capsys, settings, "reference", "suggest", "--min-spills", "2")
+    assert code == 0 and "candidates for beam 'mu100'" in out and f"{RUN_100:>6}" in out
     # When an expert asks to make it the 160 GeV reference, it is refused, naming why
     code, out = cli(
         monkeypatch, capsys, settings, "reference", "set", str(RUN_100), "--beam-config", "mu160"
