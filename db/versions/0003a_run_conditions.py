@@ -10,9 +10,8 @@ Revision ID: 0003a
 Revises: 0002
 Create Date: 2026-11-26 09:00:00
 """
-from alembic import op
 import sqlalchemy as sa
-
+from alembic import op
 
 revision = '0003a'
 down_revision = '0002'

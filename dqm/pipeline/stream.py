@@ -9,7 +9,8 @@ Message layout (fields of one stream entry):
   (``docs/wire-format-conditions.md``)
 
 A whole spill is published in one pipeline so a reader never sees the marker before
-the batches that precede it (nor the batches before the conditions announced with them). The dead-letter stream keeps the original fields plus
+the batches that precede it (nor the batches before the conditions announced with
+them). The dead-letter stream keeps the original fields plus
 ``reason``, ``detail``, ``source_id`` and ``consumer``.
 """
 

@@ -12,9 +12,10 @@ Layout (little endian)::
     kind 1 BATCH  payload = one ``events.encode_batch`` message, verbatim
     kind 2 SPILL  payload = <IIIId run, spill, n_batches, n_events, start_offset_s (since run start)
     kind 3 END    payload = <I   number of spills; the last frame of a complete file
-    kind 4 CONDITIONS  payload = a run-conditions message payload (``conditions.encode_conditions``),
-                  verbatim; it precedes the batches of the first spill it applies to (a run's
-                  first spill, and any spill after which the conditions changed). Version 2.
+    kind 4 CONDITIONS  payload = a run-conditions message payload, verbatim
+                  (``conditions.encode_conditions``); it precedes the batches of the first
+                  spill it applies to (a run's first spill, and any spill after which the
+                  conditions changed). Version 2.
 
 Version 1 files (no conditions frames) are still read: replaying them announces no
 conditions, so their runs are judged with conditions unknown.
