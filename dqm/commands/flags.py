@@ -133,8 +133,8 @@ def run(args, settings) -> int:
                 .where(Spill.run == args.run, Spill.status != "open")
             )
             print(_rollup_line(run_row, n_spills, query_flags(session, args.run, rollups=True)))
-            print(conditions_line(run_row))
             print(_reference_line(session, args.run, settings.reference_max_age_days))
+            print(conditions_line(run_row))
             flags = query_flags(
                 session,
                 args.run,
