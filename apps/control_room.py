@@ -25,7 +25,8 @@ from dqm.core.numbering import ranges_text
 __all__ = ["ControlRoom", "TICK_MS", "render_tiles", "render_header", "render_numbers", "age_text"]
 
 _TABS_CSS = """
-.bk-tab { color: #e0e0e0; background: #1c1c1c; font-size: 22px; font-weight: 700; padding: 6px 22px; border-color: #444; }
+.bk-tab { color: #e0e0e0; background: #1c1c1c; font-size: 22px; font-weight: 700;
+  padding: 6px 22px; border-color: #444; }
 .bk-tab.bk-active { color: #000; background: #4fc3f7; }
 .bk-header { border-bottom: 2px solid #4fc3f7; }
 """
@@ -74,7 +75,10 @@ def render_tiles(snap: Snapshot, stale: bool) -> str:
     where = f"&run={snap.run}&spill={snap.spill}" if snap.run is not None else ""
     for t in snap.tiles:
         parts.append(_tile(t, stale, where))
-    return f'<div class="dqm-tiles" style="display:grid;grid-template-columns:repeat(5,1fr);gap:10px">{"".join(parts)}</div>'
+    return (
+        '<div class="dqm-tiles" style="display:grid;grid-template-columns:repeat(5,1fr);gap:10px">'
+        f"{''.join(parts)}</div>"
+    )
 
 
 def _tile(t: Tile, stale: bool, where: str = "") -> str:
@@ -109,7 +113,8 @@ def render_header(snap: Snapshot, stale_after_s: float, now: datetime | None = N
 
 
 def age_text(age: float | None) -> str:
-    """How long ago the last spill closed, as the wall shows it (changes at most every few seconds)."""
+    """How long ago the last spill closed, as the wall shows it (changes at most every few
+    seconds)."""
     return (
         "no spill yet"
         if age is None
@@ -170,7 +175,8 @@ def _conditions_html(snap: Snapshot) -> str:
 
 
 def _missing_banner(snap: Snapshot) -> str:
-    """Spills of this run that never reached the DQM: they have no flag, only this gap shows them."""
+    """Spills of this run that never reached the DQM: they have no flag, only this gap shows
+    them."""
     if not snap.missing:
         return ""
     which = ranges_text(snap.missing)
@@ -267,7 +273,8 @@ class ControlRoom(Viewer):
         self._rotate_s = rotate_s
 
     def start(self) -> None:
-        """Attach the session to the store's wake-ups and its clock (call inside a served session)."""
+        """Attach the session to the store's wake-ups and its clock (call inside a served
+        session)."""
         doc = pn.state.curdoc
 
         def redraw() -> None:
@@ -337,7 +344,8 @@ class ControlRoom(Viewer):
         return self._pending_tab is not None
 
     def _show_newly_bad(self, snap: Snapshot) -> None:
-        """A subsystem that just turned BAD brings its plots to the front (the shifter looks there next)."""
+        """A subsystem that just turned BAD brings its plots to the front (the shifter looks there
+        next)."""
         bad = {t.subsystem for t in snap.tiles if t.quality == "BAD"}
         newly = [s for s in self._tab_of if s in bad - self._bad]
         self._bad = bad

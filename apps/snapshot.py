@@ -201,7 +201,8 @@ def build_snapshot(
     plots: Mapping[str, dict[str, Any]] | None = None,
     settle_s: float = 30.0,
 ) -> Snapshot:
-    """The last closed spill's verdict, numbers and trend (a few small queries, no histogram decoding).
+    """The last closed spill's verdict, numbers and trend (a few small queries, no histogram
+    decoding).
 
     ``plots`` are carried over from the previous snapshot: the refresher publishes the
     tiles first and the plots (:func:`build_plots`) right after, so the verdict reaches
@@ -271,7 +272,8 @@ def build_snapshot(
 def build_plots(
     session: Session, specs: SpecSet, refs: ReferenceCache, snap: Snapshot
 ) -> dict[str, dict[str, Any]]:
-    """Plot columns of the snapshot's spill with the active reference overlaid (decodes histograms)."""
+    """Plot columns of the snapshot's spill with the active reference overlaid (decodes
+    histograms)."""
     if snap.spill_id is None:
         return {s.name: plot_data(s, None) for s in specs if s.control_room}
     ref = active_reference(session, snap.beam_config)

@@ -147,7 +147,8 @@ class Demo:
         self.children.append((name, proc))
 
     def watch_verdicts(self) -> None:
-        """Print each closed spill's verdict as the workers announce it (what a shifter would see)."""
+        """Print each closed spill's verdict as the workers announce it (what a shifter would
+        see)."""
         r = connect(self.settings.redis_url)
         pubsub = r.pubsub(ignore_subscribe_messages=True)
         pubsub.subscribe(self.settings.channel)
@@ -313,12 +314,16 @@ def run(args, settings) -> int:
 
 
 def describe_closed(note: dict, store) -> str:
-    """One line per closed spill: status, overall quality, and the worst flag of each bad subsystem."""
+    """One line per closed spill: status, overall quality, and the worst flag of each bad
+    subsystem."""
     from dqm.checks import Quality
     from dqm.store.models import Flag
 
     quality = note.get("quality")
-    line = f"closed {note['run']}/{note['spill']}: {note.get('status')}, {int(note.get('n_events') or 0)} events"
+    line = (
+        f"closed {note['run']}/{note['spill']}: {note.get('status')}, "
+        f"{int(note.get('n_events') or 0)} events"
+    )
     if quality is None:
         return line
     line += f", {Quality(quality).name}"

@@ -69,7 +69,10 @@ def _rollup_line(run_row: Run | None, n_spills: int, rollups) -> str:
     per = {f.subsystem: Quality(f.quality).name for f in rollups if f.spill is None}
     beam = f", beam {run_row.beam_config or 'unknown'}" if run_row else ""
     worst = "  ".join(f"{s} {per.get(s, '-')}" for s in SUBSYSTEMS)
-    return f"run {run_row.run if run_row else '?'}{beam}: {n_spills} closed spills; worst per subsystem: {worst}"
+    return (
+        f"run {run_row.run if run_row else '?'}{beam}: {n_spills} closed spills; "
+        f"worst per subsystem: {worst}"
+    )
 
 
 def conditions_line(run_row: Run) -> str:
@@ -159,7 +162,10 @@ def print_flags(flags) -> None:
     if not flags:
         print("no flags match")
         return
-    header = f"{'run':>5} {'spill':>5} {'subsystem':<11} {'histogram':<22} {'check':<16} {'quality':<8} {'value':>10}  {'config':<15} thresholds"
+    header = (
+        f"{'run':>5} {'spill':>5} {'subsystem':<11} {'histogram':<22} {'check':<16} "
+        f"{'quality':<8} {'value':>10}  {'config':<15} thresholds"
+    )
     print(header)
     print("-" * len(header))
     for f in flags:

@@ -1,7 +1,7 @@
 """``dqm validate`` — the detection study: false alarms, detection delays, drift.
 
 Runs :func:`dqm.sim.validate.run_study` on simulated spills (no Redis, no database) with
-the specs in use and prints the Markdown table that the README quotes. Exit status 1
+the specs in use and prints the Markdown table that docs/validation.md quotes. Exit status 1
 when a requirement is not met (≤ 1 % false alarms, every anomaly BAD on its subsystem
 within 2 spills and named, the drift caught before 2 %).
 """

@@ -11,6 +11,10 @@ Layout of schema version 1 (little endian)::
             4 bytes    padding
     columns            in COLUMNS order, each n_events * prod(shape) * itemsize bytes
 
+Flags, reserved and padding must be zero: version 1 gives them no meaning, so a non-zero
+value is a producer that means something this worker cannot read (``bad-header``), not
+noise to ignore. The full specification is ``docs/wire-format.md``.
+
 4-byte columns come first and 2-byte columns last, so every column starts aligned.
 Changing a column (adding a station, a cell) means a new ``SCHEMA_VERSION``.
 
@@ -153,7 +157,11 @@ def empty_columns(n_events: int) -> dict[str, np.ndarray]:
 def encode_batch(
     run: int, spill: int, batch_index: int, columns: Mapping[str, np.ndarray], *, flags: int = 0
 ) -> bytes:
-    """Serialise one batch. Columns are cast to the schema dtype; shapes are checked."""
+    """Serialise one batch. Columns are cast to the schema dtype; shapes are checked.
+
+    ``flags`` must stay 0 for version 1 (the decoder refuses anything else); it is a
+    parameter only so that tests can make such a batch.
+    """
     n = int(np.asarray(columns["event"]).shape[0])
     parts = [_HEADER.pack(MAGIC, SCHEMA_VERSION, flags, run, spill, batch_index, n, 0)]
     for col in COLUMNS:
@@ -184,13 +192,25 @@ def decode_batch(payload: bytes | memoryview, *, validate: bool = True) -> Event
     """Decode and (by default) validate a batch; raises :class:`BatchError` naming the problem."""
     if len(payload) < HEADER_SIZE:
         raise BatchError("truncated", f"payload of {len(payload)} bytes is shorter than the header")
-    magic, version, _flags, run, spill, batch_index, n, _ = _HEADER.unpack_from(payload, 0)
+    magic, version, flags, run, spill, batch_index, n, reserved = _HEADER.unpack_from(payload, 0)
     if magic != MAGIC:
         raise BatchError("bad-magic", f"payload starts with {magic!r}, expected {MAGIC!r}")
     if version != SCHEMA_VERSION:
         raise BatchError(
             "unknown-version", f"schema version {version}; this worker reads {SCHEMA_VERSION}"
         )
+    padding = bytes(payload[HEADER_SIZE - 4 : HEADER_SIZE])
+    for name, value, shown in (
+        ("flags", flags, f"{flags:#06x}"),
+        ("reserved", reserved, f"{reserved:#010x}"),
+        ("padding", int.from_bytes(padding, "little"), padding.hex()),
+    ):
+        if value:
+            raise BatchError(
+                "bad-header",
+                f"header {name} = {shown}; schema version {SCHEMA_VERSION} defines none, "
+                "it must be 0",
+            )
     for name, value in (("run", run), ("spill", spill), ("batch_index", batch_index)):
         if value > MAX_ID:
             raise BatchError(

@@ -18,15 +18,15 @@ import boost_histogram as bh
 import numpy as np
 
 from dqm.core.events import empty_columns
-from dqm.core.specs import HistogramSpec, SpecSet
-from dqm.core.variables import BatchView
+from dqm.core.specs import AxisSpec, HistogramSpec, SpecSet
+from dqm.core.variables import BatchView, Expression
 
 __all__ = ["Filler", "book_histogram"]
 
 _FillFn = Callable[[bh.Histogram, BatchView], None]
 
 
-def _regular(axis, label: str) -> bh.axis.Regular:
+def _regular(axis: AxisSpec, label: str) -> bh.axis.Regular:
     ax = bh.axis.Regular(axis.bins, axis.lo, axis.hi)
     ax.label = label
     return ax
@@ -46,13 +46,15 @@ def _probe_shape(spec: HistogramSpec) -> tuple[int, ...]:
 
 def book_histogram(spec: HistogramSpec) -> bh.Histogram:
     """An empty histogram with the spec's axes, labels and title as metadata."""
+    axes: list[bh.axis.Axis]
     if spec.kind in ("h1", "h2"):
-        axes = [_regular(spec.x, spec.x.label)]
+        axes = [_regular(_axis(spec.x), _axis(spec.x).label)]
         if spec.kind == "h2":
-            axes.append(_regular(spec.y, spec.y.label))
+            axes.append(_regular(_axis(spec.y), _axis(spec.y).label))
     elif spec.kind == "channels":
         shape = _probe_shape(spec)
-        axes = [_integer(int(np.prod(shape)), spec.channel_label), _regular(spec.y, spec.y.label)]
+        y = _axis(spec.y)
+        axes = [_integer(int(np.prod(shape)), spec.channel_label), _regular(y, y.label)]
     else:  # cellmap
         shape = _probe_shape(spec)
         if len(shape) == 1:
@@ -63,10 +65,24 @@ def book_histogram(spec: HistogramSpec) -> bh.Histogram:
             raise ValueError(
                 f"cellmap '{spec.name}': values must be (n, k) or (n, nx, ny), got (n, {shape})"
             )
-    h = bh.Histogram(*axes, storage=bh.storage.Int64())
-    h.name = spec.name
-    h.title = spec.title
-    return h
+    # name and title ride along as metadata (h.name, h.title), as boost-histogram keeps them
+    return bh.Histogram(
+        *axes, storage=bh.storage.Int64(), __dict__={"name": spec.name, "title": spec.title}
+    )
+
+
+def _axis(axis: AxisSpec | None) -> AxisSpec:
+    """The spec's axis; the loader guarantees it for the kinds that use it."""
+    if axis is None:
+        raise ValueError("this kind of histogram needs the axis its spec left out")
+    return axis
+
+
+def _expr(expr: Expression | None) -> Expression:
+    """The spec's expression; the loader guarantees it for the kinds that use it."""
+    if expr is None:
+        raise ValueError("this kind of histogram needs the expression its spec left out")
+    return expr
 
 
 def _rows(view: BatchView, spec: HistogramSpec) -> np.ndarray | None:
@@ -79,25 +95,28 @@ def _select(arr: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
 
 def _compile_fill(spec: HistogramSpec) -> _FillFn:
     if spec.kind == "h1":
+        x_expr = _expr(_axis(spec.x).expr)
 
         def fill_h1(h: bh.Histogram, view: BatchView) -> None:
-            h.fill(_select(view.evaluate(spec.x.expr), _rows(view, spec)).ravel())
+            h.fill(_select(view.evaluate(x_expr), _rows(view, spec)).ravel())
 
         return fill_h1
     if spec.kind == "h2":
+        x_expr, y_expr = _expr(_axis(spec.x).expr), _expr(_axis(spec.y).expr)
 
         def fill_h2(h: bh.Histogram, view: BatchView) -> None:
             mask = _rows(view, spec)
-            x = _select(view.evaluate(spec.x.expr), mask)
-            y = _select(view.evaluate(spec.y.expr), mask)
+            x = _select(view.evaluate(x_expr), mask)
+            y = _select(view.evaluate(y_expr), mask)
             x, y = np.broadcast_arrays(x, y)
             h.fill(x.ravel(), y.ravel())
 
         return fill_h2
+    values_expr = _expr(spec.values)
     if spec.kind == "channels":
 
         def fill_channels(h: bh.Histogram, view: BatchView) -> None:
-            values = _select(view.evaluate(spec.values), _rows(view, spec))
+            values = _select(view.evaluate(values_expr), _rows(view, spec))
             values = values.reshape(values.shape[0], -1)
             channel = np.broadcast_to(np.arange(values.shape[1]), values.shape)
             h.fill(channel.ravel(), values.ravel())
@@ -106,8 +125,9 @@ def _compile_fill(spec: HistogramSpec) -> _FillFn:
     threshold, stat = spec.threshold_gev, spec.stat
 
     def fill_cellmap(h: bh.Histogram, view: BatchView) -> None:
-        cells = _select(view.evaluate(spec.values), _rows(view, spec))
+        cells = _select(view.evaluate(values_expr), _rows(view, spec))
         n = cells.shape[0]
+        add: np.ndarray
         # per-cell sums over events as ones @ matrix (BLAS): several times faster than
         # numpy's axis-0 reductions; every partial sum is an integer below 2**24 (counts,
         # float32) or 2**53 (MeV, float64), so the result is exact

@@ -16,11 +16,12 @@ import difflib
 import hashlib
 import re
 import tomllib
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from dqm.checks import validate_check_params
 from dqm.core.conditions import condition_references
 from dqm.core.variables import Expression, ExpressionError, compile_expression
 from dqm.errors import SpecError
@@ -104,7 +105,7 @@ class SpecSet:
     version: str
     files: tuple[str, ...] = field(default=())
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[HistogramSpec]:
         return iter(self.histograms)
 
     def __len__(self) -> int:
@@ -239,10 +240,6 @@ def _axis(ctx: _Ctx, table: Any, entry: str, key: str, *, needs_expr: bool) -> A
 def _checks(ctx: _Ctx, raw: Any, entry: str) -> tuple[CheckSpec, ...]:
     if not isinstance(raw, list):
         raise ctx.error("expected a list of [[histogram.check]] tables", entry, "check")
-    try:
-        from dqm.checks import validate_check_params  # the check registry, if present
-    except ImportError:  # pragma: no cover - only while the checks package is absent
-        validate_check_params = None
     out = []
     for table in raw:
         if not isinstance(table, dict):
@@ -250,14 +247,13 @@ def _checks(ctx: _Ctx, raw: Any, entry: str) -> tuple[CheckSpec, ...]:
         _check_keys(ctx, table, _CHECK_KEYS, entry, "check")
         ctype = _typed(ctx, table, "type", str, entry)
         params = _typed(ctx, table, "params", dict, entry, default={})
-        if validate_check_params is not None:
-            try:
-                # a number parameter may be "@p_beam_gev": resolved from the run's conditions
-                deferred = condition_references(ctype, params)
-                params = validate_check_params(ctype, params, deferred=deferred)
-            except SpecError as exc:
-                why = str(exc).removeprefix(f"key '{exc.key}': ")  # the key is named once
-                raise ctx.error(f"check '{ctype}': {why}", entry, exc.key or "type") from None
+        try:
+            # a number parameter may be "@p_beam_gev": resolved from the run's conditions
+            deferred = condition_references(ctype, params)
+            params = validate_check_params(ctype, params, deferred=deferred)
+        except SpecError as exc:
+            why = str(exc).removeprefix(f"key '{exc.key}': ")  # the key is named once
+            raise ctx.error(f"check '{ctype}': {why}", entry, exc.key or "type") from None
         out.append(
             CheckSpec(
                 type=ctype,

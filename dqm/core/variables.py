@@ -105,11 +105,14 @@ class BatchView:
     """Columns of one batch plus lazily computed, cached derived variables."""
 
     __slots__ = ("columns", "n_events", "_cache")
+    columns: Mapping[str, np.ndarray]
+    n_events: int
+    _cache: dict[str, np.ndarray]
 
     def __init__(self, columns: Mapping[str, np.ndarray]) -> None:
         self.columns = columns
         self.n_events = int(columns["event"].shape[0])
-        self._cache: dict[str, np.ndarray] = {}
+        self._cache = {}
 
     def __getitem__(self, name: str) -> np.ndarray:
         try:
@@ -193,8 +196,8 @@ def _compile(node: ast.AST, source: str, names: set[str]) -> Callable[[BatchView
         names.add(name)
         return lambda v: v[name]
     if isinstance(node, ast.Constant) and isinstance(node.value, (int, float)):
-        value = node.value
-        return lambda v: value  # type: ignore[return-value]
+        constant = node.value  # stays a Python number: numpy keeps the column's dtype
+        return lambda v: constant  # type: ignore[return-value]
     if isinstance(node, ast.BinOp) and type(node.op) in _BINOPS:
         op, left, right = (
             _BINOPS[type(node.op)],

@@ -288,7 +288,8 @@ def run_study(
     scenarios: tuple[Scenario, ...] = SCENARIOS,
     drift: bool = True,
 ) -> StudyResult:
-    """Run the study (every scenario and the drift by default); ``progress`` gets one line per stage."""
+    """Run the study (every scenario and the drift by default); ``progress`` gets one line per
+    stage."""
     config = config or StudyConfig()
     say = progress or (lambda _line: None)
     t0 = time.perf_counter()
@@ -326,7 +327,7 @@ def _cell(text: str) -> str:
 
 
 def format_report(result: StudyResult) -> str:
-    """The study as Markdown: the table for the README and the terminal alike."""
+    """The study as Markdown: the table for docs/validation.md and the terminal alike."""
     c = result.config
     lines = [
         f"Detection study (specs {result.specs_version}): {c.events_per_spill} events/spill, seed "
@@ -346,7 +347,7 @@ def format_report(result: StudyResult) -> str:
         "|---|---|---|---|---|---|",
     ]
     for d in result.detections:
-        when = "not within %d" % c.watch_spills if d.spills_to_bad is None else str(d.spills_to_bad)
+        when = f"not within {c.watch_spills:d}" if d.spills_to_bad is None else str(d.spills_to_bad)
         lines.append(
             f"| {d.scenario.label} (`{d.scenario.anomaly}`) | {d.scenario.subsystem} | {when} | "
             f"{'yes' if d.names_it else 'no'} | {d.check} | {_cell(d.explanation)} |"
@@ -355,7 +356,10 @@ def format_report(result: StudyResult) -> str:
     if dr is None:
         return "\n".join(lines)
     if dr.spills_to_bad is None:
-        drift_line = f"Drift ({DRIFT.label}, from spill {dr.start_spill}): NOT caught by change detection before {c.drift_max_percent:g} %"
+        drift_line = (
+            f"Drift ({DRIFT.label}, from spill {dr.start_spill}): NOT caught by change detection "
+            f"before {c.drift_max_percent:g} %"
+        )
     else:
         drift_line = (
             f"Drift ({DRIFT.label}, from spill {dr.start_spill}): change detection BAD on drifting "
@@ -364,6 +368,9 @@ def format_report(result: StudyResult) -> str:
             f"({dr.check}: {dr.explanation})"
         )
     if dr.first_bad_any is not None:
-        drift_line += f"; first BAD of any momentum check: spill #{dr.first_bad_any[0]} ({dr.first_bad_any[1]})"
+        drift_line += (
+            f"; first BAD of any momentum check: spill #{dr.first_bad_any[0]} "
+            f"({dr.first_bad_any[1]})"
+        )
     lines += ["", drift_line]
     return "\n".join(lines)

@@ -161,7 +161,8 @@ def gather_inputs(
 def store_verdict(
     session: Session, sp: Spill, verdict: Verdict, inputs: CheckInputs, *, update_run: bool = True
 ) -> None:
-    """Replace the spill's flags with ``verdict`` (one row per check plus per-subsystem roll-ups)."""
+    """Replace the spill's flags with ``verdict`` (one row per check plus per-subsystem
+    roll-ups)."""
     session.execute(delete(Flag).where(Flag.spill_id == sp.id))
     rows = []
     for j in verdict.judgements:

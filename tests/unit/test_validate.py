@@ -1,7 +1,7 @@
 """Evidence that the flags can be trusted: the detection study on simulated spills.
 
-The same code (:mod:`dqm.sim.validate`) prints the README table through ``dqm validate``;
-here it runs with fewer events per spill (5 000 instead of 20 000) to stay fast.
+The same code (:mod:`dqm.sim.validate`) prints the table of docs/validation.md through
+``dqm validate``; here it runs with fewer events per spill (5 000 instead of 20 000) to stay fast.
 Only the π/K excess needs the nominal statistics: ×5 of 1e-4 is 2.5 hadrons per
 5 000-event spill, so it is tested on its own at 20 000 events per spill.
 """
