@@ -302,7 +302,7 @@ def conditions_from_dict(d: Any, *, _build: bool = True) -> Any:
     )
     if polarity is None:
         raise _bad(f"'polarity' = {d['polarity']!r:.40}: expected '+' or '-'")
-    out = {
+    out: dict[str, Any] = {
         "version": CONDITIONS_VERSION,
         "run": run,
         "beam_particle": particle,
