@@ -81,6 +81,11 @@ def render_tiles(snap: Snapshot, stale: bool) -> str:
     )
 
 
+def _text(text: str) -> str:
+    """Escaped for HTML, a number never parted from its unit at a line break ("50 %")."""
+    return html.escape(text).replace(" %", "\u00a0%")
+
+
 def _tile(t: Tile, stale: bool, where: str = "") -> str:
     link = (
         f'<a href="./expert?histogram={html.escape(t.histogram + where)}">details ›</a>'
@@ -93,14 +98,25 @@ def _tile(t: Tile, stale: bool, where: str = "") -> str:
         else ""
     )
     instruction = (
-        f'<div class="instruction">▶ {html.escape(t.instruction)}</div>' if t.instruction else ""
+        f'<div class="instruction">▶ {_text(t.instruction)}</div>' if t.instruction else ""
     )
+    follows, classes, style = "", f"q-{t.quality}{' stale' if stale else ''}", ""
+    if t.follows_from:  # a consequence: the shifter goes to the cause's tile, not to an expert
+        cause_tile = SUBSYSTEM_TITLES.get(t.follows_subsystem, t.follows_subsystem)
+        see = f" — see {html.escape(cause_tile)}" if cause_tile else ""
+        follows = (
+            '<div class="instruction follows-from">↳ follows from: '
+            f"{_text(t.follows_from)}{see}</div>"
+        )
+        classes += " consequence"
+        style = ' style="filter:saturate(0.55)"'  # same word and hue, less shouting
     return (
-        f'<div class="dqm-tile q-{t.quality}{" stale" if stale else ""}" '
-        f'data-subsystem="{t.subsystem}" data-quality="{t.quality}">'
+        f'<div class="dqm-tile {classes}" data-subsystem="{t.subsystem}" '
+        f'data-quality="{t.quality}" data-follows-from="{html.escape(t.follows_subsystem)}"{style}>'
         f'<div class="name">{html.escape(t.title)}</div><div '
         f'class="quality">{t.quality.replace("_", " ")}</div>'
-        f'<div class="explanation">{html.escape(t.explanation)}</div>{instruction}{ack}{link}</div>'
+        f'<div class="explanation">{_text(t.explanation)}</div>'
+        f"{instruction}{follows}{ack}{link}</div>"
     )
 
 
@@ -346,7 +362,7 @@ class ControlRoom(Viewer):
     def _show_newly_bad(self, snap: Snapshot) -> None:
         """A subsystem that just turned BAD brings its plots to the front (the shifter looks there
         next)."""
-        bad = {t.subsystem for t in snap.tiles if t.quality == "BAD"}
+        bad = {t.subsystem for t in snap.tiles if t.quality == "BAD" and not t.follows_from}
         newly = [s for s in self._tab_of if s in bad - self._bad]
         self._bad = bad
         if newly:

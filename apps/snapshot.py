@@ -75,6 +75,10 @@ class Tile:
     histogram: str | None = None
     check: str | None = None
     acknowledged_by: str | None = None
+    #: the incident elsewhere this tile's state follows from ("MS1 absent in 50 % of events")
+    #: and its subsystem: the tile sends the shifter there, not to its own expert
+    follows_from: str = ""
+    follows_subsystem: str = ""
 
     @property
     def title(self) -> str:
@@ -136,6 +140,10 @@ def _tiles(flags: list[Flag]) -> tuple[Tile, ...]:
     Among equally bad checks the tile shows one nobody has acknowledged yet (the
     shifter still has to act on it), then the first stored: acknowledging one of two
     BAD flags must not make the tile look handled.
+
+    A subsystem whose state follows from a cause elsewhere (its roll-up row names it,
+    :func:`dqm.store.flags.store_verdict`) keeps its quality but shows "follows from: …"
+    instead of its own instruction; a GOOD one says which checks a cause left unjudged.
     """
 
     def rank(f: Flag) -> tuple:
@@ -143,11 +151,18 @@ def _tiles(flags: list[Flag]) -> tuple[Tile, ...]:
 
     worst: dict[str, Flag] = {}
     waiting: dict[str, int] = {}
+    follows: dict[str, dict] = {}
+    unjudged: dict[str, list[dict]] = {}  # NO_DATA flags that a cause elsewhere explains
     for f in flags:
+        cause = (f.details or {}).get("follows_from") if isinstance(f.details, dict) else None
         if f.check == "rollup":
+            if isinstance(cause, dict):
+                follows[f.subsystem] = cause
             continue
         if f.quality == int(Quality.NO_DATA):
             waiting[f.subsystem] = waiting.get(f.subsystem, 0) + 1
+            if isinstance(cause, dict):
+                unjudged.setdefault(f.subsystem, []).append(cause)
         cur = worst.get(f.subsystem)
         if cur is None or rank(f) > rank(cur):
             worst[f.subsystem] = f
@@ -159,15 +174,37 @@ def _tiles(flags: list[Flag]) -> tuple[Tile, ...]:
             continue
         q = quality_name(f.quality)
         bad = q in ("WARNING", "BAD")
+        cause = follows.get(s, {})
         if q == "GOOD":
-            n = waiting.get(s, 0)
-            text = "all checks passed" + (f" ({n} waiting for data or a reference)" if n else "")
+            text = "all checks passed" + _waiting_text(waiting.get(s, 0), unjudged.get(s, []))
         else:
             text = f.explanation
         tiles.append(
-            Tile(s, q, text, f.instruction if bad else "", f.histogram, f.check, f.acknowledged_by)
+            Tile(
+                s,
+                q,
+                text,
+                f.instruction if bad and not cause else "",
+                f.histogram,
+                f.check,
+                f.acknowledged_by,
+                str(cause.get("explanation", "")),
+                str(cause.get("subsystem", "")),
+            )
         )
     return tuple(tiles)
+
+
+def _waiting_text(n: int, unjudged: list[dict]) -> str:
+    """What a GOOD tile adds about its NO_DATA checks: why a cause elsewhere left them."""
+    if not n:
+        return ""
+    if not unjudged:
+        return f" ({n} waiting for data or a reference)"
+    why = "; ".join(sorted({str(c.get("explanation", "")) for c in unjudged}))
+    rest = n - len(unjudged)
+    also = f"; {rest} waiting for data or a reference" if rest else ""
+    return f" ({len(unjudged)} not judged: {why}{also})"
 
 
 def _numbers(last: Mapping[str, Any], history: list[Mapping[str, Any]]) -> tuple[Number, ...]:

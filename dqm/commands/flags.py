@@ -176,7 +176,14 @@ def print_flags(flags) -> None:
             f"{format_value(f.value):>10}  {f.config_version:<15} {format_thresholds(f.thresholds)}"
         )
         ref = f" (reference run {f.reference_run})" if f.reference_run is not None else ""
-        for label, text in (("why", (f.explanation or "") + ref), ("do", f.instruction or "")):
+        follows = (f.details or {}).get("follows_from") if isinstance(f.details, dict) else None
+        do = (
+            f"follows from: {follows.get('explanation')} (see {follows.get('subsystem')})"
+            if isinstance(follows, dict)
+            else f.instruction or ""
+        )
+        cause = f"incident {f.cause}" if getattr(f, "cause", None) else ""
+        for label, text in (("why", (f.explanation or "") + ref), ("do", do), ("of", cause)):
             if text.strip():
                 print(
                     textwrap.fill(

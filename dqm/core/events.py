@@ -26,7 +26,7 @@ fails do we search for the offending event to name it in the error.
 from __future__ import annotations
 
 import struct
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -40,6 +40,9 @@ __all__ = [
     "COLUMNS",
     "COLUMN_BY_NAME",
     "DAQ_SOURCES",
+    "SOURCE_COLUMNS",
+    "COLUMN_SOURCE",
+    "source_bits",
     "TRIGGER_BITS",
     "N_MS1",
     "N_MS2",
@@ -123,6 +126,34 @@ COLUMNS: tuple[Column, ...] = (
     ),
 )
 COLUMN_BY_NAME: dict[str, Column] = {c.name: c for c in COLUMNS}
+
+#: Columns each DAQ source fills. In an event without that source (its ``daq_sources`` bit
+#: clear) they hold no measurement: the DAQ writes 0, which lies inside every range, so only
+#: the bit tells a missing track from a track at x = 0. Columns of no source (event number,
+#: time in spill, the ``daq_sources`` word itself) come from the event builder.
+SOURCE_COLUMNS: dict[str, tuple[str, ...]] = {
+    "BMS": ("p_bms",),
+    "MS1": ("ms1_x", "ms1_y"),
+    "MS2": ("p_ms2", "ms2_x", "ms2_y"),
+    "ECAL": ("ecal",),
+    "VETO": ("veto",),
+    "HCAL": ("hcal",),
+    "VHCAL": ("vhcal",),
+    "TRIGGER": ("trigger_bits",),
+}
+#: column -> the DAQ source that fills it (absent: filled by the event builder)
+COLUMN_SOURCE: dict[str, str] = {c: s for s, cols in SOURCE_COLUMNS.items() for c in cols}
+assert set(SOURCE_COLUMNS) == set(DAQ_SOURCES) and set(COLUMN_SOURCE) <= set(COLUMN_BY_NAME)
+
+
+def source_bits(sources: Iterable[str]) -> int:
+    """The ``daq_sources`` bit mask of ``sources`` (names from :data:`DAQ_SOURCES`)."""
+    bits = 0
+    for name in sources:
+        bits |= 1 << DAQ_SOURCES.index(name)
+    return bits
+
+
 _FLOAT_COLUMNS = tuple(c for c in COLUMNS if c.dtype.startswith("<f"))
 _NONNEG_F32_LIMIT = {
     c.name: np.array(c.hi, dtype="<f4").view("<u4")[()]

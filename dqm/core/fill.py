@@ -8,10 +8,18 @@ a true statement rather than a floating-point approximation.
 
 Cell maps are not filled event by event: the per-cell occupancy (or energy) of a
 batch is one numpy reduction over the event axis, added to the histogram's view.
+
+Only events that carry every DAQ source a histogram requires are filled into it: a
+source missing from an event leaves zeros in its columns, and zeros filled as data put a
+spike at x = 0, p_MS2 = 0 in the signal region, a "gain drop" on every HCAL module. The
+selection is one vectorised AND on the ``daq_sources`` word per distinct set of sources
+and batch (:meth:`~dqm.core.variables.BatchView.with_sources`), and none at all when
+every event has them, which is the normal case.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import boost_histogram as bh
@@ -85,27 +93,46 @@ def _expr(expr: Expression | None) -> Expression:
     return expr
 
 
-def _rows(view: BatchView, spec: HistogramSpec) -> np.ndarray | None:
-    return None if spec.selection is None else view.evaluate(spec.selection)
+def _compile_rows(spec: HistogramSpec) -> Callable[[BatchView], np.ndarray | None]:
+    """Events to fill: those with the required DAQ sources, passing the selection (None: all).
+
+    Compiled per spec so the hot loop pays nothing for a histogram that needs neither.
+    """
+    bits, selection = spec.source_bits, spec.selection
+    if selection is None:
+        return (lambda view: view.with_sources(bits)) if bits else (lambda view: None)
+
+    def rows(view: BatchView) -> np.ndarray | None:
+        selected = view.evaluate(selection)
+        present = view.with_sources(bits) if bits else None
+        return selected if present is None else selected & present
+
+    return rows
 
 
 def _select(arr: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
     return arr if mask is None else arr[mask]
 
 
+def _per_event(values: np.ndarray) -> int:
+    """Values per event (cells, channels); ``reshape(n, -1)`` cannot infer it when n = 0."""
+    return math.prod(values.shape[1:])
+
+
 def _compile_fill(spec: HistogramSpec) -> _FillFn:
+    _rows = _compile_rows(spec)
     if spec.kind == "h1":
         x_expr = _expr(_axis(spec.x).expr)
 
         def fill_h1(h: bh.Histogram, view: BatchView) -> None:
-            h.fill(_select(view.evaluate(x_expr), _rows(view, spec)).ravel())
+            h.fill(_select(view.evaluate(x_expr), _rows(view)).ravel())
 
         return fill_h1
     if spec.kind == "h2":
         x_expr, y_expr = _expr(_axis(spec.x).expr), _expr(_axis(spec.y).expr)
 
         def fill_h2(h: bh.Histogram, view: BatchView) -> None:
-            mask = _rows(view, spec)
+            mask = _rows(view)
             x = _select(view.evaluate(x_expr), mask)
             y = _select(view.evaluate(y_expr), mask)
             x, y = np.broadcast_arrays(x, y)
@@ -116,8 +143,8 @@ def _compile_fill(spec: HistogramSpec) -> _FillFn:
     if spec.kind == "channels":
 
         def fill_channels(h: bh.Histogram, view: BatchView) -> None:
-            values = _select(view.evaluate(values_expr), _rows(view, spec))
-            values = values.reshape(values.shape[0], -1)
+            values = _select(view.evaluate(values_expr), _rows(view))
+            values = values.reshape(values.shape[0], _per_event(values))
             channel = np.broadcast_to(np.arange(values.shape[1]), values.shape)
             h.fill(channel.ravel(), values.ravel())
 
@@ -125,20 +152,20 @@ def _compile_fill(spec: HistogramSpec) -> _FillFn:
     threshold, stat = spec.threshold_gev, spec.stat
 
     def fill_cellmap(h: bh.Histogram, view: BatchView) -> None:
-        cells = _select(view.evaluate(values_expr), _rows(view, spec))
-        n = cells.shape[0]
+        cells = _select(view.evaluate(values_expr), _rows(view))
+        n, k = cells.shape[0], _per_event(cells)  # k explicit: a batch may select no event
         add: np.ndarray
         # per-cell sums over events as ones @ matrix (BLAS): several times faster than
         # numpy's axis-0 reductions; every partial sum is an integer below 2**24 (counts,
         # float32) or 2**53 (MeV, float64), so the result is exact
         if stat == "occupancy":
-            add = np.ones(n, dtype=np.float32) @ (cells > threshold).reshape(n, -1).astype(
+            add = np.ones(n, dtype=np.float32) @ (cells > threshold).reshape(n, k).astype(
                 np.float32
             )
         else:  # energy summed in integer MeV
-            mev = np.rint(cells * np.float32(1000.0)).reshape(n, -1).astype(np.float64)
+            mev = np.rint(cells * np.float32(1000.0)).reshape(n, k).astype(np.float64)
             if threshold > 0:
-                mev[(cells <= threshold).reshape(n, -1)] = 0.0
+                mev[(cells <= threshold).reshape(n, k)] = 0.0
             add = np.ones(n, dtype=np.float64) @ mev
         h.view()[...] += add.astype(np.int64).reshape(h.view().shape)
 

@@ -4,6 +4,11 @@ Every input of :func:`dqm.core.evaluate.evaluate_spill` is read *as it was when 
 closed*: history = the run's spills closed before it, masks in force at its closing
 time, overrides up to the configuration version, the reference recorded with it.
 So ``dqm recheck`` with the same configuration version reproduces the live flags.
+
+Each flag row names the incident it belongs to (``cause``); a flag that follows from a
+cause in another subsystem also carries ``details["follows_from"]``, and so does the
+roll-up row of a subsystem whose whole state follows from one (its instruction then
+says "follows from: …" instead of sending the shifter to that subsystem's expert).
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from dqm.config import Settings
 from dqm.core.conditions import RunConditions
 from dqm.core.evaluate import (
     HISTORY_SPILLS,
+    Incident,
     Verdict,
     config_version,
     evaluate_spill,
@@ -158,15 +164,27 @@ def gather_inputs(
     )
 
 
+def follows_from(incident: Incident) -> dict:
+    """What a consequence row keeps of the incident it follows from: ``details["follows_from"]``."""
+    return {
+        "cause": incident.cause,
+        "subsystem": incident.subsystem,
+        "explanation": incident.explanation,
+    }
+
+
 def store_verdict(
     session: Session, sp: Spill, verdict: Verdict, inputs: CheckInputs, *, update_run: bool = True
 ) -> None:
-    """Replace the spill's flags with ``verdict`` (one row per check plus per-subsystem
-    roll-ups)."""
+    """Replace the spill's flags with ``verdict``: a row per check plus per-subsystem roll-ups."""
     session.execute(delete(Flag).where(Flag.spill_id == sp.id))
     rows = []
     for j in verdict.judgements:
         r = j.result
+        details = to_jsonable(r.details)
+        elsewhere = verdict.consequence_of(j)
+        if elsewhere is not None:
+            details["follows_from"] = follows_from(elsewhere)
         rows.append(
             Flag(
                 run=sp.run,
@@ -179,14 +197,17 @@ def store_verdict(
                 value=r.value,
                 thresholds=to_jsonable(r.threshold),
                 explanation=r.explanation,
-                details=to_jsonable(r.details),
+                details=details,
                 instruction=j.instruction,
                 config_version=inputs.version,
                 reference_run=inputs.reference_run,
+                cause=j.cause,
             )
         )
     for subsystem, q in verdict.subsystems.items():
         worst_j = verdict.worst_in(subsystem)
+        follows = verdict.follows_from(subsystem)
+        shown = q >= Quality.WARNING or follows is not None
         rows.append(
             Flag(
                 run=sp.run,
@@ -198,11 +219,18 @@ def store_verdict(
                 quality=int(q),
                 value=None,
                 thresholds=None,
-                explanation=worst_j.result.explanation if worst_j and q >= Quality.WARNING else "",
-                details=None,
-                instruction=worst_j.instruction if worst_j and q >= Quality.WARNING else "",
+                explanation=worst_j.result.explanation if worst_j and shown else "",
+                details={"follows_from": follows_from(follows)} if follows else None,
+                instruction=(
+                    f"follows from: {follows.explanation} (see {follows.subsystem})"
+                    if follows
+                    else worst_j.instruction
+                    if worst_j and shown
+                    else ""
+                ),
                 config_version=inputs.version,
                 reference_run=inputs.reference_run,
+                cause=follows.cause if follows else None,
             )
         )
     session.add_all(rows)
@@ -308,6 +336,7 @@ def make_close_hook(settings: Settings, specs: SpecSet):
             "subsystems": {s: int(q) for s, q in verdict.subsystems.items()},
             "config_version": inputs.version,
             "beam_config": inputs.conditions.beam_config if inputs.conditions else None,
+            "incidents": [i.to_dict() for i in verdict.incidents],
         }
 
     def rejudge(session: Session, run: int) -> list[dict]:
@@ -399,6 +428,11 @@ def recheck_run(
                 diffs.append(
                     f"spill {sp.spill} {j.histogram}/{j.check}: stored {Quality(f.quality).name} "
                     f"{f.value}, recomputed {j.result.quality.name} {j.result.value}"
+                )
+            elif f.cause != j.cause:
+                diffs.append(
+                    f"spill {sp.spill} {j.histogram}/{j.check}: same result, but stored as part "
+                    f"of incident {f.cause!r}, recomputed {j.cause!r}"
                 )
             elif f.explanation != j.result.explanation or (f.thresholds or {}) != to_jsonable(
                 j.result.threshold

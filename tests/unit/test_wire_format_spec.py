@@ -86,9 +86,10 @@ def test_memory_order_is_c_order_with_the_event_slowest_as_the_page_writes_it():
 
 
 def test_the_first_cell_index_is_x_in_the_dqm_cell_maps(specs):
-    # Given events with energy only in ECAL main cell ix=4, iy=1
+    # Given events with energy only in ECAL main cell ix=4, iy=1, every DAQ source read out
     cols = {c.name: np.zeros((5, *c.shape), dtype=c.dtype) for c in wire_spec.columns()}
     cols["ecal"][:, 1, 4, 1] = 0.4
+    cols["daq_sources"][:] = (1 << len(DAQ_SOURCES)) - 1
     # When the occupancy map is filled from the decoded batch
     filler = Filler(specs)
     hists = filler.book()
