@@ -119,8 +119,12 @@ def test_rule_threshold_is_the_pik_check_poisson_tail(specs):
     assert bad(k_star) and not bad(k_star - 1)
     # and the check agrees at that count when given it in one spill
     context = CheckContext(
-        summary={"pik_fraction": k_star / 20_000, "n_events": 20_000},
-        history={"pik_fraction": [0.0] * (window - 1), "n_events": [20_000] * (window - 1)},
+        summary={"pik_fraction": k_star / 20_000, "n_events": 20_000, "pik_n_events": 20_000},
+        history={
+            "pik_fraction": [0.0] * (window - 1),
+            "n_events": [20_000] * (window - 1),
+            "pik_n_events": [20_000] * (window - 1),
+        },
     )
     assert run_check("pik_fraction", context, params).quality == Quality.BAD
 
