@@ -12,7 +12,7 @@ import numpy as np
 
 from dqm.checks._core import CheckContext, CheckResult, Quality, worst
 from dqm.checks._registry import register_check
-from dqm.checks._util import grade, no_data, summary_value
+from dqm.checks._util import fmt_judged, grade, no_data, summary_value, symmetric
 
 __all__ = [
     "check_beam_centroid",
@@ -74,7 +74,8 @@ def check_beam_centroid(
     offset, coordinate, key, value = max(offsets)
     quality = grade(offset, window_mm, bad_window_mm)
     explanation = (
-        f"beam {coordinate} at {station_name(key)}: {offset:.1f} mm from nominal "
+        f"beam {coordinate} at {station_name(key)}: "
+        f"{fmt_judged(offset, window_mm, bad_window_mm, decimals=1)} mm from nominal "
         f"{nominal[coordinate]:.1f} mm (window ±{window_mm:g}, bad ±{bad_window_mm:g})"
     )
     details = {f"observed_{c}": v for c, _, v in found}
@@ -115,9 +116,10 @@ def check_beam_width(
     deviation, coordinate, key, value = max(deviations)
     quality = grade(deviation, rel_tolerance, bad_rel_tolerance)
     percent = 100 * (value / nominal[coordinate] - 1)
+    limits = symmetric(100 * rel_tolerance, 100 * bad_rel_tolerance)
     explanation = (
         f"beam σ_{coordinate} at {station_name(key)}: {value:.1f} mm vs nominal "
-        f"{nominal[coordinate]:.1f} mm ({percent:+.0f} %,"
+        f"{nominal[coordinate]:.1f} mm ({fmt_judged(percent, *limits, decimals=0, signed=True)} %,"
         f" tolerance ±{100 * rel_tolerance:g} %, bad ±{100 * bad_rel_tolerance:g} %)"
     )
     return CheckResult(
@@ -172,7 +174,9 @@ def check_intensity(
         else (Quality.WARNING if ratio < drop_warning else Quality.GOOD)
     )
     explanation = (
-        f"{key} = {current:.0f}, {100 * ratio:.0f} % of the median {median:.0f} of the "
+        f"{key} = {current:.0f}, "
+        f"{fmt_judged(100 * ratio, 100 * drop_warning, 100 * drop_bad, decimals=0)} % of the "
+        f"median {median:.0f} of the "
         f"last {len(recent)} spills (warning < {100 * drop_warning:g} %, "
         f"bad < {100 * drop_bad:g} %)"
     )
@@ -222,10 +226,13 @@ def check_daq_completeness(
     value = overall if overall is not None else min(sources.values())
     quality = worst([quality_of(value), *(quality_of(f) for f in sources.values())])
     incomplete = sorted((f, s) for s, f in sources.items() if f < completeness_warning)
-    explanation = f"DAQ completeness {value:.3f}"
+    limits = (completeness_warning, completeness_bad)
+    explanation = f"DAQ completeness {fmt_judged(value, *limits, decimals=3)}"
     if incomplete:
+        percent_limits = (100 * completeness_warning, 100 * completeness_bad)
         explanation += "; incomplete source(s): " + ", ".join(
-            f"{s} present in {100 * f:.1f} % of events" for f, s in incomplete
+            f"{s} present in {fmt_judged(100 * f, *percent_limits, decimals=1)} % of events"
+            for f, s in incomplete
         )
     elif sources:
         explanation += f"; all {len(sources)} sources ≥ {completeness_warning:g}"

@@ -20,7 +20,7 @@ from numpy.typing import NDArray
 from dqm.checks._cellmaps import Method, channel_ids, channel_map, expected_counts
 from dqm.checks._core import CheckContext, CheckResult, Quality
 from dqm.checks._registry import register_check
-from dqm.checks._util import grade, require_same_binning
+from dqm.checks._util import fmt_judged, grade, require_same_binning
 from dqm.checks.stats import poisson_significance, poisson_tail_sigma
 
 __all__ = [
@@ -136,9 +136,10 @@ def _report(
     quality = grade(n_flagged, warning, bad) if n_flagged else Quality.GOOD
     observed, expected = assessment.observed.ravel(), assessment.expected.ravel()
     z = assessment.significance.ravel()
+    min_sigma = extra.get("min_sigma")
     lines = [
         f"{channel_name} {_name(assessment.ids[i])}: {observed[i]:.0f} hits, expected ≈ "
-        f"{expected[i]:.0f} from {source} ({abs(z[i]):.1f}σ)"
+        f"{expected[i]:.0f} from {source} ({fmt_judged(abs(float(z[i])), min_sigma, decimals=1)}σ)"
         for i in picked[:5]
     ]
     if picked:

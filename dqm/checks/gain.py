@@ -15,7 +15,13 @@ from numpy.typing import NDArray
 from dqm.checks._cellmaps import channel_ids
 from dqm.checks._core import CheckContext, CheckResult, Quality, worst
 from dqm.checks._registry import register_check
-from dqm.checks._util import axis_label, bin_centres, require_same_binning
+from dqm.checks._util import (
+    axis_label,
+    bin_centres,
+    fmt_judged,
+    require_same_binning,
+    symmetric,
+)
 
 __all__ = ["channel_means", "check_channel_means"]
 
@@ -110,9 +116,11 @@ def check_channel_means(
     flagged.sort(key=lambda i: -abs(relative[i]))
     unit = axis_label(next(a for a in h.axes if not isinstance(a, bh.axis.Integer)), "amplitude")
     names = [",".join(map(str, ids[i])) for i in flagged]
+    pct = symmetric(100 * rel_warning, 100 * rel_bad)
     lines = [
         f"{channel_name} {name}: mean {unit} {mean[i]:.3g} vs {expected[i]:.3g} from "
-        f"{source} ({100 * relative[i]:+.0f} %, {significance[i]:.0f}σ)"
+        f"{source} ({fmt_judged(100 * relative[i], *pct, decimals=0, signed=True)} %, "
+        f"{fmt_judged(float(significance[i]), min_sigma, decimals=0)}σ)"
         for name, i in zip(names, flagged, strict=False)
     ]
     explanation = (

@@ -26,7 +26,7 @@ from scipy import stats as _st
 
 from dqm.checks._core import CheckContext, CheckResult, Quality
 from dqm.checks._registry import REQUIRED, register_check
-from dqm.checks._util import grade, no_data, series
+from dqm.checks._util import fmt_judged, fmt_limit, grade, no_data, series, symmetric
 from dqm.checks.stats import cusum, ewma, ewma_half_width
 
 __all__ = ["check_cusum", "check_ewma"]
@@ -112,8 +112,9 @@ def check_cusum(
         else f"{(current - mean) / spread:+.1f}σ"
     )
     explanation = (
-        f"{quantity}: {direction} CUSUM {value:.1f}σ (warning ≥ {h_warning:g}, bad ≥ "
-        f"{h:g}); now {current:.6g} vs baseline {mean:.6g} ± {spread:.3g} ({shift})"
+        f"{quantity}: {direction} CUSUM {fmt_judged(value, h_warning, h, decimals=1)}σ (warning ≥ "
+        f"{fmt_limit(h_warning)}, bad ≥ {fmt_limit(h)}); now {current:.6g} vs baseline "
+        f"{mean:.6g} ± {spread:.3g} ({shift})"
     )
     if quality != Quality.GOOD:
         explanation += f", accumulating over the last {_since(statistic)} spill(s)"
@@ -171,9 +172,10 @@ def check_ewma(  # noqa: N803 — L is the control-chart literature's name
     value = float(abs(deviation[-1]))
     quality = grade(value, L_warning, L)
     level = float(ewma(values[start:], lam, mean)[-1])  # in the quantity's own units
+    now = fmt_judged(float(deviation[-1]), *symmetric(L_warning, L), decimals=1, signed=True)
     explanation = (
-        f"{quantity}: EWMA ≈ {level:.6g} is {deviation[-1]:+.1f} of its σ from the "
-        f"baseline {mean:.6g} (warning {L_warning:g}, bad {L:g}); per-spill σ "
+        f"{quantity}: EWMA ≈ {level:.6g} is {now} of its σ from the baseline {mean:.6g} "
+        f"(warning ±{fmt_limit(L_warning)}, bad ±{fmt_limit(L)}); per-spill σ "
         f"{spread:.3g}, λ = {lam:g}"
     )
     return CheckResult(

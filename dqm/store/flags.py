@@ -26,6 +26,7 @@ from dqm.config import Settings
 from dqm.core.conditions import RunConditions
 from dqm.core.evaluate import (
     HISTORY_SPILLS,
+    Arrival,
     Incident,
     Verdict,
     config_version,
@@ -40,21 +41,27 @@ from dqm.store.references import (
     active_reference,
     flags_reference_run,
 )
-from dqm.store.runs import as_conditions, lock_run
-from dqm.store.spills import ClosedSpill, spill_histograms
+from dqm.store.runs import as_conditions
+from dqm.store.spills import spill_histograms
 
 __all__ = [
     "CheckInputs",
     "gather_inputs",
     "store_verdict",
     "make_close_hook",
+    "recorded_inputs",
+    "spill_arrival",
     "recheck_run",
     "query_flags",
     "HISTORY_SPILLS",
     "ROLLUP",
+    "JUDGING_CHECK",
 ]
 
 ROLLUP = "rollup"
+#: Check name of the flags standing for a spill whose judging failed as a whole
+#: (:class:`dqm.store.judge.SpillJudge`).
+JUDGING_CHECK = "judging"
 
 
 @dataclass
@@ -307,46 +314,68 @@ def _store_run_rollup(
 def make_close_hook(settings: Settings, specs: SpecSet):
     """The worker's close hook: judge the spill, store flags, return what to announce.
 
-    It carries ``rejudge(session, run)``: the worker calls it when a run's conditions
-    changed, to judge again the spills already judged under other (or no) conditions.
+    See :class:`dqm.store.judge.SpillJudge` (it never lets a judging error stop the worker).
     """
-    refs = ReferenceCache()
+    from dqm.store.judge import SpillJudge  # judge builds on this module
 
-    def judge(session: Session, closed: ClosedSpill) -> dict:
-        sp = session.get(Spill, closed.spill_id)
-        # conditions being stored by another worker now: wait for them (or be re-judged)
-        lock_run(session, sp.run)
-        inputs = gather_inputs(session, sp, specs, refs)
-        verdict = evaluate_spill(
-            specs,
-            closed.hists,
-            closed.summary,
-            history=inputs.history,
-            reference=inputs.reference,
-            masked=inputs.masked,
-            overrides=inputs.overrides,
-            status=closed.status,
-            batches=(sp.received_batches, sp.expected_batches),
-            conditions=inputs.conditions,
-            reference_conditions=inputs.reference_conditions,
+    return SpillJudge(settings, specs)
+
+
+def spill_arrival(sp: Spill) -> Arrival:
+    """What the spill's end-of-spill marker announced against what arrived (from its row)."""
+    return Arrival(
+        received_batches=int(sp.received_batches or 0),
+        received_events=int(sp.n_events) if sp.n_events is not None else None,
+        expected_batches=sp.expected_batches,
+        expected_events=sp.expected_events,
+        late_batches=int(sp.late_batches or 0),
+        late_events=int(sp.late_events or 0),
+    )
+
+
+def recorded_inputs(
+    session: Session,
+    sp: Spill,
+    specs: SpecSet,
+    refs: ReferenceCache,
+    *,
+    version: str | None = None,
+) -> CheckInputs:
+    """Inputs of a spill judged before, as they were then: its conditions, reference, overrides.
+
+    The reference is the one recorded with its flags (none if it was judged without one);
+    a spill never judged (or whose judging failed as a whole) gets the active one, as the
+    live hook would now. The overrides are pinned to ``version`` or else to the spill's
+    own configuration version (when the specs still match it).
+    """
+    ref: Reference | None | object = ACTIVE
+    cond: RunConditions | None | object = CURRENT
+    judged = select(func.count()).select_from(Flag).where(Flag.spill_id == sp.id)
+    # a spill whose judging failed as a whole was never compared with anything: it gets
+    # the active reference, as the live hook would have used
+    if session.scalar(judged.where(Flag.check != JUDGING_CHECK)):
+        cond = as_conditions(sp.conditions)  # the run conditions it was judged under
+        ref_run = flags_reference_run(session, sp.id)
+        ref = (
+            session.scalars(
+                select(Reference)
+                .where(Reference.run == ref_run)
+                .order_by(Reference.id.desc())
+                .limit(1)
+            ).first()
+            if ref_run is not None
+            else None
         )
-        store_verdict(session, sp, verdict, inputs)
-        return {
-            "quality": int(verdict.overall),
-            "subsystems": {s: int(q) for s, q in verdict.subsystems.items()},
-            "config_version": inputs.version,
-            "beam_config": inputs.conditions.beam_config if inputs.conditions else None,
-            "incidents": [i.to_dict() for i in verdict.incidents],
-        }
-
-    def rejudge(session: Session, run: int) -> list[dict]:
-        from dqm.store.rejudge import rejudge_run
-
-        return rejudge_run(session, run, specs, refs)
-
-    # the worker calls this when a run's conditions change (see dqm.store.rejudge)
-    judge.rejudge = rejudge  # type: ignore[attr-defined]
-    return judge
+    pinned = version or sp.config_version
+    return gather_inputs(
+        session,
+        sp,
+        specs,
+        refs,
+        version=pinned if pinned and pinned.split("+")[0] == specs.version else None,
+        reference=ref,
+        conditions=cond,
+    )
 
 
 @dataclass
@@ -369,33 +398,7 @@ def recheck_run(
     diffs: list[str] = []
     used = version or ""
     for sp in spills:
-        ref: Reference | None | object = ACTIVE  # never judged: as the live hook would now
-        cond: RunConditions | None | object = CURRENT
-        if session.scalar(select(func.count()).select_from(Flag).where(Flag.spill_id == sp.id)):
-            cond = as_conditions(sp.conditions)  # judged: under the conditions it was judged
-            ref_run = flags_reference_run(
-                session, sp.id
-            )  # judged: the reference it was judged against, or none
-            ref = (
-                session.scalars(
-                    select(Reference)
-                    .where(Reference.run == ref_run)
-                    .order_by(Reference.id.desc())
-                    .limit(1)
-                ).first()
-                if ref_run is not None
-                else None
-            )
-        pinned = version or sp.config_version
-        inputs = gather_inputs(
-            session,
-            sp,
-            specs,
-            refs,
-            version=pinned if pinned and pinned.split("+")[0] == specs.version else None,
-            reference=ref,
-            conditions=cond,
-        )
+        inputs = recorded_inputs(session, sp, specs, refs, version=version)
         used = inputs.version
         verdict = evaluate_spill(
             specs,
@@ -406,7 +409,7 @@ def recheck_run(
             masked=inputs.masked,
             overrides=inputs.overrides,
             status=sp.status,
-            batches=(sp.received_batches, sp.expected_batches),
+            arrival=spill_arrival(sp),
             conditions=inputs.conditions,
             reference_conditions=inputs.reference_conditions,
         )

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from dqm.core.evaluate import evaluate_spill
 from dqm.core.specs import SpecSet
-from dqm.store.flags import _store_run_rollup, gather_inputs, store_verdict
+from dqm.store.flags import _store_run_rollup, gather_inputs, spill_arrival, store_verdict
 from dqm.store.models import SPILL_OPEN, Spill
 from dqm.store.references import ReferenceCache
 from dqm.store.runs import lock_run, run_conditions
@@ -72,7 +72,7 @@ def rejudge_run(
             masked=inputs.masked,
             overrides=inputs.overrides,
             status=sp.status,
-            batches=(sp.received_batches, sp.expected_batches),
+            arrival=spill_arrival(sp),
             conditions=inputs.conditions,
             reference_conditions=inputs.reference_conditions,
         )
@@ -86,6 +86,7 @@ def rejudge_run(
                 "quality": int(verdict.overall),
                 "subsystems": {s: int(q) for s, q in verdict.subsystems.items()},
                 "config_version": inputs.version,
+                "incidents": [i.to_dict() for i in verdict.incidents],
                 "beam_config": conditions.beam_config if conditions else None,
                 "rejudged": True,
             }
