@@ -19,7 +19,15 @@ from functools import partial
 
 import boost_histogram as bh
 
-from dqm.checks import CHECKS, CheckContext, CheckResult, Quality, judged_worst, run_check
+from dqm.checks import (
+    CHECKS,
+    CheckContext,
+    CheckResult,
+    Quality,
+    judged_worst,
+    run_check,
+    validate_check_params,
+)
 from dqm.checks._core import check_error, error_text
 from dqm.core.arrival import Arrival, arrival_judgement
 from dqm.core.conditions import RunConditions, UnresolvedCondition, resolve_params
@@ -327,19 +335,25 @@ def with_conditions(
     cannot judge for want of them, the NO_DATA result that says why (never an error).
 
     ``no_reference`` is why the spill has no reference at all (no conditions, or none
-    certified for this beam configuration); checks that need one get it as their reason.
+    certified for this beam configuration); checks that need one get it as their reason,
+    unless their parameters are invalid (an expert's override), which is CHECK_ERROR first.
     """
-    registered = CHECKS.get(check)
-    if no_reference and registered is not None and registered.needs_reference:
-        return CheckResult(Quality.NO_DATA, None, {}, no_reference, {}, check)
     try:
-        return resolve_params(params, conditions)
+        resolved = resolve_params(params, conditions)
     except UnresolvedCondition as exc:
         return CheckResult(
             Quality.NO_DATA, None, {}, f"{NO_CONDITIONS} ({exc})", {"needs": "conditions"}, check
         )
     except ValueError as exc:  # a malformed reference in an override written by hand
         return check_error(check, exc)
+    registered = CHECKS.get(check)
+    if no_reference and registered is not None and registered.needs_reference:
+        try:
+            validate_check_params(check, resolved)
+        except Exception as exc:  # noqa: BLE001 — a broken configuration is reported first
+            return check_error(check, exc)
+        return CheckResult(Quality.NO_DATA, None, {}, no_reference, {}, check)
+    return resolved
 
 
 def conditions_judgement(
