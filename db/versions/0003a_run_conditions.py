@@ -7,14 +7,14 @@ and references stay 'mu160' with unknown conditions, so they still match a 160 G
 Spills record the conditions they were judged under, references those they were taken under.
 
 Revision ID: 0003a
-Revises: 0003c
+Revises: 0003b
 Create Date: 2026-11-26 09:00:00
 """
 import sqlalchemy as sa
 from alembic import op
 
 revision = '0003a'
-down_revision = '0003c'
+down_revision = '0003b'
 branch_labels = None
 depends_on = None
 
