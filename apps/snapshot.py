@@ -23,7 +23,7 @@ from dqm.store import Session
 from dqm.store.models import Flag
 from dqm.store.queries import recent_closed_spills, spill_flags, spill_opening_times
 from dqm.store.references import ReferenceCache, active_reference
-from dqm.store.runs import DEFAULT_BEAM_CONFIG, beam_config_of
+from dqm.store.runs import run_conditions
 from dqm.store.spills import spill_histograms
 
 __all__ = [
@@ -99,7 +99,10 @@ class Snapshot:
 
     version: int = 0
     spill_id: int | None = None
-    beam_config: str = DEFAULT_BEAM_CONFIG
+    #: the last spill's run: its beam configuration (None: conditions unknown) and its
+    #: conditions as the header shows them
+    beam_config: str | None = None
+    conditions: str = ""
     run: int | None = None
     spill: int | None = None
     status: str = ""
@@ -252,7 +255,8 @@ def build_snapshot(
     last = recent_rows[0]
     same_run = [r for r in reversed(recent_rows) if r.run == last.run]
     flags = spill_flags(session, last.id)
-    beam_config = beam_config_of(session, last.run)
+    cond = run_conditions(session, last.run)
+    beam_config = cond.beam_config if cond else None  # unknown conditions: no reference
     ref = active_reference(session, beam_config)
     lo, hi = min(r.spill for r in same_run), max(r.spill for r in same_run)
     opened = spill_opening_times(session, last.run, (lo, hi))
@@ -260,6 +264,7 @@ def build_snapshot(
         version=version,
         spill_id=last.id,
         beam_config=beam_config,
+        conditions=cond.describe() if cond else "",
         run=last.run,
         spill=last.spill,
         status=last.status,

@@ -6,11 +6,12 @@ Upgrade folds any column value the JSON lacks into it, then drops the columns;
 downgrade adds them back, filled from the JSON. Nothing is lost either way.
 
 The columns are dropped with ``ALTER TABLE … DROP COLUMN`` on SQLite too (SQLite ≥ 3.35),
-not in Alembic's batch mode: batch mode recreates the table, and dropping the old
-``spills`` with foreign keys on would cascade-delete every flag and histogram row.
+not in Alembic's batch mode, which would rebuild the whole table (and, were foreign keys on
+during a migration, dropping the old ``spills`` would cascade-delete every flag and
+histogram: :func:`dqm.store.migrate.upgrade_database` switches them off on SQLite).
 
 Revision ID: 0003f
-Revises: 0003b
+Revises: 0003a
 Create Date: 2026-12-01 12:00:00
 """
 
@@ -19,7 +20,7 @@ import sqlalchemy as sa
 
 
 revision = "0003f"
-down_revision = "0003b"
+down_revision = "0003a"
 branch_labels = None
 depends_on = None
 

@@ -10,10 +10,13 @@ import enum
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import boost_histogram as bh
 import numpy as np
+
+if TYPE_CHECKING:
+    from dqm.core.conditions import RunConditions
 
 __all__ = [
     "Quality",
@@ -230,6 +233,9 @@ class CheckContext:
         history: per-spill series of the same summary keys for the run's previous
             spills, oldest first (the current spill is *not* included).
         masked: channel index tuples known to be bad and excluded by channel checks.
+        conditions: the run's conditions (:class:`dqm.core.conditions.RunConditions`),
+            ``None`` when the DAQ never announced them. Spec parameters written as
+            ``"@p_beam_gev"`` are already resolved from them when a check runs.
     """
 
     histogram: bh.Histogram | None = None
@@ -237,6 +243,7 @@ class CheckContext:
     summary: Mapping[str, float] | None = None
     history: Mapping[str, Sequence[float]] | None = None
     masked: frozenset[tuple[int, ...]] = frozenset()
+    conditions: RunConditions | None = None
 
     def __post_init__(self) -> None:
         # Channel lists arrive from JSON/TOML as lists (or bare ints for 1D maps);

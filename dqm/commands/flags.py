@@ -19,7 +19,7 @@ from dqm.store.flags import query_flags
 from dqm.store.models import Run
 from dqm.store.queries import count_closed_spills, flag_reference_runs
 from dqm.store.references import newest_reference_of_run, reference_warnings
-from dqm.store.runs import get_run
+from dqm.store.runs import as_conditions, get_run, run_conditions
 
 
 def add_parser(sub) -> None:
@@ -67,7 +67,7 @@ def format_thresholds(thresholds: dict | None) -> str:
 
 def _rollup_line(run_row: Run | None, n_spills: int, rollups) -> str:
     per = {f.subsystem: quality_name(f.quality) for f in rollups if f.spill is None}
-    beam = f", beam {run_row.beam_config}" if run_row else ""
+    beam = f", beam {run_row.beam_config or 'unknown'}" if run_row else ""
     worst = "  ".join(f"{s} {per.get(s, '-')}" for s in SUBSYSTEMS)
     return (
         f"run {run_row.run if run_row else '?'}{beam}: {n_spills} closed spills; "
@@ -75,13 +75,27 @@ def _rollup_line(run_row: Run | None, n_spills: int, rollups) -> str:
     )
 
 
+def conditions_line(run_row: Run) -> str:
+    """The run's conditions as the shifter reads them (the wall's header says the same)."""
+    cond = as_conditions(run_row.conditions)
+    if cond is None:
+        return (
+            "conditions: none received from the DAQ (momentum-scale checks and reference "
+            "comparisons give NO_DATA)"
+        )
+    return f"conditions: {cond.describe()}"
+
+
 def _reference_line(session, run: int, max_age_days: float) -> str:
     """Provenance of the reference the run's flags were computed against, and its warnings."""
     ref_runs = flag_reference_runs(session, run)
     if not ref_runs:
+        cond = run_conditions(session, run)
+        if cond is None:
+            return "compared with: no reference (no run conditions, so no beam configuration)"
         return (
-            "compared with: no reference run (shape checks NO_DATA); "
-            "'dqm reference suggest' proposes one"
+            f"compared with: no reference for {cond.beam_config} (shape checks NO_DATA); "
+            f"'dqm reference suggest --beam-config {cond.beam_config}' proposes one"
         )
     refs = [newest_reference_of_run(session, r) for r in ref_runs]
     lines = [
@@ -108,6 +122,7 @@ def run(args, settings) -> int:
             n_spills = count_closed_spills(session, args.run)
             print(_rollup_line(run_row, n_spills, query_flags(session, args.run, rollups=True)))
             print(_reference_line(session, args.run, settings.reference_max_age_days))
+            print(conditions_line(run_row))
             flags = query_flags(
                 session,
                 args.run,

@@ -35,7 +35,7 @@ from dqm.store.periods import (
     references_by_set_time,
 )
 from dqm.store.queries import closed_spill_histograms
-from dqm.store.runs import run_beam_configs
+from dqm.store.runs import as_conditions, runs_by_number
 
 __all__ = [
     "Period",
@@ -156,6 +156,8 @@ class ReportData:
     reference_histograms: dict[str, bh.Histogram] = field(default_factory=dict)
     reference_run: int | None = None
     beam_configs: dict[str, int] = field(default_factory=dict)  # config -> spills
+    #: run -> its conditions in words (RunConditions.describe), "" when none were received
+    run_conditions: dict[int, str] = field(default_factory=dict)
     mot_per_event: float = 1.0
     skipped: dict[str, int] = field(default_factory=dict)  # histogram -> spills not summed
     #: subsystem -> quality name -> number of check flags (all qualities, roll-ups left out)
@@ -338,9 +340,14 @@ def gather(
     flags = _flags(session, period)
     spills = _with_worst_flag(_spills(session, period), flags)
     configs = Counter()
+    run_conditions: dict[int, str] = {}
     if spills:
-        run_cfg = run_beam_configs(session, {s.run for s in spills})
-        configs = Counter(run_cfg[s.run] for s in spills)
+        stored = runs_by_number(session, {s.run for s in spills})
+        run_cfg = {run: row.beam_config for run, row in stored.items()}
+        for run, row in stored.items():
+            cond = as_conditions(row.conditions)
+            run_conditions[run] = cond.describe() if cond else ""
+        configs = Counter(run_cfg.get(s.run) or "unknown" for s in spills)
     end = period.end or (spills[-1].closed_at if spills else None)
     flag_runs = period_reference_runs(session, period)
     refs, in_force = _references(session, list(configs), flag_runs, end)
@@ -365,6 +372,7 @@ def gather(
         reference_histograms=ref_hists,
         reference_run=ref_run,
         beam_configs=dict(configs),
+        run_conditions=run_conditions,
         mot_per_event=mot_per_event,
         skipped=dict(acc.skipped),
         flag_counts=_flag_counts(session, period),

@@ -98,7 +98,8 @@ def store_simulated_spill(
         batches=[(f"{tag}-{b}", b) for b in range(n_batches)],
         marker=(f"{tag}-eos", expected if lose_batches else n_batches, data.n_events),
     )
-    outcome = commit_group(session, stream, "sample", [contribution])
+    announced = [(f"{tag}-conditions", data.conditions)] if data.conditions else []
+    outcome = commit_group(session, stream, "sample", [contribution], conditions=announced)
     if beam_config is not None:
         set_beam_config(session, data.run, beam_config)
     closed = try_close(session, outcome.spill_ids.pop(), filler.book, incomplete=bool(lose_batches))
@@ -149,8 +150,11 @@ def store_simulated_day(
     status = [
         SPILL_INCOMPLETE if k in INCOMPLETE_TEMPLATES else SPILL_COMPLETE for k in range(distinct)
     ]
+    conditions = cfg.conditions()
     verdicts = [
-        evaluate_spill(specs, h, s, reference=reference, status=st, batches=(1, 2))
+        evaluate_spill(
+            specs, h, s, reference=reference, status=st, batches=(1, 2), conditions=conditions
+        )
         for (_, h, s), st in zip(templates, status, strict=False)
     ]
     step = timedelta(days=1) / n_spills
@@ -190,6 +194,6 @@ def store_simulated_day(
             )
         )
     with sessions.begin() as session:
-        insert_judged_spills(session, spills)
+        insert_judged_spills(session, spills, conditions=conditions)
         set_reference(session, first_run, "bench", comment="first run of the simulated day")
     return n_spills

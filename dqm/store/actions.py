@@ -23,7 +23,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from dqm.core.specs import SpecSet
-from dqm.errors import DQMError, SpecError
+from dqm.errors import DQMError, SpecError, StorageError
 from dqm.store import references
 from dqm.store.models import AuditEntry, ChannelMask, CheckOverride, Flag, Reference, utcnow
 from dqm.store.queries import count_closed_spills
@@ -109,11 +109,14 @@ def set_reference(
     *,
     beam_config: str | None = None,
     comment: str = "",
+    force: bool = False,
 ) -> Reference:
     """Certify ``run`` as the reference of its beam configuration (the previous one is retired).
 
-    Checks who asks and what they typed, then :func:`dqm.store.references.set_reference`
-    does it (and writes the audit entry).
+    The configuration follows from the run's conditions; another one is refused unless
+    ``force`` (:func:`dqm.store.references.reference_config`). Checks who asks and what
+    they typed, then :func:`dqm.store.references.set_reference` does it (and writes the
+    audit entry).
     """
     name = require_user(user)
     run = int(run)
@@ -122,7 +125,12 @@ def set_reference(
         beam_config = free_text(beam_config, "beam configuration", limit=64)
     if not count_closed_spills(session, run):
         raise ActionError(f"run {run} has no closed spills: it cannot be a reference")
-    return references.set_reference(session, run, name, beam_config=beam_config, comment=comment)
+    try:
+        return references.set_reference(
+            session, run, name, beam_config=beam_config, comment=comment, force=force
+        )
+    except StorageError as exc:
+        raise ActionError(str(exc)) from None
 
 
 def _flag(session: Session, flag_id: int) -> Flag:
@@ -289,8 +297,11 @@ def edit_check_thresholds(
     merged = {**base, **dict(params)}
     try:
         from dqm.checks import validate_check_params
+        from dqm.core.conditions import condition_references
 
-        resolved = validate_check_params(check, merged)
+        # "@p_beam_gev" parameters stay references: resolved from each run's conditions
+        deferred = condition_references(check, merged)
+        resolved = validate_check_params(check, merged, deferred=deferred)
     except SpecError as exc:
         raise ActionError(f"check '{check}' of '{histogram}': {exc}") from None
     resolved = {

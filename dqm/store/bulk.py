@@ -18,9 +18,9 @@ from typing import Any
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
+from dqm.core.conditions import RunConditions
 from dqm.core.histio import FORMAT_VERSION
 from dqm.store.models import Flag, Run, Spill, SpillHistograms
-from dqm.store.runs import DEFAULT_BEAM_CONFIG
 from dqm.store.spills import insert_ignore
 
 __all__ = ["JudgedSpill", "insert_judged_spills"]
@@ -53,10 +53,13 @@ def insert_judged_spills(
     session: Session,
     spills: Sequence[JudgedSpill],
     *,
-    beam_config: str = DEFAULT_BEAM_CONFIG,
+    conditions: RunConditions | None = None,
     comment: str = "simulated",
 ) -> dict[tuple[int, int], int]:
-    """Insert the spills (their runs if new, histograms and flags); returns (run, spill) -> id."""
+    """Insert the spills (their runs if new, histograms and flags); returns (run, spill) -> id.
+
+    New runs get ``conditions`` (each with its own run number), or unknown conditions.
+    """
     first_opened: dict[int, datetime] = {}
     for sp in spills:
         first_opened[sp.run] = min(sp.opened_at, first_opened.get(sp.run, sp.opened_at))
@@ -64,7 +67,13 @@ def insert_judged_spills(
         session,
         Run,
         [
-            {"run": run, "beam_config": beam_config, "started_at": at, "comment": comment}
+            {
+                "run": run,
+                "beam_config": conditions.beam_config if conditions else None,
+                "conditions": {**conditions.to_dict(), "run": run} if conditions else None,
+                "started_at": at,
+                "comment": comment,
+            }
             for run, at in sorted(first_opened.items())
         ],
     )

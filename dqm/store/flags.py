@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 from dqm.checks import ROLLUP, Quality, judged_worst
 from dqm.checks._core import to_jsonable
 from dqm.config import Settings
+from dqm.core.conditions import RunConditions
 from dqm.core.evaluate import (
     HISTORY_SPILLS,
     Arrival,
@@ -37,12 +38,12 @@ from dqm.errors import StorageError
 from dqm.store.models import ChannelMask, CheckOverride, Flag, Reference, Run, Spill
 from dqm.store.queries import closed_spills
 from dqm.store.references import (
-    DEFAULT_BEAM_CONFIG,
     ReferenceCache,
     active_reference,
     flags_reference_run,
     newest_reference_of_run,
 )
+from dqm.store.runs import as_conditions
 from dqm.store.spills import spill_histograms
 
 __all__ = [
@@ -72,6 +73,10 @@ class CheckInputs:
     masked: dict[str, list[list[int]]]
     overrides: dict[tuple[str, str], dict]
     version: str
+    #: the run conditions the spill is judged under (None: none received)
+    conditions: RunConditions | None = None
+    #: the conditions the reference was taken under (None: none, or not recorded)
+    reference_conditions: RunConditions | None = None
 
 
 def _history(session: Session, sp: Spill) -> dict[str, list[float]]:
@@ -107,6 +112,8 @@ def _masks(session: Session, at: datetime) -> dict[str, list[list[int]]]:
 
 #: ``gather_inputs(reference=ACTIVE)``: use the beam configuration's active reference.
 ACTIVE = object()
+#: ``gather_inputs(conditions=CURRENT)``: the run's conditions as stored now.
+CURRENT = object()
 
 
 def gather_inputs(
@@ -117,11 +124,14 @@ def gather_inputs(
     *,
     version: str | None = None,
     reference: Reference | None | object = ACTIVE,
+    conditions: RunConditions | None | object = CURRENT,
 ) -> CheckInputs:
     """Inputs as they were when ``sp`` closed; ``version`` pins the threshold overrides.
 
-    ``reference`` is the reference to compare with (``None``: none, as when the live
-    flags were made without one); by default the active one of the run's beam configuration.
+    ``conditions`` are the run conditions to judge under (``None``: none, as when the live
+    flags were made without them); by default the run's. ``reference`` is the reference to
+    compare with (``None``: none); by default the active one of the beam configuration
+    those conditions give — no conditions, no reference (never a default configuration).
     """
     if version is not None:
         spec_hash, _, ov = version.partition("+")
@@ -133,12 +143,13 @@ def gather_inputs(
         upto = int(ov or 0)
     else:
         upto = session.scalar(select(func.max(CheckOverride.id))) or 0
-    run_row = session.get(Run, sp.run)
-    ref = (
-        active_reference(session, run_row.beam_config if run_row else DEFAULT_BEAM_CONFIG)
-        if reference is ACTIVE
-        else reference
-    )
+    if conditions is CURRENT:
+        run_row = session.get(Run, sp.run)
+        conditions = as_conditions(run_row.conditions) if run_row else None
+    assert conditions is None or isinstance(conditions, RunConditions)
+    if reference is ACTIVE:
+        reference = active_reference(session, conditions.beam_config) if conditions else None
+    ref = reference
     assert ref is None or isinstance(ref, Reference)
     at = sp.closed_at or datetime.now(UTC)
     return CheckInputs(
@@ -148,6 +159,8 @@ def gather_inputs(
         masked=_masks(session, at),
         overrides=_overrides(session, upto),
         version=config_version(specs, upto),
+        conditions=conditions,
+        reference_conditions=as_conditions(ref.conditions) if ref else None,
     )
 
 
@@ -223,6 +236,7 @@ def store_verdict(
     session.add_all(rows)
     sp.quality = int(verdict.overall)
     sp.config_version = inputs.version
+    sp.conditions = inputs.conditions.to_dict() if inputs.conditions else None
     summary = dict(sp.summary or {})
     summary["quality"] = {s: int(q) for s, q in verdict.subsystems.items()}
     sp.summary = summary
@@ -320,7 +334,7 @@ def recorded_inputs(
     *,
     version: str | None = None,
 ) -> CheckInputs:
-    """Inputs of a spill judged before, as they were then: its reference, its overrides.
+    """Inputs of a spill judged before, as they were then: its conditions, reference, overrides.
 
     The reference is the one recorded with its flags (none if it was judged without one);
     a spill never judged (or whose judging failed as a whole) gets the active one, as the
@@ -328,10 +342,12 @@ def recorded_inputs(
     own configuration version (when the specs still match it).
     """
     ref: Reference | None | object = ACTIVE
+    cond: RunConditions | None | object = CURRENT
     judged = select(func.count()).select_from(Flag).where(Flag.spill_id == sp.id)
     # a spill whose judging failed as a whole was never compared with anything: it gets
     # the active reference, as the live hook would have used
     if session.scalar(judged.where(Flag.check != JUDGING_CHECK)):
+        cond = as_conditions(sp.conditions)  # the run conditions it was judged under
         ref_run = flags_reference_run(session, sp.id)
         ref = newest_reference_of_run(session, ref_run) if ref_run is not None else None
     pinned = version or sp.config_version
@@ -342,6 +358,7 @@ def recorded_inputs(
         refs,
         version=pinned if pinned and pinned.split("+")[0] == specs.version else None,
         reference=ref,
+        conditions=cond,
     )
 
 
@@ -375,6 +392,8 @@ def recheck_run(
             overrides=inputs.overrides,
             status=sp.status,
             arrival=spill_arrival(sp),
+            conditions=inputs.conditions,
+            reference_conditions=inputs.reference_conditions,
         )
         if store:
             store_verdict(session, sp, verdict, inputs, update_run=False)

@@ -296,42 +296,42 @@ def count_rows(conn, model) -> int:
     return conn.execute(select(func.count()).select_from(model.__table__)).scalar_one()
 
 
-def test_downgrades_on_sqlite_keep_the_rows_that_reference_spills(tmp_path):
-    """A downgrade that drops a spills column must not recreate the table on SQLite: with
-    foreign keys on, dropping the old table cascade-deletes every flag and histogram."""
-    from datetime import UTC, datetime
+def test_a_populated_sqlite_store_migrates_up_and_down_keeping_its_rows(tmp_path):
+    """Batch-mode migrations rebuild tables on SQLite (copy, drop, rename). With foreign keys
+    on, dropping the old ``runs`` failed on the spills referencing it, and dropping the old
+    ``spills`` cascade-deleted every flag and histogram; the store migrates with them off."""
+    from sqlalchemy import text
 
-    from sqlalchemy import insert
-
-    from dqm.store.models import Flag, Run, Spill, SpillHistograms
-
-    # Given the embedded store at head with a spill, its histograms and a flag
+    # Given the embedded store at 0002 (the last schema before this round) with a run, a
+    # spill, its histograms and a flag
     url = f"sqlite:///{tmp_path / 'down.sqlite'}"
-    upgrade_database(url)
-    now = datetime(2026, 12, 1, tzinfo=UTC)
+    upgrade_database(url, "0002")
+    at = "'2026-12-01 00:00:00.000000'"
     engine = make_engine(url)
     with engine.begin() as conn:
-        conn.execute(insert(Run.__table__).values(run=1, beam_config="mu160", started_at=now))
-        conn.execute(
-            insert(Spill.__table__).values(
-                id=1, run=1, spill=1, status="complete", opened_at=now, updated_at=now
-            )
-        )
-        conn.execute(
-            insert(SpillHistograms.__table__).values(
-                spill_id=1, format_version=1, size_bytes=1, blob=b"x"
-            )
-        )
-        conn.execute(
-            insert(Flag.__table__).values(
-                run=1, spill=1, spill_id=1, subsystem="beam", check="c", quality=0,
-                config_version="v", created_at=now,
-            )
-        )  # fmt: skip
+        for sql in (
+            "INSERT INTO runs (run, beam_config, started_at, comment)"
+            f" VALUES (1, 'mu160', {at}, '')",
+            "INSERT INTO spills (id, run, spill, status, opened_at, updated_at, received_batches,"
+            f" n_events) VALUES (1, 1, 1, 'complete', {at}, {at}, 1, 10)",
+            "INSERT INTO spill_histograms (spill_id, format_version, size_bytes, blob)"
+            " VALUES (1, 1, 1, x'00')",
+            'INSERT INTO flags (run, spill, spill_id, subsystem, "check", quality, explanation,'
+            f" instruction, config_version, created_at) VALUES (1, 1, 1, 'beam', 'c', 0, '', '',"
+            f" 'v', {at})",
+        ):
+            conn.execute(text(sql))
     engine.dispose()
-    # When it is downgraded to 0002 (every revision since), then those rows are all still there
-    downgrade_database(url, "0002")
-    engine = make_engine(url)
-    with engine.connect() as conn:
-        assert count_rows(conn, Flag) == 1 and count_rows(conn, SpillHistograms) == 1
-    engine.dispose()
+    for target in ("head", "0002", "head"):
+        # When it is upgraded to head, or downgraded back to 0002
+        (downgrade_database if target == "0002" else upgrade_database)(url, target)
+        # Then every row is still there, and foreign keys are on again
+        engine = make_engine(url)
+        with engine.connect() as conn:
+            counts = [
+                conn.execute(text(f"SELECT count(*) FROM {t}")).scalar_one()
+                for t in ("runs", "spills", "spill_histograms", "flags")
+            ]
+            assert counts == [1, 1, 1, 1], target
+            assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar_one() == 1
+        engine.dispose()
