@@ -27,15 +27,12 @@ from typing import Any, TypeVar
 
 import boost_histogram as bh
 import redis
-from sqlalchemy import func, select
-from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.orm import Session
 
 from apps.snapshot import EMPTY, Snapshot, build_plots, build_snapshot
 from dqm.config import Settings
 from dqm.core.specs import SpecSet
-from dqm.pipeline.runtime import Store
-from dqm.store.models import SPILL_OPEN, AuditEntry, Spill
+from dqm.store import Session, SQLAlchemyError, Store
+from dqm.store.queries import change_token
 from dqm.store.references import ReferenceCache
 from dqm.store.spills import spill_histograms
 
@@ -133,7 +130,7 @@ class DataStore:
         with self._build_lock:
             t0 = time.perf_counter()
             with self.store.sessions() as session:
-                token = self._change_token(session)
+                token = change_token(session)
                 snap = build_snapshot(
                     session,
                     self.specs,
@@ -157,25 +154,10 @@ class DataStore:
             )
             return snap
 
-    def _change_token(self, session: Session) -> tuple:
-        """Newest closed spill and newest audit entry: cheap to read, changes when the wall must."""
-        return tuple(
-            session.execute(
-                select(
-                    select(func.max(Spill.id)).where(Spill.status != SPILL_OPEN).scalar_subquery(),
-                    select(func.count())
-                    .select_from(Spill)
-                    .where(Spill.status != SPILL_OPEN)
-                    .scalar_subquery(),
-                    select(func.max(AuditEntry.id)).scalar_subquery(),
-                )
-            ).one()
-        )
-
     def poll(self) -> bool:
         """Fallback path: rebuild only if the change token moved. Returns whether it did."""
         with self.store.sessions() as session:
-            token = self._change_token(session)
+            token = change_token(session)
         if token == self._token:
             return False
         self.refresh()

@@ -26,9 +26,8 @@ from apps.plots import make_plot, trimmed
 from apps.theme import EXPERT_CSS
 from dqm.checks.compare import compare
 from dqm.core.summary import SUMMARY_DOCS
-from dqm.store.models import Run
 from dqm.store.references import active_reference
-from dqm.store.runs import as_conditions
+from dqm.store.runs import run_conditions
 
 __all__ = ["Expert", "HistogramExplorer", "Trends"]
 
@@ -158,8 +157,7 @@ class HistogramExplorer(_DrawsOffLoop, Viewer):
 
         def load(session):
             chosen = self._selected(session, run, lo, hi)
-            beam = session.get(Run, run)
-            cond = as_conditions(beam.conditions) if beam else None
+            cond = run_conditions(session, run)
             ref = active_reference(session, cond.beam_config if cond else None)
             ref_h = self._store.reference_hists(session, ref).get(spec.name) if ref else None
             return chosen, ref, ref_h, cond

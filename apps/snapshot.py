@@ -14,18 +14,16 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
-
 from apps.plots import plot_data
-from apps.theme import quality_name
-from dqm.checks import Quality
+from dqm.checks import ROLLUP, Quality, quality_name
 from dqm.core.evaluate import severity
 from dqm.core.numbering import settled_gaps
 from dqm.core.specs import SUBSYSTEMS, SpecSet
-from dqm.store.models import SPILL_OPEN, Flag, Run, Spill, as_utc
+from dqm.store import Session
+from dqm.store.models import Flag
+from dqm.store.queries import recent_closed_spills, spill_flags, spill_opening_times
 from dqm.store.references import ReferenceCache, active_reference
-from dqm.store.runs import as_conditions
+from dqm.store.runs import run_conditions
 from dqm.store.spills import spill_histograms
 
 __all__ = [
@@ -155,7 +153,7 @@ def _tiles(flags: list[Flag]) -> tuple[Tile, ...]:
     unjudged: dict[str, list[dict]] = {}  # NO_DATA flags that a cause elsewhere explains
     for f in flags:
         cause = (f.details or {}).get("follows_from") if isinstance(f.details, dict) else None
-        if f.check == "rollup":
+        if f.check == ROLLUP:
             if isinstance(cause, dict):
                 follows[f.subsystem] = cause
             continue
@@ -246,21 +244,7 @@ def build_snapshot(
     the wall without waiting for histogram decoding. ``settle_s``: a gap in the spill
     numbers counts as never received once the spill after it is that old (the spill timeout).
     """
-    recent_rows = session.execute(
-        select(
-            Spill.id,
-            Spill.run,
-            Spill.spill,
-            Spill.status,
-            Spill.closed_at,
-            Spill.n_events,
-            Spill.quality,
-            Spill.summary,
-        )
-        .where(Spill.status != SPILL_OPEN)
-        .order_by(Spill.closed_at.desc(), Spill.id.desc())
-        .limit(RECENT_SPILLS)
-    ).all()
+    recent_rows = recent_closed_spills(session, RECENT_SPILLS)
     if not recent_rows:
         return Snapshot(
             version=version,
@@ -270,22 +254,12 @@ def build_snapshot(
         )
     last = recent_rows[0]
     same_run = [r for r in reversed(recent_rows) if r.run == last.run]
-    flags = list(session.scalars(select(Flag).where(Flag.spill_id == last.id)))
-    run_row = session.execute(
-        select(Run.beam_config, Run.conditions).where(Run.run == last.run)
-    ).first()
-    cond = as_conditions(run_row.conditions) if run_row else None
+    flags = spill_flags(session, last.id)
+    cond = run_conditions(session, last.run)
     beam_config = cond.beam_config if cond else None  # unknown conditions: no reference
     ref = active_reference(session, beam_config)
     lo, hi = min(r.spill for r in same_run), max(r.spill for r in same_run)
-    opened = {
-        n: as_utc(t)
-        for n, t in session.execute(
-            select(Spill.spill, Spill.opened_at).where(
-                Spill.run == last.run, Spill.spill.between(lo, hi)
-            )
-        )
-    }
+    opened = spill_opening_times(session, last.run, (lo, hi))
     return Snapshot(
         version=version,
         spill_id=last.id,
@@ -294,7 +268,7 @@ def build_snapshot(
         run=last.run,
         spill=last.spill,
         status=last.status,
-        closed_at=as_utc(last.closed_at),
+        closed_at=last.closed_at,
         n_events=int(last.n_events or 0),
         quality=quality_name(last.quality),
         tiles=_tiles(flags),

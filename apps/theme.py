@@ -7,22 +7,17 @@ colours whose meaning is also written out in words (never colour alone).
 
 from __future__ import annotations
 
-from dqm.checks import Quality
-
 __all__ = [
-    "QUALITY_NAMES",
     "QUALITY_COLOURS",
-    "quality_name",
     "CONTROL_ROOM_CSS",
     "EXPERT_CSS",
     "SERIES",
 ]
 
-#: Quality integer (as stored) -> name, from :class:`dqm.checks.Quality` itself.
-QUALITY_NAMES = {int(q): q.name for q in Quality}
-#: background, text colour per status word (STALE is the control room's own state).
-#: CHECK_ERROR (the judging failed: call the DQM expert) is a saturated blue: unlike every
-#: detector state, and told from STALE's purple by its word as much as by its hue.
+#: background, text colour per quality word (:func:`dqm.checks.quality_name` spells them;
+#: STALE is the control room's own state). CHECK_ERROR (the judging failed: call the DQM
+#: expert) is a saturated blue: unlike every detector state, and told from STALE's purple by
+#: its word as much as by its hue.
 QUALITY_COLOURS = {
     "GOOD": ("#1b7f3b", "#ffffff"),
     "WARNING": ("#f2a900", "#000000"),
@@ -33,10 +28,6 @@ QUALITY_COLOURS = {
 }
 #: line colours on dark and light backgrounds: this spill, reference
 SERIES = {"dark": ("#4fc3f7", "#ffb74d"), "light": ("#1f77b4", "#e6550d")}
-
-
-def quality_name(q: int | None) -> str:
-    return "NO_DATA" if q is None else QUALITY_NAMES.get(int(q), "NO_DATA")
 
 
 _TILES = "\n".join(

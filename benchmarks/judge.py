@@ -22,18 +22,18 @@ from datetime import timedelta
 
 from dqm.config import Settings
 from dqm.core.fill import Filler
-from dqm.core.histio import FORMAT_VERSION, encode_histograms
+from dqm.core.histio import encode_histograms
 from dqm.core.specs import SpecSet
 from dqm.core.summary import accumulate, finalize
 from dqm.core.variables import BatchView
 from dqm.pipeline import stream as rs
 from dqm.pipeline.worker import Worker
 from dqm.sim.simulate import SimConfig, simulate_spill
+from dqm.store.bulk import JudgedSpill, insert_judged_spills
 from dqm.store.engine import make_engine, make_sessionmaker
 from dqm.store.flags import recheck_run
-from dqm.store.models import SPILL_COMPLETE, Run, Spill, SpillHistograms, utcnow
+from dqm.store.models import SPILL_COMPLETE, utcnow
 from dqm.store.references import set_reference
-from dqm.store.spills import SUMMARY_COLUMNS
 
 __all__ = ["LatencyResult", "bench_close_latency", "bench_recheck", "store_simulated_run"]
 
@@ -156,41 +156,23 @@ def store_simulated_run(
         accumulate(moments, view)
         made.append((encode_histograms(hists), finalize(moments)))
     t0 = utcnow() - timedelta(seconds=n_spills)
-    with sessions.begin() as session:
-        cond = cfg.conditions()
-        session.add(
-            Run(
-                run=run,
-                beam_config=cond.beam_config,
-                conditions=cond.to_dict(),
-                started_at=t0,
-                comment="dqm bench recheck run",
-            )
+    spills = [
+        JudgedSpill(
+            run=run,
+            spill=i + 1,
+            status=SPILL_COMPLETE,
+            opened_at=t0 + timedelta(seconds=i),
+            closed_at=t0 + timedelta(seconds=i),
+            batches=1,
+            summary=made[i % distinct][1],
+            blob=made[i % distinct][0],
         )
-        session.flush()
-        for i in range(n_spills):
-            blob, summary = made[i % distinct]
-            at = t0 + timedelta(seconds=i)
-            sp = Spill(
-                run=run,
-                spill=i + 1,
-                status=SPILL_COMPLETE,
-                opened_at=at,
-                updated_at=at,
-                closed_at=at,
-                received_batches=1,
-                expected_batches=1,
-                n_events=int(summary["n_events"]),
-                summary=dict(summary),
-                **{c: summary.get(c) for c in SUMMARY_COLUMNS},
-            )
-            session.add(sp)
-            session.flush()
-            session.add(
-                SpillHistograms(
-                    spill_id=sp.id, format_version=FORMAT_VERSION, size_bytes=len(blob), blob=blob
-                )
-            )
+        for i in range(n_spills)
+    ]
+    with sessions.begin() as session:
+        insert_judged_spills(
+            session, spills, conditions=cfg.conditions(), comment="dqm bench recheck run"
+        )
 
 
 def bench_recheck(

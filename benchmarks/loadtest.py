@@ -130,17 +130,13 @@ def _proc_stats(pid: int) -> tuple[float, float, float]:
 
 
 def _spills_closed(db_url: str) -> int:
-    from sqlalchemy import func, select
-
     from dqm.store.engine import make_engine, make_sessionmaker
-    from dqm.store.models import Spill
+    from dqm.store.queries import count_closed_spills
 
     engine = make_engine(db_url, writer=False)
     try:
-        with make_sessionmaker(engine)() as s:
-            return int(
-                s.scalar(select(func.count()).select_from(Spill).where(Spill.status != "open")) or 0
-            )
+        with make_sessionmaker(engine)() as session:
+            return count_closed_spills(session)
     finally:
         engine.dispose()
 

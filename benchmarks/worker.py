@@ -231,7 +231,7 @@ def bench_scaleout(
     import os
     import signal
 
-    from dqm.store.spills import count_spills
+    from dqm.store.queries import count_closed_spills
 
     stream, group = f"bench:scale:{uuid.uuid4().hex[:6]}", "bench-scale"
     seed = n_workers if database_url is None else 10 + uuid.uuid4().int % 90_000
@@ -279,10 +279,7 @@ def bench_scaleout(
 
         def all_closed() -> bool:
             with make_sessionmaker(engine)() as session:
-                return (
-                    sum(n for status, n in count_spills(session, run).items() if status != "open")
-                    >= n_spills
-                )
+                return count_closed_spills(session, run) >= n_spills
 
         _wait(all_closed, procs, "every spill to close", every_s=0.02)
         wall = time.perf_counter() - w0

@@ -19,8 +19,14 @@ from dqm.redact import redact
 __all__ = ["main", "build_parser", "explain"]
 
 #: subcommand module names under dqm.commands, in help order
-COMMANDS = ("demo", "simulate", "replay", "worker", "db", "status", "bench")
-OPTIONAL_COMMANDS = (
+COMMANDS = (
+    "demo",
+    "simulate",
+    "replay",
+    "worker",
+    "db",
+    "status",
+    "bench",
     "serve",
     "flags",
     "reference",
@@ -39,14 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"]
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name in COMMANDS + OPTIONAL_COMMANDS:
-        try:
-            module = importlib.import_module(f"dqm.commands.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name == f"dqm.commands.{name}":  # not built yet
-                continue
-            raise
-        module.add_parser(sub)
+    for name in COMMANDS:
+        importlib.import_module(f"dqm.commands.{name}").add_parser(sub)
     return parser
 
 
@@ -79,7 +79,8 @@ def explain(exc: BaseException, settings) -> str | None:
     needs to know which one and what to do, not a traceback.
     """
     import redis
-    from sqlalchemy.exc import DBAPIError
+
+    from dqm.store.engine import DBAPIError
 
     if isinstance(exc, DQMError):
         return str(exc)

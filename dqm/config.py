@@ -9,6 +9,7 @@ real Redis started by :mod:`dqm.pipeline.services` and a SQLite file in ``data_d
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -35,88 +36,60 @@ class Setting:
     doc: str
 
 
-#: Every setting: attribute name -> (environment variable, default, documentation).
-SETTINGS: dict[str, Setting] = {
-    "redis_url": Setting(
-        "DQM_REDIS_URL", "", "Redis URL (redis://host:port/db). Empty: start a private Redis."
-    ),
-    "database_url": Setting(
-        "DQM_DATABASE_URL",
-        "",
-        "SQLAlchemy URL (postgresql+psycopg://… or sqlite:///…). Empty: SQLite in data_dir.",
-    ),
-    "data_dir": Setting(
-        "DQM_DATA_DIR", "./dqm-data", "Folder for the embedded SQLite file, Redis socket, reports."
-    ),
-    "stream": Setting(
-        "DQM_STREAM", "dqm:events", "Redis stream the DAQ/simulator publishes batches to."
-    ),
-    "group": Setting("DQM_GROUP", "dqm-workers", "Consumer group shared by all workers."),
-    "dead_letter_stream": Setting(
-        "DQM_DEAD_LETTER_STREAM", "dqm:dead", "Stream receiving malformed input with its reason."
-    ),
-    "channel": Setting(
-        "DQM_CHANNEL", "dqm:spill-closed", "Pub/sub channel announcing closed spills."
-    ),
-    "stream_maxlen": Setting(
-        "DQM_STREAM_MAXLEN",
-        2_000,
-        "Approximate cap on stream length in messages (~1 MB each). It is the outage buffer: ~180 "
-        "nominal spills (~50 min of beam).",
-    ),
-    "read_count": Setting("DQM_READ_COUNT", 16, "Messages per XREADGROUP call."),
-    "block_ms": Setting("DQM_BLOCK_MS", 200, "How long XREADGROUP blocks waiting for messages."),
-    "commit_interval_s": Setting(
-        "DQM_COMMIT_INTERVAL_S",
-        0.25,
-        "A worker commits its partial histograms at least this often.",
-    ),
-    "claim_idle_ms": Setting(
-        "DQM_CLAIM_IDLE_MS",
-        10_000,
-        "Pending messages idle longer than this are reclaimed from dead consumers.",
-    ),
-    "spill_timeout_s": Setting(
-        "DQM_SPILL_TIMEOUT_S", 30.0, "A spill with no news for this long is closed as incomplete."
-    ),
-    "specs_dir": Setting(
-        "DQM_SPECS_DIR", "", "Folder of histogram spec TOML files. Empty: the shipped histograms/."
-    ),
-    "web_host": Setting("DQM_WEB_HOST", "127.0.0.1", "Address the Panel server binds to."),
-    "web_port": Setting("DQM_WEB_PORT", 5006, "Port of the Panel server."),
-    "stale_after_s": Setting(
-        "DQM_STALE_AFTER_S", 60.0, "No spill closed for this long: the control room shows STALE."
-    ),
-    "reference_max_age_days": Setting(
-        "DQM_REFERENCE_MAX_AGE_DAYS",
-        90.0,
-        "A reference run set longer ago than this gives a warning with every comparison.",
-    ),
-}
+def _setting(default: Any, doc: str) -> Any:
+    """A field of :class:`Settings` with its documentation; its variable is ``DQM_<NAME>``."""
+    return field(default=default, metadata={"doc": doc})
 
 
 @dataclass(frozen=True)
 class Settings:
-    """Resolved settings. Build with :func:`load_settings`; derive variants with ``replace``."""
+    """Resolved settings. Build with :func:`load_settings`; derive variants with ``replace``.
 
-    redis_url: str = SETTINGS["redis_url"].default
-    database_url: str = SETTINGS["database_url"].default
-    data_dir: str = SETTINGS["data_dir"].default
-    stream: str = SETTINGS["stream"].default
-    group: str = SETTINGS["group"].default
-    dead_letter_stream: str = SETTINGS["dead_letter_stream"].default
-    channel: str = SETTINGS["channel"].default
-    stream_maxlen: int = SETTINGS["stream_maxlen"].default
-    read_count: int = SETTINGS["read_count"].default
-    block_ms: int = SETTINGS["block_ms"].default
-    commit_interval_s: float = SETTINGS["commit_interval_s"].default
-    claim_idle_ms: int = SETTINGS["claim_idle_ms"].default
-    spill_timeout_s: float = SETTINGS["spill_timeout_s"].default
-    specs_dir: str = SETTINGS["specs_dir"].default
-    web_host: str = SETTINGS["web_host"].default
-    web_port: int = SETTINGS["web_port"].default
-    stale_after_s: float = SETTINGS["stale_after_s"].default
-    reference_max_age_days: float = SETTINGS["reference_max_age_days"].default
+    Each setting is declared once, here: name, type, default and meaning. :data:`SETTINGS`
+    (the README's table, the environment variables) is derived from these fields.
+    """
+
+    redis_url: str = _setting("", "Redis URL (redis://host:port/db). Empty: start a private Redis.")
+    database_url: str = _setting(
+        "",
+        "SQLAlchemy URL (postgresql+psycopg://… or sqlite:///…). Empty: SQLite in data_dir.",
+    )
+    data_dir: str = _setting(
+        "./dqm-data", "Folder for the embedded SQLite file, Redis socket, reports."
+    )
+    stream: str = _setting("dqm:events", "Redis stream the DAQ/simulator publishes batches to.")
+    group: str = _setting("dqm-workers", "Consumer group shared by all workers.")
+    dead_letter_stream: str = _setting(
+        "dqm:dead", "Stream receiving malformed input with its reason."
+    )
+    channel: str = _setting("dqm:spill-closed", "Pub/sub channel announcing closed spills.")
+    stream_maxlen: int = _setting(
+        2_000,
+        "Approximate cap on stream length in messages (~1 MB each). It is the outage buffer: ~180 "
+        "nominal spills (~50 min of beam).",
+    )
+    read_count: int = _setting(16, "Messages per XREADGROUP call.")
+    block_ms: int = _setting(200, "How long XREADGROUP blocks waiting for messages.")
+    commit_interval_s: float = _setting(
+        0.25, "A worker commits its partial histograms at least this often."
+    )
+    claim_idle_ms: int = _setting(
+        10_000, "Pending messages idle longer than this are reclaimed from dead consumers."
+    )
+    spill_timeout_s: float = _setting(
+        30.0, "A spill with no news for this long is closed as incomplete."
+    )
+    specs_dir: str = _setting(
+        "", "Folder of histogram spec TOML files. Empty: the shipped histograms/."
+    )
+    web_host: str = _setting("127.0.0.1", "Address the Panel server binds to.")
+    web_port: int = _setting(5006, "Port of the Panel server.")
+    stale_after_s: float = _setting(
+        60.0, "No spill closed for this long: the control room shows STALE."
+    )
+    reference_max_age_days: float = _setting(
+        90.0, "A reference run set longer ago than this gives a warning with every comparison."
+    )
     extra: Mapping[str, str] = field(default_factory=dict)
 
     def with_(self, **changes: Any) -> Settings:
@@ -138,6 +111,15 @@ class Settings:
         return Path(__file__).resolve().parent.parent / "histograms"
 
 
+#: Every setting: attribute name -> (environment variable, default, documentation), in the
+#: order of :class:`Settings` (derived from its fields: nothing to keep in step by hand).
+SETTINGS: dict[str, Setting] = {
+    f.name: Setting(f"DQM_{f.name.upper()}", f.default, f.metadata["doc"])
+    for f in fields(Settings)
+    if "doc" in f.metadata
+}
+
+
 def _coerce(name: str, env: str, raw: str, default: Any) -> Any:
     if isinstance(default, bool):
         return raw.lower() in {"1", "true", "yes", "on"}
@@ -155,12 +137,9 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) ->
     """Read every ``DQM_*`` variable; validate URLs; keyword overrides win."""
     env = os.environ if environ is None else environ
     values: dict[str, Any] = {}
-    for f in fields(Settings):
-        if f.name not in SETTINGS:
-            continue
-        s = SETTINGS[f.name]
+    for name, s in SETTINGS.items():
         if s.env in env and env[s.env] != "":
-            values[f.name] = _coerce(f.name, s.env, env[s.env], s.default)
+            values[name] = _coerce(name, s.env, env[s.env], s.default)
     values.update({k: v for k, v in overrides.items() if v is not None})
     settings = Settings(**values)
     if settings.redis_url:
@@ -197,21 +176,27 @@ _RESERVED_HINT = (
 )
 
 
+#: A SQLAlchemy database URL, ``dialect[+driver]://[user[:password]@][host][:port][/database][?query]``
+#: (the grammar of ``sqlalchemy.engine.make_url``, so what passes here parses there).
+_DATABASE_URL = re.compile(
+    r"""(?P<name>[\w+]+)://
+        (?:(?P<username>[^:/]*)(?::(?P<password>[^@]*))?@)?
+        (?:(?:\[(?P<ipv6host>[^/?]+)\]|(?P<ipv4host>[^/:?]+))?(?::(?P<port>[^/?]*))?)?
+        (?:/(?P<database>[^?]*))?
+        (?:\?(?P<query>.*))?$""",
+    re.X,
+)
+
+
 def check_database_url(url: str, setting: str = "DQM_DATABASE_URL") -> str:
     """Fail with what we expected if ``url`` is not a PostgreSQL or SQLite SQLAlchemy URL."""
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError
-
     expected = "postgresql+psycopg://user@host:5432/dbname or sqlite:///path/to/file.sqlite"
     shown = hide_password(url)
-    try:
-        parsed = make_url(url)
-    except ArgumentError:
-        raise ConfigError(setting, shown, expected) from None
-    except ValueError:  # make_url's int() of a non-numeric port
-        raise ConfigError(
-            setting, shown, f"a numeric port, as in {expected}{_RESERVED_HINT}"
-        ) from None
-    if parsed.get_backend_name() not in {"postgresql", "sqlite"}:
+    parsed = _DATABASE_URL.match(url)
+    if parsed is None:
+        raise ConfigError(setting, shown, expected)
+    if parsed["port"] is not None and not parsed["port"].isdigit():
+        raise ConfigError(setting, shown, f"a numeric port, as in {expected}{_RESERVED_HINT}")
+    if parsed["name"].split("+", 1)[0] not in {"postgresql", "sqlite"}:
         raise ConfigError(setting, shown, expected)
     return url

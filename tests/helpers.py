@@ -22,6 +22,7 @@ from dqm.pipeline.stream import ConditionsAnnouncer, publish_spill
 from dqm.sim.simulate import SimConfig, SpillData, simulate_run
 from dqm.store.engine import make_engine, make_sessionmaker
 from dqm.store.models import Spill
+from dqm.store.queries import count_closed_spills
 from dqm.store.spills import spill_histograms
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -100,11 +101,7 @@ def closed_count(url: str, run: int) -> int:
     engine = make_engine(url, writer=False)
     try:
         with make_sessionmaker(engine)() as session:
-            return len(
-                session.scalars(
-                    select(Spill.id).where(Spill.run == run, Spill.status != "open")
-                ).all()
-            )
+            return count_closed_spills(session, run)
     finally:
         engine.dispose()
 

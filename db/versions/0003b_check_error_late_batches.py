@@ -55,6 +55,7 @@ def downgrade() -> None:
     op.execute(f"UPDATE flags SET quality = {_OLD_BAD} WHERE quality = {_NEW_BAD}")
     op.execute(f"UPDATE spills SET quality = {_OLD_BAD} WHERE quality = {_NEW_BAD}")
     _remap_summaries({_NEW_BAD: _OLD_BAD})
-    with op.batch_alter_table('spills', schema=None) as batch_op:
-        batch_op.drop_column('late_events')
-        batch_op.drop_column('late_batches')
+    # not in batch mode: on SQLite that recreates `spills`, and dropping the old table with
+    # foreign keys on cascade-deletes every flag and histogram (ALTER TABLE DROP COLUMN: 3.35+)
+    op.drop_column('spills', 'late_events')
+    op.drop_column('spills', 'late_batches')

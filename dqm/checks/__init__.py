@@ -24,11 +24,20 @@ from dqm.checks import (  # noqa: F401
     shape,
     trend,
 )
-from dqm.checks._core import CheckContext, CheckResult, Quality, judged_worst, rollup, worst
+from dqm.checks._core import (
+    ROLLUP,
+    CheckContext,
+    CheckResult,
+    Quality,
+    judged_worst,
+    quality_name,
+    rollup,
+    worst,
+)
 from dqm.checks._registry import (
     CHECKS,
     REQUIRED,
-    CheckSpec,
+    CheckDefinition,
     ParamSpec,
     register_check,
     run_check,
@@ -38,9 +47,11 @@ from dqm.checks.compare import compare
 
 __all__ = [
     "Quality",
+    "quality_name",
+    "ROLLUP",
     "CheckResult",
     "CheckContext",
-    "CheckSpec",
+    "CheckDefinition",
     "ParamSpec",
     "REQUIRED",
     "CHECKS",

@@ -20,6 +20,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Quality",
+    "quality_name",
+    "ROLLUP",
     "CheckResult",
     "CheckContext",
     "worst",
@@ -28,6 +30,10 @@ __all__ = [
     "check_error",
     "error_text",
 ]
+
+#: The check name under which a worst-of roll-up is stored with the flags (one row per
+#: subsystem of a spill, and per subsystem of a run): every reader tells them apart by it.
+ROLLUP = "rollup"
 
 
 class Quality(enum.IntEnum):
@@ -62,6 +68,26 @@ class Quality(enum.IntEnum):
     WARNING = 2
     CHECK_ERROR = 3
     BAD = 4
+
+
+def quality_name(value: int | None, unjudged: str = "NO_DATA") -> str:
+    """The word for a stored quality integer (the pages, the report and the CLI all use it).
+
+    Args:
+        value: a :class:`Quality` or its integer, as stored; ``None`` for a spill that
+            no check judged.
+        unjudged: the word for ``None``.
+
+    Returns:
+        The quality's name; an integer this version does not know (written by a newer
+        one) is shown as the number itself rather than dressed up as a known quality.
+    """
+    if value is None:
+        return unjudged
+    try:
+        return Quality(int(value)).name
+    except ValueError:
+        return str(value)
 
 
 def worst(qualities: Iterable[Quality | int]) -> Quality:

@@ -22,7 +22,7 @@ from dqm.errors import CheckError, DQMError, SpecError
 __all__ = [
     "REQUIRED",
     "ParamSpec",
-    "CheckSpec",
+    "CheckDefinition",
     "CHECKS",
     "register_check",
     "validate_check_params",
@@ -47,8 +47,10 @@ class ParamSpec:
 
 
 @dataclass(frozen=True)
-class CheckSpec:
-    """A registered check: the function and its parameter declarations."""
+class CheckDefinition:
+    """A registered check type: its function and parameter declarations (what
+    :func:`register_check` records). Not to be confused with
+    :class:`dqm.core.specs.CheckSpec`, one use of a check type on a histogram in the TOML."""
 
     name: str
     function: CheckFunction
@@ -68,8 +70,8 @@ class CheckSpec:
 REQUIRED: Any = ...
 """Default marking a parameter the spec must give."""
 
-_REGISTRY: dict[str, CheckSpec] = {}
-CHECKS: Mapping[str, CheckSpec] = MappingProxyType(_REGISTRY)
+_REGISTRY: dict[str, CheckDefinition] = {}
+CHECKS: Mapping[str, CheckDefinition] = MappingProxyType(_REGISTRY)
 
 _MIN_ENTRIES_DOC = "below this many entries (histogram total, else n_events) the result is NO_DATA"
 
@@ -115,7 +117,7 @@ def register_check(
                 f"check '{name}': declared params {sorted(declared)} do not match "
                 f"the function's keyword arguments {sorted(accepted)}"
             )
-        _REGISTRY[name] = CheckSpec(
+        _REGISTRY[name] = CheckDefinition(
             name,
             function,
             MappingProxyType(declared),

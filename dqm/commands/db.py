@@ -58,7 +58,7 @@ def run(args, settings) -> int:
 
 
 def _check(url: str) -> int:
-    from sqlalchemy.exc import OperationalError
+    from dqm.store.engine import OperationalError
 
     try:
         current = current_revision(url)

@@ -20,8 +20,6 @@ import threading
 import time
 from pathlib import Path
 
-from sqlalchemy import func, select
-
 from dqm.pipeline.runtime import DEMO_REDIS_FILE
 from dqm.pipeline.services import EmbeddedRedis
 from dqm.pipeline.stream import ConditionsAnnouncer, connect, ensure_group, publish_spill
@@ -171,11 +169,11 @@ class Demo:
     def next_run(self) -> int:
         if self.args.run:
             return self.args.run
-        from dqm.pipeline.runtime import open_store
-        from dqm.store.models import Run
+        from dqm.store import open_store
+        from dqm.store.runs import newest_run_number
 
         with open_store(self.settings, writer=False) as store, store.sessions() as session:
-            highest = session.scalar(select(func.max(Run.run)))
+            highest = newest_run_number(session)
         return (highest or 0) + 1
 
     def make_reference(self, r) -> None:
@@ -184,9 +182,10 @@ class Demo:
         Without a reference the shape comparisons (χ², KS, pulls) have nothing to compare
         with; a real shift starts from a certified run, so the demo makes one.
         """
-        from dqm.pipeline.runtime import open_store
+        from dqm.store import open_store
         from dqm.store.actions import set_reference
-        from dqm.store.models import Reference, Spill
+        from dqm.store.queries import count_closed_spills
+        from dqm.store.references import has_active_reference
 
         store = open_store(self.settings)
         try:
@@ -194,11 +193,7 @@ class Demo:
             cfg = self.sim_config(run)
             config = cfg.conditions().beam_config
             with store.sessions() as session:
-                if session.scalar(
-                    select(func.count())
-                    .select_from(Reference)
-                    .where(Reference.active.is_(True), Reference.beam_config == config)
-                ):
+                if has_active_reference(session, config):
                     return
             n = self.args.reference_spills
             print(
@@ -213,11 +208,7 @@ class Demo:
             while closed < n and time.monotonic() < deadline and not self.stop_event.is_set():
                 self.stop_event.wait(0.5)
                 with store.sessions() as session:
-                    closed = session.scalar(
-                        select(func.count())
-                        .select_from(Spill)
-                        .where(Spill.run == run, Spill.status != "open")
-                    )
+                    closed = count_closed_spills(session, run)
             if closed < n:
                 print(
                     f"  reference run {run}: only {closed} of {n} spills closed; continuing "
@@ -317,7 +308,7 @@ def describe_closed(note: dict, store) -> str:
     """One line per closed spill: status, overall quality, and the worst flag of each bad
     subsystem."""
     from dqm.checks import Quality
-    from dqm.store.models import Flag
+    from dqm.store.queries import worst_flag
 
     quality = note.get("quality")
     line = (
@@ -332,16 +323,7 @@ def describe_closed(note: dict, store) -> str:
         return line
     with store.sessions() as session:
         for subsystem in bad:
-            flag = session.scalars(
-                select(Flag)
-                .where(
-                    Flag.run == note["run"],
-                    Flag.spill == note["spill"],
-                    Flag.subsystem == subsystem,
-                )
-                .order_by(Flag.quality.desc(), Flag.id)
-                .limit(1)
-            ).first()
+            flag = worst_flag(session, note["run"], note["spill"], subsystem)
             if flag is not None:
                 line += f"\n      {Quality(flag.quality).name:<7} {subsystem}: {flag.explanation}"
     return line

@@ -11,16 +11,15 @@ from __future__ import annotations
 import math
 import textwrap
 
-from sqlalchemy import func, select
-
-from dqm.checks import Quality
+from dqm.checks import Quality, quality_name
 from dqm.core.specs import SUBSYSTEMS
 from dqm.errors import ConfigError
-from dqm.pipeline.runtime import open_store
+from dqm.store import open_store
 from dqm.store.flags import query_flags
-from dqm.store.models import Flag, Reference, Run, Spill
-from dqm.store.references import reference_warnings
-from dqm.store.runs import as_conditions
+from dqm.store.models import Run
+from dqm.store.queries import count_closed_spills, flag_reference_runs
+from dqm.store.references import newest_reference_of_run, reference_warnings
+from dqm.store.runs import as_conditions, get_run, run_conditions
 
 
 def add_parser(sub) -> None:
@@ -48,14 +47,6 @@ def _quality(name: str) -> Quality:
         raise ConfigError(
             "--quality", name, "one of " + ", ".join(q.name for q in Quality)
         ) from None
-
-
-def quality_name(value: int) -> str:
-    """The stored quality's name; the bare number for one this version does not know."""
-    try:
-        return Quality(value).name
-    except ValueError:
-        return str(value)
 
 
 def format_value(value: float | None) -> str:
@@ -97,27 +88,16 @@ def conditions_line(run_row: Run) -> str:
 
 def _reference_line(session, run: int, max_age_days: float) -> str:
     """Provenance of the reference the run's flags were computed against, and its warnings."""
-    ref_runs = sorted(
-        set(
-            session.scalars(
-                select(Flag.reference_run).where(Flag.run == run, Flag.reference_run.is_not(None))
-            ).all()
-        )
-    )
+    ref_runs = flag_reference_runs(session, run)
     if not ref_runs:
-        cond = as_conditions(session.scalar(select(Run.conditions).where(Run.run == run)))
+        cond = run_conditions(session, run)
         if cond is None:
             return "compared with: no reference (no run conditions, so no beam configuration)"
         return (
             f"compared with: no reference for {cond.beam_config} (shape checks NO_DATA); "
             f"'dqm reference suggest --beam-config {cond.beam_config}' proposes one"
         )
-    refs = [
-        session.scalars(
-            select(Reference).where(Reference.run == r).order_by(Reference.id.desc()).limit(1)
-        ).first()
-        for r in ref_runs
-    ]
+    refs = [newest_reference_of_run(session, r) for r in ref_runs]
     lines = [
         "compared with: "
         + "; ".join(
@@ -135,15 +115,11 @@ def run(args, settings) -> int:
     min_quality = _quality(args.quality)
     with open_store(settings, writer=False) as store:
         with store.sessions() as session:
-            run_row = session.get(Run, args.run)
+            run_row = get_run(session, args.run)
             if run_row is None:
                 print(f"run {args.run}: not in the database")
                 return 1
-            n_spills = session.scalar(
-                select(func.count())
-                .select_from(Spill)
-                .where(Spill.run == args.run, Spill.status != "open")
-            )
+            n_spills = count_closed_spills(session, args.run)
             print(_rollup_line(run_row, n_spills, query_flags(session, args.run, rollups=True)))
             print(_reference_line(session, args.run, settings.reference_max_age_days))
             print(conditions_line(run_row))

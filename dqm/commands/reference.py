@@ -13,22 +13,23 @@ import getpass
 import os
 from datetime import UTC
 
-from sqlalchemy import func, select
-
 from dqm.commands import reference_import
 from dqm.errors import StorageError
-from dqm.pipeline.runtime import open_store
+from dqm.store import open_store
 from dqm.store.actions import set_reference
-from dqm.store.models import Flag, Reference, Run
+from dqm.store.models import Reference
+from dqm.store.queries import flag_reference_runs
 from dqm.store.references import (
     DEFAULT_BEAM_CONFIG,
+    active_beam_configs,
     active_reference,
     list_references,
     reference_histograms,
     reference_warnings,
+    runs_judged_against,
     suggest_reference,
 )
-from dqm.store.runs import as_conditions
+from dqm.store.runs import as_conditions, get_run, newest_beam_config
 
 
 def add_parser(sub) -> None:
@@ -77,7 +78,7 @@ def _user(args) -> str:
 def _when(ts) -> str:
     if ts is None:
         return "-"
-    return (ts if ts.tzinfo else ts.replace(tzinfo=UTC)).strftime("%Y-%m-%d %H:%M UTC")
+    return ts.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def _source(ref: Reference) -> str:
@@ -93,7 +94,7 @@ def _print_warnings(session, ref, run: int, settings) -> None:
 def run_set(args, settings) -> int:
     with open_store(settings) as store:
         with store.sessions.begin() as session:
-            run_row = session.get(Run, args.run)
+            run_row = get_run(session, args.run)
             config = args.beam_config or (run_row.beam_config if run_row else None)
             previous = active_reference(session, config)
             ref = set_reference(
@@ -153,9 +154,7 @@ def _describe(session, ref: Reference) -> list[str]:
         f"  taken under: {cond.describe() if cond else 'conditions not recorded'}",
         f"  {len(hists)} histograms, {entries:,.0f} entries in total",
     ]
-    used = session.scalar(
-        select(func.count(func.distinct(Flag.run))).where(Flag.reference_run == ref.run)
-    )
+    used = runs_judged_against(session, ref.run)
     lines.append(f"  compared with in the flags of {used} run(s)")
     return lines
 
@@ -164,16 +163,14 @@ def run_show(args, settings) -> int:
     with open_store(settings, writer=False) as store:
         with store.sessions() as session:
             if args.run is None:
-                configs = session.scalars(
-                    select(Reference.beam_config).where(Reference.active.is_(True)).distinct()
-                ).all()
+                configs = active_beam_configs(session)
                 if not configs:
                     print("no active reference")
                     return 0
                 for config in sorted(configs):
                     print("\n".join(_describe(session, active_reference(session, config))))
                 return 0
-            run_row = session.get(Run, args.run)
+            run_row = get_run(session, args.run)
             if run_row is None:
                 raise StorageError(f"run {args.run} is not in the database")
             ref = active_reference(session, run_row.beam_config)
@@ -182,15 +179,7 @@ def run_show(args, settings) -> int:
             print(f"run {args.run} (beam '{run_row.beam_config or 'unknown'}': {what})")
             if ref is not None:
                 print("\n".join(_describe(session, ref)))
-            recorded = sorted(
-                set(
-                    session.scalars(
-                        select(Flag.reference_run).where(
-                            Flag.run == args.run, Flag.reference_run.is_not(None)
-                        )
-                    ).all()
-                )
-            )
+            recorded = flag_reference_runs(session, args.run)
             if recorded:
                 print(
                     "  its stored flags were computed against reference run(s) "
@@ -204,15 +193,7 @@ def run_suggest(args, settings) -> int:
     with open_store(settings, writer=False) as store:
         with store.sessions() as session:
             if args.beam_config is None:
-                args.beam_config = (
-                    session.scalar(
-                        select(Run.beam_config)
-                        .where(Run.beam_config.is_not(None))
-                        .order_by(Run.run.desc())
-                        .limit(1)
-                    )
-                    or DEFAULT_BEAM_CONFIG
-                )
+                args.beam_config = newest_beam_config(session) or DEFAULT_BEAM_CONFIG
             cands = suggest_reference(session, args.beam_config, min_spills=args.min_spills)
             if not cands:
                 print(

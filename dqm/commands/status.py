@@ -6,14 +6,19 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import redis
-from sqlalchemy import select
 
 from dqm.core.numbering import ranges_text, settled_gaps
 from dqm.errors import StorageError
-from dqm.pipeline.runtime import effective_redis_url, open_store
+from dqm.pipeline.runtime import effective_redis_url
 from dqm.pipeline.stream import connect
 from dqm.redact import redact
-from dqm.store.models import Spill, as_utc
+from dqm.store import open_store
+from dqm.store.queries import (
+    newest_runs,
+    newest_spills,
+    recent_closed_spills,
+    spill_opening_times,
+)
 from dqm.store.spills import count_spills
 
 
@@ -26,7 +31,7 @@ def add_parser(sub) -> None:
 def _age(ts) -> str:
     if ts is None:
         return "-"
-    return f"{(datetime.now(UTC) - as_utc(ts)).total_seconds():.0f} s ago"
+    return f"{(datetime.now(UTC) - ts).total_seconds():.0f} s ago"
 
 
 def stream_report(r: redis.Redis, settings) -> list[str]:
@@ -64,18 +69,10 @@ def stream_report(r: redis.Redis, settings) -> list[str]:
 def _run_lines(session, settle_s: float, n_runs: int = 3) -> list[str]:
     """The newest runs: their spill numbers, and the ones that never reached the DQM
     (gaps whose next spill opened more than ``settle_s`` ago: see :func:`settled_gaps`)."""
-    runs = session.scalars(
-        select(Spill.run).distinct().order_by(Spill.run.desc()).limit(n_runs)
-    ).all()
     lines = []
     now = datetime.now(UTC)
-    for run in sorted(runs):
-        opened = {
-            n: as_utc(t)
-            for n, t in session.execute(
-                select(Spill.spill, Spill.opened_at).where(Spill.run == run)
-            )
-        }
+    for run in sorted(newest_runs(session, n_runs)):
+        opened = spill_opening_times(session, run)
         gap = settled_gaps(opened, now, settle_s)
         lost = f"; NOT RECEIVED: {ranges_text(gap)} ({len(gap)})" if gap else ""
         lines.append(f"run {run}: spills {ranges_text(opened)}{lost}")
@@ -101,18 +98,12 @@ def run(args, settings) -> int:
         print(f"spills: {', '.join(f'{n} {s}' for s, n in sorted(counts.items())) or 'none yet'}")
         for line in _run_lines(session, settings.spill_timeout_s):
             print(line)
-        newest_closed = (
-            select(Spill)
-            .where(Spill.closed_at.is_not(None))
-            .order_by(Spill.closed_at.desc(), Spill.id.desc())
-        )
-        last = session.scalars(newest_closed.limit(1)).first()
-        if last is not None:
+        for last in recent_closed_spills(session, 1):
             print(
                 f"last closed: run {last.run} spill {last.spill} ({last.status}, {last.n_events} "
                 f"events) {_age(last.closed_at)}"
             )
-        rows = session.scalars(select(Spill).order_by(Spill.id.desc()).limit(args.spills)).all()
+        rows = newest_spills(session, args.spills)
         if rows:
             print(
                 f"{'run':>5} {'spill':>5} {'status':<10} {'events':>7} {'batches':>8} {'p_BMS':>7} "
@@ -120,14 +111,16 @@ def run(args, settings) -> int:
             )
         for sp in rows:
             fmt = lambda v, f: format(v, f) if v is not None else "-"  # noqa: E731
+            summary = sp.summary or {}
             batches = (
                 f"{sp.received_batches}/"
                 f"{sp.expected_batches if sp.expected_batches is not None else '?'}"
             )
             print(
                 f"{sp.run:>5} {sp.spill:>5} {sp.status:<10} {sp.n_events:>7} {batches:>8} "
-                f"{fmt(sp.p_bms_mean, '7.2f')} "
-                f"{fmt(sp.p_ms2_mean, '7.2f')} {fmt(sp.pik_fraction, '9.2e')} "
+                f"{fmt(summary.get('p_bms_mean'), '7.2f')} "
+                f"{fmt(summary.get('p_ms2_mean'), '7.2f')} "
+                f"{fmt(summary.get('pik_fraction'), '9.2e')} "
                 f"{_age(sp.closed_at):>10}"
             )
     return 0

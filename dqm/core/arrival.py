@@ -17,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from dqm.checks._core import CheckResult, Quality
+from dqm.core.status import SPILL_COMPLETE
 
 __all__ = ["Arrival", "arrival_judgement", "SPILL_COMPLETE_CHECK", "MARKER_MISMATCH_CHECK"]
 
@@ -103,7 +104,7 @@ def arrival_judgement(status: str, arrival: Arrival) -> CheckResult | None:
         minus batches announced.
     """
     a = arrival
-    if status == "complete" and a.agrees:
+    if status == SPILL_COMPLETE and a.agrees:
         return None
     announced = _side(a.expected_batches, a.expected_events)
     arrived = _side(a.received_batches, a.received_events)
@@ -119,7 +120,7 @@ def arrival_judgement(status: str, arrival: Arrival) -> CheckResult | None:
     threshold = {
         "expected_batches": float(a.expected_batches) if a.expected_batches is not None else -1.0
     }
-    if status != "complete":
+    if status != SPILL_COMPLETE:
         if a.expected_batches is None:
             why = f"{arrived} arrived and no end-of-spill marker"
         else:

@@ -34,6 +34,7 @@ from dqm.core.conditions import RunConditions, UnresolvedCondition, resolve_para
 from dqm.core.coverage import SourceCoverage
 from dqm.core.incidents import Incident, find_incidents
 from dqm.core.specs import SUBSYSTEMS, SpecSet
+from dqm.core.status import SPILL_COMPLETE
 
 __all__ = [
     "Arrival",
@@ -159,7 +160,7 @@ def evaluate_spill(
     reference: Mapping[str, bh.Histogram] | None = None,
     masked: Mapping[str, Sequence[Sequence[int]]] | None = None,
     overrides: Mapping[tuple[str, str], Mapping] | None = None,
-    status: str = "complete",
+    status: str = SPILL_COMPLETE,
     batches: tuple[int, int | None] | None = None,
     arrival: Arrival | None = None,
     conditions: RunConditions | None = None,
@@ -236,7 +237,7 @@ def evaluate_spill(
     about_conditions = conditions_judgement(conditions, reference_conditions)
     if about_conditions is not None:
         verdict.judgements.append(about_conditions)
-    if arrival is None and (batches is not None or status != "complete"):
+    if arrival is None and (batches is not None or status != SPILL_COMPLETE):
         got, expected = batches or (0, None)
         arrival = Arrival(received_batches=got, expected_batches=expected)
     daq = None if arrival is None else arrival_judgement(status, arrival)

@@ -50,7 +50,6 @@ __all__ = [
     "encode_batch",
     "decode_batch",
     "empty_columns",
-    "concat_batches",
 ]
 
 MAGIC = b"N64B"
@@ -301,8 +300,3 @@ def validate_batch(batch: EventBatch) -> None:
             f"column '{col.name}' event {ev} channel {ch}: {flat[ev, ch]} {col.unit} is {what} "
             f"[{col.lo}, {col.hi}] (run {batch.run} spill {batch.spill} batch {batch.batch_index})",
         )
-
-
-def concat_batches(batches: list[EventBatch]) -> dict[str, np.ndarray]:
-    """Concatenate the columns of several batches (used by one-process reference fills)."""
-    return {c.name: np.concatenate([b.columns[c.name] for b in batches]) for c in COLUMNS}

@@ -77,7 +77,10 @@ class AxisSpec:
 
 @dataclass(frozen=True)
 class CheckSpec:
-    """One check attached to a histogram: its registered type, parameters and instruction."""
+    """One check attached to a histogram: its registered type, parameters and instruction.
+
+    ``type`` names a :class:`dqm.checks.CheckDefinition` (the registry's record of the
+    check function and its declared parameters)."""
 
     type: str
     params: Mapping[str, Any]

@@ -24,12 +24,10 @@ import time
 from typing import TYPE_CHECKING
 
 import redis
-from sqlalchemy.exc import OperationalError
-from sqlalchemy.orm import Session
 
 from dqm.checks._core import error_text
 from dqm.store.closing import ClosedSpill, close_failed, spill_identity, try_close
-from dqm.store.engine import is_outage
+from dqm.store.engine import OperationalError, Session, is_outage
 
 if TYPE_CHECKING:
     from dqm.pipeline.worker import CloseHook, Worker

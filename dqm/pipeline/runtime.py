@@ -1,22 +1,23 @@
-"""Wiring of the I/O shells from one :class:`Settings`: the entry points' shared helpers."""
+"""Wiring of the I/O shells from one :class:`Settings`: the entry points' shared helpers.
+
+``Store``/``open_store`` live in :mod:`dqm.store.engine`; they are importable from here too.
+"""
 
 from __future__ import annotations
 
 import logging
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import redis
-from sqlalchemy import Engine
-from sqlalchemy.orm import Session, sessionmaker
 
 from dqm.config import Settings
 from dqm.core.specs import SpecSet, load_specs
 from dqm.errors import ConfigError
 from dqm.pipeline.stream import connect
 from dqm.redact import redact
-from dqm.store.engine import make_engine, make_sessionmaker
+from dqm.store.engine import Store, open_store
+from dqm.store.flags import make_close_hook
 
 __all__ = [
     "Store",
@@ -29,26 +30,6 @@ __all__ = [
     "setup_logging",
     "close_hooks",
 ]
-
-
-@dataclass
-class Store:
-    engine: Engine
-    sessions: sessionmaker[Session]
-
-    def dispose(self) -> None:
-        self.engine.dispose()
-
-    def __enter__(self) -> Store:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.dispose()
-
-
-def open_store(settings: Settings, *, writer: bool = True) -> Store:
-    engine = make_engine(settings.effective_database_url, writer=writer)
-    return Store(engine, make_sessionmaker(engine))
 
 
 #: While ``dqm demo`` runs, its private Redis's URL is in this file of ``data_dir``.
@@ -96,11 +77,12 @@ def load_default_specs(settings: Settings) -> SpecSet:
 
 
 def close_hooks(settings: Settings, specs: SpecSet) -> list:
-    """Hooks run when a spill closes (checks → flags), if the checks layer is available."""
-    try:
-        from dqm.store.flags import make_close_hook
-    except ImportError:
-        return []
+    """Hooks run when a spill closes: the checks → flags.
+
+    Imported at the top of this module, not on demand: a broken import in the checks or
+    the flags store must stop the worker at start-up with its traceback, never leave it
+    closing spills that nobody judges.
+    """
     return [make_close_hook(settings, specs)]
 
 

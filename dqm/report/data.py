@@ -1,11 +1,11 @@
 """Gather everything a report shows, from the store, into plain data (no plotting).
 
-Layer: I/O shell over the SQL store, read-only. It selects the closed spills of a
-:class:`Period`, their flags, the references in force and the period's integrated
-histograms, and returns a :class:`ReportData` that the page planner and the plotting
-code consume without touching the database again. Keeping the queries here means
-the pages can be tested from a hand-built ``ReportData`` and the queries from a
-real database, separately.
+Layer: I/O shell over the SQL store, read-only. It asks the store
+(:mod:`dqm.store.periods`) for the closed spills of a :class:`Period`, their flags,
+the references in force and the period's integrated histograms, and returns a
+:class:`ReportData` that the page planner and the plotting code consume without
+touching the database again. So the pages can be tested from a hand-built
+``ReportData`` and the gathering from a real database, separately.
 """
 
 from __future__ import annotations
@@ -16,18 +16,26 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 
 import boost_histogram as bh
-from sqlalchemy import Select, func, select
-from sqlalchemy.orm import Session
 
-from dqm.checks import Quality
+from dqm.checks import ROLLUP, Quality, quality_name
 from dqm.core.histio import decode_histograms
 from dqm.core.numbering import missing_numbers
 from dqm.core.specs import SpecSet
 from dqm.errors import ConfigError
 from dqm.report.integrate import Integrator
 from dqm.report.progress import NullProgress, Progress
-from dqm.store.models import SPILL_OPEN, Flag, Reference, Run, Spill, SpillHistograms, as_utc
-from dqm.store.runs import as_conditions
+from dqm.store import Session
+from dqm.store.models import Reference
+from dqm.store.periods import (
+    period_flag_counts,
+    period_flags,
+    period_histogram_blobs,
+    period_reference_runs,
+    period_spills,
+    references_by_set_time,
+)
+from dqm.store.queries import closed_spill_histograms
+from dqm.store.runs import as_conditions, runs_by_number
 
 __all__ = [
     "Period",
@@ -36,14 +44,10 @@ __all__ = [
     "ReferenceInfo",
     "ReportData",
     "gather",
-    "QUALITY_NAMES",
     "parse_utc",
 ]
 
-#: dqm.checks.Quality values, spelled out for the page
-QUALITY_NAMES = {int(q): q.name for q in Quality}
-WARNING, BAD = int(Quality.WARNING), int(Quality.BAD)
-ROLLUP = "rollup"  # dqm.store.flags.ROLLUP: the per-subsystem worst-of rows
+WARNING = int(Quality.WARNING)
 
 ProgressFactory = Callable[..., Progress]
 
@@ -98,18 +102,6 @@ class Period:
                 "--until", until.isoformat(), f"a time after --since ({since.isoformat()})"
             )
         return cls(f"{since:%Y-%m-%d %H:%M} – {until:%Y-%m-%d %H:%M} UTC", since, until)
-
-    def where(self, stmt: Select, dialect: str) -> Select:
-        """Restrict a query over ``Spill`` to this period's closed spills."""
-        stmt = stmt.where(Spill.status != SPILL_OPEN, Spill.closed_at.is_not(None))
-        if self.run is not None:
-            stmt = stmt.where(Spill.run == self.run)
-        for bound, op in ((self.start, "ge"), (self.end, "lt")):
-            if bound is not None:
-                b = bound.astimezone(UTC)
-                b = b.replace(tzinfo=None) if dialect == "sqlite" else b
-                stmt = stmt.where(Spill.closed_at >= b if op == "ge" else Spill.closed_at < b)
-        return stmt
 
 
 @dataclass(frozen=True)
@@ -196,10 +188,7 @@ class ReportData:
     @property
     def quality_counts(self) -> Counter:
         """Spills per quality name (``UNCHECKED`` when no check judged the spill)."""
-        return Counter(
-            QUALITY_NAMES.get(s.quality, "UNCHECKED") if s.quality is not None else "UNCHECKED"
-            for s in self.spills
-        )
+        return Counter(quality_name(s.quality, unjudged="UNCHECKED") for s in self.spills)
 
     @property
     def good_fraction(self) -> float | None:
@@ -228,32 +217,24 @@ class ReportData:
         return self.spills[0].closed_at, self.spills[-1].closed_at
 
 
-def _spills(session: Session, period: Period, dialect: str) -> list[SpillRow]:
-    stmt = period.where(
-        select(
-            Spill.id,
-            Spill.run,
-            Spill.spill,
-            Spill.status,
-            Spill.closed_at,
-            Spill.n_events,
-            Spill.quality,
-            Spill.summary,
-        ),
-        dialect,
-    ).order_by(Spill.closed_at, Spill.run, Spill.spill)
+def _spills(session: Session, period: Period) -> list[SpillRow]:
     return [
-        SpillRow(i, r, s, st, as_utc(c), int(n or 0), q, dict(summ or {}))
-        for i, r, s, st, c, n, q, summ in session.execute(stmt)
+        SpillRow(
+            sp.id,
+            sp.run,
+            sp.spill,
+            sp.status,
+            sp.closed_at,
+            int(sp.n_events or 0),
+            sp.quality,
+            dict(sp.summary or {}),
+        )
+        for sp in period_spills(session, period)
     ]
 
 
-def _flags(session: Session, period: Period, dialect: str) -> list[FlagRow]:
+def _flags(session: Session, period: Period) -> list[FlagRow]:
     """WARNING/BAD flags only: a day has ~25 GOOD check rows per spill, counted in SQL instead."""
-    stmt = period.where(
-        select(Flag).join(Spill, Spill.id == Flag.spill_id).where(Flag.quality >= WARNING), dialect
-    )
-    rows = session.scalars(stmt.order_by(Spill.closed_at, Flag.run, Flag.spill, Flag.id)).all()
     return [
         FlagRow(
             f.run,
@@ -266,35 +247,17 @@ def _flags(session: Session, period: Period, dialect: str) -> list[FlagRow]:
             f.explanation or "",
             f.instruction or "",
             f.reference_run,
-            as_utc(f.created_at),
+            f.created_at,
         )
-        for f in rows
+        for f in period_flags(session, period, WARNING)
     ]
 
 
-def _flag_counts(session: Session, period: Period, dialect: str) -> dict[str, Counter]:
-    stmt = period.where(
-        select(Flag.subsystem, Flag.quality, func.count())
-        .join(Spill, Spill.id == Flag.spill_id)
-        .where(Flag.check != ROLLUP),
-        dialect,
-    ).group_by(Flag.subsystem, Flag.quality)
+def _flag_counts(session: Session, period: Period) -> dict[str, Counter]:
     out: dict[str, Counter] = {}
-    for subsystem, quality, n in session.execute(stmt):
-        out.setdefault(subsystem, Counter())[QUALITY_NAMES.get(quality, str(quality))] += int(n)
+    for subsystem, quality, n in period_flag_counts(session, period):
+        out.setdefault(subsystem, Counter())[quality_name(quality)] += n
     return out
-
-
-def _reference_runs(session: Session, period: Period, dialect: str) -> set[int]:
-    """Every reference run the period's flags were judged against."""
-    stmt = period.where(
-        select(Flag.reference_run)
-        .distinct()
-        .join(Spill, Spill.id == Flag.spill_id)
-        .where(Flag.reference_run.is_not(None)),
-        dialect,
-    )
-    return set(session.scalars(stmt))
 
 
 def _with_worst_flag(spills: list[SpillRow], flags: list[FlagRow]) -> list[SpillRow]:
@@ -326,10 +289,10 @@ def _references(
     """References that were in force at the period's end, plus those the flags name."""
     infos: list[ReferenceInfo] = []
     in_force: dict[str, Reference] = {}
-    rows = session.scalars(select(Reference).order_by(Reference.set_at)).all()
+    rows = references_by_set_time(session)
     for config in configs:
         mine = [r for r in rows if r.beam_config == config]
-        before = [r for r in mine if end is None or as_utc(r.set_at) <= end]
+        before = [r for r in mine if end is None or r.set_at <= end]
         chosen = before[-1] if before else next((r for r in reversed(mine) if r.active), None)
         if chosen is not None:
             in_force[config] = chosen
@@ -342,7 +305,7 @@ def _references(
             ReferenceInfo(
                 r.beam_config,
                 r.run,
-                as_utc(r.set_at),
+                r.set_at,
                 r.set_by,
                 r.comment or "",
                 r.blob is not None,
@@ -359,12 +322,7 @@ def reference_histograms(
     if ref.blob is not None:
         return decode_histograms(ref.blob)[0]
     acc = Integrator()
-    stmt = (
-        select(SpillHistograms.blob)
-        .join(Spill, Spill.id == SpillHistograms.spill_id)
-        .where(Spill.run == ref.run)
-    )
-    acc.add_many(session.scalars(stmt).yield_per(64), threads=threads)
+    acc.add_many((blob for _, blob in closed_spill_histograms(session, ref.run)), threads=threads)
     return acc.histograms()
 
 
@@ -379,31 +337,23 @@ def gather(
     threads: int | None = None,
 ) -> ReportData:
     """Read the period's spills, flags, references and integrated histograms."""
-    dialect = session.get_bind().dialect.name
-    flags = _flags(session, period, dialect)
-    spills = _with_worst_flag(_spills(session, period, dialect), flags)
+    flags = _flags(session, period)
+    spills = _with_worst_flag(_spills(session, period), flags)
     configs = Counter()
     run_conditions: dict[int, str] = {}
     if spills:
-        rows = session.execute(
-            select(Run.run, Run.beam_config, Run.conditions).where(
-                Run.run.in_({s.run for s in spills})
-            )
-        ).all()
-        run_cfg = {r.run: r.beam_config for r in rows}
-        for r in rows:
-            cond = as_conditions(r.conditions)
-            run_conditions[r.run] = cond.describe() if cond else ""
+        stored = runs_by_number(session, {s.run for s in spills})
+        run_cfg = {run: row.beam_config for run, row in stored.items()}
+        for run, row in stored.items():
+            cond = as_conditions(row.conditions)
+            run_conditions[run] = cond.describe() if cond else ""
         configs = Counter(run_cfg.get(s.run) or "unknown" for s in spills)
     end = period.end or (spills[-1].closed_at if spills else None)
-    flag_runs = _reference_runs(session, period, dialect)
+    flag_runs = period_reference_runs(session, period)
     refs, in_force = _references(session, list(configs), flag_runs, end)
     acc = Integrator()
-    stmt = period.where(
-        select(SpillHistograms.blob).join(Spill, Spill.id == SpillHistograms.spill_id), dialect
-    )
     with progress("integrating spills", total=len(spills)) as bar:
-        acc.add_many(session.scalars(stmt).yield_per(64), threads=threads, on_each=bar.update)
+        acc.add_many(period_histogram_blobs(session, period), threads=threads, on_each=bar.update)
     ref_hists: dict[str, bh.Histogram] = {}
     ref_run = None
     if configs:
@@ -425,5 +375,5 @@ def gather(
         run_conditions=run_conditions,
         mot_per_event=mot_per_event,
         skipped=dict(acc.skipped),
-        flag_counts=_flag_counts(session, period, dialect),
+        flag_counts=_flag_counts(session, period),
     )

@@ -31,7 +31,7 @@ from boost_histogram.serialization import from_uhi
 
 from dqm.core.histio import FORMAT_VERSION, MAGIC, decode_histograms
 
-__all__ = ["Integrator", "sum_blobs"]
+__all__ = ["Integrator"]
 
 _ARRAY_KEYS = ("values", "variances", "counts", "sum_of_weights", "sum_of_weights_squared")
 
@@ -158,12 +158,3 @@ def _inflate(blob: bytes) -> bytes | None:
     if blob[:4] != MAGIC or struct.unpack_from("<H", blob, 4)[0] != FORMAT_VERSION:
         return None
     return zlib.decompress(blob[6:])
-
-
-def sum_blobs(
-    blobs: Iterable[bytes], *, threads: int | None = None
-) -> tuple[dict[str, bh.Histogram], int]:
-    """Sum of every blob's histograms and how many blobs there were."""
-    acc = Integrator()
-    acc.add_many(blobs, threads=threads)
-    return acc.histograms(), acc.n_blobs

@@ -15,9 +15,10 @@ from datetime import datetime
 
 import numpy as np
 
+from dqm.checks import quality_name
 from dqm.core.specs import SpecSet
 from dqm.core.summary import SUMMARY_DOCS
-from dqm.report.data import QUALITY_NAMES, FlagRow, ReportData, SpillRow
+from dqm.report.data import FlagRow, ReportData, SpillRow
 
 __all__ = [
     "Page",
@@ -159,7 +160,7 @@ def table_rows(
         texts = (
             f"{f.run} / {f.spill if f.spill is not None else '–'}",
             f"{when.astimezone():%m-%d %H:%M:%S}" if when else "",
-            QUALITY_NAMES.get(f.quality, str(f.quality)),
+            quality_name(f.quality),
             what,
             f.explanation,
             _instruction(f, specs),

@@ -22,14 +22,13 @@ from pathlib import Path
 import boost_histogram as bh
 import numpy as np
 import uproot
-from sqlalchemy import select
-from sqlalchemy.orm import Session
 
 from dqm import __version__
 from dqm.core.fill import book_histogram
 from dqm.core.specs import SpecSet
 from dqm.errors import ConfigError, StorageError
-from dqm.store.models import SPILL_OPEN, Spill, SpillHistograms
+from dqm.store import Session
+from dqm.store.queries import closed_spill_histograms
 
 __all__ = [
     "to_root_histogram",
@@ -206,15 +205,7 @@ def export_run(
     from dqm.core.histio import decode_histograms
     from dqm.report.integrate import Integrator
 
-    stmt = (
-        select(Spill.spill, SpillHistograms.blob)
-        .join(SpillHistograms, SpillHistograms.spill_id == Spill.id)
-        .where(Spill.run == run, Spill.status != SPILL_OPEN)
-        .order_by(Spill.spill)
-    )
-    if spill is not None:
-        stmt = stmt.where(Spill.spill == spill)
-    rows = session.execute(stmt).all()
+    rows = list(closed_spill_histograms(session, run, spill))
     if not rows:
         what = f"run {run} spill {spill}" if spill is not None else f"run {run}"
         raise StorageError(f"{what} has no closed spill with stored histograms")

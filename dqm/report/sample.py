@@ -15,23 +15,24 @@ Layer: I/O shell over the SQL store (writes). Two ways, for two needs:
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from datetime import UTC, datetime, timedelta
-
-from sqlalchemy import insert, select
-from sqlalchemy.orm import Session, sessionmaker
+from datetime import datetime, timedelta
 
 from dqm.core.evaluate import evaluate_spill
 from dqm.core.events import decode_batch
 from dqm.core.fill import Filler
-from dqm.core.histio import FORMAT_VERSION, add_into, encode_histograms
+from dqm.core.histio import add_into, encode_histograms
 from dqm.core.specs import SpecSet
+from dqm.core.status import SPILL_COMPLETE, SPILL_INCOMPLETE
 from dqm.core.summary import accumulate, finalize
 from dqm.core.variables import BatchView
 from dqm.sim.anomalies import parse_anomaly
 from dqm.sim.simulate import SimConfig, SpillData, simulate_spill
-from dqm.store.models import Flag, Run, Spill, SpillHistograms
+from dqm.store import Session
+from dqm.store.bulk import JudgedSpill, insert_judged_spills
+from dqm.store.engine import sessionmaker
 from dqm.store.references import set_reference
-from dqm.store.spills import SUMMARY_COLUMNS, ClosedSpill, Contribution, commit_group, try_close
+from dqm.store.runs import set_beam_config
+from dqm.store.spills import ClosedSpill, Contribution, commit_group, try_close
 
 __all__ = ["store_simulated_spill", "store_simulated_day", "DAY_ANOMALIES", "fill_spill"]
 
@@ -100,17 +101,13 @@ def store_simulated_spill(
     announced = [(f"{tag}-conditions", data.conditions)] if data.conditions else []
     outcome = commit_group(session, stream, "sample", [contribution], conditions=announced)
     if beam_config is not None:
-        session.get(Run, data.run).beam_config = beam_config
+        set_beam_config(session, data.run, beam_config)
     closed = try_close(session, outcome.spill_ids.pop(), filler.book, incomplete=bool(lose_batches))
     if closed is None:
         raise RuntimeError(f"run {data.run} spill {data.spill} did not close")
     for hook in hooks:
         hook(session, closed)
     return closed
-
-
-def _utc_naive(ts: datetime, dialect: str) -> datetime:
-    return ts.astimezone(UTC).replace(tzinfo=None) if dialect == "sqlite" else ts
 
 
 def store_simulated_day(
@@ -150,7 +147,9 @@ def store_simulated_day(
             add_into(reference, hists)
     blobs = [encode_histograms(h) for _, h, _ in templates]
     # a couple of spills closed incomplete (a lost batch): BAD whatever checks the specs declare
-    status = ["incomplete" if k in INCOMPLETE_TEMPLATES else "complete" for k in range(distinct)]
+    status = [
+        SPILL_INCOMPLETE if k in INCOMPLETE_TEMPLATES else SPILL_COMPLETE for k in range(distinct)
+    ]
     conditions = cfg.conditions()
     verdicts = [
         evaluate_spill(
@@ -159,86 +158,42 @@ def store_simulated_day(
         for (_, h, s), st in zip(templates, status, strict=False)
     ]
     step = timedelta(days=1) / n_spills
-    with sessions.begin() as session:
-        dialect = session.get_bind().dialect.name
-        runs = sorted({first_run + i // spills_per_run for i in range(n_spills)})
-        session.execute(
-            insert(Run),
-            [
-                {
-                    "run": r,
-                    "beam_config": conditions.beam_config,
-                    "conditions": {**conditions.to_dict(), "run": r},
-                    "started_at": start,
-                    "comment": "simulated",
-                }
-                for r in runs
-            ],
-        )
-        rows = []
-        for i in range(n_spills):
-            _, _, summary = templates[i % distinct]
-            closed = start + (i + 0.5) * step
-            row = {
-                "run": first_run + i // spills_per_run,
-                "spill": i % spills_per_run + 1,
-                "status": status[i % distinct],
-                "opened_at": _utc_naive(closed - timedelta(seconds=5), dialect),
-                "updated_at": _utc_naive(closed, dialect),
-                "closed_at": _utc_naive(closed, dialect),
-                "expected_batches": 2,
-                "received_batches": 2,
-                "n_events": int(summary["n_events"]),
-                "summary": {
+    spills = []
+    for i in range(n_spills):
+        _, _, summary = templates[i % distinct]
+        verdict = verdicts[i % distinct]
+        closed = start + (i + 0.5) * step
+        spills.append(
+            JudgedSpill(
+                run=first_run + i // spills_per_run,
+                spill=i % spills_per_run + 1,
+                status=status[i % distinct],
+                opened_at=closed - timedelta(seconds=5),
+                closed_at=closed,
+                batches=2,
+                summary={
                     **summary,
-                    "quality": {s: int(q) for s, q in verdicts[i % distinct].subsystems.items()},
+                    "quality": {s: int(q) for s, q in verdict.subsystems.items()},
                 },
-                "quality": int(verdicts[i % distinct].overall),
-                "config_version": f"{specs.version}+0",
-            }
-            row.update({c: summary.get(c) for c in SUMMARY_COLUMNS})
-            rows.append(row)
-        session.execute(insert(Spill), rows)
-        ids = dict(
-            ((r, s), i)
-            for i, r, s in session.execute(
-                select(Spill.id, Spill.run, Spill.spill).where(Spill.run.in_(runs))
-            )
-        )
-        session.execute(
-            insert(SpillHistograms),
-            [
-                {
-                    "spill_id": ids[(r["run"], r["spill"])],
-                    "format_version": FORMAT_VERSION,
-                    "size_bytes": len(blobs[k % distinct]),
-                    "blob": blobs[k % distinct],
-                }
-                for k, r in enumerate(rows)
-            ],
-        )
-        flags = []
-        for k, r in enumerate(rows):
-            for j in verdicts[k % distinct].judgements:
-                res = j.result
-                flags.append(
+                blob=blobs[i % distinct],
+                quality=int(verdict.overall),
+                config_version=f"{specs.version}+0",
+                flags=[
                     {
-                        "run": r["run"],
-                        "spill": r["spill"],
-                        "spill_id": ids[(r["run"], r["spill"])],
                         "subsystem": j.subsystem,
                         "histogram": j.histogram,
                         "check": j.check,
-                        "quality": int(res.quality),
-                        "value": res.value,
-                        "explanation": res.explanation,
+                        "quality": int(j.result.quality),
+                        "value": j.result.value,
+                        "explanation": j.result.explanation,
                         "instruction": j.instruction,
-                        "config_version": r["config_version"],
                         "reference_run": first_run,
-                        "created_at": r["closed_at"],
                     }
-                )
-        if flags:
-            session.execute(insert(Flag), flags)
+                    for j in verdict.judgements
+                ],
+            )
+        )
+    with sessions.begin() as session:
+        insert_judged_spills(session, spills, conditions=conditions)
         set_reference(session, first_run, "bench", comment="first run of the simulated day")
     return n_spills

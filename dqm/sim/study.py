@@ -150,10 +150,9 @@ def _run_conditions(cfg: SimConfig) -> Any:
 
 
 def has_incidents() -> bool:
-    try:
-        return callable(getattr(importlib.import_module("dqm.core.causes"), "incidents", None))
-    except ImportError:
-        return False
+    # dqm.core.causes is part of the core now: a failing import is a broken install, said loudly
+    # (an ImportError fallback here would quietly mark every incident row "not yet run")
+    return callable(getattr(importlib.import_module("dqm.core.causes"), "incidents", None))
 
 
 #: Features a row may need, with what the report says while one is missing.

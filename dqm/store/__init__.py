@@ -1,11 +1,55 @@
-"""Storage layer (I/O shell): SQLAlchemy models, engines and store functions.
+"""Storage layer (I/O shell): SQLAlchemy models, engines and every query of the DQM.
 
 Store functions take a SQLAlchemy ``Session`` and never commit: entry points (the
-worker, the CLI, the apps' data store) own transactions. No business logic lives
-in ``db/`` (migrations only).
+worker, the CLI, the apps' data store) own transactions. Nothing outside this package
+(and the migrations in ``db/``) imports SQLAlchemy — ``tests/unit/test_layers.py``
+fails if something does; no business logic lives in ``db/``.
+
+Where to look:
+
+========================  =====================================================================
+module                    holds
+========================  =====================================================================
+``models``                the tables; spill statuses; ``UTCDateTime``: every time comes back
+                          timezone-aware (UTC) on PostgreSQL and SQLite alike
+``engine``                engines, ``Store``/``open_store``, the ``Session`` type and the
+                          database errors the entry points catch
+``spills``                the worker's writes: commit a group exactly once, close a spill
+``queries``               named reads: ``closed_spills(session, run)``,
+                          ``count_closed_spills``, ``recent_closed_spills``, ``change_token``…
+``runs``                  a run's row and beam configuration
+``flags``                 gather a spill's check inputs, store the verdict, recheck a run
+``references``            reference runs: set, import, suggest, which one is in force
+``actions``               the audited expert actions (acknowledge, annotate, mask, thresholds)
+``frames``                the expert pages' tables (pandas frames)
+``periods``               what the report reads for a day, a run or a time window
+``bulk``                  judged spills inserted in bulk (report tests and benchmarks)
+``migrate``, ``backup``   Alembic migrations (``db/``) and consistent backups
+========================  =====================================================================
 """
 
-from dqm.store.engine import is_sqlite, make_engine, make_sessionmaker
+from dqm.store.engine import (
+    DBAPIError,
+    IntegrityError,
+    OperationalError,
+    Session,
+    SQLAlchemyError,
+    Store,
+    make_engine,
+    make_sessionmaker,
+    open_store,
+)
 from dqm.store.migrate import upgrade_database
 
-__all__ = ["make_engine", "make_sessionmaker", "is_sqlite", "upgrade_database"]
+__all__ = [
+    "Store",
+    "open_store",
+    "make_engine",
+    "make_sessionmaker",
+    "upgrade_database",
+    "Session",
+    "DBAPIError",
+    "IntegrityError",
+    "OperationalError",
+    "SQLAlchemyError",
+]

@@ -19,22 +19,14 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from dqm.core.specs import SpecSet
 from dqm.errors import DQMError, SpecError, StorageError
-from dqm.store.models import (
-    SPILL_OPEN,
-    AuditEntry,
-    ChannelMask,
-    CheckOverride,
-    Flag,
-    Reference,
-    Run,
-    Spill,
-    utcnow,
-)
+from dqm.store import references
+from dqm.store.models import AuditEntry, ChannelMask, CheckOverride, Flag, Reference, utcnow
+from dqm.store.queries import count_closed_spills
 
 __all__ = [
     "ActionError",
@@ -122,51 +114,23 @@ def set_reference(
     """Certify ``run`` as the reference of its beam configuration (the previous one is retired).
 
     The configuration follows from the run's conditions; another one is refused unless
-    ``force`` (:func:`dqm.store.references.reference_config`).
-
-    Delegates to :func:`dqm.store.references.set_reference` (which writes its own audit entry)
-    when that module exists; otherwise does the same minimal bookkeeping here.
+    ``force`` (:func:`dqm.store.references.reference_config`). Checks who asks and what
+    they typed, then :func:`dqm.store.references.set_reference` does it (and writes the
+    audit entry).
     """
     name = require_user(user)
     run = int(run)
     comment = free_text(comment, "comment")
     if beam_config is not None:
         beam_config = free_text(beam_config, "beam configuration", limit=64)
-    closed = session.scalar(
-        select(func.count()).select_from(Spill).where(Spill.run == run, Spill.status != SPILL_OPEN)
-    )
-    if not closed:
+    if not count_closed_spills(session, run):
         raise ActionError(f"run {run} has no closed spills: it cannot be a reference")
     try:
-        from dqm.store.references import set_reference as _set_reference
-    except ImportError:
-        _set_reference = None
-    if _set_reference is not None:
-        try:
-            return _set_reference(
-                session, run, name, beam_config=beam_config, comment=comment, force=force
-            )
-        except StorageError as exc:
-            raise ActionError(str(exc)) from None
-    config = beam_config or session.scalar(select(Run.beam_config).where(Run.run == run)) or "mu160"
-    session.execute(
-        update(Reference)
-        .where(Reference.beam_config == config, Reference.active.is_(True))
-        .values(active=False)
-    )
-    ref = Reference(
-        beam_config=config, run=run, set_at=utcnow(), set_by=name, comment=comment, active=True
-    )
-    session.add(ref)
-    session.flush()
-    audit(
-        session,
-        name,
-        "set_reference",
-        f"run {run}",
-        {"run": run, "beam_config": config, "comment": comment, "reference_id": ref.id},
-    )
-    return ref
+        return references.set_reference(
+            session, run, name, beam_config=beam_config, comment=comment, force=force
+        )
+    except StorageError as exc:
+        raise ActionError(str(exc)) from None
 
 
 def _flag(session: Session, flag_id: int) -> Flag:

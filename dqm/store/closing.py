@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import boost_histogram as bh
 from sqlalchemy import delete, select, update
@@ -36,23 +36,7 @@ __all__ = [
     "closable_spills",
     "stale_spills",
     "spill_identity",
-    "SUMMARY_COLUMNS",
 ]
-
-SUMMARY_COLUMNS = (
-    "p_bms_mean",
-    "p_bms_sigma",
-    "p_ms2_mean",
-    "p_ms2_sigma",
-    "dp_mean",
-    "dp_sigma",
-    "low_pout_fraction",
-    "ecal_mean",
-    "hcal_mean",
-    "pik_fraction",
-    "pik_fraction_err",
-    "daq_completeness",
-)
 
 
 @dataclass
@@ -113,8 +97,6 @@ def try_close(
             spill_id=spill_id, format_version=FORMAT_VERSION, size_bytes=len(blob), blob=blob
         )
     )
-    for col in SUMMARY_COLUMNS:
-        setattr(sp, col, summary.get(col))
     sp.summary = summary
     session.execute(delete(SpillPartial).where(SpillPartial.spill_id == spill_id))
     session.flush()
@@ -175,8 +157,6 @@ def closable_spills(session: Session, spill_ids: Iterable[int]) -> list[int]:
 def stale_spills(session: Session, timeout_s: float, now: datetime | None = None) -> list[int]:
     """Open spills with no news for ``timeout_s``: to be closed as incomplete."""
     cutoff = (now or utcnow()) - timedelta(seconds=timeout_s)
-    if session.get_bind().dialect.name == "sqlite":
-        cutoff = cutoff.astimezone(UTC).replace(tzinfo=None)
     stmt = (
         select(Spill.id)
         .where(Spill.status == SPILL_OPEN, Spill.updated_at < cutoff)

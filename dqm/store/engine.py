@@ -1,28 +1,46 @@
-"""Engines and sessions: the only place that knows PostgreSQL from SQLite.
+"""Engines and sessions. PostgreSQL and SQLite are told apart here, in the column type of
+times (:class:`dqm.store.models.UTCDateTime`) and in ``insert_ignore`` — nowhere else.
 
 SQLite (the embedded default) is put in WAL mode with a generous busy timeout so
 several worker processes can share the file; PostgreSQL needs nothing special.
-Sessions are opened by entry points only; store functions take a ``Session``.
+Sessions are opened by entry points only (``with open_store(settings) as store:
+with store.sessions() as session: …``); store functions take a ``Session``.
+
+The rest of the DQM never imports SQLAlchemy: what an entry point needs of it — the
+``Session`` type for annotations and the errors it catches (:data:`OperationalError`
+means "the database is unreachable or busy: retry", :data:`IntegrityError` "a row
+is there already") — it takes from here.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from dqm.config import check_database_url
+from dqm.config import Settings, check_database_url
 
-__all__ = ["make_engine", "make_sessionmaker", "is_sqlite", "is_outage", "CONNECT_TIMEOUT_S"]
+__all__ = [
+    "Store",
+    "open_store",
+    "make_engine",
+    "make_sessionmaker",
+    "is_outage",
+    "CONNECT_TIMEOUT_S",
+    "Engine",
+    "Session",
+    "sessionmaker",
+    "DBAPIError",
+    "IntegrityError",
+    "OperationalError",
+    "SQLAlchemyError",
+]
 
 #: Longest wait for a PostgreSQL or Redis server to answer a new connection.
 CONNECT_TIMEOUT_S = 5
-
-
-def is_sqlite(engine: Engine) -> bool:
-    return engine.dialect.name == "sqlite"
 
 
 def make_engine(url: str, *, writer: bool = True) -> Engine:
@@ -63,6 +81,29 @@ def make_engine(url: str, *, writer: bool = True) -> Engine:
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(engine, expire_on_commit=False)
+
+
+@dataclass
+class Store:
+    """A database engine and its session factory: what an entry point opens once."""
+
+    engine: Engine
+    sessions: sessionmaker[Session]
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.dispose()
+
+
+def open_store(settings: Settings, *, writer: bool = True) -> Store:
+    """The store of ``settings`` (``DQM_DATABASE_URL`` or the embedded SQLite file)."""
+    engine = make_engine(settings.effective_database_url, writer=writer)
+    return Store(engine, make_sessionmaker(engine))
 
 
 def is_outage(error: BaseException) -> bool:

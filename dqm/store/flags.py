@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
-from dqm.checks import Quality, judged_worst
+from dqm.checks import ROLLUP, Quality, judged_worst
 from dqm.checks._core import to_jsonable
 from dqm.config import Settings
 from dqm.core.conditions import RunConditions
@@ -36,10 +36,12 @@ from dqm.core.evaluate import (
 from dqm.core.specs import SpecSet
 from dqm.errors import StorageError
 from dqm.store.models import ChannelMask, CheckOverride, Flag, Reference, Run, Spill
+from dqm.store.queries import closed_spills
 from dqm.store.references import (
     ReferenceCache,
     active_reference,
     flags_reference_run,
+    newest_reference_of_run,
 )
 from dqm.store.runs import as_conditions
 from dqm.store.spills import spill_histograms
@@ -58,7 +60,6 @@ __all__ = [
     "JUDGING_CHECK",
 ]
 
-ROLLUP = "rollup"
 #: Check name of the flags standing for a spill whose judging failed as a whole
 #: (:class:`dqm.store.judge.SpillJudge`).
 JUDGING_CHECK = "judging"
@@ -78,20 +79,13 @@ class CheckInputs:
     reference_conditions: RunConditions | None = None
 
 
-def _naive_utc(ts: datetime) -> datetime:
-    return ts.astimezone(UTC).replace(tzinfo=None) if ts.tzinfo else ts
-
-
 def _history(session: Session, sp: Spill) -> dict[str, list[float]]:
     cutoff = sp.closed_at
     stmt = select(Spill.summary).where(
-        Spill.run == sp.run, Spill.spill < sp.spill, Spill.status != "open", Spill.id != sp.id
+        Spill.run == sp.run, Spill.spill < sp.spill, Spill.closed, Spill.id != sp.id
     )
     if cutoff is not None:
-        stmt = stmt.where(
-            Spill.closed_at
-            < (_naive_utc(cutoff) if session.get_bind().dialect.name == "sqlite" else cutoff)
-        )
+        stmt = stmt.where(Spill.closed_at < cutoff)
     rows = session.scalars(stmt.order_by(Spill.spill.desc()).limit(HISTORY_SPILLS)).all()[::-1]
     return history_series(rows)
 
@@ -107,9 +101,8 @@ def _overrides(session: Session, upto: int | None) -> dict[tuple[str, str], dict
 
 
 def _masks(session: Session, at: datetime) -> dict[str, list[list[int]]]:
-    at_q = _naive_utc(at) if session.get_bind().dialect.name == "sqlite" else at
     rows = session.scalars(
-        select(ChannelMask).where(ChannelMask.created_at <= at_q, ChannelMask.until > at_q)
+        select(ChannelMask).where(ChannelMask.created_at <= at, ChannelMask.until > at)
     ).all()
     out: dict[str, list[list[int]]] = {}
     for m in rows:
@@ -356,16 +349,7 @@ def recorded_inputs(
     if session.scalar(judged.where(Flag.check != JUDGING_CHECK)):
         cond = as_conditions(sp.conditions)  # the run conditions it was judged under
         ref_run = flags_reference_run(session, sp.id)
-        ref = (
-            session.scalars(
-                select(Reference)
-                .where(Reference.run == ref_run)
-                .order_by(Reference.id.desc())
-                .limit(1)
-            ).first()
-            if ref_run is not None
-            else None
-        )
+        ref = newest_reference_of_run(session, ref_run) if ref_run is not None else None
     pinned = version or sp.config_version
     return gather_inputs(
         session,
@@ -390,9 +374,7 @@ def recheck_run(
 ) -> RecheckResult:
     """Recompute a stored run's flags; compare with the stored ones (or replace them)."""
     refs = ReferenceCache()
-    spills = session.scalars(
-        select(Spill).where(Spill.run == run, Spill.status != "open").order_by(Spill.spill)
-    ).all()
+    spills = closed_spills(session, run)
     if not spills:
         raise StorageError(f"run {run} has no closed spills")
     diffs: list[str] = []

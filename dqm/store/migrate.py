@@ -37,29 +37,48 @@ def upgrade_database(url: str, revision: str = "head") -> None:
     """Idempotent: upgrading a database already at head does nothing."""
     from alembic import command
 
-    from dqm.store.engine import make_engine
-
-    engine = make_engine(url)
-    try:
-        with engine.begin() as conn:
-            cfg = alembic_config(url)
-            cfg.attributes["connection"] = conn
-            command.upgrade(cfg, revision)
-    finally:
-        engine.dispose()
+    _migrate(url, lambda cfg: command.upgrade(cfg, revision))
 
 
 def downgrade_database(url: str, revision: str = "base") -> None:
     from alembic import command
 
+    _migrate(url, lambda cfg: command.downgrade(cfg, revision))
+
+
+def _migrate(url: str, run) -> None:
+    """Run one Alembic command in one transaction.
+
+    On SQLite, foreign keys are switched off around it, as SQLite prescribes for schema
+    changes: Alembic's batch mode rebuilds a table (copy, drop the old one, rename), and
+    with foreign keys on, dropping the old ``runs`` fails on the spills that reference it
+    and dropping the old ``spills`` cascade-deletes every flag and histogram. The
+    references are checked (``PRAGMA foreign_key_check``) before the transaction commits.
+    """
+    from dqm.errors import StorageError
     from dqm.store.engine import make_engine
 
     engine = make_engine(url)
     try:
-        with engine.begin() as conn:
-            cfg = alembic_config(url)
-            cfg.attributes["connection"] = conn
-            command.downgrade(cfg, revision)
+        with engine.connect() as conn:
+            sqlite = conn.dialect.name == "sqlite"
+            if sqlite:  # a PRAGMA inside a transaction is a no-op: before BEGIN
+                conn.connection.dbapi_connection.execute("PRAGMA foreign_keys=OFF")
+            try:
+                with conn.begin():
+                    cfg = alembic_config(url)
+                    cfg.attributes["connection"] = conn
+                    run(cfg)
+                    if sqlite:
+                        broken = conn.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+                        if broken:
+                            raise StorageError(
+                                f"migration left {len(broken)} rows referencing missing rows, "
+                                f"e.g. {tuple(broken[0])}: rolled back"
+                            )
+            finally:
+                if sqlite:
+                    conn.connection.dbapi_connection.execute("PRAGMA foreign_keys=ON")
     finally:
         engine.dispose()
 

@@ -1,8 +1,8 @@
 """SQLAlchemy 2 models: the schema the Alembic migrations in ``db/`` create.
 
 The same models run on PostgreSQL (production) and SQLite (embedded default), so
-only portable types are used (JSON, LargeBinary, timezone-aware DateTime).
-A test compares these models with the migrated schema so they never drift.
+only portable types are used (JSON, LargeBinary, and :class:`UTCDateTime` for every
+point in time). A test compares these models with the migrated schema so they never drift.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     DateTime,
+    Dialect,
     Float,
     ForeignKey,
     Index,
@@ -24,7 +25,11 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
+from sqlalchemy.ext.hybrid import hybrid_property
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+from dqm.core.status import SPILL_COMPLETE, SPILL_INCOMPLETE, SPILL_OPEN
 
 __all__ = [
     "Base",
@@ -38,13 +43,12 @@ __all__ = [
     "AuditEntry",
     "ChannelMask",
     "CheckOverride",
+    "UTCDateTime",
     "utcnow",
     "SPILL_OPEN",
     "SPILL_COMPLETE",
     "SPILL_INCOMPLETE",
 ]
-
-SPILL_OPEN, SPILL_COMPLETE, SPILL_INCOMPLETE = "open", "complete", "incomplete"
 
 _NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -59,14 +63,31 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def as_utc(ts: datetime | None) -> datetime | None:
-    """A time read back from the store, as an aware UTC datetime (None stays None).
+class UTCDateTime(TypeDecorator[datetime]):
+    """A point in time: written as UTC, read back as an aware UTC ``datetime``, on both databases.
 
-    SQLite hands back naive datetimes; everything the store writes is UTC.
+    Why one column type: PostgreSQL's ``timestamptz`` keeps the zone, SQLite has none
+    and hands back naive values (and would store an aware value's wall clock *without*
+    converting it). Converting here — for every column, every bound parameter of a
+    comparison (``closed_at < :cutoff``) and every row read — is what lets the rest of
+    the code compare times without asking which database it runs on. A naive value
+    given to the store is taken as UTC, the DQM's one clock.
     """
-    if ts is None:
-        return None
-    return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        # SQLite's DATETIME stores the wall clock as text: give it UTC's, without a zone
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 class Base(DeclarativeBase):
@@ -87,15 +108,15 @@ class Run(Base):
     __tablename__ = "runs"
     run: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     beam_config: Mapped[str | None] = mapped_column(String(64))
-    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     comment: Mapped[str] = mapped_column(Text, default="")
     conditions: Mapped[dict | None] = mapped_column(JSON)
     conditions_message: Mapped[str | None] = mapped_column(String(64))
-    conditions_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    conditions_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class Spill(Base):
-    """One SPS spill: status, bookkeeping of batches, and the per-spill summary."""
+    """One SPS spill: status, bookkeeping of batches, the per-spill summary and its verdict."""
 
     __tablename__ = "spills"
     __table_args__ = (UniqueConstraint("run", "spill", name="uq_spills_run_spill"),)
@@ -103,9 +124,9 @@ class Spill(Base):
     run: Mapped[int] = mapped_column(ForeignKey("runs.run"), index=True)
     spill: Mapped[int] = mapped_column(Integer)
     status: Mapped[str] = mapped_column(String(16), default=SPILL_OPEN, index=True)
-    opened_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    closed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    opened_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     expected_batches: Mapped[int | None] = mapped_column(Integer)
     expected_events: Mapped[int | None] = mapped_column(Integer)
     received_batches: Mapped[int] = mapped_column(Integer, default=0)
@@ -114,24 +135,23 @@ class Spill(Base):
     # it closed: dead-lettered, not counted, but judged (daq/marker_mismatch)
     late_batches: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     late_events: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
-    # summary (NULL until the spill closes)
-    p_bms_mean: Mapped[float | None] = mapped_column(Float)
-    p_bms_sigma: Mapped[float | None] = mapped_column(Float)
-    p_ms2_mean: Mapped[float | None] = mapped_column(Float)
-    p_ms2_sigma: Mapped[float | None] = mapped_column(Float)
-    dp_mean: Mapped[float | None] = mapped_column(Float)
-    dp_sigma: Mapped[float | None] = mapped_column(Float)
-    low_pout_fraction: Mapped[float | None] = mapped_column(Float)
-    ecal_mean: Mapped[float | None] = mapped_column(Float)
-    hcal_mean: Mapped[float | None] = mapped_column(Float)
-    pik_fraction: Mapped[float | None] = mapped_column(Float)
-    pik_fraction_err: Mapped[float | None] = mapped_column(Float)
-    daq_completeness: Mapped[float | None] = mapped_column(Float)
+    # the summary (NULL until the spill closes): dqm.core.summary.finalize's quantities, plus
+    # the per-subsystem qualities under "quality" once judged. Stored once, as JSON: no query
+    # filters or sorts on a summary quantity (migration 0003f dropped 12 column copies).
     summary: Mapped[dict | None] = mapped_column(JSON)
     quality: Mapped[int | None] = mapped_column(Integer)
     config_version: Mapped[str | None] = mapped_column(String(64))
     # the run conditions the spill was judged under (NULL: judged without), for rechecks
     conditions: Mapped[dict | None] = mapped_column(JSON)
+
+    @hybrid_property
+    def closed(self) -> bool:
+        """Closed (complete or incomplete): its histograms and summary are final.
+
+        Also a SQL condition: ``select(Spill).where(Spill.closed)``; the one place that
+        says which statuses count as closed.
+        """
+        return self.status != SPILL_OPEN
 
 
 class SpillPartial(Base):
@@ -144,7 +164,7 @@ class SpillPartial(Base):
     n_batches: Mapped[int] = mapped_column(Integer)
     n_events: Mapped[int] = mapped_column(BigInteger)
     blob: Mapped[bytes] = mapped_column(LargeBinary)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 class SpillHistograms(Base):
@@ -174,7 +194,7 @@ class ProcessedMessage(Base):
         ForeignKey("spills.id", ondelete="CASCADE"), index=True
     )
     batch_index: Mapped[int | None] = mapped_column(Integer)
-    processed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    processed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 # a batch of a spill is stored once, whatever message carried it (NULL batch_index: markers)
@@ -204,9 +224,9 @@ class Flag(Base):
     instruction: Mapped[str] = mapped_column(Text, default="")
     config_version: Mapped[str] = mapped_column(String(64))
     reference_run: Mapped[int | None] = mapped_column(Integer)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     acknowledged_by: Mapped[str | None] = mapped_column(String(128))
-    acknowledged_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    acknowledged_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     annotation: Mapped[str | None] = mapped_column(Text)
     #: the incident the flag belongs to (:attr:`dqm.core.incidents.Incident.cause`, e.g.
     #: ``daq_source_absent:MS1``); on a roll-up row, the cause elsewhere its subsystem follows
@@ -221,7 +241,7 @@ class Reference(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     beam_config: Mapped[str] = mapped_column(String(64), index=True)
     run: Mapped[int] = mapped_column(Integer)
-    set_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    set_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     set_by: Mapped[str] = mapped_column(String(128))
     comment: Mapped[str] = mapped_column(Text, default="")
     active: Mapped[bool] = mapped_column(Boolean, default=True)
@@ -236,7 +256,7 @@ class AuditEntry(Base):
 
     __tablename__ = "audit"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
     user: Mapped[str] = mapped_column(String(128))
     action: Mapped[str] = mapped_column(String(64))
     target: Mapped[str] = mapped_column(String(256), default="")
@@ -250,10 +270,10 @@ class ChannelMask(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     histogram: Mapped[str] = mapped_column(String(128), index=True)
     channel: Mapped[list] = mapped_column(JSON)  # cell index, e.g. [2, 3]
-    until: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    until: Mapped[datetime] = mapped_column(UTCDateTime)
     reason: Mapped[str] = mapped_column(Text, default="")
     created_by: Mapped[str] = mapped_column(String(128))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 class CheckOverride(Base):
@@ -270,4 +290,4 @@ class CheckOverride(Base):
     params: Mapped[dict] = mapped_column(JSON)
     comment: Mapped[str] = mapped_column(Text, default="")
     created_by: Mapped[str] = mapped_column(String(128))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -23,7 +23,8 @@ from sqlalchemy.orm import Session
 from dqm.core.conditions import RunConditions
 from dqm.core.histio import decode_histograms, encode_histograms
 from dqm.errors import StorageError
-from dqm.store.models import AuditEntry, Flag, Reference, Run, Spill, as_utc, utcnow
+from dqm.store.models import AuditEntry, Flag, Reference, Run, utcnow
+from dqm.store.queries import closed_spills, count_closed_spills
 from dqm.store.runs import as_conditions
 from dqm.store.spills import run_histograms
 
@@ -37,6 +38,12 @@ __all__ = [
     "reference_warnings",
     "ReferenceCache",
     "Candidate",
+    "DEFAULT_BEAM_CONFIG",
+    "flags_reference_run",
+    "newest_reference_of_run",
+    "active_beam_configs",
+    "has_active_reference",
+    "runs_judged_against",
 ]
 
 #: The configuration of runs stored before conditions existed (μ⁻ 160 GeV): a default
@@ -139,9 +146,7 @@ def set_reference(
     run_row = session.get(Run, run)
     if run_row is None:
         raise StorageError(f"run {run} is not in the database")
-    n_closed = session.scalar(
-        select(func.count()).select_from(Spill).where(Spill.run == run, Spill.status != "open")
-    )
+    n_closed = count_closed_spills(session, run)
     if not n_closed:
         raise StorageError(f"run {run} has no closed spills to serve as a reference")
     conditions = as_conditions(run_row.conditions)
@@ -257,7 +262,7 @@ def reference_warnings(
                 "no reference run set for this beam configuration: shape comparisons give NO_DATA"
             )
         return out
-    set_at = as_utc(ref.set_at)
+    set_at = ref.set_at
     if set_at and (now or utcnow()) - set_at > timedelta(days=max_age_days):
         out.append(
             f"reference run {ref.run} was set {((now or utcnow()) - set_at).days} days ago (> "
@@ -300,9 +305,7 @@ def suggest_reference(
     ).all()
     out = []
     for run in runs:
-        rows = session.execute(
-            select(Spill.quality, Spill.n_events).where(Spill.run == run, Spill.status != "open")
-        ).all()
+        rows = [(sp.quality, sp.n_events) for sp in closed_spills(session, run)]
         if len(rows) < min_spills:
             continue
         n_bad = sum(1 for q, _ in rows if q is not None and q >= 2)
@@ -320,3 +323,29 @@ def flags_reference_run(session: Session, spill_id: int) -> int | None:
         .where(Flag.spill_id == spill_id, Flag.reference_run.is_not(None))
         .limit(1)
     )
+
+
+def newest_reference_of_run(session: Session, run: int) -> Reference | None:
+    """The newest reference made of ``run`` (active or retired), None if it never was one."""
+    stmt = select(Reference).where(Reference.run == run).order_by(Reference.id.desc()).limit(1)
+    return session.scalars(stmt).first()
+
+
+def active_beam_configs(session: Session) -> list[str]:
+    """Beam configurations that have an active reference, in alphabetical order."""
+    stmt = select(Reference.beam_config).where(Reference.active.is_(True)).distinct()
+    return sorted(session.scalars(stmt))
+
+
+def has_active_reference(session: Session, beam_config: str | None = None) -> bool:
+    """Whether ``beam_config`` (with None: any beam configuration) has an active reference."""
+    stmt = select(func.count()).select_from(Reference).where(Reference.active.is_(True))
+    if beam_config is not None:
+        stmt = stmt.where(Reference.beam_config == beam_config)
+    return bool(session.scalar(stmt))
+
+
+def runs_judged_against(session: Session, reference_run: int) -> int:
+    """How many runs have flags judged against ``reference_run``."""
+    stmt = select(func.count(func.distinct(Flag.run))).where(Flag.reference_run == reference_run)
+    return int(session.scalar(stmt) or 0)

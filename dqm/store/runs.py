@@ -13,16 +13,27 @@ after they are stored (:func:`dqm.store.flags.rejudge_run`).
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from dqm.core.conditions import RunConditions, conditions_from_dict
-from dqm.errors import BatchError
+from dqm.errors import BatchError, StorageError
 from dqm.store.models import Run, utcnow
 
-__all__ = ["store_conditions", "run_conditions", "as_conditions", "lock_run", "ensure_run"]
+__all__ = [
+    "store_conditions",
+    "run_conditions",
+    "as_conditions",
+    "lock_run",
+    "ensure_run",
+    "get_run",
+    "runs_by_number",
+    "newest_run_number",
+    "set_beam_config",
+    "newest_beam_config",
+]
 
 log = logging.getLogger("dqm.store.runs")
 
@@ -107,3 +118,38 @@ def run_conditions(session: Session, run: int) -> RunConditions | None:
     """The run's conditions in force (None: never announced, or the run is unknown)."""
     data = session.scalar(select(Run.conditions).where(Run.run == run))
     return as_conditions(data)
+
+
+def get_run(session: Session, run: int) -> Run | None:
+    """The run's row, or None if no news of it ever reached the store."""
+    return session.get(Run, run)
+
+
+def runs_by_number(session: Session, runs: Iterable[int]) -> dict[int, Run]:
+    """The stored rows of ``runs`` (beam configuration, conditions), by run number."""
+    stmt = select(Run).where(Run.run.in_(set(runs)))
+    return {row.run: row for row in session.scalars(stmt)}
+
+
+def newest_run_number(session: Session) -> int | None:
+    """The highest run number in the store, None when it is empty."""
+    return session.scalar(select(func.max(Run.run)))
+
+
+def set_beam_config(session: Session, run: int, beam_config: str) -> None:
+    """Record the run's beam configuration (the run must exist); the caller commits."""
+    row = session.get(Run, run)
+    if row is None:
+        raise StorageError(f"run {run} is not in the database")
+    row.beam_config = beam_config
+
+
+def newest_beam_config(session: Session) -> str | None:
+    """The beam configuration of the newest run whose conditions are known (None: no such run)."""
+    stmt = (
+        select(Run.beam_config)
+        .where(Run.beam_config.is_not(None))
+        .order_by(Run.run.desc())
+        .limit(1)
+    )
+    return session.scalar(stmt)

@@ -26,7 +26,6 @@ from sqlalchemy.orm import Session
 from dqm.core.conditions import RunConditions
 from dqm.core.histio import add_into, decode_histograms, encode_histograms
 from dqm.store.closing import (
-    SUMMARY_COLUMNS,
     ClosedSpill,
     closable_spills,
     close_failed,
@@ -62,7 +61,6 @@ __all__ = [
     "close_failed",
     "spill_identity",
     "LateBatches",
-    "SUMMARY_COLUMNS",
 ]
 
 

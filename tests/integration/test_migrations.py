@@ -174,3 +174,164 @@ def test_db_check_is_a_health_check(pg_empty_url, monkeypatch, capsys):
     assert args.func(args, load_settings()) == 1
     out = capsys.readouterr().out
     assert "unreachable" in out and "secret" not in out and len(out.strip().splitlines()) == 1
+
+
+SUMMARY_COLUMNS = ("p_bms_mean", "p_ms2_mean", "pik_fraction", "daq_completeness")
+
+
+def _old_spills_table():
+    """``spills`` as revisions before 0003f had it (only the columns this test writes)."""
+    from sqlalchemy import JSON, Float, Integer, column, table
+
+    return table(
+        "spills",
+        column("id", Integer),
+        column("summary", JSON),
+        *(column(c, Float) for c in SUMMARY_COLUMNS),
+    )
+
+
+@pytest.mark.parametrize("backend", ["postgresql", "sqlite"])
+def test_summary_once_migration_keeps_every_value(backend, pg_empty_url, tmp_path):
+    """0003f: the spill summary kept once (JSON); upgrade and downgrade lose no value."""
+    from datetime import UTC, datetime
+
+    from sqlalchemy import insert, select
+
+    from dqm.store.models import Flag, Run, Spill, SpillHistograms
+
+    url = pg_empty_url if backend == "postgresql" else f"sqlite:///{tmp_path / 'm.sqlite'}"
+    before = previous_revision("0003f")
+    # Given a database at the revision before 0003f, with spills whose summary is in both
+    # places, only in the columns (JSON NULL) or partly in each, and flags and histograms
+    upgrade_database(url, before)
+    now = datetime(2026, 11, 30, 12, tzinfo=UTC)
+    old = _old_spills_table()
+    engine = make_engine(url)
+    with engine.begin() as conn:
+        conn.execute(
+            insert(Run.__table__).values(run=7, beam_config="mu160", started_at=now, comment="")
+        )
+        for number in (1, 2, 3):
+            conn.execute(
+                insert(Spill.__table__).values(
+                    id=number,
+                    run=7,
+                    spill=number,
+                    status="complete",
+                    opened_at=now,
+                    updated_at=now,
+                    closed_at=now,
+                    received_batches=1,
+                    n_events=1000,
+                )
+            )
+            conn.execute(
+                insert(SpillHistograms.__table__).values(
+                    spill_id=number, format_version=1, size_bytes=3, blob=b"abc"
+                )
+            )
+            conn.execute(
+                insert(Flag.__table__).values(
+                    run=7,
+                    spill=number,
+                    spill_id=number,
+                    subsystem="beam",
+                    check="rollup",
+                    quality=0,
+                    explanation="",
+                    instruction="",
+                    config_version="x+0",
+                    created_at=now,
+                )
+            )
+        both = {"p_bms_mean": 160.1, "p_ms2_mean": 159.8, "pik_fraction": 1e-4, "n_events": 1000}
+        conn.execute(
+            old.update()
+            .where(old.c.id == 1)
+            .values(summary=both, p_bms_mean=160.1, p_ms2_mean=159.8, pik_fraction=1e-4)
+        )
+        conn.execute(
+            old.update().where(old.c.id == 2).values(p_bms_mean=150.5, daq_completeness=0.5)
+        )
+        conn.execute(
+            old.update()
+            .where(old.c.id == 3)
+            .values(summary={"p_bms_mean": 161.0, "quality": {"beam": 0}}, pik_fraction=2e-4)
+        )
+    engine.dispose()
+    # When upgraded through 0003f
+    upgrade_database(url, "0003f")
+    # Then the summary columns are gone, every value is in the JSON, nothing else was touched
+    engine = make_engine(url)
+    with engine.connect() as conn:
+        columns = {c["name"] for c in inspect(conn).get_columns("spills")}
+        assert not columns & set(SUMMARY_COLUMNS) and "summary" in columns
+        summaries = {i: s for i, s in conn.execute(select(Spill.id, Spill.summary))}
+        assert summaries[1] == both
+        assert summaries[2] == {"p_bms_mean": 150.5, "daq_completeness": 0.5}
+        assert summaries[3] == {"p_bms_mean": 161.0, "quality": {"beam": 0}, "pik_fraction": 2e-4}
+        assert count_rows(conn, Flag) == 3
+        assert count_rows(conn, SpillHistograms) == 3
+    engine.dispose()
+    # When downgraded again, then the columns are back, filled from the JSON
+    downgrade_database(url, before)
+    engine = make_engine(url)
+    with engine.connect() as conn:
+        rows = {r.id: r for r in conn.execute(select(old).order_by(old.c.id))}
+        assert (rows[1].p_bms_mean, rows[1].pik_fraction) == (160.1, 1e-4)
+        assert (rows[2].p_bms_mean, rows[2].daq_completeness, rows[2].p_ms2_mean) == (
+            150.5,
+            0.5,
+            None,
+        )
+        assert (rows[3].p_bms_mean, rows[3].pik_fraction) == (161.0, 2e-4)
+        assert count_rows(conn, Flag) == 3
+    engine.dispose()
+
+
+def count_rows(conn, model) -> int:
+    from sqlalchemy import func, select
+
+    return conn.execute(select(func.count()).select_from(model.__table__)).scalar_one()
+
+
+def test_a_populated_sqlite_store_migrates_up_and_down_keeping_its_rows(tmp_path):
+    """Batch-mode migrations rebuild tables on SQLite (copy, drop, rename). With foreign keys
+    on, dropping the old ``runs`` failed on the spills referencing it, and dropping the old
+    ``spills`` cascade-deleted every flag and histogram; the store migrates with them off."""
+    from sqlalchemy import text
+
+    # Given the embedded store at 0002 (the last schema before this round) with a run, a
+    # spill, its histograms and a flag
+    url = f"sqlite:///{tmp_path / 'down.sqlite'}"
+    upgrade_database(url, "0002")
+    at = "'2026-12-01 00:00:00.000000'"
+    engine = make_engine(url)
+    with engine.begin() as conn:
+        for sql in (
+            "INSERT INTO runs (run, beam_config, started_at, comment)"
+            f" VALUES (1, 'mu160', {at}, '')",
+            "INSERT INTO spills (id, run, spill, status, opened_at, updated_at, received_batches,"
+            f" n_events) VALUES (1, 1, 1, 'complete', {at}, {at}, 1, 10)",
+            "INSERT INTO spill_histograms (spill_id, format_version, size_bytes, blob)"
+            " VALUES (1, 1, 1, x'00')",
+            'INSERT INTO flags (run, spill, spill_id, subsystem, "check", quality, explanation,'
+            f" instruction, config_version, created_at) VALUES (1, 1, 1, 'beam', 'c', 0, '', '',"
+            f" 'v', {at})",
+        ):
+            conn.execute(text(sql))
+    engine.dispose()
+    for target in ("head", "0002", "head"):
+        # When it is upgraded to head, or downgraded back to 0002
+        (downgrade_database if target == "0002" else upgrade_database)(url, target)
+        # Then every row is still there, and foreign keys are on again
+        engine = make_engine(url)
+        with engine.connect() as conn:
+            counts = [
+                conn.execute(text(f"SELECT count(*) FROM {t}")).scalar_one()
+                for t in ("runs", "spills", "spill_histograms", "flags")
+            ]
+            assert counts == [1, 1, 1, 1], target
+            assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar_one() == 1
+        engine.dispose()

@@ -1,0 +1,170 @@
+"""The expert pages' reads: plain rows and pandas frames ready for a table or a plot.
+
+Layer: I/O shell (store), read-only. The views (``apps/``) never build SQL: each table
+or trend they show is one function here, testable against a real database without a
+browser. Qualities are spelled with :func:`dqm.checks.quality_name`, as everywhere.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from dqm.checks import ROLLUP, quality_name
+from dqm.store.models import AuditEntry, Flag, Reference
+from dqm.store.queries import closed_spills, newest_closed_summary, runs_with_closed_spills
+
+__all__ = [
+    "SpillInfo",
+    "runs",
+    "spills_of_run",
+    "summary_keys",
+    "trend_frame",
+    "flags_frame",
+    "audit_frame",
+    "references_frame",
+]
+
+
+@dataclass(frozen=True)
+class SpillInfo:
+    id: int
+    run: int
+    spill: int
+    n_events: int
+    quality: str
+
+
+def runs(session: Session) -> list[int]:
+    """Runs with at least one closed spill, newest first."""
+    return runs_with_closed_spills(session)
+
+
+def spills_of_run(session: Session, run: int) -> list[SpillInfo]:
+    """The run's closed spills, in order, with their overall quality."""
+    return [
+        SpillInfo(sp.id, sp.run, sp.spill, int(sp.n_events or 0), quality_name(sp.quality))
+        for sp in closed_spills(session, run)
+    ]
+
+
+def summary_keys(session: Session, run: int | None = None) -> list[str]:
+    """Numeric per-spill summary quantities present in the newest closed spill."""
+    summary = newest_closed_summary(session, run)
+    return sorted(
+        k for k, v in summary.items() if isinstance(v, (int, float)) and not isinstance(v, bool)
+    )
+
+
+def trend_frame(session: Session, key: str, run_list: Sequence[int]) -> pd.DataFrame:
+    """``key`` per closed spill of the given runs, in order, with each spill's quality."""
+    rows = closed_spills(session, run_list)
+    values = [(sp.summary or {}).get(key) for sp in rows]
+    frame = pd.DataFrame(
+        {
+            "run": [sp.run for sp in rows],
+            "spill": [sp.spill for sp in rows],
+            "value": [float(v) if isinstance(v, (int, float)) else np.nan for v in values],
+            "quality": [quality_name(sp.quality) for sp in rows],
+        }
+    )
+    frame["index"] = np.arange(len(frame))
+    frame["label"] = [f"{r}/{s}" for r, s in zip(frame["run"], frame["spill"], strict=False)]
+    return frame
+
+
+FLAG_COLUMNS = [
+    "id",
+    "run",
+    "spill",
+    "subsystem",
+    "histogram",
+    "check",
+    "quality",
+    "explanation",
+    "instruction",
+    "acknowledged_by",
+    "annotation",
+]
+
+
+def flags_frame(
+    session: Session,
+    *,
+    run: int | None = None,
+    subsystem: str | None = None,
+    min_quality: int = 0,
+    limit: int = 500,
+) -> pd.DataFrame:
+    """Stored check results (not roll-ups), worst and newest first."""
+    stmt = select(Flag).where(Flag.check != ROLLUP, Flag.quality >= min_quality)
+    if run is not None:
+        stmt = stmt.where(Flag.run == run)
+    if subsystem:
+        stmt = stmt.where(Flag.subsystem == subsystem)
+    flags = session.scalars(
+        stmt.order_by(Flag.spill_id.desc(), Flag.quality.desc(), Flag.id).limit(limit)
+    ).all()
+    return pd.DataFrame(
+        [
+            {
+                "id": f.id,
+                "run": f.run,
+                "spill": f.spill,
+                "subsystem": f.subsystem,
+                "histogram": f.histogram or "",
+                "check": f.check,
+                "quality": quality_name(f.quality),
+                "explanation": f.explanation,
+                "instruction": f.instruction,
+                "acknowledged_by": f.acknowledged_by or "",
+                "annotation": f.annotation or "",
+            }
+            for f in flags
+        ],
+        columns=FLAG_COLUMNS,
+    )
+
+
+def audit_frame(session: Session, limit: int = 200) -> pd.DataFrame:
+    """The newest expert actions: who did what to which target, when (UTC)."""
+    rows = session.scalars(select(AuditEntry).order_by(AuditEntry.id.desc()).limit(limit)).all()
+    return pd.DataFrame(
+        [
+            {
+                "at": a.at.strftime("%Y-%m-%d %H:%M:%S") if a.at else "",
+                "user": a.user,
+                "action": a.action,
+                "target": a.target,
+                "details": ", ".join(
+                    f"{k}={v}" for k, v in (a.details or {}).items() if v not in (None, "")
+                ),
+            }
+            for a in rows
+        ],
+        columns=["at", "user", "action", "target", "details"],
+    )
+
+
+def references_frame(session: Session) -> pd.DataFrame:
+    """The 50 newest references (active or retired) with who set them and why."""
+    rows = session.scalars(select(Reference).order_by(Reference.id.desc()).limit(50)).all()
+    return pd.DataFrame(
+        [
+            {
+                "run": r.run,
+                "beam_config": r.beam_config,
+                "active": r.active,
+                "set_by": r.set_by,
+                "set_at": r.set_at.strftime("%Y-%m-%d %H:%M") if r.set_at else "",
+                "comment": r.comment,
+            }
+            for r in rows
+        ],
+        columns=["run", "beam_config", "active", "set_by", "set_at", "comment"],
+    )

@@ -1,0 +1,146 @@
+"""Named read queries over spills and flags: what the commands, pages and benchmarks ask.
+
+Layer: I/O shell (store), read-only. Why named functions: "the closed spills of a run"
+was written out in a dozen places, half of them with the literal status string; a
+reader now finds each question once, here, and every caller asks it the same way.
+Each takes a ``Session`` and returns ORM rows or plain values; none writes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from datetime import datetime
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from dqm.store.models import AuditEntry, Flag, Spill, SpillHistograms
+
+__all__ = [
+    "closed_spills",
+    "count_closed_spills",
+    "closed_spill_histograms",
+    "runs_with_closed_spills",
+    "recent_closed_spills",
+    "newest_closed_summary",
+    "newest_runs",
+    "newest_spills",
+    "spill_opening_times",
+    "spill_flags",
+    "worst_flag",
+    "flag_reference_runs",
+    "change_token",
+]
+
+
+def closed_spills(session: Session, run: int | Iterable[int]) -> list[Spill]:
+    """The closed (complete or incomplete) spills of a run, or of several, by run then spill."""
+    runs = [run] if isinstance(run, int) else list(run)
+    stmt = select(Spill).where(Spill.run.in_(runs), Spill.closed)
+    return list(session.scalars(stmt.order_by(Spill.run, Spill.spill)))
+
+
+def count_closed_spills(session: Session, run: int | None = None) -> int:
+    """How many spills are closed: of ``run``, or of every run."""
+    stmt = select(func.count()).select_from(Spill).where(Spill.closed)
+    if run is not None:
+        stmt = stmt.where(Spill.run == run)
+    return int(session.scalar(stmt) or 0)
+
+
+def closed_spill_histograms(
+    session: Session, run: int, spill: int | None = None
+) -> Iterator[tuple[int, bytes]]:
+    """(spill number, stored histograms) of the closed spills of ``run`` (or of its one
+    ``spill``), in spill order; streamed 64 rows at a time, as a run may have thousands."""
+    stmt = (
+        select(Spill.spill, SpillHistograms.blob)
+        .join(SpillHistograms, SpillHistograms.spill_id == Spill.id)
+        .where(Spill.run == run, Spill.closed)
+    )
+    if spill is not None:
+        stmt = stmt.where(Spill.spill == spill)
+    return iter(session.execute(stmt.order_by(Spill.spill)).yield_per(64))
+
+
+def runs_with_closed_spills(session: Session) -> list[int]:
+    """Runs with at least one closed spill, newest first."""
+    stmt = select(Spill.run).where(Spill.closed).distinct().order_by(Spill.run.desc())
+    return list(session.scalars(stmt))
+
+
+def recent_closed_spills(session: Session, limit: int) -> list[Spill]:
+    """The ``limit`` spills closed last, newest first (whatever their run)."""
+    stmt = (
+        select(Spill)
+        .where(Spill.closed)
+        .order_by(Spill.closed_at.desc(), Spill.id.desc())
+        .limit(limit)
+    )
+    return list(session.scalars(stmt))
+
+
+def newest_closed_summary(session: Session, run: int | None = None) -> dict:
+    """The summary of the newest closed spill (of ``run``), ``{}`` if there is none."""
+    stmt = select(Spill.summary).where(Spill.closed)
+    if run is not None:
+        stmt = stmt.where(Spill.run == run)
+    return dict(session.scalar(stmt.order_by(Spill.id.desc()).limit(1)) or {})
+
+
+def newest_runs(session: Session, limit: int) -> list[int]:
+    """The ``limit`` highest run numbers that have a spill, open or closed, newest first."""
+    stmt = select(Spill.run).distinct().order_by(Spill.run.desc()).limit(limit)
+    return list(session.scalars(stmt))
+
+
+def newest_spills(session: Session, limit: int) -> list[Spill]:
+    """The ``limit`` spills opened last, open or closed, newest first."""
+    return list(session.scalars(select(Spill).order_by(Spill.id.desc()).limit(limit)))
+
+
+def spill_opening_times(
+    session: Session, run: int, numbers: tuple[int, int] | None = None
+) -> dict[int, datetime]:
+    """Spill number -> when it opened, for the spills of ``run`` (within ``numbers``, inclusive)
+    that reached the DQM: the gaps are the spills that never did."""
+    stmt = select(Spill.spill, Spill.opened_at).where(Spill.run == run)
+    if numbers is not None:
+        stmt = stmt.where(Spill.spill.between(*numbers))
+    return {n: t for n, t in session.execute(stmt)}
+
+
+def spill_flags(session: Session, spill_id: int) -> list[Flag]:
+    """Every flag row stored for one spill (checks and roll-ups)."""
+    return list(session.scalars(select(Flag).where(Flag.spill_id == spill_id)))
+
+
+def worst_flag(session: Session, run: int, spill: int, subsystem: str) -> Flag | None:
+    """The spill's worst flag of ``subsystem`` (the first stored among equals)."""
+    stmt = (
+        select(Flag)
+        .where(Flag.run == run, Flag.spill == spill, Flag.subsystem == subsystem)
+        .order_by(Flag.quality.desc(), Flag.id)
+        .limit(1)
+    )
+    return session.scalars(stmt).first()
+
+
+def flag_reference_runs(session: Session, run: int) -> list[int]:
+    """The reference runs a run's stored flags were judged against, in order."""
+    stmt = select(Flag.reference_run).where(Flag.run == run, Flag.reference_run.is_not(None))
+    return sorted(set(session.scalars(stmt.distinct())))
+
+
+def change_token(session: Session) -> tuple:
+    """Newest closed spill, number of closed spills, newest audit entry: cheap to read, and it
+    changes whenever the wall must redraw (a spill closed, an expert acted)."""
+    return tuple(
+        session.execute(
+            select(
+                select(func.max(Spill.id)).where(Spill.closed).scalar_subquery(),
+                select(func.count()).select_from(Spill).where(Spill.closed).scalar_subquery(),
+                select(func.max(AuditEntry.id)).scalar_subquery(),
+            )
+        ).one()
+    )
