@@ -65,7 +65,7 @@ def demo_anomaly(spill: int, every: int) -> str | None:
         return None
     text = DEMO_ANOMALY_CYCLE[(spill // every - 1) % len(DEMO_ANOMALY_CYCLE)]
     kind, _, params = text.partition(":")
-    last = spill + 4 if kind == "momentum_drift" else spill
+    last = spill + 4 if kind in ("momentum_drift", "beam_ramp") else spill
     return f"{kind}@{spill}-{last}" + (f":{params}" if params else "")
 
 
@@ -121,7 +121,7 @@ class Demo:
         self.children.append((name, proc))
 
     def watch_verdicts(self) -> None:
-        """Print each closed spill's verdict as the workers announce it (what a shifter would see)."""
+        """Print each closed spill's verdict as the workers announce it (what a shifter sees)."""
         r = connect(self.settings.redis_url)
         pubsub = r.pubsub(ignore_subscribe_messages=True)
         pubsub.subscribe(self.settings.channel)
@@ -290,12 +290,13 @@ def run(args, settings) -> int:
 
 
 def describe_closed(note: dict, store) -> str:
-    """One line per closed spill: status, overall quality, and the worst flag of each bad subsystem."""
+    """One line per closed spill: status, overall quality, the worst flag of each bad subsystem."""
     from dqm.checks import Quality
     from dqm.store.models import Flag
 
     quality = note.get("quality")
-    line = f"closed {note['run']}/{note['spill']}: {note.get('status')}, {int(note.get('n_events') or 0)} events"
+    events = int(note.get("n_events") or 0)
+    line = f"closed {note['run']}/{note['spill']}: {note.get('status')}, {events} events"
     if quality is None:
         return line
     line += f", {Quality(quality).name}"
