@@ -22,11 +22,19 @@ __all__ = [
     "evaluate_spill",
     "config_version",
     "history_series",
+    "record_quality",
     "HISTORY_SPILLS",
+    "REFERENCE_SPILLS",
 ]
 
-#: How many earlier spills of the run the trend checks (CUSUM, EWMA, intensity) see.
+#: How many earlier spills of the run the trend checks (CUSUM, EWMA, intensity) see; also how
+#: many of the run's first spills (``run_start``) and at most how many spills of the reference
+#: run (``REFERENCE_SPILLS``) change detection may anchor its baseline on.
 HISTORY_SPILLS = 60
+REFERENCE_SPILLS = 500
+#: Summary key of the stored per-subsystem roll-up, and the history key of spill numbers.
+QUALITY_KEY = "quality"
+SPILL_KEY = "spill"
 
 
 @dataclass(frozen=True)
@@ -62,20 +70,50 @@ class Verdict:
         return max(cands, key=lambda j: severity(j.result.quality), default=None)
 
 
-def history_series(summaries: Sequence[Mapping | None]) -> dict[str, list[float]]:
+def _flat(summary: Mapping | None) -> dict[str, float]:
+    """A summary's numbers, with its stored roll-up ``{"quality": {subsystem: q}}`` flattened
+    to ``"quality.<subsystem>"`` keys (see :func:`record_quality`)."""
+    if not summary:
+        return {}
+    out = {k: float(v) for k, v in summary.items() if isinstance(v, (int, float))}
+    quality = summary.get(QUALITY_KEY)
+    if isinstance(quality, Mapping):
+        out.update(
+            {f"{QUALITY_KEY}.{s}": float(q) for s, q in quality.items() if isinstance(q, int)}
+        )
+    return out
+
+
+def history_series(
+    summaries: Sequence[Mapping | None], spills: Sequence[int] | None = None
+) -> dict[str, list[float]]:
     """Per-key series of earlier spills' summaries (oldest first), NaN where a key is missing.
 
     Live (:mod:`dqm.store.flags`), recheck and the detection study (:mod:`dqm.sim.validate`)
-    all build the history with this one function, so they judge alike.
+    all build the history with this one function, so they judge alike. Each spill's
+    stored quality roll-up becomes ``"quality.<subsystem>"`` (change detection leaves
+    flagged spills out of its baseline with it), and ``spills`` — the spill numbers, when
+    given — becomes the ``"spill"`` series.
     """
-    keys = {k for r in summaries if r for k, v in r.items() if isinstance(v, (int, float))}
-    return {
-        k: [
-            float(r[k]) if r and isinstance(r.get(k), (int, float)) else float("nan")
-            for r in summaries
-        ]
-        for k in sorted(keys)
-    }
+    flat = [_flat(r) for r in summaries]
+    keys = {k for r in flat for k in r}
+    out = {k: [r.get(k, float("nan")) for r in flat] for k in sorted(keys)}
+    if spills is not None:
+        if len(spills) != len(summaries):
+            raise ValueError(f"{len(spills)} spill numbers for {len(summaries)} summaries")
+        out[SPILL_KEY] = [float(s) for s in spills]
+    return out
+
+
+def record_quality(summary: Mapping, verdict: Verdict) -> dict:
+    """The summary with the verdict's per-subsystem roll-up under ``"quality"``.
+
+    This is what later spills' change detection reads back through
+    :func:`history_series` to know which spills were certified.
+    """
+    out = dict(summary)
+    out[QUALITY_KEY] = {s: int(q) for s, q in verdict.subsystems.items()}
+    return out
 
 
 def severity(q: Quality | int) -> int:
@@ -99,8 +137,15 @@ def evaluate_spill(
     overrides: Mapping[tuple[str, str], Mapping] | None = None,
     status: str = "complete",
     batches: tuple[int, int | None] | None = None,
+    run_start: Mapping[str, Sequence[float]] | None = None,
+    reference_history: Mapping[str, Sequence[float]] | None = None,
 ) -> Verdict:
-    """Run every spec check; ``overrides[(histogram, check)]`` replaces parameters."""
+    """Run every spec check; ``overrides[(histogram, check)]`` replaces parameters.
+
+    ``run_start`` and ``reference_history`` are per-spill series (as
+    :func:`history_series` makes them) of the run's first spills and of the reference
+    run's spills: the anchors of change detection (see :mod:`dqm.checks.trend`).
+    """
     reference = reference or {}
     masked = masked or {}
     overrides = overrides or {}
@@ -118,6 +163,11 @@ def evaluate_spill(
                 summary=numeric,
                 history=history,
                 masked=frozenset(tuple(c) for c in masked.get(spec.name, ())),
+                subsystem=spec.subsystem,
+                run_start=run_start,
+                reference_history=reference_history,
+                histograms=hists,
+                references=reference,
             )
             result = run_check(check.type, ctx, params)
             verdict.judgements.append(

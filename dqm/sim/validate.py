@@ -26,7 +26,14 @@ from dataclasses import dataclass, field
 import boost_histogram as bh
 
 from dqm.checks import Quality
-from dqm.core.evaluate import HISTORY_SPILLS, Judgement, Verdict, evaluate_spill, history_series
+from dqm.core.evaluate import (
+    HISTORY_SPILLS,
+    Judgement,
+    Verdict,
+    evaluate_spill,
+    history_series,
+    record_quality,
+)
 from dqm.core.fill import Filler
 from dqm.core.histio import add_into
 from dqm.core.specs import SpecSet
@@ -191,6 +198,8 @@ class _Judge:
         self.specs, self.config = specs, config
         self.filler = Filler(specs)
         self.reference: dict[str, bh.Histogram] = {}
+        #: the reference run's spill summaries (change detection anchors on them, as live)
+        self.reference_summaries: list[Mapping] = []
 
     def spill(
         self, run: int, spill: int, anomalies: tuple[Anomaly, ...] = ()
@@ -204,15 +213,29 @@ class _Judge:
         return hists, finalize(moments)
 
     def judge(
-        self, hists: Mapping[str, bh.Histogram], summary: Mapping, past: list[Mapping]
+        self, hists: Mapping[str, bh.Histogram], summary: dict, past: list[Mapping]
     ) -> Verdict:
-        return evaluate_spill(
+        """Judge a spill whose run's earlier spills are ``past`` (spill s at index s).
+
+        As the store does, the verdict's roll-up is recorded in ``summary`` so that later
+        spills' change detection knows which spills were certified.
+        """
+        recent = past[-HISTORY_SPILLS:]
+        verdict = evaluate_spill(
             self.specs,
             hists,
             summary,
-            history=history_series(past[-HISTORY_SPILLS:]),
+            history=history_series(recent, spills=range(len(past) - len(recent), len(past))),
             reference=self.reference,
+            run_start=history_series(
+                past[:HISTORY_SPILLS], spills=range(len(past[:HISTORY_SPILLS]))
+            ),
+            reference_history=history_series(
+                self.reference_summaries, spills=range(len(self.reference_summaries))
+            ),
         )
+        summary.update(record_quality(summary, verdict))
+        return verdict
 
 
 def _bad(verdict: Verdict, subsystem: str | None = None) -> list[Judgement]:
@@ -287,14 +310,16 @@ def run_study(
     scenarios: tuple[Scenario, ...] = SCENARIOS,
     drift: bool = True,
 ) -> StudyResult:
-    """Run the study (every scenario and the drift by default); ``progress`` gets one line per stage."""
+    """Run the study (every scenario and the drift by default); ``progress`` gets a line a stage."""
     config = config or StudyConfig()
     say = progress or (lambda _line: None)
     t0 = time.perf_counter()
     judge = _Judge(specs, config)
     say(f"reference: {config.reference_spills} clean spills of run {config.run + 1}")
     for s in range(config.reference_spills):
-        add_into(judge.reference, judge.spill(config.run + 1, s)[0])
+        ref_hists, ref_summary = judge.spill(config.run + 1, s)
+        add_into(judge.reference, ref_hists)
+        judge.reference_summaries.append(ref_summary)
     say(f"clean run {config.run}: {config.clean_spills} spills of {config.events_per_spill} events")
     summaries: list[dict] = []
     clean_bad: list[tuple[int, list[str]]] = []
@@ -345,7 +370,7 @@ def format_report(result: StudyResult) -> str:
         "|---|---|---|---|---|---|",
     ]
     for d in result.detections:
-        when = "not within %d" % c.watch_spills if d.spills_to_bad is None else str(d.spills_to_bad)
+        when = f"not within {c.watch_spills}" if d.spills_to_bad is None else str(d.spills_to_bad)
         lines.append(
             f"| {d.scenario.label} (`{d.scenario.anomaly}`) | {d.scenario.subsystem} | {when} | "
             f"{'yes' if d.names_it else 'no'} | {d.check} | {_cell(d.explanation)} |"
@@ -354,7 +379,10 @@ def format_report(result: StudyResult) -> str:
     if dr is None:
         return "\n".join(lines)
     if dr.spills_to_bad is None:
-        drift_line = f"Drift ({DRIFT.label}, from spill {dr.start_spill}): NOT caught by change detection before {c.drift_max_percent:g} %"
+        drift_line = (
+            f"Drift ({DRIFT.label}, from spill {dr.start_spill}): NOT caught by change "
+            f"detection before {c.drift_max_percent:g} %"
+        )
     else:
         drift_line = (
             f"Drift ({DRIFT.label}, from spill {dr.start_spill}): change detection BAD on drifting "
@@ -363,6 +391,7 @@ def format_report(result: StudyResult) -> str:
             f"({dr.check}: {dr.explanation})"
         )
     if dr.first_bad_any is not None:
-        drift_line += f"; first BAD of any momentum check: spill #{dr.first_bad_any[0]} ({dr.first_bad_any[1]})"
+        spill, check = dr.first_bad_any
+        drift_line += f"; first BAD of any momentum check: spill #{spill} ({check})"
     lines += ["", drift_line]
     return "\n".join(lines)

@@ -24,6 +24,7 @@ from dqm.core.evaluate import (
     config_version,
     evaluate_spill,
     history_series,
+    record_quality,
 )
 from dqm.core.specs import SpecSet
 from dqm.errors import StorageError
@@ -58,15 +59,18 @@ class CheckInputs:
     masked: dict[str, list[list[int]]]
     overrides: dict[tuple[str, str], dict]
     version: str
+    run_start: dict[str, list[float]] | None = None
+    reference_history: dict[str, list[float]] | None = None
 
 
 def _naive_utc(ts: datetime) -> datetime:
     return ts.astimezone(UTC).replace(tzinfo=None) if ts.tzinfo else ts
 
 
-def _history(session: Session, sp: Spill) -> dict[str, list[float]]:
+def _earlier_spills(session: Session, sp: Spill):
+    """The run's spills that had closed before ``sp`` closed (what its judge could see)."""
     cutoff = sp.closed_at
-    stmt = select(Spill.summary).where(
+    stmt = select(Spill.spill, Spill.summary).where(
         Spill.run == sp.run, Spill.spill < sp.spill, Spill.status != "open", Spill.id != sp.id
     )
     if cutoff is not None:
@@ -74,8 +78,23 @@ def _history(session: Session, sp: Spill) -> dict[str, list[float]]:
             Spill.closed_at
             < (_naive_utc(cutoff) if session.get_bind().dialect.name == "sqlite" else cutoff)
         )
-    rows = session.scalars(stmt.order_by(Spill.spill.desc()).limit(HISTORY_SPILLS)).all()[::-1]
-    return history_series(rows)
+    return stmt
+
+
+def _series(rows) -> dict[str, list[float]]:
+    return history_series([r.summary for r in rows], spills=[r.spill for r in rows])
+
+
+def _history(session: Session, sp: Spill) -> dict[str, list[float]]:
+    """The run's last ``HISTORY_SPILLS`` spills before ``sp``, oldest first."""
+    stmt = _earlier_spills(session, sp).order_by(Spill.spill.desc()).limit(HISTORY_SPILLS)
+    return _series(session.execute(stmt).all()[::-1])
+
+
+def _run_start(session: Session, sp: Spill) -> dict[str, list[float]]:
+    """The run's first ``HISTORY_SPILLS`` spills before ``sp``: change detection's own anchor."""
+    stmt = _earlier_spills(session, sp).order_by(Spill.spill).limit(HISTORY_SPILLS)
+    return _series(session.execute(stmt).all())
 
 
 def _overrides(session: Session, upto: int | None) -> dict[tuple[str, str], dict]:
@@ -142,13 +161,19 @@ def gather_inputs(
         masked=_masks(session, at),
         overrides=_overrides(session, upto),
         version=config_version(specs, upto),
+        run_start=_run_start(session, sp),
+        reference_history=refs.series(session, ref),
     )
 
 
 def store_verdict(
     session: Session, sp: Spill, verdict: Verdict, inputs: CheckInputs, *, update_run: bool = True
 ) -> None:
-    """Replace the spill's flags with ``verdict`` (one row per check plus per-subsystem roll-ups)."""
+    """Replace the spill's flags with ``verdict``: a row per check, roll-ups per subsystem.
+
+    The roll-ups also go into the spill's summary (``"quality"``), where change detection
+    of later spills reads which spills were certified.
+    """
     session.execute(delete(Flag).where(Flag.spill_id == sp.id))
     rows = []
     for j in verdict.judgements:
@@ -194,9 +219,7 @@ def store_verdict(
     session.add_all(rows)
     sp.quality = int(verdict.overall)
     sp.config_version = inputs.version
-    summary = dict(sp.summary or {})
-    summary["quality"] = {s: int(q) for s, q in verdict.subsystems.items()}
-    sp.summary = summary
+    sp.summary = record_quality(sp.summary or {}, verdict)
     if update_run:
         _store_run_rollup(session, sp.run, inputs, verdict)
 
@@ -278,6 +301,8 @@ def make_close_hook(settings: Settings, specs: SpecSet):
             overrides=inputs.overrides,
             status=closed.status,
             batches=(sp.received_batches, sp.expected_batches),
+            run_start=inputs.run_start,
+            reference_history=inputs.reference_history,
         )
         store_verdict(session, sp, verdict, inputs)
         return {
@@ -344,6 +369,8 @@ def recheck_run(
             overrides=inputs.overrides,
             status=sp.status,
             batches=(sp.received_batches, sp.expected_batches),
+            run_start=inputs.run_start,
+            reference_history=inputs.reference_history,
         )
         if store:
             store_verdict(session, sp, verdict, inputs, update_run=False)
