@@ -1,41 +1,62 @@
-"""Channel checks on cell maps: dead, hot and noisy cells; per-channel gain.
+"""Channel checks on cell maps: dead, hot and noisy cells, by Poisson significance.
 
-Each cell is compared with what a healthy cell would have seen: the reference map
-scaled to this spill when a reference exists (``use_reference``, default), else a
+Each cell's count is compared with what a healthy cell would have seen: the reference
+map's share of that cell times this spill's total (``use_reference``, default), else a
 model of the map itself (``method``; see :mod:`dqm.checks._cellmaps` for why the
 neighbour/median comparisons are only for flat maps). Two passes: cells that are
-clearly off in the first pass are kept out of the second pass's expectation, so a
-dead central cell does not make its neighbours look hot. Masked channels are never
-used and never reported.
+clearly off in the first pass are kept out of the second pass's expectation, so a dead
+central cell does not make its neighbours look hot. Masked channels are never used and
+never reported.
+
+The decision is a p-value, not a share of the map: the local p-value of the observed
+count (exact two-Poisson test against the reference, which reduces to the Poisson tail
+of ``expected`` when the reference is far larger than a spill; the Poisson tail against
+the fitted expectation without one) is corrected for having looked at every cell of
+the map (Šidák, :func:`dqm.checks.stats.look_elsewhere`) and converted to a one-sided
+Gaussian significance. A cell expecting only a few hits per spill is named as soon as
+its count is significant — a hot corner cell firing 50 times where 2 are expected — and
+a dead one as soon as zero hits is significant, i.e. once it expects more than
+``ln(m/p)`` hits (≈ 19 for 36 cells at 5σ, ≈ 14 for 9 cells at 4σ); below that the
+explanation says how many cells a single spill cannot judge. A minimum effect size
+(``dead_fraction``, ``hot_factor``) keeps a beam that moved by a millimetre from
+calling an edge-of-spot cell hot at high statistics.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import boost_histogram as bh
 import numpy as np
 from numpy.typing import NDArray
+from scipy import stats as _st
 
 from dqm.checks._cellmaps import Method, channel_ids, channel_map, expected_counts
 from dqm.checks._core import CheckContext, CheckResult, Quality
 from dqm.checks._registry import register_check
 from dqm.checks._util import grade, require_same_binning
-from dqm.checks.stats import poisson_significance, poisson_tail_sigma
+from dqm.checks.stats import (
+    look_elsewhere,
+    p_to_sigma,
+    poisson_significance,
+    poisson_tail_sigma,
+)
 
 __all__ = [
     "CellAssessment",
     "assess_cells",
+    "channel_label",
     "check_dead_channels",
     "check_hot_channels",
     "check_noisy_channels",
 ]
 
 _SOURCE = {
-    "reference": "reference",
-    "separable": "beam-spot profile",
-    "neighbours": "neighbours",
-    "median": "median of cells",
+    "reference": "expected from the reference",
+    "separable": "no reference: judged against the map's own smooth fit",
+    "neighbours": "no reference: judged against the median of each cell's neighbours",
+    "median": "no reference: judged against the median of the cells",
 }
 
 _COMMON = {
@@ -47,24 +68,42 @@ _COMMON = {
         "profile, for peaked maps), 'neighbours' or 'median' (flat maps only)",
         ("separable", "neighbours", "median"),
     ),
-    "min_sigma": (float, 5.0, "Poisson significance needed to call a channel anomalous"),
+    "min_sigma": (
+        float,
+        5.0,
+        "significance (after the look-elsewhere correction over the map's cells) needed to "
+        "call a channel anomalous",
+    ),
+    "warning_sigma": (
+        float,
+        None,
+        "WARNING for a channel between this significance and min_sigma (a suspect; "
+        "none when unset)",
+    ),
     "channel_name": (str, "cell", "what a channel is called in explanations, e.g. 'ECAL cell'"),
     "channels_warning": (int, 1, "WARNING from this many flagged channels"),
     "channels_bad": (int, 1, "BAD from this many flagged channels"),
 }
-_ORDER = (("channels_warning", "channels_bad"),)
+_ORDER = (("channels_warning", "channels_bad"), ("warning_sigma", "min_sigma"))
 
 
 @dataclass(frozen=True)
 class CellAssessment:
-    """Observed vs expected counts per channel, with the signed significance."""
+    """Observed vs expected counts per channel, with local and global significance.
+
+    ``significance`` is signed (excess > 0) and local; ``global_significance`` is the
+    same direction's one-sided significance after the look-elsewhere correction over
+    ``n_judged`` channels (0 where the channel is not judged).
+    """
 
     ids: list[tuple[int, ...]]
     observed: NDArray[np.float64]
     expected: NDArray[np.float64]
     significance: NDArray[np.float64]
+    global_significance: NDArray[np.float64]
     masked: NDArray[np.bool_]
     method: Method
+    n_judged: int
 
 
 def _significance(
@@ -72,7 +111,7 @@ def _significance(
     expected: NDArray[np.float64],
     reference: NDArray[np.float64] | None,
 ) -> NDArray[np.float64]:
-    """Signed Z: exact two-Poisson test against a reference, else Poisson tails.
+    """Signed local Z: exact two-Poisson test against a reference, else Poisson tails.
 
     Without a reference the expectation is taken as exact, floored at one count so
     a few hits where "nothing" is expected are not infinitely significant.
@@ -90,10 +129,18 @@ def _significance(
     return np.where(valid, z, 0.0)
 
 
+def _global(z_local: NDArray[np.float64], judged: NDArray[np.bool_]) -> NDArray[np.float64]:
+    """Look-elsewhere corrected significance, signed like ``z_local``."""
+    n_judged = int(judged.sum())
+    p_local = _st.norm.sf(np.abs(z_local))
+    z = p_to_sigma(look_elsewhere(p_local, n_judged))
+    return np.where(judged, np.sign(z_local) * z, 0.0)
+
+
 def assess_cells(
     context: CheckContext, *, use_reference: bool, method: Method, min_sigma: float
 ) -> CellAssessment:
-    """Expected counts and significance for every channel of ``context.histogram``."""
+    """Expected counts and significances for every channel of ``context.histogram``."""
     assert context.histogram is not None
     observed, axes = channel_map(context.histogram)
     ids = channel_ids(axes)
@@ -105,60 +152,115 @@ def assess_cells(
         reference, _ = channel_map(ref_hist)
         method = "reference"
     expected = expected_counts(observed, masked, method, reference)
+    judged = ~masked & np.isfinite(expected)
     z = _significance(observed, expected, reference)
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = observed / expected
-    clearly_off = ~masked & (np.abs(z) >= min_sigma) & ((ratio < 0.5) | (ratio > 2.0))
+    clearly_off = judged & (np.abs(_global(z, judged)) >= min_sigma)
+    clearly_off &= (ratio < 0.5) | (ratio > 2.0)
     if clearly_off.any():
         expected = expected_counts(observed, masked | clearly_off, method, reference)
+        judged = ~masked & np.isfinite(expected)
         z = _significance(observed, expected, reference)
-    return CellAssessment(ids, observed, expected, z, masked, method)
+    return CellAssessment(
+        ids, observed, expected, z, _global(z, judged), masked, method, int(judged.sum())
+    )
 
 
-def _name(channel: tuple[int, ...]) -> str:
+def channel_label(channel: tuple[int, ...]) -> str:
+    """``(1, 0)`` → ``"(1,0)"``; a 1D channel is its bare index."""
     return f"({','.join(map(str, channel))})" if len(channel) > 1 else str(channel[0])
+
+
+def _count(value: float) -> str:
+    """An expected count as a shifter reads it: 2290, 14.2, 0.35."""
+    return f"{value:.0f}" if abs(value) >= 100 else f"{value:.3g}"
+
+
+def _dead_reach(n_judged: int, min_sigma: float) -> float:
+    """Expected hits above which zero hits reach ``min_sigma`` after the look-elsewhere
+    correction: ``p(0 | μ) = e^{−μ}`` must be below the per-cell Šidák threshold."""
+    p_global = float(_st.norm.sf(min_sigma))
+    per_cell = -math.expm1(math.log1p(-p_global) / max(n_judged, 1))
+    return -math.log(per_cell)
 
 
 def _report(
     assessment: CellAssessment,
     flagged: NDArray[np.bool_],
+    suspect: NDArray[np.bool_],
     what: str,
     channel_name: str,
     warning: int,
     bad: int,
-    extra: dict[str, float],
+    extra: dict[str, float | None],
+    sensitivity: str = "",
 ) -> CheckResult:
     """Build the result: worst channels first, named with observed vs expected."""
-    order = np.argsort(-np.abs(assessment.significance.ravel()))
+    z_global = assessment.global_significance.ravel()
+    order = np.argsort(-np.abs(z_global))
     picked = [i for i in order if flagged.ravel()[i]]
+    suspects = [i for i in order if suspect.ravel()[i] and not flagged.ravel()[i]]
     source = _SOURCE[assessment.method]
     n_flagged = len(picked)
     quality = grade(n_flagged, warning, bad) if n_flagged else Quality.GOOD
+    if suspects and quality is Quality.GOOD:
+        quality = Quality.WARNING
     observed, expected = assessment.observed.ravel(), assessment.expected.ravel()
-    z = assessment.significance.ravel()
-    lines = [
-        f"{channel_name} {_name(assessment.ids[i])}: {observed[i]:.0f} hits, expected ≈ "
-        f"{expected[i]:.0f} from {source} ({abs(z[i]):.1f}σ)"
-        for i in picked[:5]
-    ]
+    m = assessment.n_judged
+
+    def line(i: int) -> str:
+        return (
+            f"{channel_name} {channel_label(assessment.ids[i])}: {observed[i]:.0f} hits, "
+            f"expected ≈ {_count(expected[i])} ({abs(z_global[i]):.1f}σ after {m} cells)"
+        )
+
+    parts = []
     if picked:
         more = f" and {n_flagged - 5} more" if n_flagged > 5 else ""
-        explanation = f"{n_flagged} {what} {channel_name}(s): " + "; ".join(lines) + more
+        parts.append(
+            f"{n_flagged} {what} {channel_name}(s): " + "; ".join(map(line, picked[:5])) + more
+        )
+    if suspects:
+        parts.append(f"suspect {what}: " + "; ".join(map(line, suspects[:3])))
+    if parts:
+        explanation = "; ".join(parts) + f" — {source}"
     else:
-        n_used = int((~assessment.masked).sum())
-        explanation = f"no {what} {channel_name} among {n_used} (expected from {source})"
+        explanation = f"no {what} {channel_name} among {m} — {source}{sensitivity}"
+    shown = picked + suspects
     details = {
         "channels": [list(assessment.ids[i]) for i in picked],
-        "observed": [float(observed[i]) for i in picked],
-        "expected": [float(expected[i]) for i in picked],
-        "significance": [float(z[i]) for i in picked],
+        "suspects": [list(assessment.ids[i]) for i in suspects],
+        "observed": [float(observed[i]) for i in shown],
+        "expected": [float(expected[i]) for i in shown],
+        "significance": [float(z_global[i]) for i in shown],
+        "local_significance": [float(assessment.significance.ravel()[i]) for i in shown],
         "method": assessment.method,
+        "cells_judged": m,
         "masked": [
-            list(c) for c, m in zip(assessment.ids, assessment.masked.ravel(), strict=False) if m
+            list(c) for c, mk in zip(assessment.ids, assessment.masked.ravel(), strict=False) if mk
         ],
     }
     threshold = {"warning": float(warning), "bad": float(bad), **extra}
     return CheckResult(quality, float(n_flagged), threshold, explanation, details)
+
+
+def _tiers(
+    cells: CellAssessment,
+    candidate: NDArray[np.bool_],
+    min_sigma: float,
+    warning_sigma: float | None,
+    sign: int,
+) -> tuple[NDArray[np.bool_], NDArray[np.bool_]]:
+    """(flagged, suspect): candidates at ≥ min_sigma, and at ≥ warning_sigma below it."""
+    z = sign * cells.global_significance
+    flagged = candidate & (z >= min_sigma)
+    suspect = (
+        candidate & (z >= warning_sigma) & ~flagged
+        if warning_sigma is not None
+        else np.zeros_like(flagged)
+    )
+    return flagged, suspect
 
 
 @register_check(
@@ -166,7 +268,12 @@ def _report(
     params={
         **_COMMON,
         "dead_fraction": (float, 0.1, "dead if below this fraction of the expected count"),
-        "min_expected": (float, 10.0, "only channels expecting at least this many hits are judged"),
+        "min_expected": (
+            float,
+            0.0,
+            "only channels expecting at least this many hits are judged (the significance "
+            "already requires enough: see the module docstring)",
+        ),
     },
     needs_histogram=True,
     ordered=_ORDER,
@@ -177,42 +284,50 @@ def check_dead_channels(
     use_reference: bool,
     method: Method,
     min_sigma: float,
+    warning_sigma: float | None,
     channel_name: str,
     channels_warning: int,
     channels_bad: int,
     dead_fraction: float,
     min_expected: float,
 ) -> CheckResult:
-    """Cells with (almost) no hits where a healthy cell would have many."""
+    """Cells with (almost) no hits where a healthy cell would have significantly more."""
     cells = assess_cells(context, use_reference=use_reference, method=method, min_sigma=min_sigma)
     expected = np.nan_to_num(cells.expected, nan=0.0)
-    flagged = (
-        ~cells.masked
-        & (expected >= min_expected)
-        & (cells.observed < dead_fraction * expected)
-        & (cells.significance <= -min_sigma)
+    candidate = (
+        ~cells.masked & (expected >= min_expected) & (cells.observed < dead_fraction * expected)
+    )
+    flagged, suspect = _tiers(cells, candidate, min_sigma, warning_sigma, -1)
+    reach = _dead_reach(cells.n_judged, warning_sigma or min_sigma)
+    blind = int((~cells.masked & np.isfinite(cells.expected) & (expected < reach)).sum())
+    sensitivity = (
+        f"; {blind} cell(s) expect fewer than {reach:.0f} hits: too few for one spill to "
+        "call them dead"
+        if blind
+        else ""
     )
     return _report(
         cells,
         flagged,
+        suspect,
         "dead",
         channel_name,
         channels_warning,
         channels_bad,
-        {"dead_fraction": dead_fraction, "min_sigma": min_sigma},
+        {"dead_fraction": dead_fraction, "min_sigma": min_sigma, "warning_sigma": warning_sigma},
+        sensitivity,
     )
 
 
-def _excess(
-    cells: CellAssessment, factor: float, min_sigma: float, min_share: float = 0.0
-) -> NDArray[np.bool_]:
+def _excess(cells: CellAssessment, factor: float, min_share: float = 0.0) -> NDArray[np.bool_]:
+    """Candidates for an excess: ``factor`` above expectation (and, without a reference,
+    a minimum share of the map: the smooth fit knows nothing of shower tails)."""
     expected = cells.expected
     valid = np.isfinite(expected)
     above = cells.observed > factor * np.where(valid, expected, np.inf)
-    # a channel holding a negligible share of the map's hits is not operationally hot, whatever
-    # its significance against a near-zero expectation (shower tails in the map's corners)
-    big_enough = cells.observed >= min_share * float(cells.observed.sum())
-    return ~cells.masked & valid & above & big_enough & (cells.significance >= min_sigma)
+    share = 0.0 if cells.method == "reference" else min_share
+    big_enough = cells.observed >= share * float(cells.observed.sum())
+    return ~cells.masked & valid & above & big_enough
 
 
 @register_check(
@@ -220,7 +335,12 @@ def _excess(
     params={
         **_COMMON,
         "hot_factor": (float, 3.0, "hot if above this multiple of the expected count"),
-        "min_share": (float, 0.0, "hot only if holding at least this fraction of the map's hits"),
+        "min_share": (
+            float,
+            0.0,
+            "without a reference only: hot only if holding at least this fraction of the "
+            "map's hits (the smooth fit does not model shower tails in the corners)",
+        ),
     },
     needs_histogram=True,
     ordered=_ORDER,
@@ -231,22 +351,32 @@ def check_hot_channels(
     use_reference: bool,
     method: Method,
     min_sigma: float,
+    warning_sigma: float | None,
     channel_name: str,
     channels_warning: int,
     channels_bad: int,
     hot_factor: float,
     min_share: float,
 ) -> CheckResult:
-    """Cells firing far more often than expected (electronics noise, a stuck trigger)."""
+    """Cells firing significantly more often than expected (noise, a stuck discriminator)."""
     cells = assess_cells(context, use_reference=use_reference, method=method, min_sigma=min_sigma)
+    flagged, suspect = _tiers(
+        cells, _excess(cells, hot_factor, min_share), min_sigma, warning_sigma, +1
+    )
     return _report(
         cells,
-        _excess(cells, hot_factor, min_sigma, min_share),
+        flagged,
+        suspect,
         "hot",
         channel_name,
         channels_warning,
         channels_bad,
-        {"hot_factor": hot_factor, "min_sigma": min_sigma, "min_share": min_share},
+        {
+            "hot_factor": hot_factor,
+            "min_sigma": min_sigma,
+            "warning_sigma": warning_sigma,
+            "min_share": min_share,
+        },
     )
 
 
@@ -266,6 +396,7 @@ def check_noisy_channels(
     use_reference: bool,
     method: Method,
     min_sigma: float,
+    warning_sigma: float | None,
     channel_name: str,
     channels_warning: int,
     channels_bad: int,
@@ -273,12 +404,14 @@ def check_noisy_channels(
 ) -> CheckResult:
     """Cells with a moderate but significant excess (hot cells are included)."""
     cells = assess_cells(context, use_reference=use_reference, method=method, min_sigma=min_sigma)
+    flagged, suspect = _tiers(cells, _excess(cells, noisy_factor), min_sigma, warning_sigma, +1)
     return _report(
         cells,
-        _excess(cells, noisy_factor, min_sigma),
+        flagged,
+        suspect,
         "noisy",
         channel_name,
         channels_warning,
         channels_bad,
-        {"noisy_factor": noisy_factor, "min_sigma": min_sigma},
+        {"noisy_factor": noisy_factor, "min_sigma": min_sigma, "warning_sigma": warning_sigma},
     )

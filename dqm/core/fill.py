@@ -6,8 +6,9 @@ energies summed in integer MeV. Integer sums are exact and order-independent, wh
 is what makes "histograms from N workers == histograms from one process, bin by bin"
 a true statement rather than a floating-point approximation.
 
-Cell maps are not filled event by event: the per-cell occupancy (or energy) of a
-batch is one numpy reduction over the event axis, added to the histogram's view.
+Cell maps are not filled event by event: the batch's hits (cells above threshold, within
+an optional window) are found in one pass, and the per-cell occupancy, energy or squared
+energy is one ``bincount`` over them, added to the histogram's view.
 """
 
 from __future__ import annotations
@@ -77,6 +78,29 @@ def _select(arr: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
     return arr if mask is None else arr[mask]
 
 
+def _hits(view: BatchView, spec: HistogramSpec, key: str) -> tuple[np.ndarray, np.ndarray]:
+    """Cell index and value of every hit of a cellmap in this batch (memoised under ``key``).
+
+    A hit is a cell value above ``threshold_gev`` (and at most ``max_gev``); the maps of
+    one layer with the same window share the list.
+    """
+    found: dict[str, np.ndarray] = {}
+
+    def find() -> np.ndarray:
+        cells = _select(view.evaluate(spec.values), _rows(view, spec))
+        flat = cells.reshape(cells.shape[0], -1)
+        hit = flat > spec.threshold_gev
+        if np.isfinite(spec.max_gev):
+            hit &= flat <= spec.max_gev
+        # flatnonzero, not nonzero: ~15x faster on a 2D mask
+        events, cell = np.divmod(np.flatnonzero(hit), flat.shape[1])
+        found["values"] = flat[events, cell]
+        return cell
+
+    cell = view.memo("cells" + key, find)
+    return cell, view.memo("values" + key, lambda: found["values"])
+
+
 def _compile_fill(spec: HistogramSpec) -> _FillFn:
     if spec.kind == "h1":
 
@@ -103,23 +127,35 @@ def _compile_fill(spec: HistogramSpec) -> _FillFn:
             h.fill(channel.ravel(), values.ravel())
 
         return fill_channels
-    threshold, stat = spec.threshold_gev, spec.stat
+    threshold, ceiling, stat = spec.threshold_gev, spec.max_gev, spec.stat
+    # the maps of one layer (occupancy, MIP hits, energy, energy²) share the batch's hit
+    # list through its memo: one comparison pass over the cells, then work per hit only
+    window = f"|{spec.values.source}|{spec.selection.source if spec.selection else ''}"
+    window += f"|{threshold!r}|{ceiling!r}"
 
     def fill_cellmap(h: bh.Histogram, view: BatchView) -> None:
-        cells = _select(view.evaluate(spec.values), _rows(view, spec))
-        n = cells.shape[0]
-        # per-cell sums over events as ones @ matrix (BLAS): several times faster than
-        # numpy's axis-0 reductions; every partial sum is an integer below 2**24 (counts,
-        # float32) or 2**53 (MeV, float64), so the result is exact
+        n_cells = h.view().size
+        if stat == "occupancy" and not np.isfinite(ceiling):
+            # a plain occupancy (possibly dense, e.g. DAQ sources): ones @ mask in BLAS;
+            # every partial sum is an integer below 2**24, so float32 is exact
+            cells = _select(view.evaluate(spec.values), _rows(view, spec))
+            mask = cells.reshape(cells.shape[0], -1) > threshold
+            add = np.ones(mask.shape[0], dtype=np.float32) @ mask.astype(np.float32)
+            h.view()[...] += add.astype(np.int64).reshape(h.view().shape)
+            return
+        cell, values = _hits(view, spec, window)
+        # bincount adds in float64 one hit after the other: every partial sum is an integer
+        # below 2**53 (counts, MeV, MeV² — (4·10⁵ MeV)² · 2·10⁴ hits of a cell included),
+        # so the result is exact and does not depend on how the spill was split in batches
         if stat == "occupancy":
-            add = np.ones(n, dtype=np.float32) @ (cells > threshold).reshape(n, -1).astype(
-                np.float32
+            add = np.bincount(cell, minlength=n_cells)
+        else:
+            # MeV as before: rounded in float32 (the column's precision), then exact in float64
+            mev = view.memo(
+                "mev" + window, lambda: np.rint(values * np.float32(1000.0)).astype(np.float64)
             )
-        else:  # energy summed in integer MeV
-            mev = np.rint(cells * np.float32(1000.0)).reshape(n, -1).astype(np.float64)
-            if threshold > 0:
-                mev[(cells <= threshold).reshape(n, -1)] = 0.0
-            add = np.ones(n, dtype=np.float64) @ mev
+            weights = mev * mev if stat == "energy2" else mev
+            add = np.bincount(cell, weights=weights, minlength=n_cells)
         h.view()[...] += add.astype(np.int64).reshape(h.view().shape)
 
     return fill_cellmap

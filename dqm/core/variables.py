@@ -122,6 +122,18 @@ class BatchView:
             cached = self._cache[expr.source] = np.asarray(expr.fn(self))
         return cached
 
+    def memo(self, key: str, compute: Callable[[], np.ndarray]) -> np.ndarray:
+        """An intermediate array of this batch, computed once under ``key``.
+
+        Fill steps that share work (the hit mask and the MeV energies of one calorimeter
+        layer feed four cell maps) use it; keys start with a character no expression can
+        contain (``"|"``), so they never collide with variables.
+        """
+        cached = self._cache.get(key)
+        if cached is None:
+            cached = self._cache[key] = compute()
+        return cached
+
 
 _BINOPS: dict[type, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
     ast.Add: np.add,
