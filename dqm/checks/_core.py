@@ -157,6 +157,8 @@ class CheckContext:
         histograms: every histogram of this spill by name, for checks that combine
             maps (the per-cell gain divides an energy map by a hit map).
         references: every reference histogram by name (same purpose).
+        recent: this histogram in the run's last spills before this one, oldest first
+            (``None`` where a spill lacks it); checks that add up spills use it.
     """
 
     histogram: bh.Histogram | None = None
@@ -169,6 +171,7 @@ class CheckContext:
     reference_history: Mapping[str, Sequence[float]] | None = None
     histograms: Mapping[str, bh.Histogram] = field(default_factory=dict)
     references: Mapping[str, bh.Histogram] = field(default_factory=dict)
+    recent: tuple[bh.Histogram | None, ...] = ()
 
     def __post_init__(self) -> None:
         # Channel lists arrive from JSON/TOML as lists (or bare ints for 1D maps);

@@ -25,27 +25,19 @@ calling an edge-of-spot cell hot at high statistics.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
-import boost_histogram as bh
 import numpy as np
 from numpy.typing import NDArray
 from scipy import stats as _st
 
-from dqm.checks._cellmaps import Method, channel_ids, channel_map, expected_counts
+from dqm.checks._cellmaps import Method
+from dqm.checks._cells import CellAssessment, assess_windows, strongest
 from dqm.checks._core import CheckContext, CheckResult, Quality
 from dqm.checks._registry import register_check
-from dqm.checks._util import grade, require_same_binning
-from dqm.checks.stats import (
-    look_elsewhere,
-    p_to_sigma,
-    poisson_significance,
-    poisson_tail_sigma,
-)
+from dqm.checks._util import grade, no_data
 
 __all__ = [
     "CellAssessment",
-    "assess_cells",
     "channel_label",
     "check_dead_channels",
     "check_hot_channels",
@@ -81,90 +73,16 @@ _COMMON = {
         "none when unset)",
     ),
     "channel_name": (str, "cell", "what a channel is called in explanations, e.g. 'ECAL cell'"),
+    "spills": (
+        int,
+        1,
+        "add up to this many spills (this one and the run's last ones) for cells that expect "
+        "a few hits per spill; each cell is judged on its strongest window",
+    ),
     "channels_warning": (int, 1, "WARNING from this many flagged channels"),
     "channels_bad": (int, 1, "BAD from this many flagged channels"),
 }
 _ORDER = (("channels_warning", "channels_bad"), ("warning_sigma", "min_sigma"))
-
-
-@dataclass(frozen=True)
-class CellAssessment:
-    """Observed vs expected counts per channel, with local and global significance.
-
-    ``significance`` is signed (excess > 0) and local; ``global_significance`` is the
-    same direction's one-sided significance after the look-elsewhere correction over
-    ``n_judged`` channels (0 where the channel is not judged).
-    """
-
-    ids: list[tuple[int, ...]]
-    observed: NDArray[np.float64]
-    expected: NDArray[np.float64]
-    significance: NDArray[np.float64]
-    global_significance: NDArray[np.float64]
-    masked: NDArray[np.bool_]
-    method: Method
-    n_judged: int
-
-
-def _significance(
-    observed: NDArray[np.float64],
-    expected: NDArray[np.float64],
-    reference: NDArray[np.float64] | None,
-) -> NDArray[np.float64]:
-    """Signed local Z: exact two-Poisson test against a reference, else Poisson tails.
-
-    Without a reference the expectation is taken as exact, floored at one count so
-    a few hits where "nothing" is expected are not infinitely significant.
-    """
-    valid = np.isfinite(expected)
-    expected = np.where(valid, expected, 0.0)
-    if reference is not None and reference.sum() > 0 and observed.sum() > 0:
-        usable = reference > 0
-        scale = expected[usable].sum() / reference[usable].sum() if usable.any() else 1.0
-        z = poisson_significance(observed, reference, scale=scale)
-    else:
-        z_up = poisson_tail_sigma(observed, np.maximum(expected, 1.0), upper=True)
-        z_down = poisson_tail_sigma(observed, expected, upper=False)
-        z = np.where(observed >= expected, z_up, -z_down)
-    return np.where(valid, z, 0.0)
-
-
-def _global(z_local: NDArray[np.float64], judged: NDArray[np.bool_]) -> NDArray[np.float64]:
-    """Look-elsewhere corrected significance, signed like ``z_local``."""
-    n_judged = int(judged.sum())
-    p_local = _st.norm.sf(np.abs(z_local))
-    z = p_to_sigma(look_elsewhere(p_local, n_judged))
-    return np.where(judged, np.sign(z_local) * z, 0.0)
-
-
-def assess_cells(
-    context: CheckContext, *, use_reference: bool, method: Method, min_sigma: float
-) -> CellAssessment:
-    """Expected counts and significances for every channel of ``context.histogram``."""
-    assert context.histogram is not None
-    observed, axes = channel_map(context.histogram)
-    ids = channel_ids(axes)
-    masked = np.array([cid in context.masked for cid in ids]).reshape(observed.shape)
-    reference = None
-    ref_hist: bh.Histogram | None = context.reference
-    if use_reference and ref_hist is not None and float(ref_hist.values().sum()) > 0:
-        require_same_binning(context.histogram, ref_hist)
-        reference, _ = channel_map(ref_hist)
-        method = "reference"
-    expected = expected_counts(observed, masked, method, reference)
-    judged = ~masked & np.isfinite(expected)
-    z = _significance(observed, expected, reference)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        ratio = observed / expected
-    clearly_off = judged & (np.abs(_global(z, judged)) >= min_sigma)
-    clearly_off &= (ratio < 0.5) | (ratio > 2.0)
-    if clearly_off.any():
-        expected = expected_counts(observed, masked | clearly_off, method, reference)
-        judged = ~masked & np.isfinite(expected)
-        z = _significance(observed, expected, reference)
-    return CellAssessment(
-        ids, observed, expected, z, _global(z, judged), masked, method, int(judged.sum())
-    )
 
 
 def channel_label(channel: tuple[int, ...]) -> str:
@@ -177,12 +95,12 @@ def _count(value: float) -> str:
     return f"{value:.0f}" if abs(value) >= 100 else f"{value:.3g}"
 
 
-def _dead_reach(n_judged: int, min_sigma: float) -> float:
+def _dead_reach(n_trials: int, min_sigma: float) -> float:
     """Expected hits above which zero hits reach ``min_sigma`` after the look-elsewhere
-    correction: ``p(0 | μ) = e^{−μ}`` must be below the per-cell Šidák threshold."""
+    correction: ``p(0 | μ) = e^{−μ}`` must be below the per-trial Šidák threshold."""
     p_global = float(_st.norm.sf(min_sigma))
-    per_cell = -math.expm1(math.log1p(-p_global) / max(n_judged, 1))
-    return -math.log(per_cell)
+    per_trial = -math.expm1(math.log1p(-p_global) / max(n_trials, 1))
+    return -math.log(per_trial)
 
 
 def _report(
@@ -207,12 +125,15 @@ def _report(
     if suspects and quality is Quality.GOOD:
         quality = Quality.WARNING
     observed, expected = assessment.observed.ravel(), assessment.expected.ravel()
-    m = assessment.n_judged
+    spills = assessment.spills.ravel()
+    m, trials = assessment.n_judged, assessment.n_trials
+    after = f"{m} cells" + (f" × {trials // max(m, 1)} windows" if trials > m else "")
 
     def line(i: int) -> str:
+        over = f" in the last {spills[i]} spills" if spills[i] > 1 else ""
         return (
-            f"{channel_name} {channel_label(assessment.ids[i])}: {observed[i]:.0f} hits, "
-            f"expected ≈ {_count(expected[i])} ({abs(z_global[i]):.1f}σ after {m} cells)"
+            f"{channel_name} {channel_label(assessment.ids[i])}: {observed[i]:.0f} hits{over}, "
+            f"expected ≈ {_count(expected[i])} ({abs(z_global[i]):.1f}σ after {after})"
         )
 
     parts = []
@@ -233,10 +154,12 @@ def _report(
         "suspects": [list(assessment.ids[i]) for i in suspects],
         "observed": [float(observed[i]) for i in shown],
         "expected": [float(expected[i]) for i in shown],
+        "spills": [int(spills[i]) for i in shown],
         "significance": [float(z_global[i]) for i in shown],
         "local_significance": [float(assessment.significance.ravel()[i]) for i in shown],
         "method": assessment.method,
         "cells_judged": m,
+        "trials": trials,
         "masked": [
             list(c) for c, mk in zip(assessment.ids, assessment.masked.ravel(), strict=False) if mk
         ],
@@ -276,6 +199,9 @@ def _tiers(
         ),
     },
     needs_histogram=True,
+    # a dead central cell empties its map: the map's own total must not make that NO_DATA
+    # (the significance decides whether there is enough to judge; an empty map is NO_DATA)
+    min_entries=0,
     ordered=_ORDER,
 )
 def check_dead_channels(
@@ -285,6 +211,7 @@ def check_dead_channels(
     method: Method,
     min_sigma: float,
     warning_sigma: float | None,
+    spills: int,
     channel_name: str,
     channels_warning: int,
     channels_bad: int,
@@ -292,17 +219,26 @@ def check_dead_channels(
     min_expected: float,
 ) -> CheckResult:
     """Cells with (almost) no hits where a healthy cell would have significantly more."""
-    cells = assess_cells(context, use_reference=use_reference, method=method, min_sigma=min_sigma)
-    expected = np.nan_to_num(cells.expected, nan=0.0)
-    candidate = (
-        ~cells.masked & (expected >= min_expected) & (cells.observed < dead_fraction * expected)
+    assert context.histogram is not None
+    if float(context.histogram.values().sum()) <= 0:
+        return no_data("no hit in any cell of the map: nothing to compare the cells with")
+    windows = assess_windows(
+        context, spills=spills, use_reference=use_reference, method=method, min_sigma=min_sigma
     )
-    flagged, suspect = _tiers(cells, candidate, min_sigma, warning_sigma, -1)
-    reach = _dead_reach(cells.n_judged, warning_sigma or min_sigma)
-    blind = int((~cells.masked & np.isfinite(cells.expected) & (expected < reach)).sum())
+
+    def candidate(a: CellAssessment) -> NDArray[np.bool_]:
+        expected = np.nan_to_num(a.expected, nan=0.0)
+        return ~a.masked & (expected >= min_expected) & (a.observed < dead_fraction * expected)
+
+    cells, is_candidate = strongest(windows, [candidate(a) for a in windows], -1)
+    flagged, suspect = _tiers(cells, is_candidate, min_sigma, warning_sigma, -1)
+    reach = _dead_reach(cells.n_trials, warning_sigma or min_sigma)
+    longest = windows[-1]
+    per_window = np.nan_to_num(longest.expected, nan=0.0)
+    blind = int((~longest.masked & np.isfinite(longest.expected) & (per_window < reach)).sum())
+    over = f" even over {int(longest.spills.flat[0])} spills" if len(windows) > 1 else ""
     sensitivity = (
-        f"; {blind} cell(s) expect fewer than {reach:.0f} hits: too few for one spill to "
-        "call them dead"
+        f"; {blind} cell(s) expect fewer than {reach:.0f} hits{over}: too few to call them dead"
         if blind
         else ""
     )
@@ -330,6 +266,22 @@ def _excess(cells: CellAssessment, factor: float, min_share: float = 0.0) -> NDA
     return ~cells.masked & valid & above & big_enough
 
 
+def _excess_cells(
+    context: CheckContext,
+    factor: float,
+    min_share: float,
+    *,
+    spills: int,
+    use_reference: bool,
+    method: Method,
+    min_sigma: float,
+) -> tuple[CellAssessment, NDArray[np.bool_]]:
+    windows = assess_windows(
+        context, spills=spills, use_reference=use_reference, method=method, min_sigma=min_sigma
+    )
+    return strongest(windows, [_excess(a, factor, min_share) for a in windows], +1)
+
+
 @register_check(
     "hot_channels",
     params={
@@ -352,6 +304,7 @@ def check_hot_channels(
     method: Method,
     min_sigma: float,
     warning_sigma: float | None,
+    spills: int,
     channel_name: str,
     channels_warning: int,
     channels_bad: int,
@@ -359,10 +312,16 @@ def check_hot_channels(
     min_share: float,
 ) -> CheckResult:
     """Cells firing significantly more often than expected (noise, a stuck discriminator)."""
-    cells = assess_cells(context, use_reference=use_reference, method=method, min_sigma=min_sigma)
-    flagged, suspect = _tiers(
-        cells, _excess(cells, hot_factor, min_share), min_sigma, warning_sigma, +1
+    cells, candidate = _excess_cells(
+        context,
+        hot_factor,
+        min_share,
+        spills=spills,
+        use_reference=use_reference,
+        method=method,
+        min_sigma=min_sigma,
     )
+    flagged, suspect = _tiers(cells, candidate, min_sigma, warning_sigma, +1)
     return _report(
         cells,
         flagged,
@@ -397,14 +356,23 @@ def check_noisy_channels(
     method: Method,
     min_sigma: float,
     warning_sigma: float | None,
+    spills: int,
     channel_name: str,
     channels_warning: int,
     channels_bad: int,
     noisy_factor: float,
 ) -> CheckResult:
     """Cells with a moderate but significant excess (hot cells are included)."""
-    cells = assess_cells(context, use_reference=use_reference, method=method, min_sigma=min_sigma)
-    flagged, suspect = _tiers(cells, _excess(cells, noisy_factor), min_sigma, warning_sigma, +1)
+    cells, candidate = _excess_cells(
+        context,
+        noisy_factor,
+        0.0,
+        spills=spills,
+        use_reference=use_reference,
+        method=method,
+        min_sigma=min_sigma,
+    )
+    flagged, suspect = _tiers(cells, candidate, min_sigma, warning_sigma, +1)
     return _report(
         cells,
         flagged,

@@ -144,6 +144,14 @@ def check_channel_means(
     )
 
 
+def common_shift(relative: FloatArray, flagged: float, rel_warning: float) -> bool:
+    """Whether the judged cells moved *together*: their median shift is itself beyond the
+    warning and in the flagged cell's direction (a global HV or calibration change, not
+    one cell)."""
+    median = float(np.median(relative))
+    return abs(median) >= rel_warning and np.sign(median) == np.sign(flagged)
+
+
 def cell_response(
     hits: bh.Histogram, energy: bh.Histogram, energy2: bh.Histogram, unit: float = 1e-3
 ) -> tuple[FloatArray, FloatArray, FloatArray]:
@@ -284,10 +292,10 @@ def check_cell_gain(
         explanation = (
             f"all {channel_name}s within ±{100 * rel_warning:g} % of the {source} ({judged})"
         )
-    elif len(flagged) == m and m >= 2 and len({np.sign(flat[2][i]) for i in flagged}) == 1:
-        average = 100 * float(np.mean([flat[2][i] for i in flagged]))
+    elif m >= 2 and common_shift(relative[usable], flat[2][flagged[0]], rel_warning):
+        average = 100 * float(np.median(relative[usable]))
         explanation = (
-            f"every judged {channel_name} shifted together ({average:+.1f} % on average): a "
+            f"every judged {channel_name} shifted together ({average:+.1f} % median): a "
             f"common cause (HV, calibration) rather than one cell; "
             + "; ".join(map(line, flagged[:3]))
         )

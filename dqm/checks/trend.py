@@ -45,8 +45,9 @@ window; glitch, steps and drift start at monitored spill 50; same runs in every 
 
 Without clipping a 40σ glitch leaves 28 % (CUSUM) and 8 % (EWMA) of runs flagged in the
 next 20 spills (``--clip 100``); without the hold the CUSUM stays flagged for all 20
-spills after a 20-spill step ends, the EWMA for 3.3 on average (``--no-hold``). The same table is in ``docs/checks-trends-cells.md``;
-``tests/unit/test_trend_limits.py`` re-runs a smaller study and checks these properties.
+spills after a 20-spill step ends, the EWMA for 3.3 on average (``--no-hold``). The same
+table is in ``docs/checks-trends-cells.md``; ``tests/unit/test_trend_limits.py`` re-runs a
+smaller study and checks these properties.
 """
 
 from __future__ import annotations

@@ -23,6 +23,7 @@ __all__ = [
     "config_version",
     "history_series",
     "record_quality",
+    "accumulated",
     "HISTORY_SPILLS",
     "REFERENCE_SPILLS",
 ]
@@ -116,6 +117,22 @@ def record_quality(summary: Mapping, verdict: Verdict) -> dict:
     return out
 
 
+def accumulated(
+    specs: SpecSet, overrides: Mapping[tuple[str, str], Mapping] | None = None
+) -> tuple[set[str], int]:
+    """Histograms whose checks add up earlier spills (``spills`` > 1), and how many earlier
+    spills the largest of them needs."""
+    names, most = set(), 1
+    for spec in specs:
+        for check in spec.checks:
+            params = {**check.params, **(overrides or {}).get((spec.name, check.type), {})}
+            spills = int(params.get("spills") or 1)
+            if spills > 1:
+                names.add(spec.name)
+                most = max(most, spills)
+    return names, most - 1
+
+
 def severity(q: Quality | int) -> int:
     """Order for picking the flag behind a roll-up: NO_DATA < GOOD < WARNING < BAD."""
     return -1 if int(q) == int(Quality.NO_DATA) else int(q)
@@ -139,12 +156,15 @@ def evaluate_spill(
     batches: tuple[int, int | None] | None = None,
     run_start: Mapping[str, Sequence[float]] | None = None,
     reference_history: Mapping[str, Sequence[float]] | None = None,
+    recent: Sequence[Mapping[str, bh.Histogram]] = (),
 ) -> Verdict:
     """Run every spec check; ``overrides[(histogram, check)]`` replaces parameters.
 
     ``run_start`` and ``reference_history`` are per-spill series (as
     :func:`history_series` makes them) of the run's first spills and of the reference
-    run's spills: the anchors of change detection (see :mod:`dqm.checks.trend`).
+    run's spills: the anchors of change detection (see :mod:`dqm.checks.trend`). ``recent``
+    holds histograms of the run's last spills before this one (oldest first), for checks
+    that add up spills (``spills`` > 1).
     """
     reference = reference or {}
     masked = masked or {}
@@ -168,6 +188,7 @@ def evaluate_spill(
                 reference_history=reference_history,
                 histograms=hists,
                 references=reference,
+                recent=tuple(r.get(spec.name) for r in recent),
             )
             result = run_check(check.type, ctx, params)
             verdict.judgements.append(

@@ -30,6 +30,7 @@ from dqm.core.evaluate import (
     HISTORY_SPILLS,
     Judgement,
     Verdict,
+    accumulated,
     evaluate_spill,
     history_series,
     record_quality,
@@ -200,6 +201,12 @@ class _Judge:
         self.reference: dict[str, bh.Histogram] = {}
         #: the reference run's spill summaries (change detection anchors on them, as live)
         self.reference_summaries: list[Mapping] = []
+        #: histograms whose checks add up spills, and how many earlier spills they need
+        self.accumulate, self.n_recent = accumulated(specs)
+
+    def kept(self, hists: Mapping[str, bh.Histogram]) -> dict[str, bh.Histogram]:
+        """What a later spill's judge needs of this spill's histograms."""
+        return {name: hists[name] for name in self.accumulate if name in hists}
 
     def spill(
         self, run: int, spill: int, anomalies: tuple[Anomaly, ...] = ()
@@ -213,10 +220,15 @@ class _Judge:
         return hists, finalize(moments)
 
     def judge(
-        self, hists: Mapping[str, bh.Histogram], summary: dict, past: list[Mapping]
+        self,
+        hists: Mapping[str, bh.Histogram],
+        summary: dict,
+        past: list[Mapping],
+        recent: list[Mapping[str, bh.Histogram]] | None = None,
     ) -> Verdict:
         """Judge a spill whose run's earlier spills are ``past`` (spill s at index s).
 
+        ``recent`` is :meth:`kept` of the same earlier spills (cell checks add them up).
         As the store does, the verdict's roll-up is recorded in ``summary`` so that later
         spills' change detection knows which spills were certified.
         """
@@ -233,6 +245,7 @@ class _Judge:
             reference_history=history_series(
                 self.reference_summaries, spills=range(len(self.reference_summaries))
             ),
+            recent=(recent or [])[len(recent or []) - self.n_recent :] if self.n_recent else (),
         )
         summary.update(record_quality(summary, verdict))
         return verdict
@@ -256,15 +269,16 @@ def _from(scenario: Scenario, start: int) -> Anomaly:
 
 
 def _detect(
-    judge: _Judge, scenario: Scenario, start: int, clean_summaries: list[dict]
+    judge: _Judge, scenario: Scenario, start: int, clean: tuple[list[dict], list[dict]]
 ) -> Detection:
     cfg = judge.config
     anomaly = _from(scenario, start)
-    past = list(clean_summaries[:start])
+    past, cells = list(clean[0][:start]), list(clean[1][:start])
     for k in range(1, cfg.watch_spills + 1):
         hists, summary = judge.spill(cfg.run, start + k - 1, (anomaly,))
-        verdict = judge.judge(hists, summary, past)
+        verdict = judge.judge(hists, summary, past, cells)
         past.append(summary)
+        cells.append(judge.kept(hists))
         bad = _bad(verdict, scenario.subsystem)
         if bad:
             naming = [j for j in bad if any(n in j.result.explanation for n in scenario.names)]
@@ -276,17 +290,18 @@ def _detect(
     return Detection(scenario, start, None, False)
 
 
-def _drift(judge: _Judge, start: int, clean_summaries: list[dict]) -> DriftResult:
+def _drift(judge: _Judge, start: int, clean: tuple[list[dict], list[dict]]) -> DriftResult:
     cfg = judge.config
     anomaly = _from(DRIFT, start)
     per_spill = float(anomaly.params["per_spill"])
     result = DriftResult(start, per_spill, None)
-    past = list(clean_summaries[:start])
+    past, cells = list(clean[0][:start]), list(clean[1][:start])
     k = 0
     while 100 * per_spill * k < cfg.drift_max_percent + 1e-9:
         hists, summary = judge.spill(cfg.run, start + k, (anomaly,))
-        verdict = judge.judge(hists, summary, past)
+        verdict = judge.judge(hists, summary, past, cells)
         past.append(summary)
+        cells.append(judge.kept(hists))
         k += 1
         bad = _bad(verdict, DRIFT.subsystem)
         if bad and result.first_bad_any is None:
@@ -322,11 +337,13 @@ def run_study(
         judge.reference_summaries.append(ref_summary)
     say(f"clean run {config.run}: {config.clean_spills} spills of {config.events_per_spill} events")
     summaries: list[dict] = []
+    cells: list[dict] = []
     clean_bad: list[tuple[int, list[str]]] = []
     for s in range(config.clean_spills):
         hists, summary = judge.spill(config.run, s)
-        verdict = judge.judge(hists, summary, summaries)
+        verdict = judge.judge(hists, summary, summaries, cells)
         summaries.append(summary)
+        cells.append(judge.kept(hists))
         if verdict.overall == Quality.BAD:
             clean_bad.append((s, [_name(j) for j in _bad(verdict)]))
     room = max(1, config.clean_spills - config.first_anomaly_spill - config.watch_spills)
@@ -335,11 +352,11 @@ def run_study(
     for i, scenario in enumerate(scenarios):
         start = config.first_anomaly_spill + (i * spacing) % room
         say(f"anomaly {scenario.label} from spill {start}")
-        detections.append(_detect(judge, scenario, start, summaries))
+        detections.append(_detect(judge, scenario, start, (summaries, cells)))
     drift_result = None
     if drift:
         say(f"drift {DRIFT.label} from spill {config.first_anomaly_spill}")
-        drift_result = _drift(judge, config.first_anomaly_spill, summaries)
+        drift_result = _drift(judge, config.first_anomaly_spill, (summaries, cells))
     return StudyResult(
         config, specs.version, clean_bad, detections, drift_result, time.perf_counter() - t0
     )

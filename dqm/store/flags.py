@@ -9,7 +9,7 @@ So ``dqm recheck`` with the same configuration version reproduces the live flags
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from sqlalchemy import delete, func, select
@@ -21,13 +21,14 @@ from dqm.config import Settings
 from dqm.core.evaluate import (
     HISTORY_SPILLS,
     Verdict,
+    accumulated,
     config_version,
     evaluate_spill,
-    history_series,
     record_quality,
 )
 from dqm.core.specs import SpecSet
 from dqm.errors import StorageError
+from dqm.store.history import RecentHistograms, history, run_start
 from dqm.store.models import ChannelMask, CheckOverride, Flag, Reference, Run, Spill
 from dqm.store.references import (
     DEFAULT_BEAM_CONFIG,
@@ -61,40 +62,23 @@ class CheckInputs:
     version: str
     run_start: dict[str, list[float]] | None = None
     reference_history: dict[str, list[float]] | None = None
+    recent: list[dict] = field(default_factory=list)
+
+    def evaluate_kwargs(self) -> dict:
+        """The inputs as :func:`dqm.core.evaluate.evaluate_spill` keywords."""
+        return {
+            "history": self.history,
+            "reference": self.reference,
+            "masked": self.masked,
+            "overrides": self.overrides,
+            "run_start": self.run_start,
+            "reference_history": self.reference_history,
+            "recent": self.recent,
+        }
 
 
 def _naive_utc(ts: datetime) -> datetime:
     return ts.astimezone(UTC).replace(tzinfo=None) if ts.tzinfo else ts
-
-
-def _earlier_spills(session: Session, sp: Spill):
-    """The run's spills that had closed before ``sp`` closed (what its judge could see)."""
-    cutoff = sp.closed_at
-    stmt = select(Spill.spill, Spill.summary).where(
-        Spill.run == sp.run, Spill.spill < sp.spill, Spill.status != "open", Spill.id != sp.id
-    )
-    if cutoff is not None:
-        stmt = stmt.where(
-            Spill.closed_at
-            < (_naive_utc(cutoff) if session.get_bind().dialect.name == "sqlite" else cutoff)
-        )
-    return stmt
-
-
-def _series(rows) -> dict[str, list[float]]:
-    return history_series([r.summary for r in rows], spills=[r.spill for r in rows])
-
-
-def _history(session: Session, sp: Spill) -> dict[str, list[float]]:
-    """The run's last ``HISTORY_SPILLS`` spills before ``sp``, oldest first."""
-    stmt = _earlier_spills(session, sp).order_by(Spill.spill.desc()).limit(HISTORY_SPILLS)
-    return _series(session.execute(stmt).all()[::-1])
-
-
-def _run_start(session: Session, sp: Spill) -> dict[str, list[float]]:
-    """The run's first ``HISTORY_SPILLS`` spills before ``sp``: change detection's own anchor."""
-    stmt = _earlier_spills(session, sp).order_by(Spill.spill).limit(HISTORY_SPILLS)
-    return _series(session.execute(stmt).all())
 
 
 def _overrides(session: Session, upto: int | None) -> dict[tuple[str, str], dict]:
@@ -130,11 +114,14 @@ def gather_inputs(
     *,
     version: str | None = None,
     reference: Reference | None | object = ACTIVE,
+    recent: RecentHistograms | None = None,
 ) -> CheckInputs:
     """Inputs as they were when ``sp`` closed; ``version`` pins the threshold overrides.
 
     ``reference`` is the reference to compare with (``None``: none, as when the live
     flags were made without one); by default the active one of the run's beam configuration.
+    ``recent`` caches decoded histograms of earlier spills (the cell checks that add up
+    spills need them); without one they are decoded afresh.
     """
     if version is not None:
         spec_hash, _, ov = version.partition("+")
@@ -154,15 +141,18 @@ def gather_inputs(
     )
     assert ref is None or isinstance(ref, Reference)
     at = sp.closed_at or datetime.now(UTC)
+    overrides = _overrides(session, upto)
+    names, n_recent = accumulated(specs, overrides)
     return CheckInputs(
-        history=_history(session, sp),
+        history=history(session, sp),
         reference=refs.get(session, ref),
         reference_run=ref.run if ref else None,
         masked=_masks(session, at),
-        overrides=_overrides(session, upto),
+        overrides=overrides,
         version=config_version(specs, upto),
-        run_start=_run_start(session, sp),
+        run_start=run_start(session, sp),
         reference_history=refs.series(session, ref),
+        recent=(recent or RecentHistograms()).get(session, sp, names, n_recent),
     )
 
 
@@ -287,22 +277,18 @@ def _store_run_rollup(
 def make_close_hook(settings: Settings, specs: SpecSet):
     """The worker's close hook: judge the spill, store flags, return what to announce."""
     refs = ReferenceCache()
+    recent = RecentHistograms()
 
     def judge(session: Session, closed: ClosedSpill) -> dict:
         sp = session.get(Spill, closed.spill_id)
-        inputs = gather_inputs(session, sp, specs, refs)
+        inputs = gather_inputs(session, sp, specs, refs, recent=recent)
         verdict = evaluate_spill(
             specs,
             closed.hists,
             closed.summary,
-            history=inputs.history,
-            reference=inputs.reference,
-            masked=inputs.masked,
-            overrides=inputs.overrides,
             status=closed.status,
             batches=(sp.received_batches, sp.expected_batches),
-            run_start=inputs.run_start,
-            reference_history=inputs.reference_history,
+            **inputs.evaluate_kwargs(),
         )
         store_verdict(session, sp, verdict, inputs)
         return {
@@ -326,6 +312,7 @@ def recheck_run(
 ) -> RecheckResult:
     """Recompute a stored run's flags; compare with the stored ones (or replace them)."""
     refs = ReferenceCache()
+    recent = RecentHistograms()
     spills = session.scalars(
         select(Spill).where(Spill.run == run, Spill.status != "open").order_by(Spill.spill)
     ).all()
@@ -357,20 +344,16 @@ def recheck_run(
             refs,
             version=pinned if pinned and pinned.split("+")[0] == specs.version else None,
             reference=ref,
+            recent=recent,
         )
         used = inputs.version
         verdict = evaluate_spill(
             specs,
             spill_histograms(session, sp.id),
             sp.summary or {},
-            history=inputs.history,
-            reference=inputs.reference,
-            masked=inputs.masked,
-            overrides=inputs.overrides,
             status=sp.status,
             batches=(sp.received_batches, sp.expected_batches),
-            run_start=inputs.run_start,
-            reference_history=inputs.reference_history,
+            **inputs.evaluate_kwargs(),
         )
         if store:
             store_verdict(session, sp, verdict, inputs, update_run=False)
