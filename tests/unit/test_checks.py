@@ -308,7 +308,10 @@ def test_beam_centroid_shift_is_named_with_station_and_window() -> None:
     assert summary_check("beam_centroid", beam_y_mean_ms1_0=-2.0).quality is Quality.WARNING
     result = summary_check("beam_centroid", beam_x_mean_ms1_0=3.2)
     assert result.quality is Quality.BAD
-    assert "beam x at MS1 station 0: 3.2 mm from nominal 0.0 mm (window ±1.5" in result.explanation
+    assert (
+        "beam x at MS1 station 0: +3.20 mm from nominal +0.00 mm of the spec (no usable "
+        "reference) (window ±1.5, bad ±3); y -0.10 mm" in result.explanation
+    )
 
 
 def test_beam_width_relative_tolerance_both_ways() -> None:
