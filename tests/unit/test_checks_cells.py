@@ -223,7 +223,7 @@ def test_masked_cell_is_never_reported() -> None:
     assert result.quality is Quality.GOOD and result.details["masked"] == [[1, 1]]
 
 
-def test_gain_error_comes_from_the_cell_s_own_spread() -> None:
+def test_cell_response_gives_each_cell_s_mean_and_its_error() -> None:
     # the error of a cell's mean response is √(var/n) from its n, ΣE, ΣE² maps
     from dqm.checks.gain import cell_response
 
