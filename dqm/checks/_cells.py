@@ -237,13 +237,11 @@ def windows(spills: int, available: int) -> list[int]:
 
 def _available(context: CheckContext) -> int:
     """How many of the latest earlier spills have this histogram (a gap ends the run-up)."""
+    assert context.histogram is not None
+    shape = context.histogram.shape  # from the axes: cheaper than building a view
     count = 0
     for h in reversed(context.recent):
-        if (
-            h is None
-            or context.histogram is None
-            or h.values().shape != (context.histogram.values().shape)
-        ):
+        if h is None or h.shape != shape:
             break
         count += 1
     return count
