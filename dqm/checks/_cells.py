@@ -27,7 +27,16 @@ from dqm.checks._core import CheckContext
 from dqm.checks._util import require_same_binning
 from dqm.checks.stats import look_elsewhere, p_to_sigma, poisson_tail_sigma
 
-__all__ = ["CellAssessment", "assess_cells", "assess_windows", "strongest", "windows"]
+__all__ = [
+    "CellAssessment",
+    "assess_cells",
+    "assess_windows",
+    "strongest",
+    "windows",
+    "channel_label",
+    "expected_count",
+    "dead_reach",
+]
 
 FloatArray = NDArray[np.float64]
 BoolArray = NDArray[np.bool_]
@@ -54,6 +63,7 @@ class CellAssessment:
     n_trials: int
     reference: FloatArray | None = None
     left_out: BoolArray | None = None
+    note: str = ""
 
 
 def two_poisson_z(observed: FloatArray, reference: FloatArray, scale: float) -> FloatArray:
@@ -195,6 +205,22 @@ def assess_cells(
         expected = reference * scale if np.isfinite(scale) else np.full(observed.shape, np.nan)
         judged = ~masked & np.isfinite(expected)
         z = _significance(observed, expected, reference)
+    elif method == "separable" and (peak := _single_cell_spot(observed, masked)):
+        # a smooth (rank-1) beam-spot model cannot describe a map whose hits sit in one
+        # cell (the HCAL cell the beam crosses): its predictions for every cell are wrong
+        return CellAssessment(
+            ids,
+            observed,
+            np.full(observed.shape, np.nan),
+            np.zeros(observed.shape),
+            np.zeros(observed.shape),
+            masked,
+            method,
+            0,
+            np.ones(observed.shape, dtype=int),
+            0,
+            note=peak,
+        )
     else:
         # the map's own model: two passes, so that a cell clearly off in the first does
         # not distort the second's expectation for its neighbours
@@ -224,6 +250,41 @@ def assess_cells(
         reference,
         left_out,
     )
+
+
+def _single_cell_spot(observed: FloatArray, masked: BoolArray) -> str:
+    """Why the smooth fit does not apply ('' when it does): one cell holds most hits."""
+    usable = np.where(masked, 0.0, observed)
+    total = float(usable.sum())
+    if total <= 0 or usable.ndim != 2:
+        return ""
+    share = float(usable.max()) / total
+    if share <= 0.5:
+        return ""
+    cell = tuple(int(i) for i in np.unravel_index(int(np.argmax(usable)), usable.shape))
+    return (
+        f"no reference, and {100 * share:.0f} % of the hits are in cell "
+        f"({','.join(map(str, cell))}): the map has no smooth shape to judge the cells "
+        "against — set a reference run"
+    )
+
+
+def channel_label(channel: tuple[int, ...]) -> str:
+    """``(1, 0)`` → ``"(1,0)"``; a 1D channel is its bare index."""
+    return f"({','.join(map(str, channel))})" if len(channel) > 1 else str(channel[0])
+
+
+def expected_count(value: float) -> str:
+    """An expected count as a shifter reads it: 2290, 14.2, 0.35."""
+    return f"{value:.0f}" if abs(value) >= 100 else f"{value:.3g}"
+
+
+def dead_reach(n_trials: int, min_sigma: float) -> float:
+    """Expected hits above which zero hits reach ``min_sigma`` after the look-elsewhere
+    correction: ``p(0 | μ) = e^{−μ}`` must be below the per-trial Šidák threshold."""
+    p_global = float(_sp.ndtr(-min_sigma))  # the normal upper tail
+    per_trial = -math.expm1(math.log1p(-p_global) / max(n_trials, 1))
+    return -math.log(per_trial)
 
 
 def windows(spills: int, available: int) -> list[int]:

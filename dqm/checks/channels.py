@@ -24,14 +24,18 @@ calling an edge-of-spot cell hot at high statistics.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 from numpy.typing import NDArray
-from scipy import stats as _st
 
 from dqm.checks._cellmaps import Method
-from dqm.checks._cells import CellAssessment, assess_windows, strongest
+from dqm.checks._cells import (
+    CellAssessment,
+    assess_windows,
+    channel_label,
+    dead_reach,
+    expected_count,
+    strongest,
+)
 from dqm.checks._core import CheckContext, CheckResult, Quality
 from dqm.checks._registry import register_check
 from dqm.checks._util import grade, no_data
@@ -85,24 +89,6 @@ _COMMON = {
 _ORDER = (("channels_warning", "channels_bad"), ("warning_sigma", "min_sigma"))
 
 
-def channel_label(channel: tuple[int, ...]) -> str:
-    """``(1, 0)`` → ``"(1,0)"``; a 1D channel is its bare index."""
-    return f"({','.join(map(str, channel))})" if len(channel) > 1 else str(channel[0])
-
-
-def _count(value: float) -> str:
-    """An expected count as a shifter reads it: 2290, 14.2, 0.35."""
-    return f"{value:.0f}" if abs(value) >= 100 else f"{value:.3g}"
-
-
-def _dead_reach(n_trials: int, min_sigma: float) -> float:
-    """Expected hits above which zero hits reach ``min_sigma`` after the look-elsewhere
-    correction: ``p(0 | μ) = e^{−μ}`` must be below the per-trial Šidák threshold."""
-    p_global = float(_st.norm.sf(min_sigma))
-    per_trial = -math.expm1(math.log1p(-p_global) / max(n_trials, 1))
-    return -math.log(per_trial)
-
-
 def _report(
     assessment: CellAssessment,
     flagged: NDArray[np.bool_],
@@ -133,7 +119,7 @@ def _report(
         over = f" in the last {spills[i]} spills" if spills[i] > 1 else ""
         return (
             f"{channel_name} {channel_label(assessment.ids[i])}: {observed[i]:.0f} hits{over}, "
-            f"expected ≈ {_count(expected[i])} ({abs(z_global[i]):.1f}σ after {after})"
+            f"expected ≈ {expected_count(expected[i])} ({abs(z_global[i]):.1f}σ after {after})"
         )
 
     parts = []
@@ -231,8 +217,10 @@ def check_dead_channels(
         return ~a.masked & (expected >= min_expected) & (a.observed < dead_fraction * expected)
 
     cells, is_candidate = strongest(windows, [candidate(a) for a in windows], -1)
+    if cells.note:
+        return no_data(cells.note)
     flagged, suspect = _tiers(cells, is_candidate, min_sigma, warning_sigma, -1)
-    reach = _dead_reach(cells.n_trials, warning_sigma or min_sigma)
+    reach = dead_reach(cells.n_trials, warning_sigma or min_sigma)
     longest = windows[-1]
     per_window = np.nan_to_num(longest.expected, nan=0.0)
     blind = int((~longest.masked & np.isfinite(longest.expected) & (per_window < reach)).sum())
@@ -282,6 +270,26 @@ def _excess_cells(
     return strongest(windows, [_excess(a, factor, min_share) for a in windows], +1)
 
 
+def _excess_result(
+    cells: CellAssessment,
+    candidate: NDArray[np.bool_],
+    what: str,
+    channel_name: str,
+    *,
+    min_sigma: float,
+    warning_sigma: float | None,
+    channels_warning: int,
+    channels_bad: int,
+    extra: dict[str, float | None],
+) -> CheckResult:
+    if cells.note:
+        return no_data(cells.note)
+    flagged, suspect = _tiers(cells, candidate, min_sigma, warning_sigma, +1)
+    return _report(
+        cells, flagged, suspect, what, channel_name, channels_warning, channels_bad, extra
+    )
+
+
 @register_check(
     "hot_channels",
     params={
@@ -321,16 +329,16 @@ def check_hot_channels(
         method=method,
         min_sigma=min_sigma,
     )
-    flagged, suspect = _tiers(cells, candidate, min_sigma, warning_sigma, +1)
-    return _report(
+    return _excess_result(
         cells,
-        flagged,
-        suspect,
+        candidate,
         "hot",
         channel_name,
-        channels_warning,
-        channels_bad,
-        {
+        min_sigma=min_sigma,
+        warning_sigma=warning_sigma,
+        channels_warning=channels_warning,
+        channels_bad=channels_bad,
+        extra={
             "hot_factor": hot_factor,
             "min_sigma": min_sigma,
             "warning_sigma": warning_sigma,
@@ -372,14 +380,18 @@ def check_noisy_channels(
         method=method,
         min_sigma=min_sigma,
     )
-    flagged, suspect = _tiers(cells, candidate, min_sigma, warning_sigma, +1)
-    return _report(
+    return _excess_result(
         cells,
-        flagged,
-        suspect,
+        candidate,
         "noisy",
         channel_name,
-        channels_warning,
-        channels_bad,
-        {"noisy_factor": noisy_factor, "min_sigma": min_sigma, "warning_sigma": warning_sigma},
+        min_sigma=min_sigma,
+        warning_sigma=warning_sigma,
+        channels_warning=channels_warning,
+        channels_bad=channels_bad,
+        extra={
+            "noisy_factor": noisy_factor,
+            "min_sigma": min_sigma,
+            "warning_sigma": warning_sigma,
+        },
     )

@@ -20,10 +20,10 @@ from numpy.typing import NDArray
 from scipy import stats as _st
 
 from dqm.checks._cellmaps import channel_ids
+from dqm.checks._cells import channel_label
 from dqm.checks._core import CheckContext, CheckResult, Quality, worst
 from dqm.checks._registry import REQUIRED, register_check
 from dqm.checks._util import axis_label, bin_centres, no_data, require_same_binning
-from dqm.checks.channels import channel_label
 from dqm.checks.stats import look_elsewhere, p_to_sigma
 
 __all__ = ["channel_means", "check_channel_means", "cell_response", "check_cell_gain"]

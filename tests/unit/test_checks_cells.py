@@ -234,3 +234,13 @@ def test_cell_response_gives_each_cell_s_mean_and_its_error() -> None:
     assert hits[1, 1] > 15_000 and mean[1, 1] == pytest.approx(2.5, rel=0.05)
     # the MIP is lognormal with σ = 0.3: the error of the mean is ≈ 0.3·2.5/√n
     assert error[1, 1] == pytest.approx(0.3 * 2.5 / np.sqrt(hits[1, 1]), rel=0.25)
+
+
+@pytest.mark.parametrize("name", ["dead_channels", "hot_channels"])
+def test_without_reference_a_one_cell_beam_spot_is_not_judged(name) -> None:
+    # the HCAL beam cell holds ~99 % of its module's hits: a smooth beam-spot fit has
+    # nothing to say about any cell of such a map, so it must not call them dead or hot
+    result = check("hcal_m1_occupancy", name, spill(29), with_reference=False)
+    assert result.quality is Quality.NO_DATA
+    assert "% of the hits are in cell (1,1)" in result.explanation
+    assert result.explanation.endswith("set a reference run")
