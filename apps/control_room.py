@@ -25,7 +25,8 @@ from dqm.core.numbering import ranges_text
 __all__ = ["ControlRoom", "TICK_MS", "render_tiles", "render_header", "render_numbers", "age_text"]
 
 _TABS_CSS = """
-.bk-tab { color: #e0e0e0; background: #1c1c1c; font-size: 22px; font-weight: 700; padding: 6px 22px; border-color: #444; }
+.bk-tab { color: #e0e0e0; background: #1c1c1c; font-size: 22px; font-weight: 700;
+  padding: 6px 22px; border-color: #444; }
 .bk-tab.bk-active { color: #000; background: #4fc3f7; }
 .bk-header { border-bottom: 2px solid #4fc3f7; }
 """
@@ -74,7 +75,15 @@ def render_tiles(snap: Snapshot, stale: bool) -> str:
     where = f"&run={snap.run}&spill={snap.spill}" if snap.run is not None else ""
     for t in snap.tiles:
         parts.append(_tile(t, stale, where))
-    return f'<div class="dqm-tiles" style="display:grid;grid-template-columns:repeat(5,1fr);gap:10px">{"".join(parts)}</div>'
+    return (
+        '<div class="dqm-tiles" style="display:grid;grid-template-columns:repeat(5,1fr);gap:10px">'
+        f"{''.join(parts)}</div>"
+    )
+
+
+def _text(text: str) -> str:
+    """Escaped for HTML, a number never parted from its unit at a line break ("50 %")."""
+    return html.escape(text).replace(" %", "\u00a0%")
 
 
 def _tile(t: Tile, stale: bool, where: str = "") -> str:
@@ -89,14 +98,25 @@ def _tile(t: Tile, stale: bool, where: str = "") -> str:
         else ""
     )
     instruction = (
-        f'<div class="instruction">▶ {html.escape(t.instruction)}</div>' if t.instruction else ""
+        f'<div class="instruction">▶ {_text(t.instruction)}</div>' if t.instruction else ""
     )
+    follows, classes, style = "", f"q-{t.quality}{' stale' if stale else ''}", ""
+    if t.follows_from:  # a consequence: the shifter goes to the cause's tile, not to an expert
+        cause_tile = SUBSYSTEM_TITLES.get(t.follows_subsystem, t.follows_subsystem)
+        see = f" — see {html.escape(cause_tile)}" if cause_tile else ""
+        follows = (
+            '<div class="instruction follows-from">↳ follows from: '
+            f"{_text(t.follows_from)}{see}</div>"
+        )
+        classes += " consequence"
+        style = ' style="filter:saturate(0.55)"'  # same word and hue, less shouting
     return (
-        f'<div class="dqm-tile q-{t.quality}{" stale" if stale else ""}" '
-        f'data-subsystem="{t.subsystem}" data-quality="{t.quality}">'
+        f'<div class="dqm-tile {classes}" data-subsystem="{t.subsystem}" '
+        f'data-quality="{t.quality}" data-follows-from="{html.escape(t.follows_subsystem)}"{style}>'
         f'<div class="name">{html.escape(t.title)}</div><div '
         f'class="quality">{t.quality.replace("_", " ")}</div>'
-        f'<div class="explanation">{html.escape(t.explanation)}</div>{instruction}{ack}{link}</div>'
+        f'<div class="explanation">{_text(t.explanation)}</div>'
+        f"{instruction}{follows}{ack}{link}</div>"
     )
 
 
@@ -109,7 +129,8 @@ def render_header(snap: Snapshot, stale_after_s: float, now: datetime | None = N
 
 
 def age_text(age: float | None) -> str:
-    """How long ago the last spill closed, as the wall shows it (changes at most every few seconds)."""
+    """How long ago the last spill closed, as the wall shows it (changes at most every few
+    seconds)."""
     return (
         "no spill yet"
         if age is None
@@ -152,7 +173,8 @@ def _header_html(snap: Snapshot, stale_after_s: float, age_shown: str, stale: bo
 
 
 def _missing_banner(snap: Snapshot) -> str:
-    """Spills of this run that never reached the DQM: they have no flag, only this gap shows them."""
+    """Spills of this run that never reached the DQM: they have no flag, only this gap shows
+    them."""
     if not snap.missing:
         return ""
     which = ranges_text(snap.missing)
@@ -249,7 +271,8 @@ class ControlRoom(Viewer):
         self._rotate_s = rotate_s
 
     def start(self) -> None:
-        """Attach the session to the store's wake-ups and its clock (call inside a served session)."""
+        """Attach the session to the store's wake-ups and its clock (call inside a served
+        session)."""
         doc = pn.state.curdoc
 
         def redraw() -> None:
@@ -319,8 +342,9 @@ class ControlRoom(Viewer):
         return self._pending_tab is not None
 
     def _show_newly_bad(self, snap: Snapshot) -> None:
-        """A subsystem that just turned BAD brings its plots to the front (the shifter looks there next)."""
-        bad = {t.subsystem for t in snap.tiles if t.quality == "BAD"}
+        """A subsystem that just turned BAD brings its plots to the front (the shifter looks there
+        next)."""
+        bad = {t.subsystem for t in snap.tiles if t.quality == "BAD" and not t.follows_from}
         newly = [s for s in self._tab_of if s in bad - self._bad]
         self._bad = bad
         if newly:

@@ -291,8 +291,8 @@ class HistogramExplorer(_DrawsOffLoop, Viewer):
             self.show_cell(int(new[0]))
 
     def _cell_data(self, index: int) -> dict:
-        """The tapped cell's history over the whole run and its value in the sibling maps (pure data:
-        decodes every spill of the run, so a served session runs it in a thread)."""
+        """The tapped cell's history over the whole run and its value in the sibling maps
+        (pure data: decodes every spill of the run, so a served session runs it in a thread)."""
         st = self._cell_state
         spec, src = st["spec"], st["source"]
         cell = (int(src.data["x"][index]), int(src.data["y"][index]))
@@ -418,7 +418,8 @@ class Trends(_DrawsOffLoop, Viewer):
         self._show(self._load(self.key.value, tuple(self.runs.value)))
 
     async def draw_async(self, _event=None) -> None:
-        """The trend of the chosen runs, queried in a thread (a week of runs is thousands of spills)."""
+        """The trend of the chosen runs, queried in a thread (a week of runs is thousands of
+        spills)."""
         if not self.runs.value:
             self._latest.cancel()
             self.area[:] = [pn.pane.Markdown("Choose one or more runs.")]
@@ -432,7 +433,10 @@ class Trends(_DrawsOffLoop, Viewer):
 def _reports_html(folder: Path) -> str:
     files = queries.reports(folder)
     if not files:
-        return f'<div class="dqm-note">No nightly report yet (PDF files appear here when written to <code>{html.escape(str(folder))}</code>).</div>'
+        return (
+            '<div class="dqm-note">No nightly report yet (PDF files appear here when written to '
+            f"<code>{html.escape(str(folder))}</code>).</div>"
+        )
     rows = "".join(
         f'<li><a href="./reports/{html.escape(name)}" target="_blank" '
         f"download>{html.escape(name)}</a> "

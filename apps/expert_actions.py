@@ -233,7 +233,8 @@ class ActionsPanel(Viewer):
         except ValueError:
             self._show(
                 False,
-                "mask refused: channel must be integers like 2,3 and the date like 2026-12-01 08:00",
+                "mask refused: channel must be integers like 2,3 "
+                "and the date like 2026-12-01 08:00",
             )
             return
         until = until if until.tzinfo else until.replace(tzinfo=UTC)

@@ -244,7 +244,8 @@ def make_plot(
     title: str | None = None,
     tap: bool = False,
 ) -> PlotHandle:
-    """A figure for ``spec`` drawing ``data`` (from :func:`plot_data`); ``tap`` enables cell selection."""
+    """A figure for ``spec`` drawing ``data`` (from :func:`plot_data`); ``tap`` enables cell
+    selection."""
     obs_colour, ref_colour = SERIES[theme]
     fig = figure(
         title=title or spec.title,

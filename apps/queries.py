@@ -236,7 +236,8 @@ def beam_configs(session: Session) -> list[str]:
 
 
 def reports(folder: Path) -> list[tuple[str, int, float]]:
-    """Nightly PDF reports in ``folder``: (file name, size in bytes, modification time), newest first."""
+    """Nightly PDF reports in ``folder``: (file name, size in bytes, modification time), newest
+    first."""
     if not folder.is_dir():
         return []
     files = [p for p in folder.glob("*.pdf") if p.is_file()]

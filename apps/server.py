@@ -58,8 +58,10 @@ def _index(auth: AuthConfig):
 <div style="font-family:'DejaVu Sans',Arial,sans-serif;font-size:20px;line-height:1.6">
 <h1>NA64μ data-quality monitoring</h1>
 <ul>
-<li><a href="./control_room">Control room</a> — the wall screen (add <code>?rotate=20</code> to cycle the plot tabs every 20 s)</li>
-<li><a href="./expert">Expert pages</a> — histograms vs reference, cell maps, trends, flags, audit trail, nightly reports</li>
+<li><a href="./control_room">Control room</a> — the wall screen
+(add <code>?rotate=20</code> to cycle the plot tabs every 20 s)</li>
+<li><a href="./expert">Expert pages</a> — histograms vs reference, cell maps, trends, flags,
+audit trail, nightly reports</li>
 </ul><p>{who}</p></div>""",
             sizing_mode="stretch_width",
         )

@@ -74,6 +74,10 @@ class Tile:
     histogram: str | None = None
     check: str | None = None
     acknowledged_by: str | None = None
+    #: the incident elsewhere this tile's state follows from ("MS1 absent in 50 % of events")
+    #: and its subsystem: the tile sends the shifter there, not to its own expert
+    follows_from: str = ""
+    follows_subsystem: str = ""
 
     @property
     def title(self) -> str:
@@ -132,6 +136,10 @@ def _tiles(flags: list[Flag]) -> tuple[Tile, ...]:
     Among equally bad checks the tile shows one nobody has acknowledged yet (the
     shifter still has to act on it), then the first stored: acknowledging one of two
     BAD flags must not make the tile look handled.
+
+    A subsystem whose state follows from a cause elsewhere (its roll-up row names it,
+    :func:`dqm.store.flags.store_verdict`) keeps its quality but shows "follows from: …"
+    instead of its own instruction; a GOOD one says which checks a cause left unjudged.
     """
 
     def rank(f: Flag) -> tuple:
@@ -139,11 +147,18 @@ def _tiles(flags: list[Flag]) -> tuple[Tile, ...]:
 
     worst: dict[str, Flag] = {}
     waiting: dict[str, int] = {}
+    follows: dict[str, dict] = {}
+    unjudged: dict[str, list[dict]] = {}  # NO_DATA flags that a cause elsewhere explains
     for f in flags:
+        cause = (f.details or {}).get("follows_from") if isinstance(f.details, dict) else None
         if f.check == "rollup":
+            if isinstance(cause, dict):
+                follows[f.subsystem] = cause
             continue
         if f.quality == int(Quality.NO_DATA):
             waiting[f.subsystem] = waiting.get(f.subsystem, 0) + 1
+            if isinstance(cause, dict):
+                unjudged.setdefault(f.subsystem, []).append(cause)
         cur = worst.get(f.subsystem)
         if cur is None or rank(f) > rank(cur):
             worst[f.subsystem] = f
@@ -155,15 +170,37 @@ def _tiles(flags: list[Flag]) -> tuple[Tile, ...]:
             continue
         q = quality_name(f.quality)
         bad = q in ("WARNING", "BAD")
+        cause = follows.get(s, {})
         if q == "GOOD":
-            n = waiting.get(s, 0)
-            text = "all checks passed" + (f" ({n} waiting for data or a reference)" if n else "")
+            text = "all checks passed" + _waiting_text(waiting.get(s, 0), unjudged.get(s, []))
         else:
             text = f.explanation
         tiles.append(
-            Tile(s, q, text, f.instruction if bad else "", f.histogram, f.check, f.acknowledged_by)
+            Tile(
+                s,
+                q,
+                text,
+                f.instruction if bad and not cause else "",
+                f.histogram,
+                f.check,
+                f.acknowledged_by,
+                str(cause.get("explanation", "")),
+                str(cause.get("subsystem", "")),
+            )
         )
     return tuple(tiles)
+
+
+def _waiting_text(n: int, unjudged: list[dict]) -> str:
+    """What a GOOD tile adds about its NO_DATA checks: why a cause elsewhere left them."""
+    if not n:
+        return ""
+    if not unjudged:
+        return f" ({n} waiting for data or a reference)"
+    why = "; ".join(sorted({str(c.get("explanation", "")) for c in unjudged}))
+    rest = n - len(unjudged)
+    also = f"; {rest} waiting for data or a reference" if rest else ""
+    return f" ({len(unjudged)} not judged: {why}{also})"
 
 
 def _numbers(last: Mapping[str, Any], history: list[Mapping[str, Any]]) -> tuple[Number, ...]:
@@ -197,7 +234,8 @@ def build_snapshot(
     plots: Mapping[str, dict[str, Any]] | None = None,
     settle_s: float = 30.0,
 ) -> Snapshot:
-    """The last closed spill's verdict, numbers and trend (a few small queries, no histogram decoding).
+    """The last closed spill's verdict, numbers and trend (a few small queries, no histogram
+    decoding).
 
     ``plots`` are carried over from the previous snapshot: the refresher publishes the
     tiles first and the plots (:func:`build_plots`) right after, so the verdict reaches
@@ -264,7 +302,8 @@ def build_snapshot(
 def build_plots(
     session: Session, specs: SpecSet, refs: ReferenceCache, snap: Snapshot
 ) -> dict[str, dict[str, Any]]:
-    """Plot columns of the snapshot's spill with the active reference overlaid (decodes histograms)."""
+    """Plot columns of the snapshot's spill with the active reference overlaid (decodes
+    histograms)."""
     if snap.spill_id is None:
         return {s.name: plot_data(s, None) for s in specs if s.control_room}
     ref = active_reference(session, snap.beam_config)

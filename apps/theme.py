@@ -43,7 +43,8 @@ CONTROL_ROOM_CSS = f"""
 :host {{ --dqm-bg: #0d0d0d; }}
 .dqm-tile {{ border-radius: 10px; padding: 10px 16px; min-height: 190px; box-sizing: border-box;
   font-family: 'DejaVu Sans', Arial, sans-serif; border: 3px solid #000; }}
-.dqm-tile .name {{ font-size: 26px; font-weight: 700; letter-spacing: 1px; text-transform: uppercase; }}
+.dqm-tile .name {{ font-size: 26px; font-weight: 700; letter-spacing: 1px;
+  text-transform: uppercase; }}
 .dqm-tile .quality {{ font-size: 44px; font-weight: 900; line-height: 1.1; }}
 .dqm-tile .explanation {{ font-size: 17px; margin-top: 4px; }}
 .dqm-tile .instruction {{ font-size: 17px; font-weight: 700; margin-top: 6px; }}
@@ -60,9 +61,10 @@ CONTROL_ROOM_CSS = f"""
   padding: 12px 20px; border-radius: 10px; }}
 .dqm-strip {{ display: flex; gap: 3px; align-items: center; }}
 .dqm-strip span {{ display: inline-block; width: 14px; height: 22px; border-radius: 2px; }}
-.dqm-numbers {{ display: grid; grid-template-columns: repeat(auto-fit, minmax(190px, 1fr)); gap: 8px;
-  font-family: 'DejaVu Sans', Arial, sans-serif; color: #fff; }}
-.dqm-number {{ background: #1c1c1c; border-radius: 8px; padding: 6px 10px; border: 1px solid #444; }}
+.dqm-numbers {{ display: grid; grid-template-columns: repeat(auto-fit, minmax(190px, 1fr));
+  gap: 8px; font-family: 'DejaVu Sans', Arial, sans-serif; color: #fff; }}
+.dqm-number {{ background: #1c1c1c; border-radius: 8px; padding: 6px 10px;
+  border: 1px solid #444; }}
 .dqm-number .label {{ font-size: 16px; color: #ccc; }}
 .dqm-number .value {{ font-size: 30px; font-weight: 800; }}
 .dqm-number .unit {{ font-size: 15px; color: #ccc; }}

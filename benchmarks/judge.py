@@ -3,7 +3,7 @@
 * close latency — the real worker with the checks as close hook, on a run judged
   against a certified reference (so the χ²/KS/pull checks really run, not NO_DATA),
   from a spill's last message to its flags stored and announced; p50/p95 over
-  ``n_spills`` (≥ 100 for the README figure). Spills are published one at a time to
+  ``n_spills`` (≥ 100 for the figure in docs/performance.md). Spills are published one at a time to
   the running worker, as the DAQ delivers them every ~17 s: a pre-published backlog
   would time the next spill's filling too;
 * recheck — a stored run of ``n_spills`` spills (histograms and summaries written
@@ -187,7 +187,8 @@ def store_simulated_run(
 def bench_recheck(
     specs: SpecSet, database_url: str, n_spills: int, events_per_spill: int = 4000
 ) -> tuple[float, float, int]:
-    """``(seconds to store the live flags, seconds to recheck, differences)`` for a run of ``n_spills``."""
+    """``(seconds to store the live flags, seconds to recheck, differences)`` for a run of
+    ``n_spills``."""
     engine = make_engine(database_url)
     sessions = make_sessionmaker(engine)
     run = 800_003

@@ -49,7 +49,9 @@ _SHOWN_SPILL = """() => {
   const find = (root) => {
     const el = root.querySelector('[data-spill]');
     if (el) return el.getAttribute('data-spill');
-    for (const e of root.querySelectorAll('*')) { if (e.shadowRoot) { const v = find(e.shadowRoot); if (v) return v; } }
+    for (const e of root.querySelectorAll('*')) {
+      if (e.shadowRoot) { const v = find(e.shadowRoot); if (v) return v; }
+    }
     return null;
   };
   return find(document);
@@ -212,7 +214,7 @@ def run_load(
         with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
             pages = []
-            for i in range(sessions):
+            for _ in range(sessions):
                 page = browser.new_context(viewport={"width": 1600, "height": 900}).new_page()
                 page.goto(url, timeout=120_000)
                 pages.append(page)

@@ -59,7 +59,8 @@ def bench_report(
     out_dir: Path | None = None,
     day: date = date(2025, 6, 1),
 ) -> ReportBench:
-    """Store a simulated day in ``database_url`` (default: a temporary SQLite file) and time its report."""
+    """Store a simulated day in ``database_url`` (default: a temporary SQLite file) and time its
+    report."""
     with tempfile.TemporaryDirectory(prefix="dqm-report-bench-") as tmp:
         url = database_url or f"sqlite:///{Path(tmp) / 'bench.sqlite'}"
         upgrade_database(url)

@@ -137,7 +137,7 @@ def _numpy_fill(specs: SpecSet, view: BatchView) -> None:
     """The same histograms with numpy.histogram / histogram2d (the baseline)."""
     for spec in specs:
         mask = view.evaluate(spec.selection) if spec.selection is not None else None
-        sel = (lambda a: a) if mask is None else (lambda a: a[mask])
+        sel = (lambda a: a) if mask is None else (lambda a, mask=mask: a[mask])
         if spec.kind == "h1":
             np.histogram(
                 _numeric(sel(view.evaluate(spec.x.expr))).ravel(),

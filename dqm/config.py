@@ -1,6 +1,6 @@
 """One configuration object, read from the environment, with embedded defaults.
 
-Settings are declared as data (name, type, default, documentation) so the README's
+Settings are declared as data (name, type, default, documentation) so the docs'
 table and a test can check that every one is documented. Units live in the names
 (``commit_interval_s``, ``block_ms``). No URL set means embedded defaults: a private
 real Redis started by :mod:`dqm.pipeline.services` and a SQLite file in ``data_dir``.
@@ -171,7 +171,8 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) ->
 
 
 def check_redis_url(url: str, setting: str = "DQM_REDIS_URL") -> str:
-    """Fail with what we expected if ``url`` is not a usable Redis URL (the password is not echoed)."""
+    """Fail with what we expected if ``url`` is not a usable Redis URL (the password is not
+    echoed)."""
     shown = hide_password(url)
     parts = urlsplit(url)
     if parts.scheme not in {"redis", "rediss", "unix"}:
@@ -181,7 +182,7 @@ def check_redis_url(url: str, setting: str = "DQM_REDIS_URL") -> str:
     if parts.scheme != "unix" and not parts.hostname:
         raise ConfigError(setting, shown, f"a host, as in redis://127.0.0.1:6379/0{_RESERVED_HINT}")
     try:
-        parts.port
+        _ = parts.port  # raises ValueError for a non-numeric port
     except ValueError:
         raise ConfigError(
             setting, shown, f"a numeric port, as in redis://127.0.0.1:6379/0{_RESERVED_HINT}"
@@ -190,7 +191,10 @@ def check_redis_url(url: str, setting: str = "DQM_REDIS_URL") -> str:
 
 
 #: Why a URL with a generated password often fails to parse.
-_RESERVED_HINT = " (a password containing / # ? @ : or % must be percent-encoded; `openssl rand -hex 24` makes safe ones)"
+_RESERVED_HINT = (
+    " (a password containing / # ? @ : or % must be percent-encoded; "
+    "`openssl rand -hex 24` makes safe ones)"
+)
 
 
 def check_database_url(url: str, setting: str = "DQM_DATABASE_URL") -> str:

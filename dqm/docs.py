@@ -1,7 +1,7 @@
 """Documentation generated from the code, so the two cannot disagree.
 
 Pure: builds Markdown text, writes no file. ``python -m dqm.docs`` prints the
-configuration table that README.md and docker/README.md carry; ``tests/unit/test_docs.py``
+configuration table that docs/configuration.md carries; ``tests/unit/test_docs.py``
 fails when a setting is missing from them.
 """
 

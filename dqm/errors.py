@@ -50,13 +50,14 @@ class SpecError(DQMError):
         line: int | None = None,
         entry: str | None = None,
         key: str | None = None,
+        what: str = "histogram",
     ) -> None:
         self.path, self.line, self.entry, self.key = path, line, entry, key
         where = []
         if path:
             where.append(f"{path}:{line}" if line else path)
         if entry:
-            where.append(f"histogram '{entry}'")
+            where.append(f"{what} '{entry}'")  # the kind of entry: histogram or cause
         if key:
             where.append(f"key '{key}'")
         prefix = ", ".join(where)

@@ -2,7 +2,8 @@
 
 Used unless ``DQM_TEST_DATABASE_URL`` / ``DQM_TEST_REDIS_URL`` point at running ones.
 ``initdb``/``pg_ctl`` refuse to run as root, so as root they run as the ``postgres``
-user (``runuser``) in a directory that user can reach (not pytest's 0700 tmp_path).
+user (``runuser``) in a directory that user can reach (not pytest's 0700 tmp_path): a
+folder of the temp dir (the test run's own, see ``tests/conftest.py``), removed by ``stop``.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ class PrivatePostgres:
     def __init__(self, *, durable: bool = False) -> None:
         self.port = free_port()
         self.durable = durable
-        self.dir = tempfile.mkdtemp(prefix="dqm-pg-", dir="/tmp")
+        self.dir = tempfile.mkdtemp(prefix="dqm-pg-")
         self.data = os.path.join(self.dir, "data")
         self.as_root = os.geteuid() == 0
         self.user = "postgres" if self.as_root else os.environ.get("USER", "postgres")
@@ -74,7 +75,10 @@ class PrivatePostgres:
         # crash of the server (the fault tests stop it with -m immediate); fsync=off only
         # trusts the OS, which does not crash in a test
         sync = "" if self.durable else " -c synchronous_commit=off"
-        opts = f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off{sync} -c full_page_writes=off -c max_connections=200"
+        opts = (
+            f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off{sync} "
+            "-c full_page_writes=off -c max_connections=200"
+        )
         self._run(
             pg_bin("pg_ctl"),
             "-D",

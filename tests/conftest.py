@@ -9,6 +9,8 @@ started privately on free ports for the session.
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,6 +26,43 @@ from tests._services import PrivatePostgres, create_database, drop_database
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "test-artifacts"
+
+
+#: this run's temp dir, and the tempfile.tempdir / TMPDIR it replaced
+_OWN_TMP = pytest.StashKey[tuple[str, "str | None", "str | None"]]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Give the run a temp dir of its own, so that what it leaves behind can be seen.
+
+    The machine's temp dir is shared with other test runs, so a before/after listing of
+    it cannot tell whose a new ``dqm-*`` folder is. Every ``tempfile`` call of this
+    process and of the servers and workers it starts (``TMPDIR``) lands in this run's
+    folder instead; pytest's own ``tmp_path`` folders stay where pytest keeps them.
+    """
+    os.environ.setdefault("PYTEST_DEBUG_TEMPROOT", tempfile.gettempdir())
+    own = tempfile.mkdtemp(prefix="dqm-test-run-")
+    os.chmod(own, 0o755)  # the private PostgreSQL runs as the postgres user inside it
+    config.stash[_OWN_TMP] = (own, tempfile.tempdir, os.environ.get("TMPDIR"))
+    tempfile.tempdir = os.environ["TMPDIR"] = own
+
+
+@pytest.hookimpl(trylast=True)  # after the session fixtures' teardown (runner's hook)
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Fail the run when the tests left ``dqm-*`` entries in the temp dir; remove it."""
+    own, tempdir, tmpdir_env = session.config.stash[_OWN_TMP]
+    tempfile.tempdir = tempdir
+    if tmpdir_env is None:
+        os.environ.pop("TMPDIR", None)
+    else:
+        os.environ["TMPDIR"] = tmpdir_env
+    left = sorted(p.name for p in Path(own).iterdir() if p.name.startswith("dqm-"))
+    shutil.rmtree(own, ignore_errors=True)
+    if left:
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_line(f"\nFAILED: the tests left {left} in the temp dir", red=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 @pytest.fixture(scope="session")

@@ -67,6 +67,7 @@ KINDS = (
     "channel",
     "position",
     "header-id",
+    "header-reserved",
 )
 
 
@@ -131,6 +132,17 @@ def corrupt(cols: dict[str, np.ndarray], kind: str, rng: np.random.Generator) ->
             if n_hdr == 0 or n_hdr > 10_000_000
             else ("truncated" if n_hdr > n else "trailing-bytes")
         )
+    elif kind == "header-reserved":  # flags, reserved word or padding not zero
+        which = int(rng.integers(3))
+        if which == 0:
+            flags = int(rng.integers(1, 2**16))
+        elif which == 1:
+            res = int(rng.integers(1, 2**32))
+        else:
+            HEADER.pack_into(payload, 0, magic, version, flags, run, spill, batch, n_hdr, res)
+            payload[28 + int(rng.integers(4))] = int(rng.integers(1, 256))
+            return bytes(payload), "bad-header"
+        expected = "bad-header"
     else:  # header-id: a run, spill or batch number the store cannot keep
         big = int(rng.integers(MAX_ID + 1, 2**32))
         which = int(rng.integers(3))

@@ -100,7 +100,8 @@ KNOWN_ERRORS = ("tornado.websocket.WebSocketClosedError",)
 
 
 def server_log_problems(text: str) -> list[str]:
-    """Tracebacks, ERROR records and Python warnings in a server's stderr (known library ones left out).
+    """Tracebacks, ERROR records and Python warnings in a server's stderr (known library ones
+    left out).
 
     The served app runs in its own process, so pytest's ``filterwarnings = error`` does
     not reach it, and an exception in a session callback only reaches the log. A record is

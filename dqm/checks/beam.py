@@ -320,5 +320,10 @@ def check_daq_completeness(
         value,
         {"warning": completeness_warning, "bad": completeness_bad},
         explanation,
-        {"observed": value, "sources": sources, "incomplete": [s for _, s in incomplete]},
+        {
+            "observed": value,
+            "sources": sources,
+            "incomplete": [s for _, s in incomplete],
+            "absent": {s: 1.0 - f for s, f in sources.items() if f < 1.0},
+        },
     )

@@ -6,15 +6,6 @@ import logging
 import uuid
 from pathlib import Path
 
-from benchmarks.judge import bench_close_latency, bench_recheck
-from benchmarks.worker import (
-    bench_fill,
-    bench_scaleout,
-    bench_transport,
-    bench_worker,
-    publish_bench_run,
-    temp_sqlite,
-)
 from dqm.pipeline.runtime import close_hooks, load_default_specs
 from dqm.pipeline.services import EmbeddedRedis
 from dqm.pipeline.stream import connect
@@ -67,7 +58,10 @@ def add_parser(sub) -> None:
 
 
 def _line(res, base=None) -> str:
-    s = f"  {res.name:<52} {res.events:>10,d} ev  {res.events_per_cpu_s:>12,.0f} ev/CPU-s  {res.events_per_wall_s:>12,.0f} ev/s"
+    s = (
+        f"  {res.name:<52} {res.events:>10,d} ev  {res.events_per_cpu_s:>12,.0f} ev/CPU-s  "
+        f"{res.events_per_wall_s:>12,.0f} ev/s"
+    )
     if base is not None:
         s += f"  ratio {res.events_per_cpu_s / base.events_per_cpu_s:5.2f}"
     return s
@@ -82,6 +76,16 @@ def _quiet_logs(level: str) -> None:
 
 
 def run(args, settings) -> int:
+    # benchmarks/ is not part of the library: imported only when a benchmark runs
+    from benchmarks.worker import (
+        bench_fill,
+        bench_scaleout,
+        bench_transport,
+        bench_worker,
+        publish_bench_run,
+        temp_sqlite,
+    )
+
     _quiet_logs(getattr(args, "log_level", "INFO"))
     if args.report:
         from benchmarks.report import bench_report
@@ -162,6 +166,8 @@ def run(args, settings) -> int:
 
 
 def _flags_figures(args, settings, r, specs, db_url: str) -> None:
+    from benchmarks.judge import bench_close_latency, bench_recheck
+
     hooks = [] if args.no_checks else close_hooks(settings, specs)
     if args.latency_spills and hooks:
         lat = bench_close_latency(

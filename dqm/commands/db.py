@@ -1,4 +1,5 @@
-"""``dqm db upgrade|downgrade|current|check|backup`` — migrations and backups of the configured database.
+"""``dqm db upgrade|downgrade|current|check|backup`` — migrations and backups of the configured
+database.
 
 ``check`` is the services' health check: exit 0 only if the database answers and its schema
 is at head (what every dqm service needs), else one line and exit 1.

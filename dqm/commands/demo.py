@@ -59,6 +59,17 @@ def add_parser(sub) -> None:
     p.set_defaults(func=run)
 
 
+#: The demo's beam wanders within its tolerances from spill to spill, as a real one does
+#: (a third of the centroid window, a tenth of the width tolerance, 3 % in intensity).
+DEMO_WANDER = {
+    "beam_wander_x_mm": 0.3,
+    "beam_wander_y_mm": 0.2,
+    "beam_wander_width_rel": 0.01,
+    "intensity_wander_rel": 0.03,
+    "beam_wander_correlation": 0.5,
+}
+
+
 def demo_anomaly(spill: int, every: int) -> str | None:
     """Every ``every``-th spill gets the next anomaly of the cycle (a drift lasts 5 spills)."""
     if every <= 0 or spill % every != 0:
@@ -121,7 +132,8 @@ class Demo:
         self.children.append((name, proc))
 
     def watch_verdicts(self) -> None:
-        """Print each closed spill's verdict as the workers announce it (what a shifter sees)."""
+        """Print each closed spill's verdict as the workers announce it (what a shifter would
+        see)."""
         r = connect(self.settings.redis_url)
         pubsub = r.pubsub(ignore_subscribe_messages=True)
         pubsub.subscribe(self.settings.channel)
@@ -170,7 +182,7 @@ class Demo:
                     return
             run = self.next_run()
             n = self.args.reference_spills
-            cfg = SimConfig(run=run, events_per_spill=self.args.events_per_spill)
+            cfg = SimConfig(run=run, events_per_spill=self.args.events_per_spill, **DEMO_WANDER)
             print(
                 f"  reference run {run}: no reference yet, publishing {n} clean spills to certify",
                 flush=True,
@@ -214,7 +226,10 @@ class Demo:
             self.make_reference(r)
         run = self.next_run()
         cfg = SimConfig(
-            run=run, events_per_spill=self.args.events_per_spill, spill_period_s=self.args.period_s
+            run=run,
+            events_per_spill=self.args.events_per_spill,
+            spill_period_s=self.args.period_s,
+            **DEMO_WANDER,
         )
         print(
             f"  simulator run {run}: a spill every {self.args.period_s:g} s, "
@@ -290,13 +305,16 @@ def run(args, settings) -> int:
 
 
 def describe_closed(note: dict, store) -> str:
-    """One line per closed spill: status, overall quality, the worst flag of each bad subsystem."""
+    """One line per closed spill: status, overall quality, and the worst flag of each bad
+    subsystem."""
     from dqm.checks import Quality
     from dqm.store.models import Flag
 
     quality = note.get("quality")
-    events = int(note.get("n_events") or 0)
-    line = f"closed {note['run']}/{note['spill']}: {note.get('status')}, {events} events"
+    line = (
+        f"closed {note['run']}/{note['spill']}: {note.get('status')}, "
+        f"{int(note.get('n_events') or 0)} events"
+    )
     if quality is None:
         return line
     line += f", {Quality(quality).name}"

@@ -68,7 +68,10 @@ def _rollup_line(run_row: Run | None, n_spills: int, rollups) -> str:
     per = {f.subsystem: Quality(f.quality).name for f in rollups if f.spill is None}
     beam = f", beam {run_row.beam_config}" if run_row else ""
     worst = "  ".join(f"{s} {per.get(s, '-')}" for s in SUBSYSTEMS)
-    return f"run {run_row.run if run_row else '?'}{beam}: {n_spills} closed spills; worst per subsystem: {worst}"
+    return (
+        f"run {run_row.run if run_row else '?'}{beam}: {n_spills} closed spills; "
+        f"worst per subsystem: {worst}"
+    )
 
 
 def _reference_line(session, run: int, max_age_days: float) -> str:
@@ -81,7 +84,10 @@ def _reference_line(session, run: int, max_age_days: float) -> str:
         )
     )
     if not ref_runs:
-        return "compared with: no reference run (shape checks NO_DATA); 'dqm reference suggest' proposes one"
+        return (
+            "compared with: no reference run (shape checks NO_DATA); "
+            "'dqm reference suggest' proposes one"
+        )
     refs = [
         session.scalars(
             select(Reference).where(Reference.run == r).order_by(Reference.id.desc()).limit(1)
@@ -140,7 +146,10 @@ def print_flags(flags) -> None:
     if not flags:
         print("no flags match")
         return
-    header = f"{'run':>5} {'spill':>5} {'subsystem':<11} {'histogram':<22} {'check':<16} {'quality':<8} {'value':>10}  {'config':<15} thresholds"
+    header = (
+        f"{'run':>5} {'spill':>5} {'subsystem':<11} {'histogram':<22} {'check':<16} "
+        f"{'quality':<8} {'value':>10}  {'config':<15} thresholds"
+    )
     print(header)
     print("-" * len(header))
     for f in flags:
@@ -151,7 +160,14 @@ def print_flags(flags) -> None:
             f"{format_value(f.value):>10}  {f.config_version:<15} {format_thresholds(f.thresholds)}"
         )
         ref = f" (reference run {f.reference_run})" if f.reference_run is not None else ""
-        for label, text in (("why", (f.explanation or "") + ref), ("do", f.instruction or "")):
+        follows = (f.details or {}).get("follows_from") if isinstance(f.details, dict) else None
+        do = (
+            f"follows from: {follows.get('explanation')} (see {follows.get('subsystem')})"
+            if isinstance(follows, dict)
+            else f.instruction or ""
+        )
+        cause = f"incident {f.cause}" if getattr(f, "cause", None) else ""
+        for label, text in (("why", (f.explanation or "") + ref), ("do", do), ("of", cause)):
             if text.strip():
                 print(
                     textwrap.fill(

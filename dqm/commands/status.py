@@ -120,7 +120,10 @@ def run(args, settings) -> int:
             )
         for sp in rows:
             fmt = lambda v, f: format(v, f) if v is not None else "-"  # noqa: E731
-            batches = f"{sp.received_batches}/{sp.expected_batches if sp.expected_batches is not None else '?'}"
+            batches = (
+                f"{sp.received_batches}/"
+                f"{sp.expected_batches if sp.expected_batches is not None else '?'}"
+            )
             print(
                 f"{sp.run:>5} {sp.spill:>5} {sp.status:<10} {sp.n_events:>7} {batches:>8} "
                 f"{fmt(sp.p_bms_mean, '7.2f')} "

@@ -20,7 +20,9 @@ def add_parser(sub) -> None:
         "--metrics-port",
         type=int,
         metavar="PORT",
-        help="serve Prometheus metrics on http://HOST:PORT/metrics (0: any free port; default: off)",
+        help=(
+            "serve Prometheus metrics on http://HOST:PORT/metrics (0: any free port; default: off)"
+        ),
     )
     p.add_argument(
         "--metrics-host",

@@ -4,6 +4,10 @@ The inputs are everything a flag depends on — the spill's histograms and summa
 the run's earlier spills (history), the reference histograms, masked channels and
 the expert threshold overrides — so the same inputs always give the same flags.
 That is what lets ``dqm recheck`` reproduce live flags exactly.
+
+Each check judges the events that carry its histogram's DAQ sources and says on how many
+(:mod:`dqm.core.coverage`); the judgements are then grouped into one incident per cause
+(:mod:`dqm.core.incidents`, rules in ``histograms/causes.toml``).
 """
 
 from __future__ import annotations
@@ -14,11 +18,14 @@ from dataclasses import dataclass, field
 import boost_histogram as bh
 
 from dqm.checks import CheckContext, CheckResult, Quality, judged_worst, run_check
+from dqm.core.coverage import SourceCoverage
+from dqm.core.incidents import Incident, find_incidents
 from dqm.core.specs import SUBSYSTEMS, SpecSet
 
 __all__ = [
     "Judgement",
     "Verdict",
+    "Incident",
     "evaluate_spill",
     "config_version",
     "history_series",
@@ -47,11 +54,43 @@ class Judgement:
     check: str
     result: CheckResult
     instruction: str = ""
+    #: the incident it belongs to (:attr:`Incident.cause`); None for GOOD and unexplained NO_DATA
+    cause: str | None = None
 
 
 @dataclass
 class Verdict:
     judgements: list[Judgement] = field(default_factory=list)
+    #: one per cause, worst first (:func:`dqm.core.incidents.find_incidents`)
+    incidents: list[Incident] = field(default_factory=list)
+
+    def incident(self, cause: str | None) -> Incident | None:
+        """The incident named ``cause`` (None if there is none)."""
+        return next((i for i in self.incidents if i.cause == cause), None)
+
+    def consequence_of(self, judgement: Judgement) -> Incident | None:
+        """The incident of another subsystem ``judgement`` follows from, if any."""
+        incident = self.incident(judgement.cause)
+        return incident if incident and incident.subsystem != judgement.subsystem else None
+
+    def follows_from(self, subsystem: str) -> Incident | None:
+        """The incident elsewhere that the subsystem's whole state follows from, if any.
+
+        When every flag behind the roll-up (WARNING/BAD ones; or, for a NO_DATA roll-up,
+        every NO_DATA one) is a consequence of another subsystem's incident, the tile keeps
+        its quality but sends the shifter to that incident instead of its own expert.
+        """
+        own = [j for j in self.judgements if j.subsystem == subsystem]
+        rolled = judged_worst(j.result.quality for j in own)
+        if rolled == Quality.GOOD:
+            return None
+        quiet = (Quality.GOOD,) if rolled == Quality.NO_DATA else (Quality.GOOD, Quality.NO_DATA)
+        behind = [j for j in own if j.result.quality not in quiet]
+        found = [self.consequence_of(j) for j in behind]
+        causes = [i for i in found if i is not None]
+        if not behind or len(causes) < len(found):
+            return None
+        return max(causes, key=lambda i: severity(i.quality))
 
     @property
     def subsystems(self) -> dict[str, Quality]:
@@ -172,6 +211,7 @@ def evaluate_spill(
     numeric = {
         k: float(v) for k, v in summary.items() if isinstance(v, (int, float)) and v is not None
     }
+    coverage = SourceCoverage.from_summary(summary)
     verdict = Verdict()
     for spec in specs:
         for check in spec.checks:
@@ -190,7 +230,11 @@ def evaluate_spill(
                 references=reference,
                 recent=tuple(r.get(spec.name) for r in recent),
             )
-            result = run_check(check.type, ctx, params)
+            result = coverage.not_judged(spec, check.type) if coverage else None
+            if result is None:
+                result = run_check(check.type, ctx, params)
+            if coverage:
+                result = coverage.annotate(spec, result)
             verdict.judgements.append(
                 Judgement(
                     spec.subsystem,
@@ -221,4 +265,5 @@ def evaluate_spill(
                 "call the DAQ expert if it repeats.",
             )
         )
+    verdict.judgements, verdict.incidents = find_incidents(verdict.judgements, specs)
     return verdict

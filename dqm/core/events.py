@@ -11,6 +11,10 @@ Layout of schema version 1 (little endian)::
             4 bytes    padding
     columns            in COLUMNS order, each n_events * prod(shape) * itemsize bytes
 
+Flags, reserved and padding must be zero: version 1 gives them no meaning, so a non-zero
+value is a producer that means something this worker cannot read (``bad-header``), not
+noise to ignore. The full specification is ``docs/wire-format.md``.
+
 4-byte columns come first and 2-byte columns last, so every column starts aligned.
 Changing a column (adding a station, a cell) means a new ``SCHEMA_VERSION``.
 
@@ -22,7 +26,7 @@ fails do we search for the offending event to name it in the error.
 from __future__ import annotations
 
 import struct
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -36,6 +40,9 @@ __all__ = [
     "COLUMNS",
     "COLUMN_BY_NAME",
     "DAQ_SOURCES",
+    "SOURCE_COLUMNS",
+    "COLUMN_SOURCE",
+    "source_bits",
     "TRIGGER_BITS",
     "N_MS1",
     "N_MS2",
@@ -119,6 +126,34 @@ COLUMNS: tuple[Column, ...] = (
     ),
 )
 COLUMN_BY_NAME: dict[str, Column] = {c.name: c for c in COLUMNS}
+
+#: Columns each DAQ source fills. In an event without that source (its ``daq_sources`` bit
+#: clear) they hold no measurement: the DAQ writes 0, which lies inside every range, so only
+#: the bit tells a missing track from a track at x = 0. Columns of no source (event number,
+#: time in spill, the ``daq_sources`` word itself) come from the event builder.
+SOURCE_COLUMNS: dict[str, tuple[str, ...]] = {
+    "BMS": ("p_bms",),
+    "MS1": ("ms1_x", "ms1_y"),
+    "MS2": ("p_ms2", "ms2_x", "ms2_y"),
+    "ECAL": ("ecal",),
+    "VETO": ("veto",),
+    "HCAL": ("hcal",),
+    "VHCAL": ("vhcal",),
+    "TRIGGER": ("trigger_bits",),
+}
+#: column -> the DAQ source that fills it (absent: filled by the event builder)
+COLUMN_SOURCE: dict[str, str] = {c: s for s, cols in SOURCE_COLUMNS.items() for c in cols}
+assert set(SOURCE_COLUMNS) == set(DAQ_SOURCES) and set(COLUMN_SOURCE) <= set(COLUMN_BY_NAME)
+
+
+def source_bits(sources: Iterable[str]) -> int:
+    """The ``daq_sources`` bit mask of ``sources`` (names from :data:`DAQ_SOURCES`)."""
+    bits = 0
+    for name in sources:
+        bits |= 1 << DAQ_SOURCES.index(name)
+    return bits
+
+
 _FLOAT_COLUMNS = tuple(c for c in COLUMNS if c.dtype.startswith("<f"))
 _NONNEG_F32_LIMIT = {
     c.name: np.array(c.hi, dtype="<f4").view("<u4")[()]
@@ -153,7 +188,11 @@ def empty_columns(n_events: int) -> dict[str, np.ndarray]:
 def encode_batch(
     run: int, spill: int, batch_index: int, columns: Mapping[str, np.ndarray], *, flags: int = 0
 ) -> bytes:
-    """Serialise one batch. Columns are cast to the schema dtype; shapes are checked."""
+    """Serialise one batch. Columns are cast to the schema dtype; shapes are checked.
+
+    ``flags`` must stay 0 for version 1 (the decoder refuses anything else); it is a
+    parameter only so that tests can make such a batch.
+    """
     n = int(np.asarray(columns["event"]).shape[0])
     parts = [_HEADER.pack(MAGIC, SCHEMA_VERSION, flags, run, spill, batch_index, n, 0)]
     for col in COLUMNS:
@@ -184,13 +223,25 @@ def decode_batch(payload: bytes | memoryview, *, validate: bool = True) -> Event
     """Decode and (by default) validate a batch; raises :class:`BatchError` naming the problem."""
     if len(payload) < HEADER_SIZE:
         raise BatchError("truncated", f"payload of {len(payload)} bytes is shorter than the header")
-    magic, version, _flags, run, spill, batch_index, n, _ = _HEADER.unpack_from(payload, 0)
+    magic, version, flags, run, spill, batch_index, n, reserved = _HEADER.unpack_from(payload, 0)
     if magic != MAGIC:
         raise BatchError("bad-magic", f"payload starts with {magic!r}, expected {MAGIC!r}")
     if version != SCHEMA_VERSION:
         raise BatchError(
             "unknown-version", f"schema version {version}; this worker reads {SCHEMA_VERSION}"
         )
+    padding = bytes(payload[HEADER_SIZE - 4 : HEADER_SIZE])
+    for name, value, shown in (
+        ("flags", flags, f"{flags:#06x}"),
+        ("reserved", reserved, f"{reserved:#010x}"),
+        ("padding", int.from_bytes(padding, "little"), padding.hex()),
+    ):
+        if value:
+            raise BatchError(
+                "bad-header",
+                f"header {name} = {shown}; schema version {SCHEMA_VERSION} defines none, "
+                "it must be 0",
+            )
     for name, value in (("run", run), ("spill", spill), ("batch_index", batch_index)):
         if value > MAX_ID:
             raise BatchError(

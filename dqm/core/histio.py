@@ -15,6 +15,7 @@ import json
 import struct
 import zlib
 from collections.abc import Collection, Mapping
+from typing import Any
 
 import boost_histogram as bh
 import numpy as np
@@ -29,7 +30,7 @@ FORMAT_VERSION = 1
 _ARRAY_KEYS = ("values", "variances", "counts", "sum_of_weights", "sum_of_weights_squared")
 
 
-def _jsonable(obj):
+def _jsonable(obj: Any) -> Any:
     if isinstance(obj, dict):
         return {k: _jsonable(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):

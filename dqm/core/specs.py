@@ -8,6 +8,13 @@ Every key is validated at load time. A mistake fails with the file, line, entry 
 key, and the closest valid key when the key is unknown, e.g.::
 
     histograms/momentum.toml:42, histogram 'p_bms', key 'bnis': unknown key (did you mean 'bins'?)
+
+Each histogram names the DAQ sources it needs (``requires = ["BMS", "MS2"]``): events in
+which one of them was not read out carry zeros, not measurements, in its columns, so they
+are not filled there. Without the key the sources are derived from the variables the
+histogram's expressions read; an explicit list may add sources but never leave out one
+that is read. ``[[cause]]`` tables (``histograms/causes.toml``) are loaded and validated by
+:mod:`dqm.core.causes` once every histogram is known.
 """
 
 from __future__ import annotations
@@ -16,12 +23,16 @@ import difflib
 import hashlib
 import re
 import tomllib
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from dqm.core.variables import Expression, ExpressionError, compile_expression
+from dqm.checks import validate_check_params
+from dqm.core._tomlctx import _check_keys, _Ctx, _typed
+from dqm.core.events import DAQ_SOURCES, source_bits
+from dqm.core.variables import Expression, ExpressionError, compile_expression, sources_read
 from dqm.errors import SpecError
 
 __all__ = [
@@ -53,6 +64,7 @@ _COMMON_KEYS = {
     "control_room",
     "check",
     "subsystem",
+    "requires",
 }
 _KIND_KEYS = {
     "h1": {"x"},
@@ -62,8 +74,7 @@ _KIND_KEYS = {
 }
 _AXIS_KEYS = {"expr", "bins", "lo", "hi", "label"}
 _CHECK_KEYS = {"type", "instruction", "params"}
-_FILE_KEYS = {"subsystem", "title", "histogram"}
-_ENTRY_HEADER = re.compile(r"^\s*\[\[\s*histogram\s*\]\]")
+_FILE_KEYS = {"subsystem", "title", "histogram", "cause"}
 
 
 @dataclass(frozen=True)
@@ -109,6 +120,13 @@ class HistogramSpec:
     checks: tuple[CheckSpec, ...] = ()
     path: str = ""
     line: int | None = None
+    #: DAQ sources an event must have to be filled here, in :data:`DAQ_SOURCES` order
+    requires: tuple[str, ...] = ()
+
+    @cached_property
+    def source_bits(self) -> int:
+        """The ``daq_sources`` bits every filled event has (0: no source needed)."""
+        return source_bits(self.requires)
 
 
 @dataclass(frozen=True)
@@ -118,8 +136,10 @@ class SpecSet:
     histograms: tuple[HistogramSpec, ...]
     version: str
     files: tuple[str, ...] = field(default=())
+    #: cause rules (:class:`dqm.core.causes.CauseRule`), most fundamental first
+    causes: tuple[Any, ...] = field(default=())
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[HistogramSpec]:
         return iter(self.histograms)
 
     def __len__(self) -> int:
@@ -140,86 +160,6 @@ class SpecSet:
         for h in self.histograms:
             out.setdefault(h.subsystem, []).append(h)
         return out
-
-
-class _Ctx:
-    """Where we are in a file, to build errors that point at the offending line."""
-
-    def __init__(self, path: Path, text: str) -> None:
-        self.path, self.lines = str(path), text.splitlines()
-
-    def line_of(self, entry: str | None, key: str | None) -> int | None:
-        # Search only the entry's own [[histogram]] block, so that a key missing from this
-        # entry is never reported at another entry's line.
-        headers = [i for i, line in enumerate(self.lines) if _ENTRY_HEADER.match(line)]
-        start, lo, hi = 0, 0, (headers[0] if headers else len(self.lines))
-        if entry:
-            pat = re.compile(rf"""^\s*name\s*=\s*["']{re.escape(entry)}["']""")
-            for i, line in enumerate(self.lines):
-                if pat.match(line):
-                    start = i
-                    break
-            lo = max([h for h in headers if h <= start], default=0)
-            hi = min([h for h in headers if h > start], default=len(self.lines))
-        if key:
-            kpat = re.compile(
-                rf"^\s*(\[+[\w.]*\b{re.escape(key)}\]+|{re.escape(key)}\s*=|.*[{{,]\s*{re.escape(key)}\s*=)"
-            )
-            # the entry's block first (its keys may precede its name line), then the file's
-            # top level (keys such as 'subsystem' an entry inherits), then anywhere
-            preamble = range(0, headers[0] if headers else len(self.lines))
-            search = [range(start, hi), range(lo, start), preamble]
-            if not entry:
-                search.append(range(len(self.lines)))
-            for rng in search:
-                for i in rng:
-                    if kpat.match(self.lines[i]):
-                        return i + 1
-        return start + 1 if entry else None
-
-    def error(self, message: str, entry: str | None = None, key: str | None = None) -> SpecError:
-        return SpecError(
-            message, path=self.path, line=self.line_of(entry, key), entry=entry, key=key
-        )
-
-
-def _check_keys(
-    ctx: _Ctx, table: Mapping[str, Any], allowed: set[str], entry: str | None, what: str
-) -> None:
-    for key in table:
-        if key not in allowed:
-            close = difflib.get_close_matches(key, sorted(allowed), n=1)
-            hint = (
-                f" (did you mean '{close[0]}'?)"
-                if close
-                else f" (valid: {', '.join(sorted(allowed))})"
-            )
-            raise ctx.error(f"unknown key in {what}{hint}", entry, key)
-
-
-def _typed(
-    ctx: _Ctx,
-    table: Mapping[str, Any],
-    key: str,
-    types: type | tuple[type, ...],
-    entry: str,
-    default: Any = ...,
-) -> Any:
-    if key not in table:
-        if default is ...:
-            raise ctx.error("required key is missing", entry, key)
-        return default
-    value = table[key]
-    if isinstance(value, bool) and bool not in (types if isinstance(types, tuple) else (types,)):
-        raise ctx.error(f"expected {_tname(types)}, got {value!r}", entry, key)
-    if not isinstance(value, types):
-        raise ctx.error(f"expected {_tname(types)}, got {value!r}", entry, key)
-    return value
-
-
-def _tname(types: type | tuple[type, ...]) -> str:
-    ts = types if isinstance(types, tuple) else (types,)
-    return " or ".join(t.__name__ for t in ts)
 
 
 def _expr(ctx: _Ctx, source: str, entry: str, key: str) -> Expression:
@@ -254,10 +194,6 @@ def _axis(ctx: _Ctx, table: Any, entry: str, key: str, *, needs_expr: bool) -> A
 def _checks(ctx: _Ctx, raw: Any, entry: str) -> tuple[CheckSpec, ...]:
     if not isinstance(raw, list):
         raise ctx.error("expected a list of [[histogram.check]] tables", entry, "check")
-    try:
-        from dqm.checks import validate_check_params  # the check registry, if present
-    except ImportError:  # pragma: no cover - only while the checks package is absent
-        validate_check_params = None
     out = []
     for table in raw:
         if not isinstance(table, dict):
@@ -265,11 +201,10 @@ def _checks(ctx: _Ctx, raw: Any, entry: str) -> tuple[CheckSpec, ...]:
         _check_keys(ctx, table, _CHECK_KEYS, entry, "check")
         ctype = _typed(ctx, table, "type", str, entry)
         params = _typed(ctx, table, "params", dict, entry, default={})
-        if validate_check_params is not None:
-            try:
-                params = validate_check_params(ctype, params)
-            except SpecError as exc:
-                raise ctx.error(f"check '{ctype}': {exc}", entry, exc.key or "type") from None
+        try:
+            params = validate_check_params(ctype, params)
+        except SpecError as exc:
+            raise ctx.error(f"check '{ctype}': {exc}", entry, exc.key or "type") from None
         out.append(
             CheckSpec(
                 type=ctype,
@@ -278,6 +213,39 @@ def _checks(ctx: _Ctx, raw: Any, entry: str) -> tuple[CheckSpec, ...]:
             )
         )
     return tuple(out)
+
+
+def _requires(ctx: _Ctx, table: Mapping[str, Any], name: str, kw: Mapping[str, Any]) -> tuple:
+    """The histogram's DAQ sources: declared, or derived from what its expressions read."""
+    exprs = [kw.get("values"), kw.get("selection")]
+    exprs += [axis.expr for axis in (kw.get("x"), kw.get("y")) if axis is not None]
+    read: dict[str, str] = {}  # source -> an expression reading it, for the error message
+    for expr in filter(None, exprs):
+        for source in sorted(sources_read(expr)):
+            read.setdefault(source, expr.source)
+    if "requires" not in table:
+        return tuple(s for s in DAQ_SOURCES if s in read)
+    raw = table["requires"]
+    if not isinstance(raw, list) or not all(isinstance(s, str) for s in raw):
+        raise ctx.error(
+            f'expected a list of DAQ sources like ["BMS", "MS2"], got {raw!r}', name, "requires"
+        )
+    for source in raw:
+        if source not in DAQ_SOURCES:
+            close = difflib.get_close_matches(source.upper(), DAQ_SOURCES, n=1)
+            hint = f"did you mean '{close[0]}'?" if close else f"valid: {', '.join(DAQ_SOURCES)}"
+            raise ctx.error(f"unknown DAQ source {source!r} ({hint})", name, "requires")
+    if len(set(raw)) != len(raw):
+        raise ctx.error(f"a source is listed twice in {raw!r}", name, "requires")
+    for source, expr in read.items():
+        if source not in raw:
+            raise ctx.error(
+                f"'{expr}' reads {source}, which 'requires' leaves out: events without {source} "
+                f'would be filled here with zeros (add "{source}")',
+                name,
+                "requires",
+            )
+    return tuple(s for s in DAQ_SOURCES if s in raw)
 
 
 def _histogram(ctx: _Ctx, table: Any, file_subsystem: str | None) -> HistogramSpec:
@@ -349,12 +317,18 @@ def _histogram(ctx: _Ctx, table: Any, file_subsystem: str | None) -> HistogramSp
         checks=_checks(ctx, table.get("check", []), name),
         path=ctx.path,
         line=ctx.line_of(name, None),
+        requires=_requires(ctx, table, name, kw),
         **kw,
     )
 
 
 def load_spec_file(path: Path) -> list[HistogramSpec]:
-    """Load one TOML file; raises :class:`SpecError` on any problem."""
+    """Load one TOML file's histograms; raises :class:`SpecError` on any problem."""
+    return _load_file(path)[0]
+
+
+def _load_file(path: Path) -> tuple[list[HistogramSpec], list[Any], _Ctx]:
+    """The file's histograms, its raw ``[[cause]]`` tables and its context for errors."""
     text = path.read_text(encoding="utf-8")
     ctx = _Ctx(path, text)
     try:
@@ -369,7 +343,10 @@ def load_spec_file(path: Path) -> list[HistogramSpec]:
     entries = doc.get("histogram", [])
     if not isinstance(entries, list):
         raise ctx.error("expected [[histogram]] entries", None, "histogram")
-    return [_histogram(ctx, t, subsystem) for t in entries]
+    causes = doc.get("cause", [])
+    if not isinstance(causes, list):
+        raise ctx.error("expected [[cause]] entries", None, "cause")
+    return [_histogram(ctx, t, subsystem) for t in entries], causes, ctx
 
 
 def load_specs(directory: Path | str, files: Iterable[Path] | None = None) -> SpecSet:
@@ -380,10 +357,13 @@ def load_specs(directory: Path | str, files: Iterable[Path] | None = None) -> Sp
         raise SpecError(f"no *.toml histogram specs found in {directory}")
     digest = hashlib.sha256()
     histograms: list[HistogramSpec] = []
+    cause_tables: list[tuple[_Ctx, Any]] = []
     seen: dict[str, str] = {}
     for path in paths:
         digest.update(path.name.encode() + b"\0" + path.read_bytes())
-        for h in load_spec_file(path):
+        file_histograms, file_causes, ctx = _load_file(path)
+        cause_tables += [(ctx, table) for table in file_causes]
+        for h in file_histograms:
             if h.name in seen:
                 raise SpecError(
                     f"duplicate histogram name (first defined in {seen[h.name]})",
@@ -394,8 +374,11 @@ def load_specs(directory: Path | str, files: Iterable[Path] | None = None) -> Sp
                 )
             seen[h.name] = str(path)
             histograms.append(h)
+    from dqm.core.causes import load_causes  # imports this module: import when used
+
     return SpecSet(
         histograms=tuple(histograms),
         version=digest.hexdigest()[:12],
         files=tuple(str(p) for p in paths),
+        causes=load_causes(cause_tables, histograms),
     )

@@ -5,12 +5,23 @@ Workers see disjoint pieces of a spill, so the summary is carried as sums
 means, widths and fractions with their statistical errors. Means and widths of the
 momenta use the *beam core* (events without a large energy loss), so that one π/K
 or hard-brems event in the tail cannot move the spill's momentum scale.
+
+Every quantity is taken over the events that carry the DAQ sources it is measured with
+(a source missing from an event leaves zeros in its columns, not a measurement), and the
+number of events behind each mean is kept beside it so the checks' statistical errors use
+it: ``p_bms_n`` (BMS read out, calorimeters quiet), ``p_ms2_n`` = ``dp_n`` (BMS and MS2,
+beam core), ``pik_n_events`` (ECAL and HCAL: the π/K tag needs both; the denominator of
+``pik_fraction``). ``daq_patterns`` (``{word: events}``, not a number, so no trend) counts
+the events per ``daq_sources`` word: from it :mod:`dqm.core.coverage` tells, for any
+histogram, on how many events it was filled. These bookkeeping keys are left out of
+:data:`SUMMARY_DOCS`, whose every entry the report draws as a trend.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
@@ -23,6 +34,8 @@ __all__ = ["accumulate", "merge", "finalize", "SUMMARY_DOCS"]
 CORE_CALO_MAX_GEV = 15.0
 
 _STATIONS = [("ms1", k) for k in range(N_MS1)] + [("ms2", k) for k in range(N_MS2)]
+_PATTERN = "daq_pattern:"  # accumulator prefix: events per daq_sources word
+_ALL = (1 << len(DAQ_SOURCES)) - 1
 
 
 def _moments(acc: dict[str, float], key: str, x: np.ndarray) -> None:
@@ -42,6 +55,9 @@ def accumulate(acc: dict[str, float], view: BatchView) -> None:
     src = {name: bits[:, i] for i, name in enumerate(DAQ_SOURCES)}
     n = view.n_events
     _add(acc, "n_events", n)
+    # the core cut uses the calorimeters that were read out: an event without them cannot be
+    # told from a passing muon, and dropping it would leave the momenta unjudged whenever a
+    # calorimeter is missing (π/K and hard brems are ~0.2 % of events: a negligible bias)
     calo = view["calo_total"]
     has_p = src["BMS"] & src["MS2"]
     core = has_p & (calo < CORE_CALO_MAX_GEV) & (view["p_ms2"] > LOW_POUT_GEV)
@@ -54,13 +70,25 @@ def accumulate(acc: dict[str, float], view: BatchView) -> None:
         ok = src[det.upper()]
         _moments(acc, f"{det}_{k}_x", view[f"{det}_x"][ok, k])
         _moments(acc, f"{det}_{k}_y", view[f"{det}_y"][ok, k])
-    _add(acc, "ecal_sum", float(view["ecal_total"].sum(dtype=np.float64)))
-    _add(acc, "hcal_sum", float(view["hcal_total"].sum(dtype=np.float64)))
-    _add(acc, "n_hadron", float(np.count_nonzero(view["is_hadron"])))
-    _add(acc, "n_daq_complete", float(np.count_nonzero(view["daq_complete"])))
+    complete = view.complete  # the usual case: no event to leave out, nothing to copy
+    ecal, hcal, hadron = view["ecal_total"], view["hcal_total"], view["is_hadron"]
+    calos = src["ECAL"] & src["HCAL"]  # the π/K tag needs both
+    if not complete:
+        ecal, hcal, hadron = ecal[src["ECAL"]], hcal[src["HCAL"]], hadron & calos
+    _add(acc, "ecal_sum", float(ecal.sum(dtype=np.float64)))
+    _add(acc, "hcal_sum", float(hcal.sum(dtype=np.float64)))
+    _add(acc, "n_hadron", float(np.count_nonzero(hadron)))
+    _add(acc, "n_calo", float(n if complete else np.count_nonzero(calos)))
+    _add(acc, "n_daq_complete", float(n if complete else np.count_nonzero(view["daq_complete"])))
     present = bits.sum(axis=0)
     for i, name in enumerate(DAQ_SOURCES):
         _add(acc, f"src_{name}", float(present[i]))
+    if complete:
+        _add(acc, f"{_PATTERN}{_ALL}", float(n))
+    else:
+        words = np.bincount(view["daq_sources"])
+        for word in np.flatnonzero(words):
+            _add(acc, f"{_PATTERN}{word}", float(words[word]))
 
 
 def merge(*accs: Mapping[str, float]) -> dict[str, float]:
@@ -91,13 +119,13 @@ SUMMARY_DOCS: dict[str, str] = {
     "low_pout_fraction": "fraction of events with p_MS2 below the signal-region edge",
     "ecal_mean": "mean ECAL energy per event [GeV]",
     "hcal_mean": "mean HCAL energy per event [GeV]",
-    "pik_fraction": "hadron-tagged (π/K) fraction",
+    "pik_fraction": "hadron-tagged (π/K) fraction of the events with ECAL and HCAL",
     "pik_fraction_err": "binomial error of the π/K fraction",
     "daq_completeness": "fraction of events with every DAQ source",
 }
 
 
-def finalize(acc: Mapping[str, float]) -> dict[str, float | None]:
+def finalize(acc: Mapping[str, float]) -> dict[str, Any]:
     """Summary quantities (JSON-able) from merged accumulators."""
     n = acc.get("n_events", 0.0)
     out: dict[str, float | None] = {"n_events": n, "intensity": n}
@@ -108,6 +136,7 @@ def finalize(acc: Mapping[str, float]) -> dict[str, float | None]:
         sigma = out[f"{key}_sigma"]
         n_key = acc.get(f"{key}:n", 0.0)
         out[f"{key}_mean_err"] = sigma / math.sqrt(n_key) if sigma is not None else None
+        out[f"{key}_n"] = acc.get(f"{key}:n", 0.0)
     n_ms2 = acc.get("n_ms2", 0.0)
     out["low_pout_fraction"] = acc.get("low_pout", 0.0) / n_ms2 if n_ms2 else None
     for det, k in _STATIONS:
@@ -115,16 +144,26 @@ def finalize(acc: Mapping[str, float]) -> dict[str, float | None]:
             out[f"beam_{c}_mean_{det}_{k}"], out[f"beam_sigma_{c}_{det}_{k}"] = _mean_sigma(
                 acc, f"{det}_{k}_{c}"
             )
-    out["ecal_mean"] = acc.get("ecal_sum", 0.0) / n if n else None
-    out["hcal_mean"] = acc.get("hcal_sum", 0.0) / n if n else None
+    for det, key in (("ECAL", "ecal"), ("HCAL", "hcal")):
+        n_det = acc.get(f"src_{det}", n)  # older partials lack src_*: then every event
+        out[f"{key}_mean"] = acc.get(f"{key}_sum", 0.0) / n_det if n_det else None
     k_had = acc.get("n_hadron", 0.0)
+    n_pik = acc.get("n_calo", n)
     out["n_hadron"] = k_had
-    out["pik_fraction"] = k_had / n if n else None
+    out["pik_n_events"] = n_pik
+    out["pik_fraction"] = k_had / n_pik if n_pik else None
     # binomial error; for k = 0 use the 68 % one-sided Poisson limit (1.14/n) instead of 0
     out["pik_fraction_err"] = (
-        (math.sqrt(k_had * (1 - k_had / n)) / n if k_had else 1.14 / n) if n else None
+        (math.sqrt(k_had * (1 - k_had / n_pik)) / n_pik if k_had else 1.14 / n_pik)
+        if n_pik
+        else None
     )
     out["daq_completeness"] = acc.get("n_daq_complete", 0.0) / n if n else None
     for name in DAQ_SOURCES:
         out[f"daq_source_completeness_{name}"] = acc.get(f"src_{name}", 0.0) / n if n else None
+    patterns = {k[len(_PATTERN) :]: int(v) for k, v in acc.items() if k.startswith(_PATTERN)}
+    if patterns:
+        out["daq_patterns"] = dict(  # type: ignore[assignment]  # the one non-number entry
+            sorted(patterns.items(), key=lambda kv: int(kv[0]))
+        )
     return out

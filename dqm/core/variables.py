@@ -15,12 +15,21 @@ from __future__ import annotations
 import ast
 import difflib
 from collections.abc import Callable, Mapping
+from typing import Any
 
 import numpy as np
 
-from dqm.core.events import COLUMN_BY_NAME, DAQ_SOURCES
+from dqm.core.events import COLUMN_BY_NAME, COLUMN_SOURCE, DAQ_SOURCES, empty_columns
 
-__all__ = ["DERIVED", "BatchView", "Expression", "compile_expression", "known_names"]
+__all__ = [
+    "DERIVED",
+    "BatchView",
+    "Expression",
+    "compile_expression",
+    "known_names",
+    "columns_read",
+    "sources_read",
+]
 
 #: A hadron (π/K) shower deposits far more than a muon's ≈4×2.5 GeV MIP chain in the HCAL.
 HADRON_HCAL_THRESHOLD_GEV = 30.0
@@ -99,12 +108,17 @@ def known_names() -> list[str]:
 class BatchView:
     """Columns of one batch plus lazily computed, cached derived variables."""
 
-    __slots__ = ("columns", "n_events", "_cache")
+    __slots__ = ("columns", "n_events", "_cache", "_with_sources")
+    columns: Mapping[str, np.ndarray]
+    n_events: int
+    _cache: dict[str, np.ndarray]
+    _with_sources: dict[int, Any]
 
     def __init__(self, columns: Mapping[str, np.ndarray]) -> None:
         self.columns = columns
         self.n_events = int(columns["event"].shape[0])
-        self._cache: dict[str, np.ndarray] = {}
+        self._cache = {}
+        self._with_sources = {}  # source mask -> events (-1: complete?)
 
     def __getitem__(self, name: str) -> np.ndarray:
         try:
@@ -133,6 +147,64 @@ class BatchView:
         if cached is None:
             cached = self._cache[key] = compute()
         return cached
+    @property
+    def complete(self) -> bool:
+        """Every event has every DAQ source (one reduction per batch, then cached)."""
+        done = self._with_sources.get(-1)
+        if done is None:
+            done = self._with_sources[-1] = bool(self.columns["daq_sources"].min() == _ALL_SOURCES)
+        return done
+
+    def with_sources(self, bits: int) -> np.ndarray | None:
+        """Events in which every DAQ source of the mask ``bits`` was read out.
+
+        ``None`` when that is every event (the usual case: nothing to select, nothing to
+        copy). One vectorised AND per distinct mask and batch, cached: thirty histograms
+        that need the same sources pay for one.
+        """
+        if bits == 0 or self.complete:
+            return None
+        try:
+            return self._with_sources[bits]
+        except KeyError:
+            pass
+        has = (self.columns["daq_sources"] & bits) == bits
+        mask = None if has.all() else has
+        self._with_sources[bits] = mask
+        return mask
+
+
+class _Recorder(BatchView):
+    """A one-event view that notes every column an expression reads, through derived ones."""
+
+    __slots__ = ("read",)
+
+    def __init__(self) -> None:
+        super().__init__(empty_columns(1))
+        self.read: set[str] = set()
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        if name in self.columns:
+            self.read.add(name)
+            return self.columns[name]
+        return DERIVED[name][0](self)  # not cached: every path through it is recorded
+
+
+def columns_read(expr: Expression) -> frozenset[str]:
+    """The event columns ``expr`` reads, following derived variables down to the columns.
+
+    Found by evaluating it once on a one-event dummy batch that records each access, so a
+    new derived variable needs no hand-written list of inputs that could drift from its code.
+    """
+    recorder = _Recorder()
+    with np.errstate(all="ignore"):
+        expr.fn(recorder)
+    return frozenset(recorder.read)
+
+
+def sources_read(expr: Expression) -> frozenset[str]:
+    """The DAQ sources whose columns ``expr`` reads (:data:`dqm.core.events.SOURCE_COLUMNS`)."""
+    return frozenset(COLUMN_SOURCE[c] for c in columns_read(expr) if c in COLUMN_SOURCE)
 
 
 _BINOPS: dict[type, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
@@ -200,8 +272,8 @@ def _compile(node: ast.AST, source: str, names: set[str]) -> Callable[[BatchView
         names.add(name)
         return lambda v: v[name]
     if isinstance(node, ast.Constant) and isinstance(node.value, (int, float)):
-        value = node.value
-        return lambda v: value  # type: ignore[return-value]
+        constant = node.value  # stays a Python number: numpy keeps the column's dtype
+        return lambda v: constant  # type: ignore[return-value]
     if isinstance(node, ast.BinOp) and type(node.op) in _BINOPS:
         op, left, right = (
             _BINOPS[type(node.op)],

@@ -117,7 +117,10 @@ class _KeyValueFormatter(logging.Formatter):
     """
 
     def format(self, record: logging.LogRecord) -> str:
-        base = f"{self.formatTime(record, '%Y-%m-%dT%H:%M:%S')} {record.levelname:<7} {record.name} {redact(record.getMessage())}"
+        base = (
+            f"{self.formatTime(record, '%Y-%m-%dT%H:%M:%S')} {record.levelname:<7} {record.name} "
+            f"{redact(record.getMessage())}"
+        )
         pairs = [
             f"{k}={_logfmt_value(record.__dict__[k])}"
             for k in LOG_FIELDS

@@ -38,7 +38,8 @@ def free_port() -> int:
 
 
 def wait_http(url: str, proc: subprocess.Popen, timeout_s: float = 120.0) -> None:
-    """Wait until the web server started as ``proc`` answers ``url`` with 200; fail early if it exits."""
+    """Wait until the web server started as ``proc`` answers ``url`` with 200; fail early if it
+    exits."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -53,7 +54,8 @@ def wait_http(url: str, proc: subprocess.Popen, timeout_s: float = 120.0) -> Non
 
 
 def stop_processes(procs: list[subprocess.Popen], timeout_s: float) -> None:
-    """SIGTERM to every one still running, then wait; one that has not exited in ``timeout_s`` is killed."""
+    """SIGTERM to every one still running, then wait; one that has not exited in ``timeout_s`` is
+    killed."""
     for proc in procs:
         if proc.poll() is None:
             proc.terminate()
@@ -66,7 +68,8 @@ def stop_processes(procs: list[subprocess.Popen], timeout_s: float) -> None:
 
 
 def cpu_seconds(pid: int, thread: int | None = None) -> float:
-    """User + system CPU seconds of a process, or of one of its threads (Linux ``/proc``; NaN elsewhere)."""
+    """User + system CPU seconds of a process, or of one of its threads (Linux ``/proc``; NaN
+    elsewhere)."""
     path = f"/proc/{pid}/stat" if thread is None else f"/proc/{pid}/task/{thread}/stat"
     try:
         with open(path) as f:

@@ -3,7 +3,8 @@
 Message layout (fields of one stream entry):
 
 * batch: ``type=batch``, ``payload=<events.encode_batch bytes>``
-* end of spill: ``type=eos``, ``run``, ``spill``, ``n_batches``, ``n_events``
+* end of spill: ``type=eos``, ``run``, ``spill``, ``n_batches``, ``n_events``, each an
+  unsigned integer written as ASCII decimal digits (what redis-py sends for a Python int)
 
 A whole spill is published in one pipeline so a reader never sees the marker before
 the batches that precede it. The dead-letter stream keeps the original fields plus
@@ -129,16 +130,16 @@ def parse_eos(fields: dict[bytes, bytes]) -> EndOfSpill:
         (b"n_events", MAX_ID),
     ):
         raw = fields.get(key)
-        try:
-            if (
-                raw is None or len(raw) > 20
-            ):  # int() of a huge digit string is slow, and a ValueError anyway
-                raise ValueError
-            v = int(raw)
-        except (TypeError, ValueError):
+        # ASCII digits only, as the wire format says: int() would also take " 7", "+7",
+        # "1_000" and other scripts' digits, which no producer should rely on; a long digit
+        # string is refused before int() spends time on it
+        if not isinstance(raw, bytes) or not raw.isdigit() or len(raw) > 20:
             raise BatchError(
-                "bad-marker", f"end-of-spill field '{key.decode()}' = {raw!r:.60} is not an integer"
-            ) from None
+                "bad-marker",
+                f"end-of-spill field '{key.decode()}' = {raw!r:.60} is not an unsigned "
+                "decimal integer (ASCII digits)",
+            )
+        v = int(raw)
         if not 0 <= v <= hi:
             raise BatchError(
                 "bad-marker", f"end-of-spill field '{key.decode()}' = {v} outside [0, {hi}]"

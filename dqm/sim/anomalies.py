@@ -9,7 +9,14 @@ declaration, so adding a kind means adding one entry to :data:`ANOMALY_KINDS`.
 Syntax: ``kind[@spills][:param=value,...]`` where spills is ``5`` (only spill 5),
 ``10-14`` (inclusive) or ``7-`` (open ended); no ``@`` means every spill. Cells are
 written with slashes: ``dead_cell@5:detector=ecal,cell=1/2/3`` (ECAL layer/ix/iy, HCAL
-module/ix/iy: ``cell_gain@5-:detector=hcal,cell=2/1/0,factor=0.8``).
+module/ix/iy: ``cell_gain@5-:detector=hcal,cell=2/1/0,factor=0.8``). An optional
+parameter (default ``auto``) is left out of the compact form while it is not set.
+
+``missing_source`` takes the window of the spill without the source in one of three
+ways: ``fraction=0.3`` (the last 30 % of the spill in time, the original syntax),
+``start_s=1.2,end_s=2.0`` (seconds since the start of the spill; either end may be
+left out), or ``from_fraction=0.25,to_fraction=0.5`` (that share of the spill's events,
+in time order). With none of them, the second half of the spill.
 
 Kinds act at one of three stages of :func:`dqm.sim.simulate.simulate_spill`:
 ``config`` (the spill's :class:`~dqm.sim.simulate.SimConfig` is changed before generation:
@@ -28,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from dqm.core.events import COLUMN_BY_NAME, DAQ_SOURCES
+from dqm.core.events import COLUMN_BY_NAME, DAQ_SOURCES, SOURCE_COLUMNS
 from dqm.errors import ConfigError
 
 __all__ = [
@@ -55,18 +62,6 @@ DETECTOR_CELLS: dict[str, tuple[int, ...]] = {
 }
 #: Default cell per detector when ``cell=`` is omitted: one the beam actually hits.
 _DEFAULT_CELL = {"ecal": (1, 2, 2), "hcal": (0, 1, 1), "veto": (0, 0), "vhcal": (0, 0)}
-#: Columns a DAQ source fills; zeroed when that source is missing (0 is inside every range).
-SOURCE_COLUMNS: dict[str, tuple[str, ...]] = {
-    "BMS": ("p_bms",),
-    "MS1": ("ms1_x", "ms1_y"),
-    "MS2": ("p_ms2", "ms2_x", "ms2_y"),
-    "ECAL": ("ecal",),
-    "VETO": ("veto",),
-    "HCAL": ("hcal",),
-    "VHCAL": ("vhcal",),
-    "TRIGGER": ("trigger_bits",),
-}
-assert set(SOURCE_COLUMNS) == set(DAQ_SOURCES)
 
 
 @dataclass(frozen=True)
@@ -143,7 +138,7 @@ class Anomaly:
         """The compact form; ``parse_anomaly(str(a)) == a``."""
         spills = self.spills_text()
         out = self.kind + (f"@{spills}" if spills else "")
-        ps = ",".join(f"{k}={_fmt(v)}" for k, v in self.params.items())
+        ps = ",".join(f"{k}={_fmt(v)}" for k, v in self.params.items() if v is not None)
         return out + (f":{ps}" if ps else "")
 
     def describe(self) -> str:
@@ -155,7 +150,7 @@ class Anomaly:
             when = f"in spill {self.first_spill}"
         else:
             when = f"in spills {self.first_spill}-{self.last_spill}"
-        ps = ", ".join(f"{k}={_fmt(v)}" for k, v in self.params.items())
+        ps = ", ".join(f"{k}={_fmt(v)}" for k, v in self.params.items() if v is not None)
         return f"{self.kind} {when}: {spec.doc}" + (f" ({ps})" if ps else "")
 
 
@@ -193,7 +188,9 @@ def _normalise(spec: AnomalyKind, values: dict[str, Any], text: str) -> dict[str
     for key, raw in values.items():
         p = spec.params[key]
         try:
-            if p.type == "float":
+            if p.default is None and p.type != "cell" and raw in (None, "", "auto"):
+                out[key] = None  # an optional parameter left unset
+            elif p.type == "float":
                 out[key] = float(raw)
                 if not np.isfinite(out[key]):
                     raise ValueError(raw)
@@ -237,12 +234,36 @@ def _check(kind: str, ps: dict[str, Any], text: str) -> None:
         src = ps["source"] = ps["source"].upper()
         if src not in DAQ_SOURCES:
             raise ConfigError(_SETTING, text, f"source one of {', '.join(DAQ_SOURCES)}")
-    for key in ("fraction",):
-        if key in ps and not 0.0 <= ps[key] <= 1.0:
+    for key in ("fraction", "from_fraction", "to_fraction"):
+        if ps.get(key) is not None and not 0.0 <= ps[key] <= 1.0:
             raise ConfigError(_SETTING, text, f"{key} in [0, 1]")
+    if kind == "missing_source":
+        _check_window(ps, text)
     for key in ("factor", "mean_gev"):
         if key in ps and not ps[key] >= 0.0:
             raise ConfigError(_SETTING, text, f"{key} >= 0")
+
+
+def _check_window(ps: dict[str, Any], text: str) -> None:
+    """``missing_source``: one way of giving the window, and a window that is not empty."""
+    ways = {
+        "fraction": ps["fraction"] is not None,
+        "start_s/end_s": ps["start_s"] is not None or ps["end_s"] is not None,
+        "from_fraction/to_fraction": ps["from_fraction"] is not None
+        or ps["to_fraction"] is not None,
+    }
+    if sum(ways.values()) > 1:
+        raise ConfigError(
+            _SETTING,
+            text,
+            f"one window: {' or '.join(ways)} (given: {', '.join(k for k in ways if ways[k])})",
+        )
+    start, end = ps["start_s"], ps["end_s"]
+    if (start is not None and start < 0) or (end is not None and end <= (start or 0.0)):
+        raise ConfigError(_SETTING, text, "0 <= start_s < end_s (seconds since the spill started)")
+    lo, hi = ps["from_fraction"], ps["to_fraction"]
+    if lo is not None and hi is not None and not lo < hi:
+        raise ConfigError(_SETTING, text, "from_fraction < to_fraction")
 
 
 def _parse_spills(spec: str, text: str) -> tuple[int, int | None]:
@@ -342,9 +363,26 @@ def _hcal_gain_drop(columns, ps, rng, cfg) -> None:
     columns["hcal"][:, ps["module"]] *= np.float32(ps["factor"])
 
 
+def _without_source(time_s: np.ndarray, ps: dict[str, Any], spill_length_s: float) -> np.ndarray:
+    """Events inside the ``missing_source`` window (see the module docstring)."""
+    if ps["start_s"] is not None or ps["end_s"] is not None:
+        start = ps["start_s"] or 0.0
+        end = np.inf if ps["end_s"] is None else ps["end_s"]
+        return (time_s >= start) & (time_s < end)
+    if ps["from_fraction"] is not None or ps["to_fraction"] is not None:
+        n = len(time_s)
+        rank = np.empty(n, dtype=np.int64)
+        rank[np.argsort(time_s, kind="stable")] = np.arange(n)
+        lo = ps["from_fraction"] or 0.0
+        hi = 1.0 if ps["to_fraction"] is None else ps["to_fraction"]
+        return (rank >= lo * n) & (rank < hi * n)
+    fraction = 0.5 if ps["fraction"] is None else ps["fraction"]
+    return time_s >= (1.0 - fraction) * spill_length_s
+
+
 def _missing_source(columns, ps, rng, cfg) -> None:
     bit = DAQ_SOURCES.index(ps["source"])
-    lost = columns["time_in_spill_s"] >= (1.0 - ps["fraction"]) * cfg.spill_length_s
+    lost = _without_source(columns["time_in_spill_s"], ps, cfg.spill_length_s)
     columns["daq_sources"][lost] &= np.uint16(~(1 << bit) & 0xFFFF)
     for name in SOURCE_COLUMNS[ps["source"]]:
         columns[name][lost] = 0
@@ -478,10 +516,18 @@ ANOMALY_KINDS: dict[str, AnomalyKind] = {
         _kind_of(
             "missing_source",
             "columns",
-            "a DAQ source drops out for the end of the spill",
+            "a DAQ source drops out of the events for a window of the spill",
             _missing_source,
             source=("str", "ECAL", "one of " + "|".join(DAQ_SOURCES)),
-            fraction=("float", 0.5, "last fraction of the spill (in time) without the source"),
+            fraction=(
+                "float",
+                None,
+                "last fraction of the spill (in time) without the source (no window: 0.5)",
+            ),
+            start_s=("float", None, "window start [s since the spill started] (auto: 0)"),
+            end_s=("float", None, "window end [s] (auto: the end of the spill)"),
+            from_fraction=("float", None, "window start as a share of the events, in time order"),
+            to_fraction=("float", None, "window end as a share of the events (auto: 1)"),
         ),
         _kind_of("stale", "skip", "no spill data arrives at all"),
     )

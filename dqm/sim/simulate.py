@@ -88,7 +88,7 @@ def _f(default: Any, doc: str) -> Any:
 class SimConfig:
     """Every simulator default, each one a parameter (units in the names).
 
-    ``SimConfig.docs()`` lists name -> (default, meaning) for ``--help`` and the README.
+    ``SimConfig.docs()`` lists name -> (default, meaning) for ``--help`` and the docs.
     """
 
     run: int = _f(1, "run number written in every batch header")

@@ -284,8 +284,8 @@ def mask_channel(
 
 
 def config_version(session: Session, specs: SpecSet) -> str:
-    """The check configuration in force: ``<spec hash>+<newest override id>`` (``+0`` without overrides),
-    the same string the flags record (:func:`dqm.core.evaluate.config_version`)."""
+    """The check configuration in force: ``<spec hash>+<newest override id>`` (``+0`` without
+    overrides), the same string the flags record (:func:`dqm.core.evaluate.config_version`)."""
     newest = session.scalar(select(func.max(CheckOverride.id)))
     return f"{specs.version}+{newest or 0}"
 
@@ -300,7 +300,8 @@ def edit_check_thresholds(
     *,
     comment: str = "",
 ) -> CheckOverride:
-    """Change a check's parameters (thresholds): stored as an override = a new configuration version.
+    """Change a check's parameters (thresholds): stored as an override = a new configuration
+    version.
 
     ``params`` may hold only the changed keys; they are merged over the spec's (and
     the newest earlier override's) values and validated by the check registry, so a

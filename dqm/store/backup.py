@@ -66,7 +66,7 @@ def _backup_postgres(parsed, dest: Path) -> None:
     if pg_dump is None:
         raise StorageError(
             "pg_dump not found: install the PostgreSQL client (Debian: postgresql-client), "
-            "or run it in the postgres container (README: Deployment, backups)"
+            "or run it in the postgres container (docs/deployment.md: Back up the database)"
         )
     env = dict(os.environ)
     if parsed.password:

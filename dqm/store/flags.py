@@ -4,6 +4,11 @@ Every input of :func:`dqm.core.evaluate.evaluate_spill` is read *as it was when 
 closed*: history = the run's spills closed before it, masks in force at its closing
 time, overrides up to the configuration version, the reference recorded with it.
 So ``dqm recheck`` with the same configuration version reproduces the live flags.
+
+Each flag row names the incident it belongs to (``cause``); a flag that follows from a
+cause in another subsystem also carries ``details["follows_from"]``, and so does the
+roll-up row of a subsystem whose whole state follows from one (its instruction then
+says "follows from: …" instead of sending the shifter to that subsystem's expert).
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from dqm.checks._core import to_jsonable
 from dqm.config import Settings
 from dqm.core.evaluate import (
     HISTORY_SPILLS,
+    Incident,
     Verdict,
     accumulated,
     config_version,
@@ -156,6 +162,15 @@ def gather_inputs(
     )
 
 
+def follows_from(incident: Incident) -> dict:
+    """What a consequence row keeps of the incident it follows from: ``details["follows_from"]``."""
+    return {
+        "cause": incident.cause,
+        "subsystem": incident.subsystem,
+        "explanation": incident.explanation,
+    }
+
+
 def store_verdict(
     session: Session, sp: Spill, verdict: Verdict, inputs: CheckInputs, *, update_run: bool = True
 ) -> None:
@@ -168,6 +183,10 @@ def store_verdict(
     rows = []
     for j in verdict.judgements:
         r = j.result
+        details = to_jsonable(r.details)
+        elsewhere = verdict.consequence_of(j)
+        if elsewhere is not None:
+            details["follows_from"] = follows_from(elsewhere)
         rows.append(
             Flag(
                 run=sp.run,
@@ -180,14 +199,17 @@ def store_verdict(
                 value=r.value,
                 thresholds=to_jsonable(r.threshold),
                 explanation=r.explanation,
-                details=to_jsonable(r.details),
+                details=details,
                 instruction=j.instruction,
                 config_version=inputs.version,
                 reference_run=inputs.reference_run,
+                cause=j.cause,
             )
         )
     for subsystem, q in verdict.subsystems.items():
         worst_j = verdict.worst_in(subsystem)
+        follows = verdict.follows_from(subsystem)
+        shown = q >= Quality.WARNING or follows is not None
         rows.append(
             Flag(
                 run=sp.run,
@@ -199,11 +221,18 @@ def store_verdict(
                 quality=int(q),
                 value=None,
                 thresholds=None,
-                explanation=worst_j.result.explanation if worst_j and q >= Quality.WARNING else "",
-                details=None,
-                instruction=worst_j.instruction if worst_j and q >= Quality.WARNING else "",
+                explanation=worst_j.result.explanation if worst_j and shown else "",
+                details={"follows_from": follows_from(follows)} if follows else None,
+                instruction=(
+                    f"follows from: {follows.explanation} (see {follows.subsystem})"
+                    if follows
+                    else worst_j.instruction
+                    if worst_j and shown
+                    else ""
+                ),
                 config_version=inputs.version,
                 reference_run=inputs.reference_run,
+                cause=follows.cause if follows else None,
             )
         )
     session.add_all(rows)
@@ -295,6 +324,7 @@ def make_close_hook(settings: Settings, specs: SpecSet):
             "quality": int(verdict.overall),
             "subsystems": {s: int(q) for s, q in verdict.subsystems.items()},
             "config_version": inputs.version,
+            "incidents": [i.to_dict() for i in verdict.incidents],
         }
 
     return judge
@@ -373,6 +403,11 @@ def recheck_run(
                 diffs.append(
                     f"spill {sp.spill} {j.histogram}/{j.check}: stored {Quality(f.quality).name} "
                     f"{f.value}, recomputed {j.result.quality.name} {j.result.value}"
+                )
+            elif f.cause != j.cause:
+                diffs.append(
+                    f"spill {sp.spill} {j.histogram}/{j.check}: same result, but stored as part "
+                    f"of incident {f.cause!r}, recomputed {j.cause!r}"
                 )
             elif f.explanation != j.result.explanation or (f.thresholds or {}) != to_jsonable(
                 j.result.threshold

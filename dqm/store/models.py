@@ -191,6 +191,10 @@ class Flag(Base):
     acknowledged_by: Mapped[str | None] = mapped_column(String(128))
     acknowledged_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     annotation: Mapped[str | None] = mapped_column(Text)
+    #: the incident the flag belongs to (:attr:`dqm.core.incidents.Incident.cause`, e.g.
+    #: ``daq_source_absent:MS1``); on a roll-up row, the cause elsewhere its subsystem follows
+    #: from; NULL for GOOD flags and for flags stored before causes existed
+    cause: Mapped[str | None] = mapped_column(String(128))
 
 
 class Reference(Base):

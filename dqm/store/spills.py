@@ -172,7 +172,8 @@ def commit_group(
     contributions: Iterable[Contribution],
     dead_ids: Iterable[str] = (),
 ) -> CommitOutcome:
-    """Write one group (caller commits). Raises IntegrityError if a message id was stored already."""
+    """Write one group (caller commits). Raises IntegrityError if a message id was stored
+    already."""
     out = CommitOutcome()
     now = utcnow()
     rows: list[dict] = []
@@ -208,10 +209,12 @@ def commit_group(
                 {"message_id": m, "kind": "batch", "spill_id": sp.id, "batch_index": b}
                 for m, b in c.batches
             )
-        if (
-            c.marker and sp.expected_batches is not None
-        ):  # an earlier group stored this spill's marker
-            why = f"second end-of-spill marker for run {c.run} spill {c.spill} (first announced {sp.expected_batches} batches)"
+        # an earlier group stored this spill's marker
+        if c.marker and sp.expected_batches is not None:
+            why = (
+                f"second end-of-spill marker for run {c.run} spill {c.spill} "
+                f"(first announced {sp.expected_batches} batches)"
+            )
             out.rejected.append((c.marker[0], "eos", "duplicate-marker", why))
             rows.append(
                 {"message_id": c.marker[0], "kind": "dead", "spill_id": None, "batch_index": None}

@@ -1,4 +1,5 @@
-"""``dqm loadtest`` measures what it says: sessions that follow live spills, and the server's numbers."""
+"""``dqm loadtest`` measures what it says: sessions that follow live spills, and the server's
+numbers."""
 
 from __future__ import annotations
 

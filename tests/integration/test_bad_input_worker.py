@@ -60,7 +60,8 @@ def bad_messages(rng: np.random.Generator, count: int) -> list[dict[bytes, bytes
                 if rng.integers(2)
                 else {b"type": bytes(rng.integers(0, 256, 5, dtype=np.uint8))}
             )
-        else:  # an end-of-spill marker with a bad field: not a number, negative, or beyond the store
+        else:
+            # an end-of-spill marker with a bad field: not a number, negative, or beyond the store
             fields = {
                 b"type": b"eos",
                 b"run": str(RUN + 100).encode(),
@@ -112,14 +113,17 @@ def test_malformed_messages_between_good_spills(settings, redis_client, specs, t
             add(fields)
         if i == 1:  # a batch of the previous spill published again
             add({b"type": b"batch", b"payload": spills[0].batches()[1]}, ids[0][1])
+
     # and at the end a second marker for a good spill, and the first spill published again
-    marker_fields = lambda sp: {
-        b"type": b"eos",
-        b"run": str(RUN).encode(),
-        b"spill": str(sp.spill).encode(),  # noqa: E731
-        b"n_batches": str(sp.n_batches).encode(),
-        b"n_events": str(sp.n_events).encode(),
-    }
+    def marker_fields(sp):
+        return {
+            b"type": b"eos",
+            b"run": str(RUN).encode(),
+            b"spill": str(sp.spill).encode(),
+            b"n_batches": str(sp.n_batches).encode(),
+            b"n_events": str(sp.n_events).encode(),
+        }
+
     add(marker_fields(spills[3]), ids[3][-1])
     for k, payload in enumerate(spills[0].batches()):
         add({b"type": b"batch", b"payload": payload}, ids[0][k])

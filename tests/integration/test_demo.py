@@ -70,10 +70,10 @@ def test_demo_runs_on_embedded_defaults_and_ctrl_c_stops_everything(tmp_path):
             if not line:
                 break
             lines.append(line)
-            if sum("closed 2/" in l for l in lines) >= 4:
+            if sum("closed 2/" in text for text in lines) >= 4:
                 break
         output = "".join(lines)
-        assert sum("closed 2/" in l for l in lines) >= 4, output
+        assert sum("closed 2/" in text for text in lines) >= 4, output
         # and `dqm status` from another terminal finds the demo's private Redis by itself
         status = subprocess.run(
             [sys.executable, "-m", "dqm", "status"],

@@ -82,7 +82,7 @@ class Daq(threading.Thread):
 
 
 def record_figure(artifacts: Path, key: str, value) -> None:
-    """Keep a measured figure for the README (test-artifacts/reliability.json)."""
+    """Keep a measured figure for docs/reliability.md (test-artifacts/reliability.json)."""
     path = artifacts / "reliability.json"
     data = json.loads(path.read_text()) if path.exists() else {}
     data[key] = value
@@ -425,7 +425,8 @@ def test_no_spill_closed_incomplete_right_after_an_outage(settings, specs, redis
 
 
 def test_redis_restarted_empty_group_recreated(settings, specs, tmp_path):
-    """Without persistence Redis comes back empty: what was in it is gone, but the worker goes on."""
+    """Without persistence Redis comes back empty: what was in it is gone, but the worker goes
+    on."""
     # Given a worker on a private Redis that keeps nothing on disk, with a first spill stored
     server = EmbeddedRedis(workdir=str(tmp_path)).start()
     s = settings.with_(redis_url=server.url)

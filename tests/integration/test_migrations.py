@@ -59,7 +59,8 @@ def drift(url: str) -> list:
 
 
 def dqm_db(monkeypatch, capsys, url: str, *args: str) -> str:
-    """``dqm db ARGS`` as the CLI parses and runs it (without re-configuring this process' logging)."""
+    """``dqm db ARGS`` as the CLI parses and runs it (without re-configuring this process'
+    logging)."""
     monkeypatch.setenv("DQM_DATABASE_URL", url)
     parsed = build_parser().parse_args(["db", *args])
     code = parsed.func(parsed, load_settings())

@@ -128,17 +128,18 @@ def test_one_and_three_workers_store_identical_histograms(
     try:
         for n, s in groups.items():
             wait_until(
-                lambda: _consumers(redis_client, s) == n, 90, what=f"{n} consumers in the group"
+                lambda s=s, n=n: _consumers(redis_client, s) == n,
+                90,
+                what=f"{n} consumers in the group",
             )
-        for (
-            spill
-        ) in spills:  # paced a little, so that no worker is still starting when the run is over
+        # paced a little, so that no worker is still starting when the run is over
+        for spill in spills:
             for s in groups.values():
                 publish(redis_client, s, [spill])
             time.sleep(0.05)
         for s in groups.values():
             wait_until(
-                lambda: closed_count(s.database_url, RUN) == N_SPILLS,
+                lambda s=s: closed_count(s.database_url, RUN) == N_SPILLS,
                 120,
                 what="every spill closed",
             )

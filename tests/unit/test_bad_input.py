@@ -120,6 +120,21 @@ def test_end_of_spill_markers_are_accepted_only_within_limits(fields):
         assert 0 <= getattr(eos, name) <= hi
 
 
+@pytest.mark.parametrize(
+    "raw",
+    [b" 7", b"7 ", b"+7", b"-0", b"1_000", b"7.0", b"1e3", b"0x10", b"", "7".encode("utf-16")],
+)
+def test_marker_integers_are_ascii_decimal_digits_only(raw):
+    # Given a marker whose run is written in any other way than ASCII decimal digits
+    fields = {b"type": b"eos", b"run": raw, b"spill": b"2", b"n_batches": b"3", b"n_events": b"9"}
+    # Then it is refused, naming the field (docs/wire-format.md: the marker)
+    with pytest.raises(BatchError) as info:
+        parse_eos(fields)
+    assert info.value.reason == "bad-marker" and "'run'" in info.value.detail
+    # while the same marker written as redis-py writes an int is accepted
+    assert parse_eos({**fields, b"run": str(7).encode()}).run == 7
+
+
 # ------------------------------------------------------------------ the worker's handling
 
 

@@ -28,7 +28,7 @@ from dqm.config import SETTINGS, load_settings
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker" / "compose.yaml"
 DOCKERFILE = ROOT / "docker" / "Dockerfile"
-DOCKER_README = ROOT / "docker" / "README.md"
+DEPLOYMENT_DOCS = ROOT / "docs" / "deployment.md"
 DOCKERIGNORE = ROOT / ".dockerignore"
 
 SETTING_VARS = {s.env for s in SETTINGS.values()}
@@ -252,10 +252,10 @@ def test_every_compose_variable_is_a_setting_or_documented(raw):
     used = variables_used(COMPOSE.read_text())
     unknown_dqm = {v for v in used if v.startswith("DQM_")} - SETTING_VARS - COMPOSE_KNOBS
     assert not unknown_dqm, f"DQM_* variables that are not settings: {sorted(unknown_dqm)}"
-    readme = DOCKER_README.read_text()
-    undocumented = {v for v in used - SETTING_VARS if f"`{v}`" not in readme}
+    docs = DEPLOYMENT_DOCS.read_text()
+    undocumented = {v for v in used - SETTING_VARS if f"`{v}`" not in docs}
     assert not undocumented, (
-        f"compose variables missing from docker/README.md: {sorted(undocumented)}"
+        f"compose variables missing from docs/deployment.md: {sorted(undocumented)}"
     )
 
 

@@ -140,6 +140,40 @@ def test_unknown_version():
     assert str(SCHEMA_VERSION + 1) in str(err)
 
 
+@pytest.mark.parametrize(
+    ("field", "offset", "raw"),
+    [
+        ("flags", 6, struct.pack("<H", 1)),
+        ("flags", 6, struct.pack("<H", 0x8000)),
+        ("reserved", 24, struct.pack("<I", 1)),
+        ("reserved", 24, struct.pack("<I", 0xFFFF_FFFF)),
+        ("padding", 28, b"\0\0\0\x01"),
+        ("padding", 28, b"\xff\0\0\0"),
+    ],
+)
+def test_non_zero_flags_reserved_or_padding_is_a_bad_header(field, offset, raw):
+    # Given a valid batch whose header flags, reserved word or padding is not zero
+    payload = bytearray(payload_with())
+    payload[offset : offset + len(raw)] = raw
+    # When decoded, then "bad-header" naming the field: version 1 defines none of them
+    err = reason_of(bytes(payload))
+    assert err.reason == "bad-header"
+    assert f"header {field} = " in err.detail and "must be 0" in err.detail
+
+
+def test_encoder_flags_are_refused_by_the_decoder():
+    # Given a batch encoded with a flag set (only tests do this), then the decoder refuses it
+    payload = encode_batch(RUN, SPILL, BATCH, random_columns(), flags=2)
+    assert reason_of(payload).reason == "bad-header"
+
+
+def test_a_newer_version_with_flags_is_an_unknown_version_not_a_bad_header():
+    # the meaning of the flags belongs to the version: the version is judged first
+    payload = bytearray(header(version=SCHEMA_VERSION + 1) + payload_with()[HEADER_SIZE:])
+    payload[6:8] = struct.pack("<H", 1)
+    assert reason_of(bytes(payload)).reason == "unknown-version"
+
+
 @pytest.mark.parametrize("n", [0, 2**32 - 1, 10_000_001])
 def test_zero_or_huge_count(n):
     # Given a header announcing no events or an absurd number of them

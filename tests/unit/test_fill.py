@@ -1,5 +1,6 @@
 """The Filler against numpy written by hand: every kind of histogram, flows, selections,
-and exact additivity (two halves filled apart and added == the whole)."""
+the DAQ sources each histogram requires (the spill misses MS2 in 30 % of its events), and
+exact additivity (two halves filled apart and added == the whole)."""
 
 from __future__ import annotations
 
@@ -47,6 +48,12 @@ def filled(specs) -> dict[str, bh.Histogram]:
 
 def cols() -> dict[str, np.ndarray]:
     return spill().columns
+
+
+def has(*sources: str) -> np.ndarray:
+    """Events in which every one of ``sources`` was read out (by hand from the bits)."""
+    bits = sum(1 << DAQ_SOURCES.index(s) for s in sources)
+    return (cols()["daq_sources"] & bits) == bits
 
 
 def hcal_total() -> np.ndarray:
@@ -106,17 +113,19 @@ def assert_counts(h: bh.Histogram, expected: np.ndarray, name: str) -> None:
 
 
 def test_h1_equals_numpy_histogram_with_flows(specs):
-    # Given the spill's values computed by hand
+    # Given the spill's values computed by hand, in the events with the sources they need
     c = cols()
     by_hand = {
         "p_bms": c["p_bms"],
-        "p_ms2": c["p_ms2"],
-        "dp": c["p_bms"] - c["p_ms2"],
+        "p_ms2": c["p_ms2"][has("MS2")],
+        "dp": (c["p_bms"] - c["p_ms2"])[has("BMS", "MS2")],
         "beam_x_ms1_0": c["ms1_x"][:, 0],
         "beam_y_ms1_2": c["ms1_y"][:, 2],
         "ecal_total": ecal_total(),
         "hcal_total": hcal_total(),
-        "energy_balance": c["p_bms"] - c["p_ms2"] - (ecal_total() + hcal_total()),
+        "energy_balance": (c["p_bms"] - c["p_ms2"] - (ecal_total() + hcal_total()))[
+            has("BMS", "MS2", "ECAL", "HCAL")
+        ],
         "time_in_spill": c["time_in_spill_s"],
         "trigger_bits": c["trigger_bits"],
         "hadron_tag": ((hcal_total() > 30) & (ecal_total() > 5)).astype(np.float64),
@@ -136,7 +145,7 @@ def test_h2_equals_numpy_histogram2d_with_flows(specs):
     c = cols()
     by_hand = {
         "ecal_vs_hcal": (ecal_total(), hcal_total()),
-        "p_bms_vs_p_ms2": (c["p_bms"], c["p_ms2"]),
+        "p_bms_vs_p_ms2": (c["p_bms"][has("BMS", "MS2")], c["p_ms2"][has("BMS", "MS2")]),
         "beam_xy_ms1_0": (c["ms1_x"][:, 0], c["ms1_y"][:, 0]),
         "beam_xy_ms1_2": (c["ms1_x"][:, 2], c["ms1_y"][:, 2]),
     }
@@ -150,7 +159,7 @@ def test_h2_equals_numpy_histogram2d_with_flows(specs):
 
 def test_selections_apply(specs):
     c = cols()
-    low = c["p_ms2"] < 100
+    low = (c["p_ms2"] < 100) & has("MS2")
     hadron = (hcal_total() > 30) & (ecal_total() > 5)  # shower starting in the ECAL
     hists = filled(specs)
     # p_ms2_low_tail: only p_MS2 < 100 GeV
@@ -173,6 +182,8 @@ def test_selections_apply(specs):
     )
     # and the selections really cut something away
     assert 0 < hists["p_ms2_low_tail"].sum(flow=True) == low.sum() < len(low)
+    # (p_MS2 = 0 of the events without MS2 would have been the bulk of the low tail)
+    assert low.sum() < np.count_nonzero(c["p_ms2"] < 100) - np.count_nonzero(~has("MS2")) / 2
     assert 0 < hists["hcal_total_hadron"].sum(flow=True) == hadron.sum() < len(hadron)
 
 
@@ -269,13 +280,16 @@ def test_every_histogram_is_filled_and_labelled(specs):
 
 
 def test_every_h1_and_h2_equals_numpy_of_its_expression(specs):
-    # Generic: for every h1/h2 spec, numpy on the expression over the whole spill
+    # Generic: for every h1/h2 spec, numpy on the expression over the events of the spill
+    # with the spec's sources and passing its selection
     view = BatchView(cols())
     hists = filled(specs)
     for spec in specs:
         if spec.kind not in ("h1", "h2"):
             continue
-        mask = None if spec.selection is None else view.evaluate(spec.selection)
+        mask = has(*spec.requires)
+        if spec.selection is not None:
+            mask = mask & view.evaluate(spec.selection)
         x = view.evaluate(spec.x.expr)
         x = x if mask is None else x[mask]
         if spec.kind == "h1":

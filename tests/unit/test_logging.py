@@ -24,7 +24,7 @@ def test_spill_fields_in_a_fixed_order_after_the_message():
         "spill closed", consumer="vm-1", status="complete", n_events=4000, spill=12, run=7
     )
     assert re.fullmatch(
-        r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d INFO    dqm\.worker spill closed "
+        r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d INFO    dqm\.pipeline\.worker spill closed "
         r"run=7 spill=12 consumer=vm-1 status=complete n_events=4000",
         line,
     ), line

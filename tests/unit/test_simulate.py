@@ -373,3 +373,51 @@ def test_replay_file_damage_names_the_offset(tmp_path, small_run):
     (tmp_path / "magic.n64r").write_bytes(b"XXXX" + data[4:])
     with pytest.raises(BatchError, match="bad-magic"):
         list(read_spill_file(tmp_path / "magic.n64r"))
+
+
+@pytest.mark.parametrize(
+    "window,expected",
+    [
+        ("start_s=1.2,end_s=2.4", lambda t, n: (t >= 1.2) & (t < 2.4)),
+        ("start_s=3.6", lambda t, n: t >= 3.6),
+        ("end_s=0.5", lambda t, n: t < 0.5),
+        (
+            "from_fraction=0.25,to_fraction=0.5",
+            lambda t, n: (np.arange(n) >= n / 4) & (np.arange(n) < n / 2),
+        ),
+        ("to_fraction=0.1", lambda t, n: np.arange(n) < n / 10),
+        ("", lambda t, n: t >= 0.5 * CFG.spill_length_s),
+    ],
+)
+def test_missing_source_for_any_window_of_the_spill(window, expected):
+    # Given the MS1 absent for a window given in seconds or as a share of the events
+    text = "missing_source@5:source=MS1" + (f",{window}" if window else "")
+    s = with_anomaly(text)
+    t = s.columns["time_in_spill_s"]
+    lost = (s.columns["daq_sources"] & (1 << DAQ_SOURCES.index("MS1"))) == 0
+    # Then exactly the events of that window lost the source and its columns
+    assert np.all(np.diff(t) >= 0), "events come in time order"
+    np.testing.assert_array_equal(lost, expected(t, len(t)))
+    assert 0 < lost.sum() < len(t)
+    assert np.all(s.columns["ms1_x"][lost] == 0) and np.all(s.columns["ms1_y"][lost] == 0)
+    assert str(parse_anomaly(text)) == text  # the compact form round-trips, unset params left out
+
+
+@pytest.mark.parametrize(
+    "text,needed",
+    [
+        ("missing_source:source=MS1,fraction=0.3,start_s=1", "one window"),
+        ("missing_source:source=MS1,start_s=2,end_s=1", "0 <= start_s < end_s"),
+        ("missing_source:source=MS1,start_s=-1", "0 <= start_s < end_s"),
+        (
+            "missing_source:source=MS1,from_fraction=0.5,to_fraction=0.5",
+            "from_fraction < to_fraction",
+        ),
+        ("missing_source:source=MS1,to_fraction=2", "to_fraction in [0, 1]"),
+        ("missing_source:source=MS1,start_s=soon", "start_s of type float"),
+    ],
+)
+def test_missing_source_windows_are_checked(text, needed):
+    with pytest.raises(ConfigError) as info:
+        parse_anomaly(text)
+    assert needed in str(info.value)

@@ -187,3 +187,30 @@ def test_empty_summary_has_no_numbers():
 
 def test_documented_quantities_are_produced():
     assert set(SUMMARY_DOCS) <= set(summary())
+
+
+def test_calorimeter_quantities_use_the_events_that_have_the_calorimeter():
+    # Given HCAL missing from the second half of the spill (its columns read 0 there)
+    text = "missing_source@2:source=HCAL,fraction=0.5"
+    clean, broken = summary(), summary(text)
+    d = direct(spill(text))
+    with_hcal = d["bit"]["HCAL"]
+    both = with_hcal & d["bit"]["ECAL"]
+    # Then the HCAL mean is over the events with the HCAL, not diluted by the zeros
+    assert broken["hcal_mean"] == pytest.approx(d["hcal"][with_hcal].mean(), rel=1e-6)
+    assert broken["hcal_mean"] == pytest.approx(clean["hcal_mean"], rel=0.1)
+    # and the π/K fraction is over the events where the tag could be made (ECAL and HCAL)
+    assert broken["pik_n_events"] == np.count_nonzero(both) < broken["n_events"]
+    tagged = np.count_nonzero(d["hadron"] & both)
+    assert broken["pik_fraction"] == pytest.approx(tagged / np.count_nonzero(both), rel=1e-12)
+    assert broken["pik_fraction"] == pytest.approx(clean["pik_fraction"], rel=0.25)
+
+
+def test_counts_behind_the_means_and_the_daq_patterns():
+    text = "missing_source@2:source=MS2,from_fraction=0.2,to_fraction=0.5"
+    s, data = summary(text), spill(text)
+    d = direct(data)
+    assert s["p_bms_n"] == len(d["p_bms"]) and s["p_ms2_n"] == s["dp_n"] == len(d["p_ms2"])
+    words, counts = np.unique(data.columns["daq_sources"], return_counts=True)
+    assert s["daq_patterns"] == {str(w): int(c) for w, c in zip(words, counts, strict=True)}
+    assert len(s["daq_patterns"]) == 2 and sum(s["daq_patterns"].values()) == s["n_events"]

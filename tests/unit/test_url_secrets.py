@@ -1,7 +1,7 @@
 """Passwords in the service URLs: never echoed, and the recommended ones always parse.
 
 Given the URLs compose builds from POSTGRES_PASSWORD / REDIS_PASSWORD, when a password is
-generated the way docker/README.md says (hex), then both URLs load as settings; when a
+generated the way docs/deployment.md says (hex), then both URLs load as settings; when a
 password has URL-reserved characters and the URL does not parse, then the one-line error
 names the problem and the fix but never shows the password.
 """
@@ -27,8 +27,9 @@ def urls(password: str) -> dict[str, str]:
     }
 
 
-def test_hex_passwords_as_docker_readme_recommends_always_parse():
-    # Given the recommendation in docker/README.md
+def test_hex_passwords_as_the_deployment_docs_recommend_always_parse():
+    # Given the recommendation in docs/deployment.md (and docker/README.md)
+    assert "openssl rand -hex" in (ROOT / "docs" / "deployment.md").read_text()
     assert "openssl rand -hex" in (ROOT / "docker" / "README.md").read_text()
     for _ in range(20):
         password = secrets.token_hex(24)

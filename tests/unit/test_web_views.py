@@ -179,3 +179,71 @@ def test_server_log_problems_catch_our_warnings_and_errors_not_known_library_one
     assert server_log_problems(known + closed_tab) == []
     assert server_log_problems(known + ours) == [ours.strip()]
     assert server_log_problems(closed_tab + crash) == [crash.splitlines()[0]]
+
+
+def test_a_tile_that_follows_from_a_cause_elsewhere_sends_the_shifter_there():
+    # Given the beam tile BAD only because MS1 was absent (a consequence), and the DAQ tile
+    beam = Tile(
+        "beam",
+        "BAD",
+        "largest pull 37σ",
+        "",
+        "beam_x_ms1_2",
+        "max_pull",
+        None,
+        "MS1 absent in 50 % of events",
+        "daq",
+    )
+    daq = Tile("daq", "BAD", "MS1 present in 50 %", "call the DAQ expert", "daq_source_presence")
+    html = render_tiles(_snap(1, tiles=(beam, daq)), stale=False)
+    # Then the beam tile keeps its quality and its why, but says what it follows from
+    beam_html, daq_html = html.split('data-subsystem="daq"')
+    assert 'data-quality="BAD"' in beam_html and "largest pull 37σ" in beam_html
+    # (the number kept with its unit: no line break inside "50 %")
+    assert "follows from: MS1 absent in 50\u00a0% of events — see DAQ" in beam_html
+    assert 'data-follows-from="daq"' in beam_html and "consequence" in beam_html
+    assert "▶" not in beam_html  # no instruction: nobody else to call
+    # and the DAQ tile, the cause, keeps its instruction
+    assert "▶ call the DAQ expert" in daq_html and "follows from" not in daq_html
+
+
+def test_snapshot_tiles_read_the_cause_from_the_stored_flags():
+    from apps.snapshot import _tiles
+    from dqm.store.models import Flag
+
+    follows = {"cause": "daq_source_absent:MS1", "subsystem": "daq", "explanation": "MS1 gone"}
+
+    def flag(subsystem, check, quality, explanation="", details=None, instruction=""):
+        return Flag(
+            subsystem=subsystem,
+            histogram=None if check == "rollup" else f"h_{check}",
+            check=check,
+            quality=quality,
+            explanation=explanation,
+            details=details,
+            instruction=instruction,
+        )
+
+    flags = [
+        flag("daq", "daq_completeness", 3, "MS1 present in 50 %", instruction="call DAQ"),
+        flag("beam", "max_pull", 3, "pull 37σ", {"follows_from": follows}, "call M2"),
+        flag("beam", "intensity", 0, "fine"),
+        flag("beam", "rollup", 3, "pull 37σ", {"follows_from": follows}, "follows from …"),
+        flag("calorimeter", "chi2", 0, "fine"),
+        flag(
+            "calorimeter",
+            "dead_channels",
+            1,
+            "not judged",
+            {"n_judged": 0, "follows_from": follows},
+        ),
+        flag("calorimeter", "hot_channels", 1, "no reference"),
+    ]
+    tiles = {t.subsystem: t for t in _tiles(flags)}
+    assert tiles["beam"].quality == "BAD" and tiles["beam"].follows_from == "MS1 gone"
+    assert tiles["beam"].follows_subsystem == "daq" and tiles["beam"].instruction == ""
+    assert tiles["daq"].instruction == "call DAQ" and tiles["daq"].follows_from == ""
+    assert tiles["calorimeter"].quality == "GOOD"
+    assert tiles["calorimeter"].explanation == (
+        "all checks passed (1 not judged: MS1 gone; 1 waiting for data or a reference)"
+    )

@@ -1,0 +1,448 @@
+"""The engine of the validation study: simulate, fill, summarise and judge spills as the
+worker does, and keep what every row starts from (references, clean runs).
+
+Layer: pure core (simulator → fill → summary → :func:`dqm.core.evaluate.evaluate_spill`), no
+Redis and no database. It judges spills exactly as the worker does: same specs, same history
+window (:func:`dqm.core.evaluate.history_series`), a reference made of a clean run's spills
+summed (as ``dqm reference set`` makes one).
+
+* One **clean run** per beam (its spills wander within tolerances, see
+  :class:`~dqm.sim.scenarios.Wander`) is both the false-alarm sample and the history every
+  change starts from: a change injected at spill S sees the clean run's spills before S.
+* A change reuses the clean spill's random numbers (same seed, run, spill), so what differs
+  from the clean spill is the change alone.
+* Two seams wait for features being built elsewhere: :func:`_run_conditions` (the run
+  conditions a judge is given) and :func:`incidents_of` (cause grouping); until they are
+  there, rows needing them are *not yet run* and incident counts are *provisional*.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import time
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import boost_histogram as bh
+
+from dqm.checks import Quality
+from dqm.core.evaluate import (
+    HISTORY_SPILLS,
+    Judgement,
+    Verdict,
+    accumulated,
+    evaluate_spill,
+    history_series,
+    record_quality,
+)
+from dqm.core.fill import Filler
+from dqm.core.histio import add_into
+from dqm.core.specs import SpecSet
+from dqm.core.summary import accumulate, finalize
+from dqm.core.variables import BatchView
+from dqm.sim.anomalies import ANOMALY_KINDS, Anomaly
+from dqm.sim.scenarios import NOMINAL_BEAM, NOMINAL_WANDER, Beam, Ramp, Scenario, Wander
+from dqm.sim.simulate import SimConfig, simulate_spill
+
+__all__ = [
+    "StudyConfig",
+    "QUICK",
+    "SpillJudge",
+    "Study",
+    "CleanRun",
+    "Incident",
+    "SpillOutcome",
+    "FEATURES",
+    "incidents_of",
+    "has_incidents",
+    "missing_features",
+    "alarm_episodes",
+    "name_of",
+]
+
+
+@dataclass(frozen=True)
+class StudyConfig:
+    """Sizes of the study (the rows carry their own lengths; ``max_spills`` caps them)."""
+
+    events_per_spill: int = 20_000
+    clean_spills: int = 1_000
+    reference_spills: int = 20
+    seeds: int = 100
+    history_spills: int = HISTORY_SPILLS
+    follow_spills: int = 10  # spills watched after a first BAD (does the flag stay up?)
+    max_spills: int | None = None
+    seed: int = 42
+    run: int = 500
+    wander: Wander = NOMINAL_WANDER
+
+    def sim(self, run: int, beam: Beam = NOMINAL_BEAM, seed: int | None = None) -> SimConfig:
+        """The simulator settings of run ``run`` under ``beam`` (before per-spill wander)."""
+        base = SimConfig(
+            run=run,
+            events_per_spill=self.events_per_spill,
+            batch_size=self.events_per_spill,
+            seed=self.seed if seed is None else seed,
+        )
+        return dataclasses.replace(base, **beam.sim_overrides())
+
+    def length(self, wanted: int) -> int:
+        return wanted if self.max_spills is None else max(1, min(wanted, self.max_spills))
+
+
+#: ``dqm validate --quick``: the unit test's sizes (nominal statistics, few spills and seeds).
+QUICK = StudyConfig(
+    clean_spills=50, reference_spills=10, seeds=5, history_spills=25, follow_spills=4, max_spills=20
+)
+
+
+class SpillJudge:
+    """Simulate, fill, summarise and judge spills as the worker would."""
+
+    def __init__(self, specs: SpecSet, config: StudyConfig) -> None:
+        self.specs, self.config = specs, config
+        self.filler = Filler(specs)
+        self.reference: dict[str, bh.Histogram] = {}
+        #: the default reference's spill summaries: change detection anchors on them (as live)
+        self.reference_summaries: list[Mapping] = []
+        #: histograms whose checks add up spills, and how many earlier spills they need
+        self.accumulate, self.n_recent = accumulated(specs)
+
+    def spill(
+        self,
+        run: int,
+        spill: int,
+        anomalies: Sequence[Anomaly] = (),
+        *,
+        sim: SimConfig | None = None,
+    ) -> tuple[dict[str, bh.Histogram], dict]:
+        """Histograms and summary of one simulated spill (``sim`` overrides the settings)."""
+        data = simulate_spill(sim or self.config.sim(run), spill, anomalies)
+        if data is None:
+            raise ValueError("the study injects no 'stale' anomaly")
+        view = BatchView(data.columns)
+        hists, moments = self.filler.book(), {}
+        self.filler.fill(hists, view)
+        accumulate(moments, view)
+        return hists, finalize(moments)
+
+    def judge(
+        self,
+        hists: Mapping[str, bh.Histogram],
+        summary: Mapping,
+        past: Sequence[Mapping],
+        reference: Mapping[str, bh.Histogram] | None = None,
+        conditions: Any = None,
+        reference_summaries: Sequence[Mapping] | None = None,
+    ) -> Verdict:
+        """Judge a spill after ``past`` (the run's earlier spills' summaries, oldest first).
+
+        As the store does, the verdict's roll-up is written into ``summary`` (a dict) — so
+        later spills' change detection knows which spills were certified — together with the
+        cell maps later spills add up (under :data:`RECENT_KEY`; never stored, and not a
+        number, so :func:`history_series` leaves it out).
+        """
+        extra = {} if conditions is None else {"conditions": conditions}
+        past = list(past)
+        ref_summaries = (
+            self.reference_summaries if reference_summaries is None else reference_summaries
+        )
+        recent = [p.get(RECENT_KEY) or {} for p in past[len(past) - self.n_recent :]]
+        verdict = evaluate_spill(
+            self.specs,
+            hists,
+            summary,
+            history=history_series(past[-HISTORY_SPILLS:]),
+            reference=self.reference if reference is None else reference,
+            reference_history=history_series(ref_summaries, spills=range(len(ref_summaries)))
+            if ref_summaries
+            else None,
+            recent=recent if self.n_recent else (),
+            **extra,
+        )
+        if isinstance(summary, dict):
+            summary.update(record_quality(summary, verdict))
+            summary[RECENT_KEY] = {n: hists[n] for n in self.accumulate if n in hists}
+        return verdict
+
+
+_Judge = SpillJudge  # the name the earlier study (and tests written against it) used
+
+#: Summary key under which the study keeps a spill's cell maps for later spills' judges.
+RECENT_KEY = "_recent_maps"
+
+
+# --------------------------------------------------------------------------- features
+
+
+def _run_conditions(cfg: SimConfig) -> Any:
+    """The run conditions the judge gets for a run simulated with ``cfg`` (None: unsupported).
+
+    The one seam for run conditions: until the judge takes conditions
+    (``evaluate_spill(conditions=…)``), rows whose beam or reference differs from the
+    nominal one are *not yet run*.
+    """
+    return None
+
+
+def has_incidents() -> bool:
+    try:
+        return callable(getattr(importlib.import_module("dqm.core.causes"), "incidents", None))
+    except ImportError:
+        return False
+
+
+#: Features a row may need, with what the report says while one is missing.
+FEATURES: dict[str, tuple[Callable[[], bool], str]] = {
+    "conditions": (lambda: _run_conditions(SimConfig()) is not None, "needs run conditions"),
+    "incidents": (has_incidents, "needs cause grouping (incidents)"),
+}
+
+
+def missing_features(row: Scenario) -> list[str]:
+    """Why ``row`` cannot run yet (empty: it can)."""
+    out = []
+    kind = row.anomaly_kind
+    if kind and kind not in ANOMALY_KINDS:
+        out.append(f"needs simulator anomaly '{kind}'")
+    settings = {f.name for f in dataclasses.fields(SimConfig)}
+    if row.ramp is not None and row.ramp.setting not in settings:
+        out.append(f"needs simulator setting '{row.ramp.setting}'")
+    needs = set(row.needs)
+    if row.beam != NOMINAL_BEAM or row.reference_beam != row.beam:
+        needs.add("conditions")
+    for need in sorted(needs):
+        available, text = FEATURES.get(need, (lambda: False, f"needs {need}"))
+        if not available():
+            out.append(text)
+    return out
+
+
+# --------------------------------------------------------------------------- incidents
+
+
+@dataclass(frozen=True)
+class Incident:
+    """What one alarm sends a person to look at: its cause, subsystem and sentence."""
+
+    cause: str
+    subsystem: str
+    explanation: str
+
+
+def incidents_of(verdict: Verdict) -> tuple[list[Incident], bool]:
+    """The spill's BAD incidents and whether the count is provisional.
+
+    With the cause grouping (``dqm.core.causes.incidents``) each incident is one cause;
+    without it, one per subsystem whose roll-up is BAD (provisional: one cause that moves
+    two subsystems then counts twice).
+    """
+    if has_incidents():
+        grouped = importlib.import_module("dqm.core.causes").incidents(verdict)
+        return [
+            Incident(str(i.cause), str(i.subsystem), str(i.explanation))
+            for i in grouped
+            if int(i.quality) == int(Quality.BAD)
+        ], False
+    out = []
+    for subsystem, quality in verdict.subsystems.items():
+        if quality == Quality.BAD:
+            worst = next(j for j in verdict.judgements if _is_bad(j, subsystem))
+            out.append(Incident(name_of(worst), subsystem, worst.result.explanation))
+    return out, True
+
+
+def _is_bad(j: Judgement, subsystem: str | None = None) -> bool:
+    return j.result.quality == Quality.BAD and (subsystem is None or j.subsystem == subsystem)
+
+
+def name_of(j: Judgement) -> str:
+    return f"{j.histogram}/{j.check}" if j.histogram else j.check
+
+
+def alarm_episodes(outcomes: Sequence[SpillOutcome]) -> Counter:
+    """Per check, BAD spills whose previous spill was not BAD on that check (alarm starts)."""
+    episodes: Counter = Counter()
+    before: set[str] = set()
+    for o in outcomes:
+        now = {name_of(j) for j in o.bad}
+        episodes.update(now - before)
+        before = now
+    return episodes
+
+
+# --------------------------------------------------------------------------- one spill
+
+
+@dataclass
+class SpillOutcome:
+    """What the shifter would have seen for one spill: its judgements and incidents."""
+
+    spill: int
+    qualities: dict[str, Quality]
+    judgements: list[Judgement] = field(repr=False)
+    incidents: list[Incident]
+    provisional: bool
+    summary: dict = field(repr=False, default_factory=dict)
+
+    @property
+    def bad(self) -> list[Judgement]:
+        return [j for j in self.judgements if j.result.quality == Quality.BAD]
+
+    @property
+    def warning(self) -> list[Judgement]:
+        return [j for j in self.judgements if j.result.quality == Quality.WARNING]
+
+    def named(self, subsystem: str, words: Sequence[str]) -> Judgement | None:
+        """The BAD judgement of ``subsystem`` whose flag names one of ``words``.
+
+        A flag names what its line in ``dqm flags`` says: the histogram and the explanation
+        (compared case-insensitively: "p_MS2" names p_ms2).
+        """
+        wanted = [w.lower() for w in words]
+        bad = [j for j in self.bad if j.subsystem == subsystem]
+        return next((j for j in bad if any(w in _flag_text(j) for w in wanted)), None)
+
+    def first_bad(self, subsystem: str) -> Judgement | None:
+        return next((j for j in self.bad if j.subsystem == subsystem), None)
+
+    def says(self, words: Sequence[str]) -> bool:
+        """Does any judgement's flag (of any quality) name one of ``words``?"""
+        wanted = [w.lower() for w in words]
+        return any(w in _flag_text(j) for j in self.judgements for w in wanted)
+
+
+def _flag_text(j: Judgement) -> str:
+    return f"{j.histogram or ''} {j.result.explanation}".lower()
+
+
+@dataclass
+class CleanRun:
+    """A clean run of one beam judged against one reference: history and control sample."""
+
+    beam: Beam
+    reference: Beam
+    summaries: list[dict] = field(default_factory=list)
+    outcomes: list[SpillOutcome] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+class Study:
+    """Runs rows: caches references and clean runs, simulates and judges single spills."""
+
+    def __init__(
+        self, specs: SpecSet, config: StudyConfig, say: Callable[[str], None] | None = None
+    ) -> None:
+        self.specs, self.config = specs, config
+        self.say = say or (lambda _line: None)
+        self.judge = SpillJudge(specs, config)
+        self._references: dict[Beam, dict[str, bh.Histogram]] = {}
+        self._reference_summaries: dict[Beam, list[dict]] = {}
+        self._clean: dict[tuple[Beam, Beam], CleanRun] = {}
+        #: judgements in the CHECK_ERROR state (a check that failed), by flag name
+        self.check_errors: Counter = Counter()
+        self.spills_judged = 0
+
+    def run_number(self, beam: Beam, reference: bool = False) -> int:
+        """Run numbers fixed by the beam: clean run r, its reference run r + 1.
+
+        The nominal beam's clean run is ``config.run``; another beam's is offset by ten times
+        its momentum, so a row's spills do not depend on which other rows ran.
+        """
+        offset = (
+            0 if beam == NOMINAL_BEAM else 10 * round(beam.p_gev) + 5 * (beam.particle != "mu-")
+        )
+        return self.config.run + offset + (1 if reference else 0)
+
+    def settings(
+        self,
+        beam: Beam,
+        spill: int,
+        *,
+        seed: int | None = None,
+        reference: bool = False,
+        ramp: Ramp | None = None,
+        ramp_spills: int = 0,
+        extra: Sequence[tuple[str, Any]] = (),
+    ) -> SimConfig:
+        """Spill ``spill``'s simulator settings: the beam, its wander, a ramp if any."""
+        cfg = self.config.sim(self.run_number(beam, reference), beam, seed)
+        if extra:
+            cfg = cfg.with_overrides(dict(extra))
+        cfg = self.config.wander.apply(cfg, spill)
+        if ramp is not None:
+            value = getattr(cfg, ramp.setting) + ramp.per_spill * ramp_spills
+            cfg = dataclasses.replace(cfg, **{ramp.setting: value})
+        return cfg
+
+    def reference(self, beam: Beam) -> dict[str, bh.Histogram]:
+        """The certified reference of ``beam``: its reference run's clean spills summed."""
+        if beam not in self._references:
+            n = self.config.reference_spills
+            self.say(f"reference {beam.label}: {n} clean spills")
+            ref: dict[str, bh.Histogram] = {}
+            summaries: list[dict] = []
+            for s in range(n):
+                cfg = self.settings(beam, s, reference=True)
+                hists, summary = self.judge.spill(cfg.run, s, sim=cfg)
+                add_into(ref, hists)
+                summaries.append(summary)
+            self._references[beam] = ref
+            self._reference_summaries[beam] = summaries
+        return self._references[beam]
+
+    def observe(
+        self,
+        cfg: SimConfig,
+        spill: int,
+        past: Sequence[Mapping],
+        reference: Beam,
+        anomalies: Sequence[Anomaly] = (),
+    ) -> SpillOutcome:
+        """Simulate spill ``spill`` with ``cfg`` and judge it after ``past`` (oldest first)."""
+        hists, summary = self.judge.spill(cfg.run, spill, anomalies, sim=cfg)
+        verdict = self.judge.judge(
+            hists,
+            summary,
+            past,
+            self.reference(reference),
+            _run_conditions(cfg),
+            self._reference_summaries[reference],
+        )
+        incidents, provisional = incidents_of(verdict)
+        self.spills_judged += 1
+        self.check_errors.update(
+            name_of(j) for j in verdict.judgements if j.result.quality.name == "CHECK_ERROR"
+        )
+        return SpillOutcome(
+            spill, verdict.subsystems, verdict.judgements, incidents, provisional, summary
+        )
+
+    def clean_run(self, beam: Beam, reference: Beam, spills: int) -> CleanRun:
+        """The clean run of ``beam`` judged against ``reference``, at least ``spills`` long."""
+        run = self._clean.setdefault((beam, reference), CleanRun(beam, reference))
+        if len(run.outcomes) < spills:
+            self.say(f"clean run {beam.label} (reference {reference.label}): {spills} spills")
+            t0 = time.perf_counter()
+            for s in range(len(run.outcomes), spills):
+                if s and s % 200 == 0:
+                    self.say(f"  spill {s} of {spills} ({time.perf_counter() - t0:.0f} s)")
+                outcome = self.observe(self.settings(beam, s), s, run.summaries, reference)
+                run.summaries.append(outcome.summary)
+                run.outcomes.append(outcome)
+            run.seconds += time.perf_counter() - t0
+        return run
+
+    def history_for(self, row: Scenario, start: int) -> list[dict]:
+        """The clean spills before ``start`` (the row's beam and reference)."""
+        run = self.clean_run(row.beam, row.reference_beam, start)
+        return list(run.summaries[max(0, start - self.config.history_spills) : start])
+
+    def start_spill(self, index: int, count: int, horizon: int = 0) -> int:
+        """Where change number ``index`` of ``count`` starts in the clean run (spread out)."""
+        lo = self.config.history_spills
+        room = max(1, self.config.clean_spills - lo - horizon)
+        return lo + (index * max(1, room // max(1, count))) % room
