@@ -217,7 +217,8 @@ def choose_baseline(
             f"collecting the baseline: {len(values)} of {n_baseline} certified spills{flagged}"
             f"{hint}"
         )
-    values, errors, spills, index = (a[:n_baseline] for a in (values, errors, spills, index))
+    values, errors = values[:n_baseline], errors[:n_baseline]
+    spills, index = spills[:n_baseline], index[:n_baseline]
     first, last = spills[0], spills[-1]
     source = f"this run's first {n_baseline} certified spills" + (
         f" ({first:.0f}–{last:.0f})" if np.isfinite(last) else ""

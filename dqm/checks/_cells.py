@@ -15,6 +15,7 @@ windows overlap). A hot or dead cell that one spill shows is still flagged on th
 from __future__ import annotations
 
 import math
+from collections import OrderedDict
 from dataclasses import dataclass, replace
 
 import boost_histogram as bh
@@ -29,6 +30,7 @@ from dqm.checks.stats import look_elsewhere, p_to_sigma, poisson_tail_sigma
 
 __all__ = [
     "CellAssessment",
+    "Windows",
     "assess_cells",
     "assess_windows",
     "strongest",
@@ -89,7 +91,9 @@ def two_poisson_z(observed: FloatArray, reference: FloatArray, scale: float) -> 
     return np.where(total > 0, z, 0.0)
 
 
-def _significance(observed: FloatArray, expected: FloatArray, reference: FloatArray | None):
+def _significance(
+    observed: FloatArray, expected: FloatArray, reference: FloatArray | None
+) -> FloatArray:
     """Signed local Z: exact two-Poisson test against a reference, else Poisson tails.
 
     Without a reference the expectation is taken as exact, floored at one count so
@@ -308,15 +312,62 @@ def _available(context: CheckContext) -> int:
     return count
 
 
+@dataclass(frozen=True)
+class Windows:
+    """A map assessed over every window at once: arrays with the window as first axis.
+
+    ``first`` is this spill alone (or the no-reference fallback, which has one window);
+    ``observed``, ``expected`` and ``significance`` have shape ``(W, *cells)``, window k
+    (0-based) adding up this spill and the last k earlier spills.
+    """
+
+    first: CellAssessment
+    observed: FloatArray
+    expected: FloatArray
+    significance: FloatArray
+
+    @property
+    def count(self) -> int:
+        return int(self.observed.shape[0])
+
+    @property
+    def masked(self) -> BoolArray:
+        return self.first.masked
+
+
+#: Channel counts of earlier spills' maps, by histogram object. The judge of the next spill
+#: gets the same (cached, never refilled) histograms of the earlier spills again, so each map
+#: is projected once, not once per check per spill. A memo, not state: an entry is used only
+#: for the very object it was made from (kept referenced, so its id cannot be reused) with
+#: an unchanged total; bounded.
+_COUNTS: OrderedDict[int, tuple[bh.Histogram, float, FloatArray]] = OrderedDict()
+_COUNTS_SIZE = 2048
+
+
+def _counts(h: bh.Histogram) -> FloatArray:
+    total = float(h.sum(flow=True))
+    hit = _COUNTS.get(id(h))
+    if hit is not None and hit[0] is h and hit[1] == total:
+        return hit[2]
+    counts = channel_map(h)[0]
+    _COUNTS[id(h)] = (h, total, counts)
+    try:
+        while len(_COUNTS) > _COUNTS_SIZE:
+            _COUNTS.popitem(last=False)
+    except KeyError:  # another thread trimmed it first
+        pass
+    return counts
+
+
 def assess_windows(
     context: CheckContext, *, spills: int, use_reference: bool, method: Method, min_sigma: float
-) -> list[CellAssessment]:
-    """One assessment per window: this spill, then this spill plus the last k − 1.
+) -> Windows:
+    """Every window at once: this spill, then this spill plus the last k − 1.
 
     Windows need a reference (the map's own smooth fit is refitted per spill, and a
     dead cell would be fitted away over many): without one only this spill is judged.
     The cells left out of this spill's ratio (:func:`robust_scale`) are left out of
-    every window's; all windows are then tested at once.
+    every window's; all windows are then tested in one array operation.
     """
     assert context.histogram is not None
     first = assess_cells(
@@ -329,8 +380,8 @@ def assess_windows(
     )
     lengths = windows(spills, _available(context))
     if first.reference is None or len(lengths) == 1:
-        return [first]
-    earlier = [channel_map(h)[0] for h in context.recent[::-1][: len(lengths) - 1] if h]
+        return Windows(first, first.observed[None], first.expected[None], first.significance[None])
+    earlier = [_counts(h) for h in context.recent[::-1][: len(lengths) - 1] if h is not None]
     observed = np.cumsum(np.stack([first.observed, *earlier]), axis=0)  # window k at k − 1
     reference = first.reference
     usable = ~first.masked & (reference > 0)
@@ -340,54 +391,42 @@ def assess_windows(
     shape = (len(lengths),) + (1,) * reference.ndim
     expected = reference[None] * scale.reshape(shape)
     z = two_poisson_z(observed, reference[None], scale.reshape(shape))
-    return [first] + [
-        replace(
-            first,
-            observed=observed[k],
-            expected=expected[k],
-            significance=z[k],
-            global_significance=np.zeros_like(z[k]),  # set by strongest() over all windows
-            spills=np.full(first.observed.shape, k + 1),
-        )
-        for k in range(1, len(lengths))
-    ]
+    z[0] = first.significance  # this spill alone: as assessed (same test, same ratio)
+    return Windows(first, observed, expected, z)
 
 
 def strongest(
-    assessments: list[CellAssessment], candidate: list[BoolArray], sign: int
+    assessed: Windows, candidate: BoolArray, sign: int
 ) -> tuple[CellAssessment, BoolArray]:
     """Per cell, the window with the strongest evidence in direction ``sign`` among those
     where it is a candidate; the global significance then counts cells × windows.
 
+    Args:
+        assessed: the map over its windows.
+        candidate: shape ``(W, *cells)``: where each window's cell is a candidate.
+        sign: −1 for a deficit (dead), +1 for an excess (hot).
+
     Returns:
         The combined assessment and the cells that are a candidate in their chosen window.
     """
-    first = assessments[0]
-    if len(assessments) == 1:
+    first = assessed.first
+    if assessed.count == 1:
         return first, candidate[0]
-    scores = np.stack(
-        [
-            np.where(c, sign * a.significance, -np.inf)
-            for a, c in zip(assessments, candidate, strict=True)
-        ]
-    )
-    best = np.argmax(scores, axis=0)
+    scores = np.where(candidate, sign * assessed.significance, -np.inf)
+    best = np.argmax(scores, axis=0)[None]
     pick = np.take_along_axis
-    stack = {
-        name: np.stack([getattr(a, name) for a in assessments])
-        for name in ("observed", "expected", "significance", "spills")
-    }
-    chosen = {name: pick(arr, best[None], axis=0)[0] for name, arr in stack.items()}
-    is_candidate = pick(np.stack(candidate), best[None], axis=0)[0]
-    judged = ~first.masked & np.isfinite(chosen["expected"])
-    trials = first.n_judged * len(assessments)
+    observed = pick(assessed.observed, best, axis=0)[0]
+    expected = pick(assessed.expected, best, axis=0)[0]
+    significance = pick(assessed.significance, best, axis=0)[0]
+    judged = ~first.masked & np.isfinite(expected)
+    trials = first.n_judged * assessed.count
     combined = replace(
         first,
-        observed=chosen["observed"],
-        expected=chosen["expected"],
-        significance=chosen["significance"],
-        global_significance=global_z(chosen["significance"], judged, trials),
-        spills=chosen["spills"],
+        observed=observed,
+        expected=expected,
+        significance=significance,
+        global_significance=global_z(significance, judged, trials),
+        spills=best[0] + 1,
         n_trials=trials,
     )
-    return combined, is_candidate
+    return combined, pick(candidate, best, axis=0)[0]

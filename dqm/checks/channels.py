@@ -30,6 +30,7 @@ from numpy.typing import NDArray
 from dqm.checks._cellmaps import Method
 from dqm.checks._cells import (
     CellAssessment,
+    Windows,
     assess_windows,
     channel_label,
     dead_reach,
@@ -150,7 +151,8 @@ def _report(
             list(c) for c, mk in zip(assessment.ids, assessment.masked.ravel(), strict=False) if mk
         ],
     }
-    threshold = {"warning": float(warning), "bad": float(bad), **extra}
+    threshold = {"warning": float(warning), "bad": float(bad)}
+    threshold.update({k: v for k, v in extra.items() if v is not None})
     return CheckResult(quality, float(n_flagged), threshold, explanation, details)
 
 
@@ -208,23 +210,23 @@ def check_dead_channels(
     assert context.histogram is not None
     if float(context.histogram.values().sum()) <= 0:
         return no_data("no hit in any cell of the map: nothing to compare the cells with")
-    windows = assess_windows(
+    assessed = assess_windows(
         context, spills=spills, use_reference=use_reference, method=method, min_sigma=min_sigma
     )
-
-    def candidate(a: CellAssessment) -> NDArray[np.bool_]:
-        expected = np.nan_to_num(a.expected, nan=0.0)
-        return ~a.masked & (expected >= min_expected) & (a.observed < dead_fraction * expected)
-
-    cells, is_candidate = strongest(windows, [candidate(a) for a in windows], -1)
+    expected = np.nan_to_num(assessed.expected, nan=0.0)
+    candidate = (
+        ~assessed.masked[None]
+        & (expected >= min_expected)
+        & (assessed.observed < dead_fraction * expected)
+    )
+    cells, is_candidate = strongest(assessed, candidate, -1)
     if cells.note:
         return no_data(cells.note)
     flagged, suspect = _tiers(cells, is_candidate, min_sigma, warning_sigma, -1)
     reach = dead_reach(cells.n_trials, warning_sigma or min_sigma)
-    longest = windows[-1]
-    per_window = np.nan_to_num(longest.expected, nan=0.0)
-    blind = int((~longest.masked & np.isfinite(longest.expected) & (per_window < reach)).sum())
-    over = f" even over {int(longest.spills.flat[0])} spills" if len(windows) > 1 else ""
+    longest = np.nan_to_num(assessed.expected[-1], nan=0.0)
+    blind = int((~assessed.masked & np.isfinite(assessed.expected[-1]) & (longest < reach)).sum())
+    over = f" even over {assessed.count} spills" if assessed.count > 1 else ""
     sensitivity = (
         f"; {blind} cell(s) expect fewer than {reach:.0f} hits{over}: too few to call them dead"
         if blind
@@ -243,15 +245,16 @@ def check_dead_channels(
     )
 
 
-def _excess(cells: CellAssessment, factor: float, min_share: float = 0.0) -> NDArray[np.bool_]:
-    """Candidates for an excess: ``factor`` above expectation (and, without a reference,
-    a minimum share of the map: the smooth fit knows nothing of shower tails)."""
-    expected = cells.expected
+def _excess(assessed: Windows, factor: float, min_share: float = 0.0) -> NDArray[np.bool_]:
+    """Candidates for an excess in every window: ``factor`` above expectation (and, without
+    a reference, a minimum share of the map: the smooth fit knows nothing of shower tails)."""
+    expected = assessed.expected
     valid = np.isfinite(expected)
-    above = cells.observed > factor * np.where(valid, expected, np.inf)
-    share = 0.0 if cells.method == "reference" else min_share
-    big_enough = cells.observed >= share * float(cells.observed.sum())
-    return ~cells.masked & valid & above & big_enough
+    above = assessed.observed > factor * np.where(valid, expected, np.inf)
+    share = 0.0 if assessed.first.method == "reference" else min_share
+    cells_axes = tuple(range(1, assessed.observed.ndim))
+    totals = assessed.observed.sum(axis=cells_axes, keepdims=True)
+    return ~assessed.masked[None] & valid & above & (assessed.observed >= share * totals)
 
 
 def _excess_cells(
@@ -264,10 +267,10 @@ def _excess_cells(
     method: Method,
     min_sigma: float,
 ) -> tuple[CellAssessment, NDArray[np.bool_]]:
-    windows = assess_windows(
+    assessed = assess_windows(
         context, spills=spills, use_reference=use_reference, method=method, min_sigma=min_sigma
     )
-    return strongest(windows, [_excess(a, factor, min_share) for a in windows], +1)
+    return strongest(assessed, _excess(assessed, factor, min_share), +1)
 
 
 def _excess_result(

@@ -185,10 +185,12 @@ def _maps(
     missing = [name for name, h in zip((hits, "energy", energy2), found, strict=True) if h is None]
     if missing:
         return f"no {'reference ' if reference else ''}histogram {', '.join(missing)}"
-    assert all(h is not None for h in found)
-    if not reference and any(h.values().shape != energy.values().shape for h in found):
+    n_map, energy_map, squares = found
+    assert n_map is not None and energy_map is not None and squares is not None
+    shape = energy_map.values().shape
+    if any(h.values().shape != shape for h in (n_map, squares)):
         return f"the maps {hits}, {energy2} and this one differ in shape"
-    return found  # type: ignore[return-value]
+    return n_map, energy_map, squares
 
 
 @register_check(
@@ -279,7 +281,9 @@ def check_cell_gain(
     z_global = np.where(usable, p_to_sigma(look_elsewhere(p_local, m)), 0.0)
     significant = usable & (z_global >= min_sigma)
     size = np.abs(np.nan_to_num(relative))
-    flagged = [i for i in np.flatnonzero(significant.ravel()) if size.ravel()[i] >= rel_warning]
+    flagged = [
+        int(i) for i in np.flatnonzero(significant.ravel()) if size.ravel()[i] >= rel_warning
+    ]
     flagged.sort(key=lambda i: -size.ravel()[i])
     quality = (
         worst(Quality.BAD if size.ravel()[i] >= rel_bad else Quality.WARNING for i in flagged)

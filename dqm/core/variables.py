@@ -147,6 +147,7 @@ class BatchView:
         if cached is None:
             cached = self._cache[key] = compute()
         return cached
+
     @property
     def complete(self) -> bool:
         """Every event has every DAQ source (one reduction per batch, then cached)."""

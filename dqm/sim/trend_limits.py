@@ -207,9 +207,7 @@ def study(
     return out
 
 
-def format_study(
-    result: dict[str, dict[str, dict[str, float]]], runs: int, trail: int = 20
-) -> str:
+def format_study(result: dict[str, dict[str, dict[str, float]]], runs: int, trail: int = 20) -> str:
     """The study as a Markdown table per chart."""
     lines = []
     for chart, rows in result.items():
