@@ -95,4 +95,4 @@ def test_run_start_anchor_without_reference(specs) -> None:
     verdicts = judged_run(bare, "ms2_scale@30-:factor=1.01", 45, CONFIG.run + 30)
     result = next(j.result for j in verdicts[-1].judgements if j.check == "cusum")
     assert result.quality is Quality.BAD
-    assert "this run's first 20 certified spills (0–19)" in result.explanation
+    assert "from this run's first 20 certified spills" in result.explanation
