@@ -17,13 +17,19 @@ import panel as pn
 from panel.viewable import Viewer
 
 from apps import queries
+from dqm.checks import Quality
 from dqm.core.specs import SUBSYSTEMS
 from dqm.errors import DQMError
 from dqm.store import actions
 
 __all__ = ["FlagsPanel", "ActionsPanel", "run_action"]
 
-_QUALITY_FILTERS = {"all": 0, "WARNING or worse": 2, "BAD only": 3}
+_QUALITY_FILTERS = {
+    "all": int(Quality.GOOD),
+    "WARNING or worse": int(Quality.WARNING),
+    "CHECK_ERROR or BAD": int(Quality.CHECK_ERROR),
+    "BAD only": int(Quality.BAD),
+}
 
 
 def run_action(datastore, user: str | None, what: str, call: Callable) -> tuple[bool, str]:

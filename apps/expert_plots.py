@@ -121,7 +121,7 @@ def trend_figure(frame: pd.DataFrame, key: str, doc: str = "") -> figure:
     )
     frame = frame.assign(
         color=[QUALITY_COLOURS.get(q, QUALITY_COLOURS["NO_DATA"])[0] for q in frame["quality"]],
-        size=[11 if q in ("WARNING", "BAD") else 5 for q in frame["quality"]],
+        size=[11 if q in ("WARNING", "CHECK_ERROR", "BAD") else 5 for q in frame["quality"]],
     )
     src = ColumnDataSource(frame)
     fig.line(x="index", y="value", source=src, line_color="#888888")

@@ -68,7 +68,7 @@ class Tile:
     """One subsystem's verdict on the last spill, and what the shifter should do."""
 
     subsystem: str
-    quality: str  # GOOD | WARNING | BAD | NO_DATA
+    quality: str  # GOOD | WARNING | CHECK_ERROR | BAD | NO_DATA
     explanation: str = ""
     instruction: str = ""
     histogram: str | None = None
@@ -169,7 +169,7 @@ def _tiles(flags: list[Flag]) -> tuple[Tile, ...]:
             tiles.append(Tile(s, "NO_DATA", "no check configured for this subsystem"))
             continue
         q = quality_name(f.quality)
-        bad = q in ("WARNING", "BAD")
+        bad = q in ("WARNING", "CHECK_ERROR", "BAD")  # the shifter has something to do
         cause = follows.get(s, {})
         if q == "GOOD":
             text = "all checks passed" + _waiting_text(waiting.get(s, 0), unjudged.get(s, []))

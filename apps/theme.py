@@ -7,6 +7,8 @@ colours whose meaning is also written out in words (never colour alone).
 
 from __future__ import annotations
 
+from dqm.checks import Quality
+
 __all__ = [
     "QUALITY_NAMES",
     "QUALITY_COLOURS",
@@ -16,14 +18,16 @@ __all__ = [
     "SERIES",
 ]
 
-# : Quality integer (dqm.checks.Quality) -> name; kept here so the views do not need the checks
-# package.
-QUALITY_NAMES = {0: "GOOD", 1: "NO_DATA", 2: "WARNING", 3: "BAD"}
-#: background, text colour per status word (STALE is the control room's own state)
+#: Quality integer (as stored) -> name, from :class:`dqm.checks.Quality` itself.
+QUALITY_NAMES = {int(q): q.name for q in Quality}
+#: background, text colour per status word (STALE is the control room's own state).
+#: CHECK_ERROR (the judging failed: call the DQM expert) is a saturated blue: unlike every
+#: detector state, and told from STALE's purple by its word as much as by its hue.
 QUALITY_COLOURS = {
     "GOOD": ("#1b7f3b", "#ffffff"),
     "WARNING": ("#f2a900", "#000000"),
     "BAD": ("#c4161c", "#ffffff"),
+    "CHECK_ERROR": ("#0a5cc2", "#ffffff"),
     "NO_DATA": ("#5a5a5a", "#ffffff"),
     "STALE": ("#6a3d9a", "#ffffff"),
 }

@@ -22,21 +22,43 @@ __all__ = [
     "worst",
     "rollup",
     "to_jsonable",
+    "check_error",
+    "error_text",
 ]
 
 
 class Quality(enum.IntEnum):
     """Data quality of one check, subsystem or spill.
 
-    The integer order *is* the severity order used by :func:`worst`: NO_DATA sits
-    above GOOD (an unexamined histogram must not look certified) but below WARNING
-    and BAD, so a missing histogram can never hide a real problem elsewhere.
+    The integer order *is* the severity order used by :func:`worst` and by every
+    "this quality or worse" filter (``Flag.quality >= WARNING`` in SQL, the report,
+    ``dqm flags --quality``), so the integers are stored in the database as they are:
+
+    * ``GOOD`` (0) — judged and fine.
+    * ``NO_DATA`` (1) — not judged: too few entries, no reference, a baseline still
+      being collected. Above GOOD (an unexamined histogram must not look certified)
+      but below WARNING and BAD, so a missing histogram can never hide a real problem;
+      the roll-up (:func:`judged_worst`) shows it only when nothing else could judge.
+    * ``WARNING`` (2) — worth watching.
+    * ``CHECK_ERROR`` (3) — the judging itself failed (a check raised, its parameters
+      or reference are unusable, the inputs could not be gathered); the result names
+      the check and the error. It is *not* NO_DATA: it counts as judged in the
+      roll-up, so a subsystem whose only failing piece is a broken check is never
+      painted GOOD, nor the grey that shifters learn to ignore. It sits above
+      WARNING because the unknown outcome could have been BAD and somebody (the
+      DQM on-call expert) must act, and below BAD so that a known BAD elsewhere in
+      the same subsystem is what the tile shows — a broken check never hides it.
+    * ``BAD`` (4) — act now.
+
+    Numbering history: before migration ``0003b`` BAD was 3; that migration moves
+    stored BAD values to 4.
     """
 
     GOOD = 0
     NO_DATA = 1
     WARNING = 2
-    BAD = 3
+    CHECK_ERROR = 3
+    BAD = 4
 
 
 def worst(qualities: Iterable[Quality | int]) -> Quality:
@@ -81,7 +103,7 @@ class CheckResult:
     """Outcome of one check on one spill.
 
     Attributes:
-        quality: GOOD / NO_DATA / WARNING / BAD.
+        quality: GOOD / NO_DATA / WARNING / CHECK_ERROR / BAD.
         value: the number the thresholds were applied to (p-value, max pull,
             offset in mm …), ``None`` when nothing could be computed.
         threshold: the limits applied, e.g. ``{"warning": 4.0, "bad": 6.0}``.
@@ -130,6 +152,44 @@ class CheckResult:
             details=dict(data.get("details") or {}),
             check=str(data.get("check", "")),
         )
+
+
+def error_text(error: BaseException) -> str:
+    """``"<Type>: <message>"`` of the error that really happened.
+
+    A :class:`~dqm.errors.CheckError` raised by :func:`dqm.checks.run_check` wraps the
+    check's own exception (``raise … from error``); the shifter and the expert want the
+    original type and message, not the wrapper's.
+    """
+    original = error.__cause__ if error.__cause__ is not None else error
+    message = str(original).strip() or "(no message)"
+    return f"{type(original).__name__}: {message}"[:500]
+
+
+def check_error(check: str, error: BaseException, *, during: str = "") -> CheckResult:
+    """The :attr:`Quality.CHECK_ERROR` result standing for a check that raised.
+
+    Args:
+        check: the check's registered name (or ``"judging"`` for the whole spill).
+        error: what was raised.
+        during: what was being done, e.g. ``"gathering the history"`` (optional).
+
+    Returns:
+        A result whose explanation names the check and the error (type and message),
+        so the wall, ``dqm flags`` and the report all say what broke.
+    """
+    text = error_text(error)
+    what = f"check '{check}'" if check != "judging" else "judging this spill"
+    where = f" while {during}" if during else ""
+    original = error.__cause__ if error.__cause__ is not None else error
+    return CheckResult(
+        Quality.CHECK_ERROR,
+        None,
+        {},
+        f"{what} failed{where}: {text}",
+        {"error_type": type(original).__name__, "error": text, "during": during},
+        check,
+    )
 
 
 @dataclass(frozen=True)

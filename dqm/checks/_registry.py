@@ -16,6 +16,7 @@ from types import MappingProxyType
 from typing import Any
 
 from dqm.checks._core import CheckContext, CheckResult, Quality
+from dqm.checks._util import counts_histogram
 from dqm.errors import CheckError, DQMError, SpecError
 
 __all__ = [
@@ -56,6 +57,7 @@ class CheckSpec:
     needs_histogram: bool
     ordered: tuple[tuple[str, str], ...]
     wants_min_entries: bool
+    weighted_reference: bool = False
 
     @property
     def doc(self) -> str:
@@ -80,6 +82,7 @@ def register_check(
     needs_histogram: bool = False,
     min_entries: int = 100,
     ordered: tuple[tuple[str, str], ...] = (),
+    weighted_reference: bool = False,
 ) -> Callable[[CheckFunction], CheckFunction]:
     """Decorator registering ``function(context, **params) -> CheckResult`` as ``name``.
 
@@ -92,6 +95,10 @@ def register_check(
             (checks that must fire on *few* events, like ``empty``, use 0).
         ordered: pairs ``(a, b)`` of parameters that must satisfy ``a <= b`` when
             both are set, e.g. ``("p_bad", "p_warning")``.
+        weighted_reference: the check reads a weighted reference's variances itself
+            (χ², KS). Every other check gets a weighted or normalised reference as
+            counts (its effective entries, :func:`dqm.checks._util.counts_histogram`),
+            so no Poisson-based check is blind to one.
     """
     declared = {key: ParamSpec(*spec) for key, spec in params.items()}
     declared.setdefault("min_entries", ParamSpec(int, min_entries, _MIN_ENTRIES_DOC))
@@ -116,6 +123,7 @@ def register_check(
             needs_histogram,
             tuple(ordered),
             wants_min_entries,
+            weighted_reference,
         )
         return function
 
@@ -207,7 +215,9 @@ def run_check(
     Raises:
         SpecError: invalid parameters (see :func:`validate_check_params`).
         CheckError: the check itself failed; the message names the check and the
-            original exception is chained.
+            original exception is chained. The judge (:func:`dqm.core.evaluate.judge_check`)
+            turns either into a ``CHECK_ERROR`` result, so callers that judge spills
+            never see them.
     """
     resolved = validate_check_params(name, params)
     spec = _REGISTRY[name]
@@ -230,6 +240,8 @@ def run_check(
     if not spec.wants_min_entries:
         del resolved["min_entries"]
     try:
+        if context.reference is not None and not spec.weighted_reference:
+            context = replace(context, reference=counts_histogram(context.reference))
         result = spec.function(context, **resolved)
     except DQMError:
         raise

@@ -10,7 +10,17 @@ import numpy as np
 
 from dqm.checks._core import CheckContext, CheckResult, Quality
 from dqm.checks._registry import REQUIRED, register_check
-from dqm.checks._util import axis_label, bin_centres, counts, fmt, no_data, series, summary_value
+from dqm.checks._util import (
+    axis_label,
+    bin_centres,
+    counts,
+    describe_out_of_range,
+    fmt,
+    fmt_judged,
+    no_data,
+    series,
+    summary_value,
+)
 
 __all__ = [
     "check_min_entries",
@@ -142,6 +152,14 @@ def _moment_check(context: CheckContext, axis: int, which: str, window: Window) 
     total = weights.sum()
     name = axis_label(h.axes[axis], f"axis {axis}")
     if total <= 0:
+        if float(np.sum(h.values(flow=True))) > 0:  # out of range is a finding, not "no data"
+            return CheckResult(
+                Quality.BAD,
+                None,
+                _window_threshold(*window),
+                f"{which} of {name} not computable: {describe_out_of_range(h, axis)}",
+                {"entries_in_range": 0.0},
+            )
         return no_data(f"no in-range entries on {name}")
     mean = float(np.sum(weights * centres) / total)
     value = (
@@ -152,7 +170,7 @@ def _moment_check(context: CheckContext, axis: int, which: str, window: Window) 
         quality,
         value,
         _window_threshold(*window),
-        f"{which} of {name} = {value:.4g}, {where}",
+        f"{which} of {name} = {fmt_judged(value, *window, digits=4)}, {where}",
         {"observed": value, "entries": float(total)},
     )
 
@@ -227,6 +245,6 @@ def check_value_in_range(
         quality,
         value,
         _window_threshold(lo, hi, bad_lo, bad_hi),
-        f"{quantity} = {value:.4g}, {where}",
+        f"{quantity} = {fmt_judged(value, lo, hi, bad_lo, bad_hi, digits=4)}, {where}",
         {"observed": value, "quantity": quantity},
     )

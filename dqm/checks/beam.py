@@ -15,7 +15,7 @@ import numpy as np
 
 from dqm.checks._core import CheckContext, CheckResult, Quality, worst
 from dqm.checks._registry import register_check
-from dqm.checks._util import grade, no_data, summary_value
+from dqm.checks._util import fmt_judged, grade, no_data, summary_value, symmetric
 
 __all__ = [
     "reference_profile",
@@ -135,8 +135,10 @@ def check_beam_centroid(
     offsets = sorted(((v - nominal[c], c, k, v) for c, k, v in found), key=lambda o: -abs(o[0]))
     offset, coordinate, key, _ = offsets[0]
     quality = grade(abs(offset), window_mm, bad_window_mm)
+    limits = symmetric(window_mm, bad_window_mm)
     explanation = (
-        f"beam {coordinate} at {station_name(key)}: {offset:+.2f} mm from nominal "
+        f"beam {coordinate} at {station_name(key)}: "
+        f"{fmt_judged(offset, *limits, decimals=2, signed=True)} mm from nominal "
         f"{nominal[coordinate]:+.2f} mm of {source} (window ±{window_mm:g}, bad "
         f"±{bad_window_mm:g})"
     )
@@ -193,9 +195,11 @@ def check_beam_width(
         return no_data("nominal beam width is 0")
     deviation, coordinate, key, value = deviations[0]
     quality = grade(abs(deviation), rel_tolerance, bad_rel_tolerance)
+    limits = symmetric(100 * rel_tolerance, 100 * bad_rel_tolerance)
     explanation = (
         f"beam σ_{coordinate} at {station_name(key)}: {value:.2f} mm vs nominal "
-        f"{nominal[coordinate]:.2f} mm of {source} ({100 * deviation:+.1f} %, tolerance "
+        f"{nominal[coordinate]:.2f} mm of {source} "
+        f"({fmt_judged(100 * deviation, *limits, decimals=1, signed=True)} %, tolerance "
         f"±{100 * rel_tolerance:g} %, bad ±{100 * bad_rel_tolerance:g} %)"
     )
     explanation += "".join(f"; σ_{c} {100 * d:+.1f} %" for d, c, _, _ in deviations[1:])
@@ -258,7 +262,9 @@ def check_intensity(
         else (Quality.WARNING if ratio < drop_warning else Quality.GOOD)
     )
     explanation = (
-        f"{key} = {current:.0f}, {100 * ratio:.0f} % of the median {median:.0f} of the "
+        f"{key} = {current:.0f}, "
+        f"{fmt_judged(100 * ratio, 100 * drop_warning, 100 * drop_bad, decimals=0)} % of the "
+        f"median {median:.0f} of the "
         f"last {len(recent)} spills (warning < {100 * drop_warning:g} %, "
         f"bad < {100 * drop_bad:g} %)"
     )
@@ -308,10 +314,13 @@ def check_daq_completeness(
     value = overall if overall is not None else min(sources.values())
     quality = worst([quality_of(value), *(quality_of(f) for f in sources.values())])
     incomplete = sorted((f, s) for s, f in sources.items() if f < completeness_warning)
-    explanation = f"DAQ completeness {value:.3f}"
+    limits = (completeness_warning, completeness_bad)
+    explanation = f"DAQ completeness {fmt_judged(value, *limits, decimals=3)}"
     if incomplete:
+        percent_limits = (100 * completeness_warning, 100 * completeness_bad)
         explanation += "; incomplete source(s): " + ", ".join(
-            f"{s} present in {100 * f:.1f} % of events" for f, s in incomplete
+            f"{s} present in {fmt_judged(100 * f, *percent_limits, decimals=1)} % of events"
+            for f, s in incomplete
         )
     elif sources:
         explanation += f"; all {len(sources)} sources ≥ {completeness_warning:g}"

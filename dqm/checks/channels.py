@@ -39,7 +39,7 @@ from dqm.checks._cells import (
 )
 from dqm.checks._core import CheckContext, CheckResult, Quality
 from dqm.checks._registry import register_check
-from dqm.checks._util import grade, no_data
+from dqm.checks._util import fmt_judged, grade, no_data
 
 __all__ = [
     "CellAssessment",
@@ -116,11 +116,14 @@ def _report(
     m, trials = assessment.n_judged, assessment.n_trials
     after = f"{m} cells" + (f" × {trials // max(m, 1)} windows" if trials > m else "")
 
+    limits = (extra.get("warning_sigma"), extra.get("min_sigma"))
+
     def line(i: int) -> str:
         over = f" in the last {spills[i]} spills" if spills[i] > 1 else ""
+        z = fmt_judged(abs(float(z_global[i])), *limits, decimals=1)
         return (
             f"{channel_name} {channel_label(assessment.ids[i])}: {observed[i]:.0f} hits{over}, "
-            f"expected ≈ {expected_count(expected[i])} ({abs(z_global[i]):.1f}σ after {after})"
+            f"expected ≈ {expected_count(expected[i])} ({z}σ after {after})"
         )
 
     parts = []

@@ -23,7 +23,14 @@ from dqm.checks._cellmaps import channel_ids
 from dqm.checks._cells import channel_label
 from dqm.checks._core import CheckContext, CheckResult, Quality, worst
 from dqm.checks._registry import REQUIRED, register_check
-from dqm.checks._util import axis_label, bin_centres, no_data, require_same_binning
+from dqm.checks._util import (
+    axis_label,
+    bin_centres,
+    fmt_judged,
+    no_data,
+    require_same_binning,
+    symmetric,
+)
 from dqm.checks.stats import look_elsewhere, p_to_sigma
 
 __all__ = ["channel_means", "check_channel_means", "cell_response", "check_cell_gain"]
@@ -119,9 +126,11 @@ def check_channel_means(
     flagged.sort(key=lambda i: -abs(relative[i]))
     unit = axis_label(next(a for a in h.axes if not isinstance(a, bh.axis.Integer)), "amplitude")
     names = [",".join(map(str, ids[i])) for i in flagged]
+    pct = symmetric(100 * rel_warning, 100 * rel_bad)
     lines = [
         f"{channel_name} {name}: mean {unit} {mean[i]:.3g} vs {expected[i]:.3g} from "
-        f"{source} ({100 * relative[i]:+.0f} %, {significance[i]:.0f}σ)"
+        f"{source} ({fmt_judged(100 * relative[i], *pct, decimals=0, signed=True)} %, "
+        f"{fmt_judged(float(significance[i]), min_sigma, decimals=0)}σ)"
         for name, i in zip(names, flagged, strict=False)
     ]
     explanation = (
@@ -292,11 +301,14 @@ def check_cell_gain(
     )
     flat = [a.ravel() for a in (mean, expected, relative, z_global)]
 
+    shift_limits = symmetric(100 * rel_warning, 100 * rel_bad)
+
     def line(i: int) -> str:
+        shift = fmt_judged(100 * flat[2][i], *shift_limits, decimals=1, signed=True)
+        z = fmt_judged(float(flat[3][i]), min_sigma, decimals=1)
         return (
             f"{channel_name} {channel_label(ids[i])}: mean {flat[0][i]:.3g} GeV per hit vs "
-            f"{flat[1][i]:.3g} from {source} ({100 * flat[2][i]:+.1f} %, "
-            f"{flat[3][i]:.1f}σ after {m} cells)"
+            f"{flat[1][i]:.3g} from {source} ({shift} %, {z}σ after {m} cells)"
         )
 
     judged = f"{m} of {mean.size} cells with ≥ {min_hits} hits judged"

@@ -14,7 +14,7 @@ from scipy import stats as _st
 
 from dqm.checks._core import CheckContext, CheckResult, Quality, worst
 from dqm.checks._registry import register_check
-from dqm.checks._util import grade, no_data, summary_value
+from dqm.checks._util import fmt_judged, fmt_limit, grade, no_data, summary_value, symmetric
 from dqm.checks.stats import p_to_sigma
 
 __all__ = ["check_pik_fraction", "check_momentum_scale", "check_p_scale"]
@@ -89,7 +89,9 @@ def check_pik_fraction(
     explanation = (
         f"π/K fraction {fraction:.1e}{err_text} in this spill; {tagged} tagged "
         f"in {pooled_events:.0f} events{over} vs {mean:.1f} expected at "
-        f"{expected:.1e}: {ratio:.1f}× expected, excess {sigma:.1f}σ"
+        f"{expected:.1e}: {fmt_judged(ratio, ratio_bad, decimals=1)}× expected, excess "
+        f"{fmt_judged(sigma, sigma_warning, sigma_bad, decimals=1)}σ "
+        f"(warning ≥ {fmt_limit(sigma_warning)}, bad ≥ {fmt_limit(sigma_bad)})"
     )
     threshold = {"warning": sigma_warning, "bad": sigma_bad}
     if ratio_bad is not None:
@@ -181,11 +183,17 @@ def check_momentum_scale(
     )
     width_dev = dp_sigma / sigma_nominal - 1.0
     width_quality = grade(abs(width_dev), dp_sigma_rel_warning, dp_sigma_rel_bad)
+    width_limits = symmetric(100 * dp_sigma_rel_warning, 100 * dp_sigma_rel_bad)
+    shift = fmt_judged(
+        delta, *symmetric(dp_mean_warning_gev, dp_mean_bad_gev), decimals=2, signed=True
+    )
+    width = fmt_judged(100 * width_dev, *width_limits, decimals=0, signed=True)
     explanation = (
         f"mean Δp = p_BMS − p_MS2 = {dp_mean:+.2f} GeV vs nominal {dp_mean_nominal_gev:+.2f} "
-        f"({significance:.0f}σ, ≈ {100 * delta / p_beam:+.1f} % momentum scale; warning "
-        f"±{dp_mean_warning_gev:g}, bad ±{dp_mean_bad_gev:g} GeV); σ(Δp) = {dp_sigma:.2f} GeV vs "
-        f"{sigma_nominal:.2f} expected ({100 * width_dev:+.0f} %)"
+        f"(shift {shift} GeV, {fmt_judged(significance, min_sigma, decimals=0)}σ, ≈ "
+        f"{100 * delta / p_beam:+.1f} % momentum scale; warning ±{dp_mean_warning_gev:g}, bad "
+        f"±{dp_mean_bad_gev:g} GeV); σ(Δp) = {dp_sigma:.2f} GeV vs {sigma_nominal:.2f} expected "
+        f"({width} %)"
     )
     return CheckResult(
         worst([mean_quality, width_quality]),
@@ -244,13 +252,15 @@ def check_p_scale(
     spread = summary_value(context, sigma_key)
     error = (spread if spread is not None else 0.0) / math.sqrt(n_events)
     relative = p_mean / nominal_gev - 1.0
+    percent_limits = symmetric(100 * rel_warning, 100 * rel_bad)
     quality, significance = _shift_quality(
         relative * nominal_gev, error, rel_warning * nominal_gev, rel_bad * nominal_gev, min_sigma
     )
+    percent = fmt_judged(100 * relative, *percent_limits, decimals=2, signed=True)
     explanation = (
-        f"{key} = {p_mean:.2f} GeV, {100 * relative:+.2f} % from nominal "
-        f"{nominal_gev:g} GeV ({significance:.0f}σ; warning ±{100 * rel_warning:g} %, "
-        f"bad ±{100 * rel_bad:g} %)"
+        f"{key} = {p_mean:.2f} GeV, {percent} % from nominal {nominal_gev:g} GeV "
+        f"({fmt_judged(significance, min_sigma, decimals=0)}σ; "
+        f"warning ±{100 * rel_warning:g} %, bad ±{100 * rel_bad:g} %)"
     )
     return CheckResult(
         quality,

@@ -1,9 +1,14 @@
 """Statistics for data-quality checks: pure, typed functions over count arrays.
 
 No histograms, no plotting, no I/O — numpy arrays in, numbers or arrays out, so
-each formula can be tested against scipy on its own. Counts are Poisson; the
-reference is summed over a certified run and usually has many more entries, so
-every two-sample statistic here treats *both* inputs as Poisson samples.
+each formula can be tested against scipy (or ROOT) on its own. Counts are Poisson;
+the reference is summed over a certified run and usually has many more entries, so
+every two-sample statistic here treats *both* inputs as Poisson samples — or, for a
+weighted or normalised reference, as a weighted histogram with its own errors.
+
+The χ² and Kolmogorov–Smirnov tests are ROOT's (``TH1::Chi2Test``,
+``TH1::KolmogorovTest``), implemented in :mod:`dqm.checks.homogeneity` and
+re-exported here; ``docs/statistics.md`` states every convention.
 """
 
 from __future__ import annotations
@@ -17,11 +22,27 @@ from scipy import special as _sp
 from scipy import stats as _st
 
 from dqm.checks._control import cusum, ewma, ewma_half_width
+from dqm.checks.homogeneity import (
+    Chi2Test,
+    KsTest,
+    chi2_prob,
+    chi2_test,
+    kolmogorov_prob,
+    ks_test,
+)
 
 __all__ = [
     "MAX_SIGMA",
     "p_to_sigma",
+    "Chi2Test",
+    "KsTest",
+    "chi2_test",
+    "chi2_prob",
+    "ks_test",
+    "kolmogorov_prob",
+    "effective_counts",
     "chi2_unweighted",
+    "sparse_bin_groups",
     "merge_sparse_bins",
     "ks_binned",
     "poisson_pulls",
@@ -67,45 +88,76 @@ def _counts(n: ArrayLike, r: ArrayLike) -> tuple[FloatArray, FloatArray]:
 
 
 def chi2_unweighted(n: ArrayLike, r: ArrayLike) -> tuple[float, int, float]:
-    """Two-sample χ² homogeneity test of two unweighted histograms of any totals.
+    """ROOT's "UU" χ² test of two unweighted histograms: ``(chi2, ndf, p_value)``.
 
     ``χ² = 1/(N·M) Σ (M·nᵢ − N·rᵢ)² / (nᵢ + rᵢ)`` over bins with ``nᵢ + rᵢ > 0``,
-    ``ndf = (non-empty bins) − 1``. It equals Pearson's χ² of the 2×k contingency
-    table (``scipy.stats.chi2_contingency(correction=False)``).
-
-    Args:
-        n: observed counts (this spill), any shape (flattened).
-        r: reference counts, same shape.
-
-    Returns:
-        ``(chi2, ndf, p_value)``; ``p = 1`` when fewer than two bins are filled.
+    ``ndf = (non-empty bins) − 1``; it equals Pearson's χ² of the 2×k contingency
+    table. ``p = TMath::Prob(chi2, ndf)``, so 0 when ``ndf`` is 0 (as ROOT).
+    See :func:`chi2_test` for weighted histograms.
 
     References:
-        N. D. Gagunashvili, "Comparison of weighted and unweighted histograms",
-        arXiv:physics/0605123; ROOT ``TH1::Chi2Test`` option "UU".
+        N. D. Gagunashvili, arXiv:physics/0605123; ROOT ``TH1::Chi2Test`` option "UU".
     """
     n_arr, r_arr = _counts(n, r)
-    used = (n_arr + r_arr) > 0
-    n_arr, r_arr = n_arr[used], r_arr[used]
-    total_n, total_r = n_arr.sum(), r_arr.sum()
-    chi2 = float(np.sum((total_r * n_arr - total_n * r_arr) ** 2 / (n_arr + r_arr)))
-    chi2 /= total_n * total_r
-    ndf = int(used.sum()) - 1
-    p_value = float(_st.chi2.sf(chi2, ndf)) if ndf > 0 else 1.0
-    return chi2, ndf, p_value
+    result = chi2_test(n_arr, r_arr)
+    return result.chi2, result.ndf, result.p_value
 
 
-def merge_sparse_bins(
-    n: ArrayLike, r: ArrayLike, min_expected: float = 5.0
-) -> tuple[FloatArray, FloatArray]:
-    """Merge neighbouring bins (flat C order) until each expects ≥ ``min_expected`` counts.
+def effective_counts(values: ArrayLike, variances: ArrayLike) -> FloatArray:
+    """Effective entries per bin of a weighted histogram: ``⌊w²/σ² + ½⌋`` (0 where σ² = 0).
+
+    ROOT's "NORM" convention (``TH1::Chi2Test``): for a histogram of counts scaled by
+    any factor (a normalised reference) it gives back the counts exactly, so the
+    Poisson-based checks (pulls, per-bin significance, channel maps) can use such a
+    reference as if it had never been normalised.
+
+    References:
+        ROOT ``TH1::Chi2Test`` option "NORM"; Gagunashvili, NIM A 614 (2010) 287.
+    """
+    w = np.asarray(values, dtype=float)
+    v = np.asarray(variances, dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        eff = np.floor(np.where(v > 0, w * w / np.where(v > 0, v, 1.0), 0.0) + 0.5)
+    return np.where(v > 0, eff, 0.0)
+
+
+def sparse_bin_groups(expected: ArrayLike, min_expected: float = 5.0) -> NDArray[np.int_]:
+    """Group ids merging neighbouring bins (flat C order) until each expects ≥ ``min_expected``.
 
     The χ² distribution of the statistic is an asymptotic result; bins expecting
     a fraction of an event (momentum tails) make p-values far too small — with a
     100-bin 160 GeV momentum histogram, 2 % of healthy spills get p < 1e-3.
     Merging keeps the test valid (any partition is) at the price of resolution
-    in the sparse region. The expectation is the reference scaled to N, so the
-    grouping does not depend on the data being tested.
+    in the sparse region. ``min_expected = 0`` merges nothing (ROOT's plain test).
+
+    Args:
+        expected: expected observed counts per bin (the reference scaled to the
+            spill's total), so the grouping does not depend on the data tested.
+        min_expected: minimum expected count per group.
+
+    Returns:
+        One group id per bin, ``0 … k−1``; the last group absorbs a sparse remainder.
+
+    References:
+        W. G. Cochran, Ann. Math. Statist. 23 (1952) 315 (the "≥ 5 expected" rule).
+    """
+    e = np.asarray(expected, dtype=float).ravel()
+    group_ids = np.empty(e.size, dtype=int)
+    group, accumulated = 0, 0.0
+    for i, value in enumerate(e):
+        group_ids[i] = group
+        accumulated += value
+        if accumulated >= min_expected:
+            group, accumulated = group + 1, 0.0
+    if accumulated < min_expected and group > 0:
+        group_ids[group_ids == group] = group - 1
+    return group_ids
+
+
+def merge_sparse_bins(
+    n: ArrayLike, r: ArrayLike, min_expected: float = 5.0
+) -> tuple[FloatArray, FloatArray]:
+    """Sum neighbouring bins per :func:`sparse_bin_groups` of the scaled reference.
 
     Args:
         n: observed counts.
@@ -113,54 +165,28 @@ def merge_sparse_bins(
         min_expected: minimum expected observed count per merged bin.
 
     Returns:
-        ``(n_merged, r_merged)``; the last group absorbs a sparse remainder.
-
-    References:
-        W. G. Cochran, Ann. Math. Statist. 23 (1952) 315 (the "≥ 5 expected" rule).
+        ``(n_merged, r_merged)``.
     """
     n_arr, r_arr = _counts(n, r)
-    expected = r_arr * (n_arr.sum() / r_arr.sum())
-    group_ids = np.empty(n_arr.size, dtype=int)
-    group, accumulated = 0, 0.0
-    for i, e in enumerate(expected):
-        group_ids[i] = group
-        accumulated += e
-        if accumulated >= min_expected:
-            group, accumulated = group + 1, 0.0
-    if accumulated < min_expected and group > 0:
-        group_ids[group_ids == group] = group - 1
-    n_groups = int(group_ids.max()) + 1
-    return (
-        np.bincount(group_ids, n_arr, n_groups).astype(float),
-        np.bincount(group_ids, r_arr, n_groups).astype(float),
-    )
+    ids = sparse_bin_groups(r_arr * (n_arr.sum() / r_arr.sum()), min_expected)
+    k = int(ids.max()) + 1
+    return np.bincount(ids, n_arr, k).astype(float), np.bincount(ids, r_arr, k).astype(float)
 
 
 def ks_binned(n: ArrayLike, r: ArrayLike) -> tuple[float, float]:
-    """Two-sample Kolmogorov–Smirnov test on binned 1D distributions.
+    """ROOT's ``TH1::KolmogorovTest`` of two unweighted 1D histograms: ``(D, p_value)``.
 
     ``D = max |F_n − F_r|`` over the bin edges of the normalised cumulative sums,
-    p-value from the Kolmogorov distribution with ``N_eff = N·M/(N+M)`` (rounded),
-    exactly as ``scipy.stats.ks_2samp(method="asymp")``. Binning can only hide
-    differences inside a bin, so D is ≤ the unbinned D and the p-value conservative.
-
-    Args:
-        n: observed counts in axis order.
-        r: reference counts, same shape.
-
-    Returns:
-        ``(D, p_value)``.
+    ``p = TMath::KolmogorovProb(D·√(N·M/(N+M)))``. Binning can only hide differences
+    inside a bin, so D is ≤ the unbinned D and the p-value conservative. See
+    :func:`ks_test` for weighted histograms and the details.
 
     References:
-        Smirnov (1948); ROOT ``TH1::KolmogorovTest``; Simard & L'Ecuyer, J. Stat.
-        Softw. 39 (2011) 11 (the ``kstwo`` distribution used by scipy).
+        ROOT ``TH1::KolmogorovTest``, ``TMath::KolmogorovProb``; Eadie et al. (1971).
     """
     n_arr, r_arr = _counts(n, r)
-    total_n, total_r = n_arr.sum(), r_arr.sum()
-    distance = float(np.max(np.abs(np.cumsum(n_arr) / total_n - np.cumsum(r_arr) / total_r)))
-    n_eff = round(total_n * total_r / (total_n + total_r))
-    p_value = float(_st.kstwo.sf(distance, n_eff)) if n_eff >= 1 else 1.0
-    return distance, min(max(p_value, 0.0), 1.0)
+    result = ks_test(n_arr, r_arr)
+    return result.distance, result.p_value
 
 
 def poisson_pulls(

@@ -57,7 +57,7 @@ import numpy as np
 from dqm.checks._baseline import ANCHORS, Baseline, choose_baseline, monitored_points
 from dqm.checks._core import CheckContext, CheckResult, Quality
 from dqm.checks._registry import REQUIRED, register_check
-from dqm.checks._util import grade, no_data
+from dqm.checks._util import fmt_judged, fmt_limit, grade, no_data, symmetric
 from dqm.checks.stats import cusum, ewma, ewma_half_width
 
 __all__ = ["check_cusum", "check_ewma", "trend_path"]
@@ -197,9 +197,10 @@ def check_cusum(
     spread = baseline.sigma(error)
     direction = "upward" if upward else "downward"
     explanation = (
-        f"{quantity}: {direction} CUSUM {value:.1f}σ (warning ≥ {h_warning:g}, bad ≥ {h:g}); "
-        f"now {current:.6g} vs baseline {baseline.mean:.6g} ± {spread:.3g} from "
-        f"{baseline.source} ({_shift(current, baseline, spread)})"
+        f"{quantity}: {direction} CUSUM {fmt_judged(value, h_warning, h, decimals=1)}σ "
+        f"(warning ≥ {fmt_limit(h_warning)}, bad ≥ {fmt_limit(h)}); now {current:.6g} vs "
+        f"baseline {baseline.mean:.6g} ± {spread:.3g} from {baseline.source} "
+        f"({_shift(current, baseline, spread)})"
     )
     if quality != Quality.GOOD:
         explanation += f", accumulating over the last {_since(statistic)} spill(s)"
@@ -262,10 +263,11 @@ def check_ewma(  # noqa: N803 — L is the control-chart literature's name
     error = float((context.summary or {}).get(error_key, np.nan)) if error_key else np.nan
     spread = baseline.sigma(error)
     level = float(ewma(values, lam, baseline.mean)[-1])  # in the quantity's own units
+    now = fmt_judged(signed, *symmetric(L_warning, L), decimals=2, signed=True)
     explanation = (
-        f"{quantity}: EWMA ≈ {level:.6g} is {signed:+.2f} of its σ from the baseline "
-        f"{baseline.mean:.6g} (warning {L_warning:g}, bad {L:g}) from {baseline.source}; "
-        f"per-spill σ {spread:.3g}, λ = {lam:g}"
+        f"{quantity}: EWMA ≈ {level:.6g} is {now} of its σ from the baseline "
+        f"{baseline.mean:.6g} (warning ±{fmt_limit(L_warning)}, bad ±{fmt_limit(L)}) from "
+        f"{baseline.source}; per-spill σ {spread:.3g}, λ = {lam:g}"
     )
     return CheckResult(
         quality,

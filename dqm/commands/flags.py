@@ -34,7 +34,8 @@ def add_parser(sub) -> None:
         default="WARNING",
         type=str.upper,
         metavar="Q",
-        help="show flags of this quality or worse: GOOD (all), NO_DATA, WARNING (default), BAD",
+        help="show flags of this quality or worse: GOOD (all), NO_DATA, WARNING (default), "
+        "CHECK_ERROR (the judging failed: CHECK_ERROR and BAD), BAD",
     )
     p.set_defaults(func=run)
 
@@ -46,6 +47,14 @@ def _quality(name: str) -> Quality:
         raise ConfigError(
             "--quality", name, "one of " + ", ".join(q.name for q in Quality)
         ) from None
+
+
+def quality_name(value: int) -> str:
+    """The stored quality's name; the bare number for one this version does not know."""
+    try:
+        return Quality(value).name
+    except ValueError:
+        return str(value)
 
 
 def format_value(value: float | None) -> str:
@@ -65,7 +74,7 @@ def format_thresholds(thresholds: dict | None) -> str:
 
 
 def _rollup_line(run_row: Run | None, n_spills: int, rollups) -> str:
-    per = {f.subsystem: Quality(f.quality).name for f in rollups if f.spill is None}
+    per = {f.subsystem: quality_name(f.quality) for f in rollups if f.spill is None}
     beam = f", beam {run_row.beam_config}" if run_row else ""
     worst = "  ".join(f"{s} {per.get(s, '-')}" for s in SUBSYSTEMS)
     return (
@@ -148,7 +157,7 @@ def print_flags(flags) -> None:
         return
     header = (
         f"{'run':>5} {'spill':>5} {'subsystem':<11} {'histogram':<22} {'check':<16} "
-        f"{'quality':<8} {'value':>10}  {'config':<15} thresholds"
+        f"{'quality':<11} {'value':>10}  {'config':<15} thresholds"
     )
     print(header)
     print("-" * len(header))
@@ -156,7 +165,7 @@ def print_flags(flags) -> None:
         spill = "-" if f.spill is None else str(f.spill)
         print(
             f"{f.run:>5} {spill:>5} {f.subsystem:<11} {(f.histogram or '-'):<22} {f.check:<16} "
-            f"{Quality(f.quality).name:<8} "
+            f"{quality_name(f.quality):<11} "
             f"{format_value(f.value):>10}  {f.config_version:<15} {format_thresholds(f.thresholds)}"
         )
         ref = f" (reference run {f.reference_run})" if f.reference_run is not None else ""

@@ -34,9 +34,10 @@ def add_parser(sub) -> None:
 
 
 def run(args, settings) -> int:
-    from dqm.report.rootio import (
+    from dqm.report.rootio import (  # uproot: imported only by the commands that need it
         read_root_histograms,
-    )  # uproot: imported only by the commands that need it
+        unknown_errors,
+    )
 
     specs = load_default_specs(settings)
     hists = read_root_histograms(args.file, specs, directory=args.directory)
@@ -52,6 +53,11 @@ def run(args, settings) -> int:
             )
             ref_id = ref.id
     missing = [s.name for s in specs if s.name not in hists]
+    for name in unknown_errors(hists):
+        print(
+            f"warning: {name} has non-integer contents and no errors (no Sumw2 in the file): "
+            "the shape checks will refuse it (CHECK_ERROR) — export it with Sumw2 or as counts"
+        )
     print(
         f"reference {ref_id}: run {args.run} for beam '{args.beam_config}' from {args.file}: "
         f"{len(hists)} histograms"

@@ -12,21 +12,28 @@ Each check judges the events that carry its histogram's DAQ sources and says on 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import logging
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 
 import boost_histogram as bh
 
 from dqm.checks import CheckContext, CheckResult, Quality, judged_worst, run_check
+from dqm.checks._core import check_error, error_text
+from dqm.core.arrival import Arrival, arrival_judgement
 from dqm.core.coverage import SourceCoverage
 from dqm.core.incidents import Incident, find_incidents
-from dqm.core.specs import SUBSYSTEMS, SpecSet
+from dqm.core.specs import SUBSYSTEMS, HistogramSpec, SpecSet
 
 __all__ = [
+    "Arrival",
     "Judgement",
     "Verdict",
     "Incident",
     "evaluate_spill",
+    "judge_check",
+    "CHECK_ERROR_INSTRUCTION",
     "config_version",
     "history_series",
     "record_quality",
@@ -34,6 +41,8 @@ __all__ = [
     "HISTORY_SPILLS",
     "REFERENCE_SPILLS",
 ]
+
+log = logging.getLogger("dqm.core.evaluate")
 
 #: How many earlier spills of the run the trend checks (CUSUM, EWMA, intensity) see; also how
 #: many of the run's first spills (``run_start``) and at most how many spills of the reference
@@ -193,17 +202,29 @@ def evaluate_spill(
     overrides: Mapping[tuple[str, str], Mapping] | None = None,
     status: str = "complete",
     batches: tuple[int, int | None] | None = None,
+    arrival: Arrival | None = None,
     run_start: Mapping[str, Sequence[float]] | None = None,
     reference_history: Mapping[str, Sequence[float]] | None = None,
     recent: Sequence[Mapping[str, bh.Histogram]] = (),
 ) -> Verdict:
     """Run every spec check; ``overrides[(histogram, check)]`` replaces parameters.
 
-    ``run_start`` and ``reference_history`` are per-spill series (as
-    :func:`history_series` makes them) of the run's first spills and of the reference
-    run's spills: the anchors of change detection (see :mod:`dqm.checks.trend`). ``recent``
-    holds histograms of the run's last spills before this one (oldest first), for checks
-    that add up spills (``spills`` > 1).
+    Never raises because of a check: whatever one raises becomes that check's
+    ``CHECK_ERROR`` result (:func:`judge_check`) and the others still run.
+
+    Args:
+        status: ``"complete"`` or ``"incomplete"`` (closed by the timeout).
+        batches: ``(received, expected)`` batches; kept for old callers, ``arrival``
+            says more (events, batches after the marker).
+        arrival: what the end-of-spill marker announced against what arrived; judged
+            by :func:`dqm.core.arrival.arrival_judgement` (a ``daq`` flag when they
+            disagree or the spill is incomplete). Neither ``arrival`` nor ``batches``
+            on a complete spill (a simulation): nothing to judge.
+        run_start, reference_history: per-spill series (as :func:`history_series` makes
+            them) of the run's first spills and of the reference run's spills: the
+            anchors of change detection (see :mod:`dqm.checks.trend`).
+        recent: histograms of the run's last spills before this one (oldest first), for
+            checks that add up spills (``spills`` > 1).
     """
     reference = reference or {}
     masked = masked or {}
@@ -217,53 +238,123 @@ def evaluate_spill(
         for check in spec.checks:
             params = dict(check.params)
             params.update(overrides.get((spec.name, check.type), {}))
-            ctx = CheckContext(
-                histogram=hists.get(spec.name),
-                reference=reference.get(spec.name),
-                summary=numeric,
-                history=history,
-                masked=frozenset(tuple(c) for c in masked.get(spec.name, ())),
-                subsystem=spec.subsystem,
-                run_start=run_start,
-                reference_history=reference_history,
-                histograms=hists,
-                references=reference,
-                recent=tuple(r.get(spec.name) for r in recent),
-            )
             result = coverage.not_judged(spec, check.type) if coverage else None
             if result is None:
-                result = run_check(check.type, ctx, params)
+                result = judge_check(
+                    check.type,
+                    partial(
+                        _context,
+                        spec,
+                        hists,
+                        reference,
+                        numeric,
+                        history,
+                        masked,
+                        anchors=(run_start, reference_history),
+                        recent=recent,
+                    ),
+                    params,
+                    where=spec.name,
+                )
             if coverage:
                 result = coverage.annotate(spec, result)
+            instruction = check.instruction or spec.instruction
+            if result.quality == Quality.CHECK_ERROR:
+                instruction = CHECK_ERROR_INSTRUCTION  # not the detector's instruction
             verdict.judgements.append(
-                Judgement(
-                    spec.subsystem,
-                    spec.name,
-                    check.type,
-                    result,
-                    check.instruction or spec.instruction,
-                )
+                Judgement(spec.subsystem, spec.name, check.type, result, instruction)
             )
-    if status != "complete":
+    if arrival is None and (batches is not None or status != "complete"):
         got, expected = batches or (0, None)
-        verdict.judgements.append(
-            Judgement(
-                "daq",
-                None,
-                "spill_complete",
-                CheckResult(
-                    quality=Quality.BAD,
-                    value=float(got),
-                    threshold={"expected": float(expected) if expected is not None else -1.0},
-                    explanation=f"spill closed incomplete after the timeout: {got} of "
-                    f"{expected if expected is not None else '?'} batches arrived"
-                    + ("" if expected is not None else " and no end-of-spill marker"),
-                    details={"received_batches": got, "expected_batches": expected},
-                    check="spill_complete",
-                ),
-                "Spill data incomplete: check the DAQ event builder and the network to the DQM; "
-                "call the DAQ expert if it repeats.",
-            )
-        )
+        arrival = Arrival(received_batches=got, expected_batches=expected)
+    daq = None if arrival is None else arrival_judgement(status, arrival)
+    if daq is not None:
+        verdict.judgements.append(Judgement("daq", None, daq.check, daq, ARRIVAL_INSTRUCTION))
     verdict.judgements, verdict.incidents = find_incidents(verdict.judgements, specs)
     return verdict
+
+
+def _context(
+    spec: HistogramSpec,
+    hists: Mapping[str, bh.Histogram],
+    reference: Mapping[str, bh.Histogram],
+    summary: Mapping[str, float],
+    history: Mapping[str, Sequence[float]] | None,
+    masked: Mapping[str, Sequence[Sequence[int]]],
+    *,
+    anchors: tuple[Mapping[str, Sequence[float]] | None, Mapping[str, Sequence[float]] | None],
+    recent: Sequence[Mapping[str, bh.Histogram]],
+) -> CheckContext:
+    """One histogram's check inputs (built inside the judge's guard: it may raise too)."""
+    name = spec.name
+    return CheckContext(
+        histogram=hists.get(name),
+        reference=reference.get(name),
+        summary=summary,
+        history=history,
+        masked=frozenset(tuple(c) for c in masked.get(name, ())),
+        subsystem=spec.subsystem,
+        run_start=anchors[0],
+        reference_history=anchors[1],
+        histograms=hists,
+        references=reference,
+        recent=tuple(r.get(name) for r in recent),
+    )
+
+
+#: What the shifter does about a check that could not run: its own instruction (call the
+#: subsystem's expert) would send them after a detector problem nobody has seen.
+CHECK_ERROR_INSTRUCTION = (
+    "This check could not run (error shown): call the DQM on-call expert. The spill's other "
+    "checks are valid; once fixed, 'dqm recheck --run N --store' judges the run again."
+)
+
+#: What the shifter does about a spill whose data and end-of-spill marker disagree.
+ARRIVAL_INSTRUCTION = (
+    "Spill data incomplete or not as announced: check the DAQ event builder and the network "
+    "to the DQM; call the DAQ expert if it repeats."
+)
+
+#: Errors whose traceback was logged already (bounded): a check failing on every spill
+#: logs its traceback once, then one line per spill.
+_LOGGED: set[tuple[str, str, str]] = set()
+
+
+def judge_check(
+    name: str,
+    context: CheckContext | Callable[[], CheckContext],
+    params: Mapping | None = None,
+    *,
+    where: str = "",
+) -> CheckResult:
+    """:func:`dqm.checks.run_check` that never raises: an exception becomes CHECK_ERROR.
+
+    Judging must never stop the DQM: a check that raises (a bug, an unusable
+    reference, an invalid threshold override) becomes a :attr:`Quality.CHECK_ERROR`
+    result naming the check and the error, the traceback is logged (once per
+    distinct error, then one line per occurrence), and the spill's other checks run.
+
+    Args:
+        name: the registered check.
+        context: the check's inputs, or a function making them (so an error while
+            building them is caught too).
+        params: the spec's parameters with overrides applied.
+        where: the histogram, for the log line.
+    """
+    try:
+        ctx = context() if callable(context) else context
+        return run_check(name, ctx, params)
+    except Exception as error:  # noqa: BLE001 — becomes a visible CHECK_ERROR result
+        key = (where, name, error_text(error))
+        first = key not in _LOGGED
+        if first and len(_LOGGED) < 1024:
+            _LOGGED.add(key)
+        log.error(
+            "check %s/%s raised %s%s",
+            where or "-",
+            name,
+            key[2],
+            "" if first else " (traceback logged before)",
+            exc_info=error if first else None,
+        )
+        return check_error(name, error)

@@ -104,6 +104,14 @@ WORKER_COUNTERS: dict[str, tuple[str, str]] = {
         "dqm_worker_reclaimed_messages",
         "Pending messages reclaimed from dead consumers (XAUTOCLAIM).",
     ),
+    "check_errors": (
+        "dqm_worker_check_errors",
+        "Checks (or whole judgings) that failed: stored as CHECK_ERROR flags, see the log.",
+    ),
+    "late_batches": (
+        "dqm_worker_late_batches",
+        "Batches set aside: beyond the count their end-of-spill marker announced.",
+    ),
 }
 
 

@@ -23,19 +23,26 @@ Failure handling, each in one place:
   missing news may just have been held up by the outage;
 * a dead consumer → its pending messages are reclaimed with XAUTOCLAIM (a reclaim of
   a message this worker still holds is ignored);
+* a check, a close hook or the merging of a spill that raises → the spill still closes
+  and is announced, with a CHECK_ERROR flag saying what failed
+  (:mod:`dqm.pipeline.closing`); only a database outage defers the close;
+* a batch whose index is beyond the count its spill's end-of-spill marker announced →
+  late: dead-lettered (``beyond-marker``), counted on the spill, judged
+  (``daq/marker_mismatch``), the same whatever ``DQM_READ_COUNT`` and whether it came
+  before or after the marker (a replay settles a marker stored by an earlier group);
 * SIGTERM → finish the chunk in hand, commit, acknowledge, exit (with the database
   down: give up after ``stop_grace_s``, acknowledging nothing — it is all redelivered).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import signal
 import socket
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -51,15 +58,16 @@ from dqm.core.summary import accumulate
 from dqm.core.variables import BatchView
 from dqm.errors import BatchError, ConfigError
 from dqm.pipeline import stream as rs
+from dqm.pipeline.closing import SpillCloser
 from dqm.store.spills import (
     ClosedSpill,
     Contribution,
+    LateBatches,
     closable_spills,
     commit_group,
     processed_ids,
     seen_batches,
     stale_spills,
-    try_close,
 )
 
 __all__ = ["Worker", "WorkerStats", "CloseHook"]
@@ -67,7 +75,12 @@ __all__ = ["Worker", "WorkerStats", "CloseHook"]
 log = logging.getLogger("dqm.pipeline.worker")
 
 #: Called inside the closing transaction; may write flags and return extra fields to announce.
+#: A hook may also have ``amend(session, spill_id) -> dict | None``, called (in its own
+#: transaction) when late batches were counted against a spill it judged already.
 CloseHook = Callable[[Session, ClosedSpill], dict | None]
+
+#: How many spills' announced batch counts a worker remembers (to set aside extra batches).
+MARKERS_KEPT = 4096
 
 
 @dataclass
@@ -83,6 +96,8 @@ class WorkerStats:
     redis_errors: int = 0
     spills_closed: int = 0
     reclaimed: int = 0
+    late_batches: int = 0  # set aside: beyond the count their spill's marker announced
+    check_errors: int = 0  # CHECK_ERROR flags stored, and close hooks that raised
     close_latency_s: list[float] = field(default_factory=list)
 
 
@@ -108,7 +123,11 @@ class Worker:
                 raise ConfigError(setting, value, "a name of 1 to 128 characters")
         self.close_hooks = list(close_hooks or [])
         self.stats = WorkerStats()
+        self.closer = SpillCloser(self)
         self._stop = threading.Event()
+        #: batches announced by the first end-of-spill marker of each recent spill: a batch
+        #: whose index is beyond it is late
+        self._markers: OrderedDict[tuple[int, int], int] = OrderedDict()
         self._reset_group()
         self._owed = _Owed()
         self._replay = True  # on start, our own pending messages come first
@@ -130,6 +149,7 @@ class Worker:
         self._group_batches: set[tuple[int, int, int]] = set()
         self._arrived: dict[tuple[int, int], float] = {}
         self._held: set[str] = set()  # ids of every message in hand (a re-claim of one is ignored)
+        self._marker_msgs: dict[str, rs.Message] = {}  # markers in hand, for their dead letters
 
     def stop(self) -> None:
         """Ask the loop to finish the chunk in hand, commit and return (also on SIGTERM)."""
@@ -296,6 +316,12 @@ class Worker:
                 )
             self._group_batches.add(key3)
             c = self._contribution(batch.run, batch.spill)
+            announced = self._markers.get((batch.run, batch.spill))
+            if announced is not None and batch.batch_index >= announced:
+                # beyond the count its marker announced: late, whatever the order or grouping
+                c.late.append((m.id, batch.n_events))
+                self.stats.late_batches += 1
+                return
             if c.hists is None:
                 c.hists = self.filler.book()
             view = BatchView(batch.columns)
@@ -315,12 +341,22 @@ class Worker:
                 )
             c = self._contribution(eos.run, eos.spill)
             c.marker = (m.id, eos.n_batches, eos.n_events)
+            self._marker_msgs[m.id] = m
+            self._remember_marker(eos.run, eos.spill, eos.n_batches)
             self._arrived[(eos.run, eos.spill)] = time.monotonic()
             self.stats.markers += 1
         else:
             raise BatchError(
                 "unknown-type", f"message type {kind[:40]!r}; expected b'batch' or b'eos'"
             )
+
+    def _remember_marker(self, run: int, spill: int, n_batches: int) -> None:
+        """Keep the batch count of the spill's *first* marker: batches beyond it are late."""
+        key = (run, spill)
+        self._markers.setdefault(key, n_batches)
+        self._markers.move_to_end(key)
+        while len(self._markers) > MARKERS_KEPT:
+            self._markers.popitem(last=False)
 
     def _contribution(self, run: int, spill: int) -> Contribution:
         key = (run, spill)
@@ -359,6 +395,15 @@ class Worker:
             self._reset_group()
             self._replay = True
             return True
+        except LateBatches as late:
+            # batches in hand are beyond the count of a marker an earlier group stored:
+            # replay them knowing the count, so they are set aside as late, not counted
+            log.info("%s; replaying the group", late)
+            for (run, spill), n_batches in late.announced.items():
+                self._markers[(run, spill)] = n_batches  # the stored (first) marker's count
+            self._reset_group()
+            self._replay = True
+            return True
         except OperationalError as exc:
             self._db_failed(exc, holding=len(contributions))
             self._last_commit = time.monotonic()
@@ -370,10 +415,11 @@ class Worker:
         owed.ack.extend(self._skip_ack)
         owed.dead.extend(self._dead)
         owed.dead.extend(
-            (rs.Message(mid, {b"type": kind.encode()}), reason, why)
+            (self._marker_msgs.get(mid) or rs.Message(mid, {}), reason, why)
             for mid, kind, reason, why in outcome.rejected
         )
         owed.close.update(outcome.spill_ids)
+        owed.amend.update(outcome.amend)
         owed.arrived.update(self._arrived)
         self.stats.commits += 1
         self._reset_group()
@@ -391,9 +437,9 @@ class Worker:
         owed, s = self._owed, self.settings
         while owed.dead:
             m, reason, detail = owed.dead[0]
-            if (
-                reason == "late"
-            ):  # the worker let its payload go once decoded: take the original from the stream
+            if not m.fields:
+                # rejected when its group was stored: the worker let the payload go once
+                # decoded, so the dead letter takes the original fields from the stream
                 m = rs.fetch(self.r, s.stream, m.id) or m
             rs.dead_letter(self.r, s.dead_letter_stream, m, reason, detail, self.consumer)
             log.warning("dead-lettered: %s", detail, extra={"message_id": m.id, "reason": reason})
@@ -417,42 +463,27 @@ class Worker:
                     return
             owed.close.clear()
             owed.arrived.clear()
+        while owed.amend:
+            if not self._amend(min(owed.amend)):
+                return
+            owed.amend.discard(min(owed.amend))
 
     def _close(self, spill_id: int, *, incomplete: bool, arrived: dict | None = None) -> bool:
-        """Close one spill; False if the database failed (the caller retries)."""
-        extra: dict = {}
+        """Close one spill (:class:`~dqm.pipeline.closing.SpillCloser`); False if the
+        database is out and the caller must retry."""
         try:
-            with self.sessions.begin() as session:
-                closed = try_close(session, spill_id, self.filler.book, incomplete=incomplete)
-                if closed is None:
-                    return True
-                for hook in self.close_hooks:
-                    extra.update(hook(session, closed) or {})
+            return self.closer.close(spill_id, incomplete=incomplete, arrived=arrived)
         except OperationalError as exc:
-            log.error("could not close spill id %d (%s); will retry", spill_id, exc.orig)
             self._db_failed(exc)
             return False
-        self.stats.spills_closed += 1
-        t0 = (arrived or {}).get((closed.run, closed.spill))
-        if t0 is not None:
-            self.stats.close_latency_s.append(time.monotonic() - t0)
-        note = {
-            "run": closed.run,
-            "spill": closed.spill,
-            "status": closed.status,
-            "n_events": closed.summary.get("n_events"),
-            **extra,
-        }
-        where = {"run": closed.run, "spill": closed.spill}  # logfmt fields: grep 'run=7 spill=12'
-        log.info(
-            "spill closed",
-            extra={**where, "status": closed.status, "n_events": int(note["n_events"] or 0)},
-        )
+
+    def _amend(self, spill_id: int) -> bool:
+        """Late batches were counted against a closed spill: judge it again."""
         try:
-            self.r.publish(self.settings.channel, json.dumps(note, default=str))
-        except redis.RedisError as exc:
-            log.warning("could not announce closed spill: %s", exc, extra=where)
-        return True
+            return self.closer.amend(spill_id)
+        except OperationalError as exc:
+            self._db_failed(exc)
+            return False
 
     def _sweep_stale(self) -> None:
         """Close as incomplete the spills with no news for ``spill_timeout_s``.
@@ -527,9 +558,10 @@ class _Owed:
     dead: list[tuple[rs.Message, str, str]] = field(default_factory=list)
     close: set[int] = field(default_factory=set)
     arrived: dict[tuple[int, int], float] = field(default_factory=dict)
+    amend: set[int] = field(default_factory=set)  # closed spills that got late batches
 
     def __bool__(self) -> bool:
-        return bool(self.ack or self.dead or self.close)
+        return bool(self.ack or self.dead or self.close or self.amend)
 
 
 def _decode(decoder: Callable, raw):

@@ -19,6 +19,7 @@ import boost_histogram as bh
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
+from dqm.checks import Quality
 from dqm.core.histio import decode_histograms
 from dqm.core.numbering import missing_numbers
 from dqm.core.specs import SpecSet
@@ -38,10 +39,9 @@ __all__ = [
     "parse_utc",
 ]
 
-# : dqm.checks.Quality values, spelled out for the page (kept here so gathering needs no checks
-# import)
-QUALITY_NAMES = {0: "GOOD", 1: "NO_DATA", 2: "WARNING", 3: "BAD"}
-WARNING, BAD = 2, 3
+#: dqm.checks.Quality values, spelled out for the page
+QUALITY_NAMES = {int(q): q.name for q in Quality}
+WARNING, BAD = int(Quality.WARNING), int(Quality.BAD)
 ROLLUP = "rollup"  # dqm.store.flags.ROLLUP: the per-subsystem worst-of rows
 
 ProgressFactory = Callable[..., Progress]

@@ -17,7 +17,7 @@ import mplhep
 import numpy as np
 from matplotlib.axes import Axes
 
-from dqm.checks import compare
+from dqm.checks import Quality, compare
 from dqm.core.specs import HistogramSpec
 from dqm.errors import DQMError
 from dqm.report.layout import Trend
@@ -33,7 +33,15 @@ __all__ = [
 ]
 
 DATA_COLOUR, REF_COLOUR = "black", "#e42536"
-QUALITY_COLOURS = {0: "#2b8a3e", 1: "#9c9ca1", 2: "#f89c20", 3: "#e42536", -1: "#5790fc"}
+#: per stored quality (dqm.checks.Quality); -1: not judged. CHECK_ERROR is the palette's violet.
+QUALITY_COLOURS = {
+    int(Quality.GOOD): "#2b8a3e",
+    int(Quality.NO_DATA): "#9c9ca1",
+    int(Quality.WARNING): "#f89c20",
+    int(Quality.CHECK_ERROR): "#7a21dd",
+    int(Quality.BAD): "#e42536",
+    -1: "#5790fc",
+}
 
 
 def _axis_label(axis: bh.axis.Axis, fallback: str) -> str:
@@ -245,7 +253,8 @@ def draw_trend(
     xlabel: str,
     boundaries: Sequence[tuple[float, str]] = (),
 ) -> None:
-    """Per-spill values as lines; WARNING (orange) and BAD (red) spills marked on every line."""
+    """Per-spill values as lines; WARNING (orange), CHECK_ERROR (violet) and BAD (red) spills
+    marked on every line."""
     quality = series["quality"]
     colours = ["#333333", "#5790fc", "#964a8b"]
     for i, key in enumerate(trend.keys):
@@ -278,7 +287,11 @@ def draw_trend(
             ls="none" if dense else "-",
             rasterized=dense,
         )  # 2000 vector dots: slow PDF
-        for q, name in ((2, "WARNING"), (3, "BAD")):
+        for q, name in (
+            (int(Quality.WARNING), "WARNING"),
+            (int(Quality.CHECK_ERROR), "CHECK_ERROR"),
+            (int(Quality.BAD), "BAD"),
+        ):
             sel = ok & (quality == q)
             if sel.any():
                 ax.scatter(

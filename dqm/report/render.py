@@ -29,6 +29,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, MaxNLocator
 
 from dqm import __version__
+from dqm.checks import Quality
 from dqm.core.numbering import ranges_text
 from dqm.core.specs import HistogramSpec
 from dqm.report.data import ReportData
@@ -78,7 +79,8 @@ STYLE = {
     "axes.formatter.use_mathtext": False,
     "axes.formatter.useoffset": False,
 }
-_QUALITY_ORDER = ("GOOD", "WARNING", "BAD", "NO_DATA", "UNCHECKED")
+_QUALITY_ORDER = ("GOOD", "WARNING", "CHECK_ERROR", "BAD", "NO_DATA", "UNCHECKED")
+_BAD = int(Quality.BAD)
 _MAP_KINDS = 2  # histograms with this many dimensions are drawn as colour maps
 
 
@@ -144,7 +146,8 @@ def _cover(fig: Figure, data: ReportData) -> None:
         ),
         (
             "Flagged spills",
-            f"{len(data.problem_spills):,d} with a WARNING or BAD flag (table on the next pages)",
+            f"{len(data.problem_spills):,d} with a WARNING, CHECK_ERROR or BAD flag (table on "
+            "the next pages)",
         ),
         (
             "Beam configurations",
@@ -161,14 +164,19 @@ def _cover(fig: Figure, data: ReportData) -> None:
             data.missing_spills
         )  # a loss nothing else flags
         fig.text(
-            0.05, y, key, fontsize=10, weight="bold", color=QUALITY_COLOURS[3] if alarm else "black"
+            0.05,
+            y,
+            key,
+            fontsize=10,
+            weight="bold",
+            color=QUALITY_COLOURS[_BAD] if alarm else "black",
         )
         fig.text(
             0.24,
             y,
             value,
             fontsize=10,
-            color=QUALITY_COLOURS[3] if alarm else "black",
+            color=QUALITY_COLOURS[_BAD] if alarm else "black",
             weight="bold" if alarm else "normal",
         )
         y -= 0.04
@@ -193,7 +201,7 @@ def _counts_table(fig: Figure, data: ReportData, top: float) -> None:
     ax = fig.add_axes((0.05, max(top - 0.36, 0.12), 0.42, 0.34))
     ax.axis("off")
     ax.set_title("Check flags by subsystem and quality", loc="left", fontsize=10, weight="bold")
-    qualities = [k for k in ("GOOD", "WARNING", "BAD", "NO_DATA")]
+    qualities = [k for k in ("GOOD", "WARNING", "CHECK_ERROR", "BAD", "NO_DATA")]
     subsystems = [s for s in SUBSYSTEM_TITLES if s in data.flag_counts] + sorted(
         set(data.flag_counts) - set(SUBSYSTEM_TITLES)
     )
@@ -208,11 +216,11 @@ def _counts_table(fig: Figure, data: ReportData, top: float) -> None:
     ]
     table = ax.table(
         cellText=cells,
-        colLabels=["subsystem"] + qualities,
+        colLabels=["subsystem"] + [q.replace("_", " ") for q in qualities],
         loc="upper left",
         cellLoc="right",
         colLoc="right",
-        colWidths=[0.28] + [0.18] * len(qualities),
+        colWidths=[0.24] + [0.76 / len(qualities)] * len(qualities),
     )
     table.auto_set_font_size(False)
     table.set_fontsize(8.5)
@@ -220,8 +228,8 @@ def _counts_table(fig: Figure, data: ReportData, top: float) -> None:
     for (row, col), cell in table.get_celld().items():
         cell.set_edgecolor("#bbbbbb")
         name = qualities[col - 1] if col >= 1 else ""
-        if row > 0 and name in ("WARNING", "BAD") and cells[row - 1][col] != "0":
-            cell.set_facecolor(QUALITY_COLOURS[2 if name == "WARNING" else 3] + "40")
+        if row > 0 and name in ("WARNING", "CHECK_ERROR", "BAD") and cells[row - 1][col] != "0":
+            cell.set_facecolor(QUALITY_COLOURS[int(Quality[name])] + "40")
         if col == 0:
             cell.set_text_props(ha="left")
 

@@ -31,7 +31,13 @@ from dqm.core.specs import SpecSet
 from dqm.errors import ConfigError, StorageError
 from dqm.store.models import SPILL_OPEN, Spill, SpillHistograms
 
-__all__ = ["to_root_histogram", "write_root", "read_root_histograms", "export_run"]
+__all__ = [
+    "to_root_histogram",
+    "write_root",
+    "read_root_histograms",
+    "unknown_errors",
+    "export_run",
+]
 
 
 def _root_axis(axis: bh.axis.Axis) -> bh.axis.Axis:
@@ -101,7 +107,9 @@ def read_root_histograms(
     Keys that are not specs are ignored (a file may carry anything else); a spec
     histogram whose binning differs from the spec raises :class:`ConfigError` naming
     both. Integral contents (counts) are stored as ``Int64`` like the workers' fills;
-    weighted contents keep ``Double`` storage.
+    weighted or normalised contents with ROOT's ``Sumw2`` keep their errors in
+    ``Weight`` storage (the χ²/KS checks then use ROOT's weighted formulae); weighted
+    contents without ``Sumw2`` keep ``Double`` storage (:func:`unknown_errors`).
     """
     path = Path(path)
     if not path.is_file():
@@ -142,15 +150,43 @@ def read_root_histograms(
                 for a in booked.axes
             )
             values = values[index]
-            if np.all(values == np.rint(values)) and np.all(values >= 0):
+            sumw2 = _sumw2(obj)
+            variances = None if sumw2 is None else sumw2[index]
+            counts = bool(np.all(values == np.rint(values)) and np.all(values >= 0))
+            if counts and (variances is None or np.array_equal(variances, values)):
                 booked.view(flow=True)[...] = values.astype(np.int64)
                 h = booked
-            else:
+            elif variances is not None:  # weighted or normalised with Sumw2: keep the errors
+                h = bh.Histogram(*booked.axes, storage=bh.storage.Weight())
+                h.view(flow=True).value = values
+                h.view(flow=True).variance = variances
+                h.name, h.title = spec.name, spec.title
+            else:  # weighted without Sumw2: errors unknown, the shape checks will refuse it
                 h = bh.Histogram(*booked.axes, storage=bh.storage.Double())
                 h.view(flow=True)[...] = values
                 h.name, h.title = spec.name, spec.title
             out[spec.name] = h
     return out
+
+
+def _sumw2(obj) -> np.ndarray | None:
+    """The histogram's per-bin Σw² with flow bins (ROOT's ``fSumw2``), None without Sumw2."""
+    try:
+        sumw2 = obj.member("fSumw2")
+    except (KeyError, AttributeError):
+        return None
+    if sumw2 is None or len(sumw2) == 0:
+        return None
+    return np.asarray(obj.variances(flow=True), dtype=float)
+
+
+def unknown_errors(hists: Mapping[str, bh.Histogram]) -> list[str]:
+    """Names of histograms with non-integer contents and no errors (no Sumw2 in the file).
+
+    The shape checks refuse such a reference (its statistical errors are unknown);
+    ``dqm reference import`` says so when it imports one.
+    """
+    return sorted(name for name, h in hists.items() if h.storage_type is bh.storage.Double)
 
 
 def export_run(

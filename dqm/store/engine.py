@@ -10,11 +10,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from dqm.config import check_database_url
 
-__all__ = ["make_engine", "make_sessionmaker", "is_sqlite", "CONNECT_TIMEOUT_S"]
+__all__ = ["make_engine", "make_sessionmaker", "is_sqlite", "is_outage", "CONNECT_TIMEOUT_S"]
 
 #: Longest wait for a PostgreSQL or Redis server to answer a new connection.
 CONNECT_TIMEOUT_S = 5
@@ -62,3 +63,16 @@ def make_engine(url: str, *, writer: bool = True) -> Engine:
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(engine, expire_on_commit=False)
+
+
+def is_outage(error: BaseException) -> bool:
+    """A database that cannot be reached now (retry later), as opposed to one that refused.
+
+    ``OperationalError`` covers a refused or dropped connection, a server shutting down,
+    a deadlock or serialization failure: all worth retrying. A ``DBAPIError`` that
+    invalidated its connection is one too. Anything else (a programming error, bad data,
+    a constraint) will fail again the same way, so retrying it would only stall.
+    """
+    return isinstance(error, OperationalError) or (
+        isinstance(error, DBAPIError) and bool(error.connection_invalidated)
+    )

@@ -25,6 +25,7 @@ from dqm.checks._core import to_jsonable
 from dqm.config import Settings
 from dqm.core.evaluate import (
     HISTORY_SPILLS,
+    Arrival,
     Incident,
     Verdict,
     accumulated,
@@ -42,20 +43,26 @@ from dqm.store.references import (
     active_reference,
     flags_reference_run,
 )
-from dqm.store.spills import ClosedSpill, spill_histograms
+from dqm.store.spills import spill_histograms
 
 __all__ = [
     "CheckInputs",
     "gather_inputs",
     "store_verdict",
     "make_close_hook",
+    "recorded_inputs",
+    "spill_arrival",
     "recheck_run",
     "query_flags",
     "HISTORY_SPILLS",
     "ROLLUP",
+    "JUDGING_CHECK",
 ]
 
 ROLLUP = "rollup"
+#: Check name of the flags standing for a spill whose judging failed as a whole
+#: (:class:`dqm.store.judge.SpillJudge`).
+JUDGING_CHECK = "judging"
 
 
 @dataclass
@@ -304,30 +311,69 @@ def _store_run_rollup(
 
 
 def make_close_hook(settings: Settings, specs: SpecSet):
-    """The worker's close hook: judge the spill, store flags, return what to announce."""
-    refs = ReferenceCache()
-    recent = RecentHistograms()
+    """The worker's close hook: judge the spill, store flags, return what to announce.
 
-    def judge(session: Session, closed: ClosedSpill) -> dict:
-        sp = session.get(Spill, closed.spill_id)
-        inputs = gather_inputs(session, sp, specs, refs, recent=recent)
-        verdict = evaluate_spill(
-            specs,
-            closed.hists,
-            closed.summary,
-            status=closed.status,
-            batches=(sp.received_batches, sp.expected_batches),
-            **inputs.evaluate_kwargs(),
+    See :class:`dqm.store.judge.SpillJudge` (it never lets a judging error stop the worker).
+    """
+    from dqm.store.judge import SpillJudge  # judge builds on this module
+
+    return SpillJudge(settings, specs)
+
+
+def spill_arrival(sp: Spill) -> Arrival:
+    """What the spill's end-of-spill marker announced against what arrived (from its row)."""
+    return Arrival(
+        received_batches=int(sp.received_batches or 0),
+        received_events=int(sp.n_events) if sp.n_events is not None else None,
+        expected_batches=sp.expected_batches,
+        expected_events=sp.expected_events,
+        late_batches=int(sp.late_batches or 0),
+        late_events=int(sp.late_events or 0),
+    )
+
+
+def recorded_inputs(
+    session: Session,
+    sp: Spill,
+    specs: SpecSet,
+    refs: ReferenceCache,
+    *,
+    version: str | None = None,
+    recent: RecentHistograms | None = None,
+) -> CheckInputs:
+    """Inputs of a spill judged before, as they were then: its reference, its overrides.
+
+    The reference is the one recorded with its flags (none if it was judged without one);
+    a spill never judged (or whose judging failed as a whole) gets the active one, as the
+    live hook would now. The overrides are pinned to ``version`` or else to the spill's
+    own configuration version (when the specs still match it).
+    """
+    ref: Reference | None | object = ACTIVE
+    judged = select(func.count()).select_from(Flag).where(Flag.spill_id == sp.id)
+    # a spill whose judging failed as a whole was never compared with anything: it gets
+    # the active reference, as the live hook would have used
+    if session.scalar(judged.where(Flag.check != JUDGING_CHECK)):
+        ref_run = flags_reference_run(session, sp.id)
+        ref = (
+            session.scalars(
+                select(Reference)
+                .where(Reference.run == ref_run)
+                .order_by(Reference.id.desc())
+                .limit(1)
+            ).first()
+            if ref_run is not None
+            else None
         )
-        store_verdict(session, sp, verdict, inputs)
-        return {
-            "quality": int(verdict.overall),
-            "subsystems": {s: int(q) for s, q in verdict.subsystems.items()},
-            "config_version": inputs.version,
-            "incidents": [i.to_dict() for i in verdict.incidents],
-        }
-
-    return judge
+    pinned = version or sp.config_version
+    return gather_inputs(
+        session,
+        sp,
+        specs,
+        refs,
+        version=pinned if pinned and pinned.split("+")[0] == specs.version else None,
+        reference=ref,
+        recent=recent,
+    )
 
 
 @dataclass
@@ -351,38 +397,14 @@ def recheck_run(
     diffs: list[str] = []
     used = version or ""
     for sp in spills:
-        ref: Reference | None | object = ACTIVE  # never judged: as the live hook would now
-        if session.scalar(select(func.count()).select_from(Flag).where(Flag.spill_id == sp.id)):
-            ref_run = flags_reference_run(
-                session, sp.id
-            )  # judged: the reference it was judged against, or none
-            ref = (
-                session.scalars(
-                    select(Reference)
-                    .where(Reference.run == ref_run)
-                    .order_by(Reference.id.desc())
-                    .limit(1)
-                ).first()
-                if ref_run is not None
-                else None
-            )
-        pinned = version or sp.config_version
-        inputs = gather_inputs(
-            session,
-            sp,
-            specs,
-            refs,
-            version=pinned if pinned and pinned.split("+")[0] == specs.version else None,
-            reference=ref,
-            recent=recent,
-        )
+        inputs = recorded_inputs(session, sp, specs, refs, version=version, recent=recent)
         used = inputs.version
         verdict = evaluate_spill(
             specs,
             spill_histograms(session, sp.id),
             sp.summary or {},
             status=sp.status,
-            batches=(sp.received_batches, sp.expected_batches),
+            arrival=spill_arrival(sp),
             **inputs.evaluate_kwargs(),
         )
         if store:

@@ -99,6 +99,10 @@ class Spill(Base):
     expected_events: Mapped[int | None] = mapped_column(Integer)
     received_batches: Mapped[int] = mapped_column(Integer, default=0)
     n_events: Mapped[int] = mapped_column(BigInteger, default=0)
+    # batches of this spill that came after its end-of-spill marker in the stream, or after
+    # it closed: dead-lettered, not counted, but judged (daq/marker_mismatch)
+    late_batches: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    late_events: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     # summary (NULL until the spill closes)
     p_bms_mean: Mapped[float | None] = mapped_column(Float)
     p_bms_sigma: Mapped[float | None] = mapped_column(Float)

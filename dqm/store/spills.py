@@ -7,26 +7,33 @@ them is stored and they are delivered again. A message id that is already in
 ``processed_messages`` is skipped. Two workers racing on the same (reclaimed)
 message collide on that table's primary key; the loser rolls back and replays.
 
-Closing is a conditional ``UPDATE … WHERE status = 'open'``: whichever worker wins
-it merges the partials; the others see zero rows changed and move on.
+A batch whose index is beyond the count its spill's end-of-spill marker announced is
+*late*: recorded, not counted, judged (``daq/marker_mismatch``) — in whatever order
+batches and marker arrive. Closing lives in :mod:`dqm.store.closing`
+(re-exported here).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 
 import boost_histogram as bh
-from sqlalchemy import and_, delete, func, select, update
+from sqlalchemy import and_, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from dqm.core.histio import FORMAT_VERSION, add_into, decode_histograms, encode_histograms
-from dqm.core.summary import finalize, merge
+from dqm.core.histio import add_into, decode_histograms, encode_histograms
+from dqm.store.closing import (
+    SUMMARY_COLUMNS,
+    ClosedSpill,
+    closable_spills,
+    close_failed,
+    spill_identity,
+    stale_spills,
+    try_close,
+)
 from dqm.store.models import (
-    SPILL_COMPLETE,
-    SPILL_INCOMPLETE,
     SPILL_OPEN,
     ProcessedMessage,
     Run,
@@ -51,23 +58,11 @@ __all__ = [
     "spill_histograms",
     "run_histograms",
     "count_spills",
+    "close_failed",
+    "spill_identity",
+    "LateBatches",
     "SUMMARY_COLUMNS",
 ]
-
-SUMMARY_COLUMNS = (
-    "p_bms_mean",
-    "p_bms_sigma",
-    "p_ms2_mean",
-    "p_ms2_sigma",
-    "dp_mean",
-    "dp_sigma",
-    "low_pout_fraction",
-    "ecal_mean",
-    "hcal_mean",
-    "pik_fraction",
-    "pik_fraction_err",
-    "daq_completeness",
-)
 
 
 @dataclass
@@ -81,6 +76,9 @@ class Contribution:
     n_events: int = 0
     batches: list[tuple[str, int]] = field(default_factory=list)  # (message id, batch index)
     marker: tuple[str, int, int] | None = None  # (message id, n_batches, n_events)
+    #: batches whose index is beyond the count the spill's end-of-spill marker announced:
+    #: (message id, n_events); not filled, counted as late (see :func:`commit_group`)
+    late: list[tuple[str, int]] = field(default_factory=list)
 
     @property
     def message_ids(self) -> list[str]:
@@ -88,22 +86,40 @@ class Contribution:
         return ids + ([self.marker[0]] if self.marker else [])
 
 
+class LateBatches(Exception):  # noqa: N818 — a signal to the worker, not an error
+    """A group holds batches beyond the count their spill's end-of-spill marker announced.
+
+    Raised by :func:`commit_group` (the transaction is rolled back) when the marker
+    was stored by an earlier group and the worker filled the batches not knowing it:
+    the worker learns the announced counts, drops the group and replays its pending
+    messages, this time setting those batches aside as late instead of filling them.
+    The rule "a batch whose index is beyond the marker's count is not counted" then
+    holds whatever the grouping of reads.
+    """
+
+    def __init__(self, announced: dict[tuple[int, int], int]) -> None:
+        self.announced = announced
+        super().__init__(
+            "batches beyond the end-of-spill marker's count of "
+            + ", ".join(f"run {r} spill {s}" for r, s in sorted(announced))
+        )
+
+
 @dataclass
 class CommitOutcome:
     spill_ids: set[int] = field(default_factory=set)
-    # : messages recorded but not counted: (message id, kind, reason tag, detail) for the dead
-    # letters
+    #: messages recorded but not counted: (message id, kind, reason tag, detail) for the dead
+    #: letters
     rejected: list[tuple[str, str, str, str]] = field(default_factory=list)
+    #: closed spills that just received late batches: to be judged again
+    amend: set[int] = field(default_factory=set)
 
 
-@dataclass
-class ClosedSpill:
-    spill_id: int
-    run: int
-    spill: int
-    status: str
-    hists: dict[str, bh.Histogram]
-    summary: dict[str, float | None]
+def _beyond(run: int, spill: int, announced: int) -> str:
+    return (
+        f"batch of run {run} spill {spill} beyond the {announced} batches its end-of-spill "
+        "marker announced: not counted (daq/marker_mismatch)"
+    )
 
 
 def insert_ignore(session: Session, model, values: Mapping | list[Mapping]) -> None:
@@ -172,25 +188,64 @@ def commit_group(
     contributions: Iterable[Contribution],
     dead_ids: Iterable[str] = (),
 ) -> CommitOutcome:
-    """Write one group (caller commits). Raises IntegrityError if a message id was stored
-    already."""
+    """Write one group (caller commits).
+
+    Batches the worker set aside as beyond their spill's announced count
+    (``Contribution.late``), and any batch of a spill that is closed already, are
+    recorded as late: not counted, added to the spill's ``late_batches``/``late_events``,
+    returned in ``rejected`` for the dead-letter stream, and a closed spill is returned
+    in ``amend`` to be judged again.
+
+    Raises:
+        IntegrityError: a message id was stored already (another worker won it).
+        LateBatches: batches in the group are beyond the count of a marker stored by an
+            earlier group; nothing is written, the worker replays knowing the count.
+    """
     out = CommitOutcome()
     now = utcnow()
     rows: list[dict] = []
     # spill rows are locked in one global order, so two workers' groups cannot deadlock
+    beyond: dict[tuple[int, int], int] = {}
     for c in sorted(contributions, key=lambda c: (c.run, c.spill)):
         sp = ensure_spill(session, c.run, c.spill)
         out.spill_ids.add(sp.id)
         if sp.status != SPILL_OPEN:
             why = f"run {c.run} spill {c.spill} already closed as {sp.status}"
-            out.rejected.extend((m, "batch", "late", why) for m, _ in c.batches)
-            if c.marker:
+            announced = sp.expected_batches
+            for m, index in c.batches:
+                # the same reason a batch beyond the marker's count gets while its spill is open
+                if announced is not None and index >= announced:
+                    out.rejected.append(
+                        (m, "batch", "beyond-marker", _beyond(c.run, c.spill, announced))
+                    )
+                else:
+                    out.rejected.append((m, "batch", "late", why))
+            out.rejected.extend(
+                (m, "batch", "beyond-marker", _beyond(c.run, c.spill, announced or 0))
+                for m, _ in c.late
+            )
+            if c.marker and sp.expected_batches is not None:  # whatever the read grouping
+                why_twice = (
+                    f"second end-of-spill marker for run {c.run} spill {c.spill} "
+                    f"(first announced {sp.expected_batches} batches)"
+                )
+                out.rejected.append((c.marker[0], "eos", "duplicate-marker", why_twice))
+            elif c.marker:
                 out.rejected.append((c.marker[0], "eos", "late", why))
             rows.extend(
                 {"message_id": m, "kind": "late", "spill_id": sp.id, "batch_index": None}
-                for m in c.message_ids
+                for m in c.message_ids + [m for m, _ in c.late]
             )
+            if c.batches or c.late:
+                sp.late_batches += len(c.batches) + len(c.late)
+                sp.late_events += c.n_events + sum(n for _, n in c.late)
+                out.amend.add(sp.id)
             continue
+        if c.batches and sp.expected_batches is not None:
+            # the marker was stored by an earlier group: is any batch beyond its count?
+            if any(index >= sp.expected_batches for _, index in c.batches):
+                beyond[(c.run, c.spill)] = sp.expected_batches
+                continue
         if c.batches:
             blob = encode_histograms(c.hists or {}, c.moments)
             session.add(
@@ -209,6 +264,17 @@ def commit_group(
                 {"message_id": m, "kind": "batch", "spill_id": sp.id, "batch_index": b}
                 for m, b in c.batches
             )
+        if c.late:
+            announced = c.marker[1] if c.marker else sp.expected_batches or 0
+            out.rejected.extend(
+                (m, "batch", "beyond-marker", _beyond(c.run, c.spill, announced)) for m, _ in c.late
+            )
+            rows.extend(
+                {"message_id": m, "kind": "late", "spill_id": sp.id, "batch_index": None}
+                for m, _ in c.late
+            )
+            sp.late_batches += len(c.late)
+            sp.late_events += sum(n for _, n in c.late)
         # an earlier group stored this spill's marker
         if c.marker and sp.expected_batches is not None:
             why = (
@@ -225,6 +291,8 @@ def commit_group(
                 {"message_id": c.marker[0], "kind": "eos", "spill_id": sp.id, "batch_index": None}
             )
         sp.updated_at = now
+    if beyond:
+        raise LateBatches(beyond)
     rows.extend(
         {"message_id": m, "kind": "dead", "spill_id": None, "batch_index": None} for m in dead_ids
     )
@@ -235,86 +303,6 @@ def commit_group(
         )
     session.flush()
     return out
-
-
-def try_close(
-    session: Session,
-    spill_id: int,
-    book: Callable[[], dict[str, bh.Histogram]],
-    *,
-    incomplete: bool = False,
-) -> ClosedSpill | None:
-    """Close the spill if it is complete (or, with ``incomplete``, whatever it has).
-
-    Returns None when another worker closed it first or it is not complete yet.
-    """
-    cond = [Spill.id == spill_id, Spill.status == SPILL_OPEN]
-    if not incomplete:
-        cond += [
-            Spill.expected_batches.is_not(None),
-            Spill.received_batches >= Spill.expected_batches,
-        ]
-    status = SPILL_INCOMPLETE if incomplete else SPILL_COMPLETE
-    res = session.execute(update(Spill).where(*cond).values(status=status, closed_at=utcnow()))
-    if res.rowcount != 1:
-        return None
-    sp = session.get(Spill, spill_id, populate_existing=True)
-    assert sp is not None
-    if (
-        incomplete
-        and sp.expected_batches is not None
-        and sp.received_batches >= sp.expected_batches
-    ):
-        sp.status = status = SPILL_COMPLETE  # everything arrived after all
-    hists = book()
-    moments: dict[str, float] = {}
-    for blob in session.scalars(
-        select(SpillPartial.blob).where(SpillPartial.spill_id == spill_id).order_by(SpillPartial.id)
-    ):
-        part_h, part_m = decode_histograms(blob)
-        add_into(hists, part_h)
-        moments = merge(moments, part_m)
-    summary = finalize(moments)
-    summary["received_batches"] = sp.received_batches
-    summary["expected_batches"] = sp.expected_batches
-    blob = encode_histograms(hists)
-    session.merge(
-        SpillHistograms(
-            spill_id=spill_id, format_version=FORMAT_VERSION, size_bytes=len(blob), blob=blob
-        )
-    )
-    for col in SUMMARY_COLUMNS:
-        setattr(sp, col, summary.get(col))
-    sp.summary = summary
-    session.execute(delete(SpillPartial).where(SpillPartial.spill_id == spill_id))
-    session.flush()
-    return ClosedSpill(spill_id, sp.run, sp.spill, status, hists, summary)
-
-
-def closable_spills(session: Session, spill_ids: Iterable[int]) -> list[int]:
-    ids = list(spill_ids)
-    if not ids:
-        return []
-    stmt = select(Spill.id).where(
-        Spill.id.in_(ids),
-        Spill.status == SPILL_OPEN,
-        Spill.expected_batches.is_not(None),
-        Spill.received_batches >= Spill.expected_batches,
-    )
-    return list(session.scalars(stmt))
-
-
-def stale_spills(session: Session, timeout_s: float, now: datetime | None = None) -> list[int]:
-    """Open spills with no news for ``timeout_s``: to be closed as incomplete."""
-    cutoff = (now or utcnow()) - timedelta(seconds=timeout_s)
-    if session.get_bind().dialect.name == "sqlite":
-        cutoff = cutoff.astimezone(UTC).replace(tzinfo=None)
-    stmt = (
-        select(Spill.id)
-        .where(Spill.status == SPILL_OPEN, Spill.updated_at < cutoff)
-        .order_by(Spill.id)
-    )
-    return list(session.scalars(stmt))
 
 
 def spill_histograms(session: Session, spill_id: int) -> dict[str, bh.Histogram]:

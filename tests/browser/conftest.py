@@ -16,6 +16,7 @@ import pytest
 from sqlalchemy import select
 
 from apps.auth import hash_password
+from dqm.checks import Quality
 from dqm.config import Settings
 from dqm.pipeline.services import free_port, stop_processes, wait_http
 from dqm.pipeline.stream import connect
@@ -188,7 +189,7 @@ def bad_flag_id(server: WebServer, check: str, spill: int) -> int | None:
                     Flag.check == check,
                     Flag.run == LIVE_RUN,
                     Flag.spill == spill,
-                    Flag.quality == 3,
+                    Flag.quality == int(Quality.BAD),
                 )
             )
     finally:

@@ -15,6 +15,7 @@ import pytest
 import redis
 from sqlalchemy import select
 
+from dqm.checks import Quality
 from dqm.core.specs import load_specs
 from dqm.store.models import AuditEntry
 from tests.browser.conftest import EXPERT, LIVE_RUN, PASSWORD, bad_flag_id
@@ -272,7 +273,7 @@ def test_only_a_logged_in_expert_can_act(web_server, page, browser, artifacts):
                     Flag.run == LIVE_RUN,
                     Flag.spill == spill,
                     Flag.subsystem == "beam",
-                    Flag.quality == 3,
+                    Flag.quality == int(Quality.BAD),
                     Flag.check != "rollup",
                     Flag.id != flag_id,
                 )

@@ -15,6 +15,7 @@ from apps.control_room import ControlRoom
 from apps.datastore import DataStore
 from apps.expert import HistogramExplorer, Trends
 from apps.expert_actions import run_action
+from dqm.checks import Quality
 from dqm.core.specs import load_specs
 from dqm.pipeline.runtime import close_hooks, open_store
 from dqm.pipeline.worker import Worker
@@ -239,7 +240,7 @@ def test_actions_need_a_named_user_and_land_in_the_audit_trail(web):
                     Flag.run == 4,
                     Flag.spill == 1,
                     Flag.subsystem == "beam",
-                    Flag.quality == 3,
+                    Flag.quality == int(Quality.BAD),
                     Flag.check != "rollup",
                 )
                 .order_by(Flag.id)

@@ -179,13 +179,16 @@ def messages(draw) -> Message:
 def test_worker_handles_any_message_without_raising(worker, drawn):
     msgs = [Message(f"{i + 1}-0", m.fields) for i, m in enumerate(drawn)]
     worker._reset_group()
+    worker._markers.clear()  # a fresh stream: no end-of-spill marker known yet
     worker._process(msgs, check_seen=False)
-    # each message is either taken into the group or dead-lettered with a known reason
+    # each message is taken into the group, set aside as late (a batch beyond the count its
+    # spill's end-of-spill marker announced) or dead-lettered with a known reason
     for m in msgs:
         assert m.id in worker._held
         dead = [(reason, detail) for msg, reason, detail in worker._dead if msg.id == m.id]
         taken = [c for c in worker._open.values() if m.id in c.message_ids]
-        assert len(dead) + len(taken) == 1
+        late = [c for c in worker._open.values() if m.id in {i for i, _ in c.late}]
+        assert len(dead) + len(taken) + len(late) == 1
         if dead:
             assert dead[0][0] in REASONS and dead[0][1]
         elif m.type == b"batch":
@@ -210,6 +213,7 @@ GOOD = {spill: _good_batches(spill, 3) for spill in (1, 2)}
 def test_duplicated_and_out_of_order_messages_count_each_batch_once(worker, specs, sequence):
     # Given any order of the batches and markers of two spills, with any repetitions
     worker._reset_group()
+    worker._markers.clear()  # a fresh stream: no end-of-spill marker known yet
     msgs = []
     for i, (spill, what) in enumerate(sequence):
         if what == "eos":
@@ -225,7 +229,8 @@ def test_duplicated_and_out_of_order_messages_count_each_batch_once(worker, spec
         msgs.append(Message(f"{i + 1}-0", fields))
     # When the worker processes them as one group
     worker._process(msgs, check_seen=False)
-    # Then each distinct batch is filled once, each repeat is dead-lettered as a duplicate
+    # Then each distinct batch is filled once, before or after its marker (the marker
+    # announces 3 batches: none is beyond it), each repeat is dead-lettered as a duplicate
     seen = set(sequence)
     n_dupes = len(sequence) - len(seen)
     assert len(worker._dead) == n_dupes
@@ -234,6 +239,7 @@ def test_duplicated_and_out_of_order_messages_count_each_batch_once(worker, spec
     for spill in (1, 2):
         indexes = sorted(int(w[1]) for s, w in seen if s == spill and w != "eos")
         c = worker._open.get((9, spill))
+        assert c is None or not c.late
         if not indexes:
             assert c is None or c.hists is None
             continue
@@ -242,3 +248,24 @@ def test_duplicated_and_out_of_order_messages_count_each_batch_once(worker, spec
             filler.fill(truth, BatchView(decode_batch(GOOD[spill][b]).columns))
         assert sorted(b for _, b in c.batches) == indexes
         assert_identical(truth, c.hists, where=f"spill {spill}")
+
+
+def test_a_batch_beyond_the_count_its_marker_announced_is_set_aside_in_any_order(worker):
+    # Given batches 0 and 2 of a spill, its marker announcing 2 batches, then batch 1
+    worker._reset_group()
+    worker._markers.clear()
+    eos = {b"type": b"eos", b"run": b"9", b"spill": b"1", b"n_batches": b"2", b"n_events": b"6"}
+    payloads = GOOD[1]
+    msgs = [
+        Message("1-0", {b"type": b"batch", b"payload": payloads[0]}),
+        Message("2-0", eos),
+        Message("3-0", {b"type": b"batch", b"payload": payloads[2]}),
+        Message("4-0", {b"type": b"batch", b"payload": payloads[1]}),
+    ]
+    # When the worker handles them
+    worker._process(msgs, check_seen=False)
+    # Then batches 0 and 1 are counted (1 after the marker is no less the spill's), and
+    # batch 2 — beyond the 2 announced — is set aside as late, not filled
+    c = worker._open[(9, 1)]
+    assert sorted(b for _, b in c.batches) == [0, 1]
+    assert [m for m, _ in c.late] == ["3-0"] and not worker._dead

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import boost_histogram as bh
 import numpy as np
@@ -21,6 +22,7 @@ from dqm.checks import (
     validate_check_params,
     worst,
 )
+from dqm.checks._registry import _REGISTRY
 from dqm.errors import CheckError, SpecError
 
 RNG_SEED = 160
@@ -110,7 +112,7 @@ def test_rollup_is_worst_per_subsystem_and_overall() -> None:
 
 def test_check_result_round_trips_through_json_without_numpy_types() -> None:
     result = CheckResult(
-        np.int64(3),
+        np.int64(int(Quality.BAD)),
         np.float64(4.5),
         {"warning": 4.0, "bad": np.float64(6.0), "lo": -np.inf},
         "ECAL cell (2,3): 0 hits",
@@ -178,10 +180,17 @@ def test_registration_rejects_duplicates_and_signature_mismatches() -> None:
     assert "_mismatch" not in CHECKS
 
 
-def test_unexpected_failure_inside_a_check_becomes_check_error_naming_it() -> None:
+def test_unexpected_failure_inside_a_check_becomes_check_error_naming_it(monkeypatch) -> None:
+    # Given a check whose function fails in a way nobody foresaw
+    def broken(context, **params):
+        raise IndexError("tuple index out of range")
+
+    spec = CHECKS["ks"]
+    monkeypatch.setitem(_REGISTRY, "ks", replace(spec, function=broken))
     context = CheckContext(momentum_histogram(5000), momentum_histogram(50_000, seed=2))
+    # Then run_check names the check and chains the original error
     with pytest.raises(CheckError, match="check 'ks' failed: IndexError") as caught:
-        run_check("ks", context, {"axis": 3})
+        run_check("ks", context)
     assert isinstance(caught.value.__cause__, IndexError)
 
 

@@ -109,4 +109,8 @@ def test_histogram_identical_in_shape_to_reference_is_never_bad(
     ref[...] = factor * values
     for name in SHAPE_CHECKS:
         result = run_check(name, CheckContext(h, ref), {"min_entries": 0})
+        if name == "chi2" and result.quality is Quality.NO_DATA:
+            # a single populated bin leaves nothing to compare (ROOT: ndf = 0, p = 0)
+            assert result.details["ndf"] == 0, result.explanation
+            continue
         assert result.quality is Quality.GOOD, (name, result.explanation)

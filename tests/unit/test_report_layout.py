@@ -14,7 +14,12 @@ from dqm.core.fill import Filler
 from dqm.errors import ConfigError
 from dqm.report.data import FlagRow, Period, ReportData, SpillRow
 from dqm.report.layout import DITTO, TRENDS, plan_pages
-from dqm.report.rootio import read_root_histograms, to_root_histogram, write_root
+from dqm.report.rootio import (
+    read_root_histograms,
+    to_root_histogram,
+    unknown_errors,
+    write_root,
+)
 from dqm.report.sample import fill_spill
 from dqm.sim.simulate import SimConfig, simulate_spill
 
@@ -113,8 +118,21 @@ def test_weighted_histograms_keep_their_weights_and_bad_binning_is_refused(specs
         f["p_bms"] = h
         f["unrelated"] = (np.ones(3), np.arange(4.0))
     back = read_root_histograms(path, specs)
-    assert list(back) == ["p_bms"] and back["p_bms"].storage_type is bh.storage.Double
+    # with Sumw2 in the file: the contents and their errors (here zero) are kept
+    assert list(back) == ["p_bms"] and back["p_bms"].storage_type is bh.storage.Weight
     assert np.allclose(back["p_bms"].values(), np.linspace(0.5, 1.5, 200))
+    assert unknown_errors(back) == []
+    # a normalised histogram with Sumw2 keeps its variances (the χ²/KS use them)
+    h.view(flow=True).variance[1:-1] = np.linspace(0.5, 1.5, 200) / 1e4
+    with uproot.recreate(path) as f:
+        f["p_bms"] = h
+    back = read_root_histograms(path, specs)
+    assert np.allclose(back["p_bms"].variances(), np.linspace(0.5, 1.5, 200) / 1e4)
+    # without Sumw2 (a plain numpy histogram): Double storage, named as unusable by the checks
+    with uproot.recreate(path) as f:
+        f["p_bms"] = (np.linspace(0.5, 1.5, 200), np.linspace(120, 200, 201))
+    back = read_root_histograms(path, specs)
+    assert back["p_bms"].storage_type is bh.storage.Double and unknown_errors(back) == ["p_bms"]
     with uproot.recreate(path) as f:
         f["p_bms"] = (np.ones(50), np.linspace(120, 200, 51))
     with pytest.raises(ConfigError, match="50 bins 120..200.*200 bins 120..200"):

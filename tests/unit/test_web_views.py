@@ -63,6 +63,52 @@ def test_tiles_escape_explanations_and_show_instruction_and_link():
     assert "dqm-tile q-BAD stale" in render_tiles(_snap(1, tiles=(tile,)), stale=True)
 
 
+def test_a_check_error_tile_has_its_own_colour_words_and_instruction():
+    # Given the flags of a spill in which the momentum's ks check raised and a beam check is BAD
+    from apps.snapshot import _tiles
+    from apps.theme import CONTROL_ROOM_CSS, QUALITY_COLOURS
+    from dqm.checks import Quality
+    from dqm.core.evaluate import CHECK_ERROR_INSTRUCTION
+    from dqm.store.models import Flag
+
+    def flag(subsystem, check, quality, text, instruction="spec instruction", id_=1):
+        return Flag(
+            id=id_,
+            subsystem=subsystem,
+            histogram="h",
+            check=check,
+            quality=int(quality),
+            explanation=text,
+            instruction=instruction,
+        )
+
+    flags = [
+        flag("momentum", "p_scale", Quality.GOOD, "fine", id_=1),
+        flag(
+            "momentum",
+            "ks",
+            Quality.CHECK_ERROR,
+            "check 'ks' failed: ValueError: x",
+            CHECK_ERROR_INSTRUCTION,
+            2,
+        ),
+        flag("beam", "beam_width", Quality.CHECK_ERROR, "check 'beam_width' failed", id_=3),
+        flag("beam", "beam_centroid", Quality.BAD, "beam x 3.1 mm from nominal", "call the CCC", 4),
+    ]
+    tiles = {t.subsystem: t for t in _tiles(flags)}
+    # Then the momentum tile says CHECK ERROR with the error and whom to call (not GOOD)
+    momentum = tiles["momentum"]
+    assert momentum.quality == "CHECK_ERROR" and "ValueError" in momentum.explanation
+    assert momentum.instruction == CHECK_ERROR_INSTRUCTION
+    # and a BAD in the same subsystem is what its tile shows (a broken check never hides it)
+    assert tiles["beam"].quality == "BAD" and tiles["beam"].instruction == "call the CCC"
+    # and the wall renders it in words and in its own colour
+    html = render_tiles(_snap(1, tiles=(momentum,)), stale=False)
+    assert 'data-quality="CHECK_ERROR"' in html and ">CHECK ERROR<" in html
+    assert f".q-CHECK_ERROR {{ background: {QUALITY_COLOURS['CHECK_ERROR'][0]}" in CONTROL_ROOM_CSS
+    assert len({bg for bg, _ in QUALITY_COLOURS.values()}) == len(QUALITY_COLOURS)
+
+
 def test_numbers_with_error_and_sparkline():
     html = render_numbers(
         (
@@ -209,7 +255,10 @@ def test_a_tile_that_follows_from_a_cause_elsewhere_sends_the_shifter_there():
 
 def test_snapshot_tiles_read_the_cause_from_the_stored_flags():
     from apps.snapshot import _tiles
+    from dqm.checks import Quality
     from dqm.store.models import Flag
+
+    BAD = int(Quality.BAD)  # stored integers: BAD is 4 since CHECK_ERROR (3) came in
 
     follows = {"cause": "daq_source_absent:MS1", "subsystem": "daq", "explanation": "MS1 gone"}
 
@@ -225,10 +274,10 @@ def test_snapshot_tiles_read_the_cause_from_the_stored_flags():
         )
 
     flags = [
-        flag("daq", "daq_completeness", 3, "MS1 present in 50 %", instruction="call DAQ"),
-        flag("beam", "max_pull", 3, "pull 37σ", {"follows_from": follows}, "call M2"),
+        flag("daq", "daq_completeness", BAD, "MS1 present in 50 %", instruction="call DAQ"),
+        flag("beam", "max_pull", BAD, "pull 37σ", {"follows_from": follows}, "call M2"),
         flag("beam", "intensity", 0, "fine"),
-        flag("beam", "rollup", 3, "pull 37σ", {"follows_from": follows}, "follows from …"),
+        flag("beam", "rollup", BAD, "pull 37σ", {"follows_from": follows}, "follows from …"),
         flag("calorimeter", "chi2", 0, "fine"),
         flag(
             "calorimeter",

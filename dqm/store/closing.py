@@ -1,0 +1,185 @@
+"""Closing spills: merge a spill's partials into its histograms and summary, exactly once.
+
+Closing is a conditional ``UPDATE … WHERE status = 'open'``: whichever worker wins it
+merges the partials; the others see zero rows changed and move on. A spill whose
+partials cannot be merged is closed anyway (:func:`close_failed`) so that it is not
+retried forever; its close hook then stores why. Split from :mod:`dqm.store.spills`
+(which re-exports these names) to keep each module small.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import boost_histogram as bh
+from sqlalchemy import delete, select, update
+from sqlalchemy.orm import Session
+
+from dqm.core.histio import FORMAT_VERSION, add_into, decode_histograms, encode_histograms
+from dqm.core.summary import finalize, merge
+from dqm.store.models import (
+    SPILL_COMPLETE,
+    SPILL_INCOMPLETE,
+    SPILL_OPEN,
+    Spill,
+    SpillHistograms,
+    SpillPartial,
+    utcnow,
+)
+
+__all__ = [
+    "ClosedSpill",
+    "try_close",
+    "close_failed",
+    "closable_spills",
+    "stale_spills",
+    "spill_identity",
+    "SUMMARY_COLUMNS",
+]
+
+SUMMARY_COLUMNS = (
+    "p_bms_mean",
+    "p_bms_sigma",
+    "p_ms2_mean",
+    "p_ms2_sigma",
+    "dp_mean",
+    "dp_sigma",
+    "low_pout_fraction",
+    "ecal_mean",
+    "hcal_mean",
+    "pik_fraction",
+    "pik_fraction_err",
+    "daq_completeness",
+)
+
+
+@dataclass
+class ClosedSpill:
+    spill_id: int
+    run: int
+    spill: int
+    status: str
+    hists: dict[str, bh.Histogram]
+    summary: dict[str, float | None]
+    #: why the spill's partials could not be merged (:func:`close_failed`), else None
+    error: str | None = None
+
+
+def try_close(
+    session: Session,
+    spill_id: int,
+    book: Callable[[], dict[str, bh.Histogram]],
+    *,
+    incomplete: bool = False,
+) -> ClosedSpill | None:
+    """Close the spill if it is complete (or, with ``incomplete``, whatever it has).
+
+    Returns None when another worker closed it first or it is not complete yet.
+    """
+    cond = [Spill.id == spill_id, Spill.status == SPILL_OPEN]
+    if not incomplete:
+        cond += [
+            Spill.expected_batches.is_not(None),
+            Spill.received_batches >= Spill.expected_batches,
+        ]
+    status = SPILL_INCOMPLETE if incomplete else SPILL_COMPLETE
+    res = session.execute(update(Spill).where(*cond).values(status=status, closed_at=utcnow()))
+    if res.rowcount != 1:
+        return None
+    sp = session.get(Spill, spill_id, populate_existing=True)
+    assert sp is not None
+    if (
+        incomplete
+        and sp.expected_batches is not None
+        and sp.received_batches >= sp.expected_batches
+    ):
+        sp.status = status = SPILL_COMPLETE  # everything arrived after all
+    hists = book()
+    moments: dict[str, float] = {}
+    for blob in session.scalars(
+        select(SpillPartial.blob).where(SpillPartial.spill_id == spill_id).order_by(SpillPartial.id)
+    ):
+        part_h, part_m = decode_histograms(blob)
+        add_into(hists, part_h)
+        moments = merge(moments, part_m)
+    summary = finalize(moments)
+    summary["received_batches"] = sp.received_batches
+    summary["expected_batches"] = sp.expected_batches
+    blob = encode_histograms(hists)
+    session.merge(
+        SpillHistograms(
+            spill_id=spill_id, format_version=FORMAT_VERSION, size_bytes=len(blob), blob=blob
+        )
+    )
+    for col in SUMMARY_COLUMNS:
+        setattr(sp, col, summary.get(col))
+    sp.summary = summary
+    session.execute(delete(SpillPartial).where(SpillPartial.spill_id == spill_id))
+    session.flush()
+    return ClosedSpill(spill_id, sp.run, sp.spill, status, hists, summary)
+
+
+def close_failed(session: Session, spill_id: int, error: str) -> ClosedSpill | None:
+    """Close a spill whose partials cannot be merged (e.g. filled under other specs).
+
+    The spill is closed as incomplete with what its row knows (counts, no histograms),
+    its partials are kept for an expert to look at, and the returned
+    :class:`ClosedSpill` carries ``error`` so the close hook stores a CHECK_ERROR flag
+    saying why. Without this a spill whose close raises would be retried forever.
+
+    Returns:
+        None when another worker closed it first.
+    """
+    res = session.execute(
+        update(Spill)
+        .where(Spill.id == spill_id, Spill.status == SPILL_OPEN)
+        .values(status=SPILL_INCOMPLETE, closed_at=utcnow())
+    )
+    if res.rowcount != 1:
+        return None
+    sp = session.get(Spill, spill_id, populate_existing=True)
+    assert sp is not None
+    summary: dict[str, float | None] = {
+        "n_events": float(sp.n_events or 0),
+        "received_batches": sp.received_batches,
+        "expected_batches": sp.expected_batches,
+    }
+    sp.summary = dict(summary)
+    session.flush()
+    return ClosedSpill(spill_id, sp.run, sp.spill, SPILL_INCOMPLETE, {}, summary, error)
+
+
+def spill_identity(session: Session, spill_id: int) -> tuple[int, int, str] | None:
+    """``(run, spill, status)`` of a spill id, for log lines and announcements."""
+    row = session.execute(
+        select(Spill.run, Spill.spill, Spill.status).where(Spill.id == spill_id)
+    ).first()
+    return (int(row[0]), int(row[1]), str(row[2])) if row else None
+
+
+def closable_spills(session: Session, spill_ids: Iterable[int]) -> list[int]:
+    ids = list(spill_ids)
+    if not ids:
+        return []
+    stmt = select(Spill.id).where(
+        Spill.id.in_(ids),
+        Spill.status == SPILL_OPEN,
+        Spill.expected_batches.is_not(None),
+        Spill.received_batches >= Spill.expected_batches,
+    )
+    return list(session.scalars(stmt))
+
+
+def stale_spills(session: Session, timeout_s: float, now: datetime | None = None) -> list[int]:
+    """Open spills with no news for ``timeout_s``: to be closed as incomplete."""
+    cutoff = (now or utcnow()) - timedelta(seconds=timeout_s)
+    if session.get_bind().dialect.name == "sqlite":
+        cutoff = cutoff.astimezone(UTC).replace(tzinfo=None)
+    stmt = (
+        select(Spill.id)
+        .where(Spill.status == SPILL_OPEN, Spill.updated_at < cutoff)
+        .order_by(Spill.id)
+    )
+    return list(session.scalars(stmt))
