@@ -8,7 +8,9 @@ import dataclasses
 from functools import cache
 
 import boost_histogram as bh
+import numpy as np
 import pytest
+from scipy import stats
 
 from dqm.checks import CheckContext, CheckResult, Quality, run_check
 from dqm.core.fill import Filler
@@ -54,14 +56,20 @@ def reference(**cfg: float) -> dict[str, bh.Histogram]:
 
 
 def check(
-    histogram: str, name: str, observed: tuple[dict, dict], ref: dict | None = None
+    histogram: str,
+    name: str,
+    observed: tuple[dict, dict],
+    ref: dict | None = None,
+    params: dict | None = None,
 ) -> CheckResult:
-    spec = next(c for c in SPECS[histogram].checks if c.type == name)
+    """``name`` on ``histogram`` with the spec's parameters (or ``params``)."""
+    if params is None:
+        params = dict(next(c for c in SPECS[histogram].checks if c.type == name).params)
     hists, summary = observed
     refs = reference() if ref is None else ref
     numeric = {k: v for k, v in summary.items() if isinstance(v, (int, float))}
     context = CheckContext(hists[histogram], refs.get(histogram), summary=numeric)
-    return run_check(name, context, dict(spec.params))
+    return run_check(name, context, params)
 
 
 @pytest.mark.parametrize("station", STATIONS)
@@ -108,8 +116,39 @@ def test_profile_shape_is_checked_in_x_and_in_y(axis) -> None:
     narrower = {f"beam_sigma_{axis}_mm": 0.8 * getattr(CONFIG, f"beam_sigma_{axis}_mm")}
     other = "y" if axis == "x" else "x"
     run = spill(23, None, **narrower)
-    assert check(f"beam_{axis}_ms1_2", "max_pull", run).quality is Quality.BAD
-    assert check(f"beam_{other}_ms1_2", "max_pull", run).quality is Quality.GOOD
+    result = check(f"beam_{axis}_ms1_2", "beam_profile", run)
+    assert result.quality is Quality.BAD
+    assert result.explanation.startswith("profile shape against the reference moved by")
+    assert check(f"beam_{other}_ms1_2", "beam_profile", run).quality is Quality.GOOD
+
+
+@pytest.mark.parametrize("axis", ["x", "y"])
+@pytest.mark.parametrize("shift_mm", [0.5, 1.5, 3.0])
+def test_a_move_of_the_beam_is_not_a_change_of_shape(axis, shift_mm) -> None:
+    # Given the beam moved (its shape unchanged): the centroid check's finding, not the
+    # profile shape's — which a bin-by-bin comparison with the unmoved reference reports
+    moved = spill(
+        24,
+        f"beam_shift:dx_mm={shift_mm if axis == 'x' else 0},dy_mm={shift_mm if axis == 'y' else 0}",
+    )
+    result = check(f"beam_{axis}_ms1_2", "beam_profile", moved)
+    assert result.quality is Quality.GOOD, result.explanation
+    assert result.details["shift"] == pytest.approx(shift_mm, abs=0.5)  # plus the wander
+    if shift_mm >= 1.5:
+        assert check(f"beam_{axis}_ms1_2", "max_pull", moved, params={}).quality > Quality.GOOD
+
+
+def test_recentred_reference_keeps_its_total_and_moves_its_mean() -> None:
+    from dqm.checks.profile import recentred
+
+    edges = np.arange(-60.0, 61.0)
+    centres = (edges[1:] + edges[:-1]) / 2
+    counts = np.diff(stats.norm.cdf(edges, 0.0, 10.0)) * 1e5
+    moved = recentred(counts, edges, 2.3)
+    assert moved.sum() == pytest.approx(counts.sum(), rel=1e-3)
+    assert moved @ centres / moved.sum() == pytest.approx(2.3, abs=0.02)
+    expected = np.diff(stats.norm.cdf(edges, 2.3, 10.0)) * 1e5
+    assert np.max(np.abs(moved - expected) / np.sqrt(expected + 1)) < 0.5  # below 0.5σ per bin
 
 
 @pytest.mark.parametrize("axis", ["x", "y"])
@@ -133,6 +172,6 @@ def test_a_wandering_clean_beam_is_not_flagged() -> None:
             if spec.subsystem != "beam":
                 continue
             for c in spec.checks:
-                if c.type in ("beam_centroid", "beam_width", "max_pull", "bins_beyond"):
+                if c.type in ("beam_centroid", "beam_width", "beam_profile"):
                     result = check(spec.name, c.type, run)
                     assert result.quality is Quality.GOOD, (s, spec.name, result.explanation)
