@@ -167,9 +167,27 @@ def _header_html(snap: Snapshot, stale_after_s: float, age_shown: str, stale: bo
         f'data-state="{state}">{state.replace("_", " ")}</span>'
         f'<span class="dqm-strip" title="last spills, oldest left">{strip}</span>'
         '<span style="font-size:18px">reference run '
-        f"{snap.reference_run if snap.reference_run is not None else 'none'}</span>"
-        f"</div>{stale_text}{_missing_banner(snap)}"
+        f"{snap.reference_run if snap.reference_run is not None else _no_reference(snap)}</span>"
+        f"</div>{_conditions_html(snap)}{stale_text}{_missing_banner(snap)}"
     )
+
+
+def _no_reference(snap: Snapshot) -> str:
+    return f"none for {snap.beam_config}" if snap.beam_config else "none"
+
+
+def _conditions_html(snap: Snapshot) -> str:
+    """The run's conditions under the header: what the spills are judged against."""
+    if snap.run is None:
+        return ""
+    if not snap.conditions:
+        return (
+            '<div class="dqm-banner q-WARNING" data-conditions="">run '
+            f"{snap.run}: no run conditions received from the DAQ — momentum and reference "
+            "checks cannot judge; call the DAQ expert</div>"
+        )
+    text = html.escape(snap.conditions)
+    return f'<div class="dqm-conditions" data-conditions="{text}">{text}</div>'
 
 
 def _missing_banner(snap: Snapshot) -> str:

@@ -22,12 +22,13 @@ from panel.viewable import Viewer
 from apps import queries
 from apps.expert_actions import ActionsPanel, FlagsPanel
 from apps.expert_plots import history_figure, overlay_ratio_pull, trend_figure
-from apps.plots import make_plot
+from apps.plots import make_plot, trimmed
 from apps.theme import EXPERT_CSS
 from dqm.checks.compare import compare
 from dqm.core.summary import SUMMARY_DOCS
 from dqm.store.models import Run
-from dqm.store.references import DEFAULT_BEAM_CONFIG, active_reference
+from dqm.store.references import active_reference
+from dqm.store.runs import as_conditions
 
 __all__ = ["Expert", "HistogramExplorer", "Trends"]
 
@@ -158,11 +159,12 @@ class HistogramExplorer(_DrawsOffLoop, Viewer):
         def load(session):
             chosen = self._selected(session, run, lo, hi)
             beam = session.get(Run, run)
-            ref = active_reference(session, beam.beam_config if beam else DEFAULT_BEAM_CONFIG)
+            cond = as_conditions(beam.conditions) if beam else None
+            ref = active_reference(session, cond.beam_config if cond else None)
             ref_h = self._store.reference_hists(session, ref).get(spec.name) if ref else None
-            return chosen, ref, ref_h
+            return chosen, ref, ref_h, cond
 
-        chosen, ref, ref_h = self._store.read(load)
+        chosen, ref, ref_h, cond = self._store.read(load)
         h = queries.sum_spills([hs for _, hs in chosen], spec.name)
         if (
             h is not None
@@ -181,6 +183,7 @@ class HistogramExplorer(_DrawsOffLoop, Viewer):
             "chosen": chosen,
             "ref": ref,
             "ref_h": ref_h,
+            "conditions": cond,
             "h": h,
             "n_events": float(sum(i.n_events for i, _ in chosen)),
         }
@@ -212,16 +215,23 @@ class HistogramExplorer(_DrawsOffLoop, Viewer):
             loaded["h"],
         )
         n_events = loaded["n_events"]
+        cond = loaded.get("conditions")
         ref_text = (
             f"reference run {ref.run} (set by {html.escape(ref.set_by)})"
             if ref
-            else "no reference set"
+            else f"no reference for {cond.beam_config}"
+            if cond
+            else "no reference (no run conditions)"
+        )
+        cond_text = (
+            html.escape(cond.describe()) if cond else "no run conditions received from the DAQ"
         )
         self.info.object = (
             f'<div class="dqm-note"><b>{html.escape(spec.title)}</b> — '
             f"{html.escape(spec.description)}<br>"
             f"run {loaded['run']}, spills {loaded['lo']}–{loaded['hi']} "
-            f"({len(chosen)} spills, {n_events:,.0f} events); {ref_text}"
+            f"({len(chosen)} spills, {n_events:,.0f} events); {ref_text}<br>"
+            f"conditions: {cond_text}"
             + (f"<br>Instruction: {html.escape(spec.instruction)}" if spec.instruction else "")
             + "</div>"
         )
@@ -232,7 +242,7 @@ class HistogramExplorer(_DrawsOffLoop, Viewer):
             ]
             return
         if spec.kind == "h1":
-            figs = overlay_ratio_pull(compare(h, ref_h), spec.title)
+            figs = overlay_ratio_pull(trimmed(compare(h, ref_h)), spec.title)
             self.plot_area[:] = [pn.pane.Bokeh(f, sizing_mode="stretch_width") for f in figs]
             return
         from apps.plots import plot_data

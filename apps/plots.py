@@ -58,8 +58,40 @@ def _norm(a: np.ndarray) -> np.ndarray:
     return a / total if total > 0 else a * 0.0
 
 
+def drawn_bins(*counts: np.ndarray | None) -> slice:
+    """The bins worth drawing: the filled ones of any of ``counts`` with a margin around.
+
+    The momentum axes span 0–320 GeV so that one binning serves every beam; a 160 GeV
+    peak drawn over all of it would be a spike. The range is rounded to 1/32 of the axis
+    so it does not jitter from spill to spill.
+    """
+    arrays = [np.asarray(c) for c in counts if c is not None and len(c)]
+    if not arrays:
+        return slice(None)
+    filled = np.flatnonzero(np.any([a > 0 for a in arrays], axis=0))
+    n = len(arrays[0])
+    if filled.size == 0:
+        return slice(None)
+    step = max(n // 32, 1)
+    pad = max((filled[-1] - filled[0]) // 5, step)
+    lo = max((filled[0] - pad) // step * step, 0)
+    hi = min(-(-(filled[-1] + 1 + pad) // step) * step, n)
+    return slice(int(lo), int(hi))
+
+
+def trimmed(c: dict[str, Any]) -> dict[str, Any]:
+    """A :func:`dqm.checks.compare` result cut to its :func:`drawn_bins` (edges included)."""
+    n = len(c["observed"])
+    keep = drawn_bins(c["observed"], c.get("reference_norm"))
+    if keep == slice(None) or (keep.start, keep.stop) == (0, n):
+        return c
+    out = {k: v[keep] if isinstance(v, np.ndarray) and len(v) == n else v for k, v in c.items()}
+    out["edges"] = c["edges"][keep.start : keep.stop + 1]
+    return out
+
+
 def _h1(h: bh.Histogram, ref: bh.Histogram | None) -> dict[str, Any]:
-    c = compare(h, ref)
+    c = trimmed(compare(h, ref))
     edges = c["edges"]
     data: dict[str, Any] = {
         "obs": {

@@ -232,7 +232,9 @@ def cell_history(
 
 
 def beam_configs(session: Session) -> list[str]:
-    return list(session.scalars(select(Run.beam_config).distinct()))
+    """Beam configurations of the stored runs (runs whose conditions are unknown have none)."""
+    stmt = select(Run.beam_config).where(Run.beam_config.is_not(None)).distinct()
+    return sorted(session.scalars(stmt))
 
 
 def reports(folder: Path) -> list[tuple[str, int, float]]:

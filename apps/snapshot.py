@@ -24,7 +24,8 @@ from dqm.core.evaluate import severity
 from dqm.core.numbering import settled_gaps
 from dqm.core.specs import SUBSYSTEMS, SpecSet
 from dqm.store.models import SPILL_OPEN, Flag, Run, Spill, as_utc
-from dqm.store.references import DEFAULT_BEAM_CONFIG, ReferenceCache, active_reference
+from dqm.store.references import ReferenceCache, active_reference
+from dqm.store.runs import as_conditions
 from dqm.store.spills import spill_histograms
 
 __all__ = [
@@ -100,7 +101,10 @@ class Snapshot:
 
     version: int = 0
     spill_id: int | None = None
-    beam_config: str = DEFAULT_BEAM_CONFIG
+    #: the last spill's run: its beam configuration (None: conditions unknown) and its
+    #: conditions as the header shows them
+    beam_config: str | None = None
+    conditions: str = ""
     run: int | None = None
     spill: int | None = None
     status: str = ""
@@ -267,9 +271,11 @@ def build_snapshot(
     last = recent_rows[0]
     same_run = [r for r in reversed(recent_rows) if r.run == last.run]
     flags = list(session.scalars(select(Flag).where(Flag.spill_id == last.id)))
-    beam_config = (
-        session.scalar(select(Run.beam_config).where(Run.run == last.run)) or DEFAULT_BEAM_CONFIG
-    )
+    run_row = session.execute(
+        select(Run.beam_config, Run.conditions).where(Run.run == last.run)
+    ).first()
+    cond = as_conditions(run_row.conditions) if run_row else None
+    beam_config = cond.beam_config if cond else None  # unknown conditions: no reference
     ref = active_reference(session, beam_config)
     lo, hi = min(r.spill for r in same_run), max(r.spill for r in same_run)
     opened = {
@@ -284,6 +290,7 @@ def build_snapshot(
         version=version,
         spill_id=last.id,
         beam_config=beam_config,
+        conditions=cond.describe() if cond else "",
         run=last.run,
         spill=last.spill,
         status=last.status,

@@ -63,6 +63,8 @@ CONTROL_ROOM_CSS = f"""
 .dqm-header .state {{ padding: 2px 16px; border-radius: 8px; font-weight: 900; }}
 .dqm-banner {{ font-family: 'DejaVu Sans', Arial, sans-serif; font-size: 34px; font-weight: 900;
   padding: 12px 20px; border-radius: 10px; }}
+.dqm-conditions {{ font-family: 'DejaVu Sans', Arial, sans-serif; color: #ddd; font-size: 24px;
+  padding: 0 4px 6px 4px; }}
 .dqm-strip {{ display: flex; gap: 3px; align-items: center; }}
 .dqm-strip span {{ display: inline-block; width: 14px; height: 22px; border-radius: 2px; }}
 .dqm-numbers {{ display: grid; grid-template-columns: repeat(auto-fit, minmax(190px, 1fr));

@@ -79,7 +79,8 @@ def _paced(settings: Settings, r, specs: SpecSet, sessions, hooks, cfg: SimConfi
     thread.start()
     try:
         for k, data in enumerate(spills, 1):
-            rs.publish_spill(r, settings.stream, data)
+            first = data.conditions if k == 1 else None  # the run's conditions before its spills
+            rs.publish_spill(r, settings.stream, data, conditions=first)
             deadline = time.monotonic() + 60.0
             while worker.stats.spills_closed < k and time.monotonic() < deadline:
                 time.sleep(0.005)
@@ -113,6 +114,7 @@ def bench_close_latency(
             batch_size=batch_size,
             seed=1,
         )
+        rs.publish_conditions(r, stream, reference.conditions())
         for spill in range(1, reference_spills + 1):
             rs.publish_spill(r, stream, simulate_spill(reference, spill))
         _drain(s, r, specs, sessions, hooks)
@@ -155,8 +157,15 @@ def store_simulated_run(
         made.append((encode_histograms(hists), finalize(moments)))
     t0 = utcnow() - timedelta(seconds=n_spills)
     with sessions.begin() as session:
+        cond = cfg.conditions()
         session.add(
-            Run(run=run, beam_config="mu160", started_at=t0, comment="dqm bench recheck run")
+            Run(
+                run=run,
+                beam_config=cond.beam_config,
+                conditions=cond.to_dict(),
+                started_at=t0,
+                comment="dqm bench recheck run",
+            )
         )
         session.flush()
         for i in range(n_spills):

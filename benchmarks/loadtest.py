@@ -27,6 +27,7 @@ from pathlib import Path
 
 from dqm.pipeline.services import EmbeddedRedis, cpu_seconds, free_port, stop_processes, wait_http
 from dqm.pipeline.stream import connect, publish_spill
+from dqm.pipeline.stream import publish_conditions as rs_conditions
 from dqm.sim.anomalies import parse_anomaly
 from dqm.sim.simulate import SimConfig, simulate_spill
 from dqm.store.migrate import upgrade_database
@@ -195,6 +196,7 @@ def run_load(
     def simulate() -> None:
         r = connect(redis_server.url)
         cfg = SimConfig(run=1, events_per_spill=events_per_spill)
+        rs_conditions(r, "dqm:events", cfg.conditions())
         spill = 0
         while not stop.is_set():
             spill += 1

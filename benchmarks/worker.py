@@ -77,7 +77,8 @@ def publish_bench_run(
     )
     n = 0
     for spill in simulate_run(cfg):
-        rs.publish_spill(r, stream, spill)
+        first = spill.conditions if n == 0 else None  # the run's conditions before its spills
+        rs.publish_spill(r, stream, spill, conditions=first)
         n += spill.n_events
     return n
 

@@ -18,7 +18,7 @@ from dqm.core.events import decode_batch
 from dqm.core.fill import Filler
 from dqm.core.histio import add_into
 from dqm.core.variables import BatchView
-from dqm.pipeline.stream import publish_spill
+from dqm.pipeline.stream import ConditionsAnnouncer, publish_spill
 from dqm.sim.simulate import SimConfig, SpillData, simulate_run
 from dqm.store.engine import make_engine, make_sessionmaker
 from dqm.store.models import Spill
@@ -34,9 +34,12 @@ def small_run(
     return list(simulate_run(cfg))
 
 
-def publish(r, settings: Settings, spills: list[SpillData]) -> None:
+def publish(r, settings: Settings, spills: list[SpillData], *, conditions: bool = True) -> None:
+    """Publish spills as the simulator does: each run's conditions before its first spill."""
+    announcer = ConditionsAnnouncer()
     for s in spills:
-        publish_spill(r, settings.stream, s)
+        cond = announcer.due(s.conditions) if conditions else None
+        publish_spill(r, settings.stream, s, conditions=cond)
 
 
 def one_process_fill(

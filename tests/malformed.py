@@ -34,6 +34,7 @@ REASONS = {
     "unknown-type",
     "duplicate-batch",
     "duplicate-marker",
+    "bad-conditions",
 }
 
 

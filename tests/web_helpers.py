@@ -83,7 +83,7 @@ def publish_one(
     )
     data = simulate_spill(cfg, spill, anomalies)
     assert data is not None
-    publish_spill(r, stream, data)
+    publish_spill(r, stream, data, conditions=data.conditions)  # a repeat is harmless
 
 
 #: warnings raised by a library's own code about another library, not by ours

@@ -14,7 +14,17 @@ TOML specs in ``histograms/`` are validated (:func:`validate_check_params`) with
 from __future__ import annotations
 
 # Importing the check modules registers their checks.
-from dqm.checks import basic, beam, channels, gain, physics, profile, shape, trend  # noqa: F401
+from dqm.checks import (  # noqa: F401
+    basic,
+    beam,
+    channels,
+    gain,
+    physics,
+    profile,
+    sequential,
+    shape,
+    trend,
+)
 from dqm.checks._core import CheckContext, CheckResult, Quality, judged_worst, rollup, worst
 from dqm.checks._registry import (
     CHECKS,

@@ -10,10 +10,13 @@ import enum
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import boost_histogram as bh
 import numpy as np
+
+if TYPE_CHECKING:
+    from dqm.core.conditions import RunConditions
 
 __all__ = [
     "Quality",
@@ -219,6 +222,9 @@ class CheckContext:
         references: every reference histogram by name (same purpose).
         recent: this histogram in the run's last spills before this one, oldest first
             (``None`` where a spill lacks it); checks that add up spills use it.
+        conditions: the run's conditions (:class:`dqm.core.conditions.RunConditions`),
+            ``None`` when the DAQ never announced them. Spec parameters written as
+            ``"@p_beam_gev"`` are already resolved from them when a check runs.
     """
 
     histogram: bh.Histogram | None = None
@@ -232,6 +238,7 @@ class CheckContext:
     histograms: Mapping[str, bh.Histogram] = field(default_factory=dict)
     references: Mapping[str, bh.Histogram] = field(default_factory=dict)
     recent: tuple[bh.Histogram | None, ...] = ()
+    conditions: RunConditions | None = None
 
     def __post_init__(self) -> None:
         # Channel lists arrive from JSON/TOML as lists (or bare ints for 1D maps);

@@ -159,8 +159,14 @@ def _coerce(check: str, key: str, spec: ParamSpec, value: Any) -> Any:
     return value
 
 
-def validate_check_params(name: str, params: Mapping[str, Any] | None = None) -> dict[str, Any]:
+def validate_check_params(
+    name: str, params: Mapping[str, Any] | None = None, *, deferred: frozenset[str] = frozenset()
+) -> dict[str, Any]:
     """Validate a spec's parameters for check ``name`` and fill in the defaults.
+
+    ``deferred`` names number parameters whose value is only known when a spill is judged
+    (``"@p_beam_gev"``, from the run conditions): they are kept as given and left out of
+    the ordering checks here; :func:`run_check` validates them once resolved.
 
     Raises:
         SpecError: unknown check name or parameter (with the closest valid name),
@@ -182,14 +188,25 @@ def validate_check_params(name: str, params: Mapping[str, Any] | None = None) ->
             f"valid: {', '.join(sorted(spec.params))}",
             key=key,
         )
+    for key in deferred & set(given):
+        if spec.params[key].type not in (float, int):
+            raise SpecError(
+                f"check '{name}': parameter '{key}' is a {spec.params[key].type.__name__}; only "
+                "number parameters can take their value from the run conditions",
+                key=key,
+            )
     missing = [k for k, p in spec.params.items() if p.default is REQUIRED and k not in given]
     if missing:
         raise SpecError(f"check '{name}' needs parameter '{missing[0]}'", key=missing[0])
     resolved = {
-        key: _coerce(name, key, pspec, given.get(key, pspec.default))
+        key: given[key]
+        if key in deferred and key in given
+        else _coerce(name, key, pspec, given.get(key, pspec.default))
         for key, pspec in spec.params.items()
     }
     for low, high in spec.ordered:
+        if {low, high} & deferred:
+            continue
         if resolved[low] is not None and resolved[high] is not None:
             if resolved[low] > resolved[high]:
                 raise SpecError(

@@ -13,7 +13,7 @@ import math
 from scipy import stats as _st
 
 from dqm.checks._core import CheckContext, CheckResult, Quality, worst
-from dqm.checks._registry import register_check
+from dqm.checks._registry import REQUIRED, register_check
 from dqm.checks._util import fmt_judged, fmt_limit, grade, no_data, summary_value, symmetric
 from dqm.checks.stats import p_to_sigma
 
@@ -132,7 +132,11 @@ def _shift_quality(
         "dp_sigma_key": (str, "dp_sigma", "summary key of the Δp spread [GeV]"),
         "n_key": (str, "n_events", "summary key of the number of events"),
         "p_mean_key": (str, "p_bms_mean", "summary key of the beam momentum used for σ(Δp)"),
-        "p_nominal_gev": (float, 160.0, "beam momentum when p_mean_key is missing [GeV]"),
+        "p_nominal_gev": (
+            float,
+            None,
+            'beam momentum when p_mean_key is missing [GeV]; specs give "@p_beam_gev"',
+        ),
         "dp_mean_nominal_gev": (float, 0.0, "expected mean Δp [GeV]"),
         "dp_mean_warning_gev": (float, 1.0, "WARNING when |mean Δp − nominal| reaches this"),
         "dp_mean_bad_gev": (float, 2.5, "BAD when |mean Δp − nominal| reaches this"),
@@ -154,7 +158,7 @@ def check_momentum_scale(
     dp_sigma_key: str,
     n_key: str,
     p_mean_key: str,
-    p_nominal_gev: float,
+    p_nominal_gev: float | None,
     dp_mean_nominal_gev: float,
     dp_mean_warning_gev: float,
     dp_mean_bad_gev: float,
@@ -166,9 +170,11 @@ def check_momentum_scale(
 ) -> CheckResult:
     """BMS-vs-MS2 momentum agreement: mean Δp (scale shift) and its width (resolution).
 
-    A relative scale shift δ of either spectrometer moves mean Δp by ≈ δ·160 GeV;
-    σ(Δp) should be ``p·√(res_bms² + res_ms2²)``. A mis-measured momentum is how a
-    passing 160 GeV muon fakes a low-p_out signal.
+    A relative scale shift δ of either spectrometer moves mean Δp by ≈ δ·p_beam, so the
+    specs give the limits as fractions of the run's nominal momentum
+    (``"@p_beam_gev * 0.0125"``); σ(Δp) should be ``p·√(res_bms² + res_ms2²)`` with p the
+    spill's measured mean p_BMS (else ``p_nominal_gev``). A mis-measured momentum is how a
+    passing beam muon fakes a low-p_out signal.
     """
     dp_mean = summary_value(context, dp_mean_key)
     dp_sigma = summary_value(context, dp_sigma_key)
@@ -176,6 +182,8 @@ def check_momentum_scale(
     if dp_mean is None or dp_sigma is None or not n_events:
         return no_data(f"'{dp_mean_key}', '{dp_sigma_key}' or '{n_key}' missing")
     p_beam = summary_value(context, p_mean_key) or p_nominal_gev
+    if not p_beam:
+        return no_data(f"'{p_mean_key}' missing and no nominal momentum given")
     sigma_nominal = p_beam * math.hypot(res_bms, res_ms2)
     delta = dp_mean - dp_mean_nominal_gev
     mean_quality, significance = _shift_quality(
@@ -222,7 +230,11 @@ def check_momentum_scale(
         "key": (str, "p_bms_mean", "summary key of the mean momentum [GeV]"),
         "sigma_key": (str, "p_bms_sigma", "summary key of the momentum spread [GeV]"),
         "n_key": (str, "n_events", "summary key of the number of events"),
-        "nominal_gev": (float, 160.0, "nominal beam momentum [GeV]"),
+        "nominal_gev": (
+            float,
+            REQUIRED,
+            'nominal momentum [GeV]: "@p_beam_gev", from the run\'s conditions',
+        ),
         "rel_warning": (float, 0.005, "WARNING when |p/nominal − 1| reaches this"),
         "rel_bad": (float, 0.015, "BAD when |p/nominal − 1| reaches this"),
         "min_sigma": (float, 3.0, "shifts below this significance are not flagged"),
@@ -242,8 +254,10 @@ def check_p_scale(
 ) -> CheckResult:
     """Mean momentum against nominal: catches a 1–2 % BMS (or MS2) scale shift.
 
-    The mean's statistical error (σ_p/√N ≈ 0.01 GeV for 20 000 muons) is tiny, so
-    a 2 % shift (3.2 GeV) is hundreds of σ and BAD by the relative limit.
+    The nominal is the run's (``nominal_gev = "@p_beam_gev"`` in the specs): a 100 GeV
+    run is judged against 100 GeV. The mean's statistical error (σ_p/√N ≈ 0.01 GeV for
+    20 000 muons) is tiny, so a 2 % shift (3.2 GeV at 160 GeV) is hundreds of σ and BAD
+    by the relative limit.
     """
     p_mean = summary_value(context, key)
     n_events = summary_value(context, n_key)
@@ -251,6 +265,8 @@ def check_p_scale(
         return no_data(f"'{key}' or '{n_key}' missing from the summary")
     spread = summary_value(context, sigma_key)
     error = (spread if spread is not None else 0.0) / math.sqrt(n_events)
+    if not nominal_gev > 0:
+        return no_data(f"nominal momentum {nominal_gev:g} GeV is not positive")
     relative = p_mean / nominal_gev - 1.0
     percent_limits = symmetric(100 * rel_warning, 100 * rel_bad)
     quality, significance = _shift_quality(

@@ -24,7 +24,7 @@ from sqlalchemy import func, select
 
 from dqm.pipeline.runtime import DEMO_REDIS_FILE
 from dqm.pipeline.services import EmbeddedRedis
-from dqm.pipeline.stream import connect, ensure_group, publish_spill
+from dqm.pipeline.stream import ConditionsAnnouncer, connect, ensure_group, publish_spill
 from dqm.redact import hide_password, redact
 from dqm.sim.anomalies import DEMO_ANOMALY_CYCLE, parse_anomaly
 from dqm.sim.simulate import SimConfig, simulate_spill
@@ -53,8 +53,16 @@ def add_parser(sub) -> None:
         "--reference-spills",
         type=int,
         default=5,
-        help="with no reference run yet, first publish this many clean spills as one and certify "
-        "it (0: don't)",
+        help="with no reference run for the beam configuration yet, first publish this many "
+        "clean spills as one and certify it (0: don't)",
+    )
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="override a simulator default, e.g. --set p_beam_gev=100 (the runs announce "
+        "matching conditions)",
     )
     p.set_defaults(func=run)
 
@@ -88,6 +96,24 @@ class Demo:
         self.redis_server: EmbeddedRedis | None = None
         self.stop_event = threading.Event()
         self.url_file: Path | None = None
+        self.announcer = ConditionsAnnouncer()
+
+    def sim_config(self, run: int, **kw) -> SimConfig:
+        """The simulator's configuration of ``run``, with the ``--set`` overrides."""
+        from dqm.commands.simulate import parse_sets
+
+        cfg = SimConfig(run=run, events_per_spill=self.args.events_per_spill, **DEMO_WANDER, **kw)
+        return cfg.with_overrides(parse_sets(self.args.set))
+
+    def publish(self, r, data) -> None:
+        """One spill, the run's conditions announced first when they are new."""
+        publish_spill(
+            r,
+            self.settings.stream,
+            data,
+            maxlen=self.settings.stream_maxlen,
+            conditions=self.announcer.due(data.conditions),
+        )
 
     def start(self) -> None:
         s = self.settings
@@ -175,25 +201,24 @@ class Demo:
 
         store = open_store(self.settings)
         try:
+            run = self.next_run()
+            cfg = self.sim_config(run)
+            config = cfg.conditions().beam_config
             with store.sessions() as session:
                 if session.scalar(
-                    select(func.count()).select_from(Reference).where(Reference.active.is_(True))
+                    select(func.count())
+                    .select_from(Reference)
+                    .where(Reference.active.is_(True), Reference.beam_config == config)
                 ):
                     return
-            run = self.next_run()
             n = self.args.reference_spills
-            cfg = SimConfig(run=run, events_per_spill=self.args.events_per_spill, **DEMO_WANDER)
             print(
-                f"  reference run {run}: no reference yet, publishing {n} clean spills to certify",
+                f"  reference run {run}: no reference for {config} yet, publishing {n} clean "
+                "spills to certify",
                 flush=True,
             )
             for spill in range(1, n + 1):
-                publish_spill(
-                    r,
-                    self.settings.stream,
-                    simulate_spill(cfg, spill, []),
-                    maxlen=self.settings.stream_maxlen,
-                )
+                self.publish(r, simulate_spill(cfg, spill, []))
             deadline = time.monotonic() + 120
             closed = 0
             while closed < n and time.monotonic() < deadline and not self.stop_event.is_set():
@@ -225,15 +250,10 @@ class Demo:
         if self.args.reference_spills > 0:
             self.make_reference(r)
         run = self.next_run()
-        cfg = SimConfig(
-            run=run,
-            events_per_spill=self.args.events_per_spill,
-            spill_period_s=self.args.period_s,
-            **DEMO_WANDER,
-        )
+        cfg = self.sim_config(run, spill_period_s=self.args.period_s)
         print(
-            f"  simulator run {run}: a spill every {self.args.period_s:g} s, "
-            f"{cfg.events_per_spill} events each"
+            f"  simulator run {run} ({cfg.conditions().describe()}): a spill every "
+            f"{self.args.period_s:g} s, {cfg.events_per_spill} events each"
             + (
                 f", an anomaly every {self.args.anomaly_every} spills"
                 if self.args.anomaly_every
@@ -255,7 +275,7 @@ class Demo:
             anomalies = [parse_anomaly(text)] if text else []
             data = simulate_spill(cfg, spill, anomalies)
             if data is not None:
-                publish_spill(r, s.stream, data, maxlen=s.stream_maxlen)
+                self.publish(r, data)
             print(
                 f"  spill {run}/{spill}: "
                 + (f"{data.n_events} events" if data else "no data (stale)")

@@ -20,6 +20,7 @@ from dqm.pipeline.runtime import open_store
 from dqm.store.flags import query_flags
 from dqm.store.models import Flag, Reference, Run, Spill
 from dqm.store.references import reference_warnings
+from dqm.store.runs import as_conditions
 
 
 def add_parser(sub) -> None:
@@ -75,12 +76,23 @@ def format_thresholds(thresholds: dict | None) -> str:
 
 def _rollup_line(run_row: Run | None, n_spills: int, rollups) -> str:
     per = {f.subsystem: quality_name(f.quality) for f in rollups if f.spill is None}
-    beam = f", beam {run_row.beam_config}" if run_row else ""
+    beam = f", beam {run_row.beam_config or 'unknown'}" if run_row else ""
     worst = "  ".join(f"{s} {per.get(s, '-')}" for s in SUBSYSTEMS)
     return (
         f"run {run_row.run if run_row else '?'}{beam}: {n_spills} closed spills; "
         f"worst per subsystem: {worst}"
     )
+
+
+def conditions_line(run_row: Run) -> str:
+    """The run's conditions as the shifter reads them (the wall's header says the same)."""
+    cond = as_conditions(run_row.conditions)
+    if cond is None:
+        return (
+            "conditions: none received from the DAQ (momentum-scale checks and reference "
+            "comparisons give NO_DATA)"
+        )
+    return f"conditions: {cond.describe()}"
 
 
 def _reference_line(session, run: int, max_age_days: float) -> str:
@@ -93,9 +105,12 @@ def _reference_line(session, run: int, max_age_days: float) -> str:
         )
     )
     if not ref_runs:
+        cond = as_conditions(session.scalar(select(Run.conditions).where(Run.run == run)))
+        if cond is None:
+            return "compared with: no reference (no run conditions, so no beam configuration)"
         return (
-            "compared with: no reference run (shape checks NO_DATA); "
-            "'dqm reference suggest' proposes one"
+            f"compared with: no reference for {cond.beam_config} (shape checks NO_DATA); "
+            f"'dqm reference suggest --beam-config {cond.beam_config}' proposes one"
         )
     refs = [
         session.scalars(
@@ -131,6 +146,7 @@ def run(args, settings) -> int:
             )
             print(_rollup_line(run_row, n_spills, query_flags(session, args.run, rollups=True)))
             print(_reference_line(session, args.run, settings.reference_max_age_days))
+            print(conditions_line(run_row))
             flags = query_flags(
                 session,
                 args.run,

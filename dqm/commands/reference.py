@@ -28,6 +28,7 @@ from dqm.store.references import (
     reference_warnings,
     suggest_reference,
 )
+from dqm.store.runs import as_conditions
 
 
 def add_parser(sub) -> None:
@@ -40,6 +41,12 @@ def add_parser(sub) -> None:
         "--user", default=None, help="who certifies it (default: $DQM_USER, else the login name)"
     )
     s.add_argument("--comment", default="", help="why this run (shown with every comparison)")
+    s.add_argument(
+        "--force",
+        action="store_true",
+        help="certify RUN for a beam configuration its conditions do not give (audited; every "
+        "run compared with it is told so)",
+    )
     s.set_defaults(func=run_set)
     lst = rsub.add_parser("list", help="every reference ever set, newest first")
     lst.set_defaults(func=run_list)
@@ -51,7 +58,11 @@ def add_parser(sub) -> None:
     sg = rsub.add_parser(
         "suggest", help="best candidates among recent runs with matching conditions"
     )
-    sg.add_argument("--beam-config", default=DEFAULT_BEAM_CONFIG)
+    sg.add_argument(
+        "--beam-config",
+        default=None,
+        help="beam configuration, e.g. mu100 (default: that of the latest run with conditions)",
+    )
     sg.add_argument(
         "--min-spills", type=int, default=10, help="ignore runs with fewer closed spills"
     )
@@ -82,13 +93,30 @@ def _print_warnings(session, ref, run: int, settings) -> None:
 def run_set(args, settings) -> int:
     with open_store(settings) as store:
         with store.sessions.begin() as session:
+            run_row = session.get(Run, args.run)
+            config = args.beam_config or (run_row.beam_config if run_row else None)
+            previous = active_reference(session, config)
             ref = set_reference(
-                session, args.run, _user(args), beam_config=args.beam_config, comment=args.comment
+                session,
+                args.run,
+                _user(args),
+                beam_config=args.beam_config,
+                comment=args.comment,
+                force=args.force,
             )
             print(
                 f"reference for beam '{ref.beam_config}' is now run {ref.run} (set by "
                 f"{ref.set_by}, {_when(ref.set_at)})"
             )
+            cond = as_conditions(ref.conditions)
+            print(f"  taken under: {cond.describe() if cond else 'conditions not recorded'}")
+            before = as_conditions(previous.conditions) if previous else None
+            if cond and before and (diffs := before.differences(cond)):
+                print(
+                    f"warning: the previous reference of '{ref.beam_config}' (run {previous.run}) "
+                    f"was taken under other conditions ({'; '.join(diffs)}): runs under those are "
+                    "now flagged 'reference taken under other conditions'"
+                )
             _print_warnings(session, ref, args.run, settings)
     return 0
 
@@ -118,9 +146,11 @@ def run_list(args, settings) -> int:
 def _describe(session, ref: Reference) -> list[str]:
     hists = reference_histograms(session, ref)
     entries = sum(float(h.values(flow=True).sum()) for h in hists.values())
+    cond = as_conditions(ref.conditions)
     lines = [
         f"reference for beam '{ref.beam_config}': run {ref.run} ({_source(ref)}), set "
         f"{_when(ref.set_at)} by {ref.set_by}" + (f" — {ref.comment}" if ref.comment else ""),
+        f"  taken under: {cond.describe() if cond else 'conditions not recorded'}",
         f"  {len(hists)} histograms, {entries:,.0f} entries in total",
     ]
     used = session.scalar(
@@ -147,7 +177,9 @@ def run_show(args, settings) -> int:
             if run_row is None:
                 raise StorageError(f"run {args.run} is not in the database")
             ref = active_reference(session, run_row.beam_config)
-            print(f"run {args.run} (beam '{run_row.beam_config}')")
+            cond = as_conditions(run_row.conditions)
+            what = cond.describe() if cond else "no run conditions received"
+            print(f"run {args.run} (beam '{run_row.beam_config or 'unknown'}': {what})")
             if ref is not None:
                 print("\n".join(_describe(session, ref)))
             recorded = sorted(
@@ -171,6 +203,16 @@ def run_show(args, settings) -> int:
 def run_suggest(args, settings) -> int:
     with open_store(settings, writer=False) as store:
         with store.sessions() as session:
+            if args.beam_config is None:
+                args.beam_config = (
+                    session.scalar(
+                        select(Run.beam_config)
+                        .where(Run.beam_config.is_not(None))
+                        .order_by(Run.run.desc())
+                        .limit(1)
+                    )
+                    or DEFAULT_BEAM_CONFIG
+                )
             cands = suggest_reference(session, args.beam_config, min_spills=args.min_spills)
             if not cands:
                 print(

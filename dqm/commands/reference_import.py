@@ -30,6 +30,11 @@ def add_parser(sub) -> None:
     )
     p.add_argument("--user", default=None, help="who imports it (default: the login name)")
     p.add_argument("--comment", default="", help="why (kept in the audit log)")
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="import even if RUN is stored with conditions of another beam configuration",
+    )
     p.set_defaults(func=run)
 
 
@@ -50,6 +55,7 @@ def run(args, settings) -> int:
                 args.user or getpass.getuser(),
                 beam_config=args.beam_config,
                 comment=args.comment or f"imported from {args.file}",
+                force=args.force,
             )
             ref_id = ref.id
     missing = [s.name for s in specs if s.name not in hists]

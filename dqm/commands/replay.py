@@ -1,4 +1,8 @@
-"""``dqm replay FILE`` — publish a file written by ``dqm simulate --out`` to Redis."""
+"""``dqm replay FILE`` — publish a file written by ``dqm simulate --out`` to Redis.
+
+The run conditions recorded in the file are announced again before the spills they
+precede, exactly as the simulator announced them (version-1 files have none).
+"""
 
 from __future__ import annotations
 
@@ -21,7 +25,7 @@ def add_parser(sub) -> None:
 def run(args, settings) -> int:
     r = require_redis(settings)
     t0 = time.monotonic()
-    n = 0
+    n = announced = 0
     for spill in read_spill_file(args.file):
         if args.realtime:
             delay = t0 + spill.start_offset_s - time.monotonic()
@@ -35,7 +39,10 @@ def run(args, settings) -> int:
             list(spill.batches),
             spill.n_events,
             maxlen=settings.stream_maxlen,
+            conditions=spill.conditions,
         )
         n += 1
-    print(f"replayed {n} spills from {args.file} to {settings.stream}")
+        announced += spill.conditions is not None
+    note = "" if announced else " (the file records no run conditions: runs judged without them)"
+    print(f"replayed {n} spills from {args.file} to {settings.stream}{note}")
     return 0

@@ -6,7 +6,7 @@ import logging
 import time
 
 from dqm.errors import ConfigError
-from dqm.pipeline.stream import publish_spill
+from dqm.pipeline.stream import ConditionsAnnouncer, publish_conditions, publish_spill
 from dqm.sim.anomalies import parse_anomalies
 from dqm.sim.simulate import SimConfig, simulate_run
 
@@ -35,7 +35,9 @@ def add_parser(sub) -> None:
         action="append",
         default=[],
         metavar="FIELD=VALUE",
-        help="override any simulator default, e.g. --set pik_fraction=5e-4",
+        help="override any simulator default, e.g. --set pik_fraction=5e-4 or --set "
+        "p_beam_gev=100 (the run's announced conditions follow: beam_particle, p_beam_gev, "
+        "magnet_polarity, magnet_bl_tm, trigger_config, setup)",
     )
     p.add_argument("--realtime", action="store_true", help="pace spills by spill_period_s")
     p.add_argument("--period-s", type=float, help="override the spill period when pacing")
@@ -43,13 +45,19 @@ def add_parser(sub) -> None:
     p.set_defaults(func=run)
 
 
-def sim_config_from_args(args) -> SimConfig:
+def parse_sets(items: list[str]) -> dict[str, str]:
+    """``--set FIELD=VALUE`` items as a dict of SimConfig overrides."""
     overrides = {}
-    for item in args.set:
+    for item in items:
         key, eq, value = item.partition("=")
         if not eq:
             raise ConfigError("--set", item, "FIELD=VALUE, e.g. pik_fraction=5e-4")
         overrides[key.strip()] = value.strip()
+    return overrides
+
+
+def sim_config_from_args(args) -> SimConfig:
+    overrides = parse_sets(args.set)
     cfg = SimConfig(
         run=args.run,
         n_spills=args.spills,
@@ -75,13 +83,25 @@ def run(args, settings) -> int:
     r = require_redis(settings)
     period = args.period_s if args.period_s is not None else cfg.spill_period_s
     n = 0
+    # the run's conditions go first, before its first batch (and again if they changed)
+    announcer = ConditionsAnnouncer()
+    publish_conditions(
+        r, settings.stream, announcer.due(cfg.conditions()), maxlen=settings.stream_maxlen
+    )
+    print(f"announced run {cfg.run}: {cfg.conditions().describe()}")
     t0 = time.monotonic()
     for spill in simulate_run(
         cfg, anomalies, first_spill=args.first_spill
     ):  # stale spills are gaps
         if args.realtime:
             _sleep_until(t0 + (spill.spill - args.first_spill) * period)
-        publish_spill(r, settings.stream, spill, maxlen=settings.stream_maxlen)
+        publish_spill(
+            r,
+            settings.stream,
+            spill,
+            maxlen=settings.stream_maxlen,
+            conditions=announcer.due(spill.conditions),
+        )
         n += 1
         tag = f" anomalies: {', '.join(spill.anomalies)}" if spill.anomalies else ""
         log.info(

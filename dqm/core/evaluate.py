@@ -19,9 +19,18 @@ from functools import partial
 
 import boost_histogram as bh
 
-from dqm.checks import CheckContext, CheckResult, Quality, judged_worst, run_check
+from dqm.checks import (
+    CHECKS,
+    CheckContext,
+    CheckResult,
+    Quality,
+    judged_worst,
+    run_check,
+    validate_check_params,
+)
 from dqm.checks._core import check_error, error_text
 from dqm.core.arrival import Arrival, arrival_judgement
+from dqm.core.conditions import RunConditions, UnresolvedCondition, resolve_params
 from dqm.core.coverage import SourceCoverage
 from dqm.core.incidents import Incident, find_incidents
 from dqm.core.specs import SUBSYSTEMS, HistogramSpec, SpecSet
@@ -40,6 +49,9 @@ __all__ = [
     "accumulated",
     "HISTORY_SPILLS",
     "REFERENCE_SPILLS",
+    "NO_CONDITIONS",
+    "with_conditions",
+    "conditions_judgement",
 ]
 
 log = logging.getLogger("dqm.core.evaluate")
@@ -52,6 +64,8 @@ REFERENCE_SPILLS = 500
 #: Summary key of the stored per-subsystem roll-up, and the history key of spill numbers.
 QUALITY_KEY = "quality"
 SPILL_KEY = "spill"
+#: Why a check that needs the run's conditions (or a reference chosen by them) did not judge.
+NO_CONDITIONS = "no run conditions received"
 
 
 @dataclass(frozen=True)
@@ -203,6 +217,8 @@ def evaluate_spill(
     status: str = "complete",
     batches: tuple[int, int | None] | None = None,
     arrival: Arrival | None = None,
+    conditions: RunConditions | None = None,
+    reference_conditions: RunConditions | None = None,
     run_start: Mapping[str, Sequence[float]] | None = None,
     reference_history: Mapping[str, Sequence[float]] | None = None,
     recent: Sequence[Mapping[str, bh.Histogram]] = (),
@@ -220,12 +236,24 @@ def evaluate_spill(
             by :func:`dqm.core.arrival.arrival_judgement` (a ``daq`` flag when they
             disagree or the spill is incomplete). Neither ``arrival`` nor ``batches``
             on a complete spill (a simulation): nothing to judge.
+        conditions: the run's conditions (None: never received); parameters written as
+            ``"@p_beam_gev"`` take their value from them (:func:`with_conditions`).
+        reference_conditions: those the reference was taken under (None: not recorded);
+            a difference is a ``daq`` flag (:func:`conditions_judgement`).
         run_start, reference_history: per-spill series (as :func:`history_series` makes
             them) of the run's first spills and of the reference run's spills: the
             anchors of change detection (see :mod:`dqm.checks.trend`).
         recent: histograms of the run's last spills before this one (oldest first), for
             checks that add up spills (``spills`` > 1).
     """
+    no_reference = None
+    if not reference:
+        no_reference = (
+            f"{NO_CONDITIONS}: no reference can be chosen"
+            if conditions is None
+            else f"no reference for {conditions.beam_config} (an expert certifies one: "
+            f"dqm reference set RUN)"
+        )
     reference = reference or {}
     masked = masked or {}
     overrides = overrides or {}
@@ -240,21 +268,27 @@ def evaluate_spill(
             params.update(overrides.get((spec.name, check.type), {}))
             result = coverage.not_judged(spec, check.type) if coverage else None
             if result is None:
-                result = judge_check(
-                    check.type,
-                    partial(
-                        _context,
-                        spec,
-                        hists,
-                        reference,
-                        numeric,
-                        history,
-                        masked,
-                        anchors=(run_start, reference_history),
-                        recent=recent,
-                    ),
-                    params,
-                    where=spec.name,
+                ready = with_conditions(check.type, params, conditions, no_reference=no_reference)
+                result = (
+                    ready
+                    if isinstance(ready, CheckResult)
+                    else judge_check(
+                        check.type,
+                        partial(
+                            _context,
+                            spec,
+                            hists,
+                            reference,
+                            numeric,
+                            history,
+                            masked,
+                            conditions=conditions,
+                            anchors=(run_start, reference_history),
+                            recent=recent,
+                        ),
+                        ready,
+                        where=spec.name,
+                    )
                 )
             if coverage:
                 result = coverage.annotate(spec, result)
@@ -264,6 +298,9 @@ def evaluate_spill(
             verdict.judgements.append(
                 Judgement(spec.subsystem, spec.name, check.type, result, instruction)
             )
+    about_conditions = conditions_judgement(conditions, reference_conditions)
+    if about_conditions is not None:
+        verdict.judgements.append(about_conditions)
     if arrival is None and (batches is not None or status != "complete"):
         got, expected = batches or (0, None)
         arrival = Arrival(received_batches=got, expected_batches=expected)
@@ -282,8 +319,12 @@ def _context(
     history: Mapping[str, Sequence[float]] | None,
     masked: Mapping[str, Sequence[Sequence[int]]],
     *,
-    anchors: tuple[Mapping[str, Sequence[float]] | None, Mapping[str, Sequence[float]] | None],
-    recent: Sequence[Mapping[str, bh.Histogram]],
+    conditions: RunConditions | None = None,
+    anchors: tuple[Mapping[str, Sequence[float]] | None, Mapping[str, Sequence[float]] | None] = (
+        None,
+        None,
+    ),
+    recent: Sequence[Mapping[str, bh.Histogram]] = (),
 ) -> CheckContext:
     """One histogram's check inputs (built inside the judge's guard: it may raise too)."""
     name = spec.name
@@ -293,6 +334,7 @@ def _context(
         summary=summary,
         history=history,
         masked=frozenset(tuple(c) for c in masked.get(name, ())),
+        conditions=conditions,
         subsystem=spec.subsystem,
         run_start=anchors[0],
         reference_history=anchors[1],
@@ -358,3 +400,86 @@ def judge_check(
             exc_info=error if first else None,
         )
         return check_error(name, error)
+
+
+def with_conditions(
+    check: str,
+    params: Mapping,
+    conditions: RunConditions | None,
+    *,
+    no_reference: str | None = None,
+) -> dict | CheckResult:
+    """A check's parameters with ``"@name"`` resolved from the run conditions — or, when it
+    cannot judge for want of them, the NO_DATA result that says why (never an error).
+
+    ``no_reference`` is why the spill has no reference at all (no conditions, or none
+    certified for this beam configuration); checks that need one get it as their reason,
+    unless their parameters are invalid (an expert's override), which is CHECK_ERROR first.
+    """
+    try:
+        resolved = resolve_params(params, conditions)
+    except UnresolvedCondition as exc:
+        return CheckResult(
+            Quality.NO_DATA, None, {}, f"{NO_CONDITIONS} ({exc})", {"needs": "conditions"}, check
+        )
+    except ValueError as exc:  # a malformed reference in an override written by hand
+        return check_error(check, exc)
+    registered = CHECKS.get(check)
+    if no_reference and registered is not None and registered.needs_reference:
+        try:
+            validate_check_params(check, resolved)
+        except Exception as exc:  # noqa: BLE001 — a broken configuration is reported first
+            return check_error(check, exc)
+        return CheckResult(Quality.NO_DATA, None, {}, no_reference, {}, check)
+    return resolved
+
+
+def conditions_judgement(
+    conditions: RunConditions | None, reference_conditions: RunConditions | None
+) -> Judgement | None:
+    """The DAQ flag about the run conditions: none received, or a reference taken under others.
+
+    Nothing to say (None) when the run has its conditions and the reference matches them
+    or did not record any (a reference set before conditions were recorded).
+    """
+    if conditions is None:
+        return Judgement(
+            "daq",
+            None,
+            "run_conditions",
+            CheckResult(
+                Quality.WARNING,
+                None,
+                {},
+                f"{NO_CONDITIONS} from the DAQ for this run: momentum-scale checks and reference "
+                "comparisons give NO_DATA",
+                {"conditions": None},
+                "run_conditions",
+            ),
+            "The DAQ did not announce this run's conditions (beam, momentum, magnets, trigger): "
+            "call the DAQ expert. The spills are judged without them until they arrive.",
+        )
+    if reference_conditions is None:
+        return None
+    diffs = conditions.differences(reference_conditions)
+    if not diffs:
+        return None
+    return Judgement(
+        "daq",
+        None,
+        "reference_conditions",
+        CheckResult(
+            Quality.WARNING,
+            float(len(diffs)),
+            {},
+            "the reference was taken under other conditions (this run vs reference): "
+            + "; ".join(diffs),
+            {
+                "conditions": conditions.to_dict(),
+                "reference_conditions": reference_conditions.to_dict(),
+            },
+            "reference_conditions",
+        ),
+        "Shape comparisons may flag the change of conditions, not the detector: ask the DQM "
+        "expert to certify a reference for these conditions (dqm reference suggest).",
+    )

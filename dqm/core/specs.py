@@ -31,6 +31,7 @@ from typing import Any
 
 from dqm.checks import validate_check_params
 from dqm.core._tomlctx import _check_keys, _Ctx, _typed
+from dqm.core.conditions import condition_references
 from dqm.core.events import DAQ_SOURCES, source_bits
 from dqm.core.variables import Expression, ExpressionError, compile_expression, sources_read
 from dqm.errors import SpecError
@@ -202,9 +203,12 @@ def _checks(ctx: _Ctx, raw: Any, entry: str) -> tuple[CheckSpec, ...]:
         ctype = _typed(ctx, table, "type", str, entry)
         params = _typed(ctx, table, "params", dict, entry, default={})
         try:
-            params = validate_check_params(ctype, params)
+            # a number parameter may be "@p_beam_gev": resolved from the run's conditions
+            deferred = condition_references(ctype, params)
+            params = validate_check_params(ctype, params, deferred=deferred)
         except SpecError as exc:
-            raise ctx.error(f"check '{ctype}': {exc}", entry, exc.key or "type") from None
+            why = str(exc).removeprefix(f"key '{exc.key}': ")  # the key is named once
+            raise ctx.error(f"check '{ctype}': {why}", entry, exc.key or "type") from None
         out.append(
             CheckSpec(
                 type=ctype,

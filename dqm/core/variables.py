@@ -37,8 +37,10 @@ HADRON_HCAL_THRESHOLD_GEV = 30.0
 #: leaves only a MIP (≈0.4 GeV) there. Without this cut muon interactions outnumber the
 #: π/K five to one and a ×5 π/K excess drowns in them.
 HADRON_ECAL_THRESHOLD_GEV = 5.0
-#: The signal region of NA64μ starts below 80–100 GeV of outgoing momentum.
-LOW_POUT_GEV = 100.0
+#: The signal region: an outgoing muon that kept less than this fraction of its incoming
+#: momentum (seed: below 80–100 GeV out of a 160 GeV beam; 100/160 = 0.625). Relative to the
+#: event's own p_BMS, so the tag needs no run conditions and holds at any beam momentum.
+LOW_POUT_FRACTION = 0.625
 _ALL_SOURCES = (1 << len(DAQ_SOURCES)) - 1
 
 
@@ -92,7 +94,10 @@ DERIVED: dict[str, tuple[Callable[[BatchView], np.ndarray], str]] = {
         ),
         "π/K tag: a shower starting in the ECAL and continuing in the HCAL",
     ),
-    "is_low_pout": (lambda v: v["p_ms2"] < LOW_POUT_GEV, "outgoing momentum in the signal region"),
+    "is_low_pout": (
+        lambda v: v["p_ms2"] < LOW_POUT_FRACTION * v["p_bms"],
+        "outgoing momentum in the signal region: p_MS2 < 0.625 p_BMS",
+    ),
     "daq_complete": (lambda v: v["daq_sources"] == _ALL_SOURCES, "every DAQ source read out"),
     "daq_source_bit": (
         lambda v: ((v["daq_sources"][:, None] >> np.arange(len(DAQ_SOURCES))) & 1).astype(bool),

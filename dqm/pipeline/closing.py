@@ -11,7 +11,9 @@ Nothing that goes wrong while closing stops the worker:
   closed by :func:`dqm.store.closing.close_failed` (no histograms, a flag saying why);
   if even that fails it is left for a later sweep with a growing delay.
 
-Late batches counted against a closed spill make the hooks judge it again (``amend``).
+Late batches counted against a closed spill make the hooks judge it again (``amend``);
+run conditions that arrive or change after some of a run's spills were judged make them
+judge those spills again (``rejudge``).
 """
 
 from __future__ import annotations
@@ -183,6 +185,30 @@ class SpillCloser:
         where = {"run": sp[0], "spill": sp[1]}
         log.warning("late batches: spill judged again", extra=where)
         self.announce({**where, "status": sp[2], **extra}, where)
+        return True
+
+    def rejudge(self, run: int) -> bool:
+        """Let the hooks with a ``rejudge(session, run)`` judge again a run's spills judged
+        under other conditions (they arrived or changed later), and announce each one.
+
+        Raises:
+            OperationalError: the database is out; retry later.
+        """
+        w = self.worker
+        rejudges = [r for r in (getattr(h, "rejudge", None) for h in w.close_hooks) if r]
+        notes: list[dict] = []
+        try:
+            with w.sessions.begin() as session:
+                for rejudge in rejudges:
+                    notes.extend(rejudge(session, run))
+        except Exception as exc:  # noqa: BLE001 — the spills keep the flags they have
+            if is_outage(exc):
+                raise _outage(exc) from exc
+            log.error("judging run %d again under its conditions failed", run, exc_info=exc)
+            return True
+        w.stats.rejudged += len(notes)
+        for note in notes:
+            self.announce(note, {"run": note.get("run"), "spill": note.get("spill")})
         return True
 
     def announce(self, note: dict, where: dict) -> None:

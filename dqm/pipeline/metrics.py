@@ -78,6 +78,11 @@ WORKER_COUNTERS: dict[str, tuple[str, str]] = {
     ),
     "batches": ("dqm_worker_batches", "Event batches (stream messages) filled."),
     "markers": ("dqm_worker_spill_markers", "End-of-spill markers read."),
+    "conditions": ("dqm_worker_run_conditions", "Run-conditions announcements read."),
+    "rejudged": (
+        "dqm_worker_spills_rejudged",
+        "Spills judged again because their run's conditions arrived or changed after them.",
+    ),
     "dead_letters": (
         "dqm_worker_dead_letters",
         "Messages sent to the dead-letter stream (malformed or late).",

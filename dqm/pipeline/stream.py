@@ -5,9 +5,13 @@ Message layout (fields of one stream entry):
 * batch: ``type=batch``, ``payload=<events.encode_batch bytes>``
 * end of spill: ``type=eos``, ``run``, ``spill``, ``n_batches``, ``n_events``, each an
   unsigned integer written as ASCII decimal digits (what redis-py sends for a Python int)
+* run conditions: ``type=conditions``, ``payload=<conditions.encode_conditions JSON>``,
+  before the run's first batch and again whenever they change
+  (``docs/wire-format-conditions.md``)
 
 A whole spill is published in one pipeline so a reader never sees the marker before
-the batches that precede it. The dead-letter stream keeps the original fields plus
+the batches that precede it (nor the batches before the conditions announced with
+them). The dead-letter stream keeps the original fields plus
 ``reason``, ``detail``, ``source_id`` and ``consumer``.
 """
 
@@ -19,6 +23,7 @@ from dataclasses import dataclass
 import redis
 
 from dqm.config import check_redis_url
+from dqm.core.conditions import RunConditions, encode_conditions
 from dqm.core.events import MAX_ID
 from dqm.errors import BatchError
 
@@ -29,6 +34,9 @@ __all__ = [
     "ensure_group",
     "publish_spill",
     "publish_batches",
+    "publish_conditions",
+    "conditions_fields",
+    "ConditionsAnnouncer",
     "read_group",
     "claim_stale",
     "ack",
@@ -74,6 +82,34 @@ def ensure_group(r: redis.Redis, stream: str, group: str) -> None:
             raise
 
 
+def conditions_fields(conditions: RunConditions) -> dict[bytes, bytes]:
+    """The stream fields of a run-conditions message."""
+    return {b"type": b"conditions", b"payload": encode_conditions(conditions)}
+
+
+def publish_conditions(
+    r: redis.Redis, stream: str, conditions: RunConditions, *, maxlen: int | None = None
+) -> bytes:
+    """Announce a run's conditions on its own (e.g. before the run's first spill)."""
+    kw = {"maxlen": maxlen, "approximate": True} if maxlen else {}
+    return r.xadd(stream, conditions_fields(conditions), **kw)
+
+
+class ConditionsAnnouncer:
+    """Decides when a publisher announces a run's conditions: before the run's first
+    spill, and again whenever they change (a repeat is harmless, but needless)."""
+
+    def __init__(self) -> None:
+        self._last: dict[int, RunConditions] = {}
+
+    def due(self, conditions: RunConditions | None) -> RunConditions | None:
+        """``conditions`` if they must be announced now, else None."""
+        if conditions is None or conditions.same_as(self._last.get(conditions.run)):
+            return None
+        self._last[conditions.run] = conditions
+        return conditions
+
+
 def publish_batches(
     r: redis.Redis,
     stream: str,
@@ -84,10 +120,16 @@ def publish_batches(
     *,
     maxlen: int | None = None,
     marker: bool = True,
+    conditions: RunConditions | None = None,
 ) -> list[bytes]:
-    """Publish a spill's batches (+ marker) atomically in one pipeline; returns the ids."""
+    """Publish a spill's batches (+ marker) atomically in one pipeline; returns the ids.
+
+    ``conditions``, when given, are announced first in the same pipeline.
+    """
     pipe = r.pipeline(transaction=True)
     kw = {"maxlen": maxlen, "approximate": True} if maxlen else {}
+    if conditions is not None:
+        pipe.xadd(stream, conditions_fields(conditions), **kw)
     for payload in batches:
         pipe.xadd(stream, {b"type": b"batch", b"payload": payload}, **kw)
     if marker:
@@ -106,9 +148,14 @@ def publish_batches(
 
 
 def publish_spill(
-    r: redis.Redis, stream: str, spill_data, *, maxlen: int | None = None
+    r: redis.Redis,
+    stream: str,
+    spill_data,
+    *,
+    maxlen: int | None = None,
+    conditions: RunConditions | None = None,
 ) -> list[bytes]:
-    """Publish a :class:`dqm.sim.simulate.SpillData`."""
+    """Publish a :class:`dqm.sim.simulate.SpillData` (announcing ``conditions`` first)."""
     return publish_batches(
         r,
         stream,
@@ -117,6 +164,7 @@ def publish_spill(
         spill_data.batches(),
         spill_data.n_events,
         maxlen=maxlen,
+        conditions=conditions,
     )
 
 

@@ -8,6 +8,9 @@ checks, announce on pub/sub).
 
 Failure handling, each in one place:
 
+* run conditions (``type=conditions``) → stored with the run in the group's transaction
+  (idempotent, newest announcement wins); spills of that run already judged under other
+  conditions are judged again and announced (the close hooks' ``rejudge``);
 * malformed input → dead-letter stream with the reason (and recorded, so a
   redelivery is not dead-lettered twice); the worker carries on — even a payload
   that makes a decoder fail in an unforeseen way is dead-lettered, never a crash loop;
@@ -51,6 +54,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from dqm.config import Settings
+from dqm.core.conditions import RunConditions, decode_conditions
 from dqm.core.events import decode_batch
 from dqm.core.fill import Filler
 from dqm.core.specs import SpecSet
@@ -88,6 +92,8 @@ class WorkerStats:
     events: int = 0
     batches: int = 0
     markers: int = 0
+    conditions: int = 0
+    rejudged: int = 0
     dead_letters: int = 0
     duplicates_skipped: int = 0
     commits: int = 0
@@ -144,6 +150,7 @@ class Worker:
     # ------------------------------------------------------------------ state
     def _reset_group(self) -> None:
         self._open: dict[tuple[int, int], Contribution] = {}
+        self._conditions: list[tuple[str, RunConditions]] = []
         self._dead: list[tuple[rs.Message, str, str]] = []
         self._skip_ack: list[str] = []
         self._group_batches: set[tuple[int, int, int]] = set()
@@ -157,7 +164,7 @@ class Worker:
 
     @property
     def _has_group(self) -> bool:
-        return bool(self._open or self._dead or self._skip_ack)
+        return bool(self._open or self._conditions or self._dead or self._skip_ack)
 
     # ------------------------------------------------------------------ loop
     def run(self, *, burst: bool = False, max_seconds: float | None = None) -> WorkerStats:
@@ -242,11 +249,11 @@ class Worker:
         msgs = rs.read_group(
             self.r, s.stream, s.group, self.consumer, count=s.read_count, block_ms=block_ms
         )
-        markers = self.stats.markers
+        news = self.stats.markers + self.stats.conditions
         self._process(msgs, check_seen=False)
-        # an end-of-spill marker is a spill that may now close: commit at once rather than
-        # after the commit interval, so its flags come as soon as its data is complete
-        self._maybe_commit(force=self.stats.markers > markers)
+        # an end-of-spill marker is a spill that may now close, run conditions are what the
+        # other workers judge with: commit at once rather than after the commit interval
+        self._maybe_commit(force=self.stats.markers + self.stats.conditions > news)
         if now - self._last_sweep > 1.0:
             self._last_sweep = now
             self._sweep_stale()
@@ -345,9 +352,14 @@ class Worker:
             self._remember_marker(eos.run, eos.spill, eos.n_batches)
             self._arrived[(eos.run, eos.spill)] = time.monotonic()
             self.stats.markers += 1
+        elif kind == b"conditions":
+            cond = _decode(decode_conditions, m.fields.get(b"payload"))
+            self._conditions.append((m.id, cond))
+            self.stats.conditions += 1
         else:
             raise BatchError(
-                "unknown-type", f"message type {kind[:40]!r}; expected b'batch' or b'eos'"
+                "unknown-type",
+                f"message type {kind[:40]!r}; expected b'batch', b'eos' or b'conditions'",
             )
 
     def _remember_marker(self, run: int, spill: int, n_batches: int) -> None:
@@ -385,6 +397,7 @@ class Worker:
                     self.consumer,
                     contributions,
                     [m.id for m, _, _ in self._dead],
+                    conditions=self._conditions,
                 )
         except IntegrityError:
             self.stats.conflicts += 1
@@ -412,7 +425,9 @@ class Worker:
         # stored: from now on these messages must be acknowledged, whatever happens to Redis
         owed = self._owed
         owed.ack.extend(mid for c in contributions for mid in c.message_ids)
+        owed.ack.extend(mid for mid, _ in self._conditions)
         owed.ack.extend(self._skip_ack)
+        owed.rejudge.update(outcome.conditions_changed)
         owed.dead.extend(self._dead)
         owed.dead.extend(
             (self._marker_msgs.get(mid) or rs.Message(mid, {}), reason, why)
@@ -467,6 +482,11 @@ class Worker:
             if not self._amend(min(owed.amend)):
                 return
             owed.amend.discard(min(owed.amend))
+        while owed.rejudge:
+            run = min(owed.rejudge)
+            if not self._rejudge(run):
+                return
+            owed.rejudge.discard(run)
 
     def _close(self, spill_id: int, *, incomplete: bool, arrived: dict | None = None) -> bool:
         """Close one spill (:class:`~dqm.pipeline.closing.SpillCloser`); False if the
@@ -481,6 +501,14 @@ class Worker:
         """Late batches were counted against a closed spill: judge it again."""
         try:
             return self.closer.amend(spill_id)
+        except OperationalError as exc:
+            self._db_failed(exc)
+            return False
+
+    def _rejudge(self, run: int) -> bool:
+        """A run's conditions changed: judge again its spills judged under other ones."""
+        try:
+            return self.closer.rejudge(run)
         except OperationalError as exc:
             self._db_failed(exc)
             return False
@@ -559,9 +587,10 @@ class _Owed:
     close: set[int] = field(default_factory=set)
     arrived: dict[tuple[int, int], float] = field(default_factory=dict)
     amend: set[int] = field(default_factory=set)  # closed spills that got late batches
+    rejudge: set[int] = field(default_factory=set)  # runs whose conditions changed
 
     def __bool__(self) -> bool:
-        return bool(self.ack or self.dead or self.close or self.amend)
+        return bool(self.ack or self.dead or self.close or self.amend or self.rejudge)
 
 
 def _decode(decoder: Callable, raw):

@@ -27,6 +27,7 @@ from dqm.errors import ConfigError
 from dqm.report.integrate import Integrator
 from dqm.report.progress import NullProgress, Progress
 from dqm.store.models import SPILL_OPEN, Flag, Reference, Run, Spill, SpillHistograms, as_utc
+from dqm.store.runs import as_conditions
 
 __all__ = [
     "Period",
@@ -163,6 +164,8 @@ class ReportData:
     reference_histograms: dict[str, bh.Histogram] = field(default_factory=dict)
     reference_run: int | None = None
     beam_configs: dict[str, int] = field(default_factory=dict)  # config -> spills
+    #: run -> its conditions in words (RunConditions.describe), "" when none were received
+    run_conditions: dict[int, str] = field(default_factory=dict)
     mot_per_event: float = 1.0
     skipped: dict[str, int] = field(default_factory=dict)  # histogram -> spills not summed
     #: subsystem -> quality name -> number of check flags (all qualities, roll-ups left out)
@@ -380,13 +383,18 @@ def gather(
     flags = _flags(session, period, dialect)
     spills = _with_worst_flag(_spills(session, period, dialect), flags)
     configs = Counter()
+    run_conditions: dict[int, str] = {}
     if spills:
-        run_cfg = dict(
-            session.execute(
-                select(Run.run, Run.beam_config).where(Run.run.in_({s.run for s in spills}))
-            ).all()
-        )
-        configs = Counter(run_cfg.get(s.run, "mu160") for s in spills)
+        rows = session.execute(
+            select(Run.run, Run.beam_config, Run.conditions).where(
+                Run.run.in_({s.run for s in spills})
+            )
+        ).all()
+        run_cfg = {r.run: r.beam_config for r in rows}
+        for r in rows:
+            cond = as_conditions(r.conditions)
+            run_conditions[r.run] = cond.describe() if cond else ""
+        configs = Counter(run_cfg.get(s.run) or "unknown" for s in spills)
     end = period.end or (spills[-1].closed_at if spills else None)
     flag_runs = _reference_runs(session, period, dialect)
     refs, in_force = _references(session, list(configs), flag_runs, end)
@@ -414,6 +422,7 @@ def gather(
         reference_histograms=ref_hists,
         reference_run=ref_run,
         beam_configs=dict(configs),
+        run_conditions=run_conditions,
         mot_per_event=mot_per_event,
         skipped=dict(acc.skipped),
         flag_counts=_flag_counts(session, period, dialect),

@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
+import textwrap
 import warnings
 from collections import Counter
 from contextlib import contextmanager
@@ -153,6 +154,7 @@ def _cover(fig: Figure, data: ReportData) -> None:
             "Beam configurations",
             ", ".join(f"{c}: {k:,d} spills" for c, k in sorted(data.beam_configs.items())) or "–",
         ),
+        *_conditions_lines(data),
     ]
     if not data.spills:
         lines.append(
@@ -160,9 +162,9 @@ def _cover(fig: Figure, data: ReportData) -> None:
         )
     y = 0.86
     for key, value in lines:
-        alarm = key == "Spills not received" and bool(
-            data.missing_spills
-        )  # a loss nothing else flags
+        alarm = (key == "Spills not received" and bool(data.missing_spills)) or (
+            _NO_CONDITIONS in value
+        )  # a loss nothing else flags, runs judged without their conditions
         fig.text(
             0.05,
             y,
@@ -197,8 +199,34 @@ def _cover(fig: Figure, data: ReportData) -> None:
         fig.text(0.05, 0.09 - 0.03 * i, note, fontsize=8, color="#a0522d")
 
 
+_NO_CONDITIONS = "none received from the DAQ"
+
+
+def _conditions_lines(data: ReportData, most: int = 2) -> list[tuple[str, str]]:
+    """Runs grouped by their conditions, those without any first (at most ``most`` groups),
+    each wrapped to the cover's width."""
+    groups: dict[str, list[int]] = {}
+    for run in data.runs:
+        groups.setdefault(data.run_conditions.get(run, ""), []).append(run)
+    ordered = sorted(groups.items(), key=lambda g: (g[0] != "", g[1][0]))
+    texts = [
+        f"run{'s' if len(runs) > 1 else ''} {ranges_text(runs)}: {text or _NO_CONDITIONS}"
+        for text, runs in ordered[:most]
+    ]
+    if len(ordered) > most:
+        texts.append(f"… and {len(ordered) - most} more sets of conditions")
+    wrapped = [part for text in texts for part in textwrap.wrap(text, 100)]
+    return [("Run conditions" if i == 0 else "", part) for i, part in enumerate(wrapped)]
+
+
+def _table_box(left: float, width: float, top: float) -> tuple[float, float, float, float]:
+    """A cover table's axes below ``top``: 0.34 high, shorter when the lines above took room."""
+    bottom = max(top - 0.36, 0.12)
+    return (left, bottom, width, max(top - 0.02 - bottom, 0.1))
+
+
 def _counts_table(fig: Figure, data: ReportData, top: float) -> None:
-    ax = fig.add_axes((0.05, max(top - 0.36, 0.12), 0.42, 0.34))
+    ax = fig.add_axes(_table_box(0.05, 0.42, top))
     ax.axis("off")
     ax.set_title("Check flags by subsystem and quality", loc="left", fontsize=10, weight="bold")
     qualities = [k for k in ("GOOD", "WARNING", "CHECK_ERROR", "BAD", "NO_DATA")]
@@ -235,7 +263,7 @@ def _counts_table(fig: Figure, data: ReportData, top: float) -> None:
 
 
 def _references_table(fig: Figure, data: ReportData, top: float) -> None:
-    ax = fig.add_axes((0.52, max(top - 0.36, 0.12), 0.45, 0.34))
+    ax = fig.add_axes(_table_box(0.52, 0.45, top))
     ax.axis("off")
     ax.set_title("References used", loc="left", fontsize=10, weight="bold")
     if not data.references:

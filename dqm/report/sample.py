@@ -97,7 +97,8 @@ def store_simulated_spill(
         batches=[(f"{tag}-{b}", b) for b in range(n_batches)],
         marker=(f"{tag}-eos", expected if lose_batches else n_batches, data.n_events),
     )
-    outcome = commit_group(session, stream, "sample", [contribution])
+    announced = [(f"{tag}-conditions", data.conditions)] if data.conditions else []
+    outcome = commit_group(session, stream, "sample", [contribution], conditions=announced)
     if beam_config is not None:
         session.get(Run, data.run).beam_config = beam_config
     closed = try_close(session, outcome.spill_ids.pop(), filler.book, incomplete=bool(lose_batches))
@@ -150,8 +151,11 @@ def store_simulated_day(
     blobs = [encode_histograms(h) for _, h, _ in templates]
     # a couple of spills closed incomplete (a lost batch): BAD whatever checks the specs declare
     status = ["incomplete" if k in INCOMPLETE_TEMPLATES else "complete" for k in range(distinct)]
+    conditions = cfg.conditions()
     verdicts = [
-        evaluate_spill(specs, h, s, reference=reference, status=st, batches=(1, 2))
+        evaluate_spill(
+            specs, h, s, reference=reference, status=st, batches=(1, 2), conditions=conditions
+        )
         for (_, h, s), st in zip(templates, status, strict=False)
     ]
     step = timedelta(days=1) / n_spills
@@ -161,7 +165,13 @@ def store_simulated_day(
         session.execute(
             insert(Run),
             [
-                {"run": r, "beam_config": "mu160", "started_at": start, "comment": "simulated"}
+                {
+                    "run": r,
+                    "beam_config": conditions.beam_config,
+                    "conditions": {**conditions.to_dict(), "run": r},
+                    "started_at": start,
+                    "comment": "simulated",
+                }
                 for r in runs
             ],
         )

@@ -1,7 +1,8 @@
 """The π/K bound: the check's false-alarm rate and the best test's delay at that rate.
 
 Why here: :mod:`dqm.sim.sequential` knows nothing of checks; this module ties a count-rate
-check of the specs (``hadron_tag/pik_fraction``) to it. Three numbers, each printed:
+check of the specs (``hadron_tag/pik_cusum``, or the older ``pik_fraction``) to it. Three
+numbers, each printed:
 
 * **λ0, λ1** — expected tagged hadrons per spill before and after the change, from the
   simulator settings of the run (``events_per_spill × pik_fraction``, and the same with the
@@ -11,7 +12,9 @@ check of the specs (``hadron_tag/pik_fraction``) to it. Three numbers, each prin
   pools two spills stays BAD on the next spill of a high count, which is one alarm, not two).
   Measured on the clean run; with fewer than :data:`MIN_MEASURED_EPISODES` episodes the
   measurement is too poor (> 30 % error) and the *exact* rate of the check's own rule under
-  Poisson counts is used: the smallest pooled count k* that the check calls BAD is found
+  Poisson counts is used. A check that solves its threshold from a stated rate
+  (``pik_cusum``) reports that exact rate itself (:func:`design_rate`); for a pooled-count
+  rule (``pik_fraction``) the smallest pooled count k* that the check calls BAD is found
   by running the registered check itself, then
   ``α = Σ_y P(Y = y) · P(X ≥ k* − y) · P(X′ < k* − y)`` with Y ~ Poisson((w − 1)·λ0) the
   counts the two windows share and X, X′ ~ Poisson(λ0).
@@ -43,7 +46,14 @@ from dqm.sim.study import alarm_episodes
 if TYPE_CHECKING:
     from dqm.sim.study import SpillOutcome, Study
 
-__all__ = ["BoundResult", "count_bound", "rule_threshold", "episode_rate", "MIN_MEASURED_EPISODES"]
+__all__ = [
+    "BoundResult",
+    "count_bound",
+    "design_rate",
+    "rule_threshold",
+    "episode_rate",
+    "MIN_MEASURED_EPISODES",
+]
 
 #: Alarm episodes the clean run must hold before its measured rate is used (±30 % at 10).
 MIN_MEASURED_EPISODES = 10
@@ -114,8 +124,13 @@ def count_bound(study: Study, row: Scenario, clean: Sequence[SpillOutcome]) -> B
     lambda0 = n * getattr(nominal, spec.rate_setting)
     lambda1 = changed.events_per_spill * getattr(changed, spec.rate_setting)
     check = next(c for c in study.specs[spec.histogram].checks if c.type == spec.check)
-    threshold, window = rule_threshold(spec.histogram, spec.check, dict(check.params), n)
-    model = episode_rate(threshold, window, lambda0)
+    designed = design_rate(spec.check, dict(check.params), n)
+    if designed is not None:  # a sequential check states its own exact rate
+        (model, rule), threshold, window = designed, 0, 1
+    else:
+        threshold, window = rule_threshold(spec.histogram, spec.check, dict(check.params), n)
+        model = episode_rate(threshold, window, lambda0)
+        rule = f"k* = {threshold} in {window} spills"
     name = f"{spec.histogram}/{spec.check}"
     episodes = _episodes(clean, name)
     counts = [o.summary.get("n_hadron") for o in clean if o.summary.get("n_hadron") is not None]
@@ -124,10 +139,7 @@ def count_bound(study: Study, row: Scenario, clean: Sequence[SpillOutcome]) -> B
     else:
         rate, source = (
             model,
-            (
-                f"the check's rule, exact (k* = {threshold} in {window} spills; measured "
-                f"{episodes} in {len(clean)} clean spills)"
-            ),
+            (f"the check's rule, exact ({rule}; measured {episodes} in {len(clean)} clean spills)"),
         )
     return BoundResult(
         lambda0,
@@ -142,6 +154,28 @@ def count_bound(study: Study, row: Scenario, clean: Sequence[SpillOutcome]) -> B
         source,
         best_delay(lambda0, lambda1, rate),
     )
+
+
+def design_rate(check: str, params: dict, n_events: float) -> tuple[float, str] | None:
+    """``(rate, its rule)`` of a check that solves its threshold from a false-alarm rate.
+
+    Such a check (``pik_cusum``) reports the exact episode rate of its design in
+    ``details["false_alarm_rate"]``; it is read by judging one quiet spill of ``n_events``
+    with no history. ``None`` for a check that does not (the pooled-count rule is then used).
+    """
+    resolved = validate_check_params(check, params)
+    count_key, n_key = resolved.get("count_key"), resolved.get("n_key")
+    if count_key is None or n_key is None:
+        return None
+    context = CheckContext(summary={count_key: 0.0, n_key: float(n_events)})
+    details = run_check(check, context, params).details
+    if "false_alarm_rate" not in details:
+        return None
+    rule = (
+        f"held Page CUSUM for ×{details['design_ratio']:g}, k = {details['k']:.2f}, "
+        f"h = {details['h']:.2f} counts"
+    )
+    return float(details["false_alarm_rate"]), rule
 
 
 def _episodes(outcomes: Sequence[SpillOutcome], name: str) -> int:

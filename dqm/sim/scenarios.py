@@ -139,7 +139,7 @@ class CountBound:
     """
 
     histogram: str = "hadron_tag"
-    check: str = "pik_fraction"
+    check: str = "pik_cusum"
     rate_setting: str = "pik_fraction"
     max_ratio: float = 1.5
 

@@ -12,6 +12,13 @@ Layout (little endian)::
     kind 1 BATCH  payload = one ``events.encode_batch`` message, verbatim
     kind 2 SPILL  payload = <IIIId run, spill, n_batches, n_events, start_offset_s (since run start)
     kind 3 END    payload = <I   number of spills; the last frame of a complete file
+    kind 4 CONDITIONS  payload = a run-conditions message payload, verbatim
+                  (``conditions.encode_conditions``); it precedes the batches of the first
+                  spill it applies to (a run's first spill, and any spill after which the
+                  conditions changed). Version 2.
+
+Version 1 files (no conditions frames) are still read: replaying them announces no
+conditions, so their runs are judged with conditions unknown.
 
 A missing END frame means the writer died: the reader raises instead of ending quietly
 (it is lazy, so the intact spills before the damage have already been yielded; call
@@ -28,6 +35,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from dqm.core.conditions import RunConditions, decode_conditions, encode_conditions
 from dqm.core.events import decode_batch
 from dqm.errors import BatchError
 
@@ -42,12 +50,13 @@ __all__ = [
 ]
 
 FILE_MAGIC = b"N64R"
-FILE_VERSION = 1
+FILE_VERSION = 2
+_READABLE_VERSIONS = (1, 2)
 _FILE_HEADER = struct.Struct("<4sHH")
 _FRAME = struct.Struct("<BxxxII")
 _SPILL = struct.Struct("<IIIId")
 _END = struct.Struct("<I")
-_BATCH, _SPILL_END, _FILE_END = 1, 2, 3
+_BATCH, _SPILL_END, _FILE_END, _CONDITIONS = 1, 2, 3, 4
 _MAX_FRAME = 1 << 30  # a larger length is a corrupt header, not data
 
 
@@ -60,6 +69,8 @@ class ReplaySpill:
     n_events: int
     start_offset_s: float
     batches: tuple[bytes, ...]
+    #: conditions to announce before this spill (its run's first, or changed ones), else None
+    conditions: RunConditions | None = None
 
     @property
     def n_batches(self) -> int:
@@ -90,9 +101,14 @@ def write_spill_file(path: str | os.PathLike[str], spills: Iterable) -> FileSumm
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
     n_spills = n_batches = n_events = 0
+    announced: dict[int, RunConditions] = {}
     with open(tmp, "wb") as f:
         f.write(_FILE_HEADER.pack(FILE_MAGIC, FILE_VERSION, 0))
         for sp in spills:
+            cond = getattr(sp, "conditions", None)
+            if cond is not None and not cond.same_as(announced.get(cond.run)):
+                f.write(_frame(_CONDITIONS, encode_conditions(cond)))
+                announced[cond.run] = cond
             batches = sp.batches() if callable(sp.batches) else sp.batches
             for payload in batches:
                 f.write(_frame(_BATCH, payload))
@@ -124,11 +140,12 @@ def read_spill_file(path: str | os.PathLike[str]) -> Iterator[ReplaySpill]:
         magic, version, _ = _FILE_HEADER.unpack(head)
         if magic != FILE_MAGIC:
             raise _error("bad-magic", name, 0, f"starts with {magic!r}, expected {FILE_MAGIC!r}")
-        if version != FILE_VERSION:
-            what = f"file version {version}, this reader knows {FILE_VERSION}"
+        if version not in _READABLE_VERSIONS:
+            what = f"file version {version}, this reader knows {_READABLE_VERSIONS}"
             raise _error("unknown-version", name, 4, what)
         offset = _FILE_HEADER.size
         pending: list[tuple[int, bytes]] = []  # (offset, payload) of the current spill's batches
+        conditions: RunConditions | None = None  # announced before the current spill
         n_spills = 0
         while True:
             fh = f.read(_FRAME.size)
@@ -136,7 +153,8 @@ def read_spill_file(path: str | os.PathLike[str]) -> Iterator[ReplaySpill]:
                 what = "file ends without its end frame (writer interrupted?)"
                 raise _error("truncated", name, offset + len(fh), what)
             kind, length, crc = _FRAME.unpack(fh)
-            if kind not in (_BATCH, _SPILL_END, _FILE_END) or length > _MAX_FRAME:
+            known = (_BATCH, _SPILL_END, _FILE_END) + ((_CONDITIONS,) if version > 1 else ())
+            if kind not in known or length > _MAX_FRAME:
                 what = f"bad frame header (kind {kind}, length {length})"
                 raise _error("corrupt", name, offset, what)
             payload = f.read(length)
@@ -147,9 +165,14 @@ def read_spill_file(path: str | os.PathLike[str]) -> Iterator[ReplaySpill]:
                 raise _error("corrupt", name, offset, "CRC mismatch in the frame")
             if kind == _BATCH:
                 pending.append((offset, payload))
+            elif kind == _CONDITIONS:
+                try:
+                    conditions = decode_conditions(payload)
+                except BatchError as e:
+                    raise _error(e.reason, name, offset, f"conditions: {e.detail}") from None
             elif kind == _SPILL_END:
-                yield _close_spill(name, offset, payload, pending)
-                pending, n_spills = [], n_spills + 1
+                yield _close_spill(name, offset, payload, pending, conditions)
+                pending, conditions, n_spills = [], None, n_spills + 1
             else:
                 (expected,) = _END.unpack(payload) if length == _END.size else (-1,)
                 if pending or expected != n_spills or f.read(1):
@@ -163,7 +186,11 @@ def read_spill_file(path: str | os.PathLike[str]) -> Iterator[ReplaySpill]:
 
 
 def _close_spill(
-    name: str, offset: int, payload: bytes, pending: list[tuple[int, bytes]]
+    name: str,
+    offset: int,
+    payload: bytes,
+    pending: list[tuple[int, bytes]],
+    conditions: RunConditions | None = None,
 ) -> ReplaySpill:
     if len(payload) != _SPILL.size:
         raise _error("corrupt", name, offset, f"end-of-spill frame of {len(payload)} bytes")
@@ -187,7 +214,10 @@ def _close_spill(
     if total != n_events:
         what = f"spill {spill} announces {n_events} events, its batches hold {total}"
         raise _error("corrupt", name, offset, what)
-    return ReplaySpill(run, spill, n_events, start, tuple(d for _, d in pending))
+    if conditions is not None and conditions.run != run:
+        what = f"conditions of run {conditions.run} announced before spill {spill} of run {run}"
+        raise _error("corrupt", name, offset, what)
+    return ReplaySpill(run, spill, n_events, start, tuple(d for _, d in pending), conditions)
 
 
 def verify_spill_file(path: str | os.PathLike[str]) -> FileSummary:

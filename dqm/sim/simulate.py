@@ -19,7 +19,8 @@ that only alters columns leaves every other value identical to the clean spill.
 Physics per event (categories are exclusive; pile-up is overlaid on any of them):
 
 * ordinary muon: momentum measured by BMS (in) and MS2 (out), tracks at the MS1 and MS2
-  stations (MS2 x bent by the MBPL magnet by 0.2998·BL·lever/p), a MIP in ECAL (both
+  stations (MS2 x bent by the MBPL magnet by q·P·0.2998·BL·lever/p, q the charge and P the
+  magnet polarity: towards +x when they match), a MIP in ECAL (both
   layers), VETO and every HCAL module, Landau-like (lognormal) fluctuations;
 * π/K: a hadron shower holding 60–95 % of p in ECAL + HCAL (mostly modules 0–1), a
   decay/punch-through muon of U(10, 0.9 p) in MS2 or no MS2 track at all;
@@ -41,6 +42,7 @@ from typing import Any
 
 import numpy as np
 
+from dqm.core.conditions import PARTICLES, RunConditions
 from dqm.core.events import (
     COLUMN_BY_NAME,
     DAQ_SOURCES,
@@ -99,6 +101,7 @@ class SimConfig:
     spill_length_s: float = _f(4.8, "SPS extraction; time_in_spill_s is uniform in [0, this)")
     spill_period_s: float = _f(16.8, "time between spill starts (replay pacing)")
     seed: int = _f(42, "master seed; spill s uses default_rng([seed, run, s])")
+    beam_particle: str = _f("mu-", "beam particle: 'mu-' or 'mu+' (the simulator makes muon beams)")
     p_beam_gev: float = _f(160.0, "nominal beam momentum")
     beam_momentum_spread: float = _f(0.003, "relative spread of the true beam momentum")
     bms_resolution: float = _f(0.01, "relative resolution of the BMS momentum")
@@ -124,6 +127,7 @@ class SimConfig:
     ms2_z_m: tuple[float, ...] = _f((22.0, 26.0), "z of the MS2 stations")
     magnet_z_m: float = _f(18.0, "z of the MBPL bending point")
     magnet_bl_tm: float = _f(1.5, "MBPL field integral; MS2 x is bent by 0.2998*BL*(z-zmag)/p")
+    magnet_polarity: str = _f("auto", "MBPL polarity '+' or '-'; auto: the beam charge's sign")
     ms_resolution_mm: float = _f(0.1, "position resolution of every tracking station")
     pik_fraction: float = _f(1e-4, "fraction of pi/K in the beam (hadron shower in ECAL+HCAL)")
     pik_no_track_fraction: float = _f(0.3, "fraction of pi/K with no MS2 track (p_ms2 = 0)")
@@ -147,6 +151,8 @@ class SimConfig:
     trigger_p_out_max_gev: float = _f(100.0, "physics trigger: outgoing muon below this momentum")
     trigger_hcal_min_gev: float = _f(20.0, "physics trigger: or HCAL sum above this (hadron-like)")
     random_trigger_fraction: float = _f(0.01, "events that also carry the random trigger bit")
+    trigger_config: str = _f("auto", "trigger configuration name announced; auto: from above")
+    setup: str = _f("simulation", "setup label announced with the run conditions")
 
     def __post_init__(self) -> None:
         def bad(name: str, expected: str) -> None:
@@ -163,8 +169,17 @@ class SimConfig:
             bad("beam_wander_correlation", f"in [0, {MAX_CORRELATION}]")
         if len(self.ms1_z_m) != N_MS1 or len(self.ms2_z_m) != N_MS2:
             bad("ms1_z_m", f"{N_MS1} MS1 and {N_MS2} MS2 station positions")
+        if self.beam_particle not in ("mu-", "mu+"):
+            bad("beam_particle", "'mu-' or 'mu+': the simulator generates muon beams")
+        if self.magnet_polarity not in ("auto", "+", "-"):
+            bad("magnet_polarity", "'+', '-' or 'auto' (the sign of the beam charge)")
+        for name in ("trigger_config", "setup"):
+            if not getattr(self, name).strip() or len(getattr(self, name)) > 128:
+                bad(name, "a label of 1 to 128 characters")
         for f in fields(self):
             v = getattr(self, f.name)
+            if isinstance(v, str):
+                continue
             values = v if isinstance(v, tuple) else (v,)
             if not all(np.isfinite(x) for x in values):
                 bad(f.name, "finite numbers")
@@ -187,6 +202,36 @@ class SimConfig:
                 bad(name, "a fraction in [0, 1]")
         if self.pik_fraction + self.brems_fraction + self.signal_fraction > 1.0:
             bad("pik_fraction", "pik + brems + signal fractions <= 1")
+
+    @property
+    def polarity(self) -> str:
+        """The MBPL polarity in force: as set, or (auto) the sign of the beam charge."""
+        if self.magnet_polarity != "auto":
+            return self.magnet_polarity
+        return "+" if PARTICLES[self.beam_particle].charge > 0 else "-"
+
+    @property
+    def bend_sign(self) -> int:
+        """+1 when the beam is bent towards +x at MS2 (charge and polarity of one sign)."""
+        return PARTICLES[self.beam_particle].charge * (1 if self.polarity == "+" else -1)
+
+    def conditions(self) -> RunConditions:
+        """The run conditions this configuration announces (what the run is meant to be)."""
+        trigger = self.trigger_config
+        if trigger == "auto":
+            trigger = (
+                f"physics(p_out<{self.trigger_p_out_max_gev:g} GeV|HCAL>"
+                f"{self.trigger_hcal_min_gev:g} GeV)+beam+random({self.random_trigger_fraction:g})"
+            )
+        return RunConditions(
+            run=self.run,
+            beam_particle=self.beam_particle,
+            p_beam_gev=self.p_beam_gev,
+            polarity=self.polarity,
+            mbpl_field_integral_tm=self.magnet_bl_tm,
+            trigger=trigger,
+            setup=self.setup,
+        )
 
     @classmethod
     def docs(cls) -> dict[str, tuple[Any, str]]:
@@ -232,6 +277,8 @@ class SpillData:
     start_offset_s: float = 0.0
     batch_size: int = 2_000
     truth: dict[str, np.ndarray] = field(default_factory=dict)
+    #: the run's conditions (not the anomalies': an anomaly is what the run was not meant to be)
+    conditions: RunConditions | None = None
 
     @property
     def n_batches(self) -> int:
@@ -408,7 +455,7 @@ def _tracks(
     n = len(ev.x0)
     z1, z2 = np.asarray(cfg.ms1_z_m), np.asarray(cfg.ms2_z_m)
     # deflection 0.2998*BL/p rad over the lever arm behind the magnet (m -> mm)
-    bend = _C_GEV * cfg.magnet_bl_tm * 1e3 * (z2 - cfg.magnet_z_m)[None, :]
+    bend = cfg.bend_sign * _C_GEV * cfg.magnet_bl_tm * 1e3 * (z2 - cfg.magnet_z_m)[None, :]
     bend = bend / np.maximum(ev.p_out, 1.0)[:, None]
     plan = (
         ("ms1_x", z1, ev.x0, sx),
@@ -513,6 +560,7 @@ def simulate_spill(
         start_offset_s=start_offset_s,
         batch_size=cfg.batch_size,
         truth=truth,
+        conditions=cfg.conditions(),
     )
 
 

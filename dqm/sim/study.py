@@ -179,13 +179,10 @@ RECENT_KEY = "_recent_maps"
 
 
 def _run_conditions(cfg: SimConfig) -> Any:
-    """The run conditions the judge gets for a run simulated with ``cfg`` (None: unsupported).
-
-    The one seam for run conditions: until the judge takes conditions
-    (``evaluate_spill(conditions=…)``), rows whose beam or reference differs from the
-    nominal one are *not yet run*.
-    """
-    return None
+    """The run conditions the judge gets for a run simulated with ``cfg``: what the
+    simulator announces for it (:meth:`dqm.sim.simulate.SimConfig.conditions`), so the
+    checks judge it against its own nominal momentum, as the worker does."""
+    return cfg.conditions()
 
 
 def has_incidents() -> bool:

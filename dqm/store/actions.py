@@ -23,7 +23,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from dqm.core.specs import SpecSet
-from dqm.errors import DQMError, SpecError
+from dqm.errors import DQMError, SpecError, StorageError
 from dqm.store.models import (
     SPILL_OPEN,
     AuditEntry,
@@ -117,8 +117,12 @@ def set_reference(
     *,
     beam_config: str | None = None,
     comment: str = "",
+    force: bool = False,
 ) -> Reference:
     """Certify ``run`` as the reference of its beam configuration (the previous one is retired).
+
+    The configuration follows from the run's conditions; another one is refused unless
+    ``force`` (:func:`dqm.store.references.reference_config`).
 
     Delegates to :func:`dqm.store.references.set_reference` (which writes its own audit entry)
     when that module exists; otherwise does the same minimal bookkeeping here.
@@ -138,7 +142,12 @@ def set_reference(
     except ImportError:
         _set_reference = None
     if _set_reference is not None:
-        return _set_reference(session, run, name, beam_config=beam_config, comment=comment)
+        try:
+            return _set_reference(
+                session, run, name, beam_config=beam_config, comment=comment, force=force
+            )
+        except StorageError as exc:
+            raise ActionError(str(exc)) from None
     config = beam_config or session.scalar(select(Run.beam_config).where(Run.run == run)) or "mu160"
     session.execute(
         update(Reference)
@@ -324,8 +333,11 @@ def edit_check_thresholds(
     merged = {**base, **dict(params)}
     try:
         from dqm.checks import validate_check_params
+        from dqm.core.conditions import condition_references
 
-        resolved = validate_check_params(check, merged)
+        # "@p_beam_gev" parameters stay references: resolved from each run's conditions
+        deferred = condition_references(check, merged)
+        resolved = validate_check_params(check, merged, deferred=deferred)
     except SpecError as exc:
         raise ActionError(f"check '{check}' of '{histogram}': {exc}") from None
     resolved = {

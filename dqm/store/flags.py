@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 from dqm.checks import Quality, judged_worst
 from dqm.checks._core import to_jsonable
 from dqm.config import Settings
+from dqm.core.conditions import RunConditions
 from dqm.core.evaluate import (
     HISTORY_SPILLS,
     Arrival,
@@ -38,11 +39,11 @@ from dqm.errors import StorageError
 from dqm.store.history import RecentHistograms, history, run_start
 from dqm.store.models import ChannelMask, CheckOverride, Flag, Reference, Run, Spill
 from dqm.store.references import (
-    DEFAULT_BEAM_CONFIG,
     ReferenceCache,
     active_reference,
     flags_reference_run,
 )
+from dqm.store.runs import as_conditions
 from dqm.store.spills import spill_histograms
 
 __all__ = [
@@ -73,6 +74,10 @@ class CheckInputs:
     masked: dict[str, list[list[int]]]
     overrides: dict[tuple[str, str], dict]
     version: str
+    #: the run conditions the spill is judged under (None: none received)
+    conditions: RunConditions | None = None
+    #: the conditions the reference was taken under (None: none, or not recorded)
+    reference_conditions: RunConditions | None = None
     run_start: dict[str, list[float]] | None = None
     reference_history: dict[str, list[float]] | None = None
     recent: list[dict] = field(default_factory=list)
@@ -84,6 +89,8 @@ class CheckInputs:
             "reference": self.reference,
             "masked": self.masked,
             "overrides": self.overrides,
+            "conditions": self.conditions,
+            "reference_conditions": self.reference_conditions,
             "run_start": self.run_start,
             "reference_history": self.reference_history,
             "recent": self.recent,
@@ -117,6 +124,8 @@ def _masks(session: Session, at: datetime) -> dict[str, list[list[int]]]:
 
 #: ``gather_inputs(reference=ACTIVE)``: use the beam configuration's active reference.
 ACTIVE = object()
+#: ``gather_inputs(conditions=CURRENT)``: the run's conditions as stored now.
+CURRENT = object()
 
 
 def gather_inputs(
@@ -127,12 +136,15 @@ def gather_inputs(
     *,
     version: str | None = None,
     reference: Reference | None | object = ACTIVE,
+    conditions: RunConditions | None | object = CURRENT,
     recent: RecentHistograms | None = None,
 ) -> CheckInputs:
     """Inputs as they were when ``sp`` closed; ``version`` pins the threshold overrides.
 
-    ``reference`` is the reference to compare with (``None``: none, as when the live
-    flags were made without one); by default the active one of the run's beam configuration.
+    ``conditions`` are the run conditions to judge under (``None``: none, as when the live
+    flags were made without them); by default the run's. ``reference`` is the reference to
+    compare with (``None``: none); by default the active one of the beam configuration
+    those conditions give — no conditions, no reference (never a default configuration).
     ``recent`` caches decoded histograms of earlier spills (the cell checks that add up
     spills need them); without one they are decoded afresh.
     """
@@ -146,12 +158,13 @@ def gather_inputs(
         upto = int(ov or 0)
     else:
         upto = session.scalar(select(func.max(CheckOverride.id))) or 0
-    run_row = session.get(Run, sp.run)
-    ref = (
-        active_reference(session, run_row.beam_config if run_row else DEFAULT_BEAM_CONFIG)
-        if reference is ACTIVE
-        else reference
-    )
+    if conditions is CURRENT:
+        run_row = session.get(Run, sp.run)
+        conditions = as_conditions(run_row.conditions) if run_row else None
+    assert conditions is None or isinstance(conditions, RunConditions)
+    if reference is ACTIVE:
+        reference = active_reference(session, conditions.beam_config) if conditions else None
+    ref = reference
     assert ref is None or isinstance(ref, Reference)
     at = sp.closed_at or datetime.now(UTC)
     overrides = _overrides(session, upto)
@@ -163,6 +176,8 @@ def gather_inputs(
         masked=_masks(session, at),
         overrides=overrides,
         version=config_version(specs, upto),
+        conditions=conditions,
+        reference_conditions=as_conditions(ref.conditions) if ref else None,
         run_start=run_start(session, sp),
         reference_history=refs.series(session, ref),
         recent=(recent or RecentHistograms()).get(session, sp, names, n_recent),
@@ -245,6 +260,7 @@ def store_verdict(
     session.add_all(rows)
     sp.quality = int(verdict.overall)
     sp.config_version = inputs.version
+    sp.conditions = inputs.conditions.to_dict() if inputs.conditions else None
     sp.summary = record_quality(sp.summary or {}, verdict)
     if update_run:
         _store_run_rollup(session, sp.run, inputs, verdict)
@@ -341,7 +357,7 @@ def recorded_inputs(
     version: str | None = None,
     recent: RecentHistograms | None = None,
 ) -> CheckInputs:
-    """Inputs of a spill judged before, as they were then: its reference, its overrides.
+    """Inputs of a spill judged before, as they were then: its conditions, reference, overrides.
 
     The reference is the one recorded with its flags (none if it was judged without one);
     a spill never judged (or whose judging failed as a whole) gets the active one, as the
@@ -349,10 +365,12 @@ def recorded_inputs(
     own configuration version (when the specs still match it).
     """
     ref: Reference | None | object = ACTIVE
+    cond: RunConditions | None | object = CURRENT
     judged = select(func.count()).select_from(Flag).where(Flag.spill_id == sp.id)
     # a spill whose judging failed as a whole was never compared with anything: it gets
     # the active reference, as the live hook would have used
     if session.scalar(judged.where(Flag.check != JUDGING_CHECK)):
+        cond = as_conditions(sp.conditions)  # the run conditions it was judged under
         ref_run = flags_reference_run(session, sp.id)
         ref = (
             session.scalars(
@@ -372,6 +390,7 @@ def recorded_inputs(
         refs,
         version=pinned if pinned and pinned.split("+")[0] == specs.version else None,
         reference=ref,
+        conditions=cond,
         recent=recent,
     )
 

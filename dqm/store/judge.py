@@ -47,6 +47,7 @@ from dqm.store.flags import (
 from dqm.store.history import RecentHistograms
 from dqm.store.models import SPILL_OPEN, CheckOverride, Spill
 from dqm.store.references import ReferenceCache
+from dqm.store.runs import lock_run
 from dqm.store.spills import ClosedSpill, spill_histograms
 
 __all__ = ["SpillJudge", "JUDGING_CHECK", "JUDGING_FAILED_INSTRUCTION"]
@@ -59,19 +60,22 @@ JUDGING_FAILED_INSTRUCTION = (
 )
 
 
-def _announcement(verdict: Verdict, version: str) -> dict:
+def _announcement(verdict: Verdict, version: str, inputs: CheckInputs | None = None) -> dict:
     failed = sum(j.result.quality == Quality.CHECK_ERROR for j in verdict.judgements)
+    conditions = inputs.conditions if inputs else None
     return {
         "quality": int(verdict.overall),
         "subsystems": {s: int(q) for s, q in verdict.subsystems.items()},
         "config_version": version,
         "incidents": [i.to_dict() for i in verdict.incidents],
         **({"check_errors": failed} if failed else {}),
+        **({"beam_config": conditions.beam_config} if conditions else {}),
     }
 
 
 class SpillJudge:
-    """Close hook (``judge(session, closed) -> announcement``) with an ``amend`` for late data.
+    """Close hook (``judge(session, closed) -> announcement``) with an ``amend`` for late data
+    and a ``rejudge`` for a run whose conditions arrived or changed after spills were judged.
 
     Runs inside the worker's closing transaction. See the module docstring for what
     it absorbs and what it lets through.
@@ -90,9 +94,12 @@ class SpillJudge:
             return {}
         if closed.error:
             return self._failed(session, sp, closed.error, "merging its partial histograms")
-        stage = "gathering its inputs (history, reference, masks, overrides)"
+        stage = "gathering its inputs (conditions, history, reference, masks, overrides)"
         try:
             with session.begin_nested():
+                # conditions being stored by another worker now: wait for them (or this
+                # spill is judged again once they are, see rejudge)
+                lock_run(session, sp.run)
                 inputs = gather_inputs(session, sp, self.specs, self.refs, recent=self.recent)
                 stage = "judging"
                 verdict = evaluate_spill(
@@ -116,7 +123,14 @@ class SpillJudge:
                 extra={"run": closed.run, "spill": closed.spill},
             )
             return self._failed(session, sp, error_text(error), stage)
-        return _announcement(verdict, inputs.version)
+        return _announcement(verdict, inputs.version, inputs)
+
+    def rejudge(self, session: Session, run: int) -> list[dict]:
+        """Judge again the run's spills judged under conditions other than its current
+        ones (:func:`dqm.store.rejudge.rejudge_run`); one announcement per spill."""
+        from dqm.store.rejudge import rejudge_run  # it builds on this module's neighbours
+
+        return rejudge_run(session, run, self.specs, self.refs)
 
     def amend(self, session: Session, spill_id: int) -> dict | None:
         """Judge a closed spill again after late batches were counted against it.
@@ -155,7 +169,7 @@ class SpillJudge:
                 extra={"run": sp.run, "spill": sp.spill},
             )
             return {**self._failed(session, sp, error_text(error), stage), "amended": "late"}
-        return {**_announcement(verdict, inputs.version), "amended": "late"}
+        return {**_announcement(verdict, inputs.version, inputs), "amended": "late"}
 
     # ------------------------------------------------------------------ failure
     def _version(self, session: Session) -> str:

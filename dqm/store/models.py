@@ -74,13 +74,24 @@ class Base(DeclarativeBase):
 
 
 class Run(Base):
-    """A sequence of spills under fixed conditions; ``beam_config`` selects its reference."""
+    """A sequence of spills under fixed conditions; ``beam_config`` selects its reference.
+
+    ``conditions`` are the run's conditions as the DAQ announced them
+    (:class:`dqm.core.conditions.RunConditions` as JSON) and ``beam_config`` is derived
+    from them; both are NULL while none arrived — a run is never assumed to be "mu160".
+    ``conditions_message`` is the stream id of the announcement in force: a later
+    announcement (higher id) replaces it, an older one redelivered late does not.
+    Runs stored before conditions existed keep their ``beam_config`` with NULL conditions.
+    """
 
     __tablename__ = "runs"
     run: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
-    beam_config: Mapped[str] = mapped_column(String(64), default="mu160")
+    beam_config: Mapped[str | None] = mapped_column(String(64))
     started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     comment: Mapped[str] = mapped_column(Text, default="")
+    conditions: Mapped[dict | None] = mapped_column(JSON)
+    conditions_message: Mapped[str | None] = mapped_column(String(64))
+    conditions_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class Spill(Base):
@@ -119,6 +130,8 @@ class Spill(Base):
     summary: Mapped[dict | None] = mapped_column(JSON)
     quality: Mapped[int | None] = mapped_column(Integer)
     config_version: Mapped[str | None] = mapped_column(String(64))
+    # the run conditions the spill was judged under (NULL: judged without), for rechecks
+    conditions: Mapped[dict | None] = mapped_column(JSON)
 
 
 class SpillPartial(Base):
@@ -156,7 +169,7 @@ class ProcessedMessage(Base):
     __tablename__ = "processed_messages"
     stream: Mapped[str] = mapped_column(String(128), primary_key=True)
     message_id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    kind: Mapped[str] = mapped_column(String(16))  # batch | eos | dead | late
+    kind: Mapped[str] = mapped_column(String(16))  # batch | eos | conditions | dead | late
     spill_id: Mapped[int | None] = mapped_column(
         ForeignKey("spills.id", ondelete="CASCADE"), index=True
     )
@@ -213,6 +226,9 @@ class Reference(Base):
     comment: Mapped[str] = mapped_column(Text, default="")
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     blob: Mapped[bytes | None] = mapped_column(LargeBinary)  # imported histograms (ROOT import)
+    # the conditions the reference was taken under (NULL: not recorded, e.g. set before
+    # conditions existed); a run judged against it under other conditions is told so
+    conditions: Mapped[dict | None] = mapped_column(JSON)
 
 
 class AuditEntry(Base):

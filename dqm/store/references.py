@@ -3,6 +3,11 @@
 A reference is a run (its closed spills' histograms summed) or histograms imported
 from a ROOT file. Its provenance — run, when, who — travels with every comparison
 (flags record ``reference_run``). Setting one is an expert action and is audited.
+
+The beam configuration (``mu160``, ``mu100`` …) follows from the run conditions, and a
+reference records the conditions it was taken under: certifying a run as the reference
+of a configuration its conditions do not give is refused (unless forced, audited), and a
+run judged against a reference taken under other conditions is told so with every spill.
 """
 
 from __future__ import annotations
@@ -15,10 +20,12 @@ import boost_histogram as bh
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
+from dqm.core.conditions import RunConditions
 from dqm.core.evaluate import REFERENCE_SPILLS, history_series
 from dqm.core.histio import decode_histograms, encode_histograms
 from dqm.errors import StorageError
 from dqm.store.models import AuditEntry, Flag, Reference, Run, Spill, as_utc, utcnow
+from dqm.store.runs import as_conditions
 from dqm.store.spills import run_histograms
 
 __all__ = [
@@ -34,10 +41,17 @@ __all__ = [
     "Candidate",
 ]
 
+#: The configuration of runs stored before conditions existed (μ⁻ 160 GeV): a default
+#: for commands' options only — a run whose conditions are unknown has no configuration.
 DEFAULT_BEAM_CONFIG = "mu160"
 
 
-def active_reference(session: Session, beam_config: str = DEFAULT_BEAM_CONFIG) -> Reference | None:
+def active_reference(
+    session: Session, beam_config: str | None = DEFAULT_BEAM_CONFIG
+) -> Reference | None:
+    """The active reference of ``beam_config`` (None: none set, or the configuration unknown)."""
+    if beam_config is None:
+        return None
     stmt = (
         select(Reference)
         .where(Reference.beam_config == beam_config, Reference.active.is_(True))
@@ -106,10 +120,51 @@ def _audit(session: Session, user: str, action: str, target: str, details: dict)
     session.add(AuditEntry(user=user, action=action, target=target, details=details, at=utcnow()))
 
 
+def reference_config(
+    run: int,
+    conditions: RunConditions | None,
+    beam_config: str | None,
+    *,
+    stored_config: str | None = None,
+    force: bool = False,
+) -> str:
+    """The configuration a run may be certified for; raises :class:`StorageError` if none.
+
+    A run's conditions give its configuration; asking for another one is refused unless
+    ``force``. A run without recorded conditions (one stored before they existed keeps its
+    ``stored_config``) needs the configuration named.
+    """
+    if conditions is None:
+        config = beam_config or stored_config
+        if config is None:
+            raise StorageError(
+                f"run {run} has no recorded run conditions: name the beam configuration it is "
+                "the reference of (--beam-config, e.g. mu160)"
+            )
+        return config
+    if beam_config and beam_config != conditions.beam_config and not force:
+        raise StorageError(
+            f"run {run} was taken with {conditions.describe()}, i.e. beam configuration "
+            f"'{conditions.beam_config}': it cannot be the reference of '{beam_config}' "
+            "(--force to certify it anyway; every run compared with it is then told so)"
+        )
+    return beam_config or conditions.beam_config
+
+
 def set_reference(
-    session: Session, run: int, user: str, beam_config: str | None = None, comment: str = ""
+    session: Session,
+    run: int,
+    user: str,
+    beam_config: str | None = None,
+    comment: str = "",
+    *,
+    force: bool = False,
 ) -> Reference:
-    """Make ``run`` the active reference of its beam configuration (audited)."""
+    """Make ``run`` the active reference of its beam configuration (audited).
+
+    The configuration comes from the run's conditions, which the reference records;
+    another one is refused unless ``force`` (see :func:`reference_config`).
+    """
     run_row = session.get(Run, run)
     if run_row is None:
         raise StorageError(f"run {run} is not in the database")
@@ -118,14 +173,23 @@ def set_reference(
     )
     if not n_closed:
         raise StorageError(f"run {run} has no closed spills to serve as a reference")
-    config = beam_config or run_row.beam_config
+    conditions = as_conditions(run_row.conditions)
+    config = reference_config(
+        run, conditions, beam_config, stored_config=run_row.beam_config, force=force
+    )
     session.execute(
         update(Reference)
         .where(Reference.beam_config == config, Reference.active.is_(True))
         .values(active=False)
     )
     ref = Reference(
-        beam_config=config, run=run, set_by=user, comment=comment, active=True, set_at=utcnow()
+        beam_config=config,
+        run=run,
+        set_by=user,
+        comment=comment,
+        active=True,
+        set_at=utcnow(),
+        conditions=conditions.to_dict() if conditions else None,
     )
     session.add(ref)
     _audit(
@@ -133,7 +197,13 @@ def set_reference(
         user,
         "set_reference",
         f"run {run}",
-        {"beam_config": config, "comment": comment, "spills": n_closed},
+        {
+            "beam_config": config,
+            "comment": comment,
+            "spills": n_closed,
+            "conditions": conditions.to_dict() if conditions else None,
+            "forced": bool(force and conditions and conditions.beam_config != config),
+        },
     )
     session.flush()
     return ref
@@ -146,10 +216,19 @@ def import_reference(
     user: str,
     beam_config: str = DEFAULT_BEAM_CONFIG,
     comment: str = "",
+    *,
+    force: bool = False,
 ) -> Reference:
-    """Activate histograms made elsewhere (e.g. a ROOT file) as the reference (audited)."""
+    """Activate histograms made elsewhere (e.g. a ROOT file) as the reference (audited).
+
+    When ``run`` is in the database with its conditions, they are recorded with the
+    reference and must give ``beam_config`` (unless ``force``).
+    """
     if not hists:
         raise StorageError("no histograms to import")
+    run_row = session.get(Run, run)
+    conditions = as_conditions(run_row.conditions) if run_row else None
+    reference_config(run, conditions, beam_config, force=force)
     session.execute(
         update(Reference)
         .where(Reference.beam_config == beam_config, Reference.active.is_(True))
@@ -163,6 +242,7 @@ def import_reference(
         active=True,
         blob=encode_histograms(hists),
         set_at=utcnow(),
+        conditions=conditions.to_dict() if conditions else None,
     )
     session.add(ref)
     _audit(
@@ -187,21 +267,46 @@ def reference_warnings(
     max_age_days: float = 90.0,
     now: datetime | None = None,
 ) -> list[str]:
-    """Reasons to distrust a comparison: no reference, too old, other beam conditions."""
-    if ref is None:
-        return ["no reference run set for this beam configuration: shape comparisons give NO_DATA"]
+    """Reasons to distrust a comparison: no reference, too old, other run conditions."""
+    this_run = session.get(Run, run)
+    conditions = as_conditions(this_run.conditions) if this_run else None
     out = []
+    if this_run is not None and conditions is None:
+        out.append(
+            f"run {run}: no run conditions received from the DAQ"
+            + (f" (stored as '{this_run.beam_config}')" if this_run.beam_config else "")
+            + ": momentum-scale checks and reference comparisons give NO_DATA"
+        )
+    if ref is None:
+        config = conditions.beam_config if conditions else None
+        if config:
+            out.append(f"no reference for {config}: shape comparisons give NO_DATA")
+        elif not out:
+            out.append(
+                "no reference run set for this beam configuration: shape comparisons give NO_DATA"
+            )
+        return out
     set_at = as_utc(ref.set_at)
     if set_at and (now or utcnow()) - set_at > timedelta(days=max_age_days):
         out.append(
             f"reference run {ref.run} was set {((now or utcnow()) - set_at).days} days ago (> "
             f"{max_age_days:g})"
         )
-    this_run = session.get(Run, run)
-    if this_run is not None and this_run.beam_config != ref.beam_config:
+    if this_run is not None and this_run.beam_config not in (None, ref.beam_config):
         out.append(
             f"reference run {ref.run} was taken with beam '{ref.beam_config}', run {run} with "
             f"'{this_run.beam_config}'"
+        )
+    ref_conditions = as_conditions(ref.conditions)
+    if ref_conditions is None:
+        out.append(
+            f"the conditions of reference run {ref.run} were not recorded (certified before run "
+            "conditions existed, or imported): certify a reference under known conditions"
+        )
+    elif conditions is not None and (diffs := conditions.differences(ref_conditions)):
+        out.append(
+            f"reference run {ref.run} was taken under other conditions (run {run} vs "
+            f"reference): {'; '.join(diffs)}"
         )
     return out
 

@@ -23,6 +23,7 @@ from sqlalchemy import and_, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from dqm.core.conditions import RunConditions
 from dqm.core.histio import add_into, decode_histograms, encode_histograms
 from dqm.store.closing import (
     SUMMARY_COLUMNS,
@@ -36,12 +37,12 @@ from dqm.store.closing import (
 from dqm.store.models import (
     SPILL_OPEN,
     ProcessedMessage,
-    Run,
     Spill,
     SpillHistograms,
     SpillPartial,
     utcnow,
 )
+from dqm.store.runs import ensure_run, store_conditions
 
 __all__ = [
     "Contribution",
@@ -108,6 +109,8 @@ class LateBatches(Exception):  # noqa: N818 — a signal to the worker, not an e
 @dataclass
 class CommitOutcome:
     spill_ids: set[int] = field(default_factory=set)
+    #: runs whose conditions this group changed (their judged spills may need judging again)
+    conditions_changed: set[int] = field(default_factory=set)
     #: messages recorded but not counted: (message id, kind, reason tag, detail) for the dead
     #: letters
     rejected: list[tuple[str, str, str, str]] = field(default_factory=list)
@@ -130,10 +133,12 @@ def insert_ignore(session: Session, model, values: Mapping | list[Mapping]) -> N
 
 
 def ensure_spill(session: Session, run: int, spill: int, *, lock: bool = True) -> Spill:
-    """The spill row (created if new), locked for update on PostgreSQL."""
-    insert_ignore(
-        session, Run, {"run": run, "beam_config": "mu160", "started_at": utcnow(), "comment": ""}
-    )
+    """The spill row (created if new), locked for update on PostgreSQL.
+
+    A run first heard of through a spill gets no beam configuration: its conditions are
+    unknown until announced (:func:`dqm.store.runs.store_conditions`).
+    """
+    ensure_run(session, run)
     now = utcnow()
     insert_ignore(
         session,
@@ -187,6 +192,7 @@ def commit_group(
     consumer: str,
     contributions: Iterable[Contribution],
     dead_ids: Iterable[str] = (),
+    conditions: Iterable[tuple[str, RunConditions]] = (),
 ) -> CommitOutcome:
     """Write one group (caller commits).
 
@@ -195,6 +201,8 @@ def commit_group(
     recorded as late: not counted, added to the spill's ``late_batches``/``late_events``,
     returned in ``rejected`` for the dead-letter stream, and a closed spill is returned
     in ``amend`` to be judged again.
+
+    ``conditions`` are the group's run-condition announcements, (message id, conditions).
 
     Raises:
         IntegrityError: a message id was stored already (another worker won it).
@@ -293,6 +301,13 @@ def commit_group(
         sp.updated_at = now
     if beyond:
         raise LateBatches(beyond)
+    # runs after spills: every writer locks in that order (see dqm.store.runs)
+    for mid, cond in sorted(conditions, key=lambda mc: (mc[1].run, mc[0])):
+        if store_conditions(session, cond, mid):
+            out.conditions_changed.add(cond.run)
+        rows.append(
+            {"message_id": mid, "kind": "conditions", "spill_id": None, "batch_index": None}
+        )
     rows.extend(
         {"message_id": m, "kind": "dead", "spill_id": None, "batch_index": None} for m in dead_ids
     )

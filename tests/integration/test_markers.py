@@ -47,8 +47,8 @@ def _publish_scenarios(r, stream: str) -> dict[int, str]:
     """The stream both workers read; returns what each spill is."""
     s = {n: simulate_spill(CFG, n) for n in range(1, 9)}
     b = {n: s[n].batches() for n in s}  # 5 batches of 1000 events each
-    # 1: as it should be
-    publish_spill(r, stream, s[1])
+    # 1: as it should be, after the run's conditions (as the DAQ announces them)
+    publish_spill(r, stream, s[1], conditions=CFG.conditions())
     # 2: five batches before a marker that announces four (and 4000 events)
     publish_batches(r, stream, RUN, 2, b[2], 5000, marker=False)
     _marker(r, stream, 2, 4, 4000)

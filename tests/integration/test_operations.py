@@ -52,7 +52,8 @@ def scrape(port: int) -> dict[str, float]:
 
 @pytest.fixture
 def known_input(settings, redis_client):
-    """3 spills x 4 batches x 1000 events + 3 markers + 1 malformed batch = 16 messages."""
+    """The run's conditions + 3 spills x 4 batches x 1000 events + 3 markers + 1 malformed batch
+    = 17 messages."""
     spills = small_run(run=RUN, n_spills=3, events=4000, batch=1000, intensity_jitter=0.0)
     publish(redis_client, settings, spills)
     redis_client.xadd(settings.stream, {b"type": b"batch", b"payload": b"not an event batch"})
@@ -88,11 +89,11 @@ def test_worker_metrics_endpoint_reports_a_known_input(settings, redis_client, s
         before = scrape(server.port)
         # Then nothing is counted yet and the stream gauges show the backlog
         assert before["dqm_worker_events_total"] == 0 and before["dqm_worker_batches_total"] == 0
-        assert before["dqm_stream_length_messages"] == 16
+        assert before["dqm_stream_length_messages"] == 17
         assert before["dqm_stream_pending_messages"] == 5
         assert before["dqm_consumer_pending_messages"] == 5
         if redis7:
-            assert before["dqm_stream_lag_messages"] == 11
+            assert before["dqm_stream_lag_messages"] == 12
         assert before["dqm_dead_letter_stream_length_messages"] == 0
         assert before["dqm_metrics_redis_up"] == 1
         # When the worker drains the stream (its own pending messages first)
@@ -178,7 +179,7 @@ def test_dqm_status_prints_streams_consumers_lag_dead_letters_and_last_spills(
     assert status(argparse.Namespace(spills=8), settings) == 0
     out = capsys.readouterr().out
     # Then it shows the stream, the group with its pending and lag, the consumer, the dead letters
-    assert f"stream {settings.stream}: {16 + n_later} messages" in out
+    assert f"stream {settings.stream}: {17 + n_later} messages" in out
     redis7 = int(redis_client.info("server")["redis_version"].split(".")[0]) >= 7
     assert f"group {settings.group}: 0 pending, lag {n_later if redis7 else '?'} messages" in out
     assert "consumer w-status" in out

@@ -6,6 +6,8 @@ come out?
 * the wire format (:func:`dqm.core.events.decode_batch`): every kind of corruption of a
   valid batch is refused with *its* reason (not just "some" error);
 * end-of-spill markers (:func:`dqm.pipeline.stream.parse_eos`): accepted only within limits;
+  run conditions (:func:`dqm.core.conditions.decode_conditions`): valid ones, and the same
+  with a field missing, replaced by any JSON value or added, or any bytes;
 * the worker's message handling (``Worker._process``, the code every stream message
   goes through before the database): random messages never raise, each lands either
   in the group or among the dead letters with a reason; duplicated and out-of-order
@@ -21,6 +23,7 @@ interleaved: tests/integration/test_bad_input_worker.py.
 
 from __future__ import annotations
 
+import json
 import struct
 
 import numpy as np
@@ -29,6 +32,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from dqm.config import Settings
+from dqm.core.conditions import decode_conditions
 from dqm.core.events import MAGIC, MAX_ID, SCHEMA_VERSION, decode_batch, encode_batch
 from dqm.core.fill import Filler
 from dqm.core.variables import BatchView
@@ -146,9 +150,42 @@ def worker(specs):
     )  # type: ignore[arg-type]
 
 
+VALID_CONDITIONS = {
+    "version": 1,
+    "run": 7,
+    "beam_particle": "mu-",
+    "p_beam_gev": 160.0,
+    "polarity": "-",
+    "mbpl_field_integral_tm": 1.5,
+    "trigger": "physics",
+    "setup": "fuzz",
+}
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner),
+    max_leaves=8,
+)
+
+
+@st.composite
+def conditions_payloads(draw) -> bytes:
+    """Valid conditions, the same with one field removed, replaced or added, or any bytes."""
+    choice = draw(st.integers(0, 3))
+    doc = dict(VALID_CONDITIONS)
+    if choice == 0:
+        return draw(st.binary(max_size=200))
+    if choice == 1:
+        doc.pop(draw(st.sampled_from(sorted(doc))))
+    elif choice == 2:
+        doc[draw(st.sampled_from(sorted(doc)))] = draw(JSON_VALUES)
+    elif choice == 3:
+        doc[draw(st.text(max_size=12))] = draw(JSON_VALUES)
+    return json.dumps(doc).encode()
+
+
 @st.composite
 def messages(draw) -> Message:
-    kind = draw(st.sampled_from([b"batch", b"eos", b"", b"junk", None]))
+    kind = draw(st.sampled_from([b"batch", b"eos", b"conditions", b"", b"junk", None]))
     fields: dict[bytes, bytes] = (
         {} if kind is None else {b"type": kind if kind != b"junk" else draw(st.binary(max_size=50))}
     )
@@ -168,6 +205,8 @@ def messages(draw) -> Message:
             )
     elif kind == b"eos":
         fields.update(draw(markers()))
+    elif kind == b"conditions" and draw(st.booleans()):
+        fields[b"payload"] = draw(conditions_payloads())
     extra = draw(st.dictionaries(st.binary(max_size=8), st.binary(max_size=16), max_size=3))
     for k, v in extra.items():
         fields.setdefault(k, v)
@@ -187,12 +226,15 @@ def test_worker_handles_any_message_without_raising(worker, drawn):
         assert m.id in worker._held
         dead = [(reason, detail) for msg, reason, detail in worker._dead if msg.id == m.id]
         taken = [c for c in worker._open.values() if m.id in c.message_ids]
+        taken += [c for mid, c in worker._conditions if mid == m.id]
         late = [c for c in worker._open.values() if m.id in {i for i, _ in c.late}]
         assert len(dead) + len(taken) + len(late) == 1
         if dead:
             assert dead[0][0] in REASONS and dead[0][1]
         elif m.type == b"batch":
             decode_batch(m.fields[b"payload"])  # only valid batches are filled
+        elif m.type == b"conditions":
+            decode_conditions(m.fields[b"payload"])  # only valid conditions are taken
 
 
 def _good_batches(spill: int, n_batches: int) -> list[bytes]:

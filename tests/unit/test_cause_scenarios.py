@@ -73,7 +73,12 @@ def judge(anomaly: str, spill: int) -> tuple[SpillData, dict[str, bh.Histogram],
     data = simulate_spill(_cfg(RUN), spill, [parse_anomaly(anomaly)])
     hists, summary = _fill(data)
     verdict = evaluate_spill(
-        _specs(), hists, summary, history=history_series(list(history)), reference=reference
+        _specs(),
+        hists,
+        summary,
+        history=history_series(list(history)),
+        reference=reference,
+        conditions=data.conditions,  # announced with the run, as the DAQ does
     )
     return data, hists, verdict
 

@@ -63,7 +63,12 @@ def spill_summary(**overrides: float) -> dict[str, float]:
     return summary
 
 
+#: The nominal a p_scale check gets from the run conditions in the specs ("@p_beam_gev").
+NOMINAL = {"p_scale": {"nominal_gev": 160.0}}
+
+
 def summary_check(name: str, params: dict | None = None, **overrides: float) -> CheckResult:
+    params = {**NOMINAL.get(name, {}), **(params or {})}
     return run_check(name, CheckContext(summary=spill_summary(**overrides)), params)
 
 
@@ -222,7 +227,7 @@ def test_below_min_entries_is_no_data_never_good_or_bad(name: str) -> None:
     )
     if name == "p_scale":
         context = CheckContext(summary=spill_summary(n_events=60, p_bms_mean=170.0))
-    result = run_check(name, context)
+    result = run_check(name, context, NOMINAL.get(name))
     assert result.quality is Quality.NO_DATA
     assert "min_entries=100" in result.explanation and result.check == name
 

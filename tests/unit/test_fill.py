@@ -159,10 +159,11 @@ def test_h2_equals_numpy_histogram2d_with_flows(specs):
 
 def test_selections_apply(specs):
     c = cols()
-    low = (c["p_ms2"] < 100) & has("MS2")
+    # the signal region, relative to the event's p_BMS; filled only with BMS and MS2 read out
+    low = (c["p_ms2"] < 0.625 * c["p_bms"]) & has("BMS") & has("MS2")
     hadron = (hcal_total() > 30) & (ecal_total() > 5)  # shower starting in the ECAL
     hists = filled(specs)
-    # p_ms2_low_tail: only p_MS2 < 100 GeV
+    # p_ms2_low_tail: only p_MS2 < 0.625 p_BMS
     assert_counts(
         hists["p_ms2_low_tail"],
         hist1d_with_flow(c["p_ms2"][low], *axis(specs["p_ms2_low_tail"].x)),

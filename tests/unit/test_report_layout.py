@@ -112,7 +112,8 @@ def test_root_round_trip_is_bin_by_bin_identical_with_titles_and_labels(specs, t
 def test_weighted_histograms_keep_their_weights_and_bad_binning_is_refused(specs, tmp_path):
     # Given a p_bms made elsewhere with non-integer contents, and one with the wrong binning
     h = to_root_histogram(Filler(specs).book()["p_bms"])
-    h.view(flow=True).value[1:-1] = np.linspace(0.5, 1.5, 200)
+    n = specs["p_bms"].x.bins
+    h.view(flow=True).value[1:-1] = np.linspace(0.5, 1.5, n)
     path = tmp_path / "weighted.root"
     with uproot.recreate(path) as f:
         f["p_bms"] = h
@@ -120,20 +121,20 @@ def test_weighted_histograms_keep_their_weights_and_bad_binning_is_refused(specs
     back = read_root_histograms(path, specs)
     # with Sumw2 in the file: the contents and their errors (here zero) are kept
     assert list(back) == ["p_bms"] and back["p_bms"].storage_type is bh.storage.Weight
-    assert np.allclose(back["p_bms"].values(), np.linspace(0.5, 1.5, 200))
+    assert np.allclose(back["p_bms"].values(), np.linspace(0.5, 1.5, n))
     assert unknown_errors(back) == []
     # a normalised histogram with Sumw2 keeps its variances (the χ²/KS use them)
-    h.view(flow=True).variance[1:-1] = np.linspace(0.5, 1.5, 200) / 1e4
+    h.view(flow=True).variance[1:-1] = np.linspace(0.5, 1.5, n) / 1e4
     with uproot.recreate(path) as f:
         f["p_bms"] = h
     back = read_root_histograms(path, specs)
-    assert np.allclose(back["p_bms"].variances(), np.linspace(0.5, 1.5, 200) / 1e4)
+    assert np.allclose(back["p_bms"].variances(), np.linspace(0.5, 1.5, n) / 1e4)
     # without Sumw2 (a plain numpy histogram): Double storage, named as unusable by the checks
     with uproot.recreate(path) as f:
-        f["p_bms"] = (np.linspace(0.5, 1.5, 200), np.linspace(120, 200, 201))
+        f["p_bms"] = (np.linspace(0.5, 1.5, n), np.linspace(0, 320, n + 1))
     back = read_root_histograms(path, specs)
     assert back["p_bms"].storage_type is bh.storage.Double and unknown_errors(back) == ["p_bms"]
     with uproot.recreate(path) as f:
         f["p_bms"] = (np.ones(50), np.linspace(120, 200, 51))
-    with pytest.raises(ConfigError, match="50 bins 120..200.*200 bins 120..200"):
+    with pytest.raises(ConfigError, match=f"50 bins 120..200.*{n} bins 0..320"):
         read_root_histograms(path, specs)

@@ -13,6 +13,7 @@ import pytest
 from scipy import stats
 
 from dqm.checks import CheckContext, Quality, run_check
+from dqm.checks.sequential import PIK_FRACTION_ALARM_RATE
 from dqm.sim.count_bound import episode_rate, rule_threshold
 from dqm.sim.sequential import (
     PoissonCusum,
@@ -102,10 +103,20 @@ def test_reference_value_is_pages_and_rejects_a_decrease():
         best_delay(2.0, 4.0, 0.0)
 
 
-def test_rule_threshold_is_the_pik_check_poisson_tail(specs):
-    # Given the π/K check as the specs declare it, at 20 000 events per spill
-    check = next(c for c in specs["hadron_tag"].checks if c.type == "pik_fraction")
-    params = dict(check.params)
+#: The pooled-count π/K check as the specs declared it before ``pik_cusum`` replaced it.
+PIK_FRACTION_PARAMS = {
+    "n_key": "pik_n_events",
+    "expected": 1e-4,
+    "sigma_warning": 3.0,
+    "sigma_bad": 5.0,
+    "ratio_bad": 3.0,
+    "window": 2,
+}
+
+
+def test_rule_threshold_is_the_pik_check_poisson_tail():
+    # Given the pooled π/K check as the specs declared it, at 20 000 events per spill
+    params = dict(PIK_FRACTION_PARAMS)
     k_star, window = rule_threshold("hadron_tag", "pik_fraction", params, 20_000)
     # Then k* is the smallest pooled count that its documented rule calls BAD,
     # derived here from the rule itself: p = P(X ≥ k | mean), σ = Φ⁻¹(1 − p)
@@ -140,3 +151,11 @@ def test_episode_rate_agrees_with_a_simulated_count_series(window):
     # Then alarm starts per spill match the exact rate within 4 standard errors
     exact = episode_rate(threshold, window, 2.0)
     assert abs(starts - exact) < 4 * math.sqrt(exact / (alarm.size - 1))
+
+
+def test_pik_cusum_default_rate_is_the_pooled_checks_exact_rate():
+    # Given the pooled check it replaces, its exact false-alarm episode rate at λ0 = 2
+    k_star, window = rule_threshold("hadron_tag", "pik_fraction", PIK_FRACTION_PARAMS, 20_000)
+    rate = episode_rate(k_star, window, 2.0)
+    # Then the CUSUM's default rate is that number (to the 3 digits it is stated with)
+    assert PIK_FRACTION_ALARM_RATE == pytest.approx(rate, rel=5e-3)
