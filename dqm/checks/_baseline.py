@@ -11,9 +11,10 @@ and the flag goes GOOD while the fault is still there. So the baseline is *ancho
   from the run's first spills (``CheckContext.run_start``), not from the sliding window.
 
 A spill is *certified* for a check when the roll-up of the check's subsystem stored with
-it is GOOD (WARNING, BAD, NO_DATA and error states are not); spills judged before
-qualities were stored count as certified (nothing says otherwise). A glitch at the start
-of a run is therefore never part of the baseline.
+it was not flagged: GOOD, or NO_DATA (nothing could judge it — no conditions, no
+reference yet — which says nothing against it); WARNING, BAD and CHECK_ERROR leave it
+out. Spills judged before qualities were stored count as certified (nothing says
+otherwise). A glitch at the start of a run is therefore never part of the baseline.
 
 With a per-spill statistical error (``error_key``, e.g. ``dp_mean_err``) the spread is
 split into the errors and an excess ``τ² = max(0, s² − mean(e²))`` (method of moments,
@@ -103,14 +104,15 @@ def _length(series: Series | None) -> int:
 
 
 def certified(series: Series | None, subsystem: str) -> NDArray[np.bool_]:
-    """Which spills of ``series`` were certified for ``subsystem`` (GOOD roll-up).
+    """Which spills of ``series`` were certified for ``subsystem`` (roll-up not flagged).
 
     A spill without a stored roll-up counts as certified; with no ``subsystem`` every
     spill does.
     """
     n = _length(series)
     quality = _column(series, f"{QUALITY_PREFIX}{subsystem}" if subsystem else "", n)
-    return ~np.isfinite(quality) | (quality == int(Quality.GOOD))
+    unflagged = (quality == int(Quality.GOOD)) | (quality == int(Quality.NO_DATA))
+    return ~np.isfinite(quality) | unflagged
 
 
 def _estimate(
