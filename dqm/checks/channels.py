@@ -222,7 +222,7 @@ def check_dead_channels(
         & (expected >= min_expected)
         & (assessed.observed < dead_fraction * expected)
     )
-    cells, is_candidate = strongest(assessed, candidate, -1)
+    cells, is_candidate = strongest(assessed, _now(candidate), -1)
     if cells.note:
         return no_data(cells.note)
     flagged, suspect = _tiers(cells, is_candidate, min_sigma, warning_sigma, -1)
@@ -246,6 +246,16 @@ def check_dead_channels(
         {"dead_fraction": dead_fraction, "min_sigma": min_sigma, "warning_sigma": warning_sigma},
         sensitivity,
     )
+
+
+def _now(candidate: NDArray[np.bool_]) -> NDArray[np.bool_]:
+    """A cell is judged over earlier spills only while *this* spill shows it too.
+
+    Windows add evidence for a cell that is off now (dead now, hot now); without this, one
+    spill with a hot cell would keep it "hot" over the next spills' windows — a trail of
+    flags after the fault is gone, exactly what change detection avoids for a glitch.
+    """
+    return candidate & candidate[:1]
 
 
 def _excess(assessed: Windows, factor: float, min_share: float = 0.0) -> NDArray[np.bool_]:
@@ -273,7 +283,7 @@ def _excess_cells(
     assessed = assess_windows(
         context, spills=spills, use_reference=use_reference, method=method, min_sigma=min_sigma
     )
-    return strongest(assessed, _excess(assessed, factor, min_share), +1)
+    return strongest(assessed, _now(_excess(assessed, factor, min_share)), +1)
 
 
 def _excess_result(

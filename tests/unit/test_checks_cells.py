@@ -244,3 +244,16 @@ def test_without_reference_a_one_cell_beam_spot_is_not_judged(name) -> None:
     assert result.quality is Quality.NO_DATA
     assert "% of the hits are in cell (1,1)" in result.explanation
     assert result.explanation.endswith("set a reference run")
+
+
+def test_a_hot_cell_for_one_spill_leaves_no_trail_in_the_windows() -> None:
+    # Given an HCAL edge cell hot in spill 30 only, then healthy again
+    anomaly = "hot_cell@30:detector=hcal,cell=1/2/0,fraction=0.003"
+    runs = [spill(s, anomaly) for s in range(25, 36)]
+    results = [
+        check("hcal_m1_occupancy", "hot_channels", runs[t], recent=tuple(runs[:t]))
+        for t in range(5, len(runs))
+    ]
+    # Then it is BAD on its spill, and GOOD on every later one (its excess stays in the
+    # 2-, 3-… spill windows, but the cell is not hot any more)
+    assert [r.quality for r in results] == [Quality.BAD] + [Quality.GOOD] * 5
