@@ -391,6 +391,17 @@ class Study:
             self._reference_summaries[beam] = summaries
         return self._references[beam]
 
+    def reference_for(self, conditions: Any, available: Beam) -> dict[str, bh.Histogram]:
+        """The reference the live DQM would use: ``available``'s, if its beam configuration is
+        the run's (the store picks the active reference of the run's configuration), else none
+        ("no reference for mu100": a reference taken under other conditions is never used)."""
+        ref_conditions = _run_conditions(self.settings(available, 0, reference=True))
+        if conditions is None or ref_conditions is None:
+            return self.reference(available)
+        if ref_conditions.beam_config != conditions.beam_config:
+            return {}
+        return self.reference(available)
+
     def observe(
         self,
         cfg: SimConfig,
@@ -401,13 +412,15 @@ class Study:
     ) -> SpillOutcome:
         """Simulate spill ``spill`` with ``cfg`` and judge it after ``past`` (oldest first)."""
         hists, summary = self.judge.spill(cfg.run, spill, anomalies, sim=cfg)
+        conditions = _run_conditions(cfg)
+        chosen = self.reference_for(conditions, reference)
         verdict = self.judge.judge(
             hists,
             summary,
             past,
-            self.reference(reference),
-            _run_conditions(cfg),
-            self._reference_summaries[reference],
+            chosen,
+            conditions,
+            self._reference_summaries[reference] if chosen else [],
         )
         incidents, provisional = incidents_of(verdict)
         self.spills_judged += 1
