@@ -20,6 +20,7 @@ from dqm.checks import (  # noqa: F401
     channels,
     gain,
     physics,
+    profile,
     sequential,
     shape,
     trend,

@@ -231,8 +231,23 @@ class CheckContext:
             far more entries: checks compare normalised shapes).
         summary: the spill's summary quantities (``n_events``, ``p_bms_mean`` …).
         history: per-spill series of the same summary keys for the run's previous
-            spills, oldest first (the current spill is *not* included).
+            spills, oldest first (the current spill is *not* included). Besides the
+            summary keys it may hold ``"spill"`` (the spill numbers) and
+            ``"quality.<subsystem>"`` (each spill's stored roll-up, see
+            :func:`dqm.core.evaluate.history_series`).
         masked: channel index tuples known to be bad and excluded by channel checks.
+        subsystem: the subsystem of the histogram the check is attached to; change
+            detection counts a spill as certified when this subsystem was GOOD on it.
+        run_start: the same kind of series for the run's *first* spills (up to
+            ``HISTORY_SPILLS``), so a baseline anchored on the run's certified start
+            does not slide with the history window.
+        reference_history: the same kind of series for the spills of the reference
+            run, when the reference is a run of this store (``None`` for an imported one).
+        histograms: every histogram of this spill by name, for checks that combine
+            maps (the per-cell gain divides an energy map by a hit map).
+        references: every reference histogram by name (same purpose).
+        recent: this histogram in the run's last spills before this one, oldest first
+            (``None`` where a spill lacks it); checks that add up spills use it.
         conditions: the run's conditions (:class:`dqm.core.conditions.RunConditions`),
             ``None`` when the DAQ never announced them. Spec parameters written as
             ``"@p_beam_gev"`` are already resolved from them when a check runs.
@@ -243,6 +258,12 @@ class CheckContext:
     summary: Mapping[str, float] | None = None
     history: Mapping[str, Sequence[float]] | None = None
     masked: frozenset[tuple[int, ...]] = frozenset()
+    subsystem: str = ""
+    run_start: Mapping[str, Sequence[float]] | None = None
+    reference_history: Mapping[str, Sequence[float]] | None = None
+    histograms: Mapping[str, bh.Histogram] = field(default_factory=dict)
+    references: Mapping[str, bh.Histogram] = field(default_factory=dict)
+    recent: tuple[bh.Histogram | None, ...] = ()
     conditions: RunConditions | None = None
 
     def __post_init__(self) -> None:

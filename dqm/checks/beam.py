@@ -1,7 +1,10 @@
 """Beam and DAQ checks on spill summary quantities: centroid, width, intensity, DAQ.
 
 Inputs are the spill summary (and, for intensity, the run's history); thresholds
-are in physical units named in the parameters (``window_mm``).
+are in physical units named in the parameters (``window_mm``). The nominal beam
+centroid and width at a station are the reference's — the beam profile of the certified
+reference run at that station, from the check's own reference histogram — and the spec's
+numbers only without a reference: physics from the runs, not from constants.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from dqm.checks._registry import register_check
 from dqm.checks._util import fmt_judged, grade, no_data, summary_value, symmetric
 
 __all__ = [
+    "reference_profile",
     "check_beam_centroid",
     "check_beam_width",
     "check_intensity",
@@ -39,13 +43,67 @@ def _coordinates(context: CheckContext, x_key: str, y_key: str) -> list[tuple[st
     return found
 
 
+def reference_profile(
+    context: CheckContext, coordinate: str, keys: tuple[str, str], min_entries: float = 1000.0
+) -> tuple[float, float] | None:
+    """Centroid and width of the reference beam profile along ``coordinate`` [mm].
+
+    The reference histogram is the check's own: a 2D x–y profile (axis 0 is x, axis 1
+    is y) or a 1D profile of the one coordinate the check follows. The width is
+    corrected for the binning (Sheppard: σ² − w²/12). ``None`` without a reference or
+    with fewer than ``min_entries`` entries in range.
+    """
+    ref = context.reference
+    if ref is None:
+        return None
+    if ref.ndim == 2:
+        axis = {"x": 0, "y": 1}[coordinate]
+        profile = ref.project(axis)
+    elif ref.ndim == 1 and sum(1 for k in keys if k) == 1:
+        profile = ref
+    else:
+        return None
+    counts = np.asarray(profile.values(), dtype=float)
+    total = counts.sum()
+    if total < min_entries:
+        return None
+    centres = np.asarray(profile.axes[0].centers, dtype=float)
+    widths = np.asarray(profile.axes[0].widths, dtype=float)
+    mean = float(counts @ centres / total)
+    variance = float(counts @ (centres - mean) ** 2 / total - counts @ widths**2 / (12 * total))
+    return mean, float(np.sqrt(max(variance, 0.0)))
+
+
+def _nominals(
+    context: CheckContext,
+    found: list[tuple[str, str, float]],
+    keys: tuple[str, str],
+    params: dict[str, float],
+    which: int,
+    from_reference: bool,
+) -> tuple[dict[str, float], str]:
+    """Nominal value per coordinate (``which`` = 0: centroid, 1: width) and its source."""
+    profiles = (
+        {c: reference_profile(context, c, keys) for c, _, _ in found} if from_reference else {}
+    )
+    if profiles and all(p is not None for p in profiles.values()):
+        return {c: p[which] for c, p in profiles.items() if p is not None}, "the reference"
+    return dict(params), "the spec (no usable reference)" if from_reference else "the spec"
+
+
 @register_check(
     "beam_centroid",
     params={
         "x_key": (str, "beam_x_mean_ms1_0", "summary key of the beam x centroid [mm] ('' = skip)"),
         "y_key": (str, "beam_y_mean_ms1_0", "summary key of the beam y centroid [mm] ('' = skip)"),
-        "x0": (float, 0.0, "nominal x centroid [mm]"),
-        "y0": (float, 0.0, "nominal y centroid [mm]"),
+        "from_reference": (
+            bool,
+            True,
+            "nominal centroid from the reference profile (this histogram's reference) when "
+            "there is one; x0/y0 otherwise",
+        ),
+        "x0": (float, 0.0, "nominal x centroid [mm] without a reference"),
+        "y0": (float, 0.0, "nominal y centroid [mm] without a reference"),
         "window_mm": (float, 1.5, "WARNING when a centroid is further than this from nominal"),
         "bad_window_mm": (float, 3.0, "BAD when a centroid is further than this from nominal"),
     },
@@ -56,32 +114,40 @@ def check_beam_centroid(
     *,
     x_key: str,
     y_key: str,
+    from_reference: bool,
     x0: float,
     y0: float,
     window_mm: float,
     bad_window_mm: float,
 ) -> CheckResult:
-    """Beam centroid within a window around nominal, per coordinate.
+    """Beam centroid within a window around nominal, in x and in y.
 
-    The statistical error of a centroid (σ/√N ≈ 0.1 mm for 20 000 muons) is far
-    below any sensible window, so the offset itself is compared.
+    The statistical error of a centroid (σ/√N ≈ 0.1 mm for 20 000 muons) is far below
+    any sensible window, so the offset itself is compared. The nominal centroid is the
+    reference's (the beam as it was certified at this station), else the spec's.
     """
     found = _coordinates(context, x_key, y_key)
     if not found:
         return no_data(f"no beam centroid ({x_key}, {y_key}) in the summary")
-    nominal = {"x": x0, "y": y0}
-    offsets = [(abs(v - nominal[c]), c, k, v) for c, k, v in found]
-    offset, coordinate, key, value = max(offsets)
-    quality = grade(offset, window_mm, bad_window_mm)
+    nominal, source = _nominals(
+        context, found, (x_key, y_key), {"x": x0, "y": y0}, 0, from_reference
+    )
+    offsets = sorted(((v - nominal[c], c, k, v) for c, k, v in found), key=lambda o: -abs(o[0]))
+    offset, coordinate, key, _ = offsets[0]
+    quality = grade(abs(offset), window_mm, bad_window_mm)
+    limits = symmetric(window_mm, bad_window_mm)
     explanation = (
         f"beam {coordinate} at {station_name(key)}: "
-        f"{fmt_judged(offset, window_mm, bad_window_mm, decimals=1)} mm from nominal "
-        f"{nominal[coordinate]:.1f} mm (window ±{window_mm:g}, bad ±{bad_window_mm:g})"
+        f"{fmt_judged(offset, *limits, decimals=2, signed=True)} mm from nominal "
+        f"{nominal[coordinate]:+.2f} mm of {source} (window ±{window_mm:g}, bad "
+        f"±{bad_window_mm:g})"
     )
-    details = {f"observed_{c}": v for c, _, v in found}
+    explanation += "".join(f"; {c} {o:+.2f} mm" for o, c, _, _ in offsets[1:])
+    details: dict[str, object] = {f"observed_{c}": v for c, _, v in found}
     details.update({f"expected_{c}": nominal[c] for c, _, _ in found})
+    details["nominal_from"] = source
     return CheckResult(
-        quality, offset, {"warning": window_mm, "bad": bad_window_mm}, explanation, details
+        quality, abs(offset), {"warning": window_mm, "bad": bad_window_mm}, explanation, details
     )
 
 
@@ -90,8 +156,14 @@ def check_beam_centroid(
     params={
         "x_key": (str, "beam_sigma_x_ms1_0", "summary key of the beam σ_x [mm] ('' = skip)"),
         "y_key": (str, "beam_sigma_y_ms1_0", "summary key of the beam σ_y [mm] ('' = skip)"),
-        "x_nominal": (float, 15.0, "nominal σ_x [mm]"),
-        "y_nominal": (float, 10.0, "nominal σ_y [mm]"),
+        "from_reference": (
+            bool,
+            True,
+            "nominal widths from the reference profile when there is one; x_nominal/"
+            "y_nominal otherwise",
+        ),
+        "x_nominal": (float, 15.0, "nominal σ_x [mm] without a reference"),
+        "y_nominal": (float, 10.0, "nominal σ_y [mm] without a reference"),
         "rel_tolerance": (float, 0.15, "WARNING when a width deviates by more than this fraction"),
         "bad_rel_tolerance": (float, 0.30, "BAD when a width deviates by more than this fraction"),
     },
@@ -102,32 +174,48 @@ def check_beam_width(
     *,
     x_key: str,
     y_key: str,
+    from_reference: bool,
     x_nominal: float,
     y_nominal: float,
     rel_tolerance: float,
     bad_rel_tolerance: float,
 ) -> CheckResult:
-    """Beam width (σ) within a relative tolerance of nominal, wider or narrower."""
+    """Beam width (σ) within a relative tolerance of nominal, wider or narrower, x and y."""
     found = _coordinates(context, x_key, y_key)
     if not found:
         return no_data(f"no beam width ({x_key}, {y_key}) in the summary")
-    nominal = {"x": x_nominal, "y": y_nominal}
-    deviations = [(abs(v / nominal[c] - 1.0), c, k, v) for c, k, v in found]
-    deviation, coordinate, key, value = max(deviations)
-    quality = grade(deviation, rel_tolerance, bad_rel_tolerance)
-    percent = 100 * (value / nominal[coordinate] - 1)
+    nominal, source = _nominals(
+        context, found, (x_key, y_key), {"x": x_nominal, "y": y_nominal}, 1, from_reference
+    )
+    deviations = sorted(
+        ((v / nominal[c] - 1.0, c, k, v) for c, k, v in found if nominal[c] > 0),
+        key=lambda d: -abs(d[0]),
+    )
+    if not deviations:
+        return no_data("nominal beam width is 0")
+    deviation, coordinate, key, value = deviations[0]
+    quality = grade(abs(deviation), rel_tolerance, bad_rel_tolerance)
     limits = symmetric(100 * rel_tolerance, 100 * bad_rel_tolerance)
     explanation = (
-        f"beam σ_{coordinate} at {station_name(key)}: {value:.1f} mm vs nominal "
-        f"{nominal[coordinate]:.1f} mm ({fmt_judged(percent, *limits, decimals=0, signed=True)} %,"
-        f" tolerance ±{100 * rel_tolerance:g} %, bad ±{100 * bad_rel_tolerance:g} %)"
+        f"beam σ_{coordinate} at {station_name(key)}: {value:.2f} mm vs nominal "
+        f"{nominal[coordinate]:.2f} mm of {source} "
+        f"({fmt_judged(100 * deviation, *limits, decimals=1, signed=True)} %, tolerance "
+        f"±{100 * rel_tolerance:g} %, bad ±{100 * bad_rel_tolerance:g} %)"
     )
+    explanation += "".join(f"; σ_{c} {100 * d:+.1f} %" for d, c, _, _ in deviations[1:])
     return CheckResult(
         quality,
-        deviation,
+        abs(deviation),
         {"warning": rel_tolerance, "bad": bad_rel_tolerance},
         explanation,
-        {"observed": value, "expected": nominal[coordinate], "quantity": key},
+        {
+            "observed": value,
+            "expected": nominal[coordinate],
+            "quantity": key,
+            "nominal_from": source,
+            **{f"observed_{c}": v for c, _, v in found},
+            **{f"expected_{c}": nominal[c] for c, _, _ in found},
+        },
     )
 
 

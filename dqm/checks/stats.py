@@ -18,6 +18,7 @@ from typing import Literal
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
+from scipy import special as _sp
 from scipy import stats as _st
 
 from dqm.checks._control import cusum, ewma, ewma_half_width
@@ -47,6 +48,7 @@ __all__ = [
     "poisson_pulls",
     "poisson_significance",
     "poisson_tail_sigma",
+    "look_elsewhere",
     "binomial_error",
     "wilson_interval",
     "clopper_pearson_interval",
@@ -72,7 +74,7 @@ def p_to_sigma(p: ArrayLike) -> FloatArray:
         ``Z = Φ⁻¹(1 - p)``; p ≥ 0.5 gives 0 (no excess), p = 0 gives ``MAX_SIGMA``.
     """
     p = np.clip(np.asarray(p, dtype=float), _SMALLEST_P, 0.5)
-    return np.asarray(_st.norm.isf(p), dtype=float)
+    return np.asarray(-_sp.ndtri(p), dtype=float)  # = norm.isf(p), without its overhead
 
 
 def _counts(n: ArrayLike, r: ArrayLike) -> tuple[FloatArray, FloatArray]:
@@ -272,6 +274,27 @@ def poisson_tail_sigma(observed: ArrayLike, expected: ArrayLike, *, upper: bool)
     mean = np.asarray(expected, dtype=float)
     p = _st.poisson.sf(obs - 1, mean) if upper else _st.poisson.cdf(obs, mean)
     return p_to_sigma(p)
+
+
+def look_elsewhere(p_local: ArrayLike, n_trials: int) -> FloatArray:
+    """Global p-value of the smallest of ``n_trials`` independent local p-values (Šidák).
+
+    ``p_global = 1 − (1 − p)^m``, computed as ``−expm1(m·log1p(−p))`` so that tiny local
+    p-values (a dead cell at 10σ) keep their precision.
+
+    Args:
+        p_local: local p-values.
+        n_trials: how many places were looked at (e.g. the cells of a map).
+
+    Returns:
+        Global p-values, same shape.
+
+    References:
+        Z. Šidák, JASA 62 (1967) 626; E. Gross & O. Vitells, Eur. Phys. J. C 70 (2010)
+        525 (the look-elsewhere effect in HEP).
+    """
+    p = np.clip(np.asarray(p_local, dtype=float), 0.0, 1.0)
+    return np.asarray(-np.expm1(max(n_trials, 1) * np.log1p(-np.minimum(p, 1.0 - 1e-16))))
 
 
 def binomial_error(k: float, n: float) -> float:

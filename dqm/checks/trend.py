@@ -1,67 +1,153 @@
 """Change detection along the run: CUSUM and EWMA on a per-spill summary series.
 
 A single-spill window check cannot see a slow drift (a momentum scale creeping by
-0.1 % per spill stays inside a 1 % window for ten spills); accumulating the
-evidence over spills can. The in-control mean μ₀ and per-spill σ come from the
-spec or from the first ``n_baseline`` spills of the run, which are then not
-monitored themselves (Phase I / Phase II, Montgomery ch. 9).
+0.1 % per spill stays inside a 1 % window for ten spills); accumulating the evidence
+over spills can. Three rules make the alarms mean what they say:
 
-An estimated baseline is itself uncertain, and textbook limits (CUSUM h = 5,
-EWMA L = 3) then fire in 20–45 % of stationary 100-spill runs. So each new point
-is standardised with the *prediction* error ``s·√(1 + 1/n)`` and mapped through
-the Student-t CDF (n − 1 dof) to a normal quantile — its marginal in-control law
-is then exactly N(0, 1) — and the default limits were chosen by simulation
-(20 baseline + 100 monitored spills, 6 000 runs): CUSUM k = 1, h = 10 (warning 8)
-fires in 0.13 % (0.27 %) of runs, EWMA λ = 0.2, L = 5.75 (warning 5.25) in 0.08 %
-(0.32 %). The price: a 2σ step is flagged after ≈ 12–15 spills, a 3σ step after
-≈ 7, a 0.1 %-per-spill momentum drift (4σ per spill) after 2–3. With ``mu0`` and
-``sigma`` given (no estimation) the same limits are far more conservative.
+**Anchored baseline.** μ₀ and the per-spill σ come from the reference run's certified
+spills, or from this run's first ``n_baseline`` certified spills (Phase I / Phase II,
+Montgomery ch. 9) — never from the sliding history window, so a persistent change
+cannot become its own baseline; spills whose subsystem was flagged are left out of it
+(:mod:`dqm.checks._baseline`). Each spill is standardised with the *prediction* error
+``σ·√(1 + 1/n)`` and its t(n − 1) score mapped to a normal quantile, so its in-control
+law is N(0, 1) whatever n.
+
+**Bounded influence.** A spill's score enters the recursion clipped at ±``clip_sigma``
+(winsorised CUSUM, D. M. Hawkins, J. Qual. Technol. 25 (1993) 248). A one-spill glitch
+— flagged on its own spill by the window checks — then moves the CUSUM by at most
+``clip_sigma − k`` = 3σ and the EWMA by ``λ·clip_sigma`` = 2.4 of its σ, both below
+their warning limits, and leaves no trail of "drifting" flags. Chosen over the
+alternatives: leaving flagged spills out of the recursion would also leave out every
+spill the trend check flagged itself (the alarm would freeze), and restarting after an
+outlier needs a rule for "isolated" that a persistent step defeats. Clipping costs one
+spill on a fast drift (see below) and nothing on steps below 4σ.
+
+**Held at the limit.** The CUSUM is capped at ``h`` and the EWMA at its BAD limit: the
+first alarm comes exactly as without a cap, the alarm stays up for as long as the change
+lasts, and it ends within two spills of the change ending (instead of after all the
+excess evidence has drained, 40+ spills after a 1 % step).
+
+Limits, set by simulation (``python -m dqm.sim.trend_limits --runs 6000``: 6 000 runs of
+20 anchor + 100 monitored spills of N(0, 1) each, judged over the live 60-spill history
+window; glitch, steps and drift start at monitored spill 50; same runs in every row)::
+
+                                          CUSUM k=1, h=10 (warn 8)  EWMA λ=0.2, L=5.75 (5.25)
+    in control: runs with a BAD / WARNING  0.12 % / 0.23 %           0.07 % / 0.27 %
+    one 40σ glitch: runs flagged in the    0.25 % (0.12 % without    0.22 % (0.10 % without
+      20 spills after it                   the glitch)               the glitch)
+    persistent 40σ step (1 % of p_MS2)     BAD from its 4th spill,   BAD from its 3rd spill,
+                                           then on 100 % of spills   then on 100 % of spills
+    persistent 3σ / 2σ step: median        7 / 12; then flagged on   6 / 13 (85 % found);
+      spills to BAD                        ≥ 99 % of spills          then flagged 93 % / 59 %
+    drift 4σ per spill (0.1 % of p_MS2)    BAD on its 4th spill      BAD on its 4th spill
+    a 20-spill 40σ step ends: spills       2.0 (as WARNING)          0.2
+      still flagged after it, mean
+
+Without clipping a 40σ glitch leaves 28 % (CUSUM) and 8 % (EWMA) of runs flagged in the
+next 20 spills (``--clip 100``); without the hold the CUSUM stays flagged for all 20
+spills after a 20-spill step ends, the EWMA for 3.3 on average (``--no-hold``). The same
+table is in ``docs/checks-trends-cells.md``; ``tests/unit/test_trend_limits.py`` re-runs a
+smaller study and checks these properties.
 """
 
 from __future__ import annotations
 
 import numpy as np
-from numpy.typing import NDArray
-from scipy import stats as _st
 
+from dqm.checks._baseline import ANCHORS, Baseline, choose_baseline, monitored_points
 from dqm.checks._core import CheckContext, CheckResult, Quality
 from dqm.checks._registry import REQUIRED, register_check
-from dqm.checks._util import fmt_judged, fmt_limit, grade, no_data, series, symmetric
+from dqm.checks._util import fmt_judged, fmt_limit, grade, no_data, symmetric
 from dqm.checks.stats import cusum, ewma, ewma_half_width
 
-__all__ = ["check_cusum", "check_ewma"]
+__all__ = ["check_cusum", "check_ewma", "trend_path"]
 
 _BASELINE = {
-    "quantity": (str, REQUIRED, "summary key to follow, e.g. 'p_ms2_mean'"),
-    "n_baseline": (int, 20, "spills at the start of the run used to estimate μ0 and σ"),
-    "mu0": (float, None, "in-control mean (default: mean of the baseline spills)"),
-    "sigma": (float, None, "in-control per-spill σ (default: std of the baseline spills)"),
+    "quantity": (str, REQUIRED, "summary key to follow, e.g. 'dp_mean'"),
+    "error_key": (
+        str,
+        "",
+        "summary key of the quantity's per-spill statistical error (e.g. 'dp_mean_err'): "
+        "each spill is then standardised with its own error ('' = one σ for all)",
+    ),
+    "anchor": (
+        str,
+        "auto",
+        "baseline from the reference run's certified spills ('reference'), this run's first "
+        "n_baseline certified spills ('run_start'), or the reference when it has enough ('auto')",
+        ANCHORS,
+    ),
+    "n_baseline": (int, 20, "certified spills needed to estimate μ0 and σ"),
+    "mu0": (float, None, "in-control mean (default: from the anchor spills)"),
+    "sigma": (float, None, "in-control per-spill σ (default: from the anchor spills)"),
+    "clip_sigma": (
+        float,
+        4.0,
+        "a spill's standardised deviation enters the statistic clipped at ±this many σ "
+        "(one glitch cannot build up a trail of flags)",
+    ),
 }
 
 
-def _standardise(
-    values: NDArray[np.float64], n_baseline: int, mu0: float | None, sigma: float | None
-) -> tuple[float, float, NDArray[np.float64], int] | str:
-    """``(μ₀, σ, monitored points, index of the first one)`` or why it is impossible."""
-    given = mu0 is not None and sigma is not None
-    start = 0 if given else n_baseline
-    if len(values) <= start:
-        return f"collecting the baseline: {len(values)} of {n_baseline + 1} spills"
-    baseline = values[:n_baseline]
-    mean = float(np.mean(baseline)) if mu0 is None else mu0
-    spread = float(np.std(baseline, ddof=1)) if sigma is None and len(baseline) > 1 else sigma
-    if spread is None or not np.isfinite(spread) or spread <= 0:
-        return f"baseline spread is {spread}: give 'sigma' explicitly"
-    z = (values[start:] - mean) / spread
-    if not given:
-        # Prediction-error standardisation, then t → normal (see the module docstring).
-        # Tails via sf/isf keep precision far out (cdf rounds to 1 beyond ~8σ).
-        t_score = np.abs(z) / np.sqrt(1.0 + 1.0 / len(baseline))
-        z = np.sign(z) * np.minimum(_st.norm.isf(_st.t.sf(t_score, len(baseline) - 1)), 40.0)
-    return mean, spread, z, start
+def _prepare(
+    context: CheckContext,
+    quantity: str,
+    error_key: str,
+    anchor: str,
+    n_baseline: int,
+    mu0: float | None,
+    sigma: float | None,
+) -> tuple[Baseline, np.ndarray, np.ndarray] | str:
+    """``(baseline, monitored values, their normal scores)`` or why not yet."""
+    if not np.isfinite(float((context.summary or {}).get(quantity, np.nan))):
+        return f"{quantity} is not in this spill's summary"
+    baseline = choose_baseline(
+        context,
+        quantity=quantity,
+        error_key=error_key,
+        anchor=anchor,
+        n_baseline=n_baseline,
+        mu0=mu0,
+        sigma=sigma,
+    )
+    if isinstance(baseline, str):
+        return baseline
+    values, errors = monitored_points(context, quantity, error_key, baseline)
+    return baseline, values, baseline.standardise(values, errors)
 
 
-def _since(statistic: NDArray[np.float64]) -> int:
+def trend_path(
+    z: np.ndarray,
+    *,
+    statistic: str,
+    clip_sigma: float,
+    k: float = 1.0,
+    h: float = 10.0,
+    lam: float = 0.2,
+    L: float = 5.75,  # noqa: N803 — the control-chart literature's name
+) -> np.ndarray:
+    """The decision statistic at every monitored spill, in σ (as the checks compute it).
+
+    ``"cusum"``: ``max(C⁺, C⁻)`` of the clipped scores, held at ``h``; ``"ewma"``: the
+    EWMA of the clipped scores in units of its exact σ, held at ``L``. Shared with the
+    limit study (:mod:`dqm.sim.trend_limits`), so the study measures this code.
+    """
+    clipped = np.clip(z, -clip_sigma, clip_sigma)
+    if statistic == "cusum":
+        c_plus, c_minus = cusum(clipped, k, ceiling=h)
+        return np.maximum(c_plus, c_minus)
+    half = ewma_half_width(1.0, lam, 1.0, len(clipped))
+    return ewma(clipped, lam, 0.0, bound=L * half) / half
+
+
+def _shift(current: float, baseline: Baseline, sigma: float) -> str:
+    # a percentage only means something for a quantity far from zero (p_ms2_mean, not dp_mean)
+    if abs(baseline.mean) > 10 * sigma:
+        return f"{100 * (current / baseline.mean - 1):+.2f} %"
+    return f"{(current - baseline.mean) / sigma:+.1f}σ"
+
+
+def _since(statistic: np.ndarray) -> int:
     """Points since the statistic last left zero (the change-point estimate)."""
     zeros = np.flatnonzero(statistic == 0)
     return len(statistic) - (int(zeros[-1]) + 1 if zeros.size else 0)
@@ -72,7 +158,7 @@ def _since(statistic: NDArray[np.float64]) -> int:
     params={
         **_BASELINE,
         "k": (float, 1.0, "allowance in σ (half the shift to detect fastest)"),
-        "h": (float, 10.0, "BAD when the CUSUM reaches this (σ)"),
+        "h": (float, 10.0, "BAD when the CUSUM reaches this (σ); the CUSUM is held there"),
         "h_warning": (float, 8.0, "WARNING when the CUSUM reaches this (σ)"),
     },
     ordered=(("h_warning", "h"),),
@@ -81,40 +167,40 @@ def check_cusum(
     context: CheckContext,
     *,
     quantity: str,
+    error_key: str,
+    anchor: str,
     n_baseline: int,
     mu0: float | None,
     sigma: float | None,
+    clip_sigma: float,
     k: float,
     h: float,
     h_warning: float,
 ) -> CheckResult:
-    """Two-sided tabular CUSUM of ``quantity`` over the run; value = current CUSUM (σ).
+    """Two-sided tabular CUSUM of ``quantity`` against an anchored baseline; value in σ.
 
     Accumulates small persistent deviations: a momentum scale creeping 0.1 % per
-    spill (4σ of a 20 000-event mean per spill) is flagged after 2–3 spills.
+    spill (4σ of a 20 000-event mean per spill) is flagged after 4 spills, and a
+    persistent 1 % step stays BAD for as long as it lasts.
     """
-    values = series(context, quantity)
-    prepared = _standardise(values, n_baseline, mu0, sigma)
+    prepared = _prepare(context, quantity, error_key, anchor, n_baseline, mu0, sigma)
     if isinstance(prepared, str):
         return no_data(f"{quantity}: {prepared}")
-    mean, spread, z, start = prepared
-    c_plus, c_minus = cusum(z, k)
+    baseline, values, z = prepared
+    c_plus, c_minus = cusum(np.clip(z, -clip_sigma, clip_sigma), k, ceiling=h)
     upward = c_plus[-1] >= c_minus[-1]
     statistic = c_plus if upward else c_minus
     value = float(statistic[-1])
     quality = grade(value, h_warning, h)
     current = float(values[-1])
+    error = float((context.summary or {}).get(error_key, np.nan)) if error_key else np.nan
+    spread = baseline.sigma(error)
     direction = "upward" if upward else "downward"
-    # a percentage only means something for a quantity far from zero (p_ms2_mean, not dp_mean)
-    shift = (
-        f"{100 * (current / mean - 1):+.2f} %"
-        if abs(mean) > 10 * spread
-        else f"{(current - mean) / spread:+.1f}σ"
-    )
     explanation = (
-        f"{quantity}: {direction} CUSUM {fmt_judged(value, h_warning, h, decimals=1)}σ (warning ≥ "
-        f"{fmt_limit(h_warning)}, bad ≥ {fmt_limit(h)}); now {current:.6g} vs baseline "
-        f"{mean:.6g} ± {spread:.3g} ({shift})"
+        f"{quantity}: {direction} CUSUM {fmt_judged(value, h_warning, h, decimals=1)}σ "
+        f"(warning ≥ {fmt_limit(h_warning)}, bad ≥ {fmt_limit(h)}); now {current:.6g} vs "
+        f"baseline {baseline.mean:.6g} ± {spread:.3g} from {baseline.source} "
+        f"({_shift(current, baseline, spread)})"
     )
     if quality != Quality.GOOD:
         explanation += f", accumulating over the last {_since(statistic)} spill(s)"
@@ -125,11 +211,12 @@ def check_cusum(
         explanation,
         {
             "observed": current,
-            "expected": mean,
+            "expected": baseline.mean,
             "sigma": spread,
+            "baseline": baseline.source,
             "direction": direction,
-            "first_monitored": start,
             "spills_since_change": _since(statistic),
+            "z": z.tolist(),
             "c_plus": c_plus.tolist(),
             "c_minus": c_minus.tolist(),
         },
@@ -141,7 +228,7 @@ def check_cusum(
     params={
         **_BASELINE,
         "lam": (float, 0.2, "EWMA smoothing λ in (0, 1]: small λ remembers longer"),
-        "L": (float, 5.75, "BAD when the EWMA is beyond L of its σ from μ0"),
+        "L": (float, 5.75, "BAD when the EWMA is beyond L of its σ from μ0 (it is held there)"),
         "L_warning": (float, 5.25, "WARNING when the EWMA is beyond this many of its σ"),
     },
     ordered=(("L_warning", "L"),),
@@ -150,9 +237,12 @@ def check_ewma(  # noqa: N803 — L is the control-chart literature's name
     context: CheckContext,
     *,
     quantity: str,
+    error_key: str,
+    anchor: str,
     n_baseline: int,
     mu0: float | None,
     sigma: float | None,
+    clip_sigma: float,
     lam: float,
     L: float,
     L_warning: float,
@@ -162,21 +252,22 @@ def check_ewma(  # noqa: N803 — L is the control-chart literature's name
     Smooths spill-to-spill noise; reacts to a sustained shift within a few spills
     and, unlike CUSUM, forgets old deviations at a fixed rate (1 − λ per spill).
     """
-    values = series(context, quantity)
-    prepared = _standardise(values, n_baseline, mu0, sigma)
+    prepared = _prepare(context, quantity, error_key, anchor, n_baseline, mu0, sigma)
     if isinstance(prepared, str):
         return no_data(f"{quantity}: {prepared}")
-    mean, spread, z, start = prepared
-    smoothed = ewma(z, lam, 0.0)
-    deviation = smoothed / ewma_half_width(1.0, lam, 1.0, len(z))
-    value = float(abs(deviation[-1]))
+    baseline, values, z = prepared
+    deviation = trend_path(z, statistic="ewma", clip_sigma=clip_sigma, lam=lam, L=L)
+    signed = float(deviation[-1])
+    value = abs(signed)
     quality = grade(value, L_warning, L)
-    level = float(ewma(values[start:], lam, mean)[-1])  # in the quantity's own units
-    now = fmt_judged(float(deviation[-1]), *symmetric(L_warning, L), decimals=1, signed=True)
+    error = float((context.summary or {}).get(error_key, np.nan)) if error_key else np.nan
+    spread = baseline.sigma(error)
+    level = float(ewma(values, lam, baseline.mean)[-1])  # in the quantity's own units
+    now = fmt_judged(signed, *symmetric(L_warning, L), decimals=2, signed=True)
     explanation = (
-        f"{quantity}: EWMA ≈ {level:.6g} is {now} of its σ from the baseline {mean:.6g} "
-        f"(warning ±{fmt_limit(L_warning)}, bad ±{fmt_limit(L)}); per-spill σ "
-        f"{spread:.3g}, λ = {lam:g}"
+        f"{quantity}: EWMA ≈ {level:.6g} is {now} of its σ from the baseline "
+        f"{baseline.mean:.6g} (warning ±{fmt_limit(L_warning)}, bad ±{fmt_limit(L)}) from "
+        f"{baseline.source}; per-spill σ {spread:.3g}, λ = {lam:g}"
     )
     return CheckResult(
         quality,
@@ -185,9 +276,10 @@ def check_ewma(  # noqa: N803 — L is the control-chart literature's name
         explanation,
         {
             "observed": float(values[-1]),
-            "expected": mean,
+            "expected": baseline.mean,
             "sigma": spread,
+            "baseline": baseline.source,
+            "z": z.tolist(),
             "deviation": deviation.tolist(),
-            "first_monitored": start,
         },
     )

@@ -65,13 +65,24 @@ def add_parser(sub) -> None:
     p.set_defaults(func=run)
 
 
+#: The demo's beam wanders within its tolerances from spill to spill, as a real one does
+#: (a third of the centroid window, a tenth of the width tolerance, 3 % in intensity).
+DEMO_WANDER = {
+    "beam_wander_x_mm": 0.3,
+    "beam_wander_y_mm": 0.2,
+    "beam_wander_width_rel": 0.01,
+    "intensity_wander_rel": 0.03,
+    "beam_wander_correlation": 0.5,
+}
+
+
 def demo_anomaly(spill: int, every: int) -> str | None:
     """Every ``every``-th spill gets the next anomaly of the cycle (a drift lasts 5 spills)."""
     if every <= 0 or spill % every != 0:
         return None
     text = DEMO_ANOMALY_CYCLE[(spill // every - 1) % len(DEMO_ANOMALY_CYCLE)]
     kind, _, params = text.partition(":")
-    last = spill + 4 if kind == "momentum_drift" else spill
+    last = spill + 4 if kind in ("momentum_drift", "beam_ramp") else spill
     return f"{kind}@{spill}-{last}" + (f":{params}" if params else "")
 
 
@@ -89,7 +100,7 @@ class Demo:
         """The simulator's configuration of ``run``, with the ``--set`` overrides."""
         from dqm.commands.simulate import parse_sets
 
-        cfg = SimConfig(run=run, events_per_spill=self.args.events_per_spill, **kw)
+        cfg = SimConfig(run=run, events_per_spill=self.args.events_per_spill, **DEMO_WANDER, **kw)
         return cfg.with_overrides(parse_sets(self.args.set))
 
     def publish(self, r, data) -> None:

@@ -33,7 +33,7 @@ from dqm.core.arrival import Arrival, arrival_judgement
 from dqm.core.conditions import RunConditions, UnresolvedCondition, resolve_params
 from dqm.core.coverage import SourceCoverage
 from dqm.core.incidents import Incident, find_incidents
-from dqm.core.specs import SUBSYSTEMS, SpecSet
+from dqm.core.specs import SUBSYSTEMS, HistogramSpec, SpecSet
 from dqm.core.status import SPILL_COMPLETE
 
 __all__ = [
@@ -46,7 +46,10 @@ __all__ = [
     "CHECK_ERROR_INSTRUCTION",
     "config_version",
     "history_series",
+    "record_quality",
+    "accumulated",
     "HISTORY_SPILLS",
+    "REFERENCE_SPILLS",
     "NO_CONDITIONS",
     "with_conditions",
     "conditions_judgement",
@@ -54,8 +57,14 @@ __all__ = [
 
 log = logging.getLogger("dqm.core.evaluate")
 
-#: How many earlier spills of the run the trend checks (CUSUM, EWMA, intensity) see.
+#: How many earlier spills of the run the trend checks (CUSUM, EWMA, intensity) see; also how
+#: many of the run's first spills (``run_start``) and at most how many spills of the reference
+#: run (``REFERENCE_SPILLS``) change detection may anchor its baseline on.
 HISTORY_SPILLS = 60
+REFERENCE_SPILLS = 500
+#: Summary key of the stored per-subsystem roll-up, and the history key of spill numbers.
+QUALITY_KEY = "quality"
+SPILL_KEY = "spill"
 #: Why a check that needs the run's conditions (or a reference chosen by them) did not judge.
 NO_CONDITIONS = "no run conditions received"
 
@@ -125,20 +134,66 @@ class Verdict:
         return max(cands, key=lambda j: severity(j.result.quality), default=None)
 
 
-def history_series(summaries: Sequence[Mapping | None]) -> dict[str, list[float]]:
+def _flat(summary: Mapping | None) -> dict[str, float]:
+    """A summary's numbers, with its stored roll-up ``{"quality": {subsystem: q}}`` flattened
+    to ``"quality.<subsystem>"`` keys (see :func:`record_quality`)."""
+    if not summary:
+        return {}
+    out = {k: float(v) for k, v in summary.items() if isinstance(v, (int, float))}
+    quality = summary.get(QUALITY_KEY)
+    if isinstance(quality, Mapping):
+        out.update(
+            {f"{QUALITY_KEY}.{s}": float(q) for s, q in quality.items() if isinstance(q, int)}
+        )
+    return out
+
+
+def history_series(
+    summaries: Sequence[Mapping | None], spills: Sequence[int] | None = None
+) -> dict[str, list[float]]:
     """Per-key series of earlier spills' summaries (oldest first), NaN where a key is missing.
 
     Live (:mod:`dqm.store.flags`), recheck and the detection study (:mod:`dqm.sim.validate`)
-    all build the history with this one function, so they judge alike.
+    all build the history with this one function, so they judge alike. Each spill's
+    stored quality roll-up becomes ``"quality.<subsystem>"`` (change detection leaves
+    flagged spills out of its baseline with it), and ``spills`` — the spill numbers, when
+    given — becomes the ``"spill"`` series.
     """
-    keys = {k for r in summaries if r for k, v in r.items() if isinstance(v, (int, float))}
-    return {
-        k: [
-            float(r[k]) if r and isinstance(r.get(k), (int, float)) else float("nan")
-            for r in summaries
-        ]
-        for k in sorted(keys)
-    }
+    flat = [_flat(r) for r in summaries]
+    keys = {k for r in flat for k in r}
+    out = {k: [r.get(k, float("nan")) for r in flat] for k in sorted(keys)}
+    if spills is not None:
+        if len(spills) != len(summaries):
+            raise ValueError(f"{len(spills)} spill numbers for {len(summaries)} summaries")
+        out[SPILL_KEY] = [float(s) for s in spills]
+    return out
+
+
+def record_quality(summary: Mapping, verdict: Verdict) -> dict:
+    """The summary with the verdict's per-subsystem roll-up under ``"quality"``.
+
+    This is what later spills' change detection reads back through
+    :func:`history_series` to know which spills were certified.
+    """
+    out = dict(summary)
+    out[QUALITY_KEY] = {s: int(q) for s, q in verdict.subsystems.items()}
+    return out
+
+
+def accumulated(
+    specs: SpecSet, overrides: Mapping[tuple[str, str], Mapping] | None = None
+) -> tuple[set[str], int]:
+    """Histograms whose checks add up earlier spills (``spills`` > 1), and how many earlier
+    spills the largest of them needs."""
+    names, most = set(), 1
+    for spec in specs:
+        for check in spec.checks:
+            params = {**check.params, **(overrides or {}).get((spec.name, check.type), {})}
+            spills = int(params.get("spills") or 1)
+            if spills > 1:
+                names.add(spec.name)
+                most = max(most, spills)
+    return names, most - 1
 
 
 def severity(q: Quality | int) -> int:
@@ -165,6 +220,9 @@ def evaluate_spill(
     arrival: Arrival | None = None,
     conditions: RunConditions | None = None,
     reference_conditions: RunConditions | None = None,
+    run_start: Mapping[str, Sequence[float]] | None = None,
+    reference_history: Mapping[str, Sequence[float]] | None = None,
+    recent: Sequence[Mapping[str, bh.Histogram]] = (),
 ) -> Verdict:
     """Run every spec check; ``overrides[(histogram, check)]`` replaces parameters.
 
@@ -183,6 +241,11 @@ def evaluate_spill(
             ``"@p_beam_gev"`` take their value from them (:func:`with_conditions`).
         reference_conditions: those the reference was taken under (None: not recorded);
             a difference is a ``daq`` flag (:func:`conditions_judgement`).
+        run_start, reference_history: per-spill series (as :func:`history_series` makes
+            them) of the run's first spills and of the reference run's spills: the
+            anchors of change detection (see :mod:`dqm.checks.trend`).
+        recent: histograms of the run's last spills before this one (oldest first), for
+            checks that add up spills (``spills`` > 1).
     """
     no_reference = None
     if not reference:
@@ -214,13 +277,15 @@ def evaluate_spill(
                         check.type,
                         partial(
                             _context,
-                            spec.name,
+                            spec,
                             hists,
                             reference,
                             numeric,
                             history,
                             masked,
                             conditions=conditions,
+                            anchors=(run_start, reference_history),
+                            recent=recent,
                         ),
                         ready,
                         where=spec.name,
@@ -248,15 +313,22 @@ def evaluate_spill(
 
 
 def _context(
-    name: str,
+    spec: HistogramSpec,
     hists: Mapping[str, bh.Histogram],
     reference: Mapping[str, bh.Histogram],
     summary: Mapping[str, float],
     history: Mapping[str, Sequence[float]] | None,
     masked: Mapping[str, Sequence[Sequence[int]]],
+    *,
     conditions: RunConditions | None = None,
+    anchors: tuple[Mapping[str, Sequence[float]] | None, Mapping[str, Sequence[float]] | None] = (
+        None,
+        None,
+    ),
+    recent: Sequence[Mapping[str, bh.Histogram]] = (),
 ) -> CheckContext:
     """One histogram's check inputs (built inside the judge's guard: it may raise too)."""
+    name = spec.name
     return CheckContext(
         histogram=hists.get(name),
         reference=reference.get(name),
@@ -264,6 +336,12 @@ def _context(
         history=history,
         masked=frozenset(tuple(c) for c in masked.get(name, ())),
         conditions=conditions,
+        subsystem=spec.subsystem,
+        run_start=anchors[0],
+        reference_history=anchors[1],
+        histograms=hists,
+        references=reference,
+        recent=tuple(r.get(name) for r in recent),
     )
 
 

@@ -6,8 +6,10 @@ energies summed in integer MeV. Integer sums are exact and order-independent, wh
 is what makes "histograms from N workers == histograms from one process, bin by bin"
 a true statement rather than a floating-point approximation.
 
-Cell maps are not filled event by event: the per-cell occupancy (or energy) of a
-batch is one numpy reduction over the event axis, added to the histogram's view.
+Cell maps are not filled event by event: the batch's hits (cells above threshold, within
+an optional window) are found in one pass, and the per-cell occupancy, energy or squared
+energy is one ``bincount`` over them (a plain occupancy, possibly dense, one BLAS
+``ones @ mask``), added to the histogram's view.
 
 Only events that carry every DAQ source a histogram requires are filled into it: a
 source missing from an event leaves zeros in its columns, and zeros filled as data put a
@@ -119,6 +121,31 @@ def _per_event(values: np.ndarray) -> int:
     return math.prod(values.shape[1:])
 
 
+def _hits(
+    view: BatchView, cells_of: Callable[[], np.ndarray], key: str, threshold: float, ceiling: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Cell index and value of every hit of a cellmap in this batch (memoised under ``key``).
+
+    A hit is a cell value above ``threshold`` (and at most ``ceiling``); the maps of one
+    layer with the same window, sources and selection share the list.
+    """
+    found: dict[str, np.ndarray] = {}
+
+    def find() -> np.ndarray:
+        cells = cells_of()
+        flat = cells.reshape(cells.shape[0], _per_event(cells))
+        hit = flat > threshold
+        if np.isfinite(ceiling):
+            hit &= flat <= ceiling
+        # flatnonzero, not nonzero: ~15x faster on a 2D mask
+        events, cell = np.divmod(np.flatnonzero(hit), flat.shape[1])
+        found["values"] = flat[events, cell]
+        return cell
+
+    cell = view.memo("cells" + key, find)
+    return cell, view.memo("values" + key, lambda: found["values"])
+
+
 def _compile_fill(spec: HistogramSpec) -> _FillFn:
     _rows = _compile_rows(spec)
     if spec.kind == "h1":
@@ -149,24 +176,40 @@ def _compile_fill(spec: HistogramSpec) -> _FillFn:
             h.fill(channel.ravel(), values.ravel())
 
         return fill_channels
-    threshold, stat = spec.threshold_gev, spec.stat
+    threshold, ceiling, stat = spec.threshold_gev, spec.max_gev, spec.stat
+    # the maps of one layer (occupancy, MIP hits, energy, energy²) share the batch's hit
+    # list through its memo: one comparison pass over the cells, then work per hit only
+    key = f"|{values_expr.source}|{spec.selection.source if spec.selection else ''}"
+    key += f"|{spec.source_bits}|{threshold!r}|{ceiling!r}"
 
     def fill_cellmap(h: bh.Histogram, view: BatchView) -> None:
-        cells = _select(view.evaluate(values_expr), _rows(view))
-        n, k = cells.shape[0], _per_event(cells)  # k explicit: a batch may select no event
+        def cells_of() -> np.ndarray:
+            return _select(view.evaluate(values_expr), _rows(view))
+
+        n_cells = h.view().size
         add: np.ndarray
-        # per-cell sums over events as ones @ matrix (BLAS): several times faster than
-        # numpy's axis-0 reductions; every partial sum is an integer below 2**24 (counts,
-        # float32) or 2**53 (MeV, float64), so the result is exact
-        if stat == "occupancy":
-            add = np.ones(n, dtype=np.float32) @ (cells > threshold).reshape(n, k).astype(
-                np.float32
-            )
-        else:  # energy summed in integer MeV
-            mev = np.rint(cells * np.float32(1000.0)).reshape(n, k).astype(np.float64)
-            if threshold > 0:
-                mev[(cells <= threshold).reshape(n, k)] = 0.0
-            add = np.ones(n, dtype=np.float64) @ mev
+        if stat == "occupancy" and not np.isfinite(ceiling):
+            # a plain occupancy (possibly dense, e.g. DAQ sources): ones @ mask in BLAS;
+            # every partial sum is an integer below 2**24, so float32 is exact
+            cells = cells_of()
+            n, k = cells.shape[0], _per_event(cells)  # k explicit: a batch may select none
+            mask = (cells > threshold).reshape(n, k).astype(np.float32)
+            add = np.ones(n, dtype=np.float32) @ mask
+        else:
+            cell, values = _hits(view, cells_of, key, threshold, ceiling)
+            # bincount adds in float64 one hit after the other: every partial sum is an
+            # integer below 2**53 (counts, MeV, MeV² — (4·10⁵ MeV)² · 2·10⁴ hits of a cell
+            # included), so the result is exact whatever the batches
+            if stat == "occupancy":
+                add = np.bincount(cell, minlength=n_cells)
+            else:
+                # MeV as before: rounded in float32 (the column's precision), then exact
+                mev = view.memo(
+                    "mev" + key,
+                    lambda: np.rint(values * np.float32(1000.0)).astype(np.float64),
+                )
+                weights = mev * mev if stat == "energy2" else mev
+                add = np.bincount(cell, weights=weights, minlength=n_cells)
         h.view()[...] += add.astype(np.int64).reshape(h.view().shape)
 
     return fill_cellmap

@@ -14,7 +14,7 @@ import copy
 import json
 import struct
 import zlib
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 import boost_histogram as bh
@@ -131,7 +131,14 @@ def _empty_like(uhi: dict) -> bh.Histogram:
     return h.copy(deep=False)
 
 
-def decode_histograms(blob: bytes) -> tuple[dict[str, bh.Histogram], dict[str, float]]:
+def decode_histograms(
+    blob: bytes, names: Collection[str] | None = None
+) -> tuple[dict[str, bh.Histogram], dict[str, float]]:
+    """The histograms (and summary moments) of a blob; only ``names`` when given.
+
+    Rebuilding a histogram is most of the cost, so a reader that needs a few of a
+    spill's ~50 histograms (change detection's recent cell maps) asks for those.
+    """
     if blob[:4] != MAGIC or len(blob) < 6:
         raise StorageError(
             f"histogram blob starts with {bytes(blob[:6])!r}, expected {MAGIC!r} + version"
@@ -150,6 +157,8 @@ def decode_histograms(blob: bytes) -> tuple[dict[str, bh.Histogram], dict[str, f
     data = memoryview(body)[4 + hlen :]
     hists: dict[str, bh.Histogram] = {}
     for name, uhi in header["histograms"].items():
+        if names is not None and name not in names:
+            continue
         storage = uhi["storage"]
         arrays = {}
         for key in _ARRAY_KEYS:

@@ -36,10 +36,24 @@ from dqm.core.events import DAQ_SOURCES, source_bits
 from dqm.core.variables import Expression, ExpressionError, compile_expression, sources_read
 from dqm.errors import SpecError
 
-__all__ = ["AxisSpec", "CheckSpec", "HistogramSpec", "SpecSet", "load_specs", "SUBSYSTEMS", "KINDS"]
+__all__ = [
+    "AxisSpec",
+    "CheckSpec",
+    "HistogramSpec",
+    "SpecSet",
+    "load_specs",
+    "SUBSYSTEMS",
+    "KINDS",
+    "CELLMAP_STATS",
+]
 
 SUBSYSTEMS = ("calorimeter", "beam", "momentum", "pik", "daq")
 KINDS = ("h1", "h2", "channels", "cellmap")
+#: What a cellmap sums per cell over the events whose cell value is above ``threshold_gev``
+#: (and at most ``max_gev`` when given):
+#: hits, energy in integer MeV, or squared energy in integer MeV² (the three together give
+#: each cell's mean response and its statistical error, see ``cell_gain``).
+CELLMAP_STATS = ("occupancy", "energy", "energy2")
 
 _COMMON_KEYS = {
     "name",
@@ -57,7 +71,7 @@ _KIND_KEYS = {
     "h1": {"x"},
     "h2": {"x", "y"},
     "channels": {"values", "y", "channel_label"},
-    "cellmap": {"values", "stat", "threshold_gev", "x_label", "y_label"},
+    "cellmap": {"values", "stat", "threshold_gev", "max_gev", "x_label", "y_label"},
 }
 _AXIS_KEYS = {"expr", "bins", "lo", "hi", "label"}
 _CHECK_KEYS = {"type", "instruction", "params"}
@@ -99,6 +113,8 @@ class HistogramSpec:
     selection: Expression | None = None
     stat: str = "occupancy"
     threshold_gev: float = 0.0
+    #: cellmaps: only cell values ≤ this count (a MIP window for the per-cell response)
+    max_gev: float = float("inf")
     x_label: str = ""
     y_label: str = ""
     channel_label: str = "channel"
@@ -274,12 +290,25 @@ def _histogram(ctx: _Ctx, table: Any, file_subsystem: str | None) -> HistogramSp
         kw["channel_label"] = _typed(ctx, table, "channel_label", str, name, default="channel")
     if kind == "cellmap":
         stat = _typed(ctx, table, "stat", str, name, default="occupancy")
-        if stat not in ("occupancy", "energy"):
-            raise ctx.error(f"stat must be 'occupancy' or 'energy', got {stat!r}", name, "stat")
+        if stat not in CELLMAP_STATS:
+            raise ctx.error(
+                f"stat must be one of {', '.join(map(repr, CELLMAP_STATS))}, got {stat!r}",
+                name,
+                "stat",
+            )
         kw["stat"] = stat
         kw["threshold_gev"] = float(
             _typed(ctx, table, "threshold_gev", (int, float), name, default=0.0)
         )
+        if "max_gev" in table:
+            kw["max_gev"] = float(_typed(ctx, table, "max_gev", (int, float), name))
+            if not kw["max_gev"] > kw["threshold_gev"]:
+                raise ctx.error(
+                    f"max_gev ({kw['max_gev']:g}) must be above threshold_gev "
+                    f"({kw['threshold_gev']:g})",
+                    name,
+                    "max_gev",
+                )
         kw["x_label"] = _typed(ctx, table, "x_label", str, name, default="cell x")
         kw["y_label"] = _typed(ctx, table, "y_label", str, name, default="cell y")
     if "selection" in table:

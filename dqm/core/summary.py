@@ -135,6 +135,11 @@ def finalize(acc: Mapping[str, float]) -> dict[str, Any]:
     out: dict[str, float | None] = {"n_events": n, "intensity": n}
     for key in ("p_bms", "p_ms2", "dp"):
         out[f"{key}_mean"], out[f"{key}_sigma"] = _mean_sigma(acc, key)
+        # σ/√n: change detection standardises each spill with its own statistical error
+        # (not in SUMMARY_DOCS: an error is not a trend of its own in the report)
+        sigma = out[f"{key}_sigma"]
+        n_key = acc.get(f"{key}:n", 0.0)
+        out[f"{key}_mean_err"] = sigma / math.sqrt(n_key) if sigma is not None else None
         out[f"{key}_n"] = acc.get(f"{key}:n", 0.0)
     n_ms2 = acc.get("n_ms2", 0.0)
     out["low_pout_fraction"] = acc.get("low_pout", 0.0) / n_ms2 if n_ms2 else None

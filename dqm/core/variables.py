@@ -141,6 +141,18 @@ class BatchView:
             cached = self._cache[expr.source] = np.asarray(expr.fn(self))
         return cached
 
+    def memo(self, key: str, compute: Callable[[], np.ndarray]) -> np.ndarray:
+        """An intermediate array of this batch, computed once under ``key``.
+
+        Fill steps that share work (the hit mask and the MeV energies of one calorimeter
+        layer feed four cell maps) use it; keys start with a character no expression can
+        contain (``"|"``), so they never collide with variables.
+        """
+        cached = self._cache.get(key)
+        if cached is None:
+            cached = self._cache[key] = compute()
+        return cached
+
     @property
     def complete(self) -> bool:
         """Every event has every DAQ source (one reduction per batch, then cached)."""

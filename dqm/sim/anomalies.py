@@ -8,8 +8,9 @@ declaration, so adding a kind means adding one entry to :data:`ANOMALY_KINDS`.
 
 Syntax: ``kind[@spills][:param=value,...]`` where spills is ``5`` (only spill 5),
 ``10-14`` (inclusive) or ``7-`` (open ended); no ``@`` means every spill. Cells are
-written with slashes: ``dead_cell@5:detector=ecal,cell=1/2/3``. An optional parameter
-(default ``auto``) is left out of the compact form while it is not set.
+written with slashes: ``dead_cell@5:detector=ecal,cell=1/2/3`` (ECAL layer/ix/iy, HCAL
+module/ix/iy: ``cell_gain@5-:detector=hcal,cell=2/1/0,factor=0.8``). An optional
+parameter (default ``auto``) is left out of the compact form while it is not set.
 
 ``missing_source`` takes the window of the spill without the source in one of three
 ways: ``fraction=0.3`` (the last 30 % of the spill in time, the original syntax),
@@ -20,8 +21,8 @@ in time order). With none of them, the second half of the spill.
 Kinds act at one of three stages of :func:`dqm.sim.simulate.simulate_spill`:
 ``config`` (the spill's :class:`~dqm.sim.simulate.SimConfig` is changed before generation:
 beam, intensity, momentum scales, π/K fraction), ``columns`` (the generated columns are
-altered: dead/hot cells, gain drop, missing DAQ source) and ``skip`` (``stale``: no
-spill is produced at all).
+altered: dead/hot cells, per-cell gain, module gain drop, missing DAQ source) and ``skip``
+(``stale``: no spill is produced at all).
 """
 
 from __future__ import annotations
@@ -225,6 +226,10 @@ def _check(kind: str, ps: dict[str, Any], text: str) -> None:
         ps["cell"] = cell
     if "module" in ps and not 0 <= ps["module"] < DETECTOR_CELLS["hcal"][0]:
         raise ConfigError(_SETTING, text, f"module 0..{DETECTOR_CELLS['hcal'][0] - 1}")
+    if "axis" in ps:
+        ps["axis"] = ps["axis"].lower()
+        if ps["axis"] not in ("x", "y"):
+            raise ConfigError(_SETTING, text, "axis x or y")
     if "source" in ps:
         src = ps["source"] = ps["source"].upper()
         if src not in DAQ_SOURCES:
@@ -349,6 +354,11 @@ def _hot_cell(columns, ps, rng, cfg) -> None:
     arr[idx][fires] = np.minimum(arr[idx][fires] + extra, COLUMN_BY_NAME[ps["detector"]].hi)
 
 
+def _cell_gain(columns, ps, rng, cfg) -> None:
+    arr, idx = _cell_view(columns, ps)
+    arr[idx] = np.minimum(arr[idx] * np.float32(ps["factor"]), COLUMN_BY_NAME[ps["detector"]].hi)
+
+
 def _hcal_gain_drop(columns, ps, rng, cfg) -> None:
     columns["hcal"][:, ps["module"]] *= np.float32(ps["factor"])
 
@@ -415,6 +425,15 @@ ANOMALY_KINDS: dict[str, AnomalyKind] = {
             mean_gev=("float", 5.0, "mean of the exponential extra energy"),
         ),
         _kind_of(
+            "cell_gain",
+            "columns",
+            "one calorimeter cell's gain changes (its energies are scaled; its module's other "
+            "cells are not)",
+            _cell_gain,
+            **_CELL,
+            factor=("float", 0.8, "energy multiplier of that cell"),
+        ),
+        _kind_of(
             "hcal_gain_drop",
             "columns",
             "an HCAL module's gain drops",
@@ -432,6 +451,22 @@ ANOMALY_KINDS: dict[str, AnomalyKind] = {
             ),
             dx_mm=("float", 3.0, "x shift"),
             dy_mm=("float", 0.0, "y shift"),
+        ),
+        _kind_of(
+            "beam_ramp",
+            "config",
+            "the beam centroid moves steadily, spill after spill, from the first spill on "
+            "(by rate_mm per spill since the first, like momentum_drift)",
+            _config(
+                beam_x_mm=lambda c, p, k: (
+                    c.beam_x_mm + (p["rate_mm"] * k if p["axis"] == "x" else 0)
+                ),
+                beam_y_mm=lambda c, p, k: (
+                    c.beam_y_mm + (p["rate_mm"] * k if p["axis"] == "y" else 0)
+                ),
+            ),
+            axis=("str", "x", "x | y"),
+            rate_mm=("float", 0.2, "centroid change per spill [mm]"),
         ),
         _kind_of(
             "beam_width",
@@ -503,6 +538,7 @@ DEMO_ANOMALY_CYCLE: list[str] = [
     "dead_cell:detector=ecal,cell=1/2/2",
     "hot_cell:detector=ecal,cell=1/4/1",
     "hcal_gain_drop:module=1,factor=0.8",
+    "cell_gain:detector=ecal,cell=1/3/2,factor=0.8",
     "beam_shift:dx_mm=3",
     "beam_width:factor=1.3",
     "intensity_drop:factor=0.5",
@@ -510,6 +546,7 @@ DEMO_ANOMALY_CYCLE: list[str] = [
     "ms2_scale:factor=0.98",
     "pik_boost:factor=5",
     "momentum_drift:per_spill=0.005",  # a drift shows only over a multi-spill range
+    "beam_ramp:axis=y,rate_mm=0.6",  # also multi-spill: 2.4 mm off by its fifth spill
     "missing_source:source=MS2,fraction=0.5",
     "stale",
 ]

@@ -10,7 +10,9 @@ milliseconds so that a demo can stream many spills per minute; there is no Pytho
 over events, only over a handful of stations, modules and shower cells.
 
 Determinism: spill ``s`` of run ``r`` always uses ``default_rng([seed, r, s])``, so its
-content does not depend on which other spills were generated, nor in which order.
+content does not depend on which other spills were generated, nor in which order. The
+spill-to-spill beam wander (``beam_wander_*``, ``intensity_wander_rel``; off by default)
+draws from generators of its own, see :mod:`dqm.sim.wander`.
 Column-stage anomalies draw from the same generator *after* the physics, so an anomaly
 that only alters columns leaves every other value identical to the clean spill.
 
@@ -52,6 +54,7 @@ from dqm.core.events import (
 )
 from dqm.errors import ConfigError
 from dqm.sim.anomalies import Anomaly, active_anomalies, apply_to_columns, apply_to_config, is_stale
+from dqm.sim.wander import MAX_CORRELATION, apply_wander
 
 __all__ = ["SimConfig", "SpillData", "simulate_spill", "simulate_run", "CATEGORIES"]
 
@@ -113,6 +116,13 @@ class SimConfig:
     beam_slope_y_mrad: float = _f(0.0, "mean beam angle in y")
     beam_divergence_x_mrad: float = _f(0.05, "spread of the track angle in x")
     beam_divergence_y_mrad: float = _f(0.05, "spread of the track angle in y")
+    beam_wander_x_mm: float = _f(0.0, "spill-to-spill σ of the beam centroid x (in-control wander)")
+    beam_wander_y_mm: float = _f(0.0, "spill-to-spill σ of the beam centroid y")
+    beam_wander_width_rel: float = _f(0.0, "spill-to-spill relative σ of each beam width")
+    intensity_wander_rel: float = _f(0.0, "spill-to-spill relative σ of the mean events per spill")
+    beam_wander_correlation: float = _f(
+        0.0, "AR(1) correlation of the wander between consecutive spills, 0..0.95 (0: independent)"
+    )
     ms1_z_m: tuple[float, ...] = _f((-18.0, -10.0, -2.0), "z of the MS1 stations (target at 0)")
     ms2_z_m: tuple[float, ...] = _f((22.0, 26.0), "z of the MS2 stations")
     magnet_z_m: float = _f(18.0, "z of the MBPL bending point")
@@ -155,6 +165,8 @@ class SimConfig:
             bad("spill_length_s", "in (0, 60] s (the time_in_spill_s column range)")
         if not 0.0 < self.p_beam_gev < COLUMN_BY_NAME["p_bms"].hi / 1.2:
             bad("p_beam_gev", "in (0, 333) GeV so that p_bms stays inside its column range")
+        if not self.beam_wander_correlation <= MAX_CORRELATION:
+            bad("beam_wander_correlation", f"in [0, {MAX_CORRELATION}]")
         if len(self.ms1_z_m) != N_MS1 or len(self.ms2_z_m) != N_MS2:
             bad("ms1_z_m", f"{N_MS1} MS1 and {N_MS2} MS2 station positions")
         if self.beam_particle not in ("mu-", "mu+"):
@@ -533,7 +545,8 @@ def simulate_spill(
     active = active_anomalies(anomalies, spill)
     if is_stale(active, spill):
         return None
-    spill_cfg = apply_to_config(cfg, active, spill)
+    # in-control wander first: anomalies (beam_shift, beam_ramp …) act on top of it
+    spill_cfg = apply_to_config(apply_wander(cfg, spill), active, spill)
     rng = np.random.default_rng([cfg.seed, cfg.run, spill])
     cols, truth = _generate(spill_cfg, rng)
     apply_to_columns(cols, active, spill, rng, spill_cfg)

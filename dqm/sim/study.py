@@ -29,7 +29,15 @@ from typing import Any
 import boost_histogram as bh
 
 from dqm.checks import Quality
-from dqm.core.evaluate import HISTORY_SPILLS, Judgement, Verdict, evaluate_spill, history_series
+from dqm.core.evaluate import (
+    HISTORY_SPILLS,
+    Judgement,
+    Verdict,
+    accumulated,
+    evaluate_spill,
+    history_series,
+    record_quality,
+)
 from dqm.core.fill import Filler
 from dqm.core.histio import add_into
 from dqm.core.specs import SpecSet
@@ -98,6 +106,10 @@ class SpillJudge:
         self.specs, self.config = specs, config
         self.filler = Filler(specs)
         self.reference: dict[str, bh.Histogram] = {}
+        #: the default reference's spill summaries: change detection anchors on them (as live)
+        self.reference_summaries: list[Mapping] = []
+        #: histograms whose checks add up spills, and how many earlier spills they need
+        self.accumulate, self.n_recent = accumulated(specs)
 
     def spill(
         self,
@@ -124,19 +136,43 @@ class SpillJudge:
         past: Sequence[Mapping],
         reference: Mapping[str, bh.Histogram] | None = None,
         conditions: Any = None,
+        reference_summaries: Sequence[Mapping] | None = None,
     ) -> Verdict:
+        """Judge a spill after ``past`` (the run's earlier spills' summaries, oldest first).
+
+        As the store does, the verdict's roll-up is written into ``summary`` (a dict) — so
+        later spills' change detection knows which spills were certified — together with the
+        cell maps later spills add up (under :data:`RECENT_KEY`; never stored, and not a
+        number, so :func:`history_series` leaves it out).
+        """
         extra = {} if conditions is None else {"conditions": conditions}
-        return evaluate_spill(
+        past = list(past)
+        ref_summaries = (
+            self.reference_summaries if reference_summaries is None else reference_summaries
+        )
+        recent = [p.get(RECENT_KEY) or {} for p in past[len(past) - self.n_recent :]]
+        verdict = evaluate_spill(
             self.specs,
             hists,
             summary,
-            history=history_series(list(past)[-HISTORY_SPILLS:]),
+            history=history_series(past[-HISTORY_SPILLS:]),
             reference=self.reference if reference is None else reference,
+            reference_history=history_series(ref_summaries, spills=range(len(ref_summaries)))
+            if ref_summaries
+            else None,
+            recent=recent if self.n_recent else (),
             **extra,
         )
+        if isinstance(summary, dict):
+            summary.update(record_quality(summary, verdict))
+            summary[RECENT_KEY] = {n: hists[n] for n in self.accumulate if n in hists}
+        return verdict
 
 
 _Judge = SpillJudge  # the name the earlier study (and tests written against it) used
+
+#: Summary key under which the study keeps a spill's cell maps for later spills' judges.
+RECENT_KEY = "_recent_maps"
 
 
 # --------------------------------------------------------------------------- features
@@ -300,6 +336,7 @@ class Study:
         self.say = say or (lambda _line: None)
         self.judge = SpillJudge(specs, config)
         self._references: dict[Beam, dict[str, bh.Histogram]] = {}
+        self._reference_summaries: dict[Beam, list[dict]] = {}
         self._clean: dict[tuple[Beam, Beam], CleanRun] = {}
         #: judgements in the CHECK_ERROR state (a check that failed), by flag name
         self.check_errors: Counter = Counter()
@@ -343,10 +380,14 @@ class Study:
             n = self.config.reference_spills
             self.say(f"reference {beam.label}: {n} clean spills")
             ref: dict[str, bh.Histogram] = {}
+            summaries: list[dict] = []
             for s in range(n):
                 cfg = self.settings(beam, s, reference=True)
-                add_into(ref, self.judge.spill(cfg.run, s, sim=cfg)[0])
+                hists, summary = self.judge.spill(cfg.run, s, sim=cfg)
+                add_into(ref, hists)
+                summaries.append(summary)
             self._references[beam] = ref
+            self._reference_summaries[beam] = summaries
         return self._references[beam]
 
     def reference_for(self, conditions: Any, available: Beam) -> dict[str, bh.Histogram]:
@@ -371,8 +412,14 @@ class Study:
         """Simulate spill ``spill`` with ``cfg`` and judge it after ``past`` (oldest first)."""
         hists, summary = self.judge.spill(cfg.run, spill, anomalies, sim=cfg)
         conditions = _run_conditions(cfg)
+        chosen = self.reference_for(conditions, reference)
         verdict = self.judge.judge(
-            hists, summary, past, self.reference_for(conditions, reference), conditions
+            hists,
+            summary,
+            past,
+            chosen,
+            conditions,
+            self._reference_summaries[reference] if chosen else [],
         )
         incidents, provisional = incidents_of(verdict)
         self.spills_judged += 1

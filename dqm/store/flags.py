@@ -14,7 +14,7 @@ says "follows from: …" instead of sending the shifter to that subsystem's expe
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from sqlalchemy import delete, func, select
@@ -29,12 +29,14 @@ from dqm.core.evaluate import (
     Arrival,
     Incident,
     Verdict,
+    accumulated,
     config_version,
     evaluate_spill,
-    history_series,
+    record_quality,
 )
 from dqm.core.specs import SpecSet
 from dqm.errors import StorageError
+from dqm.store.history import RecentHistograms, history, run_start
 from dqm.store.models import ChannelMask, CheckOverride, Flag, Reference, Run, Spill
 from dqm.store.queries import closed_spills
 from dqm.store.references import (
@@ -77,17 +79,23 @@ class CheckInputs:
     conditions: RunConditions | None = None
     #: the conditions the reference was taken under (None: none, or not recorded)
     reference_conditions: RunConditions | None = None
+    run_start: dict[str, list[float]] | None = None
+    reference_history: dict[str, list[float]] | None = None
+    recent: list[dict] = field(default_factory=list)
 
-
-def _history(session: Session, sp: Spill) -> dict[str, list[float]]:
-    cutoff = sp.closed_at
-    stmt = select(Spill.summary).where(
-        Spill.run == sp.run, Spill.spill < sp.spill, Spill.closed, Spill.id != sp.id
-    )
-    if cutoff is not None:
-        stmt = stmt.where(Spill.closed_at < cutoff)
-    rows = session.scalars(stmt.order_by(Spill.spill.desc()).limit(HISTORY_SPILLS)).all()[::-1]
-    return history_series(rows)
+    def evaluate_kwargs(self) -> dict:
+        """The inputs as :func:`dqm.core.evaluate.evaluate_spill` keywords."""
+        return {
+            "history": self.history,
+            "reference": self.reference,
+            "masked": self.masked,
+            "overrides": self.overrides,
+            "conditions": self.conditions,
+            "reference_conditions": self.reference_conditions,
+            "run_start": self.run_start,
+            "reference_history": self.reference_history,
+            "recent": self.recent,
+        }
 
 
 def _overrides(session: Session, upto: int | None) -> dict[tuple[str, str], dict]:
@@ -125,6 +133,7 @@ def gather_inputs(
     version: str | None = None,
     reference: Reference | None | object = ACTIVE,
     conditions: RunConditions | None | object = CURRENT,
+    recent: RecentHistograms | None = None,
 ) -> CheckInputs:
     """Inputs as they were when ``sp`` closed; ``version`` pins the threshold overrides.
 
@@ -132,6 +141,8 @@ def gather_inputs(
     flags were made without them); by default the run's. ``reference`` is the reference to
     compare with (``None``: none); by default the active one of the beam configuration
     those conditions give — no conditions, no reference (never a default configuration).
+    ``recent`` caches decoded histograms of earlier spills (the cell checks that add up
+    spills need them); without one they are decoded afresh.
     """
     if version is not None:
         spec_hash, _, ov = version.partition("+")
@@ -152,15 +163,20 @@ def gather_inputs(
     ref = reference
     assert ref is None or isinstance(ref, Reference)
     at = sp.closed_at or datetime.now(UTC)
+    overrides = _overrides(session, upto)
+    names, n_recent = accumulated(specs, overrides)
     return CheckInputs(
-        history=_history(session, sp),
+        history=history(session, sp),
         reference=refs.get(session, ref),
         reference_run=ref.run if ref else None,
         masked=_masks(session, at),
-        overrides=_overrides(session, upto),
+        overrides=overrides,
         version=config_version(specs, upto),
         conditions=conditions,
         reference_conditions=as_conditions(ref.conditions) if ref else None,
+        run_start=run_start(session, sp),
+        reference_history=refs.series(session, ref),
+        recent=(recent or RecentHistograms()).get(session, sp, names, n_recent),
     )
 
 
@@ -176,7 +192,11 @@ def follows_from(incident: Incident) -> dict:
 def store_verdict(
     session: Session, sp: Spill, verdict: Verdict, inputs: CheckInputs, *, update_run: bool = True
 ) -> None:
-    """Replace the spill's flags with ``verdict``: a row per check plus per-subsystem roll-ups."""
+    """Replace the spill's flags with ``verdict``: a row per check, roll-ups per subsystem.
+
+    The roll-ups also go into the spill's summary (``"quality"``), where change detection
+    of later spills reads which spills were certified.
+    """
     session.execute(delete(Flag).where(Flag.spill_id == sp.id))
     rows = []
     for j in verdict.judgements:
@@ -237,9 +257,7 @@ def store_verdict(
     sp.quality = int(verdict.overall)
     sp.config_version = inputs.version
     sp.conditions = inputs.conditions.to_dict() if inputs.conditions else None
-    summary = dict(sp.summary or {})
-    summary["quality"] = {s: int(q) for s, q in verdict.subsystems.items()}
-    sp.summary = summary
+    sp.summary = record_quality(sp.summary or {}, verdict)
     if update_run:
         _store_run_rollup(session, sp.run, inputs, verdict)
 
@@ -333,6 +351,7 @@ def recorded_inputs(
     refs: ReferenceCache,
     *,
     version: str | None = None,
+    recent: RecentHistograms | None = None,
 ) -> CheckInputs:
     """Inputs of a spill judged before, as they were then: its conditions, reference, overrides.
 
@@ -359,6 +378,7 @@ def recorded_inputs(
         version=pinned if pinned and pinned.split("+")[0] == specs.version else None,
         reference=ref,
         conditions=cond,
+        recent=recent,
     )
 
 
@@ -374,26 +394,22 @@ def recheck_run(
 ) -> RecheckResult:
     """Recompute a stored run's flags; compare with the stored ones (or replace them)."""
     refs = ReferenceCache()
+    recent = RecentHistograms()
     spills = closed_spills(session, run)
     if not spills:
         raise StorageError(f"run {run} has no closed spills")
     diffs: list[str] = []
     used = version or ""
     for sp in spills:
-        inputs = recorded_inputs(session, sp, specs, refs, version=version)
+        inputs = recorded_inputs(session, sp, specs, refs, version=version, recent=recent)
         used = inputs.version
         verdict = evaluate_spill(
             specs,
             spill_histograms(session, sp.id),
             sp.summary or {},
-            history=inputs.history,
-            reference=inputs.reference,
-            masked=inputs.masked,
-            overrides=inputs.overrides,
             status=sp.status,
             arrival=spill_arrival(sp),
-            conditions=inputs.conditions,
-            reference_conditions=inputs.reference_conditions,
+            **inputs.evaluate_kwargs(),
         )
         if store:
             store_verdict(session, sp, verdict, inputs, update_run=False)

@@ -44,6 +44,7 @@ from dqm.store.flags import (
     spill_arrival,
     store_verdict,
 )
+from dqm.store.history import RecentHistograms
 from dqm.store.models import SPILL_OPEN, CheckOverride, Spill
 from dqm.store.references import ReferenceCache
 from dqm.store.runs import lock_run
@@ -84,6 +85,7 @@ class SpillJudge:
         self.settings = settings
         self.specs = specs
         self.refs = ReferenceCache()
+        self.recent = RecentHistograms()
 
     def __call__(self, session: Session, closed: ClosedSpill) -> dict:
         sp = session.get(Spill, closed.spill_id)
@@ -98,20 +100,15 @@ class SpillJudge:
                 # conditions being stored by another worker now: wait for them (or this
                 # spill is judged again once they are, see rejudge)
                 lock_run(session, sp.run)
-                inputs = gather_inputs(session, sp, self.specs, self.refs)
+                inputs = gather_inputs(session, sp, self.specs, self.refs, recent=self.recent)
                 stage = "judging"
                 verdict = evaluate_spill(
                     self.specs,
                     closed.hists,
                     closed.summary,
-                    history=inputs.history,
-                    reference=inputs.reference,
-                    masked=inputs.masked,
-                    overrides=inputs.overrides,
                     status=closed.status,
                     arrival=spill_arrival(sp),
-                    conditions=inputs.conditions,
-                    reference_conditions=inputs.reference_conditions,
+                    **inputs.evaluate_kwargs(),
                 )
                 stage = "storing its flags"
                 store_verdict(session, sp, verdict, inputs)
@@ -149,20 +146,15 @@ class SpillJudge:
         stage = "gathering its inputs again for late batches"
         try:
             with session.begin_nested():
-                inputs = recorded_inputs(session, sp, self.specs, self.refs)
+                inputs = recorded_inputs(session, sp, self.specs, self.refs, recent=self.recent)
                 stage = "judging it again for late batches"
                 verdict = evaluate_spill(
                     self.specs,
                     spill_histograms(session, sp.id),
                     sp.summary or {},
-                    history=inputs.history,
-                    reference=inputs.reference,
-                    masked=inputs.masked,
-                    overrides=inputs.overrides,
                     status=sp.status,
                     arrival=spill_arrival(sp),
-                    conditions=inputs.conditions,
-                    reference_conditions=inputs.reference_conditions,
+                    **inputs.evaluate_kwargs(),
                 )
                 stage = "storing its flags again for late batches"
                 store_verdict(session, sp, verdict, inputs)

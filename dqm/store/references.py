@@ -21,6 +21,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from dqm.core.conditions import RunConditions
+from dqm.core.evaluate import REFERENCE_SPILLS, history_series
 from dqm.core.histio import decode_histograms, encode_histograms
 from dqm.errors import StorageError
 from dqm.store.models import AuditEntry, Flag, Reference, Run, utcnow
@@ -31,6 +32,7 @@ from dqm.store.spills import run_histograms
 __all__ = [
     "active_reference",
     "reference_histograms",
+    "reference_series",
     "set_reference",
     "list_references",
     "suggest_reference",
@@ -73,6 +75,17 @@ def reference_histograms(session: Session, ref: Reference) -> dict[str, bh.Histo
     return run_histograms(session, ref.run)
 
 
+def reference_series(session: Session, run: int) -> dict[str, list[float]]:
+    """The first ``REFERENCE_SPILLS`` closed spills of ``run`` as per-spill series."""
+    rows = session.execute(
+        select(Spill.spill, Spill.summary)
+        .where(Spill.run == run, Spill.status != "open")
+        .order_by(Spill.spill)
+        .limit(REFERENCE_SPILLS)
+    ).all()
+    return history_series([r.summary for r in rows], spills=[r.spill for r in rows])
+
+
 class ReferenceCache:
     """Per-process LRU of decoded reference histograms, keyed by reference id.
 
@@ -81,7 +94,23 @@ class ReferenceCache:
 
     def __init__(self, size: int = 4) -> None:
         self._items: OrderedDict[int, dict[str, bh.Histogram]] = OrderedDict()
+        self._series: OrderedDict[int, dict[str, list[float]] | None] = OrderedDict()
         self.size = size
+
+    def series(self, session: Session, ref: Reference | None) -> dict[str, list[float]] | None:
+        """Per-spill summary series of the reference run (change detection's anchor).
+
+        ``None`` without a reference or for an imported one (its histograms did not come
+        from this store's spills). Cached like the histograms: a reference never changes.
+        """
+        if ref is None or ref.blob:
+            return None
+        if ref.id not in self._series:
+            self._series[ref.id] = reference_series(session, ref.run)
+            while len(self._series) > self.size:
+                self._series.popitem(last=False)
+        self._series.move_to_end(ref.id)
+        return self._series[ref.id]
 
     def get(self, session: Session, ref: Reference | None) -> dict[str, bh.Histogram]:
         if ref is None:

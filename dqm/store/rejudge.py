@@ -67,14 +67,9 @@ def rejudge_run(
             specs,
             spill_histograms(session, sp.id),
             sp.summary or {},
-            history=inputs.history,
-            reference=inputs.reference,
-            masked=inputs.masked,
-            overrides=inputs.overrides,
             status=sp.status,
             arrival=spill_arrival(sp),
-            conditions=inputs.conditions,
-            reference_conditions=inputs.reference_conditions,
+            **inputs.evaluate_kwargs(),
         )
         store_verdict(session, sp, verdict, inputs, update_run=False)
         notes.append(

@@ -36,7 +36,7 @@ from tests.helpers import ROOT, closed_count, publish, start_worker, wait_until,
 pytestmark = pytest.mark.integration
 
 REF_160, RUN_100, REF_100, RUN_100B, NO_COND = 31, 32, 33, 34, 35
-SHAPE_CHECKS = ("ks", "chi2", "max_pull", "bins_beyond")
+SHAPE_CHECKS = ("ks", "chi2", "beam_profile")
 
 
 def spills(run: int, n: int = 4, **sim):

@@ -107,7 +107,11 @@ def test_flags_are_stored_announced_and_reproduced_by_recheck(settings, specs, f
             centroid = {
                 f.spill: f
                 for f in session.scalars(
-                    select(Flag).where(Flag.run == RUN, Flag.check == "beam_centroid")
+                    select(Flag).where(
+                        Flag.run == RUN,
+                        Flag.check == "beam_centroid",
+                        Flag.histogram == "beam_xy_ms1_0",
+                    )
                 )
             }
             rollups = {
@@ -149,17 +153,18 @@ def test_flags_are_stored_announced_and_reproduced_by_recheck(settings, specs, f
             same = recheck_run(session, RUN, specs)
         # Then it reproduces the live flags exactly
         assert same.spills == 5 and same.version == version and same.differences == []
-        # When an expert widens the beam window (a new configuration version) and the run is
-        # rechecked with it
+        # When an expert widens the beam window at every station (a new configuration version)
+        # and the run is rechecked with it
         with sessions.begin() as session:
-            override = edit_check_thresholds(
-                session,
-                specs,
-                "beam_xy_ms1_0",
-                "beam_centroid",
-                {"window_mm": 4.0, "bad_window_mm": 5.0},
-                "bob",
-            )
+            for station in (0, 1, 2):
+                override = edit_check_thresholds(
+                    session,
+                    specs,
+                    f"beam_xy_ms1_{station}",
+                    "beam_centroid",
+                    {"window_mm": 4.0, "bad_window_mm": 5.0},
+                    "bob",
+                )
         new_version = f"{specs.version}+{override.id}"
         with sessions() as session:
             changed = recheck_run(session, RUN, specs, version=new_version)
@@ -168,7 +173,7 @@ def test_flags_are_stored_announced_and_reproduced_by_recheck(settings, specs, f
         # its
         # explanation, in every spill), while the old version still reproduces the stored flags
         assert changed.version == new_version
-        assert all("beam_xy_ms1_0/beam_centroid" in d for d in changed.differences)
+        assert all("/beam_centroid" in d for d in changed.differences)
         assert {d.split()[1] for d in changed.differences if "stored BAD" in d} == {"3", "4", "5"}
         assert pinned.differences == []
         # When the expert stores the recheck with the new version
@@ -186,7 +191,12 @@ def test_flags_are_stored_announced_and_reproduced_by_recheck(settings, specs, f
                 )
             )
             moved = session.scalar(
-                select(Flag).where(Flag.run == RUN, Flag.spill == 3, Flag.check == "beam_centroid")
+                select(Flag).where(
+                    Flag.run == RUN,
+                    Flag.spill == 3,
+                    Flag.check == "beam_centroid",
+                    Flag.histogram == "beam_xy_ms1_0",
+                )
             )
             assert moved.quality == Quality.GOOD and moved.config_version == new_version
             assert run_beam.quality < Quality.BAD and run_beam.config_version == new_version
@@ -218,10 +228,13 @@ def test_shifter_commands_on_the_database(settings, specs, flagged_run, monkeypa
         )
         and "by alice" in out
     )
+    # (the centroid is judged at every MS1 station: three rows per shifted spill)
     rows = [line for line in out.splitlines() if "beam_centroid" in line]
-    assert [int(line.split()[1]) for line in rows] == [3, 4, 5]
+    assert [int(line.split()[1]) for line in rows] == [3, 3, 3, 4, 4, 4, 5, 5, 5]
     assert all("BAD" in line and specs.version in line for line in rows)
-    assert out.count("why: beam x at MS1 station 0") == 3 and "do: Beam moved" in out
+    for station in (0, 1, 2):
+        assert out.count(f"why: beam x at MS1 station {station}") == 3
+    assert "do: Beam moved" in out
     assert "calorimeter" not in "\n".join(rows)
     # and one spill alone
     code, out = _cli(

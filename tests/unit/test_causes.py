@@ -321,14 +321,14 @@ def test_a_cause_established_by_consequences_of_an_earlier_one_is_not_its_own(tm
         [[cause]]
         name = "beam_profile"
         subsystem = "beam"
-        established_by = { histogram = "beam_x_ms1_2", check = "max_pull" }
+        established_by = { histogram = "beam_x_ms1_2", check = "beam_profile" }
         explains = [{ subsystem = "calorimeter", kind = "cellmap" }]
         """
     )
     specs = load_specs(specs_with(tmp_path, rules))
     js = [
         daq(B, "MS1"),
-        judgement("beam", "beam_x_ms1_2", "max_pull", B),
+        judgement("beam", "beam_x_ms1_2", "beam_profile", B),
         judgement("calorimeter", "ecal_occupancy", "hot_channels", B),
     ]
     _, incidents = find_incidents(js, specs)

@@ -214,16 +214,12 @@ def test_reference_with_other_binning_is_a_check_error() -> None:
         "max_pull",
         "bins_beyond",
         "mean_in_range",
-        "dead_channels",
         "min_entries",
         "p_scale",
     ],
 )
 def test_below_min_entries_is_no_data_never_good_or_bad(name: str) -> None:
     h = momentum_histogram(60)
-    if name == "dead_channels":
-        h = bh.Histogram(bh.axis.Integer(0, 6), bh.axis.Integer(0, 6), storage=bh.storage.Int64())
-        h.fill([2] * 60, [3] * 60)  # would be dozens of dead cells with enough entries
     context = CheckContext(
         h,
         momentum_histogram(100_000, p_mean=165.0, seed=3),
@@ -234,6 +230,27 @@ def test_below_min_entries_is_no_data_never_good_or_bad(name: str) -> None:
     result = run_check(name, context, NOMINAL.get(name))
     assert result.quality is Quality.NO_DATA
     assert "min_entries=100" in result.explanation and result.check == name
+
+
+def test_dead_cells_are_judged_on_expected_hits_not_on_the_map_s_entries() -> None:
+    # A dead cell check needs hits *expected*, not entries: a dead dominant cell empties its
+    # map, so the common min_entries rule does not apply; too few expected hits is GOOD with
+    # the cells it cannot judge named, never BAD
+    def cells(counts: dict[tuple[int, int], int]) -> bh.Histogram:
+        h = bh.Histogram(bh.axis.Integer(0, 6), bh.axis.Integer(0, 6), storage=bh.storage.Int64())
+        for (x, y), n in counts.items():
+            h[x, y] = n
+        return h
+
+    spot = {(x, y): 2 for x in range(6) for y in range(6)} | {(2, 3): 100_000}
+    reference = cells(spot)
+    sparse = run_check("dead_channels", CheckContext(cells({(2, 3): 60}), reference))
+    assert sparse.quality is Quality.GOOD and "too few to call them dead" in sparse.explanation
+    dead_spot = cells({k: 1 for k in spot} | {(2, 3): 0})
+    dead = run_check("dead_channels", CheckContext(dead_spot, reference))
+    assert dead.quality is Quality.BAD and dead.details["channels"] == [[2, 3]]
+    empty = run_check("dead_channels", CheckContext(cells({}), reference))
+    assert empty.quality is Quality.NO_DATA
 
 
 def test_missing_histogram_or_reference_is_no_data() -> None:
@@ -305,7 +322,10 @@ def test_beam_centroid_shift_is_named_with_station_and_window() -> None:
     assert summary_check("beam_centroid", beam_y_mean_ms1_0=-2.0).quality is Quality.WARNING
     result = summary_check("beam_centroid", beam_x_mean_ms1_0=3.2)
     assert result.quality is Quality.BAD
-    assert "beam x at MS1 station 0: 3.2 mm from nominal 0.0 mm (window ±1.5" in result.explanation
+    assert (
+        "beam x at MS1 station 0: +3.20 mm from nominal +0.00 mm of the spec (no usable "
+        "reference) (window ±1.5, bad ±3); y -0.10 mm" in result.explanation
+    )
 
 
 def test_beam_width_relative_tolerance_both_ways() -> None:

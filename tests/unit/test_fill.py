@@ -194,7 +194,7 @@ def test_cellmap_occupancy_counts_cells_above_threshold(specs):
     cases = {
         "ecal_occupancy": (c["ecal"][:, 1], 0.1),
         "ecal_pre_occupancy": (c["ecal"][:, 0], 0.05),
-        "hcal_cell_occupancy": (c["hcal"][:, 0], 0.5),
+        **{f"hcal_m{k}_occupancy": (c["hcal"][:, k], 0.5) for k in range(4)},
         "vhcal_occupancy": (c["vhcal"], 0.1),
     }
     for name, (cells, threshold) in cases.items():
@@ -216,15 +216,39 @@ def test_daq_source_presence_counts_events_per_source(specs):
 
 
 def test_cellmap_energy_is_integer_mev_per_cell(specs):
-    # energy map: sum over events of rint(E * 1000) for every cell above threshold (0)
+    # energy map: sum over events of rint(E * 1000) for every cell in its MIP window
     cells = cols()["ecal"][:, 1]
+    spec = specs["ecal_energy_map"]
+    assert (spec.threshold_gev, spec.max_gev) == (0.1, 1.0)
     mev = np.rint(cells * np.float32(1000.0)).astype(np.int64)
-    expected = np.where(cells > specs["ecal_energy_map"].threshold_gev, mev, 0).sum(axis=0)
+    in_window = (cells > spec.threshold_gev) & (cells <= spec.max_gev)
     h = filled(specs)["ecal_energy_map"]
-    np.testing.assert_array_equal(h.values(), expected)
+    np.testing.assert_array_equal(h.values(), np.where(in_window, mev, 0).sum(axis=0))
     # and it is the energy in MeV within rounding: |sum rint - 1000 sum E| <= n_events / 2 per cell
-    total = cells.astype(np.float64).sum(axis=0) * 1000
+    total = np.where(in_window, cells, 0).astype(np.float64).sum(axis=0) * 1000
     assert np.all(np.abs(h.values() - total) <= len(cells) / 2)
+    # the MIP-hit map counts the same hits; the occupancy map every hit above threshold
+    hits = filled(specs)["ecal_mip_hits"].values()
+    np.testing.assert_array_equal(hits, in_window.sum(axis=0))
+    assert np.all(filled(specs)["ecal_occupancy"].values() >= hits)
+
+
+@pytest.mark.parametrize(
+    ("name", "layer"),
+    [("ecal_energy2_map", lambda c: c["ecal"][:, 1])]
+    + [(f"hcal_m{k}_energy2", lambda c, k=k: c["hcal"][:, k]) for k in range(4)],
+)
+def test_cellmap_energy2_is_the_exact_integer_mev_square_sum(specs, name, layer):
+    # squared-energy map: Σ rint(E·1000)² over the hits above threshold, exactly; with the
+    # occupancy and energy maps of the same threshold it gives each cell's mean and spread
+    cells = layer(cols())
+    spec = specs[name]
+    mev = np.rint(cells * np.float32(1000.0)).astype(np.int64)
+    hit = (cells > spec.threshold_gev) & (cells <= spec.max_gev)
+    h = filled(specs)[name]
+    np.testing.assert_array_equal(h.values(), np.where(hit, mev * mev, 0).sum(axis=0))
+    energy = filled(specs)[name.replace("energy2", "energy")]
+    np.testing.assert_array_equal(energy.values(), np.where(hit, mev, 0).sum(axis=0))
 
 
 def test_channels_equal_per_channel_numpy_histograms(specs):
