@@ -24,7 +24,7 @@ from dqm.core.conditions import RunConditions
 from dqm.core.evaluate import REFERENCE_SPILLS, history_series
 from dqm.core.histio import decode_histograms, encode_histograms
 from dqm.errors import StorageError
-from dqm.store.models import AuditEntry, Flag, Reference, Run, utcnow
+from dqm.store.models import AuditEntry, Flag, Reference, Run, Spill, utcnow
 from dqm.store.queries import closed_spills, count_closed_spills
 from dqm.store.runs import as_conditions
 from dqm.store.spills import run_histograms
@@ -79,7 +79,7 @@ def reference_series(session: Session, run: int) -> dict[str, list[float]]:
     """The first ``REFERENCE_SPILLS`` closed spills of ``run`` as per-spill series."""
     rows = session.execute(
         select(Spill.spill, Spill.summary)
-        .where(Spill.run == run, Spill.status != "open")
+        .where(Spill.run == run, Spill.closed)
         .order_by(Spill.spill)
         .limit(REFERENCE_SPILLS)
     ).all()
