@@ -38,7 +38,7 @@ from dqm.sim.results import (
     Status,
 )
 from dqm.sim.scenarios import Measure, Scenario
-from dqm.sim.study import SpillOutcome, Study, has_incidents, name_of
+from dqm.sim.study import SpillOutcome, Study, name_of
 
 __all__ = [
     "MEASURES",
@@ -170,7 +170,8 @@ def _up_reason(row: Scenario, r: ChangeResult) -> list[str]:
 
 
 def _provisional(row: Scenario, study: Study) -> bool:
-    return row.single_cause and not has_incidents()
+    """Incident counts are final: the judge groups flags by cause (:mod:`dqm.core.incidents`)."""
+    return False
 
 
 def measure_detect(study: Study, row: Scenario, index: int) -> RowResult:

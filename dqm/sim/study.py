@@ -11,15 +11,14 @@ summed (as ``dqm reference set`` makes one).
   change starts from: a change injected at spill S sees the clean run's spills before S.
 * A change reuses the clean spill's random numbers (same seed, run, spill), so what differs
   from the clean spill is the change alone.
-* Two seams wait for features being built elsewhere: :func:`_run_conditions` (the run
-  conditions a judge is given) and :func:`incidents_of` (cause grouping); until they are
-  there, rows needing them are *not yet run* and incident counts are *provisional*.
+* The judge gets the run conditions the simulator announces (:func:`_run_conditions`) and
+  the reference the store would pick for them (:meth:`Study.reference_for`); incidents are
+  the judge's own, one per cause (:func:`incidents_of`).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
@@ -57,7 +56,6 @@ __all__ = [
     "SpillOutcome",
     "FEATURES",
     "incidents_of",
-    "has_incidents",
     "missing_features",
     "alarm_episodes",
     "name_of",
@@ -185,16 +183,9 @@ def _run_conditions(cfg: SimConfig) -> Any:
     return cfg.conditions()
 
 
-def has_incidents() -> bool:
-    # dqm.core.causes is part of the core now: a failing import is a broken install, said loudly
-    # (an ImportError fallback here would quietly mark every incident row "not yet run")
-    return callable(getattr(importlib.import_module("dqm.core.causes"), "incidents", None))
-
-
 #: Features a row may need, with what the report says while one is missing.
 FEATURES: dict[str, tuple[Callable[[], bool], str]] = {
     "conditions": (lambda: _run_conditions(SimConfig()) is not None, "needs run conditions"),
-    "incidents": (has_incidents, "needs cause grouping (incidents)"),
 }
 
 
@@ -230,25 +221,13 @@ class Incident:
 
 
 def incidents_of(verdict: Verdict) -> tuple[list[Incident], bool]:
-    """The spill's BAD incidents and whether the count is provisional.
-
-    With the cause grouping (``dqm.core.causes.incidents``) each incident is one cause;
-    without it, one per subsystem whose roll-up is BAD (provisional: one cause that moves
-    two subsystems then counts twice).
-    """
-    if has_incidents():
-        grouped = importlib.import_module("dqm.core.causes").incidents(verdict)
-        return [
-            Incident(str(i.cause), str(i.subsystem), str(i.explanation))
-            for i in grouped
-            if int(i.quality) == int(Quality.BAD)
-        ], False
-    out = []
-    for subsystem, quality in verdict.subsystems.items():
-        if quality == Quality.BAD:
-            worst = next(j for j in verdict.judgements if _is_bad(j, subsystem))
-            out.append(Incident(name_of(worst), subsystem, worst.result.explanation))
-    return out, True
+    """The spill's BAD incidents (one per cause, :mod:`dqm.core.incidents`), and ``False``:
+    the count is no longer provisional now that the judge groups flags by cause."""
+    return [
+        Incident(str(i.cause), str(i.subsystem), str(i.explanation))
+        for i in verdict.incidents
+        if int(i.quality) == int(Quality.BAD)
+    ], False
 
 
 def _is_bad(j: Judgement, subsystem: str | None = None) -> bool:
