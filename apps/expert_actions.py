@@ -174,6 +174,7 @@ class ActionsPanel(Viewer):
             options={"— choose a run —": None, **{str(r): r for r in datastore.read(queries.runs)}},
             value=None,
             width=160,
+            css_classes=["dqm-ref-run"],
         )
         self.ref_contents = pn.pane.HTML(
             "", sizing_mode="stretch_width", css_classes=["dqm-ref-contents"]

@@ -201,14 +201,15 @@ def propose(
     for subsystem in subsystems:
         stretch: list[int] = []
         verdict = ""
-        for spill in spills + [None]:  # type: ignore[list-item]
-            v = _proposed(qualities[spill].get(subsystem)) if spill is not None else ""
+        for spill in spills:
+            v = _proposed(qualities[spill].get(subsystem))
             if stretch and v != verdict:
                 out.append(_proposal(subsystem, stretch, verdict, incidents))
                 stretch = []
-            if spill is not None:
-                stretch.append(spill)
-                verdict = v
+            stretch.append(spill)
+            verdict = v
+        if stretch:
+            out.append(_proposal(subsystem, stretch, verdict, incidents))
     return out
 
 
