@@ -27,16 +27,9 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import NDArray
 
+from dqm.checks._cell_windows import Windows, assess_windows, strongest
 from dqm.checks._cellmaps import Method
-from dqm.checks._cells import (
-    CellAssessment,
-    Windows,
-    assess_windows,
-    channel_label,
-    dead_reach,
-    expected_count,
-    strongest,
-)
+from dqm.checks._cells import CellAssessment, channel_label, dead_reach, expected_count
 from dqm.checks._core import CheckContext, CheckResult, Quality
 from dqm.checks._registry import register_check
 from dqm.checks._util import fmt_judged, grade, no_data
