@@ -38,7 +38,7 @@ from dqm.core.causes import CauseRule
 from dqm.core.specs import SUBSYSTEMS, SpecSet
 
 if TYPE_CHECKING:
-    from dqm.core.evaluate import Judgement
+    from dqm.core.verdict import Judgement
 
 __all__ = ["Incident", "find_incidents", "residual_cause"]
 
