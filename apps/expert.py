@@ -149,7 +149,7 @@ class Expert(Viewer):
             ("Reports", pn.Column("### Nightly reports", self.reports)),
             ("Actions", self.actions),
             sizing_mode="stretch_width",
-            dynamic=False,
+            dynamic=True,  # a tab is sent to the browser when shown: the page opens faster
         )
         tab = view.get("tab")
         if tab in TABS:
@@ -195,6 +195,8 @@ class Expert(Viewer):
             self.runmap.ensure_drawn()
         if TABS[self.tabs.active] == "trends":
             self.trends.ensure_drawn()
+        if TABS[self.tabs.active] == "flags":
+            self.flags.ensure_loaded()
         self._sync_url()
 
     def open_evidence(
@@ -212,7 +214,8 @@ class Expert(Viewer):
         self._version = self._store.version
         self.audit.value = self._store.read(queries.audit_frame)
         self.references.value = self._store.read(queries.references_frame)
-        self.flags.reload()
+        if self.flags._loaded:
+            self.flags.reload()
         self.reports.object = _reports_html(self._reports_dir)
 
     def __panel__(self):

@@ -75,7 +75,8 @@ class FlagsPanel(Viewer):
         self.quality = pn.widgets.Select(
             label="Quality", options=list(_QUALITY_FILTERS), value="WARNING or worse", width=180
         )
-        self.frame = self._frame()
+        self.frame = pd.DataFrame(columns=_SHOWN)  # queried when the tab is first shown
+        self._loaded = False
         self.table = pn.widgets.Tabulator(
             self.frame[_SHOWN],
             disabled=True,
@@ -131,7 +132,12 @@ class FlagsPanel(Viewer):
     def _style(self) -> None:
         self.table.style.map(quality_style, subset=["quality"])
 
+    def ensure_loaded(self) -> None:
+        if not self._loaded:
+            self.reload()
+
     def reload(self) -> None:
+        self._loaded = True
         self.frame = self._frame()
         self.table.value = self.frame[_SHOWN]
         self._style()

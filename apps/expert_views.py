@@ -152,7 +152,8 @@ def _info(loaded: dict) -> str:
 def show_view(x, loaded: dict) -> dict | None:
     """Fill the explorer's panes; returns the cell map's tap context (None for other kinds)."""
     spec, request, h, ref_h = loaded["spec"], loaded["request"], loaded["h"], loaded["ref_h"]
-    x.info.object = f'<div class="dqm-note">{_info(loaded)}</div>'
+    shown = html.escape(f"{spec.name} {request.run} {request.lo}-{request.hi}")
+    x.info.object = f'<div class="dqm-note dqm-view" data-view="{shown}">{_info(loaded)}</div>'
     _evidence(x, loaded)
     x.cell_area[:] = []
     if h is None:

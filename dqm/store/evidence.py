@@ -228,50 +228,49 @@ def incident_frame(
     rows = session.execute(
         stmt.order_by(Flag.spill_id.desc(), Flag.quality.desc(), Flag.id).limit(limit)
     ).all()
-    frame = pd.DataFrame(
-        [
-            {
-                "id": f.id,
-                "time": (t or f.created_at).strftime("%Y-%m-%d %H:%M:%S")
-                if (t or f.created_at)
-                else "",
-                "run": f.run,
-                "spill": f.spill if f.spill is not None else -1,
-                "subsystem": f.subsystem,
-                "histogram": f.histogram or "",
-                "check": f.check,
-                "quality": quality_name(f.quality),
-                "explanation": f.explanation,
-                "instruction": f.instruction,
-                "acknowledged_by": f.acknowledged_by or "",
-                "annotation": f.annotation or "",
-                "cause": f.cause or f"{f.histogram or f.subsystem}/{f.check}",
-            }
-            for f, t in rows
-        ]
-    )
-    if frame.empty:
+    records = [
+        {
+            "id": f.id,
+            "time": (t or f.created_at).strftime("%Y-%m-%d %H:%M:%S")
+            if (t or f.created_at)
+            else "",
+            "run": f.run,
+            "spill": f.spill if f.spill is not None else -1,
+            "subsystem": f.subsystem,
+            "histogram": f.histogram or "",
+            "check": f.check,
+            "quality": quality_name(f.quality),
+            "explanation": f.explanation,
+            "instruction": f.instruction,
+            "acknowledged_by": f.acknowledged_by or "",
+            "annotation": f.annotation or "",
+            "cause": f.cause or f"{f.histogram or f.subsystem}/{f.check}",
+        }
+        for f, t in rows
+    ]
+    if not records:
         return pd.DataFrame(columns=INCIDENT_COLUMNS)
-    labels: dict[int, str] = {}
-    for (r, cause), part in frame.groupby(["run", "cause"], sort=False):
-        spills = sorted(set(part["spill"]))
+    by_cause: dict[tuple[int, str], list[dict]] = {}
+    for rec in records:
+        by_cause.setdefault((rec["run"], rec["cause"]), []).append(rec)
+    for (r, cause), members in by_cause.items():
         # consecutive spills of the same cause are one incident; a gap starts another
-        groups: list[list[int]] = []
-        for s in spills:
-            if groups and s - groups[-1][-1] <= 1:
-                groups[-1].append(s)
+        groups: list[list[dict]] = []
+        for rec in sorted(members, key=lambda m: m["spill"]):
+            if groups and rec["spill"] - groups[-1][-1]["spill"] <= 1:
+                groups[-1].append(rec)
             else:
-                groups.append([s])
+                groups.append([rec])
         for g in groups:
-            members = part[part["spill"].isin(g)]
             label = _incident_label(
-                int(r),
-                str(cause),
-                g[0],
-                g[-1],
-                len(members),
-                bool(members["acknowledged_by"].all()),
+                r,
+                cause,
+                g[0]["spill"],
+                g[-1]["spill"],
+                len(g),
+                all(m["acknowledged_by"] for m in g),
             )
-            labels.update({int(i): label for i in members["id"]})
-    frame["incident"] = [labels[int(i)] for i in frame["id"]]
+            for m in g:
+                m["incident"] = label
+    frame = pd.DataFrame(records)
     return frame[INCIDENT_COLUMNS]
