@@ -195,7 +195,7 @@ def show_view(x, loaded: dict) -> dict | None:
             n_events=loaded["n_events"] or None,
             highlight=details.get("channels") or [],
         )
-        _place(x.plot_area, None, lambda: [pn.pane.Bokeh(fig)])
+        _place(x.plot_area, None, lambda: [pn.pane.Bokeh(fig, css_classes=["dqm-cellmap"])])
         x.cell_area[:] = [pn.pane.Markdown("*Click a cell to see that channel's history.*")]
         return {
             "spec": spec,

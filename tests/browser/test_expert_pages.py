@@ -31,15 +31,15 @@ def spills(web_server):
     good = web_server.close_spill()
     wait_until(
         lambda: bad_flag_id(web_server, "beam_centroid", shifted) is not None,
-        60,
+        180,
         what="the BAD beam flag",
     )
     wait_until(
         lambda: bad_flag_id(web_server, "dead_channels", dead) is not None,
-        60,
+        180,
         what="the BAD dead-cell flag",
     )
-    wait_until(lambda: _flag_count(web_server, good) > 0, 60, what="the good spill judged")
+    wait_until(lambda: _flag_count(web_server, good) > 0, 180, what="the good spill judged")
     return {"shifted": shifted, "dead": dead, "good": good}
 
 
