@@ -1,4 +1,6 @@
-"""The flag list and the expert actions (login only), all writes through :mod:`dqm.store.actions`.
+"""The expert actions (login only), all writes through :mod:`dqm.store.actions`.
+
+The flag list with its acknowledgements is :mod:`apps.expert_flags`.
 
 Forms are shown only to a logged-in user, but hiding them is a convenience: every
 button calls :meth:`DataStore.act` with ``dqm.store.actions`` functions that refuse an
@@ -17,21 +19,12 @@ import panel as pn
 from panel.viewable import Viewer
 
 from apps import queries
-from dqm.checks import Quality
 from dqm.core.roles import EXPERT, role_of
-from dqm.core.specs import SUBSYSTEMS
 from dqm.errors import DQMError
 from dqm.store import actions
 from dqm.store.signoff import run_contents
 
-__all__ = ["FlagsPanel", "ActionsPanel", "run_action"]
-
-_QUALITY_FILTERS = {
-    "all": int(Quality.GOOD),
-    "WARNING or worse": int(Quality.WARNING),
-    "CHECK_ERROR or BAD": int(Quality.CHECK_ERROR),
-    "BAD only": int(Quality.BAD),
-}
+__all__ = ["ActionsPanel", "run_action", "message"]
 
 
 def run_action(datastore, user: str | None, what: str, call: Callable) -> tuple[bool, str]:
@@ -43,110 +36,10 @@ def run_action(datastore, user: str | None, what: str, call: Callable) -> tuple[
     return True, f"{what}: done by {user} (recorded in the audit trail)"
 
 
-def _message(ok: bool, text: str) -> pn.pane.Alert:
+def message(ok: bool, text: str) -> pn.pane.Alert:
     return pn.pane.Alert(
         html.escape(text), alert_type="success" if ok else "danger", sizing_mode="stretch_width"
     )
-
-
-class FlagsPanel(Viewer):
-    """Flags with explanations, filterable by run, subsystem and quality; acknowledge/annotate."""
-
-    def __init__(self, datastore, *, user: str | None, **params) -> None:
-        super().__init__(**params)
-        self._store = datastore
-        self.user = user
-        self.run = pn.widgets.Select(
-            label="Run", options=["all", *datastore.read(queries.runs)], value="all", width=140
-        )
-        self.subsystem = pn.widgets.Select(
-            label="Subsystem", options=["all", *SUBSYSTEMS], value="all", width=160
-        )
-        self.quality = pn.widgets.Select(
-            label="Quality", options=list(_QUALITY_FILTERS), value="WARNING or worse", width=180
-        )
-        self.table = pn.widgets.Tabulator(
-            self._frame(),
-            disabled=True,
-            show_index=False,
-            sizing_mode="stretch_width",
-            height=420,
-            selectable=1,
-            layout="fit_data_stretch",
-            css_classes=["dqm-flags"],
-            widths={"explanation": 420, "instruction": 300},
-        )
-        self.flag_id = pn.widgets.IntInput(
-            label="Flag id", value=0, width=120, css_classes=["dqm-flag-id"]
-        )
-        self.note = pn.widgets.TextInput(
-            label="Annotation", placeholder="e.g. known: HV trip, fixed 14:05", width=420
-        )
-        self.ack = pn.widgets.Button(
-            label="Acknowledge", color="primary", width=140, css_classes=["dqm-ack"]
-        )
-        self.annotate = pn.widgets.Button(label="Annotate", width=120)
-        self.result = pn.Column(sizing_mode="stretch_width")
-        for w in (self.run, self.subsystem, self.quality):
-            w.param.watch(lambda _e: self.reload(), "value")
-        self.table.param.watch(self._on_select, "selection")
-        self.ack.on_click(lambda _e: self.acknowledge())
-        self.annotate.on_click(lambda _e: self.annotate_flag())
-
-    def _frame(self):
-        run = None if self.run.value == "all" else int(self.run.value)
-        sub = None if self.subsystem.value == "all" else self.subsystem.value
-        return self._store.read(
-            lambda s: queries.flags_frame(
-                s, run=run, subsystem=sub, min_quality=_QUALITY_FILTERS[self.quality.value]
-            )
-        )
-
-    def reload(self) -> None:
-        self.table.value = self._frame()
-
-    def _on_select(self, event) -> None:
-        if event.new:
-            self.flag_id.value = int(self.table.value.iloc[event.new[0]]["id"])
-
-    def acknowledge(self) -> None:
-        fid, note = int(self.flag_id.value or 0), self.note.value.strip() or None
-        ok, text = run_action(
-            self._store,
-            self.user,
-            f"acknowledge flag {fid}",
-            lambda s: actions.acknowledge_flag(s, fid, self.user, annotation=note),
-        )
-        self.result[:] = [_message(ok, text)]
-        self.reload()
-
-    def annotate_flag(self) -> None:
-        fid, note = int(self.flag_id.value or 0), self.note.value
-        ok, text = run_action(
-            self._store,
-            self.user,
-            f"annotate flag {fid}",
-            lambda s: actions.annotate_flag(s, fid, self.user, note),
-        )
-        self.result[:] = [_message(ok, text)]
-        self.reload()
-
-    def __panel__(self):
-        controls = (
-            pn.Row(self.flag_id, self.note, self.ack, self.annotate)
-            if self.user
-            else pn.pane.HTML(
-                '<div class="dqm-note">Log in (<a href="./login?next=/expert">/login</a>) to '
-                "acknowledge or annotate flags.</div>"
-            )
-        )
-        return pn.Column(
-            pn.Row(self.run, self.subsystem, self.quality),
-            self.table,
-            controls,
-            self.result,
-            sizing_mode="stretch_width",
-        )
 
 
 class ActionsPanel(Viewer):
@@ -230,7 +123,7 @@ class ActionsPanel(Viewer):
             self.mask_channel.value = ",".join(str(c) for c in cell)
 
     def _show(self, ok: bool, text: str) -> None:
-        self.result[:] = [_message(ok, text)]
+        self.result[:] = [message(ok, text)]
 
     def _show_contents(self) -> None:
         """What the chosen run contains (its spills by quality, its BAD spills)."""

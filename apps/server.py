@@ -92,6 +92,24 @@ def _control_room(datastore: DataStore, settings: Settings):
     return page
 
 
+def _view_args() -> dict:
+    """The expert view described by the query string (unreadable values left out)."""
+    from apps.expert import VIEW_KEYS
+
+    view: dict = {}
+    for key in VIEW_KEYS:
+        text = _arg(key)
+        if not text:
+            continue
+        if key in ("histogram", "cmp_spills", "tab"):
+            view[key] = text
+        else:
+            value = _int_arg(key)
+            if value is not None:
+                view[key] = value
+    return view
+
+
 def _expert(datastore: DataStore, settings: Settings, auth: AuthConfig):
     def page():
         from apps.expert import Expert
@@ -100,9 +118,7 @@ def _expert(datastore: DataStore, settings: Settings, auth: AuthConfig):
             datastore,
             reports_dir=reports_dir(settings),
             auth_enabled=auth.enabled,
-            histogram=_arg("histogram") or None,
-            run=_int_arg("run"),
-            spill=_int_arg("spill"),
+            view=_view_args(),
         )
 
     return page

@@ -128,14 +128,14 @@ def web_server(pg_admin_url, redis_url, tmp_path_factory):
         for spill in (1, 2, 3):
             publish_one(r, settings.stream, REFERENCE_RUN, spill)
         wait_until(
-            lambda: closed_count(db_url, REFERENCE_RUN) == 3, 60, what="reference run closed"
+            lambda: closed_count(db_url, REFERENCE_RUN) == 3, 240, what="reference run closed"
         )
         engine = make_engine(db_url)
         with make_sessionmaker(engine).begin() as session:
             set_reference(session, REFERENCE_RUN, "fixture", comment="browser-test reference")
         engine.dispose()
         server.close_spill()
-        wait_until(lambda: closed_count(db_url, LIVE_RUN) == 1, 60, what="first live spill closed")
+        wait_until(lambda: closed_count(db_url, LIVE_RUN) == 1, 240, what="first live spill closed")
         wait_http(server.url + "/", serve)
         yield server
     finally:

@@ -150,18 +150,18 @@ def test_expert_histograms_load_off_the_event_loop_and_show_the_latest_choice(we
     # Given two closed spills and the expert's histogram explorer on them
     close(1, 1)
     close(1, 2)
-    explorer = HistogramExplorer(store, histogram="p_bms")
+    explorer = HistogramExplorer(store, view={"histogram": "p_bms"})
     assert "spills 1–2" in explorer.info.object
     loading_threads = []
     real_load = explorer._load
     main, second_loaded = threading.get_ident(), threading.Event()
 
-    def load(spec, *rest):
+    def load(request):
         loading_threads.append(threading.get_ident())
-        if threading.get_ident() != main and spec.name == "p_ms2":
+        if threading.get_ident() != main and request.histogram == "p_ms2":
             second_loaded.wait(10)  # the first choice is the slower to load: it finishes last
-        loaded = real_load(spec, *rest)
-        if threading.get_ident() != main and spec.name == "beam_x_ms1_0":
+        loaded = real_load(request)
+        if threading.get_ident() != main and request.histogram == "beam_x_ms1_0":
             second_loaded.set()
         return loaded
 
