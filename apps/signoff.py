@@ -119,25 +119,25 @@ class SignOff(Viewer):
             css_classes=["dqm-proposals"],
         )
         self.subsystems = pn.widgets.MultiChoice(
-            name="Subsystems", options=list(SUBSYSTEMS), value=list(SUBSYSTEMS), width=420
+            label="Subsystems", options=list(SUBSYSTEMS), value=list(SUBSYSTEMS), width=420
         )
         self.first = pn.widgets.IntInput(
-            name="First spill", value=1, start=1, width=120, css_classes=["dqm-first"]
+            label="First spill", value=1, start=1, width=120, css_classes=["dqm-first"]
         )
         self.last = pn.widgets.IntInput(
-            name="Last spill", value=1, start=1, width=120, css_classes=["dqm-last"]
+            label="Last spill", value=1, start=1, width=120, css_classes=["dqm-last"]
         )
         self.verdict = pn.widgets.RadioButtonGroup(
-            name="Verdict", options=list(VERDICTS), value=VERDICTS[0], css_classes=["dqm-verdict"]
+            label="Verdict", options=list(VERDICTS), value=VERDICTS[0], css_classes=["dqm-verdict"]
         )
         self.comment = pn.widgets.TextInput(
-            name="Comment",
+            label="Comment",
             placeholder="what you looked at, or why bad for physics",
             width=460,
             css_classes=["dqm-comment"],
         )
         self.certify = pn.widgets.Button(
-            name="Certify", button_type="primary", width=140, css_classes=["dqm-certify"]
+            label="Certify", color="primary", width=140, css_classes=["dqm-certify"]
         )
         self.result = pn.Column(sizing_mode="stretch_width")
         self.history = pn.widgets.Tabulator(
@@ -151,12 +151,13 @@ class SignOff(Viewer):
         )
         self.header = page_header("sign-off", user, auth_enabled, "signoff")
         self.auth_enabled = auth_enabled
-        self.run.param.watch(lambda _e: self.reload(), "value")
+        self.run.param.watch(lambda _e: self.reload(fill_form=True), "value")
         self.proposals.param.watch(self._on_select, "selection")
         self.certify.on_click(lambda _e: self.sign())
-        self.reload()
+        self.reload(fill_form=True)
 
-    def reload(self) -> None:
+    def reload(self, *, fill_form: bool = False) -> None:
+        """Re-read the run; ``fill_form`` (a newly chosen run) also sets the spill range to it."""
         run = self.run.value
         if run is None:
             self.status.object = "<p>No closed spill yet: nothing to sign off.</p>"
@@ -176,7 +177,7 @@ class SignOff(Viewer):
             f"{summary.last_spill} ({summary.spills} closed) · <b>{summary.status}</b> · "
             f"signed by {html.escape(signed)}</p>"
         )
-        if len(proposals):
+        if fill_form and len(proposals):
             self.first.value = int(proposals["first"].min())
             self.last.value = int(proposals["last"].max())
 

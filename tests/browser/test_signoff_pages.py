@@ -54,7 +54,7 @@ def test_shifter_signs_off_what_the_dqm_proposes(web_server, page, artifacts):
         .filter(has=cell("proposed", "bad"))
         .filter(has=cell("last", str(bad)))
     )
-    row.first.locator(".tabulator-cell").first.click()
+    row.first.locator('.tabulator-cell[tabulator-field="subsystem"]').click()
     wait_until(
         lambda: page.locator(".dqm-last input").input_value() == str(bad),
         20,
