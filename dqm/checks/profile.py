@@ -17,6 +17,8 @@ shifted reference has the same total in range up to what moves across the range'
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 from numpy.typing import NDArray
 from scipy.interpolate import PchipInterpolator
@@ -55,6 +57,12 @@ def recentred(reference: FloatArray, edges: FloatArray, shift: float) -> FloatAr
     curve = PchipInterpolator(edges, cumulative, extrapolate=False)
     moved = np.nan_to_num(curve(np.clip(edges - shift, edges[0], edges[-1])), nan=0.0)
     return np.maximum(np.diff(moved), 0.0)
+
+
+def _name_and_unit(label: str) -> tuple[str, str]:
+    """``"x [mm]"`` → ``("x", " mm")``: a shift or a position is printed with its unit."""
+    match = re.fullmatch(r"\s*(.*?)\s*\[(.+)\]\s*", label)
+    return (match.group(1) or label, f" {match.group(2)}") if match else (label, "")
 
 
 def _mean(values: FloatArray, centres: FloatArray) -> float:
@@ -120,20 +128,30 @@ def check_beam_profile(
     quality = worst(
         [grade(pull, pull_warning, pull_bad), grade(n_off, max_bins_warning + 1, max_bins_bad + 1)]
     )
-    unit = axis_label(h.axes[0], "x")
-    moved_by = f" moved by {shift:+.2f} (its centroid on this spill's)" if recentre else ""
+    label = axis_label(h.axes[0], "x")
+    coordinate, unit = _name_and_unit(label)
+    moved_by = (
+        f" moved by {shift:+.2f}{unit} onto this spill's centroid" if recentre and shift else ""
+    )
     limits = symmetric(pull_warning, pull_bad)
     largest_pull = fmt_judged(float(pulls[largest]), *limits, decimals=1, signed=True)
     explanation = (
         f"profile shape against the reference{moved_by}: {n_off} of {n.size} bins beyond "
         f"{fmt_limit(nsigma)}σ (warning > {max_bins_warning}, bad > {max_bins_bad}), largest "
-        f"pull {largest_pull}σ at {unit} ≈ {centres[largest]:.4g}"
+        f"pull {largest_pull}σ (warning ≥ {fmt_limit(pull_warning)}, bad ≥ "
+        f"{fmt_limit(pull_bad)}) at {coordinate} ≈ {centres[largest]:.4g}{unit}"
     )
     worst_bins = np.argsort(-np.abs(pulls))[:5]
     return CheckResult(
         quality,
         pull,
-        {"warning": pull_warning, "bad": pull_bad, "nsigma": nsigma},
+        {
+            "warning": pull_warning,
+            "bad": pull_bad,
+            "nsigma": nsigma,
+            "max_bins_warning": max_bins_warning,
+            "max_bins_bad": max_bins_bad,
+        },
         explanation,
         {
             "shift": shift,
