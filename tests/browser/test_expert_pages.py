@@ -199,7 +199,7 @@ def test_trends_in_words_by_spill_or_time_with_their_checks(web_server, spills, 
     quantity.wait_for()
     # Then quantities are named in words with units, and the quantity's own check is drawn
     assert "beam position in x at MS1 station 0 [mm]" in quantity.inner_text()
-    page.locator("canvas").nth(1).wait_for()  # the quantity and its check's number
+    page.locator(".dqm-trends canvas").nth(1).wait_for()  # the quantity and its check's number
     assert page.get_by_text("No check of the specs judges").count() == 0
     # When the expert switches to time
     page.get_by_text("time", exact=True).click()
