@@ -19,8 +19,10 @@ import panel as pn
 from panel.viewable import Viewer
 
 from apps import queries
+from dqm.core.roles import EXPERT, role_of
 from dqm.errors import DQMError
 from dqm.store import actions
+from dqm.store.signoff import run_contents
 
 __all__ = ["ActionsPanel", "run_action", "message"]
 
@@ -58,11 +60,24 @@ class ActionsPanel(Viewer):
         self.auth_enabled = auth_enabled
         self._selected_cell = selected_cell
         specs = datastore.specs
+        # no default: the live run (anomalies and all) must never become the reference by a
+        # click on a pre-filled form; the expert picks a run and sees what it contains first
         self.ref_run = pn.widgets.Select(
-            label="Reference run", options=datastore.read(queries.runs), width=160
+            label="Reference run",
+            options={"— choose a run —": None, **{str(r): r for r in datastore.read(queries.runs)}},
+            value=None,
+            width=160,
+            css_classes=["dqm-ref-run"],
+        )
+        self.ref_contents = pn.pane.HTML(
+            "", sizing_mode="stretch_width", css_classes=["dqm-ref-contents"]
         )
         self.ref_comment = pn.widgets.TextInput(label="Comment", width=360)
+        self.ref_reason = pn.widgets.TextInput(
+            label="Reason (needed when the run has BAD spills)", width=360
+        )
         self.set_ref = pn.widgets.Button(label="Set reference", color="primary", width=160)
+        self.ref_run.param.watch(lambda _e: self._show_contents(), "value")
         channel_hists = [s.name for s in specs if s.kind in ("cellmap", "channels")]
         self.mask_hist = pn.widgets.Select(label="Histogram", options=channel_hists, width=220)
         self.mask_channel = pn.widgets.TextInput(label="Channel (indices, e.g. 2,3)", width=180)
@@ -110,15 +125,35 @@ class ActionsPanel(Viewer):
     def _show(self, ok: bool, text: str) -> None:
         self.result[:] = [message(ok, text)]
 
+    def _show_contents(self) -> None:
+        """What the chosen run contains (its spills by quality, its BAD spills)."""
+        run = self.ref_run.value
+        if run is None:
+            self.ref_contents.object = ""
+            return
+        contents = self._store.read(lambda s: run_contents(s, int(run)))
+        colour = "#c4161c" if contents.bad_spills else "#1b7f3b"
+        self.ref_contents.object = (
+            f'<div style="color:{colour};font-size:15px">run {run}: '
+            f"{html.escape(contents.describe())}</div>"
+        )
+
     def set_reference(self) -> None:
         run = self.ref_run.value
+        if run is None:
+            self._show(False, "set reference refused: choose the run to certify first")
+            return
         self._show(
             *run_action(
                 self._store,
                 self.user,
                 f"set reference run {run}",
                 lambda s: actions.set_reference(
-                    s, int(run), self.user, comment=self.ref_comment.value
+                    s,
+                    int(run),
+                    self.user,
+                    comment=self.ref_comment.value,
+                    bad_spills_reason=self.ref_reason.value,
                 ),
             )
         )
@@ -195,9 +230,19 @@ class ActionsPanel(Viewer):
                 f"judged against, so they need a named person. {how}</div>",
                 sizing_mode="stretch_width",
             )
+        if role_of(self.user) != EXPERT:
+            return pn.pane.HTML(
+                '<div class="dqm-note dqm-shifter" style="font-size:16px">Logged in as a '
+                f"{role_of(self.user)}: you acknowledge, annotate and "
+                "<a href='./signoff'>sign off</a>. Reference runs, masks and thresholds change "
+                "how every later spill is judged: the subsystem expert sets them.</div>",
+                sizing_mode="stretch_width",
+            )
         return pn.Column(
             "### Reference run",
             pn.Row(self.ref_run, self.ref_comment, self.set_ref),
+            self.ref_contents,
+            pn.Row(self.ref_reason),
             "### Mask a channel until a date",
             pn.Row(self.mask_hist, self.mask_channel, self.use_cell),
             pn.Row(self.mask_until, self.mask_reason, self.mask),

@@ -300,13 +300,17 @@ def test_actions_need_a_named_user_and_land_in_the_audit_trail(web):
 
 def test_action_forms_write_through_dqm_actions(web):
     from apps.expert_actions import ActionsPanel
+    from dqm.core.roles import EXPERT, Actor
     from dqm.store.models import ChannelMask, CheckOverride, Reference
 
     s, store, close, _ = web
     # Given a closed run and the action forms of a logged-in expert and of a guest
     close(5, 1)
     expert = ActionsPanel(
-        store, user="bob", auth_enabled=True, selected_cell=lambda: ("webtest_ecal_cells", (2, 3))
+        store,
+        user=Actor("bob", EXPERT),
+        auth_enabled=True,
+        selected_cell=lambda: ("webtest_ecal_cells", (2, 3)),
     )
     guest = ActionsPanel(store, user=None, auth_enabled=True, selected_cell=lambda: None)
     # When the guest tries to set a reference
