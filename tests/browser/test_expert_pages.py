@@ -281,6 +281,7 @@ def test_compare_with_another_run_leaves_the_active_reference(web_server, spills
     assert page.console_log.errors == []
 
 
+@pytest.mark.timeout(1800)  # a store, a server and 18 timed page loads on a loaded machine
 def test_the_expert_page_benchmark_runs(artifacts):
     # Given a small stored run (the figure in the docs is on 300 spills: dqm bench --expert)
     # When the benchmark command opens the page and changes histograms in Chromium
