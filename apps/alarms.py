@@ -136,8 +136,8 @@ export function render({ model, el }) {
     root.dataset.beeps = String(beeps);
     root.classList.toggle('has-open', n > 0);
     const bell = armed()
-      ? '<span class="bell armed" data-bell="armed">🔔 SOUND ARMED</span>'
-      : '<button class="bell off" data-bell="off">🔇 SOUND OFF — click to arm</button>';
+      ? '<span class="bell armed" data-bell="armed">SOUND ARMED</span>'
+      : '<button class="bell off" data-bell="off">SOUND OFF — click to arm</button>';
     const head = n === 0
       ? '<span class="count none">NO OPEN INCIDENTS</span>'
       : `<span class="count">${n} OPEN INCIDENT${n === 1 ? '' : 'S'}</span>`;
@@ -150,18 +150,23 @@ export function render({ model, el }) {
            <option value="240">4 h</option></select>
            <button class="silence" ${n === 0 ? 'disabled' : ''}>Silence</button></span>`
       : '<a class="login" href="./login">log in to acknowledge or silence</a>';
-    let html = `<div class="alarm-head">${head}${bell}${silence}${act}</div>`;
-    for (const r of rows.slice(0, model.shown)) {
+    const hidden = n > model.shown
+      ? `<span class="more">+ ${n - model.shown} more open</span>` : '';
+    let html = `<div class="alarm-head">${head}${hidden}${bell}${silence}${act}</div>`;
+    rows.slice(0, model.shown).forEach((r, i) => {
       const ack = model.user
         ? `<button class="ack" data-id="${r.id}">Acknowledge</button>` : '';
-      html += `<div class="incident q-${esc(r.quality)}" data-incident="${r.id}">
-        <span class="what"><b>${esc(QUAL[r.quality] || r.quality)}</b> ${esc(r.where)}:
-        <a href="${esc(r.link)}">${esc(r.title)}</a></span>
-        <span class="when">${esc(r.spills)} · ${esc(r.since)}</span>
-        <span class="why">${esc(r.explanation)}</span>
-        <span class="todo">▶ ${esc(r.instruction)}</span>${ack}</div>`;
-    }
-    if (n > model.shown) html += `<div class="more">+ ${n - model.shown} more open</div>`;
+      // the worst (first) in full; the others on one line each: which, where, since when
+      const more = i === 0 ? `<span class="why">${esc(r.explanation)}</span>
+        <span class="todo">▶ ${esc(r.instruction)}</span>` : '';
+      const what = `<b>${esc(QUAL[r.quality] || r.quality)}</b> ${esc(r.where)}`;
+      const title = `<a href="${esc(r.link)}" title="${esc(r.title)}">${esc(r.title)}</a>`;
+      const when = `<span class="when">${esc(r.spills)} · ${esc(r.since)}</span>`;
+      html += `<div class="incident q-${esc(r.quality)}${i ? ' brief' : ''}"
+        data-incident="${r.id}">${ack}` + (i === 0
+          ? `<span class="what">${what}: ${title}</span>${when}${more}</div>`
+          : `<span class="what">${what}</span>${when}<span class="title">${title}</span></div>`);
+    });
     if (model.notice) html += `<div class="notice">${esc(model.notice)}</div>`;
     root.innerHTML = html;
     const arm = root.querySelector('button.bell');

@@ -129,8 +129,8 @@ def _tile(t: Tile, stale: bool, where: str = "") -> str:
         f'data-quality="{t.quality}" data-follows-from="{html.escape(t.follows_subsystem)}"{style}>'
         f'<div class="head"><span class="name">{html.escape(t.title)}</span><span '
         f'class="quality">{t.quality.replace("_", " ")}</span></div>'
-        f'<div class="explanation">{_text(t.explanation)}</div>'
-        f"{instruction}{follows}{ack}{link}</div>"
+        f'<div class="explanation">{_text(t.explanation)} {link}</div>'
+        f"{instruction}{follows}{ack}</div>"
     )
 
 
@@ -191,7 +191,8 @@ def render_strip(snap: Snapshot) -> str:
             run = r
         bg, fg = QUALITY_COLOURS.get(q, QUALITY_COLOURS["NO_DATA"])
         parts.append(
-            f'<a href="./expert?run={r}&amp;spill={s}" data-strip-spill="{s}" data-quality="{q}" '
+            f'<a href="./expert?run={r}&amp;spill={s}" data-run="{r}" data-strip-spill="{s}" '
+            f'data-quality="{q}" '
             f'title="run {r} spill {s}: {q}" style="background:{bg};color:{fg}">{s}</a>'
         )
     return f'<div class="dqm-strip" title="last spills, in spill order">{"".join(parts)}</div>'

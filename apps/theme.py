@@ -37,12 +37,22 @@ _TILES = "\n".join(
     f".q-{name} {{ background: {bg}; color: {fg}; }}" for name, (bg, fg) in QUALITY_COLOURS.items()
 )
 
+
+def _clamp(lines: int) -> str:
+    """CSS that keeps a text to ``lines`` lines (an ellipsis after): the wall's rows have a
+    height budget so that 1920×1080 never scrolls; the full text is on the expert page."""
+    return (
+        f"display: -webkit-box; -webkit-line-clamp: {lines}; line-clamp: {lines}; "
+        "-webkit-box-orient: vertical; overflow: hidden;"
+    )
+
+
 #: The smallest type on the wall (outside the plots): read from 3 m. A 55" 1920×1080 screen
 #: has 0.63 mm pixels; at 3 m a capital letter needs ≥ ~13 mm (3× the 5-arcminute limit of
 #: normal sight) to be read at a glance, i.e. ≥ ~20 px cap height: a 22 px font.
 WALL_MIN_FONT_PX = 22
 #: height of each wall plot: every plot of a tab in one row under the text, within 1080 lines
-WALL_PLOT_HEIGHT = 260
+WALL_PLOT_HEIGHT = 200
 
 CONTROL_ROOM_CSS = f"""
 :host {{ --dqm-bg: #0d0d0d; }}
@@ -53,9 +63,9 @@ CONTROL_ROOM_CSS = f"""
 .dqm-tile .name {{ font-size: 26px; font-weight: 700; letter-spacing: 1px;
   text-transform: uppercase; }}
 .dqm-tile .quality {{ font-size: 40px; font-weight: 900; line-height: 1.1; }}
-.dqm-tile .explanation {{ font-size: 24px; line-height: 1.2; margin-top: 2px; }}
+.dqm-tile .explanation {{ font-size: 24px; line-height: 1.2; margin-top: 2px; {_clamp(3)} }}
 .dqm-tile .instruction {{ font-size: 22px; font-weight: 700; line-height: 1.2;
-  margin-top: 4px; }}
+  margin-top: 4px; {_clamp(4)} }}
 .dqm-tile .ack {{ font-size: 22px; font-style: italic; }}
 .dqm-tile a {{ color: inherit; font-size: 22px; }}
 .dqm-tile.stale {{ opacity: 0.55; border: 3px dashed #fff; }}
@@ -79,8 +89,9 @@ CONTROL_ROOM_CSS = f"""
   gap: 6px; font-family: 'DejaVu Sans', Arial, sans-serif; color: #fff; }}
 .dqm-number {{ background: #1c1c1c; border-radius: 8px; padding: 2px 8px;
   border: 1px solid #444; display: grid; grid-template-columns: 1fr auto; align-items: end; }}
-.dqm-number .label {{ font-size: 22px; color: #ccc; grid-column: 1 / span 2; }}
-.dqm-number .value {{ font-size: 28px; font-weight: 800; white-space: nowrap; }}
+.dqm-number .label {{ font-size: 22px; line-height: 1.1; color: #ccc;
+  grid-column: 1 / span 2; }}
+.dqm-number .value {{ font-size: 28px; line-height: 1.1; font-weight: 800; white-space: nowrap; }}
 .dqm-number .unit {{ font-size: 22px; color: #ccc; }}
 """
 
@@ -101,6 +112,14 @@ ALARM_CSS = f"""
 .login {{ color: #4fc3f7; font-size: 22px; }}
 .incident {{ display: flex; flex-wrap: wrap; column-gap: 18px; align-items: baseline;
   border-radius: 8px; padding: 2px 10px; margin: 4px 0; font-size: 24px; }}
+.incident.brief {{ flex-wrap: nowrap; overflow: hidden; white-space: nowrap; }}
+.incident .what {{ order: 0; white-space: nowrap; overflow: hidden; text-overflow: ellipsis; }}
+.incident:not(.brief) .what {{ flex: 1 1 0; min-width: 0; }}
+.incident .when {{ order: 1; flex: none; white-space: nowrap; }}
+.incident .title {{ order: 2; overflow: hidden; text-overflow: ellipsis; min-width: 0; }}
+.incident .why {{ order: 4; flex-basis: 100%; {_clamp(1)} }}
+.incident .todo {{ order: 5; flex-basis: 100%; {_clamp(2)} }}
+.incident .ack {{ order: 3; margin-left: auto; flex: none; }}
 .incident a {{ color: inherit; }}
 .incident .what {{ font-size: 26px; }}
 .incident .todo {{ font-weight: 700; }}
