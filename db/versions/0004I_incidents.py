@@ -1,7 +1,7 @@
 """incidents that stay until acknowledged, and silences of the alarm sound
 
 Revision ID: 0004I
-Revises: 0003f
+Revises: 0004S
 Create Date: 2026-12-01 18:00:00
 """
 
@@ -9,7 +9,7 @@ from alembic import op
 import sqlalchemy as sa
 
 revision = "0004I"
-down_revision = "0003f"
+down_revision = "0004S"  # main had 0004S (certifications) when this branch merged it
 branch_labels = None
 depends_on = None
 
