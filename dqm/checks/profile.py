@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import numpy as np
 from numpy.typing import NDArray
-from scipy.interpolate import PchipInterpolator
 
+from dqm._lazy import lazy_module
 from dqm.checks._core import CheckContext, CheckResult, worst
 from dqm.checks._registry import register_check
 from dqm.checks._util import (
@@ -34,6 +34,8 @@ from dqm.checks._util import (
     symmetric,
 )
 from dqm.checks.stats import poisson_significance
+
+_interpolate = lazy_module("scipy.interpolate")
 
 __all__ = ["recentred", "check_beam_profile"]
 
@@ -52,7 +54,7 @@ def recentred(reference: FloatArray, edges: FloatArray, shift: float) -> FloatAr
         Counts per bin of the moved profile (not integers).
     """
     cumulative = np.concatenate([[0.0], np.cumsum(reference, dtype=float)])
-    curve = PchipInterpolator(edges, cumulative, extrapolate=False)
+    curve = _interpolate.PchipInterpolator(edges, cumulative, extrapolate=False)
     moved = np.nan_to_num(curve(np.clip(edges - shift, edges[0], edges[-1])), nan=0.0)
     return np.maximum(np.diff(moved), 0.0)
 
