@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import html
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
 
@@ -388,6 +388,17 @@ class HistogramExplorer(_DrawsOffLoop, Viewer):
         )
 
 
+#: the Trends tab's spans: the runs chosen by hand, or every run of the last N days
+#: (a long span is downsampled to about a screen's width by the store)
+TREND_SPANS: dict[str, float | None] = {
+    "chosen runs": None,
+    "last day": 1,
+    "last week": 7,
+    "last month": 30,
+    "last year": 365,
+}
+
+
 class Trends(_DrawsOffLoop, Viewer):
     """Any per-spill summary quantity across spills and runs, flagged spills marked."""
 
@@ -401,15 +412,28 @@ class Trends(_DrawsOffLoop, Viewer):
         self.runs = pn.widgets.MultiChoice(
             label="Runs", options=run_list, value=run_list[:1], width=360
         )
+        self.span = pn.widgets.Select(
+            label="Span", options=list(TREND_SPANS), value="chosen runs", width=140
+        )
         self.area = pn.Column(sizing_mode="stretch_width")
         self._latest = _LatestOnly(self.area)
         self.key.param.watch(self._redraw, "value")
         self.runs.param.watch(self._redraw, "value")
+        self.span.param.watch(self._redraw, "value")
         self.draw()
         self._serving()
 
-    def _load(self, key: str, runs: tuple[int, ...]):
-        return key, self._store.read(lambda s: queries.trend_frame(s, key, runs))
+    def _load(self, key: str, runs: tuple[int, ...], span: str = "chosen runs"):
+        days = TREND_SPANS.get(span)
+
+        def read(session):
+            if days is None:
+                return queries.trend_frame(session, key, runs)
+            now = datetime.now(UTC)
+            spanned = queries.runs_in_period(session, now - timedelta(days=days), now)
+            return queries.trend_frame(session, key, spanned)
+
+        return key, self._store.read(read)
 
     def _show(self, loaded) -> None:
         key, frame = loaded
@@ -420,22 +444,26 @@ class Trends(_DrawsOffLoop, Viewer):
         ]
 
     def draw(self) -> None:
-        if not self.runs.value:
+        if not self.runs.value and self.span.value == "chosen runs":
             self.area[:] = [pn.pane.Markdown("Choose one or more runs.")]
             return
-        self._show(self._load(self.key.value, tuple(self.runs.value)))
+        self._show(self._load(self.key.value, tuple(self.runs.value), self.span.value))
 
     async def draw_async(self, _event=None) -> None:
         """The trend of the chosen runs, queried in a thread (a week of runs is thousands of
         spills)."""
-        if not self.runs.value:
+        if not self.runs.value and self.span.value == "chosen runs":
             self._latest.cancel()
             self.area[:] = [pn.pane.Markdown("Choose one or more runs.")]
             return
-        await self._latest.run((self.key.value, tuple(self.runs.value)), self._load, self._show)
+        await self._latest.run(
+            (self.key.value, tuple(self.runs.value), self.span.value), self._load, self._show
+        )
 
     def __panel__(self):
-        return pn.Column(pn.Row(self.key, self.runs), self.area, sizing_mode="stretch_width")
+        return pn.Column(
+            pn.Row(self.key, self.span, self.runs), self.area, sizing_mode="stretch_width"
+        )
 
 
 def _reports_html(folder: Path) -> str:

@@ -113,8 +113,10 @@ def overlay_ratio_pull(c: dict[str, Any], title: str) -> list:
 
 def trend_figure(frame: pd.DataFrame, key: str, doc: str = "") -> figure:
     """A summary quantity per spill; WARNING/BAD spills drawn large in their colour."""
+    every = int(frame.attrs.get("every", 1))
+    shown = f" (1 spill in {every} shown)" if every > 1 else ""
     fig = figure(
-        title=f"{key} per spill" + (f" — {doc}" if doc else ""),
+        title=f"{key} per spill{shown}" + (f" — {doc}" if doc else ""),
         height=360,
         sizing_mode="stretch_width",
         tools="pan,wheel_zoom,box_zoom,reset,save",

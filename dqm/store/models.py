@@ -126,7 +126,8 @@ class Spill(Base):
     status: Mapped[str] = mapped_column(String(16), default=SPILL_OPEN, index=True)
     opened_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # indexed (0004P): the newest closed spills, the change check and time spans ask by it
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
     expected_batches: Mapped[int | None] = mapped_column(Integer)
     expected_events: Mapped[int | None] = mapped_column(Integer)
     received_batches: Mapped[int] = mapped_column(Integer, default=0)
