@@ -235,6 +235,16 @@ class Flag(Base):
     cause: Mapped[str | None] = mapped_column(String(128))
 
 
+# migration 0004P: a run's flags by quality, and the newest flagged (WARNING and worse) rows
+Index("ix_flags_run_quality", Flag.run, Flag.quality)
+Index(
+    "ix_flags_flagged_spill",
+    Flag.spill_id,
+    postgresql_where=Flag.quality >= 1,
+    sqlite_where=Flag.quality >= 1,
+)
+
+
 class Reference(Base):
     """A certified reference run for a beam configuration, with its provenance."""
 
