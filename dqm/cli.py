@@ -32,6 +32,8 @@ COMMANDS = {
     "serve": "serve the control room and expert web pages",
     "flags": "list a run's data-quality flags with explanations and instructions",
     "reference": "set, list, show or suggest reference runs",
+    "signoff": "a run's sign-off: proposal, certifications, certify",
+    "goodspills": "certified good spills (golden JSON or CSV) for the analysis",
     "recheck": "recompute a stored run's flags and compare with the live ones",
     "validate": (
         "validation scenario matrix on simulated spills: false alarms, detection delays, "
