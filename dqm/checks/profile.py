@@ -27,8 +27,8 @@ import re
 
 import numpy as np
 from numpy.typing import NDArray
-from scipy.interpolate import PchipInterpolator
 
+from dqm._lazy import lazy_module
 from dqm.checks._core import CheckContext, CheckResult, worst
 from dqm.checks._registry import register_check
 from dqm.checks._util import (
@@ -42,6 +42,8 @@ from dqm.checks._util import (
     symmetric,
 )
 from dqm.checks.stats import poisson_significance
+
+_interpolate = lazy_module("scipy.interpolate")
 
 __all__ = ["recentred", "check_beam_profile"]
 
@@ -63,7 +65,7 @@ def recentred(
         Counts per bin of the moved profile (not integers).
     """
     cumulative = np.concatenate([[0.0], np.cumsum(reference, dtype=float)])
-    curve = PchipInterpolator(edges, cumulative, extrapolate=False)
+    curve = _interpolate.PchipInterpolator(edges, cumulative, extrapolate=False)
     mean = _mean(np.asarray(reference, dtype=float), (edges[1:] + edges[:-1]) / 2)
     source = edges - shift if stretch == 1.0 else mean + (edges - mean - shift) / stretch
     moved = np.nan_to_num(curve(np.clip(source, edges[0], edges[-1])), nan=0.0)

@@ -129,7 +129,8 @@ class Spill(Base):
     status: Mapped[str] = mapped_column(String(16), default=SPILL_OPEN, index=True)
     opened_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # indexed (0004P): the newest closed spills, the change check and time spans ask by it
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
     expected_batches: Mapped[int | None] = mapped_column(Integer)
     expected_events: Mapped[int | None] = mapped_column(Integer)
     received_batches: Mapped[int] = mapped_column(Integer, default=0)
@@ -235,6 +236,16 @@ class Flag(Base):
     #: ``daq_source_absent:MS1``); on a roll-up row, the cause elsewhere its subsystem follows
     #: from; NULL for GOOD flags and for flags stored before causes existed
     cause: Mapped[str | None] = mapped_column(String(128))
+
+
+# migration 0004P: a run's flags by quality, and the newest flagged (WARNING and worse) rows
+Index("ix_flags_run_quality", Flag.run, Flag.quality)
+Index(
+    "ix_flags_flagged_spill",
+    Flag.spill_id,
+    postgresql_where=Flag.quality >= 1,
+    sqlite_where=Flag.quality >= 1,
+)
 
 
 class Reference(Base):
