@@ -30,6 +30,8 @@ COMMANDS = (
     "serve",
     "flags",
     "reference",
+    "signoff",
+    "goodspills",
     "recheck",
     "validate",
     "report",

@@ -18,11 +18,17 @@ Two chains live here:
 * :class:`PoissonCusum` — the textbook test, *restarted* after an alarm: its ARL0 is what
   the optimality theorem (Lorden 1971, Moustakides 1986) is about.
 * :class:`HeldCusum` — the same statistic as a DQM check runs it: **not** restarted (the
-  flag must stay up while an excess persists), and each spill's count capped at the
-  smallest count that alarms from ``S = 0`` on its own. The cap changes nothing before the
-  first alarm (a count at or above it alarms with or without the cap, whatever ``S`` was),
-  so delays are those of Page's test; it only bounds how far one wild spill lifts ``S``
-  above ``h``, hence how long a one-spill glitch keeps the flag up. The statistic is also
+  flag must stay up while an excess persists), and a spill whose count alarms on its own
+  (at least the smallest count that alarms from ``S = 0``, the *cap*) is an outlier: BAD on
+  that spill by itself, and **left out of the accumulation** for the spills after it (flagged
+  spills excluded, as the anchored baselines do): in its place ``S`` moves as an ordinary
+  in-control spill moves it on average (count λ0, increment λ0 − k < 0), so it neither
+  lifts ``S`` nor lets it fall faster than the clean spill it replaced. This changes
+  nothing before the first alarm (such a count alarms whatever ``S`` was), so delays are
+  those of Page's test; but a one-spill glitch no longer lifts ``S`` for the spills after
+  it, so it leaves no trail of flags, while an excess that persists keeps alarming, on its
+  own spills or through the spills that stay under the cap and still accumulate. The
+  statistic is also
   clipped at a ceiling a few counts above ``h``, so that after a long excess it falls back
   within a few spills instead of paying back everything it gathered. Its false alarms are
   counted as *episodes* (spills that turn BAD after a spill that was not), from its exact
@@ -217,15 +223,19 @@ class HeldCusum:
 
     @property
     def cap(self) -> int:
-        """Smallest count that alarms from ``S = 0`` on its own (``⌈(h + k)/b⌉``)."""
+        """Smallest count that alarms from ``S = 0`` on its own (``⌈(h + k)/b⌉``): a spill
+        with at least this many is an outlier, BAD by itself and left out of ``S``."""
         return alarm_count(self.test.h_steps, self.test.k_steps, self.test.denominator)
 
-    def transitions(self, rate: float) -> sparse.csc_matrix:
-        """Transition matrix on ``b·S = 0 .. ceiling`` (exact: no state is truncated)."""
+    def outlier_probability(self, rate: float) -> float:
+        """``P(x ≥ cap)``: a spill alarms on its own (and leaves ``S`` where it was)."""
+        return float(_st.poisson.sf(self.cap - 1, rate))
+
+    def accumulating(self, rate: float) -> sparse.csc_matrix:
+        """``Q[i, j]``: the spill is no outlier (``x < cap``) and moves ``b·S`` from i to j."""
         n = self.ceiling_steps + 1
         b, a, cap = self.test.denominator, self.test.k_steps, self.cap
-        pmf = _st.poisson.pmf(np.arange(cap + 1), rate)
-        pmf[cap] = _st.poisson.sf(cap - 1, rate)  # every count ≥ cap moves S as cap does
+        pmf = _st.poisson.pmf(np.arange(cap), rate)
         states = np.arange(n)
         rows, cols, probs = [], [], []
         for x, p in enumerate(pmf):
@@ -235,6 +245,35 @@ class HeldCusum:
         return sparse.csc_matrix(
             (np.concatenate(probs), (np.concatenate(rows), np.concatenate(cols))), shape=(n, n)
         )
+
+    @property
+    def imputed_steps(self) -> int:
+        """What an outlier spill adds to ``b·S`` instead of its count: the in-control
+        expectation ``b·λ0 − b·k`` (< 0), as if an ordinary spill had come."""
+        lambda0 = self.test.lambda0
+        b, a = self.test.denominator, self.test.k_steps
+        return (round(b * lambda0) if math.isfinite(lambda0) else a) - a
+
+    def transitions(self, rate: float) -> sparse.csc_matrix:
+        """Transition matrix of ``b·S = 0 .. ceiling`` (exact: no state is truncated): the
+        accumulating spills move it by their count, an outlier spill by the imputed
+        in-control expectation (:attr:`imputed_steps`)."""
+        n = self.ceiling_steps + 1
+        states = np.arange(n)
+        outlier = sparse.csc_matrix(
+            (
+                np.full(n, self.outlier_probability(rate)),
+                (states, np.clip(states + self.imputed_steps, 0, n - 1)),
+            ),
+            shape=(n, n),
+        )
+        return (self.accumulating(rate) + outlier).tocsc()
+
+    def flag_probability(self, rate: float, threshold_steps: int) -> NDArray[np.float64]:
+        """From each state ``b·S`` before a spill: P(that spill is flagged at ``threshold``)
+        — it is an outlier (flagged by itself) or it takes ``S`` to the threshold."""
+        q = self.accumulating(rate).tocsr()[:, threshold_steps:]
+        return self.outlier_probability(rate) + np.asarray(q.sum(axis=1)).ravel()
 
     def stationary(self, rate: float) -> NDArray[np.float64]:
         """Long-run law of ``b·S`` at a constant ``rate`` (``π = πP``, ``Σπ = 1``)."""
@@ -248,25 +287,28 @@ class HeldCusum:
         return np.clip(law, 0.0, None) / np.clip(law, 0.0, None).sum()
 
     def episode_rate(self, rate: float, threshold_steps: int | None = None) -> float:
-        """Alarm episodes per observation at ``rate``: P(S_{t−1} < thr ≤ S_t), stationary.
+        """Alarm episodes per observation at ``rate``: spill t−1 not flagged, spill t flagged.
 
-        ``threshold_steps`` defaults to ``h``; a lower one gives the WARNING episodes.
+        Spill t−1 is not flagged when it was no outlier and left ``S`` below the threshold,
+        so the law of ``S`` after it is the stationary law moved by an accumulating spill,
+        restricted to the states below; spill t is then flagged with
+        :meth:`flag_probability`. ``threshold_steps`` defaults to ``h``; a lower one gives
+        the WARNING episodes.
         """
         thr = self.test.h_steps if threshold_steps is None else threshold_steps
-        p = self.transitions(rate).tocsr()
-        law = self.stationary(rate)
-        into = np.asarray(p[:thr, thr:].sum(axis=1)).ravel()
-        return float(law[:thr] @ into)
+        quiet = self.accumulating(rate).T @ self.stationary(rate)
+        return float(quiet[:thr] @ self.flag_probability(rate, thr)[:thr])
 
     def flagged_after(
         self, start: int | NDArray[np.float64], rate: float, spills: int, threshold_steps: int
     ) -> NDArray[np.float64]:
-        """``P(S_t ≥ threshold)`` for ``t = 1 .. spills`` at ``rate``.
+        """P(spill t flagged at ``threshold``) for ``t = 1 .. spills`` at ``rate``.
 
         ``start`` is the state ``b·S_0`` or a law over the states (e.g. the stationary law
         moved by one glitch spill: ``transitions(rate_glitch).T @ stationary(rate)``).
         """
         p = self.transitions(rate).tocsr()
+        flag = self.flag_probability(rate, threshold_steps)
         if isinstance(start, np.ndarray):
             law = np.asarray(start, dtype=float)
         else:
@@ -274,8 +316,8 @@ class HeldCusum:
             law[min(int(start), p.shape[0] - 1)] = 1.0
         out = np.empty(spills)
         for t in range(spills):
+            out[t] = float(law @ flag)
             law = p.T @ law
-            out[t] = law[threshold_steps:].sum()
         return out
 
 

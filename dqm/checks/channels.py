@@ -24,22 +24,18 @@ calling an edge-of-spot cell hot at high statistics.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 from numpy.typing import NDArray
 
+from dqm.checks._cell_report import cell_report, tiers
+from dqm.checks._cell_windows import Windows, assess_windows, strongest
 from dqm.checks._cellmaps import Method
-from dqm.checks._cells import (
-    CellAssessment,
-    Windows,
-    assess_windows,
-    channel_label,
-    dead_reach,
-    expected_count,
-    strongest,
-)
-from dqm.checks._core import CheckContext, CheckResult, Quality
+from dqm.checks._cells import CellAssessment, channel_label, dead_reach
+from dqm.checks._core import CheckContext, CheckResult
 from dqm.checks._registry import register_check
-from dqm.checks._util import fmt_judged, grade, no_data
+from dqm.checks._util import no_data
 
 __all__ = [
     "CellAssessment",
@@ -48,13 +44,6 @@ __all__ = [
     "check_hot_channels",
     "check_noisy_channels",
 ]
-
-_SOURCE = {
-    "reference": "expected from the reference",
-    "separable": "no reference: judged against the map's own smooth fit",
-    "neighbours": "no reference: judged against the median of each cell's neighbours",
-    "median": "no reference: judged against the median of the cells",
-}
 
 _COMMON = {
     "use_reference": (bool, True, "compare with the reference map scaled to this spill if present"),
@@ -90,91 +79,106 @@ _COMMON = {
 _ORDER = (("channels_warning", "channels_bad"), ("warning_sigma", "min_sigma"))
 
 
-def _report(
-    assessment: CellAssessment,
-    flagged: NDArray[np.bool_],
-    suspect: NDArray[np.bool_],
+def _judge_cells(
+    context: CheckContext,
     what: str,
-    channel_name: str,
-    warning: int,
-    bad: int,
-    extra: dict[str, float | None],
-    sensitivity: str = "",
-) -> CheckResult:
-    """Build the result: worst channels first, named with observed vs expected."""
-    z_global = assessment.global_significance.ravel()
-    order = np.argsort(-np.abs(z_global))
-    picked = [i for i in order if flagged.ravel()[i]]
-    suspects = [i for i in order if suspect.ravel()[i] and not flagged.ravel()[i]]
-    source = _SOURCE[assessment.method]
-    n_flagged = len(picked)
-    quality = grade(n_flagged, warning, bad) if n_flagged else Quality.GOOD
-    if suspects and quality is Quality.GOOD:
-        quality = Quality.WARNING
-    observed, expected = assessment.observed.ravel(), assessment.expected.ravel()
-    spills = assessment.spills.ravel()
-    m, trials = assessment.n_judged, assessment.n_trials
-    after = f"{m} cells" + (f" × {trials // max(m, 1)} windows" if trials > m else "")
-
-    limits = (extra.get("warning_sigma"), extra.get("min_sigma"))
-
-    def line(i: int) -> str:
-        over = f" in the last {spills[i]} spills" if spills[i] > 1 else ""
-        z = fmt_judged(abs(float(z_global[i])), *limits, decimals=1)
-        return (
-            f"{channel_name} {channel_label(assessment.ids[i])}: {observed[i]:.0f} hits{over}, "
-            f"expected ≈ {expected_count(expected[i])} ({z}σ after {after})"
-        )
-
-    parts = []
-    if picked:
-        more = f" and {n_flagged - 5} more" if n_flagged > 5 else ""
-        parts.append(
-            f"{n_flagged} {what} {channel_name}(s): " + "; ".join(map(line, picked[:5])) + more
-        )
-    if suspects:
-        parts.append(f"suspect {what}: " + "; ".join(map(line, suspects[:3])))
-    if parts:
-        explanation = "; ".join(parts) + f" — {source}"
-    else:
-        explanation = f"no {what} {channel_name} among {m} — {source}{sensitivity}"
-    shown = picked + suspects
-    details = {
-        "channels": [list(assessment.ids[i]) for i in picked],
-        "suspects": [list(assessment.ids[i]) for i in suspects],
-        "observed": [float(observed[i]) for i in shown],
-        "expected": [float(expected[i]) for i in shown],
-        "spills": [int(spills[i]) for i in shown],
-        "significance": [float(z_global[i]) for i in shown],
-        "local_significance": [float(assessment.significance.ravel()[i]) for i in shown],
-        "method": assessment.method,
-        "cells_judged": m,
-        "trials": trials,
-        "masked": [
-            list(c) for c, mk in zip(assessment.ids, assessment.masked.ravel(), strict=False) if mk
-        ],
-    }
-    threshold = {"warning": float(warning), "bad": float(bad)}
-    threshold.update({k: v for k, v in extra.items() if v is not None})
-    return CheckResult(quality, float(n_flagged), threshold, explanation, details)
-
-
-def _tiers(
-    cells: CellAssessment,
-    candidate: NDArray[np.bool_],
+    sign: int,
+    candidates: Callable[[Windows], NDArray[np.bool_]],
+    *,
+    use_reference: bool,
+    method: Method,
     min_sigma: float,
     warning_sigma: float | None,
-    sign: int,
-) -> tuple[NDArray[np.bool_], NDArray[np.bool_]]:
-    """(flagged, suspect): candidates at ≥ min_sigma, and at ≥ warning_sigma below it."""
-    z = sign * cells.global_significance
-    flagged = candidate & (z >= min_sigma)
-    suspect = (
-        candidate & (z >= warning_sigma) & ~flagged
-        if warning_sigma is not None
-        else np.zeros_like(flagged)
+    spills: int,
+    channel_name: str,
+    channels_warning: int,
+    channels_bad: int,
+    extra: dict[str, float | None],
+    sensitivity: Callable[[Windows], str] | None = None,
+) -> CheckResult:
+    """What the dead, hot and noisy checks share: assess the map over its spill windows,
+    keep each cell's strongest window in direction ``sign`` (−1 deficit, +1 excess) among
+    the cells ``candidates`` proposes, grade by significance and word the result.
+
+    ``sensitivity`` adds what a single spill cannot judge (cells too quiet to call dead).
+    """
+    assessed = assess_windows(
+        context, spills=spills, use_reference=use_reference, method=method, min_sigma=min_sigma
     )
-    return flagged, suspect
+    cells, candidate = strongest(assessed, _now(candidates(assessed)), sign)
+    if cells.note:
+        return no_data(cells.note)
+    flagged, suspect = tiers(cells, candidate, min_sigma, warning_sigma, sign)
+    return cell_report(
+        cells,
+        flagged,
+        suspect,
+        what,
+        channel_name,
+        channels_warning,
+        channels_bad,
+        extra,
+        sensitivity(assessed) if sensitivity else "",
+    )
+
+
+def _now(candidate: NDArray[np.bool_]) -> NDArray[np.bool_]:
+    """A cell is judged over earlier spills only while *this* spill shows it too.
+
+    Windows add evidence for a cell that is off now (dead now, hot now); without this, one
+    spill with a hot cell would keep it "hot" over the next spills' windows — a trail of
+    flags after the fault is gone, exactly what change detection avoids for a glitch.
+    """
+    return candidate & candidate[:1]
+
+
+def _deficit(dead_fraction: float, min_expected: float) -> Callable[[Windows], NDArray[np.bool_]]:
+    """Candidates for a dead cell in every window: below ``dead_fraction`` of expectation."""
+
+    def candidates(assessed: Windows) -> NDArray[np.bool_]:
+        expected = np.nan_to_num(assessed.expected, nan=0.0)
+        return (
+            ~assessed.masked[None]
+            & (expected >= min_expected)
+            & (assessed.observed < dead_fraction * expected)
+        )
+
+    return candidates
+
+
+def _too_quiet(min_sigma: float) -> Callable[[Windows], str]:
+    """What a dead-cell result adds: how many cells expect too few hits to be called dead."""
+
+    def sensitivity(assessed: Windows) -> str:
+        trials = assessed.first.n_judged * assessed.count
+        reach = dead_reach(trials, min_sigma)
+        longest = np.nan_to_num(assessed.expected[-1], nan=0.0)
+        valid = np.isfinite(assessed.expected[-1])
+        blind = int((~assessed.masked & valid & (longest < reach)).sum())
+        over = f" even over {assessed.count} spills" if assessed.count > 1 else ""
+        return (
+            f"; {blind} cell(s) expect fewer than {reach:.0f} hits{over}: too few to call them dead"
+            if blind
+            else ""
+        )
+
+    return sensitivity
+
+
+def _excess(factor: float, min_share: float = 0.0) -> Callable[[Windows], NDArray[np.bool_]]:
+    """Candidates for an excess in every window: ``factor`` above expectation (and, without
+    a reference, a minimum share of the map: the smooth fit knows nothing of shower tails)."""
+
+    def candidates(assessed: Windows) -> NDArray[np.bool_]:
+        expected = assessed.expected
+        valid = np.isfinite(expected)
+        above = assessed.observed > factor * np.where(valid, expected, np.inf)
+        share = 0.0 if assessed.first.method == "reference" else min_share
+        cells_axes = tuple(range(1, assessed.observed.ndim))
+        totals = assessed.observed.sum(axis=cells_axes, keepdims=True)
+        return ~assessed.masked[None] & valid & above & (assessed.observed >= share * totals)
+
+    return candidates
 
 
 @register_check(
@@ -213,96 +217,25 @@ def check_dead_channels(
     assert context.histogram is not None
     if float(context.histogram.values().sum()) <= 0:
         return no_data("no hit in any cell of the map: nothing to compare the cells with")
-    assessed = assess_windows(
-        context, spills=spills, use_reference=use_reference, method=method, min_sigma=min_sigma
-    )
-    expected = np.nan_to_num(assessed.expected, nan=0.0)
-    candidate = (
-        ~assessed.masked[None]
-        & (expected >= min_expected)
-        & (assessed.observed < dead_fraction * expected)
-    )
-    cells, is_candidate = strongest(assessed, _now(candidate), -1)
-    if cells.note:
-        return no_data(cells.note)
-    flagged, suspect = _tiers(cells, is_candidate, min_sigma, warning_sigma, -1)
-    reach = dead_reach(cells.n_trials, warning_sigma or min_sigma)
-    longest = np.nan_to_num(assessed.expected[-1], nan=0.0)
-    blind = int((~assessed.masked & np.isfinite(assessed.expected[-1]) & (longest < reach)).sum())
-    over = f" even over {assessed.count} spills" if assessed.count > 1 else ""
-    sensitivity = (
-        f"; {blind} cell(s) expect fewer than {reach:.0f} hits{over}: too few to call them dead"
-        if blind
-        else ""
-    )
-    return _report(
-        cells,
-        flagged,
-        suspect,
+    return _judge_cells(
+        context,
         "dead",
-        channel_name,
-        channels_warning,
-        channels_bad,
-        {"dead_fraction": dead_fraction, "min_sigma": min_sigma, "warning_sigma": warning_sigma},
-        sensitivity,
-    )
-
-
-def _now(candidate: NDArray[np.bool_]) -> NDArray[np.bool_]:
-    """A cell is judged over earlier spills only while *this* spill shows it too.
-
-    Windows add evidence for a cell that is off now (dead now, hot now); without this, one
-    spill with a hot cell would keep it "hot" over the next spills' windows — a trail of
-    flags after the fault is gone, exactly what change detection avoids for a glitch.
-    """
-    return candidate & candidate[:1]
-
-
-def _excess(assessed: Windows, factor: float, min_share: float = 0.0) -> NDArray[np.bool_]:
-    """Candidates for an excess in every window: ``factor`` above expectation (and, without
-    a reference, a minimum share of the map: the smooth fit knows nothing of shower tails)."""
-    expected = assessed.expected
-    valid = np.isfinite(expected)
-    above = assessed.observed > factor * np.where(valid, expected, np.inf)
-    share = 0.0 if assessed.first.method == "reference" else min_share
-    cells_axes = tuple(range(1, assessed.observed.ndim))
-    totals = assessed.observed.sum(axis=cells_axes, keepdims=True)
-    return ~assessed.masked[None] & valid & above & (assessed.observed >= share * totals)
-
-
-def _excess_cells(
-    context: CheckContext,
-    factor: float,
-    min_share: float,
-    *,
-    spills: int,
-    use_reference: bool,
-    method: Method,
-    min_sigma: float,
-) -> tuple[CellAssessment, NDArray[np.bool_]]:
-    assessed = assess_windows(
-        context, spills=spills, use_reference=use_reference, method=method, min_sigma=min_sigma
-    )
-    return strongest(assessed, _now(_excess(assessed, factor, min_share)), +1)
-
-
-def _excess_result(
-    cells: CellAssessment,
-    candidate: NDArray[np.bool_],
-    what: str,
-    channel_name: str,
-    *,
-    min_sigma: float,
-    warning_sigma: float | None,
-    channels_warning: int,
-    channels_bad: int,
-    extra: dict[str, float | None],
-) -> CheckResult:
-    if cells.note:
-        return no_data(cells.note)
-    flagged, suspect = _tiers(cells, candidate, min_sigma, warning_sigma, +1)
-    return _report(
-        cells, flagged, suspect, what, channel_name, channels_warning, channels_bad, extra
+        -1,
+        _deficit(dead_fraction, min_expected),
+        use_reference=use_reference,
+        method=method,
+        min_sigma=min_sigma,
+        warning_sigma=warning_sigma,
+        spills=spills,
+        channel_name=channel_name,
+        channels_warning=channels_warning,
+        channels_bad=channels_bad,
+        extra={
+            "dead_fraction": dead_fraction,
+            "min_sigma": min_sigma,
+            "warning_sigma": warning_sigma,
+        },
+        sensitivity=_too_quiet(warning_sigma or min_sigma),
     )
 
 
@@ -336,22 +269,17 @@ def check_hot_channels(
     min_share: float,
 ) -> CheckResult:
     """Cells firing significantly more often than expected (noise, a stuck discriminator)."""
-    cells, candidate = _excess_cells(
+    return _judge_cells(
         context,
-        hot_factor,
-        min_share,
-        spills=spills,
+        "hot",
+        +1,
+        _excess(hot_factor, min_share),
         use_reference=use_reference,
         method=method,
         min_sigma=min_sigma,
-    )
-    return _excess_result(
-        cells,
-        candidate,
-        "hot",
-        channel_name,
-        min_sigma=min_sigma,
         warning_sigma=warning_sigma,
+        spills=spills,
+        channel_name=channel_name,
         channels_warning=channels_warning,
         channels_bad=channels_bad,
         extra={
@@ -387,22 +315,17 @@ def check_noisy_channels(
     noisy_factor: float,
 ) -> CheckResult:
     """Cells with a moderate but significant excess (hot cells are included)."""
-    cells, candidate = _excess_cells(
+    return _judge_cells(
         context,
-        noisy_factor,
-        0.0,
-        spills=spills,
+        "noisy",
+        +1,
+        _excess(noisy_factor),
         use_reference=use_reference,
         method=method,
         min_sigma=min_sigma,
-    )
-    return _excess_result(
-        cells,
-        candidate,
-        "noisy",
-        channel_name,
-        min_sigma=min_sigma,
         warning_sigma=warning_sigma,
+        spills=spills,
+        channel_name=channel_name,
         channels_warning=channels_warning,
         channels_bad=channels_bad,
         extra={

@@ -9,6 +9,7 @@ statistically significant, so a short spill cannot raise a false alarm.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 from scipy import stats as _st
 
@@ -115,14 +116,47 @@ def check_pik_fraction(
     )
 
 
-def _shift_quality(
-    delta: float, error: float, warning: float, bad: float, min_sigma: float
-) -> tuple[Quality, float]:
-    """Grade ``|delta|`` against limits, counting only significant shifts."""
-    significance = abs(delta) / error if error > 0 else math.inf
-    if significance < min_sigma:
-        return Quality.GOOD, significance
-    return grade(abs(delta), warning, bad), significance
+#: What every mean-shift check reads besides its quantity, and how sure a shift must be.
+_SPILL_MEAN = {
+    "n_key": (str, "n_events", "summary key of the number of events"),
+    "min_sigma": (float, 3.0, "shifts below this significance are not flagged"),
+}
+
+
+@dataclass(frozen=True)
+class _SpillMean:
+    """A spill's mean of a quantity, with its spread and the statistical error of the mean."""
+
+    key: str
+    value: float
+    spread: float | None
+    error: float  # spread / √N; 0 without a spread (every shift then counts as significant)
+
+    def shift(
+        self, expected: float, warning: float, bad: float, min_sigma: float
+    ) -> tuple[Quality, float, float]:
+        """``(quality, value − expected, significance)``: the shift graded against its limits,
+        counted only when significant (a short spill cannot raise a false alarm)."""
+        delta = self.value - expected
+        significance = abs(delta) / self.error if self.error > 0 else math.inf
+        if significance < min_sigma:
+            return Quality.GOOD, delta, significance
+        return grade(abs(delta), warning, bad), delta, significance
+
+
+def _spill_mean(
+    context: CheckContext, key: str, sigma_key: str, n_key: str, *, need_spread: bool
+) -> _SpillMean | CheckResult:
+    """The spill's mean of ``key`` from its summary, or NO_DATA naming what is missing."""
+    value = summary_value(context, key)
+    spread = summary_value(context, sigma_key)
+    n_events = summary_value(context, n_key)
+    wanted = [(key, value), (sigma_key, spread), (n_key, n_events or None)]
+    missing = [k for k, v in wanted if v is None and (need_spread or k != sigma_key)]
+    if value is None or not n_events or missing:
+        return no_data(f"{', '.join(repr(k) for k in missing)} missing from the summary")
+    error = (spread if spread is not None else 0.0) / math.sqrt(n_events)
+    return _SpillMean(key, value, spread, error)
 
 
 @register_check(
@@ -130,7 +164,6 @@ def _shift_quality(
     params={
         "dp_mean_key": (str, "dp_mean", "summary key of mean Δp = p_BMS − p_MS2 [GeV]"),
         "dp_sigma_key": (str, "dp_sigma", "summary key of the Δp spread [GeV]"),
-        "n_key": (str, "n_events", "summary key of the number of events"),
         "p_mean_key": (str, "p_bms_mean", "summary key of the beam momentum used for σ(Δp)"),
         "p_nominal_gev": (
             float,
@@ -144,7 +177,7 @@ def _shift_quality(
         "res_ms2": (float, 0.035, "relative MS2 momentum resolution"),
         "dp_sigma_rel_warning": (float, 0.2, "WARNING when σ(Δp) deviates by this fraction"),
         "dp_sigma_rel_bad": (float, 0.5, "BAD when σ(Δp) deviates by this fraction"),
-        "min_sigma": (float, 3.0, "shifts below this significance are not flagged"),
+        **_SPILL_MEAN,
     },
     ordered=(
         ("dp_mean_warning_gev", "dp_mean_bad_gev"),
@@ -176,18 +209,16 @@ def check_momentum_scale(
     spill's measured mean p_BMS (else ``p_nominal_gev``). A mis-measured momentum is how a
     passing beam muon fakes a low-p_out signal.
     """
-    dp_mean = summary_value(context, dp_mean_key)
-    dp_sigma = summary_value(context, dp_sigma_key)
-    n_events = summary_value(context, n_key)
-    if dp_mean is None or dp_sigma is None or not n_events:
-        return no_data(f"'{dp_mean_key}', '{dp_sigma_key}' or '{n_key}' missing")
+    dp = _spill_mean(context, dp_mean_key, dp_sigma_key, n_key, need_spread=True)
+    if isinstance(dp, CheckResult):
+        return dp
     p_beam = summary_value(context, p_mean_key) or p_nominal_gev
     if not p_beam:
         return no_data(f"'{p_mean_key}' missing and no nominal momentum given")
+    dp_mean, dp_sigma = dp.value, float(dp.spread or 0.0)
     sigma_nominal = p_beam * math.hypot(res_bms, res_ms2)
-    delta = dp_mean - dp_mean_nominal_gev
-    mean_quality, significance = _shift_quality(
-        delta, dp_sigma / math.sqrt(n_events), dp_mean_warning_gev, dp_mean_bad_gev, min_sigma
+    mean_quality, delta, significance = dp.shift(
+        dp_mean_nominal_gev, dp_mean_warning_gev, dp_mean_bad_gev, min_sigma
     )
     width_dev = dp_sigma / sigma_nominal - 1.0
     width_quality = grade(abs(width_dev), dp_sigma_rel_warning, dp_sigma_rel_bad)
@@ -229,7 +260,6 @@ def check_momentum_scale(
     params={
         "key": (str, "p_bms_mean", "summary key of the mean momentum [GeV]"),
         "sigma_key": (str, "p_bms_sigma", "summary key of the momentum spread [GeV]"),
-        "n_key": (str, "n_events", "summary key of the number of events"),
         "nominal_gev": (
             float,
             REQUIRED,
@@ -237,7 +267,7 @@ def check_momentum_scale(
         ),
         "rel_warning": (float, 0.005, "WARNING when |p/nominal − 1| reaches this"),
         "rel_bad": (float, 0.015, "BAD when |p/nominal − 1| reaches this"),
-        "min_sigma": (float, 3.0, "shifts below this significance are not flagged"),
+        **_SPILL_MEAN,
     },
     ordered=(("rel_warning", "rel_bad"),),
 )
@@ -259,18 +289,16 @@ def check_p_scale(
     20 000 muons) is tiny, so a 2 % shift (3.2 GeV at 160 GeV) is hundreds of σ and BAD
     by the relative limit.
     """
-    p_mean = summary_value(context, key)
-    n_events = summary_value(context, n_key)
-    if p_mean is None or not n_events:
-        return no_data(f"'{key}' or '{n_key}' missing from the summary")
-    spread = summary_value(context, sigma_key)
-    error = (spread if spread is not None else 0.0) / math.sqrt(n_events)
+    p = _spill_mean(context, key, sigma_key, n_key, need_spread=False)
+    if isinstance(p, CheckResult):
+        return p
     if not nominal_gev > 0:
         return no_data(f"nominal momentum {nominal_gev:g} GeV is not positive")
+    p_mean = p.value
     relative = p_mean / nominal_gev - 1.0
     percent_limits = symmetric(100 * rel_warning, 100 * rel_bad)
-    quality, significance = _shift_quality(
-        relative * nominal_gev, error, rel_warning * nominal_gev, rel_bad * nominal_gev, min_sigma
+    quality, _, significance = p.shift(
+        nominal_gev, rel_warning * nominal_gev, rel_bad * nominal_gev, min_sigma
     )
     percent = fmt_judged(100 * relative, *percent_limits, decimals=2, signed=True)
     explanation = (

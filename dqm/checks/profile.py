@@ -6,13 +6,19 @@ a few per cent: at 20 000 muons a bin-by-bin comparison with the reference (``ma
 slow drift the verdict flickers around its limit from one spill to the next. Where the
 beam is, is the centroid check's question (``beam_centroid``, with its windows); this
 check asks whether the *shape* differs: the reference profile is moved to this spill's
-centroid before the bins are compared. A wider or narrower beam, a tail, a second peak,
-a hole are shape changes and stay visible; a move is not one.
+centroid before the bins are compared. Likewise, how wide the beam is, is the width check's
+question (``beam_width``, with its tolerance: ± 10 % WARNING, ± 20 % BAD): at 20 000 muons
+a width change of 6 %, well inside that tolerance, puts a dozen bins beyond 3σ, so the
+reference is also stretched to this spill's width (the ratio of the interquartile ranges,
+which tails and second peaks hardly move) before the bins are compared. A tail, a second
+peak, a hole, an asymmetry are shape changes and stay visible; a move or a width change
+within the width check's tolerance is not one.
 
 Moving the reference: its cumulative distribution at the bin edges is interpolated
 monotonically (PCHIP, F. N. Fritsch & R. E. Carlson, SIAM J. Numer. Anal. 17 (1980) 238)
-and evaluated at the edges shifted by the difference of the two binned means; the
-shifted reference has the same total in range up to what moves across the range's ends.
+and evaluated at the edges shifted by the difference of the two binned means (and, to
+stretch it, scaled about the reference's mean); the moved reference has the same total in
+range up to what moves across the range's ends.
 """
 
 from __future__ import annotations
@@ -40,21 +46,36 @@ __all__ = ["recentred", "check_beam_profile"]
 FloatArray = NDArray[np.float64]
 
 
-def recentred(reference: FloatArray, edges: FloatArray, shift: float) -> FloatArray:
-    """The reference counts of a profile moved by ``shift`` (in the axis' unit).
+def recentred(
+    reference: FloatArray, edges: FloatArray, shift: float, stretch: float = 1.0
+) -> FloatArray:
+    """The reference counts of a profile moved by ``shift`` and stretched by ``stretch``.
 
     Args:
         reference: counts per bin.
         edges: the bin edges (one more than the counts).
-        shift: how far to move it (positive: towards higher values).
+        shift: how far to move it (positive: towards higher values), in the axis' unit.
+        stretch: width factor about the reference's own mean (1: the same width).
 
     Returns:
         Counts per bin of the moved profile (not integers).
     """
     cumulative = np.concatenate([[0.0], np.cumsum(reference, dtype=float)])
     curve = PchipInterpolator(edges, cumulative, extrapolate=False)
-    moved = np.nan_to_num(curve(np.clip(edges - shift, edges[0], edges[-1])), nan=0.0)
+    mean = _mean(np.asarray(reference, dtype=float), (edges[1:] + edges[:-1]) / 2)
+    source = edges - shift if stretch == 1.0 else mean + (edges - mean - shift) / stretch
+    moved = np.nan_to_num(curve(np.clip(source, edges[0], edges[-1])), nan=0.0)
     return np.maximum(np.diff(moved), 0.0)
+
+
+def _iqr(values: FloatArray, edges: FloatArray) -> float:
+    """Interquartile range of a binned profile (linear within bins); NaN when empty."""
+    cumulative = np.concatenate([[0.0], np.cumsum(values, dtype=float)])
+    total = cumulative[-1]
+    if total <= 0:
+        return float("nan")
+    q1, q3 = np.interp([0.25 * total, 0.75 * total], cumulative, edges)
+    return float(q3 - q1)
 
 
 def _mean(values: FloatArray, centres: FloatArray) -> float:
@@ -71,6 +92,12 @@ def _mean(values: FloatArray, centres: FloatArray) -> float:
             "compare with the reference moved to this spill's centroid (a move is the "
             "centroid check's to judge; this one judges the shape)",
         ),
+        "rescale": (
+            bool,
+            True,
+            "compare with the reference also stretched to this spill's width (interquartile "
+            "range): a width change is the width check's to judge, within its tolerance",
+        ),
         "pull_warning": (float, 5.0, "WARNING when a bin's pull reaches this (σ)"),
         "pull_bad": (float, 7.0, "BAD when a bin's pull reaches this (σ)"),
         "nsigma": (float, 3.0, "a bin counts as off when its |pull| reaches this (σ)"),
@@ -85,6 +112,7 @@ def check_beam_profile(
     context: CheckContext,
     *,
     recentre: bool,
+    rescale: bool,
     pull_warning: float,
     pull_bad: float,
     nsigma: float,
@@ -108,7 +136,10 @@ def check_beam_profile(
     if n.sum() <= 0 or r.sum() <= 0:
         return no_data("no entries in range to compare the profile's shape")
     shift = _mean(n, centres) - _mean(r, centres) if recentre else 0.0
-    moved = recentred(r, edges, shift) if shift else r
+    stretch = _iqr(n, edges) / _iqr(r, edges) if rescale else 1.0
+    if not (np.isfinite(stretch) and stretch > 0):
+        stretch = 1.0  # a profile with no spread (all in one bin): nothing to stretch
+    moved = recentred(r, edges, shift, stretch) if shift or stretch != 1.0 else r
     scale = n.sum() / moved.sum()
     # the exact two-Poisson test per bin (the tails hold a few counts: Gaussian pulls would
     # call 9 where 4 are expected a 5σ excess); the moved reference rounded to whole counts
@@ -121,7 +152,12 @@ def check_beam_profile(
         [grade(pull, pull_warning, pull_bad), grade(n_off, max_bins_warning + 1, max_bins_bad + 1)]
     )
     unit = axis_label(h.axes[0], "x")
-    moved_by = f" moved by {shift:+.2f} (its centroid on this spill's)" if recentre else ""
+    moved_by = f" moved by {shift:+.2f}" if recentre else ""
+    if rescale:
+        moved_by += f"{' and' if recentre else ''} stretched ×{stretch:.3f}"
+    if recentre or rescale:
+        on = " and ".join(w for w, on in (("centroid", recentre), ("width", rescale)) if on)
+        moved_by += f" (its {on} on this spill's)"
     limits = symmetric(pull_warning, pull_bad)
     largest_pull = fmt_judged(float(pulls[largest]), *limits, decimals=1, signed=True)
     explanation = (
@@ -137,6 +173,7 @@ def check_beam_profile(
         explanation,
         {
             "shift": shift,
+            "stretch": stretch,
             "bins_beyond": n_off,
             "bins": [
                 {

@@ -10,13 +10,15 @@ growing, so the flag stays up; after the excess ends it falls by ≈ k − λ0 c
 
 The threshold is not a magic number: it is solved from a stated false-alarm rate with the
 exact Markov chain of the statistic as the check runs it (:mod:`dqm.checks._sequential_math`:
-never restarted, each spill's count capped at the count that alarms on its own, so a
-one-spill ×10 glitch lifts the statistic at most one count above ``h`` and leaves no long
-trail). Layer: pure (a summary and a history in, a result out).
+never restarted; a spill whose count alarms on its own is BAD by itself and left out of the
+accumulation for the spills after it, so a one-spill ×10 glitch leaves no trail of flags,
+while an excess that persists keeps the flag up). Layer: pure (a summary and a history in,
+a result out).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -132,11 +134,20 @@ def check_pik_cusum(
     # each spill's own k (its λ0) and cap (the count that alarms from 0): see _sequential_math
     k_steps = np.rint(b * reference_value(1.0, ratio) * lambda0s).astype(np.int64)
     caps = -(-(h + k_steps) // b)
-    state, path = 0, []
+    state, path, outliers = 0, [], 0
     window = (0, 0.0, 0)  # hadrons, expected, spills since the statistic left zero
-    for x, a, cap, lambda0 in zip(
-        counts.tolist(), k_steps.tolist(), caps.tolist(), lambda0s.tolist(), strict=True
+    last = len(counts) - 1
+    for t, (x, a, cap, lambda0) in enumerate(
+        zip(counts.tolist(), k_steps.tolist(), caps.tolist(), lambda0s.tolist(), strict=True)
     ):
+        if x >= cap and t < last:
+            # an earlier spill that alarmed on its own was flagged there: it is left out of
+            # the accumulation (flagged spills excluded) and counts as an ordinary in-control
+            # spill (λ0 hadrons), so a one-spill glitch leaves no trail
+            outliers += 1
+            state = min(max(0, state + round(b * lambda0) - a), top)
+            path.append(state / b)
+            continue
         state = min(max(0, state + b * min(x, cap) - a), top)
         path.append(state / b)
         window = (window[0] + x, window[1] + lambda0, window[2] + 1) if state else (0, 0.0, 0)
@@ -149,7 +160,16 @@ def check_pik_cusum(
         if state >= design.h_warning_steps
         else Quality.GOOD
     )
-    return _result(quality, state / b, design, window, round(count), expected * events, path)
+    result = _result(quality, state / b, design, window, round(count), expected * events, path)
+    result.details["outlier_spills_excluded"] = outliers
+    result.details["alone_alarms_at"] = int(caps[-1])
+    if counts[-1] >= caps[-1]:
+        alone = (
+            f"; {int(counts[-1])} hadrons in this spill alarm on their own (≥ {int(caps[-1])}): "
+            "later spills judge without it, so it leaves no trail if it does not recur"
+        )
+        result = dataclasses.replace(result, explanation=result.explanation + alone)
+    return result
 
 
 def _result(

@@ -52,6 +52,9 @@ smaller study and checks these properties.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
 import numpy as np
 
 from dqm.checks._baseline import ANCHORS, Baseline, choose_baseline, monitored_points
@@ -89,18 +92,39 @@ _BASELINE = {
 }
 
 
-def _prepare(
+@dataclass(frozen=True)
+class _Monitored:
+    """The quantity's monitored spills against its anchored baseline.
+
+    ``values`` the monitored spills' values (this spill last), ``z`` their normal scores,
+    ``spread`` this spill's per-spill σ (its own statistical error when it has one).
+    """
+
+    quantity: str
+    baseline: Baseline
+    values: np.ndarray
+    z: np.ndarray
+    spread: float
+
+
+def _anchored_chart(
     context: CheckContext,
+    chart: Callable[[_Monitored], CheckResult],
+    *,
     quantity: str,
     error_key: str,
     anchor: str,
     n_baseline: int,
     mu0: float | None,
     sigma: float | None,
-) -> tuple[Baseline, np.ndarray, np.ndarray] | str:
-    """``(baseline, monitored values, their normal scores)`` or why not yet."""
+) -> CheckResult:
+    """What CUSUM and EWMA share: the anchored baseline, the monitored scores, NO_DATA while
+    there is none yet, and the evidence every chart reports (observed, expected, σ, z).
+
+    ``chart`` computes its statistic from the scores and words the result.
+    """
     if not np.isfinite(float((context.summary or {}).get(quantity, np.nan))):
-        return f"{quantity} is not in this spill's summary"
+        return no_data(f"{quantity}: {quantity} is not in this spill's summary")
     baseline = choose_baseline(
         context,
         quantity=quantity,
@@ -111,9 +135,20 @@ def _prepare(
         sigma=sigma,
     )
     if isinstance(baseline, str):
-        return baseline
+        return no_data(f"{quantity}: {baseline}")
     values, errors = monitored_points(context, quantity, error_key, baseline)
-    return baseline, values, baseline.standardise(values, errors)
+    z = baseline.standardise(values, errors)
+    error = float((context.summary or {}).get(error_key, np.nan)) if error_key else np.nan
+    series = _Monitored(quantity, baseline, values, z, baseline.sigma(error))
+    result = chart(series)
+    evidence = {
+        "observed": float(values[-1]),
+        "expected": baseline.mean,
+        "sigma": series.spread,
+        "baseline": baseline.source,
+        "z": z.tolist(),
+    }
+    return replace(result, details={**evidence, **result.details})
 
 
 def trend_path(
@@ -183,43 +218,45 @@ def check_cusum(
     spill (4σ of a 20 000-event mean per spill) is flagged after 4 spills, and a
     persistent 1 % step stays BAD for as long as it lasts.
     """
-    prepared = _prepare(context, quantity, error_key, anchor, n_baseline, mu0, sigma)
-    if isinstance(prepared, str):
-        return no_data(f"{quantity}: {prepared}")
-    baseline, values, z = prepared
-    c_plus, c_minus = cusum(np.clip(z, -clip_sigma, clip_sigma), k, ceiling=h)
-    upward = c_plus[-1] >= c_minus[-1]
-    statistic = c_plus if upward else c_minus
-    value = float(statistic[-1])
-    quality = grade(value, h_warning, h)
-    current = float(values[-1])
-    error = float((context.summary or {}).get(error_key, np.nan)) if error_key else np.nan
-    spread = baseline.sigma(error)
-    direction = "upward" if upward else "downward"
-    explanation = (
-        f"{quantity}: {direction} CUSUM {fmt_judged(value, h_warning, h, decimals=1)}σ "
-        f"(warning ≥ {fmt_limit(h_warning)}, bad ≥ {fmt_limit(h)}); now {current:.6g} vs "
-        f"baseline {baseline.mean:.6g} ± {spread:.3g} from {baseline.source} "
-        f"({_shift(current, baseline, spread)})"
-    )
-    if quality != Quality.GOOD:
-        explanation += f", accumulating over the last {_since(statistic)} spill(s)"
-    return CheckResult(
-        quality,
-        value,
-        {"warning": h_warning, "bad": h, "k": k},
-        explanation,
-        {
-            "observed": current,
-            "expected": baseline.mean,
-            "sigma": spread,
-            "baseline": baseline.source,
-            "direction": direction,
-            "spills_since_change": _since(statistic),
-            "z": z.tolist(),
-            "c_plus": c_plus.tolist(),
-            "c_minus": c_minus.tolist(),
-        },
+
+    def chart(series: _Monitored) -> CheckResult:
+        c_plus, c_minus = cusum(np.clip(series.z, -clip_sigma, clip_sigma), k, ceiling=h)
+        upward = c_plus[-1] >= c_minus[-1]
+        statistic = c_plus if upward else c_minus
+        value = float(statistic[-1])
+        quality = grade(value, h_warning, h)
+        current, baseline = float(series.values[-1]), series.baseline
+        direction = "upward" if upward else "downward"
+        explanation = (
+            f"{quantity}: {direction} CUSUM {fmt_judged(value, h_warning, h, decimals=1)}σ "
+            f"(warning ≥ {fmt_limit(h_warning)}, bad ≥ {fmt_limit(h)}); now {current:.6g} vs "
+            f"baseline {baseline.mean:.6g} ± {series.spread:.3g} from {baseline.source} "
+            f"({_shift(current, baseline, series.spread)})"
+        )
+        if quality != Quality.GOOD:
+            explanation += f", accumulating over the last {_since(statistic)} spill(s)"
+        return CheckResult(
+            quality,
+            value,
+            {"warning": h_warning, "bad": h, "k": k},
+            explanation,
+            {
+                "direction": direction,
+                "spills_since_change": _since(statistic),
+                "c_plus": c_plus.tolist(),
+                "c_minus": c_minus.tolist(),
+            },
+        )
+
+    return _anchored_chart(
+        context,
+        chart,
+        quantity=quantity,
+        error_key=error_key,
+        anchor=anchor,
+        n_baseline=n_baseline,
+        mu0=mu0,
+        sigma=sigma,
     )
 
 
@@ -252,34 +289,34 @@ def check_ewma(  # noqa: N803 — L is the control-chart literature's name
     Smooths spill-to-spill noise; reacts to a sustained shift within a few spills
     and, unlike CUSUM, forgets old deviations at a fixed rate (1 − λ per spill).
     """
-    prepared = _prepare(context, quantity, error_key, anchor, n_baseline, mu0, sigma)
-    if isinstance(prepared, str):
-        return no_data(f"{quantity}: {prepared}")
-    baseline, values, z = prepared
-    deviation = trend_path(z, statistic="ewma", clip_sigma=clip_sigma, lam=lam, L=L)
-    signed = float(deviation[-1])
-    value = abs(signed)
-    quality = grade(value, L_warning, L)
-    error = float((context.summary or {}).get(error_key, np.nan)) if error_key else np.nan
-    spread = baseline.sigma(error)
-    level = float(ewma(values, lam, baseline.mean)[-1])  # in the quantity's own units
-    now = fmt_judged(signed, *symmetric(L_warning, L), decimals=2, signed=True)
-    explanation = (
-        f"{quantity}: EWMA ≈ {level:.6g} is {now} of its σ from the baseline "
-        f"{baseline.mean:.6g} (warning ±{fmt_limit(L_warning)}, bad ±{fmt_limit(L)}) from "
-        f"{baseline.source}; per-spill σ {spread:.3g}, λ = {lam:g}"
-    )
-    return CheckResult(
-        quality,
-        value,
-        {"warning": L_warning, "bad": L, "lam": lam},
-        explanation,
-        {
-            "observed": float(values[-1]),
-            "expected": baseline.mean,
-            "sigma": spread,
-            "baseline": baseline.source,
-            "z": z.tolist(),
-            "deviation": deviation.tolist(),
-        },
+
+    def chart(series: _Monitored) -> CheckResult:
+        deviation = trend_path(series.z, statistic="ewma", clip_sigma=clip_sigma, lam=lam, L=L)
+        signed = float(deviation[-1])
+        value = abs(signed)
+        baseline = series.baseline
+        level = float(ewma(series.values, lam, baseline.mean)[-1])  # in the quantity's units
+        now = fmt_judged(signed, *symmetric(L_warning, L), decimals=2, signed=True)
+        explanation = (
+            f"{quantity}: EWMA ≈ {level:.6g} is {now} of its σ from the baseline "
+            f"{baseline.mean:.6g} (warning ±{fmt_limit(L_warning)}, bad ±{fmt_limit(L)}) from "
+            f"{baseline.source}; per-spill σ {series.spread:.3g}, λ = {lam:g}"
+        )
+        return CheckResult(
+            grade(value, L_warning, L),
+            value,
+            {"warning": L_warning, "bad": L, "lam": lam},
+            explanation,
+            {"deviation": deviation.tolist()},
+        )
+
+    return _anchored_chart(
+        context,
+        chart,
+        quantity=quantity,
+        error_key=error_key,
+        anchor=anchor,
+        n_baseline=n_baseline,
+        mu0=mu0,
+        sigma=sigma,
     )

@@ -54,6 +54,15 @@ def add_parser(sub) -> None:
         default=1000,
         help="spills of the stored run timed by recheck (0: skip)",
     )
+    p.add_argument(
+        "--expert",
+        type=int,
+        nargs="?",
+        const=300,
+        metavar="SPILLS",
+        help="instead: time the expert page in Chromium on a stored run of SPILLS spills "
+        "(default 300): opening it and drawing another histogram",
+    )
     p.set_defaults(func=run)
 
 
@@ -87,6 +96,14 @@ def run(args, settings) -> int:
     )
 
     _quiet_logs(getattr(args, "log_level", "INFO"))
+    if getattr(args, "expert", None):
+        from benchmarks.web import bench_expert_page
+
+        result = bench_expert_page(
+            load_default_specs(settings), settings.specs_dir or None, n_spills=args.expert
+        )
+        print("\n".join(result.lines()))
+        return 0
     if args.report:
         from benchmarks.report import bench_report
 

@@ -8,33 +8,38 @@ That is what lets ``dqm recheck`` reproduce live flags exactly.
 Each check judges the events that carry its histogram's DAQ sources and says on how many
 (:mod:`dqm.core.coverage`); the judgements are then grouped into one incident per cause
 (:mod:`dqm.core.incidents`, rules in ``histograms/causes.toml``).
+
+The verdict's data model is in :mod:`dqm.core.verdict`, the run's history series in
+:mod:`dqm.core.spill_history`, parameters from the run conditions in
+:mod:`dqm.core.conditions_judgement`; their names are importable from here as before.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from functools import partial
 
 import boost_histogram as bh
 
-from dqm.checks import (
-    CHECKS,
-    CheckContext,
-    CheckResult,
-    Quality,
-    judged_worst,
-    run_check,
-    validate_check_params,
-)
+from dqm.checks import CheckContext, CheckResult, Quality, run_check
 from dqm.checks._core import check_error, error_text
 from dqm.core.arrival import Arrival, arrival_judgement
-from dqm.core.conditions import RunConditions, UnresolvedCondition, resolve_params
+from dqm.core.conditions import RunConditions
+from dqm.core.conditions_judgement import NO_CONDITIONS, conditions_judgement, with_conditions
 from dqm.core.coverage import SourceCoverage
 from dqm.core.incidents import Incident, find_incidents
-from dqm.core.specs import SUBSYSTEMS, HistogramSpec, SpecSet
+from dqm.core.specs import HistogramSpec, SpecSet
+from dqm.core.spill_history import (
+    HISTORY_SPILLS,
+    REFERENCE_SPILLS,
+    accumulated,
+    config_version,
+    history_series,
+    record_quality,
+)
 from dqm.core.status import SPILL_COMPLETE
+from dqm.core.verdict import Judgement, Verdict, severity
 
 __all__ = [
     "Arrival",
@@ -53,157 +58,10 @@ __all__ = [
     "NO_CONDITIONS",
     "with_conditions",
     "conditions_judgement",
+    "severity",
 ]
 
 log = logging.getLogger("dqm.core.evaluate")
-
-#: How many earlier spills of the run the trend checks (CUSUM, EWMA, intensity) see; also how
-#: many of the run's first spills (``run_start``) and at most how many spills of the reference
-#: run (``REFERENCE_SPILLS``) change detection may anchor its baseline on.
-HISTORY_SPILLS = 60
-REFERENCE_SPILLS = 500
-#: Summary key of the stored per-subsystem roll-up, and the history key of spill numbers.
-QUALITY_KEY = "quality"
-SPILL_KEY = "spill"
-#: Why a check that needs the run's conditions (or a reference chosen by them) did not judge.
-NO_CONDITIONS = "no run conditions received"
-
-
-@dataclass(frozen=True)
-class Judgement:
-    """One check's result on one histogram, with what the shifter needs to act on it."""
-
-    subsystem: str
-    histogram: str | None
-    check: str
-    result: CheckResult
-    instruction: str = ""
-    #: the incident it belongs to (:attr:`Incident.cause`); None for GOOD and unexplained NO_DATA
-    cause: str | None = None
-
-
-@dataclass
-class Verdict:
-    judgements: list[Judgement] = field(default_factory=list)
-    #: one per cause, worst first (:func:`dqm.core.incidents.find_incidents`)
-    incidents: list[Incident] = field(default_factory=list)
-
-    def incident(self, cause: str | None) -> Incident | None:
-        """The incident named ``cause`` (None if there is none)."""
-        return next((i for i in self.incidents if i.cause == cause), None)
-
-    def consequence_of(self, judgement: Judgement) -> Incident | None:
-        """The incident of another subsystem ``judgement`` follows from, if any."""
-        incident = self.incident(judgement.cause)
-        return incident if incident and incident.subsystem != judgement.subsystem else None
-
-    def follows_from(self, subsystem: str) -> Incident | None:
-        """The incident elsewhere that the subsystem's whole state follows from, if any.
-
-        When every flag behind the roll-up (WARNING/BAD ones; or, for a NO_DATA roll-up,
-        every NO_DATA one) is a consequence of another subsystem's incident, the tile keeps
-        its quality but sends the shifter to that incident instead of its own expert.
-        """
-        own = [j for j in self.judgements if j.subsystem == subsystem]
-        rolled = judged_worst(j.result.quality for j in own)
-        if rolled == Quality.GOOD:
-            return None
-        quiet = (Quality.GOOD,) if rolled == Quality.NO_DATA else (Quality.GOOD, Quality.NO_DATA)
-        behind = [j for j in own if j.result.quality not in quiet]
-        found = [self.consequence_of(j) for j in behind]
-        causes = [i for i in found if i is not None]
-        if not behind or len(causes) < len(found):
-            return None
-        return max(causes, key=lambda i: severity(i.quality))
-
-    @property
-    def subsystems(self) -> dict[str, Quality]:
-        out = {
-            s: judged_worst(j.result.quality for j in self.judgements if j.subsystem == s)
-            for s in SUBSYSTEMS
-        }
-        return out
-
-    @property
-    def overall(self) -> Quality:
-        return judged_worst(j.result.quality for j in self.judgements)
-
-    def worst_in(self, subsystem: str) -> Judgement | None:
-        """The judgement behind the subsystem's roll-up (a NO_DATA one only if none judged)."""
-        cands = [j for j in self.judgements if j.subsystem == subsystem]
-        return max(cands, key=lambda j: severity(j.result.quality), default=None)
-
-
-def _flat(summary: Mapping | None) -> dict[str, float]:
-    """A summary's numbers, with its stored roll-up ``{"quality": {subsystem: q}}`` flattened
-    to ``"quality.<subsystem>"`` keys (see :func:`record_quality`)."""
-    if not summary:
-        return {}
-    out = {k: float(v) for k, v in summary.items() if isinstance(v, (int, float))}
-    quality = summary.get(QUALITY_KEY)
-    if isinstance(quality, Mapping):
-        out.update(
-            {f"{QUALITY_KEY}.{s}": float(q) for s, q in quality.items() if isinstance(q, int)}
-        )
-    return out
-
-
-def history_series(
-    summaries: Sequence[Mapping | None], spills: Sequence[int] | None = None
-) -> dict[str, list[float]]:
-    """Per-key series of earlier spills' summaries (oldest first), NaN where a key is missing.
-
-    Live (:mod:`dqm.store.flags`), recheck and the detection study (:mod:`dqm.sim.validate`)
-    all build the history with this one function, so they judge alike. Each spill's
-    stored quality roll-up becomes ``"quality.<subsystem>"`` (change detection leaves
-    flagged spills out of its baseline with it), and ``spills`` — the spill numbers, when
-    given — becomes the ``"spill"`` series.
-    """
-    flat = [_flat(r) for r in summaries]
-    keys = {k for r in flat for k in r}
-    out = {k: [r.get(k, float("nan")) for r in flat] for k in sorted(keys)}
-    if spills is not None:
-        if len(spills) != len(summaries):
-            raise ValueError(f"{len(spills)} spill numbers for {len(summaries)} summaries")
-        out[SPILL_KEY] = [float(s) for s in spills]
-    return out
-
-
-def record_quality(summary: Mapping, verdict: Verdict) -> dict:
-    """The summary with the verdict's per-subsystem roll-up under ``"quality"``.
-
-    This is what later spills' change detection reads back through
-    :func:`history_series` to know which spills were certified.
-    """
-    out = dict(summary)
-    out[QUALITY_KEY] = {s: int(q) for s, q in verdict.subsystems.items()}
-    return out
-
-
-def accumulated(
-    specs: SpecSet, overrides: Mapping[tuple[str, str], Mapping] | None = None
-) -> tuple[set[str], int]:
-    """Histograms whose checks add up earlier spills (``spills`` > 1), and how many earlier
-    spills the largest of them needs."""
-    names, most = set(), 1
-    for spec in specs:
-        for check in spec.checks:
-            params = {**check.params, **(overrides or {}).get((spec.name, check.type), {})}
-            spills = int(params.get("spills") or 1)
-            if spills > 1:
-                names.add(spec.name)
-                most = max(most, spills)
-    return names, most - 1
-
-
-def severity(q: Quality | int) -> int:
-    """Order for picking the flag behind a roll-up: NO_DATA < GOOD < WARNING < BAD."""
-    return -1 if int(q) == int(Quality.NO_DATA) else int(q)
-
-
-def config_version(specs: SpecSet, override_id: int | None) -> str:
-    """``<spec hash>+<newest override id>``: names everything that sets a threshold."""
-    return f"{specs.version}+{override_id or 0}"
 
 
 def evaluate_spill(
@@ -267,7 +125,8 @@ def evaluate_spill(
         for check in spec.checks:
             params = dict(check.params)
             params.update(overrides.get((spec.name, check.type), {}))
-            result = coverage.not_judged(spec, check.type) if coverage else None
+            judged = spec.judged_by(check.type)  # the histogram's sources and the check's own
+            result = coverage.not_judged(judged, check.type) if coverage else None
             if result is None:
                 ready = with_conditions(check.type, params, conditions, no_reference=no_reference)
                 result = (
@@ -292,7 +151,7 @@ def evaluate_spill(
                     )
                 )
             if coverage:
-                result = coverage.annotate(spec, result)
+                result = coverage.annotate(judged, result)
             instruction = check.instruction or spec.instruction
             if result.quality == Quality.CHECK_ERROR:
                 instruction = CHECK_ERROR_INSTRUCTION  # not the detector's instruction
@@ -401,86 +260,3 @@ def judge_check(
             exc_info=error if first else None,
         )
         return check_error(name, error)
-
-
-def with_conditions(
-    check: str,
-    params: Mapping,
-    conditions: RunConditions | None,
-    *,
-    no_reference: str | None = None,
-) -> dict | CheckResult:
-    """A check's parameters with ``"@name"`` resolved from the run conditions — or, when it
-    cannot judge for want of them, the NO_DATA result that says why (never an error).
-
-    ``no_reference`` is why the spill has no reference at all (no conditions, or none
-    certified for this beam configuration); checks that need one get it as their reason,
-    unless their parameters are invalid (an expert's override), which is CHECK_ERROR first.
-    """
-    try:
-        resolved = resolve_params(params, conditions)
-    except UnresolvedCondition as exc:
-        return CheckResult(
-            Quality.NO_DATA, None, {}, f"{NO_CONDITIONS} ({exc})", {"needs": "conditions"}, check
-        )
-    except ValueError as exc:  # a malformed reference in an override written by hand
-        return check_error(check, exc)
-    registered = CHECKS.get(check)
-    if no_reference and registered is not None and registered.needs_reference:
-        try:
-            validate_check_params(check, resolved)
-        except Exception as exc:  # noqa: BLE001 — a broken configuration is reported first
-            return check_error(check, exc)
-        return CheckResult(Quality.NO_DATA, None, {}, no_reference, {}, check)
-    return resolved
-
-
-def conditions_judgement(
-    conditions: RunConditions | None, reference_conditions: RunConditions | None
-) -> Judgement | None:
-    """The DAQ flag about the run conditions: none received, or a reference taken under others.
-
-    Nothing to say (None) when the run has its conditions and the reference matches them
-    or did not record any (a reference set before conditions were recorded).
-    """
-    if conditions is None:
-        return Judgement(
-            "daq",
-            None,
-            "run_conditions",
-            CheckResult(
-                Quality.WARNING,
-                None,
-                {},
-                f"{NO_CONDITIONS} from the DAQ for this run: momentum-scale checks and reference "
-                "comparisons give NO_DATA",
-                {"conditions": None},
-                "run_conditions",
-            ),
-            "The DAQ did not announce this run's conditions (beam, momentum, magnets, trigger): "
-            "call the DAQ expert. The spills are judged without them until they arrive.",
-        )
-    if reference_conditions is None:
-        return None
-    diffs = conditions.differences(reference_conditions)
-    if not diffs:
-        return None
-    return Judgement(
-        "daq",
-        None,
-        "reference_conditions",
-        CheckResult(
-            Quality.WARNING,
-            float(len(diffs)),
-            {},
-            "the reference was taken under other conditions (this run vs reference): "
-            + "; ".join(diffs),
-            {
-                "conditions": conditions.to_dict(),
-                "reference_conditions": reference_conditions.to_dict(),
-            },
-            "reference_conditions",
-        ),
-        "Shape comparisons may flag the change of conditions, not the detector: ask the DQM "
-        "expert to certify a reference for these conditions (dqm reference suggest).",
-    )

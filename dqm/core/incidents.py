@@ -38,7 +38,7 @@ from dqm.core.causes import CauseRule
 from dqm.core.specs import SUBSYSTEMS, SpecSet
 
 if TYPE_CHECKING:
-    from dqm.core.evaluate import Judgement
+    from dqm.core.verdict import Judgement
 
 __all__ = ["Incident", "find_incidents", "residual_cause"]
 
@@ -126,7 +126,8 @@ def find_incidents(
     quality = [j.result.quality for j in judgements]
 
     def spec(i: int) -> Any:
-        return spec_of.get(judgements[i].histogram or "")
+        found = spec_of.get(judgements[i].histogram or "")
+        return found.judged_by(judgements[i].check) if found is not None else None
 
     def matches(sel: Any, i: int, instance: str | None) -> bool:
         j = judgements[i]

@@ -44,7 +44,7 @@ def _source_rows(source: str) -> list[Scenario]:
 
 
 _PIK = CountBound()
-_B100, _B80 = Beam(100.0), Beam(80.0)
+_B100, _B80, _B20, _PLUS = Beam(100.0), Beam(80.0), Beam(20.0), Beam(160.0, "mu+")
 _NEEDS_CONDITIONS = ("conditions",)
 
 #: The matrix. Order is the report's order within each measure's table.
@@ -53,6 +53,16 @@ MATRIX: tuple[Scenario, ...] = (
     _clean("clean μ⁻ 160 GeV, wandering beam", quick=True),
     _clean("clean μ⁻ 100 GeV vs its own reference", _B100, spills=100, needs=_NEEDS_CONDITIONS),
     _clean("clean μ⁻ 80 GeV vs its own reference", _B80, spills=100, needs=_NEEDS_CONDITIONS),
+    _clean("clean μ⁻ 20 GeV vs its own reference", _B20, spills=100, needs=_NEEDS_CONDITIONS),
+    _clean("clean μ⁺ 160 GeV vs its own reference", _PLUS, spills=100, needs=_NEEDS_CONDITIONS),
+    _clean(
+        "clean μ⁺ 160 GeV, only a μ⁻ 160 GeV reference",
+        _PLUS,
+        reference=NOMINAL_BEAM,
+        spills=50,
+        words=("no reference",),
+        needs=_NEEDS_CONDITIONS,
+    ),
     _clean(
         "clean μ⁻ 100 GeV, only a 160 GeV reference",
         _B100,
@@ -132,8 +142,30 @@ MATRIX: tuple[Scenario, ...] = (
         "calorimeter",
         "HCAL module 1",
     ),
-    _detect("VETO counter 2 dead", "dead_cell:detector=veto,cell=1/0", "calorimeter", "VETO"),
-    _detect("VHCAL cell (0,1) hot", "hot_cell:detector=vhcal,cell=0/1", "calorimeter", "VHCAL"),
+    _detect(
+        "VETO plane 1 counter 0 dead",
+        "dead_cell:detector=veto,cell=1/0",
+        "calorimeter",
+        "VETO counter (1,0)",
+    ),
+    _detect(
+        "VETO plane 2 counter 1 hot",
+        "hot_cell:detector=veto,cell=2/1",
+        "calorimeter",
+        "VETO counter (2,1)",
+    ),
+    _detect(
+        "VHCAL cell (0,1) hot",
+        "hot_cell:detector=vhcal,cell=0/1",
+        "calorimeter",
+        "VHCAL cell (0,1)",
+    ),
+    _detect(
+        "VHCAL cell (1,0) hot, rarely firing",
+        "hot_cell:detector=vhcal,cell=1/0,fraction=0.002",
+        "calorimeter",
+        "VHCAL cell (1,0)",
+    ),
     # --- beam and momenta
     _detect("beam x shift 3 mm", "beam_shift:dx_mm=3", "beam", "beam x", quick=True),
     _detect("beam y shift 3 mm", "beam_shift:dx_mm=0,dy_mm=3", "beam", "beam y"),

@@ -20,10 +20,8 @@ Layer: pure data (no simulation here). Must not: hold thresholds of checks (thos
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
-
-import numpy as np
 
 __all__ = [
     "Measure",
@@ -63,7 +61,7 @@ class Beam:
         return f"{sign} {self.p_gev:g} GeV"
 
     def sim_overrides(self) -> dict[str, Any]:
-        return {"p_beam_gev": self.p_gev}
+        return {"p_beam_gev": self.p_gev, "beam_particle": self.particle}
 
 
 NOMINAL_BEAM = Beam()
@@ -88,41 +86,45 @@ class Ramp:
 
 @dataclass(frozen=True)
 class Wander:
-    """Spill-to-spill wander of a clean beam, uniform within ± these amplitudes.
+    """Spill-to-spill wander of a clean beam: the simulator's own ``beam_wander_*`` settings.
 
     A perfectly static beam is not a clean sample: the M2 line delivers each spill a little
-    off the last one. The amplitudes are half the DQM's warning windows (centroid ±1 mm,
-    width ±10 %, intensity −20 % in ``histograms/beam.toml``), i.e. well inside what the
-    beam is nominally allowed to do. Deterministic per (seed, run, spill), like the
-    simulator; spills are independent (the worst case for spill-to-spill checks).
-
-    This is the study's own stand-in until the simulator carries wander settings itself;
-    :meth:`apply` is the one place to replace.
+    off the last one. The study sets these σ on every run's
+    :class:`~dqm.sim.simulate.SimConfig` and the simulator wanders the beam itself
+    (:mod:`dqm.sim.wander`: Gaussian, deterministic per seed, run and spill; AR(1) across
+    spills with ``correlation``, 0 = independent spills, the worst case for spill-to-spill
+    checks). The defaults are the σ of a uniform wander of ± 0.5 mm, ± 5 % and ± 10 %: the
+    DQM's warning windows (centroid ± 1 mm, width ± 10 %, intensity −20 % in
+    ``histograms/beam.toml``) sit beyond 3σ and its BAD windows beyond 6σ, i.e. well inside
+    what the beam is nominally allowed to do.
     """
 
-    x_mm: float = 0.5
-    y_mm: float = 0.5
-    width_rel: float = 0.05
-    intensity_rel: float = 0.10
+    x_mm: float = 0.3
+    y_mm: float = 0.3
+    width_rel: float = 0.03
+    intensity_rel: float = 0.06
+    correlation: float = 0.0
 
-    def apply(self, cfg: Any, spill: int) -> Any:
-        """``cfg`` (a SimConfig) as spill ``spill`` of its run sees it."""
-        u = np.random.default_rng([cfg.seed, cfg.run, spill, 0x5A17]).uniform(-1.0, 1.0, 4)
-        return replace(
-            cfg,
-            beam_x_mm=cfg.beam_x_mm + self.x_mm * u[0],
-            beam_y_mm=cfg.beam_y_mm + self.y_mm * u[1],
-            beam_sigma_x_mm=cfg.beam_sigma_x_mm * (1.0 + self.width_rel * u[2]),
-            beam_sigma_y_mm=cfg.beam_sigma_y_mm * (1.0 + self.width_rel * u[2]),
-            events_per_spill=max(
-                1, round(cfg.events_per_spill * (1.0 + self.intensity_rel * u[3]))
-            ),
-        )
+    def sim_overrides(self) -> dict[str, Any]:
+        """The SimConfig settings that make the simulator wander the beam so."""
+        return {
+            "beam_wander_x_mm": self.x_mm,
+            "beam_wander_y_mm": self.y_mm,
+            "beam_wander_width_rel": self.width_rel,
+            "intensity_wander_rel": self.intensity_rel,
+            "beam_wander_correlation": self.correlation,
+        }
 
     def describe(self) -> str:
+        spills = (
+            "independent spills"
+            if self.correlation == 0
+            else f"AR(1) ρ = {self.correlation:g} between spills"
+        )
         return (
-            f"±{self.x_mm:g} mm in x, ±{self.y_mm:g} mm in y, ±{100 * self.width_rel:g} % in "
-            f"width, ±{100 * self.intensity_rel:g} % in intensity"
+            f"Gaussian σ {self.x_mm:g} mm in x, {self.y_mm:g} mm in y, "
+            f"{100 * self.width_rel:g} % in each width, {100 * self.intensity_rel:g} % in "
+            f"intensity ({spills}; SimConfig beam_wander_*)"
         )
 
 

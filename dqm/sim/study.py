@@ -6,9 +6,10 @@ Redis and no database. It judges spills exactly as the worker does: same specs, 
 window (:func:`dqm.core.evaluate.history_series`), a reference made of a clean run's spills
 summed (as ``dqm reference set`` makes one).
 
-* One **clean run** per beam (its spills wander within tolerances, see
-  :class:`~dqm.sim.scenarios.Wander`) is both the false-alarm sample and the history every
-  change starts from: a change injected at spill S sees the clean run's spills before S.
+* One **clean run** per beam (its spills wander within tolerances: the simulator's own
+  ``beam_wander_*`` settings, see :class:`~dqm.sim.scenarios.Wander`) is both the
+  false-alarm sample and the history every change starts from: a change injected at
+  spill S sees the clean run's spills before S.
 * A change reuses the clean spill's random numbers (same seed, run, spill), so what differs
   from the clean spill is the change alone.
 * The judge gets the run conditions the simulator announces (:func:`_run_conditions`) and
@@ -27,24 +28,19 @@ from typing import Any
 
 import boost_histogram as bh
 
-from dqm.checks import Quality
-from dqm.core.evaluate import (
-    HISTORY_SPILLS,
-    Judgement,
-    Verdict,
-    accumulated,
-    evaluate_spill,
-    history_series,
-    record_quality,
-)
-from dqm.core.fill import Filler
 from dqm.core.histio import add_into
 from dqm.core.specs import SpecSet
-from dqm.core.summary import accumulate, finalize
-from dqm.core.variables import BatchView
 from dqm.sim.anomalies import ANOMALY_KINDS, Anomaly
-from dqm.sim.scenarios import NOMINAL_BEAM, NOMINAL_WANDER, Beam, Ramp, Scenario, Wander
-from dqm.sim.simulate import SimConfig, simulate_spill
+from dqm.sim.outcomes import (
+    Incident,
+    SpillOutcome,
+    alarm_episodes,
+    incidents_of,
+    name_of,
+)
+from dqm.sim.scenarios import NOMINAL_BEAM, Beam, Ramp, Scenario
+from dqm.sim.simulate import SimConfig
+from dqm.sim.spill_judge import QUICK, RECENT_KEY, SpillJudge, StudyConfig, _Judge
 
 __all__ = [
     "StudyConfig",
@@ -59,118 +55,9 @@ __all__ = [
     "missing_features",
     "alarm_episodes",
     "name_of",
+    "RECENT_KEY",
+    "_Judge",
 ]
-
-
-@dataclass(frozen=True)
-class StudyConfig:
-    """Sizes of the study (the rows carry their own lengths; ``max_spills`` caps them)."""
-
-    events_per_spill: int = 20_000
-    clean_spills: int = 1_000
-    reference_spills: int = 20
-    seeds: int = 100
-    history_spills: int = HISTORY_SPILLS
-    follow_spills: int = 10  # spills watched after a first BAD (does the flag stay up?)
-    max_spills: int | None = None
-    seed: int = 42
-    run: int = 500
-    wander: Wander = NOMINAL_WANDER
-
-    def sim(self, run: int, beam: Beam = NOMINAL_BEAM, seed: int | None = None) -> SimConfig:
-        """The simulator settings of run ``run`` under ``beam`` (before per-spill wander)."""
-        base = SimConfig(
-            run=run,
-            events_per_spill=self.events_per_spill,
-            batch_size=self.events_per_spill,
-            seed=self.seed if seed is None else seed,
-        )
-        return dataclasses.replace(base, **beam.sim_overrides())
-
-    def length(self, wanted: int) -> int:
-        return wanted if self.max_spills is None else max(1, min(wanted, self.max_spills))
-
-
-#: ``dqm validate --quick``: the unit test's sizes (nominal statistics, few spills and seeds).
-QUICK = StudyConfig(
-    clean_spills=50, reference_spills=10, seeds=5, history_spills=25, follow_spills=4, max_spills=20
-)
-
-
-class SpillJudge:
-    """Simulate, fill, summarise and judge spills as the worker would."""
-
-    def __init__(self, specs: SpecSet, config: StudyConfig) -> None:
-        self.specs, self.config = specs, config
-        self.filler = Filler(specs)
-        self.reference: dict[str, bh.Histogram] = {}
-        #: the default reference's spill summaries: change detection anchors on them (as live)
-        self.reference_summaries: list[Mapping] = []
-        #: histograms whose checks add up spills, and how many earlier spills they need
-        self.accumulate, self.n_recent = accumulated(specs)
-
-    def spill(
-        self,
-        run: int,
-        spill: int,
-        anomalies: Sequence[Anomaly] = (),
-        *,
-        sim: SimConfig | None = None,
-    ) -> tuple[dict[str, bh.Histogram], dict]:
-        """Histograms and summary of one simulated spill (``sim`` overrides the settings)."""
-        data = simulate_spill(sim or self.config.sim(run), spill, anomalies)
-        if data is None:
-            raise ValueError("the study injects no 'stale' anomaly")
-        view = BatchView(data.columns)
-        hists, moments = self.filler.book(), {}
-        self.filler.fill(hists, view)
-        accumulate(moments, view)
-        return hists, finalize(moments)
-
-    def judge(
-        self,
-        hists: Mapping[str, bh.Histogram],
-        summary: Mapping,
-        past: Sequence[Mapping],
-        reference: Mapping[str, bh.Histogram] | None = None,
-        conditions: Any = None,
-        reference_summaries: Sequence[Mapping] | None = None,
-    ) -> Verdict:
-        """Judge a spill after ``past`` (the run's earlier spills' summaries, oldest first).
-
-        As the store does, the verdict's roll-up is written into ``summary`` (a dict) — so
-        later spills' change detection knows which spills were certified — together with the
-        cell maps later spills add up (under :data:`RECENT_KEY`; never stored, and not a
-        number, so :func:`history_series` leaves it out).
-        """
-        extra = {} if conditions is None else {"conditions": conditions}
-        past = list(past)
-        ref_summaries = (
-            self.reference_summaries if reference_summaries is None else reference_summaries
-        )
-        recent = [p.get(RECENT_KEY) or {} for p in past[len(past) - self.n_recent :]]
-        verdict = evaluate_spill(
-            self.specs,
-            hists,
-            summary,
-            history=history_series(past[-HISTORY_SPILLS:]),
-            reference=self.reference if reference is None else reference,
-            reference_history=history_series(ref_summaries, spills=range(len(ref_summaries)))
-            if ref_summaries
-            else None,
-            recent=recent if self.n_recent else (),
-            **extra,
-        )
-        if isinstance(summary, dict):
-            summary.update(record_quality(summary, verdict))
-            summary[RECENT_KEY] = {n: hists[n] for n in self.accumulate if n in hists}
-        return verdict
-
-
-_Judge = SpillJudge  # the name the earlier study (and tests written against it) used
-
-#: Summary key under which the study keeps a spill's cell maps for later spills' judges.
-RECENT_KEY = "_recent_maps"
 
 
 # --------------------------------------------------------------------------- features
@@ -206,92 +93,6 @@ def missing_features(row: Scenario) -> list[str]:
         if not available():
             out.append(text)
     return out
-
-
-# --------------------------------------------------------------------------- incidents
-
-
-@dataclass(frozen=True)
-class Incident:
-    """What one alarm sends a person to look at: its cause, subsystem and sentence."""
-
-    cause: str
-    subsystem: str
-    explanation: str
-
-
-def incidents_of(verdict: Verdict) -> tuple[list[Incident], bool]:
-    """The spill's BAD incidents (one per cause, :mod:`dqm.core.incidents`), and ``False``:
-    the count is no longer provisional now that the judge groups flags by cause."""
-    return [
-        Incident(str(i.cause), str(i.subsystem), str(i.explanation))
-        for i in verdict.incidents
-        if int(i.quality) == int(Quality.BAD)
-    ], False
-
-
-def _is_bad(j: Judgement, subsystem: str | None = None) -> bool:
-    return j.result.quality == Quality.BAD and (subsystem is None or j.subsystem == subsystem)
-
-
-def name_of(j: Judgement) -> str:
-    return f"{j.histogram}/{j.check}" if j.histogram else j.check
-
-
-def alarm_episodes(outcomes: Sequence[SpillOutcome]) -> Counter:
-    """Per check, BAD spills whose previous spill was not BAD on that check (alarm starts)."""
-    episodes: Counter = Counter()
-    before: set[str] = set()
-    for o in outcomes:
-        now = {name_of(j) for j in o.bad}
-        episodes.update(now - before)
-        before = now
-    return episodes
-
-
-# --------------------------------------------------------------------------- one spill
-
-
-@dataclass
-class SpillOutcome:
-    """What the shifter would have seen for one spill: its judgements and incidents."""
-
-    spill: int
-    qualities: dict[str, Quality]
-    judgements: list[Judgement] = field(repr=False)
-    incidents: list[Incident]
-    provisional: bool
-    summary: dict = field(repr=False, default_factory=dict)
-
-    @property
-    def bad(self) -> list[Judgement]:
-        return [j for j in self.judgements if j.result.quality == Quality.BAD]
-
-    @property
-    def warning(self) -> list[Judgement]:
-        return [j for j in self.judgements if j.result.quality == Quality.WARNING]
-
-    def named(self, subsystem: str, words: Sequence[str]) -> Judgement | None:
-        """The BAD judgement of ``subsystem`` whose flag names one of ``words``.
-
-        A flag names what its line in ``dqm flags`` says: the histogram and the explanation
-        (compared case-insensitively: "p_MS2" names p_ms2).
-        """
-        wanted = [w.lower() for w in words]
-        bad = [j for j in self.bad if j.subsystem == subsystem]
-        return next((j for j in bad if any(w in _flag_text(j) for w in wanted)), None)
-
-    def first_bad(self, subsystem: str) -> Judgement | None:
-        return next((j for j in self.bad if j.subsystem == subsystem), None)
-
-    def says(self, words: Sequence[str]) -> bool:
-        """Does any judgement's flag (of any quality) name one of ``words``?"""
-        wanted = [w.lower() for w in words]
-        return any(w in _flag_text(j) for j in self.judgements for w in wanted)
-
-
-def _flag_text(j: Judgement) -> str:
-    return f"{j.histogram or ''} {j.result.explanation}".lower()
 
 
 @dataclass
@@ -343,11 +144,11 @@ class Study:
         ramp_spills: int = 0,
         extra: Sequence[tuple[str, Any]] = (),
     ) -> SimConfig:
-        """Spill ``spill``'s simulator settings: the beam, its wander, a ramp if any."""
+        """Spill ``spill``'s simulator settings: the beam, its wander (applied by the
+        simulator itself, per spill), a ramp if any."""
         cfg = self.config.sim(self.run_number(beam, reference), beam, seed)
         if extra:
             cfg = cfg.with_overrides(dict(extra))
-        cfg = self.config.wander.apply(cfg, spill)
         if ramp is not None:
             value = getattr(cfg, ramp.setting) + ramp.per_spill * ramp_spills
             cfg = dataclasses.replace(cfg, **{ramp.setting: value})

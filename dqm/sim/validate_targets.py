@@ -4,7 +4,8 @@ Targets (issue 11, criterion 8): no crash anywhere; ≤ 0.5 % of clean spills BA
 incident naming its cause per single-cause anomaly; the π/K delay within 1.5× of the best
 sequential test at the same false-alarm rate, and the flag up while the excess persists;
 plus, per measure, the share of rows that passed. Rows not yet run are listed apart and
-never counted as passed.
+never counted as passed; a target that no row run applies to (e.g. "one incident" when only
+clean rows were run) is N/A, stated as such, never a vacuous PASS or FAIL.
 
 Layer: pure (reads a :class:`~dqm.sim.validate.MatrixResult`).
 """
@@ -27,7 +28,12 @@ from dqm.sim.results import ChangeResult, CleanResult, DelayResult, GlitchResult
 from dqm.sim.scenarios import Measure
 from dqm.sim.validate import MatrixResult
 
-__all__ = ["Target", "targets", "to_json", "machine"]
+__all__ = ["Target", "targets", "to_json", "machine", "NOT_APPLICABLE"]
+
+
+#: The status of a target no row run applies to (e.g. no anomaly among ``--only "clean"``):
+#: shown as such, counted neither as met nor as failed.
+NOT_APPLICABLE = "N/A (no row run applies)"
 
 
 def _pct(x: float | None) -> str:
@@ -38,7 +44,7 @@ def _pct(x: float | None) -> str:
 class Target:
     name: str
     measured: str
-    status: str  # PASS | FAIL | provisional PASS/FAIL | not yet run
+    status: str  # PASS | FAIL | provisional PASS/FAIL | N/A (NOT_APPLICABLE) | not yet run
 
 
 def _one_incident(r: RowResult) -> bool | None:
@@ -82,26 +88,27 @@ def targets(result: MatrixResult) -> list[Target]:
     out.append(
         Target(
             "≤ 0.5 % of clean spills BAD",
-            f"{bad} of {spills} clean spills BAD ({100 * bad / spills:.2f} %)" if spills else "–",
-            ("FAIL" if worst > 0 else "PASS") if clean else "not yet run",
+            f"{bad} of {spills} clean spills BAD ({100 * bad / spills:.2f} %)"
+            if spills
+            else "no clean row was run",
+            ("FAIL" if worst > 0 else "PASS") if clean else NOT_APPLICABLE,
         )
     )
     judged = [(r, ok) for r in ran if (ok := _one_incident(r)) is not None]
     ones = sum(ok for _, ok in judged)
     provisional = any(r.provisional for r, _ in judged)
-    status = "PASS" if judged and ones == len(judged) else "FAIL"
-    out.append(
-        Target(
-            "one incident naming its cause per single-cause anomaly",
-            f"{ones} of {len(judged)} detected single-cause anomalies"
-            + (
-                " (provisional: incidents counted as subsystems BAD; no cause grouping yet)"
-                if provisional
-                else ""
-            ),
-            f"provisional {status}" if provisional else status,
+    if judged:
+        status = "PASS" if ones == len(judged) else "FAIL"
+        status = f"provisional {status}" if provisional else status
+        measured = f"{ones} of {len(judged)} detected single-cause anomalies" + (
+            " (provisional: incidents counted as subsystems BAD; no cause grouping yet)"
+            if provisional
+            else ""
         )
-    )
+    else:  # nothing to count: a target with no case is not met, nor failed
+        status = NOT_APPLICABLE
+        measured = "no single-cause anomaly was run and detected (only clean rows, or none)"
+    out.append(Target("one incident naming its cause per single-cause anomaly", measured, status))
     delays = [r for r in result.by_measure(Measure.DELAY) if isinstance(r.detail, DelayResult)]
     with_bound = [r for r in delays if r.detail.ratio is not None and r.scenario.bound]
     if with_bound:

@@ -20,7 +20,11 @@ module                    holds
 ``runs``                  a run's row and beam configuration
 ``flags``                 gather a spill's check inputs, store the verdict, recheck a run
 ``references``            reference runs: set, import, suggest, which one is in force
-``actions``               the audited expert actions (acknowledge, annotate, mask, thresholds)
+``actions``               the audited actions (acknowledge, annotate; experts: reference, mask,
+                          thresholds) and the role check (``require_expert``)
+``certification``         sign-off: certify spill ranges per subsystem (append-only, audited)
+``signoff``               a run's contents and incidents, the sign-off proposal, run summaries,
+                          the good-spill list
 ``frames``                the expert pages' tables (pandas frames)
 ``periods``               what the report reads for a day, a run or a time window
 ``bulk``                  judged spills inserted in bulk (report tests and benchmarks)

@@ -18,7 +18,9 @@ back and retries it once the database answers (its existing outage semantics).
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Mapping
 
+import boost_histogram as bh
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -94,36 +96,24 @@ class SpillJudge:
             return {}
         if closed.error:
             return self._failed(session, sp, closed.error, "merging its partial histograms")
-        stage = "gathering its inputs (conditions, history, reference, masks, overrides)"
-        try:
-            with session.begin_nested():
-                # conditions being stored by another worker now: wait for them (or this
-                # spill is judged again once they are, see rejudge)
-                lock_run(session, sp.run)
-                inputs = gather_inputs(session, sp, self.specs, self.refs, recent=self.recent)
-                stage = "judging"
-                verdict = evaluate_spill(
-                    self.specs,
-                    closed.hists,
-                    closed.summary,
-                    status=closed.status,
-                    arrival=spill_arrival(sp),
-                    **inputs.evaluate_kwargs(),
-                )
-                stage = "storing its flags"
-                store_verdict(session, sp, verdict, inputs)
-        except Exception as error:  # noqa: BLE001 — stored as CHECK_ERROR, never a crash
-            if is_outage(error):
-                raise
-            log.error(
-                "judging failed while %s: %s",
-                stage,
-                error_text(error),
-                exc_info=error,
-                extra={"run": closed.run, "spill": closed.spill},
-            )
-            return self._failed(session, sp, error_text(error), stage)
-        return _announcement(verdict, inputs.version, inputs)
+
+        def gather() -> CheckInputs:
+            # conditions being stored by another worker now: wait for them (or this
+            # spill is judged again once they are, see rejudge)
+            lock_run(session, sp.run)
+            return gather_inputs(session, sp, self.specs, self.refs, recent=self.recent)
+
+        return self._judge_guarded(
+            session,
+            sp,
+            gather,
+            lambda: (closed.hists, closed.summary, closed.status),
+            stages=(
+                "gathering its inputs (conditions, history, reference, masks, overrides)",
+                "judging",
+                "storing its flags",
+            ),
+        )
 
     def rejudge(self, session: Session, run: int) -> list[dict]:
         """Judge again the run's spills judged under conditions other than its current
@@ -143,20 +133,51 @@ class SpillJudge:
         sp = session.get(Spill, spill_id)
         if sp is None or sp.status == SPILL_OPEN:
             return None
-        stage = "gathering its inputs again for late batches"
+        announced = self._judge_guarded(
+            session,
+            sp,
+            lambda: recorded_inputs(session, sp, self.specs, self.refs, recent=self.recent),
+            lambda: (spill_histograms(session, sp.id), sp.summary or {}, sp.status),
+            stages=(
+                "gathering its inputs again for late batches",
+                "judging it again for late batches",
+                "storing its flags again for late batches",
+            ),
+        )
+        return {**announced, "amended": "late"}
+
+    def _judge_guarded(
+        self,
+        session: Session,
+        sp: Spill,
+        gather: Callable[[], CheckInputs],
+        spill_data: Callable[[], tuple[Mapping[str, bh.Histogram], Mapping, str]],
+        *,
+        stages: tuple[str, str, str],
+    ) -> dict:
+        """Gather the inputs, judge, store the flags, inside one savepoint: the announcement.
+
+        ``spill_data`` gives the spill's histograms, summary and closing status.
+
+        Whatever raises (but a database outage, which the worker retries) is logged,
+        rolled back to the savepoint and stored as the spill's ``judging`` CHECK_ERROR
+        flags naming the stage (``stages``: gathering, judging, storing) and the error.
+        """
+        stage = stages[0]
         try:
             with session.begin_nested():
-                inputs = recorded_inputs(session, sp, self.specs, self.refs, recent=self.recent)
-                stage = "judging it again for late batches"
+                inputs = gather()
+                hists, summary, status = spill_data()
+                stage = stages[1]
                 verdict = evaluate_spill(
                     self.specs,
-                    spill_histograms(session, sp.id),
-                    sp.summary or {},
-                    status=sp.status,
+                    hists,
+                    summary,
+                    status=status,
                     arrival=spill_arrival(sp),
                     **inputs.evaluate_kwargs(),
                 )
-                stage = "storing its flags again for late batches"
+                stage = stages[2]
                 store_verdict(session, sp, verdict, inputs)
         except Exception as error:  # noqa: BLE001 — stored as CHECK_ERROR, never a crash
             if is_outage(error):
@@ -168,8 +189,8 @@ class SpillJudge:
                 exc_info=error,
                 extra={"run": sp.run, "spill": sp.spill},
             )
-            return {**self._failed(session, sp, error_text(error), stage), "amended": "late"}
-        return {**_announcement(verdict, inputs.version, inputs), "amended": "late"}
+            return self._failed(session, sp, error_text(error), stage)
+        return _announcement(verdict, inputs.version, inputs)
 
     # ------------------------------------------------------------------ failure
     def _version(self, session: Session) -> str:

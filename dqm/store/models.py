@@ -43,6 +43,7 @@ __all__ = [
     "AuditEntry",
     "ChannelMask",
     "CheckOverride",
+    "Certification",
     "UTCDateTime",
     "utcnow",
     "SPILL_OPEN",
@@ -291,3 +292,25 @@ class CheckOverride(Base):
     comment: Mapped[str] = mapped_column(Text, default="")
     created_by: Mapped[str] = mapped_column(String(128))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Certification(Base):
+    """A person's sign-off: spills ``first_spill``–``last_spill`` of ``run`` are good (or bad)
+    for physics in ``subsystem``.
+
+    Append-only: a later certification of the same spills (an expert's correction) is a new
+    row and wins by its higher ``id``; nothing is updated or deleted, so the history of every
+    decision stays, and a good-spill list cites the ``id`` it was made up to (its revision).
+    """
+
+    __tablename__ = "certifications"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run: Mapped[int] = mapped_column(Integer, index=True)
+    subsystem: Mapped[str] = mapped_column(String(32))
+    first_spill: Mapped[int] = mapped_column(Integer)
+    last_spill: Mapped[int] = mapped_column(Integer)
+    verdict: Mapped[str] = mapped_column(String(8))  # good | bad (for physics)
+    comment: Mapped[str] = mapped_column(Text, default="")
+    certified_by: Mapped[str] = mapped_column(String(128))
+    role: Mapped[str] = mapped_column(String(16))  # shifter | expert, when it was signed
+    certified_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

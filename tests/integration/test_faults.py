@@ -410,7 +410,7 @@ def test_no_spill_closed_incomplete_right_after_an_outage(settings, specs, redis
         # When the worker's database was unreachable and comes back
         worker.sessions = make_sessionmaker(dead_engine)
         worker._sweep_stale()
-        assert worker._db_failing
+        assert worker.db.failing
         worker.sessions = make_sessionmaker(engine)
         worker._sweep_stale()
         # Then it does not close the spill at once: the outage may have held its news back
@@ -499,7 +499,7 @@ def test_stopped_while_the_database_is_down_acknowledges_nothing(settings, specs
     thread = threading.Thread(target=worker.run, daemon=True)
     thread.start()
     wait_until(
-        lambda: worker.stats.db_errors > 0 and worker._open,
+        lambda: worker.stats.db_errors > 0 and worker.hand,
         30,
         what="the worker holding partials it cannot store",
     )

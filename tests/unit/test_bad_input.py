@@ -8,7 +8,7 @@ come out?
 * end-of-spill markers (:func:`dqm.pipeline.stream.parse_eos`): accepted only within limits;
   run conditions (:func:`dqm.core.conditions.decode_conditions`): valid ones, and the same
   with a field missing, replaced by any JSON value or added, or any bytes;
-* the worker's message handling (``Worker._process``, the code every stream message
+* the worker's message handling (``Worker.intake.process``, the code every stream message
   goes through before the database): random messages never raise, each lands either
   in the group or among the dead letters with a reason; duplicated and out-of-order
   batches and markers give the histograms of the distinct batches, whatever the order.
@@ -217,17 +217,17 @@ def messages(draw) -> Message:
 @given(st.lists(messages(), min_size=1, max_size=5))
 def test_worker_handles_any_message_without_raising(worker, drawn):
     msgs = [Message(f"{i + 1}-0", m.fields) for i, m in enumerate(drawn)]
-    worker._reset_group()
-    worker._markers.clear()  # a fresh stream: no end-of-spill marker known yet
-    worker._process(msgs, check_seen=False)
+    worker.hand.clear()
+    worker.markers.clear()  # a fresh stream: no end-of-spill marker known yet
+    worker.intake.process(msgs, check_seen=False)
     # each message is taken into the group, set aside as late (a batch beyond the count its
     # spill's end-of-spill marker announced) or dead-lettered with a known reason
     for m in msgs:
-        assert m.id in worker._held
-        dead = [(reason, detail) for msg, reason, detail in worker._dead if msg.id == m.id]
-        taken = [c for c in worker._open.values() if m.id in c.message_ids]
-        taken += [c for mid, c in worker._conditions if mid == m.id]
-        late = [c for c in worker._open.values() if m.id in {i for i, _ in c.late}]
+        assert m.id in worker.hand.held
+        dead = [(reason, detail) for msg, reason, detail in worker.hand.dead if msg.id == m.id]
+        taken = [c for c in worker.hand.spills.values() if m.id in c.message_ids]
+        taken += [c for mid, c in worker.hand.conditions if mid == m.id]
+        late = [c for c in worker.hand.spills.values() if m.id in {i for i, _ in c.late}]
         assert len(dead) + len(taken) + len(late) == 1
         if dead:
             assert dead[0][0] in REASONS and dead[0][1]
@@ -254,8 +254,8 @@ GOOD = {spill: _good_batches(spill, 3) for spill in (1, 2)}
 )
 def test_duplicated_and_out_of_order_messages_count_each_batch_once(worker, specs, sequence):
     # Given any order of the batches and markers of two spills, with any repetitions
-    worker._reset_group()
-    worker._markers.clear()  # a fresh stream: no end-of-spill marker known yet
+    worker.hand.clear()
+    worker.markers.clear()  # a fresh stream: no end-of-spill marker known yet
     msgs = []
     for i, (spill, what) in enumerate(sequence):
         if what == "eos":
@@ -270,17 +270,17 @@ def test_duplicated_and_out_of_order_messages_count_each_batch_once(worker, spec
             fields = {b"type": b"batch", b"payload": GOOD[spill][int(what[1])]}
         msgs.append(Message(f"{i + 1}-0", fields))
     # When the worker processes them as one group
-    worker._process(msgs, check_seen=False)
+    worker.intake.process(msgs, check_seen=False)
     # Then each distinct batch is filled once, before or after its marker (the marker
     # announces 3 batches: none is beyond it), each repeat is dead-lettered as a duplicate
     seen = set(sequence)
     n_dupes = len(sequence) - len(seen)
-    assert len(worker._dead) == n_dupes
-    assert {reason for _, reason, _ in worker._dead} <= {"duplicate-batch", "duplicate-marker"}
+    assert len(worker.hand.dead) == n_dupes
+    assert {reason for _, reason, _ in worker.hand.dead} <= {"duplicate-batch", "duplicate-marker"}
     filler = Filler(specs)
     for spill in (1, 2):
         indexes = sorted(int(w[1]) for s, w in seen if s == spill and w != "eos")
-        c = worker._open.get((9, spill))
+        c = worker.hand.spills.get((9, spill))
         assert c is None or not c.late
         if not indexes:
             assert c is None or c.hists is None
@@ -294,8 +294,8 @@ def test_duplicated_and_out_of_order_messages_count_each_batch_once(worker, spec
 
 def test_a_batch_beyond_the_count_its_marker_announced_is_set_aside_in_any_order(worker):
     # Given batches 0 and 2 of a spill, its marker announcing 2 batches, then batch 1
-    worker._reset_group()
-    worker._markers.clear()
+    worker.hand.clear()
+    worker.markers.clear()
     eos = {b"type": b"eos", b"run": b"9", b"spill": b"1", b"n_batches": b"2", b"n_events": b"6"}
     payloads = GOOD[1]
     msgs = [
@@ -305,9 +305,9 @@ def test_a_batch_beyond_the_count_its_marker_announced_is_set_aside_in_any_order
         Message("4-0", {b"type": b"batch", b"payload": payloads[1]}),
     ]
     # When the worker handles them
-    worker._process(msgs, check_seen=False)
+    worker.intake.process(msgs, check_seen=False)
     # Then batches 0 and 1 are counted (1 after the marker is no less the spill's), and
     # batch 2 — beyond the 2 announced — is set aside as late, not filled
-    c = worker._open[(9, 1)]
+    c = worker.hand.spills[(9, 1)]
     assert sorted(b for _, b in c.batches) == [0, 1]
-    assert [m for m, _ in c.late] == ["3-0"] and not worker._dead
+    assert [m for m, _ in c.late] == ["3-0"] and not worker.hand.dead

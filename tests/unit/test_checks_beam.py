@@ -112,14 +112,39 @@ def test_nominal_is_the_reference_s_profile_not_a_constant() -> None:
 
 @pytest.mark.parametrize("axis", ["x", "y"])
 def test_profile_shape_is_checked_in_x_and_in_y(axis) -> None:
-    # a beam 20 % narrower in one coordinate only: the shape of that coordinate's profile
-    narrower = {f"beam_sigma_{axis}_mm": 0.8 * getattr(CONFIG, f"beam_sigma_{axis}_mm")}
+    # a second, narrow beam component 8 mm off-axis in one coordinate only (15 % of the
+    # muons): a shape change that neither a move nor a stretch of the reference explains
     other = "y" if axis == "x" else "x"
-    run = spill(23, None, **narrower)
+    main = spill(23)
+    halo = spill(
+        23,
+        None,
+        events_per_spill=3_000,
+        **{
+            f"beam_{axis}_mm": 8.0,
+            f"beam_sigma_{axis}_mm": 0.3 * getattr(CONFIG, f"beam_sigma_{axis}_mm"),
+        },
+    )
+    run = ({name: main[0][name] + halo[0][name] for name in main[0]}, main[1])
     result = check(f"beam_{axis}_ms1_2", "beam_profile", run)
-    assert result.quality is Quality.BAD
+    assert result.quality is Quality.BAD, result.explanation
     assert result.explanation.startswith("profile shape against the reference moved by")
     assert check(f"beam_{other}_ms1_2", "beam_profile", run).quality is Quality.GOOD
+
+
+@pytest.mark.parametrize("axis", ["x", "y"])
+@pytest.mark.parametrize("factor", [0.75, 0.94, 1.06, 1.25])
+def test_a_width_change_is_the_width_checks_to_judge(axis, factor) -> None:
+    # Given a beam wider or narrower in one coordinate (its shape Gaussian as before)
+    sigma = f"beam_sigma_{axis}_mm"
+    run = spill(25, None, **{sigma: factor * getattr(CONFIG, sigma)})
+    # Then the profile shape is GOOD (the reference stretched to the spill's width) ...
+    result = check(f"beam_{axis}_ms1_2", "beam_profile", run)
+    assert result.quality is Quality.GOOD, result.explanation
+    assert result.details["stretch"] == pytest.approx(factor, rel=0.04)
+    # ... and the width check judges it with its tolerance (±10 % WARNING, ±20 % BAD)
+    width = check("beam_xy_ms1_2", "beam_width", run).quality
+    assert width is (Quality.GOOD if abs(factor - 1) < 0.1 else Quality.BAD)
 
 
 @pytest.mark.parametrize("axis", ["x", "y"])

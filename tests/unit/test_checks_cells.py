@@ -174,8 +174,11 @@ def test_clean_spills_flag_no_cell() -> None:
             for c in spec.checks:
                 if c.type in ("dead_channels", "hot_channels", "cell_gain"):
                     result = check(spec.name, c.type, runs[t], recent=tuple(runs[:t]))
-                    # Then no cell is flagged, not even as a suspect
-                    assert result.quality is Quality.GOOD, (t, spec.name, result.explanation)
+                    # Then no cell is flagged, not even as a suspect (a sparse map — the
+                    # VHCAL's few hadron-leak hits — may hold no hit at all: nothing to judge)
+                    empty = float(runs[t][spec.name].values().sum()) == 0
+                    expected = (Quality.GOOD, Quality.NO_DATA) if empty else (Quality.GOOD,)
+                    assert result.quality in expected, (t, spec.name, result.explanation)
 
 
 def test_a_whole_map_shifted_together_is_a_common_cause() -> None:

@@ -55,7 +55,8 @@ def test_set_p_beam_gev_gives_matching_conditions():
     cond = cfg.conditions()
     assert (cond.beam_particle, cond.p_beam_gev, cond.beam_config) == ("mu-", 100.0, "mu100")
     assert (cond.polarity, cond.mbpl_field_integral_tm, cond.setup) == ("-", 3.0, "simulation")
-    assert "p_out<100 GeV" in cond.trigger  # the simulator's own trigger settings
+    # the simulator's own trigger settings, scaled with the beam (100 GeV of 160 at 160 GeV)
+    assert "p_out<62.5 GeV" in cond.trigger and "HCAL>12.5 GeV" in cond.trigger
     assert SimConfig(beam_particle="mu+").conditions().polarity == "+"  # auto: the charge's
     assert SimConfig(magnet_polarity="+").conditions().polarity == "+"
     assert spill().conditions == CFG.conditions()

@@ -120,7 +120,10 @@ def spills(draw) -> tuple[SimConfig, list[Anomaly]]:
         batch_size=1000,
         seed=draw(st.integers(0, 2**16)),
         events_per_spill=draw(st.sampled_from([1, 2, 5, 30, 200, 1000, 3000])),
-        p_beam_gev=draw(st.floats(20.0, 300.0)),  # M2 muons; below ~11 GeV the simulator fails
+        # any beam the M2 line delivers, low momenta drawn as often as high ones, either charge
+        p_beam_gev=draw(st.one_of(st.floats(1.0, 20.0), st.floats(20.0, 300.0))),
+        beam_particle=draw(st.sampled_from(["mu-", "mu+"])),
+        magnet_polarity=draw(st.sampled_from(["auto", "+", "-"])),
         beam_momentum_spread=draw(st.floats(0.0, 0.1)),
         bms_resolution=draw(st.floats(0.0, 0.2)),
         ms2_resolution=draw(st.floats(0.0, 0.2)),
@@ -203,6 +206,32 @@ def test_an_empty_spill_is_judged_not_failed(specs):
         )
         assert not [j for j in verdict.judgements if j.result.quality is Quality.CHECK_ERROR]
         assert verdict.overall is not Quality.GOOD  # an empty spill is not a good one
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.floats(1.0, 332.0), st.sampled_from(["mu-", "mu+"]), st.integers(0, 2**16))
+def test_the_simulator_accepts_every_beam_momentum_and_scales_with_it(p_beam, particle, seed):
+    # Given any momentum the column ranges hold (down to 1 GeV), either charge, a π/K-rich beam
+    cfg = SimConfig(
+        run=4,
+        seed=seed,
+        events_per_spill=400,
+        p_beam_gev=p_beam,
+        beam_particle=particle,
+        pik_fraction=0.05,
+        signal_fraction=0.05,
+    )
+    # When a spill is simulated
+    data = simulate_spill(cfg, 1)
+    assert data is not None
+    # Then every outgoing muon lies within the run's own scale: signal-like and π/K muons
+    # between the softest-muon fraction and the beam's momentum, whatever the beam is
+    truth = data.truth
+    soft = np.isin(truth["category"], [1, 3]) & (truth["p_out_true"] > 0)
+    p_out = truth["p_out_true"][soft] / p_beam
+    assert np.all(p_out >= cfg.soft_muon_min_rel - 1e-9)
+    assert np.all(p_out <= 1.5)
+    assert cfg.conditions().p_beam_gev == p_beam
 
 
 def test_a_100_gev_run_against_the_160_gev_reference_says_where_the_entries_went(specs):

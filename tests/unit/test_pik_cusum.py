@@ -90,14 +90,18 @@ def test_shipped_rate_agrees_with_a_brute_force_run_of_the_held_statistic():
     assert exact <= SHIPPED["alarm_rate"]
     # When 2 000 runs of 1 500 spills are simulated (vectorised, same lattice, cap, ceiling)
     b, a, h, top = held.test.denominator, held.test.k_steps, held.test.h_steps, held.ceiling_steps
+    # (a spill alarming on its own is flagged and counts as an in-control one: λ0 hadrons)
     rng = np.random.default_rng(5)
     state = np.zeros(2_000, dtype=np.int64)
+    before = np.zeros(state.size, dtype=bool)
     starts = 0
     for t in range(1_500):
-        before = state >= h
-        x = np.minimum(rng.poisson(LAMBDA0, state.size), held.cap)
-        state = np.clip(state + b * x - a, 0, top)
-        starts += int(np.count_nonzero((state >= h) & ~before)) if t >= 100 else 0
+        x = rng.poisson(LAMBDA0, state.size)
+        outlier = x >= held.cap
+        state = np.clip(state + np.where(outlier, held.imputed_steps, b * x - a), 0, top)
+        flagged = outlier | (state >= h)
+        starts += int(np.count_nonzero(flagged & ~before)) if t >= 100 else 0
+        before = flagged
     spills = state.size * 1_400
     # Then the episodes per spill are the chain's within 4.5 standard errors
     assert abs(starts / spills - exact) < 4.5 * math.sqrt(1.5 * exact / spills)
@@ -128,7 +132,10 @@ def test_detection_delay_of_the_check_is_the_markov_chain_expectation(excess):
 # --------------------------------------------------------------------------- stays up, resets
 
 
-@pytest.mark.parametrize(("excess", "min_up"), [(2, 0.93), (3, 0.99), (5, 1.0)])
+# ×5: 42 % of its spills alarm on their own (BAD there, and left out of the statistic so that
+# a one-spill glitch leaves no trail); early in the excess a spill under the cap may then
+# find the statistic still low: ≈ 0.5 % of the spills after the first BAD one
+@pytest.mark.parametrize(("excess", "min_up"), [(2, 0.93), (3, 0.99), (5, 0.99)])
 def test_flag_stays_up_through_a_60_spill_excess_and_goes_down_after_it(excess, min_up):
     rng = np.random.default_rng(20 + excess)
     up, watched, down_after = 0, 0, []
@@ -158,16 +165,17 @@ def test_flag_stays_up_through_a_60_spill_excess_and_goes_down_after_it(excess, 
     assert np.mean(down_after) <= 7 and max(down_after) <= 15
 
 
-def test_a_one_spill_x10_glitch_trails_as_the_chain_says():
+def test_a_one_spill_x10_glitch_leaves_no_trail_as_the_chain_says():
     held = design()
     shipped = design_count_cusum(LAMBDA0, 2.0, 8.44e-4, 2.5e-3, 3.0)
-    # By the math: a count ≥ cap alarms on the glitch spill whatever S was; the cap keeps
-    # S ≤ S_before + cap − k, and after it S falls by k − λ0 = 0.88 counts per spill
+    # By the math: a count ≥ cap alarms on the glitch spill whatever S was, and is left out
+    # of S for the spills after it; a ×10 spill below the cap (P ≈ 1 %) accumulates as usual
     law = held.transitions(10 * LAMBDA0).T @ held.stationary(LAMBDA0)
     trail = held.flagged_after(law, LAMBDA0, 12, shipped.h_warning_steps)
     bad_trail = held.flagged_after(law, LAMBDA0, 12, shipped.h_steps)
-    assert trail.sum() < 3.0 and bad_trail.sum() < 1.6  # expected flagged spills after it
-    assert trail[0] < 0.75 and trail[9] < 0.07  # +1: often WARNING; +10: rarely anything
+    in_control = held.flagged_after(held.stationary(LAMBDA0), LAMBDA0, 1, shipped.h_warning_steps)
+    assert trail.sum() < 0.25 and bad_trail.sum() < 0.1  # expected flagged spills after it
+    assert trail[0] < 0.05 and trail[9] < 2 * in_control[0] + 1e-3  # +10: as any clean spill
     # When the check judges 600 runs with one ×10 spill after 40 clean ones
     rng = np.random.default_rng(30)
     flagged_after = np.zeros(12)
