@@ -19,7 +19,6 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from dqm.checks import ROLLUP, Quality, quality_name
-from dqm.core.evaluate import QUALITY_KEY
 from dqm.core.numbering import ranges_text
 from dqm.core.signoff import (
     CertificationRange,
@@ -35,6 +34,7 @@ from dqm.core.signoff import (
     propose,
 )
 from dqm.core.specs import SUBSYSTEMS
+from dqm.core.spill_history import QUALITY_KEY
 from dqm.store.models import Certification, Flag, Spill
 from dqm.store.queries import closed_spills
 
