@@ -26,6 +26,7 @@ from dqm.store.frames import (
     summary_keys,
     trend_frame,
 )
+from dqm.store.queries import runs_in_period
 
 __all__ = [
     "SpillInfo",
@@ -36,6 +37,7 @@ __all__ = [
     "flags_frame",
     "audit_frame",
     "trend_frame",
+    "runs_in_period",
     "cell_history",
     "reports",
     "summary_keys",
