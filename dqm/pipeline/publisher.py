@@ -43,7 +43,9 @@ class Publisher:
     """Publishes whole spills to a stream, retrying across Redis outages, never twice.
 
     ``give_up_s``: how long one spill may wait for Redis before the error is raised
-    (``None``: for ever, as a DAQ that must not lose a spill would).
+    (``None``: for ever, as a DAQ that must not lose a spill would). A Redis never reached
+    is a configuration error, not an outage: the first attempts' error is raised at once
+    (``dqm simulate`` then says "cannot reach Redis" and exits 2).
     """
 
     def __init__(
@@ -56,6 +58,7 @@ class Publisher:
     ) -> None:
         self.r, self.stream, self.maxlen, self.give_up_s = r, stream, maxlen, give_up_s
         self.backoff = Backoff()
+        self.reached = False  # Redis answered once: a later failure is an outage to wait out
         self.retries = 0  # failed attempts (each followed by a wait)
         self.found_published = 0  # spills found in the stream after a failed attempt
 
@@ -93,6 +96,8 @@ class Publisher:
                 )
                 break
             except (redis.ConnectionError, redis.TimeoutError) as exc:
+                if not self.reached:
+                    raise
                 uncertain = True
                 self.retries += 1
                 if self.give_up_s is not None and time.monotonic() - t0 > self.give_up_s:
@@ -106,6 +111,7 @@ class Publisher:
                 )
                 time.sleep(wait)
         self.backoff.reset()
+        self.reached = True
 
     def announce(self, conditions: RunConditions | None) -> None:
         """Announce a run's conditions on their own, retrying across an outage (a repeated
@@ -118,6 +124,8 @@ class Publisher:
                 publish_conditions(self.r, self.stream, conditions, maxlen=self.maxlen)
                 break
             except (redis.ConnectionError, redis.TimeoutError) as exc:
+                if not self.reached:
+                    raise
                 self.retries += 1
                 if self.give_up_s is not None and time.monotonic() - t0 > self.give_up_s:
                     raise
@@ -125,6 +133,7 @@ class Publisher:
                 log.warning("redis unavailable (%s); retrying in %.1f s", exc, wait)
                 time.sleep(wait)
         self.backoff.reset()
+        self.reached = True
 
     def _marker_in_stream(self, run: int, spill: int, since_ms: int) -> bool:
         """Is this spill's end-of-spill marker among the stream's entries since ``since_ms``?"""

@@ -24,7 +24,7 @@ STREAM = "p:events"
 
 
 def copies(r: redislib.Redis, run: int, spill: int) -> tuple[int, int]:
-    """(markers, batches) of one spill in the stream."""
+    """(markers of one spill, batches of every spill) in the stream."""
     markers = batches = 0
     for _, fields in r.xrange(STREAM):
         if fields.get(b"type") == b"eos":
@@ -42,10 +42,12 @@ def server(tmp_path):
 
 
 def test_a_spill_published_during_an_outage_arrives_once(server):
-    # Given a publisher and a Redis that is down when the spill is published
-    spill = small_run(run=71, n_spills=1)[0]
+    # Given a publisher that has published a spill, and a Redis that is down when the next
+    # spill is published
+    first, spill = small_run(run=71, n_spills=2)
     r = redislib.Redis.from_url(server.url, socket_connect_timeout=1, socket_timeout=2)
     pub = Publisher(r, STREAM)
+    pub.publish(first.run, first.spill, first.batches(), first.n_events)
     server.stop(keep_files=True)
     thread = threading.Thread(
         target=pub.publish, args=(spill.run, spill.spill, spill.batches(), spill.n_events)
@@ -57,19 +59,20 @@ def test_a_spill_published_during_an_outage_arrives_once(server):
     thread.join(30)
     # Then the spill is in the stream once, whole
     assert not thread.is_alive() and pub.retries > 0
-    assert copies(r, spill.run, spill.spill) == (1, spill.n_batches)
+    assert copies(r, spill.run, spill.spill) == (1, first.n_batches + spill.n_batches)
 
 
 @pytest.mark.parametrize("applied", [True, False], ids=["reply-lost", "never-sent"])
 def test_after_a_broken_connection_it_looks_before_it_resends(server, monkeypatch, applied):
-    # Given a connection that breaks once during the transaction: after Redis applied it
-    # (only the reply is lost), or before it reached Redis
-    spill = small_run(run=72, n_spills=1)[0]
+    # Given a publisher that has published a spill, and a connection that breaks once
+    # during the next one's transaction: after Redis applied it (only the reply is lost),
+    # or before it reached Redis
+    first, spill = small_run(run=72, n_spills=2)
     real = publisher_module.publish_batches
     broken = []
 
     def flaky(*args, **kwargs):
-        if not broken:
+        if args[3] == spill.spill and not broken:
             broken.append(True)
             if applied:
                 real(*args, **kwargs)
@@ -80,8 +83,22 @@ def test_after_a_broken_connection_it_looks_before_it_resends(server, monkeypatc
     r = redislib.Redis.from_url(server.url)
     r.xadd(STREAM, {b"type": b"eos", b"run": 72, b"spill": 99, b"n_batches": 0, b"n_events": 0})
     pub = Publisher(r, STREAM)
+    pub.publish(first.run, first.spill, first.batches(), first.n_events)
     # When the spill is published
     pub.publish(spill.run, spill.spill, spill.batches(), spill.n_events)
     # Then it is in the stream exactly once: not sent again if it was in, sent if it was not
-    assert copies(r, spill.run, spill.spill) == (1, spill.n_batches)
+    assert copies(r, spill.run, spill.spill) == (1, first.n_batches + spill.n_batches)
     assert pub.found_published == int(applied) and pub.retries == 1
+
+
+def test_a_redis_never_reached_is_an_error_at_once(server):
+    # Given a Redis that is not there when the producer starts (a wrong URL, say)
+    spill = small_run(run=73, n_spills=1)[0]
+    server.stop(keep_files=True)
+    r = redislib.Redis.from_url(server.url, socket_connect_timeout=1)
+    # Then publishing fails at once (dqm simulate says "cannot reach Redis", exit 2) rather
+    # than waiting for ever
+    t0 = time.monotonic()
+    with pytest.raises(redislib.ConnectionError):
+        Publisher(r, STREAM).publish(spill.run, spill.spill, spill.batches(), spill.n_events)
+    assert time.monotonic() - t0 < 10
