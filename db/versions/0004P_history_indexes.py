@@ -1,7 +1,7 @@
 """Indexes for years of data: the newest closed spills and a time span without a scan
 
 Revision ID: 0004P
-Revises: 0003f
+Revises: 0004S
 Create Date: 2026-12-01 18:30:00
 
 spills.closed_at: the control room's newest closed spills and its change check, `dqm
@@ -16,7 +16,7 @@ import sqlalchemy as sa
 
 
 revision = '0004P'
-down_revision = '0003f'
+down_revision = '0004S'
 branch_labels = None
 depends_on = None
 
