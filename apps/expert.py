@@ -149,7 +149,8 @@ class Expert(Viewer):
             ("Reports", pn.Column("### Nightly reports", self.reports)),
             ("Actions", self.actions),
             sizing_mode="stretch_width",
-            dynamic=True,  # a tab is sent to the browser when shown: the page opens faster
+            dynamic=False,  # every tab stays in the document: a figure refilled while its tab is
+            # hidden must reach the browser (trends, flags and the run map are queried when shown)
         )
         tab = view.get("tab")
         if tab in TABS:

@@ -48,13 +48,18 @@ class LatestOnly:
     async def run(self, request, load, show) -> None:
         self._asked = request
         self.area.loading = True
+        doc = pn.state.curdoc if served() else None
         try:
             result = await asyncio.to_thread(load, request)
         finally:
             if self._asked == request:
                 self.area.loading = False
-        if self._asked == request:  # the expert may have changed the choice again meanwhile
+        if self._asked != request:  # the expert changed the choice again meanwhile
+            return
+        if doc is None:
             show(result)
+        else:  # bokeh models change only under the document's lock: on its next tick
+            doc.add_next_tick_callback(lambda: show(result) if self._asked == request else None)
 
 
 def served() -> bool:
@@ -87,7 +92,9 @@ class HistogramExplorer(Viewer):
         self.histogram = pn.widgets.Select(
             label="Histogram", groups=groups, value=first or specs.names[0], width=260
         )
-        self.log = pn.widgets.Checkbox(label="log scale", value=bool(view.get("log")), width=90)
+        self.log = pn.widgets.Checkbox(
+            label="log scale", value=bool(view.get("log")), width=90, css_classes=["dqm-log"]
+        )
         self.rebin = pn.widgets.Select(
             label="Rebin",
             options=[1, 2, 3, 4, 5, 6, 8, 10],

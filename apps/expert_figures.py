@@ -242,8 +242,9 @@ class SeriesFigure:
         )
         self.current = ColumnDataSource({"x": []})
         self.fig.hstrip(y0="y0", y1="y1", fill_color="color", fill_alpha=0.15, source=self.bands)
-        self.fig.line(x=self.x, y="shown", source=self.points, line_color="#999999")
-        self.fig.scatter(x=self.x, y="shown", source=self.points, color="color", size=7)
+        line = self.fig.line(x=self.x, y="shown", source=self.points, line_color="#999999")
+        dots = self.fig.scatter(x=self.x, y="shown", source=self.points, color="color", size=7)
+        self.fig.y_range.renderers = [line, dots]  # the bands' open ends must not set the range
         self.fig.vspan(x="x", source=self.current, line_color=HIGHLIGHT, line_width=2)
         self.fig.add_tools(
             HoverTool(

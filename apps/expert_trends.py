@@ -109,7 +109,7 @@ class Trends(Viewer):
         self.axis = pn.widgets.RadioButtonGroup(
             label="x axis", options=["spill number", "time"], value="spill number"
         )
-        self.area = pn.Column(sizing_mode="stretch_width")
+        self.area = pn.Column(sizing_mode="stretch_width", css_classes=["dqm-trends"])
         self._latest = LatestOnly(self.area)
         for w in (self.key, self.runs, self.axis):
             w.param.watch(self._redraw, "value")

@@ -81,12 +81,19 @@ def _control_room(datastore: DataStore, settings: Settings):
             rotate_s = float(_arg("rotate", "0") or 0)
         except ValueError:
             rotate_s = 0.0
-        view = ControlRoom(datastore, stale_after_s=settings.stale_after_s, rotate_s=rotate_s)
+        view = ControlRoom(
+            datastore,
+            stale_after_s=settings.stale_after_s,
+            rotate_s=rotate_s,
+            user=current_user(),
+            alarm_repeat_s=settings.alarm_repeat_s,
+        )
         view.start()
         return pn.Column(
             view,
             sizing_mode="stretch_width",
             styles={"background": "#0d0d0d", "min-height": "100vh"},
+            stylesheets=[":host { margin: 0; }"],
         )
 
     return page

@@ -81,6 +81,9 @@ def add_parser(sub) -> None:
         help="instead: time the expert page in Chromium on a stored run of SPILLS spills "
         "(default 300): opening it and drawing another histogram",
     )
+    p.add_argument(
+        "--opens", type=int, default=5, help="with --expert: page opens timed after the first"
+    )
     p.set_defaults(func=run)
 
 
@@ -120,7 +123,10 @@ def run(args, settings) -> int:
         from benchmarks.web import bench_expert_page
 
         result = bench_expert_page(
-            load_default_specs(settings), settings.specs_dir or None, n_spills=args.expert
+            load_default_specs(settings),
+            settings.specs_dir or None,
+            n_spills=args.expert,
+            opens=args.opens,
         )
         print("\n".join(result.lines()))
         return 0

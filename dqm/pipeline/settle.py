@@ -6,7 +6,8 @@ debt is the worker's :class:`~dqm.pipeline.state.Owed`; :func:`settle` pays it i
 (dead letters before acknowledgements, acknowledgements before closes) and drops each
 piece only once done, so an outage half-way leaves the rest for the next call. A database
 error is handed to the worker's outage handling (back-off), never raised; a Redis error
-is raised for the worker's loop to back off and reconnect.
+is raised for the worker's loop to back off and reconnect — after the closes, which need
+only the database (a Redis outage must not make spills late).
 
 A worker killed between storing a spill's last batch and closing it takes that debt
 with it: every worker's periodic sweep closes such a spill (:func:`close_orphans`), as
@@ -19,6 +20,8 @@ import logging
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
+
+import redis
 
 from dqm.pipeline import stream as rs
 from dqm.store.engine import OperationalError
@@ -38,7 +41,22 @@ log = logging.getLogger("dqm.pipeline.worker")
 
 
 def settle(w: Worker) -> None:
-    """Do what stored messages still owe: dead letters, acks, then closing their spills."""
+    """Do what stored messages still owe: dead letters, acks, then closing their spills.
+
+    Closing needs only the database: when Redis is away the closes are done all the same,
+    then the Redis error is raised for the worker's back-off (the acks wait for Redis).
+    """
+    try:
+        _pay_redis(w)
+    except (redis.ConnectionError, redis.TimeoutError):
+        _pay_database(w)
+        raise
+    _pay_database(w)
+
+
+def _pay_redis(w: Worker) -> None:
+    """Dead letters, then acknowledgements (a message leaves the pending list only once the
+    dead-letter stream holds it)."""
     owed, s = w.owed, w.settings
     while owed.dead:
         m, reason, detail = owed.dead[0]
@@ -55,6 +73,12 @@ def settle(w: Worker) -> None:
     if owed.ack:
         rs.ack(w.r, s.stream, s.group, owed.ack)
         owed.ack = []
+
+
+def _pay_database(w: Worker) -> None:
+    """Close the spills that may be complete, judge again what late batches or new run
+    conditions touched; each dropped from the debt once done."""
+    owed = w.owed
     if owed.close:
         try:
             with w.sessions() as session:

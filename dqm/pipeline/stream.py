@@ -283,14 +283,14 @@ def group_lag(r: redis.Redis, stream: str, group: dict) -> int | None:
     Redis derives its ``lag`` from a counter of entries read that a restart from the
     append-only file restores only approximately: it can report a lag that does not exist,
     and keep reporting it while nothing new arrives, so an alert on it would never clear.
-    The ids cannot lie: once the group has been delivered the stream's last entry
-    (``last-delivered-id`` ≥ ``last-generated-id``) the lag is 0, whatever the counter says.
+    The ids cannot lie: once the group has been delivered the stream's newest entry
+    (``last-delivered-id`` ≥ its id) the lag is 0, whatever the counter says.
     Otherwise Redis's figure, at most the stream's length; None when Redis cannot tell
-    (``?`` in ``dqm status``, no sample in the metrics).
+    (``?`` in ``dqm status``, no sample in the metrics). Costs one read of the stream's
+    newest entry per call.
     """
-    info = r.xinfo_stream(stream)
-    last = _stream_id(info.get("last-generated-id"))
-    if _stream_id(group.get("last-delivered-id")) >= last:
-        return 0
     lag = group.get("lag")
-    return None if lag is None else min(int(lag), int(info.get("length") or 0))
+    newest = r.xrevrange(stream, count=1)
+    if not newest or _stream_id(group.get("last-delivered-id")) >= _stream_id(newest[0][0]):
+        return 0
+    return None if lag is None else min(int(lag), int(r.xlen(stream)))

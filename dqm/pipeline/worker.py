@@ -375,6 +375,10 @@ class Worker:
         self.stats.redis_errors += 1
         wait = self.redis_backoff.failed()
         log.warning("redis unavailable (%s); retrying in %.1f s", exc, wait)
+        now = time.monotonic()
+        if now - self.clock.last_sweep > SWEEP_EVERY_S:  # closing needs only the database
+            self.clock.last_sweep = now
+            self._close_orphans()
         self._stop.wait(wait)
         try:
             self._ensure_group()  # a Redis that lost its data needs the group again

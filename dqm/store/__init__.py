@@ -18,7 +18,10 @@ module                    holds
 ``queries``               named reads: ``closed_spills(session, run)``,
                           ``count_closed_spills``, ``recent_closed_spills``, ``change_token``…
 ``runs``                  a run's row and beam configuration
-``flags``                 gather a spill's check inputs, store the verdict, recheck a run
+``inputs``                a spill's check inputs as they were when it closed
+``flags``                 store the verdict, recheck a run, query the flags
+``incidents``             incidents that stay until acknowledged: open, extend, acknowledge
+``alarms``                silences of the alarm sound; the notifier's outbox
 ``references``            reference runs: set, import, suggest, which one is in force
 ``actions``               the audited actions (acknowledge, annotate; experts: reference, mask,
                           thresholds) and the role check (``require_expert``)

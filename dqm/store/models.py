@@ -43,6 +43,8 @@ __all__ = [
     "AuditEntry",
     "ChannelMask",
     "CheckOverride",
+    "StoredIncident",
+    "AlarmSilence",
     "Certification",
     "UTCDateTime",
     "utcnow",
@@ -303,6 +305,56 @@ class CheckOverride(Base):
     comment: Mapped[str] = mapped_column(Text, default="")
     created_by: Mapped[str] = mapped_column(String(128))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class StoredIncident(Base):
+    """An incident that stays: one cause of one run, open until a person acknowledges it.
+
+    Opened at spill close by a BAD (or CHECK_ERROR) judgement, or by a WARNING that
+    persisted for ``incident_warning_spills`` spills; extended (``last_spill``,
+    ``n_spills``) while its cause persists, whether acknowledged or not. The
+    ``notified_*`` columns are the notifier's outbox: NULL means not yet posted.
+    """
+
+    __tablename__ = "incidents"
+    __table_args__ = (Index("ix_incidents_run_cause", "run", "cause"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run: Mapped[int] = mapped_column(Integer, index=True)
+    cause: Mapped[str] = mapped_column(String(128))
+    subsystem: Mapped[str] = mapped_column(String(32))
+    quality: Mapped[int] = mapped_column(Integer)
+    title: Mapped[str] = mapped_column(String(256), default="")
+    explanation: Mapped[str] = mapped_column(Text, default="")
+    instruction: Mapped[str] = mapped_column(Text, default="")
+    first_spill: Mapped[int] = mapped_column(Integer)
+    last_spill: Mapped[int] = mapped_column(Integer)
+    n_spills: Mapped[int] = mapped_column(Integer, default=1)
+    #: the histogram of its worst flag (the expert page's link), and the checks it holds
+    histogram: Mapped[str | None] = mapped_column(String(128))
+    details: Mapped[dict | None] = mapped_column(JSON)
+    opened_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    acknowledged_by: Mapped[str | None] = mapped_column(String(128))
+    acknowledged_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
+    annotation: Mapped[str | None] = mapped_column(Text)
+    notified_open_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    notified_ack_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class AlarmSilence(Base):
+    """A person silenced the alarm sound until ``until``, for the incidents open then.
+
+    An incident opened later (``id`` above ``up_to_incident``) sounds again: a silence
+    is "I know about these", not "mute the control room".
+    """
+
+    __tablename__ = "alarm_silences"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    created_by: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    until: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    reason: Mapped[str] = mapped_column(Text)
+    up_to_incident: Mapped[int] = mapped_column(Integer, default=0)
 
 
 class Certification(Base):

@@ -89,6 +89,7 @@ def web_server(pg_admin_url, redis_url, tmp_path_factory):
         "DQM_SPECS_DIR": str(specs_dir),
         "DQM_DATA_DIR": str(tmp),
         "DQM_STALE_AFTER_S": "600",
+        "DQM_ALARM_REPEAT_S": "3",  # the alarm's repeat, seen within a test
         "DQM_WEB_USERS": ",".join(
             f"{name}:{hash_password(PASSWORD, iterations=1000)}" for name in (EXPERT, SHIFTER)
         ),

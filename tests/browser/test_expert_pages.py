@@ -8,14 +8,17 @@ Every test takes screenshots into the artifacts folder; none asserts a time (spe
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 
 import pytest
 from sqlalchemy import select
 
 from dqm.store.models import Flag, Reference
 from tests.browser.conftest import EXPERT, LIVE_RUN, PASSWORD, REFERENCE_RUN, bad_flag_id
-from tests.helpers import wait_until
+from tests.helpers import ROOT, wait_until
 from tests.web_helpers import BEAM_SHIFT
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration]
@@ -54,6 +57,19 @@ def _flag_count(server, spill: int) -> int:
         engine.dispose()
 
 
+def _flag_row(server, flag_id: int) -> tuple[str, str]:
+    """(histogram, instruction) of a stored flag."""
+    engine, sessions = server.db()
+    try:
+        with sessions() as s:
+            row = s.execute(
+                select(Flag.histogram, Flag.instruction).where(Flag.id == flag_id)
+            ).one()
+    finally:
+        engine.dispose()
+    return row[0], row[1]
+
+
 def _view(page, text: str) -> None:
     """Wait until the explorer shows ``text`` ("histogram run lo-hi")."""
     page.locator(f'[data-view="{text}"]').wait_for(timeout=60_000)
@@ -76,27 +92,26 @@ def _login(page, url: str) -> None:
 def test_a_flag_opens_its_evidence(web_server, spills, page, artifacts):
     # Given the BAD beam-centroid flag of the shifted spill
     flag = bad_flag_id(web_server, "beam_centroid", spills["shifted"])
+    histogram, instruction = _flag_row(web_server, flag)
     # When the expert follows its link
     page.goto(web_server.url + f"/expert?flag={flag}")
     # Then the page shows that histogram at that spill, with the flag's quality, explanation
     # and the instruction the wall shows, and the check's number over the run with its bands
-    _view(page, f"webtest_beam_x {LIVE_RUN} {spills['shifted']}-{spills['shifted']}")
+    _view(page, f"{histogram} {LIVE_RUN} {spills['shifted']}-{spills['shifted']}")
     evidence = page.locator(f'.dqm-evidence[data-flag="{flag}"]')
     evidence.wait_for()
     text = evidence.inner_text()
     assert "BAD" in text and "mm from nominal" in text
-    assert "▶ Beam off centre: call the SPS operator" in text
-    page.get_by_text("the number judged per spill").first.wait_for()
+    assert f"▶ {instruction}" in text
+    page.locator(".dqm-evidence-area canvas").first.wait_for()  # the check's series
     page.wait_for_timeout(1500)
     assert page.locator("canvas").count() >= 4  # series + overlay + ratio + significance
     page.screenshot(path=str(artifacts / "expert_evidence_beam.png"), full_page=True)
-    # And a wall tile's link (histogram, run, spill) lands on the same evidence
-    page.goto(
-        web_server.url
-        + f"/expert?histogram=webtest_ecal_cells&run={LIVE_RUN}&spill={spills['dead']}"
-    )
+    # And a wall tile's link (histogram, run, spill) lands on that histogram's worst flag
     dead = bad_flag_id(web_server, "dead_channels", spills["dead"])
-    page.locator(f'.dqm-evidence[data-flag="{dead}"]').wait_for()
+    cells, _ = _flag_row(web_server, dead)
+    page.goto(web_server.url + f"/expert?histogram={cells}&run={LIVE_RUN}&spill={spills['dead']}")
+    page.locator('.dqm-evidence[data-quality="BAD"]').wait_for()
     assert "dead" in page.locator(".dqm-evidence").inner_text()
     page.wait_for_timeout(1500)
     page.screenshot(path=str(artifacts / "expert_evidence_dead_cell.png"), full_page=True)
@@ -114,7 +129,7 @@ def test_plots_an_expert_expects(web_server, spills, page, artifacts):
     for word in ("entries", "mean", "RMS", "underflow", "overflow"):
         assert word in stats.inner_text()
     # When the expert chooses a log scale and merges bins by 2
-    page.get_by_text("log scale").click()
+    page.locator(".dqm-log input").check()
     _url_has(page, "log=1")
     page.locator("select:has(option[value='8'])").select_option("2")
     _url_has(page, "log=1", "rebin=2")
@@ -123,8 +138,8 @@ def test_plots_an_expert_expects(web_server, spills, page, artifacts):
     # And a 2D x-y map: this selection, the reference and their significance side by side
     page.locator("select:has(optgroup)").select_option(label="beam_xy_ms1_0")
     _view(page, f"beam_xy_ms1_0 {LIVE_RUN} {s}-{s}")
-    page.get_by_text("significance vs reference").first.wait_for()
     page.wait_for_timeout(1500)
+    assert page.locator("canvas").count() >= 4  # series + this + reference + significance
     page.screenshot(path=str(artifacts / "expert_2d_triple.png"), full_page=True)
     # And the cell map of the dead-cell spill, coloured by significance
     page.goto(
@@ -184,7 +199,8 @@ def test_trends_in_words_by_spill_or_time_with_their_checks(web_server, spills, 
     quantity.wait_for()
     # Then quantities are named in words with units, and the quantity's own check is drawn
     assert "beam position in x at MS1 station 0 [mm]" in quantity.inner_text()
-    page.get_by_text("the number it judges").first.wait_for()
+    page.locator(".dqm-trends canvas").nth(1).wait_for()  # the quantity and its check's number
+    assert page.get_by_text("No check of the specs judges").count() == 0
     # When the expert switches to time
     page.get_by_text("time", exact=True).click()
     page.wait_for_timeout(2000)
@@ -209,13 +225,13 @@ def test_flags_by_incident_coloured_acknowledged_and_opening_evidence(
     assert page.locator('.dqm-flags .tabulator-col[tabulator-field="time"]').count() == 1
     page.screenshot(path=str(artifacts / "expert_flags_incidents.png"), full_page=True)
     # When the expert acknowledges the beam incident of the shifted spill at once
-    select = page.locator(".dqm-incident select")
+    incidents = page.locator(".dqm-incident select")
     label = next(
         o
-        for o in select.locator("option").all_inner_texts()
+        for o in incidents.locator("option").all_inner_texts()
         if f"spill {shifted} " in o and "beam" in o
     )
-    select.select_option(label=label)
+    incidents.select_option(label=label)
     page.locator(".dqm-ack-incident button").click()
     page.get_by_text(f"done by {EXPERT}").wait_for()
     # Then every flag of that incident is acknowledged by them
@@ -265,16 +281,20 @@ def test_compare_with_another_run_leaves_the_active_reference(web_server, spills
     assert page.console_log.errors == []
 
 
+@pytest.mark.timeout(1800)  # a store, a server and 18 timed page loads on a loaded machine
 def test_the_expert_page_benchmark_runs(artifacts):
     # Given a small stored run (the figure in the docs is on 300 spills: dqm bench --expert)
-    from benchmarks.web import bench_expert_page
-    from dqm.core.specs import load_specs
-    from tests.helpers import ROOT
-
-    # When the benchmark opens the page and changes histograms in Chromium
-    result = bench_expert_page(load_specs(ROOT / "histograms"), n_spills=30, opens=1)
-    # Then it reports an open and every histogram change (no limit asserted: figures, not a gate)
-    lines = result.lines()
-    (artifacts / "expert_bench.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    assert len(result.open_s) == 1 and len(result.change_s) >= 8
-    assert all(t > 0 for t in result.change_s)
+    # When the benchmark command opens the page and changes histograms in Chromium
+    done = subprocess.run(
+        [sys.executable, "-m", "dqm", "bench", "--expert", "30", "--opens", "1"],
+        cwd=str(ROOT),
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
+    # Then it reports the opens and every histogram change (figures, not a gate: no limit)
+    (artifacts / "expert_bench.txt").write_text(done.stdout + done.stderr, encoding="utf-8")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "open (first, cold server caches)" in done.stdout
+    assert "histogram change (16 changes" in done.stdout
