@@ -204,7 +204,7 @@ def test_trends_in_words_by_spill_or_time_with_their_checks(web_server, spills, 
     page.locator(".dqm-trends canvas").nth(1).wait_for(timeout=180_000)  # its check's number
     assert page.get_by_text("No check of the specs judges").count() == 0
     # When the expert switches to time
-    page.get_by_text("time", exact=True).click()
+    page.get_by_role("button", name="time").click()
     page.wait_for_timeout(2000)
     page.screenshot(path=str(artifacts / "expert_trends_time.png"), full_page=True)
     assert page.console_log.errors == []
