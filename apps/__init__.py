@@ -7,8 +7,13 @@ Layer: thin views over ``dqm`` services (the outermost shell). Layout:
   version counter that sessions compare; also the read/act gateway of the expert pages;
 * :mod:`apps.snapshot` — builds that snapshot from the store (what the wall shows);
 * :mod:`apps.queries` — the expert pages' read queries (plain functions of a session);
-* :mod:`apps.plots`, :mod:`apps.expert_plots` — histogram → bokeh figure/data conversions;
-* :mod:`apps.control_room`, :mod:`apps.expert`, :mod:`apps.expert_actions` — the views;
+* :mod:`apps.plot_data`, :mod:`apps.plots` — histogram → column data → the wall's figures;
+* :mod:`apps.expert_plots`, :mod:`apps.expert_figures`, :mod:`apps.expert_maps` — the expert
+  figures (1D overlay/ratio/significance, a check's series, 2D and cell maps);
+* :mod:`apps.control_room` — the wall; :mod:`apps.expert` assembles the expert page (and
+  keeps its URL equal to the view) from :mod:`apps.expert_explorer` (+ ``expert_load``,
+  ``expert_views``), :mod:`apps.expert_runmap`, :mod:`apps.expert_trends`,
+  :mod:`apps.expert_flags` and :mod:`apps.expert_actions`;
 * :mod:`apps.auth` — login (password hashes, cookie secret) and the read/act rule;
 * :mod:`apps.server` — assembles the pages and serves them (``dqm serve``).
 

@@ -13,6 +13,10 @@ What a CERN control room needs, and the design that follows from it:
   name; the expert page then shows the action forms, and :mod:`dqm.store.actions` refuses any
   action whose user is anonymous or ``guest`` — visibility of a button is a convenience,
   the check on the server is the rule.
+* **Two roles.** Shifters acknowledge, annotate, silence and sign off; experts also set
+  references, mask channels and change thresholds. ``DQM_WEB_EXPERTS`` names the experts
+  (``alice,bob``); every other login is a shifter. :func:`current_user` gives the name as a
+  :class:`dqm.core.roles.Actor` carrying its role, and the store's actions check it.
 * **Reading is not a secret, the network is the fence.** The server binds to
   127.0.0.1 by default; at CERN it is meant to sit on the experiment's technical network
   or behind the CERN single-sign-on proxy for remote experts. Panel's OAuth provider
@@ -36,6 +40,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from dqm.core.roles import EXPERT, SHIFTER, Actor
 from dqm.errors import ConfigError
 from dqm.store.actions import ANONYMOUS
 
@@ -49,10 +54,14 @@ __all__ = [
     "current_user",
     "USERS_ENV",
     "SECRET_ENV",
+    "EXPERTS_ENV",
+    "remember_roles",
 ]
 
 USERS_ENV = "DQM_WEB_USERS"
 SECRET_ENV = "DQM_COOKIE_SECRET"
+EXPERTS_ENV = "DQM_WEB_EXPERTS"
+_ROLES_KEY = "dqm-web-experts"  # pn.state.cache: the process's expert names (configuration)
 _SCHEME = "pbkdf2_sha256"
 _TEMPLATES = Path(__file__).resolve().parent / "templates"
 
@@ -109,6 +118,10 @@ class AuthConfig:
     users: Mapping[str, str] = field(default_factory=dict)
     cookie_secret: str = ""
     demo_login: tuple[str, str] | None = None
+    experts: frozenset[str] = frozenset()
+
+    def role(self, user: str) -> str:
+        return EXPERT if user in self.experts else SHIFTER
 
     @property
     def enabled(self) -> bool:
@@ -142,7 +155,14 @@ def auth_config_from_env(
         )
     if users and len(secret) < 32:
         raise ConfigError(SECRET_ENV, "<hidden>", "at least 32 characters")
-    return AuthConfig(users=dict(users), cookie_secret=secret, demo_login=demo_login)
+    experts = {e.strip() for e in env.get(EXPERTS_ENV, "").split(",") if e.strip()}
+    if unknown := sorted(experts - set(users)):
+        raise ConfigError(EXPERTS_ENV, ",".join(unknown), f"names of users in {USERS_ENV}")
+    if demo_login:
+        experts.add(demo_login[0])  # the demo's throw-away login may do everything
+    return AuthConfig(
+        users=dict(users), cookie_secret=secret, demo_login=demo_login, experts=frozenset(experts)
+    )
 
 
 def make_auth_provider(auth: AuthConfig):
@@ -172,9 +192,21 @@ def make_auth_provider(auth: AuthConfig):
     )
 
 
-def current_user() -> str | None:
-    """The logged-in user of this browser session, or None for guests and servers without login."""
+def remember_roles(auth: AuthConfig) -> None:
+    """Keep the expert names where every session of this process finds them (configuration,
+    not per-user state: it is the same for every session)."""
+    import panel as pn
+
+    pn.state.cache[_ROLES_KEY] = frozenset(auth.experts)
+
+
+def current_user() -> Actor | None:
+    """The logged-in user of this browser session with their role, or None for guests and
+    servers without login."""
     import panel as pn
 
     user = pn.state.user
-    return None if user is None or user in ANONYMOUS else user
+    if user is None or user in ANONYMOUS:
+        return None
+    experts = pn.state.cache.get(_ROLES_KEY, frozenset())
+    return Actor(user, EXPERT if user in experts else SHIFTER)

@@ -14,19 +14,31 @@ import html
 from datetime import UTC, datetime
 
 import panel as pn
+from panel.io.document import hold
 from panel.io.state import set_curdoc
 from panel.viewable import Viewer
 
+from apps.alarms import AlarmPanel
 from apps.plots import make_plot, plot_data
 from apps.snapshot import SUBSYSTEM_TITLES, Number, Snapshot, Tile
-from apps.theme import CONTROL_ROOM_CSS, QUALITY_COLOURS
+from apps.theme import CONTROL_ROOM_CSS, QUALITY_COLOURS, WALL_PLOT_HEIGHT
 from dqm.core.numbering import ranges_text
+from dqm.store.alarms import silence_alarm
+from dqm.store.incidents import acknowledge_incident
 
-__all__ = ["ControlRoom", "TICK_MS", "render_tiles", "render_header", "render_numbers", "age_text"]
+__all__ = [
+    "ControlRoom",
+    "TICK_MS",
+    "render_tiles",
+    "render_header",
+    "render_numbers",
+    "render_strip",
+    "age_text",
+]
 
 _TABS_CSS = """
-.bk-tab { color: #e0e0e0; background: #1c1c1c; font-size: 22px; font-weight: 700;
-  padding: 6px 22px; border-color: #444; }
+.bk-tab { color: #e0e0e0; background: #1c1c1c; font-size: 24px; font-weight: 700;
+  padding: 4px 22px; border-color: #444; }
 .bk-tab.bk-active { color: #000; background: #4fc3f7; }
 .bk-header { border-bottom: 2px solid #4fc3f7; }
 """
@@ -75,8 +87,10 @@ def render_tiles(snap: Snapshot, stale: bool) -> str:
     where = f"&run={snap.run}&spill={snap.spill}" if snap.run is not None else ""
     for t in snap.tiles:
         parts.append(_tile(t, stale, where))
+    spill = f"{snap.run} / {snap.spill}" if snap.run is not None else "—"
     return (
-        '<div class="dqm-tiles" style="display:grid;grid-template-columns:repeat(5,1fr);gap:10px">'
+        f'<div class="dqm-tiles" data-spill="{spill}" '
+        'style="display:grid;grid-template-columns:repeat(5,1fr);gap:10px">'
         f"{''.join(parts)}</div>"
     )
 
@@ -113,10 +127,10 @@ def _tile(t: Tile, stale: bool, where: str = "") -> str:
     return (
         f'<div class="dqm-tile {classes}" data-subsystem="{t.subsystem}" '
         f'data-quality="{t.quality}" data-follows-from="{html.escape(t.follows_subsystem)}"{style}>'
-        f'<div class="name">{html.escape(t.title)}</div><div '
-        f'class="quality">{t.quality.replace("_", " ")}</div>'
-        f'<div class="explanation">{_text(t.explanation)}</div>'
-        f"{instruction}{follows}{ack}{link}</div>"
+        f'<div class="head"><span class="name">{html.escape(t.title)}</span><span '
+        f'class="quality">{t.quality.replace("_", " ")}</span></div>'
+        f'<div class="explanation">{_text(t.explanation)} {link}</div>'
+        f"{instruction}{follows}{ack}</div>"
     )
 
 
@@ -146,10 +160,6 @@ def _header_html(snap: Snapshot, stale_after_s: float, age_shown: str, stale: bo
     state = "STALE" if stale else snap.quality
     bg, fg = QUALITY_COLOURS.get(state, QUALITY_COLOURS["NO_DATA"])
     where = f"{snap.run} / {snap.spill}" if snap.run is not None else "—"
-    strip = "".join(
-        f'<span title="run {r} spill {s}: {q}" style="background:{QUALITY_COLOURS[q][0]}"></span>'
-        for r, s, q in snap.recent
-    )
     stale_text = (
         (
             '<div class="dqm-banner q-STALE" data-state="STALE">STALE — no spill closed for more '
@@ -165,11 +175,27 @@ def _header_html(snap: Snapshot, stale_after_s: float, age_shown: str, stale: bo
         f'<span>last spill <span class="value" data-age>{age_shown}</span></span>'
         f'<span class="state" style="background:{bg};color:{fg}" '
         f'data-state="{state}">{state.replace("_", " ")}</span>'
-        f'<span class="dqm-strip" title="last spills, oldest left">{strip}</span>'
-        '<span style="font-size:18px">reference run '
+        '<span class="reference">reference run '
         f"{snap.reference_run if snap.reference_run is not None else _no_reference(snap)}</span>"
         f"</div>{_conditions_html(snap)}{stale_text}{_missing_banner(snap)}"
     )
+
+
+def render_strip(snap: Snapshot) -> str:
+    """The last spills in spill order, each its number on its quality's colour; a click
+    opens that spill on the expert page. A new run starts with its run number."""
+    parts, run = [], None
+    for r, s, q in snap.recent:
+        if r != run:
+            parts.append(f'<span class="run">run {r}</span>')
+            run = r
+        bg, fg = QUALITY_COLOURS.get(q, QUALITY_COLOURS["NO_DATA"])
+        parts.append(
+            f'<a href="./expert?run={r}&amp;spill={s}" data-run="{r}" data-strip-spill="{s}" '
+            f'data-quality="{q}" '
+            f'title="run {r} spill {s}: {q}" style="background:{bg};color:{fg}">{s}</a>'
+        )
+    return f'<div class="dqm-strip" title="last spills, in spill order">{"".join(parts)}</div>'
 
 
 def _no_reference(snap: Snapshot) -> str:
@@ -204,7 +230,7 @@ def _missing_banner(snap: Snapshot) -> str:
     )
 
 
-def _sparkline(values: tuple[float | None, ...], width: int = 170, height: int = 34) -> str:
+def _sparkline(values: tuple[float | None, ...], width: int = 90, height: int = 30) -> str:
     pts = [(i, v) for i, v in enumerate(values) if v is not None]
     if len(pts) < 2:
         return ""
@@ -240,8 +266,18 @@ def render_numbers(numbers: tuple[Number, ...]) -> str:
 class ControlRoom(Viewer):
     """One browser session's wall screen; ``rotate_s`` > 0 cycles the plot tabs."""
 
-    def __init__(self, datastore, *, stale_after_s: float, rotate_s: float = 0.0, **params) -> None:
+    def __init__(
+        self,
+        datastore,
+        *,
+        stale_after_s: float,
+        rotate_s: float = 0.0,
+        user: str | None = None,
+        alarm_repeat_s: float = 20.0,
+        **params,
+    ) -> None:
         super().__init__(**params)
+        self._user = user
         self._store = datastore
         self._stale_after_s = stale_after_s
         self._drawn_version = -1
@@ -252,9 +288,17 @@ class ControlRoom(Viewer):
         self._header = pn.pane.HTML(sizing_mode="stretch_width", stylesheets=[CONTROL_ROOM_CSS])
         self._tiles = pn.pane.HTML(sizing_mode="stretch_width", stylesheets=[CONTROL_ROOM_CSS])
         self._numbers = pn.pane.HTML(sizing_mode="stretch_width", stylesheets=[CONTROL_ROOM_CSS])
+        self._strip = pn.pane.HTML(sizing_mode="stretch_width", stylesheets=[CONTROL_ROOM_CSS])
+        self._alarms = AlarmPanel(
+            act=self._alarm_action,
+            user=user or "",
+            repeat_s=alarm_repeat_s,
+            sizing_mode="stretch_width",
+        )
         self._plots = {}
         self._tab_of: dict[str, int] = {}  # subsystem -> index of its plot tab
         self._bad: set[str] = set()
+        self._alarmed: set[str] = set()  # subsystems with an open BAD incident
         self._pending_tab: int | None = None
         tabs = []
         for subsystem, specs in datastore.specs.by_subsystem().items():
@@ -262,7 +306,12 @@ class ControlRoom(Viewer):
             if not shown:
                 continue
             handles = [
-                make_plot(s, snap.plots.get(s.name) or plot_data(s, None), theme="dark", height=330)
+                make_plot(
+                    s,
+                    snap.plots.get(s.name) or plot_data(s, None),
+                    theme="dark",
+                    height=WALL_PLOT_HEIGHT,
+                )
                 for s in shown
             ]
             self._plots.update({s.name: h for s, h in zip(shown, handles, strict=False)})
@@ -271,7 +320,8 @@ class ControlRoom(Viewer):
             tabs.append(
                 (
                     SUBSYSTEM_TITLES.get(subsystem, subsystem),
-                    pn.GridBox(*panes, ncols=min(3, len(panes)), sizing_mode="stretch_width"),
+                    # one row: every plot of the tab on a 1080-line screen
+                    pn.GridBox(*panes, ncols=len(panes), sizing_mode="stretch_width"),
                 )
             )
         self._tabs = pn.Tabs(
@@ -279,8 +329,10 @@ class ControlRoom(Viewer):
         )  # draw only the visible tab
         self._layout = pn.Column(
             self._header,
+            self._alarms,
             self._tiles,
             self._numbers,
+            self._strip,
             self._tabs,
             sizing_mode="stretch_width",
             styles={"background": "#0d0d0d", "padding": "8px"},
@@ -309,7 +361,24 @@ class ControlRoom(Viewer):
             pn.state.add_periodic_callback(self.rotate, period=int(self._rotate_s * 1000))
 
     def rotate(self) -> None:
-        self._tabs.active = (self._tabs.active + 1) % len(self._tabs)
+        """The next tab — but while a subsystem is BAD (its tile, or an open BAD incident),
+        only the BAD subsystems' tabs: the shifter must not find the beam tab gone."""
+        n = len(self._tabs)
+        bad = sorted({self._tab_of[s] for s in self._bad | self._alarmed if s in self._tab_of})
+        if not bad:
+            self._tabs.active = (self._tabs.active + 1) % n
+        elif self._tabs.active not in bad or len(bad) > 1:
+            self._tabs.active = next((i for i in bad if i > self._tabs.active), bad[0])
+
+    def _alarm_action(self, action: str, data: dict) -> None:
+        """Acknowledge an incident or silence the alarm, as this session's user (audited)."""
+        user = self._user
+        if action == "acknowledge":
+            incident = int(data.get("id", 0))
+            self._store.act(lambda s: acknowledge_incident(s, incident, user))
+        elif action == "silence":
+            reason, minutes = str(data.get("reason", "")), data.get("minutes", 0)
+            self._store.act(lambda s: silence_alarm(s, user, reason, minutes))
 
     def tick(self) -> bool:
         """Redraw from the store's snapshot if it changed; refresh the age of the last spill.
@@ -328,7 +397,29 @@ class ControlRoom(Viewer):
             self._tabs.active, self._pending_tab = self._pending_tab, None
         if not new_text and age_key == self._drawn_age and not new_plots:
             return False
+        # header, alarms, tiles, numbers and strip go to the browser in one message: the spill
+        # number and the tiles change together
+        with hold(pn.state.curdoc):
+            self._draw_text(snap, now, age, age_key, new_text)
+        if new_text:
+            self._drawn_version = snap.version
+            self._show_newly_bad(snap)
+            if new_plots and self._drawn_plots is not None:
+                return True  # plots on the next tick
+            if self._pending_tab is not None:
+                return True
+        if new_plots:
+            for name, handle in self._plots.items():
+                if name in snap.plots:
+                    handle.update(snap.plots[name])
+            self._drawn_plots = snap.plots
+        return self._pending_tab is not None
+
+    def _draw_text(
+        self, snap: Snapshot, now: datetime, age: float | None, age_key: int | None, new_text: bool
+    ) -> None:
         stale = snap.is_stale(self._stale_after_s, now)
+        self._alarms.show(snap, now)
         if new_text or age_key != self._drawn_age:
             shown_age = age_text(age)
             self._header.object = _RENDERED.get(
@@ -346,18 +437,7 @@ class ControlRoom(Viewer):
             self._numbers.object = _RENDERED.get(
                 snap, ("numbers",), lambda: render_numbers(snap.numbers)
             )
-            self._drawn_version = snap.version
-            self._show_newly_bad(snap)
-            if new_plots and self._drawn_plots is not None:
-                return True  # plots on the next tick
-            if self._pending_tab is not None:
-                return True
-        if new_plots:
-            for name, handle in self._plots.items():
-                if name in snap.plots:
-                    handle.update(snap.plots[name])
-            self._drawn_plots = snap.plots
-        return self._pending_tab is not None
+            self._strip.object = _RENDERED.get(snap, ("strip",), lambda: render_strip(snap))
 
     def _show_newly_bad(self, snap: Snapshot) -> None:
         """A subsystem that just turned BAD brings its plots to the front (the shifter looks there
@@ -365,6 +445,7 @@ class ControlRoom(Viewer):
         bad = {t.subsystem for t in snap.tiles if t.quality == "BAD" and not t.follows_from}
         newly = [s for s in self._tab_of if s in bad - self._bad]
         self._bad = bad
+        self._alarmed = {a.subsystem for a in snap.alarms if a.quality == "BAD"}
         if newly:
             self._pending_tab = self._tab_of[newly[0]]
 

@@ -30,8 +30,10 @@ import redis
 
 from apps.snapshot import EMPTY, Snapshot, build_plots, build_snapshot
 from dqm.config import Settings
+from dqm.core.histio import decode_histograms
 from dqm.core.specs import SpecSet
 from dqm.store import Session, SQLAlchemyError, Store
+from dqm.store.frames import spill_blobs
 from dqm.store.queries import change_token
 from dqm.store.references import ReferenceCache
 from dqm.store.spills import spill_histograms
@@ -49,6 +51,10 @@ class _LRU:
         self.size = size
         self._items: OrderedDict[Any, Any] = OrderedDict()
         self._lock = threading.Lock()
+
+    def has(self, key: Any) -> bool:
+        with self._lock:
+            return key in self._items
 
     def get(self, key: Any, make: Callable[[], T]) -> T:
         with self._lock:
@@ -80,6 +86,8 @@ class DataStore:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.spill_cache = _LRU(512)  # decoded spills, ~0.23 MB each: at most ~120 MB
+        self.blob_cache = _LRU(4096)  # stored spill blobs, ~10 KB each: at most ~40 MB
+        self.hist_cache = _LRU(8192)  # (spill id, histogram) decoded alone
         self.refreshes = 0
         self._listeners: dict[int, Callable[[], None]] = {}
         self._listeners_lock = threading.Lock()
@@ -244,6 +252,29 @@ class DataStore:
     def spill_hists(self, session: Session, spill_id: int) -> dict[str, bh.Histogram]:
         """A closed spill's decoded histograms (cached: closed spills never change)."""
         return self.spill_cache.get(spill_id, lambda: spill_histograms(session, spill_id))
+
+    def spill_histogram(
+        self, session: Session, spill_ids: list[int], name: str
+    ) -> list[bh.Histogram]:
+        """Histogram ``name`` of each closed spill (those that have it), decoded alone.
+
+        Why not :meth:`spill_hists`: decoding all ~50 histograms of a spill costs ~120 ms,
+        one of them ~8 ms, so a 300-spill range draws in seconds, not half a minute. The
+        blobs are fetched in one query and cached (closed spills never change).
+        """
+        missing = [i for i in spill_ids if not self.blob_cache.has(i)]
+        fetched = spill_blobs(session, missing) if missing else {}
+        out = []
+        for i in spill_ids:
+            blob = self.blob_cache.get(i, lambda i=i: fetched.get(i, b""))
+            if not blob:
+                continue
+            h = self.hist_cache.get(
+                (i, name), lambda b=blob: decode_histograms(b, [name])[0].get(name)
+            )
+            if h is not None:
+                out.append(h)
+        return out
 
     def reference_hists(self, session: Session, ref) -> dict[str, bh.Histogram]:
         return self._refs.get(session, ref)

@@ -1,4 +1,6 @@
-"""The flag list and the expert actions (login only), all writes through :mod:`dqm.store.actions`.
+"""The expert actions (login only), all writes through :mod:`dqm.store.actions`.
+
+The flag list with its acknowledgements is :mod:`apps.expert_flags`.
 
 Forms are shown only to a logged-in user, but hiding them is a convenience: every
 button calls :meth:`DataStore.act` with ``dqm.store.actions`` functions that refuse an
@@ -17,19 +19,12 @@ import panel as pn
 from panel.viewable import Viewer
 
 from apps import queries
-from dqm.checks import Quality
-from dqm.core.specs import SUBSYSTEMS
+from dqm.core.roles import EXPERT, role_of
 from dqm.errors import DQMError
 from dqm.store import actions
+from dqm.store.signoff import run_contents
 
-__all__ = ["FlagsPanel", "ActionsPanel", "run_action"]
-
-_QUALITY_FILTERS = {
-    "all": int(Quality.GOOD),
-    "WARNING or worse": int(Quality.WARNING),
-    "CHECK_ERROR or BAD": int(Quality.CHECK_ERROR),
-    "BAD only": int(Quality.BAD),
-}
+__all__ = ["ActionsPanel", "run_action", "message"]
 
 
 def run_action(datastore, user: str | None, what: str, call: Callable) -> tuple[bool, str]:
@@ -41,110 +36,10 @@ def run_action(datastore, user: str | None, what: str, call: Callable) -> tuple[
     return True, f"{what}: done by {user} (recorded in the audit trail)"
 
 
-def _message(ok: bool, text: str) -> pn.pane.Alert:
+def message(ok: bool, text: str) -> pn.pane.Alert:
     return pn.pane.Alert(
         html.escape(text), alert_type="success" if ok else "danger", sizing_mode="stretch_width"
     )
-
-
-class FlagsPanel(Viewer):
-    """Flags with explanations, filterable by run, subsystem and quality; acknowledge/annotate."""
-
-    def __init__(self, datastore, *, user: str | None, **params) -> None:
-        super().__init__(**params)
-        self._store = datastore
-        self.user = user
-        self.run = pn.widgets.Select(
-            label="Run", options=["all", *datastore.read(queries.runs)], value="all", width=140
-        )
-        self.subsystem = pn.widgets.Select(
-            label="Subsystem", options=["all", *SUBSYSTEMS], value="all", width=160
-        )
-        self.quality = pn.widgets.Select(
-            label="Quality", options=list(_QUALITY_FILTERS), value="WARNING or worse", width=180
-        )
-        self.table = pn.widgets.Tabulator(
-            self._frame(),
-            disabled=True,
-            show_index=False,
-            sizing_mode="stretch_width",
-            height=420,
-            selectable=1,
-            layout="fit_data_stretch",
-            css_classes=["dqm-flags"],
-            widths={"explanation": 420, "instruction": 300},
-        )
-        self.flag_id = pn.widgets.IntInput(
-            label="Flag id", value=0, width=120, css_classes=["dqm-flag-id"]
-        )
-        self.note = pn.widgets.TextInput(
-            label="Annotation", placeholder="e.g. known: HV trip, fixed 14:05", width=420
-        )
-        self.ack = pn.widgets.Button(
-            label="Acknowledge", color="primary", width=140, css_classes=["dqm-ack"]
-        )
-        self.annotate = pn.widgets.Button(label="Annotate", width=120)
-        self.result = pn.Column(sizing_mode="stretch_width")
-        for w in (self.run, self.subsystem, self.quality):
-            w.param.watch(lambda _e: self.reload(), "value")
-        self.table.param.watch(self._on_select, "selection")
-        self.ack.on_click(lambda _e: self.acknowledge())
-        self.annotate.on_click(lambda _e: self.annotate_flag())
-
-    def _frame(self):
-        run = None if self.run.value == "all" else int(self.run.value)
-        sub = None if self.subsystem.value == "all" else self.subsystem.value
-        return self._store.read(
-            lambda s: queries.flags_frame(
-                s, run=run, subsystem=sub, min_quality=_QUALITY_FILTERS[self.quality.value]
-            )
-        )
-
-    def reload(self) -> None:
-        self.table.value = self._frame()
-
-    def _on_select(self, event) -> None:
-        if event.new:
-            self.flag_id.value = int(self.table.value.iloc[event.new[0]]["id"])
-
-    def acknowledge(self) -> None:
-        fid, note = int(self.flag_id.value or 0), self.note.value.strip() or None
-        ok, text = run_action(
-            self._store,
-            self.user,
-            f"acknowledge flag {fid}",
-            lambda s: actions.acknowledge_flag(s, fid, self.user, annotation=note),
-        )
-        self.result[:] = [_message(ok, text)]
-        self.reload()
-
-    def annotate_flag(self) -> None:
-        fid, note = int(self.flag_id.value or 0), self.note.value
-        ok, text = run_action(
-            self._store,
-            self.user,
-            f"annotate flag {fid}",
-            lambda s: actions.annotate_flag(s, fid, self.user, note),
-        )
-        self.result[:] = [_message(ok, text)]
-        self.reload()
-
-    def __panel__(self):
-        controls = (
-            pn.Row(self.flag_id, self.note, self.ack, self.annotate)
-            if self.user
-            else pn.pane.HTML(
-                '<div class="dqm-note">Log in (<a href="./login?next=/expert">/login</a>) to '
-                "acknowledge or annotate flags.</div>"
-            )
-        )
-        return pn.Column(
-            pn.Row(self.run, self.subsystem, self.quality),
-            self.table,
-            controls,
-            self.result,
-            sizing_mode="stretch_width",
-        )
 
 
 class ActionsPanel(Viewer):
@@ -165,11 +60,24 @@ class ActionsPanel(Viewer):
         self.auth_enabled = auth_enabled
         self._selected_cell = selected_cell
         specs = datastore.specs
+        # no default: the live run (anomalies and all) must never become the reference by a
+        # click on a pre-filled form; the expert picks a run and sees what it contains first
         self.ref_run = pn.widgets.Select(
-            label="Reference run", options=datastore.read(queries.runs), width=160
+            label="Reference run",
+            options={"— choose a run —": None, **{str(r): r for r in datastore.read(queries.runs)}},
+            value=None,
+            width=160,
+            css_classes=["dqm-ref-run"],
+        )
+        self.ref_contents = pn.pane.HTML(
+            "", sizing_mode="stretch_width", css_classes=["dqm-ref-contents"]
         )
         self.ref_comment = pn.widgets.TextInput(label="Comment", width=360)
+        self.ref_reason = pn.widgets.TextInput(
+            label="Reason (needed when the run has BAD spills)", width=360
+        )
         self.set_ref = pn.widgets.Button(label="Set reference", color="primary", width=160)
+        self.ref_run.param.watch(lambda _e: self._show_contents(), "value")
         channel_hists = [s.name for s in specs if s.kind in ("cellmap", "channels")]
         self.mask_hist = pn.widgets.Select(label="Histogram", options=channel_hists, width=220)
         self.mask_channel = pn.widgets.TextInput(label="Channel (indices, e.g. 2,3)", width=180)
@@ -215,17 +123,37 @@ class ActionsPanel(Viewer):
             self.mask_channel.value = ",".join(str(c) for c in cell)
 
     def _show(self, ok: bool, text: str) -> None:
-        self.result[:] = [_message(ok, text)]
+        self.result[:] = [message(ok, text)]
+
+    def _show_contents(self) -> None:
+        """What the chosen run contains (its spills by quality, its BAD spills)."""
+        run = self.ref_run.value
+        if run is None:
+            self.ref_contents.object = ""
+            return
+        contents = self._store.read(lambda s: run_contents(s, int(run)))
+        colour = "#c4161c" if contents.bad_spills else "#1b7f3b"
+        self.ref_contents.object = (
+            f'<div style="color:{colour};font-size:15px">run {run}: '
+            f"{html.escape(contents.describe())}</div>"
+        )
 
     def set_reference(self) -> None:
         run = self.ref_run.value
+        if run is None:
+            self._show(False, "set reference refused: choose the run to certify first")
+            return
         self._show(
             *run_action(
                 self._store,
                 self.user,
                 f"set reference run {run}",
                 lambda s: actions.set_reference(
-                    s, int(run), self.user, comment=self.ref_comment.value
+                    s,
+                    int(run),
+                    self.user,
+                    comment=self.ref_comment.value,
+                    bad_spills_reason=self.ref_reason.value,
                 ),
             )
         )
@@ -302,9 +230,19 @@ class ActionsPanel(Viewer):
                 f"judged against, so they need a named person. {how}</div>",
                 sizing_mode="stretch_width",
             )
+        if role_of(self.user) != EXPERT:
+            return pn.pane.HTML(
+                '<div class="dqm-note dqm-shifter" style="font-size:16px">Logged in as a '
+                f"{role_of(self.user)}: you acknowledge, annotate and "
+                "<a href='./signoff'>sign off</a>. Reference runs, masks and thresholds change "
+                "how every later spill is judged: the subsystem expert sets them.</div>",
+                sizing_mode="stretch_width",
+            )
         return pn.Column(
             "### Reference run",
             pn.Row(self.ref_run, self.ref_comment, self.set_ref),
+            self.ref_contents,
+            pn.Row(self.ref_reason),
             "### Mask a channel until a date",
             pn.Row(self.mask_hist, self.mask_channel, self.use_cell),
             pn.Row(self.mask_until, self.mask_reason, self.mask),

@@ -26,15 +26,18 @@ from dqm.store.frames import (
     summary_keys,
     trend_frame,
 )
+from dqm.store.queries import runs_in_period
 
 __all__ = [
     "SpillInfo",
     "runs",
     "spills_of_run",
     "sum_spills",
+    "sum_hists",
     "flags_frame",
     "audit_frame",
     "trend_frame",
+    "runs_in_period",
     "cell_history",
     "reports",
     "summary_keys",
@@ -49,6 +52,16 @@ def sum_spills(spill_hists: Sequence[dict[str, bh.Histogram]], name: str) -> bh.
         if name in hists:
             add_into(total, {name: hists[name]})
     return total.get(name)
+
+
+def sum_hists(hists: Sequence[bh.Histogram]) -> bh.Histogram | None:
+    """The sum of histograms of one binning (None for none)."""
+    if not hists:
+        return None
+    total = hists[0].copy()
+    for h in hists[1:]:
+        total += h
+    return total
 
 
 def cell_history(

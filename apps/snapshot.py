@@ -19,8 +19,11 @@ from dqm.checks import ROLLUP, Quality, quality_name
 from dqm.core.evaluate import severity
 from dqm.core.numbering import settled_gaps
 from dqm.core.specs import SUBSYSTEMS, SpecSet
+from dqm.core.words import plain_words
 from dqm.store import Session
-from dqm.store.models import Flag
+from dqm.store.alarms import active_silence
+from dqm.store.incidents import open_incidents
+from dqm.store.models import Flag, StoredIncident
 from dqm.store.queries import recent_closed_spills, spill_flags, spill_opening_times
 from dqm.store.references import ReferenceCache, active_reference
 from dqm.store.runs import run_conditions
@@ -28,6 +31,8 @@ from dqm.store.spills import spill_histograms
 
 __all__ = [
     "Tile",
+    "Alarm",
+    "Silence",
     "Number",
     "Snapshot",
     "EMPTY",
@@ -94,6 +99,55 @@ class Number:
 
 
 @dataclass(frozen=True)
+class Alarm:
+    """An open incident as the wall shows it: what, where, since when, what to do."""
+
+    id: int
+    run: int
+    subsystem: str
+    quality: str
+    title: str
+    explanation: str
+    instruction: str
+    first_spill: int
+    last_spill: int
+    n_spills: int
+    opened_at: datetime
+    histogram: str | None = None
+
+    @property
+    def where(self) -> str:
+        return SUBSYSTEM_TITLES.get(self.subsystem, self.subsystem)
+
+    @classmethod
+    def of(cls, row: StoredIncident) -> Alarm:
+        return cls(
+            row.id,
+            row.run,
+            row.subsystem,
+            quality_name(row.quality),
+            row.title,
+            row.explanation,
+            row.instruction,
+            row.first_spill,
+            row.last_spill,
+            row.n_spills,
+            row.opened_at,
+            row.histogram,
+        )
+
+
+@dataclass(frozen=True)
+class Silence:
+    """The alarm sound silenced by ``by`` until ``until`` for incidents up to ``up_to``."""
+
+    by: str
+    reason: str
+    until: datetime
+    up_to: int
+
+
+@dataclass(frozen=True)
 class Snapshot:
     """The control room's whole state after one spill (``version`` counts refreshes)."""
 
@@ -116,6 +170,17 @@ class Snapshot:
     reference_run: int | None = None
     #: spills of this run, among the recent ones, that never reached the DQM (a gap in the numbers)
     missing: tuple[int, ...] = ()
+    #: open (unacknowledged) incidents, worst first, and the silence of their sound if any
+    alarms: tuple[Alarm, ...] = ()
+    silence: Silence | None = None
+
+    def sounding(self, now: datetime | None = None) -> tuple[int, ...]:
+        """Ids of the open incidents whose alarm sounds: all unless silenced (a silence
+        covers the incidents open when it was given, until it expires)."""
+        s = self.silence
+        if s is not None and s.until > (now or datetime.now(UTC)):
+            return tuple(a.id for a in self.alarms if a.id > s.up_to)
+        return tuple(a.id for a in self.alarms)
 
     def age_s(self, now: datetime | None = None) -> float | None:
         if self.closed_at is None:
@@ -131,7 +196,7 @@ class Snapshot:
 EMPTY = Snapshot()
 
 
-def _tiles(flags: list[Flag]) -> tuple[Tile, ...]:
+def _tiles(flags: list[Flag], specs: SpecSet | None = None) -> tuple[Tile, ...]:
     """Per subsystem: the worst check that could judge the spill (the roll-up's rule,
     :func:`dqm.checks.judged_worst`), NO_DATA only when none could.
 
@@ -175,8 +240,9 @@ def _tiles(flags: list[Flag]) -> tuple[Tile, ...]:
         cause = follows.get(s, {})
         if q == "GOOD":
             text = "all checks passed" + _waiting_text(waiting.get(s, 0), unjudged.get(s, []))
-        else:
-            text = f.explanation
+        else:  # the shifter's words; the statistic is on the expert page (the tile's link)
+            title = _spec_title(specs, f.histogram)
+            text = plain_words(f.check, title, q) if specs is not None else f.explanation
         tiles.append(
             Tile(
                 s,
@@ -191,6 +257,15 @@ def _tiles(flags: list[Flag]) -> tuple[Tile, ...]:
             )
         )
     return tuple(tiles)
+
+
+def _spec_title(specs: SpecSet | None, histogram: str | None) -> str | None:
+    if specs is None or not histogram:
+        return None
+    try:
+        return specs[histogram].title
+    except KeyError:
+        return histogram
 
 
 def _waiting_text(n: int, unjudged: list[dict]) -> str:
@@ -245,9 +320,18 @@ def build_snapshot(
     numbers counts as never received once the spill after it is that old (the spill timeout).
     """
     recent_rows = recent_closed_spills(session, RECENT_SPILLS)
+    alarms = tuple(Alarm.of(r) for r in open_incidents(session))
+    quiet = active_silence(session)
+    silence = (
+        Silence(quiet.created_by, quiet.reason, quiet.until, quiet.up_to_incident)
+        if quiet
+        else None
+    )
     if not recent_rows:
         return Snapshot(
             version=version,
+            alarms=alarms,
+            silence=silence,
             plots=plots
             if plots is not None
             else {s.name: plot_data(s, None) for s in specs if s.control_room},
@@ -271,12 +355,16 @@ def build_snapshot(
         closed_at=last.closed_at,
         n_events=int(last.n_events or 0),
         quality=quality_name(last.quality),
-        tiles=_tiles(flags),
+        tiles=_tiles(flags, specs),
         numbers=_numbers(last.summary or {}, [r.summary or {} for r in same_run]),
-        recent=tuple((r.run, r.spill, quality_name(r.quality)) for r in reversed(recent_rows)),
+        recent=tuple(
+            sorted((r.run, r.spill, quality_name(r.quality)) for r in recent_rows)
+        ),  # in spill order, whatever order they closed in
         plots=plots or {},
         reference_run=ref.run if ref else None,
         missing=tuple(settled_gaps(opened, datetime.now(UTC), settle_s)),
+        alarms=alarms,
+        silence=silence,
     )
 
 

@@ -18,40 +18,67 @@ from dqm.redact import redact
 
 __all__ = ["main", "build_parser", "explain"]
 
-#: subcommand module names under dqm.commands, in help order
-COMMANDS = (
-    "demo",
-    "simulate",
-    "replay",
-    "worker",
-    "db",
-    "status",
-    "bench",
-    "serve",
-    "flags",
-    "reference",
-    "recheck",
-    "validate",
-    "report",
-    "export",
-    "loadtest",
-)
+#: subcommand module names under dqm.commands, in help order, with their one-line help.
+#: ``dqm --help`` lists these without importing any command module; the module of the command
+#: that runs is the only one imported (its own help must match: tests/unit/test_cli_startup.py).
+COMMANDS = {
+    "demo": "run the live demo: simulator -> Redis -> workers -> database -> web",
+    "simulate": "generate spills (publish to Redis, or --out FILE for 'dqm replay')",
+    "replay": "publish a recorded/simulated spill file to Redis",
+    "worker": "consume event batches, fill and store histograms",
+    "db": "database migrations (Alembic) and backups",
+    "status": "streams, consumers, pending, dead letters, last spills",
+    "bench": "measure worker throughput against the transport ceiling and numpy",
+    "serve": "serve the control room and expert web pages",
+    "flags": "list a run's data-quality flags with explanations and instructions",
+    "reference": "set, list, show or suggest reference runs",
+    "signoff": "a run's sign-off: proposal, certifications, certify",
+    "goodspills": "certified good spills (golden JSON or CSV) for the analysis",
+    "recheck": "recompute a stored run's flags and compare with the live ones",
+    "validate": (
+        "validation scenario matrix on simulated spills: false alarms, detection delays, "
+        "incidents, glitches, persistence, ramps"
+    ),
+    "report": "write the PDF data-quality report of a day, run or time window (or run nightly)",
+    "export": "write a run's histograms to a ROOT file (TH1D/TH2D, titles and axis labels)",
+    "loadtest": (
+        "control-room load: N browser sessions for M minutes (needs Chromium + playwright)"
+    ),
+}
 
 
-def build_parser() -> argparse.ArgumentParser:
+def chosen_command(argv: list[str]) -> str | None:
+    """The subcommand named on the command line (the first word that is one), or None."""
+    return next((word for word in argv if word in COMMANDS), None)
+
+
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """The ``dqm`` parser; with ``argv``, only the named command's module is imported.
+
+    Every command module imports what its command needs (the store, Redis, NumPy, ...): a
+    second of CPU altogether. ``dqm --help`` and ``dqm status`` must answer at once, so the
+    other commands are listed by their help line alone. Without ``argv`` every command is
+    built in full (tests and the docs parse any command line with one parser).
+    """
     parser = argparse.ArgumentParser(prog="dqm", description="NA64mu data-quality monitoring")
     parser.add_argument("--version", action="version", version=f"dqm {__version__}")
     parser.add_argument(
         "--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"]
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name in COMMANDS:
-        importlib.import_module(f"dqm.commands.{name}").add_parser(sub)
+    chosen = None if argv is None else chosen_command(argv)
+    for name, help_line in COMMANDS.items():
+        if argv is None or name == chosen:
+            importlib.import_module(f"dqm.commands.{name}").add_parser(sub)
+        else:
+            sub.add_parser(name, help=help_line)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    if argv is None:
+        argv = sys.argv[1:]
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     from dqm.config import Settings, load_settings
     from dqm.pipeline.runtime import setup_logging

@@ -90,6 +90,40 @@ class Settings:
     reference_max_age_days: float = _setting(
         90.0, "A reference run set longer ago than this gives a warning with every comparison."
     )
+    incident_warning_spills: int = _setting(
+        3,
+        "A WARNING opens an incident (alarm) once its cause persisted this many spills in a "
+        "row; a BAD opens one at once. 1: every WARNING alarms.",
+    )
+    alarm_repeat_s: float = _setting(
+        20.0, "The control room repeats its alarm tone this often while an incident is open."
+    )
+    notify_webhook_urls: str = _setting(
+        "",
+        "Comma-separated webhook URLs (Mattermost/Slack incoming webhooks) that get new "
+        'incidents, acknowledgements and STALE as JSON {"text": …}. Empty: none.',
+    )
+    notify_smtp_host: str = _setting(
+        "", "SMTP server for e-mail notifications (host or host:port). Empty: no e-mail."
+    )
+    notify_email_from: str = _setting("na64mu-dqm@localhost", "Sender of notification e-mails.")
+    notify_email_to: str = _setting(
+        "", "Comma-separated recipients of notification e-mails. Empty: no e-mail."
+    )
+    notify_min_interval_s: float = _setting(
+        30.0,
+        "At most one post per target this often; what comes in between is sent together in "
+        "the next post (rate limit: nothing is dropped).",
+    )
+    notify_retries: int = _setting(
+        4, "Attempts per post (with doubling back-off from 2 s) before it is logged as failed."
+    )
+    notify_timeout_s: float = _setting(10.0, "Network timeout of one webhook or SMTP attempt.")
+    notify_link_base: str = _setting(
+        "",
+        "Address of the web pages as people reach them (https://…); notifications link the "
+        "incident's expert view under it. Empty: no links.",
+    )
     extra: Mapping[str, str] = field(default_factory=dict)
 
     def with_(self, **changes: Any) -> Settings:

@@ -33,9 +33,11 @@ from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
-from scipy import stats as _st
 
+from dqm._lazy import lazy_module
 from dqm.checks._core import CheckContext, Quality
+
+_st = lazy_module("scipy.stats")
 
 __all__ = ["Baseline", "ANCHORS", "choose_baseline", "monitored_points", "certified"]
 

@@ -15,11 +15,13 @@ from dataclasses import dataclass
 import boost_histogram as bh
 import numpy as np
 from numpy.typing import NDArray
-from scipy import special as _sp
 
+from dqm._lazy import lazy_module
 from dqm.checks._cellmaps import Method, channel_ids, channel_map, expected_counts
 from dqm.checks._util import require_same_binning
 from dqm.checks.stats import look_elsewhere, p_to_sigma, poisson_tail_sigma
+
+_sp = lazy_module("scipy.special")
 
 __all__ = [
     "CellAssessment",

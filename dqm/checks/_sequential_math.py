@@ -43,12 +43,19 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 from numpy.typing import NDArray
-from scipy import sparse
-from scipy import stats as _st
-from scipy.sparse.linalg import spsolve
+
+from dqm._lazy import lazy_module
+
+if TYPE_CHECKING:
+    from scipy import sparse
+
+_sparse = lazy_module("scipy.sparse")
+_st = lazy_module("scipy.stats")
+_sparse_linalg = lazy_module("scipy.sparse.linalg")
 
 __all__ = [
     "DEFAULT_DENOMINATOR",
@@ -135,16 +142,18 @@ class PoissonCusum:
             rows.append(states[ok])
             cols.append(nxt[ok])
             probs.append(np.full(int(ok.sum()), p))
-        return sparse.csc_matrix(
+        return _sparse.csc_matrix(
             (np.concatenate(probs), (np.concatenate(rows), np.concatenate(cols))), shape=(n, n)
         )
 
     def _fundamental(self, rate: float) -> sparse.csc_matrix:
-        return sparse.identity(self.h_steps, format="csc") - self.transitions(rate)
+        return _sparse.identity(self.h_steps, format="csc") - self.transitions(rate)
 
     def run_lengths(self, rate: float) -> NDArray[np.float64]:
         """ARL from every state: ``L = (I − Q)⁻¹ 1`` (Brook & Evans 1972)."""
-        lengths = np.atleast_1d(spsolve(self._fundamental(rate), np.ones(self.h_steps)))
+        lengths = np.atleast_1d(
+            _sparse_linalg.spsolve(self._fundamental(rate), np.ones(self.h_steps))
+        )
         return np.where(np.isfinite(lengths) & (lengths > 0), lengths, _ARL_CAP)
 
     def arl(self, rate: float, start_steps: int = 0) -> float:
@@ -166,7 +175,7 @@ class PoissonCusum:
         """
         start = np.zeros(self.h_steps)
         start[0] = 1.0
-        visits = np.atleast_1d(spsolve(self._fundamental(lambda0).T.tocsc(), start))
+        visits = np.atleast_1d(_sparse_linalg.spsolve(self._fundamental(lambda0).T.tocsc(), start))
         return float(visits @ self.run_lengths(lambda1) / visits.sum())
 
     def alarm_rate(self) -> float:
@@ -242,7 +251,7 @@ class HeldCusum:
             rows.append(states)
             cols.append(np.clip(states + b * x - a, 0, n - 1))
             probs.append(np.full(n, p))
-        return sparse.csc_matrix(
+        return _sparse.csc_matrix(
             (np.concatenate(probs), (np.concatenate(rows), np.concatenate(cols))), shape=(n, n)
         )
 
@@ -279,11 +288,11 @@ class HeldCusum:
         """Long-run law of ``b·S`` at a constant ``rate`` (``π = πP``, ``Σπ = 1``)."""
         p = self.transitions(rate)
         n = p.shape[0]
-        balance = (sparse.identity(n, format="csr") - p.T.tocsr())[1:]  # one is redundant
-        system = sparse.vstack([sparse.csr_matrix(np.ones((1, n))), balance], format="csc")
+        balance = (_sparse.identity(n, format="csr") - p.T.tocsr())[1:]  # one is redundant
+        system = _sparse.vstack([_sparse.csr_matrix(np.ones((1, n))), balance], format="csc")
         rhs = np.zeros(n)
         rhs[0] = 1.0
-        law = np.atleast_1d(spsolve(system, rhs))
+        law = np.atleast_1d(_sparse_linalg.spsolve(system, rhs))
         return np.clip(law, 0.0, None) / np.clip(law, 0.0, None).sum()
 
     def episode_rate(self, rate: float, threshold_steps: int | None = None) -> float:

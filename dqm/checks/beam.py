@@ -139,8 +139,8 @@ def check_beam_centroid(
     explanation = (
         f"beam {coordinate} at {station_name(key)}: "
         f"{fmt_judged(offset, *limits, decimals=2, signed=True)} mm from nominal "
-        f"{nominal[coordinate]:+.2f} mm of {source} (window ±{window_mm:g}, bad "
-        f"±{bad_window_mm:g})"
+        f"{nominal[coordinate]:+.2f} mm of {source} (warning ±{window_mm:g}, bad "
+        f"±{bad_window_mm:g} mm)"
     )
     explanation += "".join(f"; {c} {o:+.2f} mm" for o, c, _, _ in offsets[1:])
     details: dict[str, object] = {f"observed_{c}": v for c, _, v in found}
@@ -199,7 +199,7 @@ def check_beam_width(
     explanation = (
         f"beam σ_{coordinate} at {station_name(key)}: {value:.2f} mm vs nominal "
         f"{nominal[coordinate]:.2f} mm of {source} "
-        f"({fmt_judged(100 * deviation, *limits, decimals=1, signed=True)} %, tolerance "
+        f"({fmt_judged(100 * deviation, *limits, decimals=1, signed=True)} %, warning "
         f"±{100 * rel_tolerance:g} %, bad ±{100 * bad_rel_tolerance:g} %)"
     )
     explanation += "".join(f"; σ_{c} {100 * d:+.1f} %" for d, c, _, _ in deviations[1:])

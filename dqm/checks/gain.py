@@ -17,8 +17,8 @@ from __future__ import annotations
 import boost_histogram as bh
 import numpy as np
 from numpy.typing import NDArray
-from scipy import stats as _st
 
+from dqm._lazy import lazy_module
 from dqm.checks._cellmaps import channel_ids
 from dqm.checks._cells import channel_label
 from dqm.checks._core import CheckContext, CheckResult, Quality, worst
@@ -32,6 +32,8 @@ from dqm.checks._util import (
     symmetric,
 )
 from dqm.checks.stats import look_elsewhere, p_to_sigma
+
+_st = lazy_module("scipy.stats")
 
 __all__ = ["channel_means", "check_channel_means", "cell_response", "check_cell_gain"]
 

@@ -31,7 +31,10 @@ from typing import Literal
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
-from scipy import stats as _st
+
+from dqm._lazy import lazy_module
+
+_st = lazy_module("scipy.stats")
 
 __all__ = ["Chi2Test", "KsTest", "chi2_test", "ks_test", "kolmogorov_prob", "chi2_prob"]
 

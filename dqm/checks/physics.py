@@ -11,12 +11,13 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from scipy import stats as _st
-
+from dqm._lazy import lazy_module
 from dqm.checks._core import CheckContext, CheckResult, Quality, worst
 from dqm.checks._registry import REQUIRED, register_check
 from dqm.checks._util import fmt_judged, fmt_limit, grade, no_data, summary_value, symmetric
 from dqm.checks.stats import p_to_sigma
+
+_st = lazy_module("scipy.stats")
 
 __all__ = ["check_pik_fraction", "check_momentum_scale", "check_p_scale"]
 

@@ -23,10 +23,12 @@ range up to what moves across the range's ends.
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 from numpy.typing import NDArray
-from scipy.interpolate import PchipInterpolator
 
+from dqm._lazy import lazy_module
 from dqm.checks._core import CheckContext, CheckResult, worst
 from dqm.checks._registry import register_check
 from dqm.checks._util import (
@@ -40,6 +42,8 @@ from dqm.checks._util import (
     symmetric,
 )
 from dqm.checks.stats import poisson_significance
+
+_interpolate = lazy_module("scipy.interpolate")
 
 __all__ = ["recentred", "check_beam_profile"]
 
@@ -61,7 +65,7 @@ def recentred(
         Counts per bin of the moved profile (not integers).
     """
     cumulative = np.concatenate([[0.0], np.cumsum(reference, dtype=float)])
-    curve = PchipInterpolator(edges, cumulative, extrapolate=False)
+    curve = _interpolate.PchipInterpolator(edges, cumulative, extrapolate=False)
     mean = _mean(np.asarray(reference, dtype=float), (edges[1:] + edges[:-1]) / 2)
     source = edges - shift if stretch == 1.0 else mean + (edges - mean - shift) / stretch
     moved = np.nan_to_num(curve(np.clip(source, edges[0], edges[-1])), nan=0.0)
@@ -76,6 +80,12 @@ def _iqr(values: FloatArray, edges: FloatArray) -> float:
         return float("nan")
     q1, q3 = np.interp([0.25 * total, 0.75 * total], cumulative, edges)
     return float(q3 - q1)
+
+
+def _name_and_unit(label: str) -> tuple[str, str]:
+    """``"x [mm]"`` → ``("x", " mm")``: a shift or a position is printed with its unit."""
+    match = re.fullmatch(r"\s*(.*?)\s*\[(.+)\]\s*", label)
+    return (match.group(1) or label, f" {match.group(2)}") if match else (label, "")
 
 
 def _mean(values: FloatArray, centres: FloatArray) -> float:
@@ -151,25 +161,32 @@ def check_beam_profile(
     quality = worst(
         [grade(pull, pull_warning, pull_bad), grade(n_off, max_bins_warning + 1, max_bins_bad + 1)]
     )
-    unit = axis_label(h.axes[0], "x")
-    moved_by = f" moved by {shift:+.2f}" if recentre else ""
+    coordinate, unit = _name_and_unit(axis_label(h.axes[0], "x"))
+    moved_by = f" moved by {shift:+.2f}{unit}" if recentre else ""
     if rescale:
         moved_by += f"{' and' if recentre else ''} stretched ×{stretch:.3f}"
     if recentre or rescale:
         on = " and ".join(w for w, on in (("centroid", recentre), ("width", rescale)) if on)
-        moved_by += f" (its {on} on this spill's)"
+        moved_by += f" onto this spill's {on}"
     limits = symmetric(pull_warning, pull_bad)
     largest_pull = fmt_judged(float(pulls[largest]), *limits, decimals=1, signed=True)
     explanation = (
         f"profile shape against the reference{moved_by}: {n_off} of {n.size} bins beyond "
         f"{fmt_limit(nsigma)}σ (warning > {max_bins_warning}, bad > {max_bins_bad}), largest "
-        f"pull {largest_pull}σ at {unit} ≈ {centres[largest]:.4g}"
+        f"pull {largest_pull}σ (warning ≥ {fmt_limit(pull_warning)}, bad ≥ "
+        f"{fmt_limit(pull_bad)}) at {coordinate} ≈ {centres[largest]:.4g}{unit}"
     )
     worst_bins = np.argsort(-np.abs(pulls))[:5]
     return CheckResult(
         quality,
         pull,
-        {"warning": pull_warning, "bad": pull_bad, "nsigma": nsigma},
+        {
+            "warning": pull_warning,
+            "bad": pull_bad,
+            "nsigma": nsigma,
+            "max_bins_warning": max_bins_warning,
+            "max_bins_bad": max_bins_bad,
+        },
         explanation,
         {
             "shift": shift,

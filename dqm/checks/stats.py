@@ -18,9 +18,8 @@ from typing import Literal
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
-from scipy import special as _sp
-from scipy import stats as _st
 
+from dqm._lazy import lazy_module
 from dqm.checks._control import cusum, ewma, ewma_half_width
 from dqm.checks.homogeneity import (
     Chi2Test,
@@ -30,6 +29,9 @@ from dqm.checks.homogeneity import (
     kolmogorov_prob,
     ks_test,
 )
+
+_sp = lazy_module("scipy.special")
+_st = lazy_module("scipy.stats")
 
 __all__ = [
     "MAX_SIGMA",
@@ -58,8 +60,11 @@ __all__ = [
 ]
 
 _SMALLEST_P = 1e-300
-MAX_SIGMA = float(_st.norm.isf(_SMALLEST_P))
-"""Largest significance reported (≈ 37.05σ, p = 1e-300): beyond it double precision ends."""
+MAX_SIGMA = 37.0470962993612
+"""Largest significance reported (≈ 37.05σ, p = 1e-300): beyond it double precision ends.
+
+``scipy.stats.norm.isf(1e-300)``, written as a literal so that importing the checks does not
+import SciPy (a unit test compares the two)."""
 
 FloatArray = NDArray[np.float64]
 

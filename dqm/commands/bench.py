@@ -54,6 +54,36 @@ def add_parser(sub) -> None:
         default=1000,
         help="spills of the stored run timed by recheck (0: skip)",
     )
+    p.add_argument(
+        "--history",
+        type=int,
+        metavar="N",
+        help="instead: build a store of N closed spills (2000 a day) in --history-database and "
+        "time the control room, Trends, the expert page, dqm status and the report's gathering",
+    )
+    p.add_argument(
+        "--history-database",
+        metavar="URL",
+        help="a scratch PostgreSQL database for --history (its tables are filled: never a "
+        "production one)",
+    )
+    p.add_argument(
+        "--history-reuse",
+        action="store_true",
+        help="time the readers of the store --history-database already holds (do not build)",
+    )
+    p.add_argument(
+        "--expert",
+        type=int,
+        nargs="?",
+        const=300,
+        metavar="SPILLS",
+        help="instead: time the expert page in Chromium on a stored run of SPILLS spills "
+        "(default 300): opening it and drawing another histogram",
+    )
+    p.add_argument(
+        "--opens", type=int, default=5, help="with --expert: page opens timed after the first"
+    )
     p.set_defaults(func=run)
 
 
@@ -87,6 +117,19 @@ def run(args, settings) -> int:
     )
 
     _quiet_logs(getattr(args, "log_level", "INFO"))
+    if args.history is not None or args.history_reuse:
+        return _history(args, settings)
+    if getattr(args, "expert", None):
+        from benchmarks.web import bench_expert_page
+
+        result = bench_expert_page(
+            load_default_specs(settings),
+            settings.specs_dir or None,
+            n_spills=args.expert,
+            opens=args.opens,
+        )
+        print("\n".join(result.lines()))
+        return 0
     if args.report:
         from benchmarks.report import bench_report
 
@@ -195,3 +238,25 @@ def _flags_figures(args, settings, r, specs, db_url: str) -> None:
             f"{store_s:.1f} s), "
             f"{'reproduced exactly' if not diffs else f'{diffs} differences'}"
         )
+
+
+def _history(args, settings) -> int:
+    import os
+    import tempfile
+
+    from benchmarks.history import build_history, time_readers
+    from dqm.errors import ConfigError
+
+    url = args.history_database
+    if not url or not url.startswith("postgresql"):
+        raise ConfigError("--history needs --history-database postgresql+psycopg://... (scratch)")
+    specs = load_default_specs(settings)
+    print(f"dqm bench --history: store {hide_password(url)}, load average {os.getloadavg()[0]:.1f}")
+    if not args.history_reuse:
+        print(f"  building {args.history:,d} closed spills (COPY) ...")
+        seconds = build_history(url, specs, args.history)
+        print(f"  built in {seconds:.0f} s ({args.history / seconds:,.0f} spills/s)")
+    with tempfile.TemporaryDirectory() as tmp:
+        time_readers(url, specs, tmp)
+    print(f"  load average after: {os.getloadavg()[0]:.1f}")
+    return 0

@@ -193,6 +193,7 @@ class Demo:
         Without a reference the shape comparisons (χ², KS, pulls) have nothing to compare
         with; a real shift starts from a certified run, so the demo makes one.
         """
+        from dqm.core.roles import EXPERT, Actor
         from dqm.store import open_store
         from dqm.store.actions import set_reference
         from dqm.store.queries import count_closed_spills
@@ -229,7 +230,11 @@ class Demo:
                 return
             with store.sessions.begin() as session:
                 set_reference(
-                    session, run, "demo", comment="clean simulated run certified by dqm demo"
+                    session,
+                    run,
+                    Actor("demo", EXPERT),
+                    comment="clean simulated run certified by dqm demo",
+                    bad_spills_reason="simulated without injected anomalies (dqm demo)",
                 )
             print(f"  reference run {run}: certified as the reference (set by 'demo')", flush=True)
         finally:

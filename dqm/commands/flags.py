@@ -147,8 +147,12 @@ def print_flags(flags) -> None:
     if not flags:
         print("no flags match")
         return
+    # columns as wide as their longest entry: a long check name ("reference_conditions")
+    # must not push the quality out from under its heading
+    hw = max([22, *(len(f.histogram or "-") for f in flags)])
+    cw = max([16, *(len(f.check) for f in flags)])
     header = (
-        f"{'run':>5} {'spill':>5} {'subsystem':<11} {'histogram':<22} {'check':<16} "
+        f"{'run':>5} {'spill':>5} {'subsystem':<11} {'histogram':<{hw}} {'check':<{cw}} "
         f"{'quality':<11} {'value':>10}  {'config':<15} thresholds"
     )
     print(header)
@@ -156,8 +160,8 @@ def print_flags(flags) -> None:
     for f in flags:
         spill = "-" if f.spill is None else str(f.spill)
         print(
-            f"{f.run:>5} {spill:>5} {f.subsystem:<11} {(f.histogram or '-'):<22} {f.check:<16} "
-            f"{quality_name(f.quality):<11} "
+            f"{f.run:>5} {spill:>5} {f.subsystem:<11} {(f.histogram or '-'):<{hw}} "
+            f"{f.check:<{cw}} {quality_name(f.quality):<11} "
             f"{format_value(f.value):>10}  {f.config_version:<15} {format_thresholds(f.thresholds)}"
         )
         ref = f" (reference run {f.reference_run})" if f.reference_run is not None else ""

@@ -1,7 +1,9 @@
 """``dqm reference`` — certify, list, inspect and suggest reference runs.
 
 A reference is chosen per beam configuration; setting one is an expert action done
-by a named user and audited (:func:`dqm.store.actions.set_reference`). ``show`` gives the
+by a named user and audited (:func:`dqm.store.actions.set_reference`): the command acts as
+an expert (``--user``, default ``$DQM_USER``), shows what the run contains, and refuses a
+run with BAD spills unless ``--reason`` says why. ``show`` gives the
 provenance that travels with every comparison and the warnings (too old, other
 beam conditions) for a given run. ``import FILE.root`` is in
 :mod:`dqm.commands.reference_import`, beside the ROOT I/O.
@@ -14,6 +16,7 @@ import os
 from datetime import UTC
 
 from dqm.commands import reference_import
+from dqm.core.roles import EXPERT, Actor
 from dqm.errors import StorageError
 from dqm.store import open_store
 from dqm.store.actions import set_reference
@@ -30,6 +33,7 @@ from dqm.store.references import (
     suggest_reference,
 )
 from dqm.store.runs import as_conditions, get_run, newest_beam_config
+from dqm.store.signoff import run_contents
 
 
 def add_parser(sub) -> None:
@@ -42,6 +46,11 @@ def add_parser(sub) -> None:
         "--user", default=None, help="who certifies it (default: $DQM_USER, else the login name)"
     )
     s.add_argument("--comment", default="", help="why this run (shown with every comparison)")
+    s.add_argument(
+        "--reason",
+        default="",
+        help="why a run with BAD spills is nevertheless the reference (refused without; audited)",
+    )
     s.add_argument(
         "--force",
         action="store_true",
@@ -97,13 +106,16 @@ def run_set(args, settings) -> int:
             run_row = get_run(session, args.run)
             config = args.beam_config or (run_row.beam_config if run_row else None)
             previous = active_reference(session, config)
+            # what the run contains, before it becomes what every later spill is compared with
+            print(f"run {args.run}: {run_contents(session, args.run).describe()}")
             ref = set_reference(
                 session,
                 args.run,
-                _user(args),
+                Actor(_user(args), EXPERT),  # the command line acts as an expert, named
                 beam_config=args.beam_config,
                 comment=args.comment,
                 force=args.force,
+                bad_spills_reason=args.reason,
             )
             print(
                 f"reference for beam '{ref.beam_config}' is now run {ref.run} (set by "

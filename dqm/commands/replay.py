@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import time
 
+from dqm.pipeline.publisher import Publisher
 from dqm.pipeline.runtime import require_redis
-from dqm.pipeline.stream import publish_batches
 from dqm.sim.simfile import read_spill_file
 
 
@@ -24,6 +24,8 @@ def add_parser(sub) -> None:
 
 def run(args, settings) -> int:
     r = require_redis(settings)
+    # a Redis outage holds the spill in hand until Redis is back, never sends it twice
+    publisher = Publisher(r, settings.stream, maxlen=settings.stream_maxlen)
     t0 = time.monotonic()
     n = announced = 0
     for spill in read_spill_file(args.file):
@@ -31,14 +33,11 @@ def run(args, settings) -> int:
             delay = t0 + spill.start_offset_s - time.monotonic()
             if delay > 0:
                 time.sleep(delay)
-        publish_batches(
-            r,
-            settings.stream,
+        publisher.publish(
             spill.run,
             spill.spill,
             list(spill.batches),
             spill.n_events,
-            maxlen=settings.stream_maxlen,
             conditions=spill.conditions,
         )
         n += 1

@@ -2,8 +2,9 @@
 
 This entry point is the one place where the library hands over to the ``apps``
 package (the outermost shell): it is imported lazily here, never by library modules.
-One process = one data refresher, however many browsers are connected; for more
-viewers run more ``dqm serve`` replicas behind a proxy.
+One process = one data refresher (and one notifier, :mod:`dqm.pipeline.notify`), however
+many browsers are connected; for more viewers run more ``dqm serve`` replicas behind a
+proxy (their notifiers take each incident from the outbox once between them).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import logging
 import signal
 import sys
 
+from dqm.pipeline.notify import Notifier
 from dqm.pipeline.runtime import load_default_specs, open_store
 from dqm.store.migrate import upgrade_database
 
@@ -71,6 +73,8 @@ def run(args, settings) -> int:
     specs = load_default_specs(settings)
     store = open_store(settings, writer=False)
     datastore = datastore_mod.DataStore(settings, specs, store, poll_s=args.poll_s).start()
+    # new incidents, acknowledgements and STALE to the configured targets (own threads)
+    notifier = Notifier(settings, store.sessions).start()
     server = server_mod.make_server(datastore, settings, auth, host=host, port=port)
     server.start()
     print(
@@ -92,6 +96,7 @@ def run(args, settings) -> int:
     except KeyboardInterrupt:
         pass
     finally:
+        notifier.stop()
         datastore.stop()
         store.dispose()
     return 0

@@ -6,7 +6,8 @@ import logging
 import time
 
 from dqm.errors import ConfigError
-from dqm.pipeline.stream import ConditionsAnnouncer, publish_conditions, publish_spill
+from dqm.pipeline.publisher import Publisher
+from dqm.pipeline.stream import ConditionsAnnouncer
 from dqm.sim.anomalies import parse_anomalies
 from dqm.sim.simulate import SimConfig, simulate_run
 
@@ -85,9 +86,9 @@ def run(args, settings) -> int:
     n = 0
     # the run's conditions go first, before its first batch (and again if they changed)
     announcer = ConditionsAnnouncer()
-    publish_conditions(
-        r, settings.stream, announcer.due(cfg.conditions()), maxlen=settings.stream_maxlen
-    )
+    # a Redis outage holds the spill in hand until Redis is back, never sends it twice
+    publisher = Publisher(r, settings.stream, maxlen=settings.stream_maxlen)
+    publisher.announce(announcer.due(cfg.conditions()))
     print(f"announced run {cfg.run}: {cfg.conditions().describe()}")
     t0 = time.monotonic()
     for spill in simulate_run(
@@ -95,11 +96,11 @@ def run(args, settings) -> int:
     ):  # stale spills are gaps
         if args.realtime:
             _sleep_until(t0 + (spill.spill - args.first_spill) * period)
-        publish_spill(
-            r,
-            settings.stream,
-            spill,
-            maxlen=settings.stream_maxlen,
+        publisher.publish(
+            spill.run,
+            spill.spill,
+            spill.batches(),
+            spill.n_events,
             conditions=announcer.due(spill.conditions),
         )
         n += 1

@@ -10,7 +10,7 @@ import redis
 from dqm.core.numbering import ranges_text, settled_gaps
 from dqm.errors import StorageError
 from dqm.pipeline.runtime import effective_redis_url
-from dqm.pipeline.stream import connect
+from dqm.pipeline.stream import connect, group_lag
 from dqm.redact import redact
 from dqm.store import open_store
 from dqm.store.queries import (
@@ -50,7 +50,7 @@ def stream_report(r: redis.Redis, settings) -> list[str]:
     if g is None:
         lines.append(f"  group {settings.group}: not created yet (no worker has started)")
     else:
-        lag = g.get("lag")
+        lag = group_lag(r, settings.stream, g)
         lines.append(
             f"  group {settings.group}: {g['pending']} pending, lag "
             f"{lag if lag is not None else '?'} messages"

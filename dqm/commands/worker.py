@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import importlib
 import logging
 import signal
+import threading
 
 from dqm.pipeline.runtime import close_hooks, load_default_specs, open_store, require_redis
 from dqm.pipeline.worker import Worker
@@ -47,6 +49,25 @@ class _ConsumerTag(logging.Filter):
         return True
 
 
+#: imported on first use by the checks (dqm._lazy); loaded once the worker is consuming
+WARM_UP = ("scipy.stats", "scipy.special", "scipy.sparse.linalg", "scipy.interpolate")
+
+
+def _warm_up_in_background() -> None:
+    """Import what judging needs while the worker already waits for its first batch.
+
+    The worker is ready without SciPy (a second of CPU); importing it here, in a thread,
+    keeps that second out of the first spill's close latency. A broken SciPy prints its
+    traceback from this thread at once, and the first check that needs it fails loudly too.
+    """
+
+    def load() -> None:
+        for name in WARM_UP:
+            importlib.import_module(name)
+
+    threading.Thread(target=load, name="dqm-warm-up", daemon=True).start()
+
+
 def run(args, settings) -> int:
     specs = load_default_specs(settings)
     store = open_store(settings)
@@ -81,6 +102,7 @@ def run(args, settings) -> int:
         len(specs),
         specs.version,
     )
+    _warm_up_in_background()
     try:
         stats = worker.run(burst=args.burst, max_seconds=args.max_seconds)
     finally:

@@ -125,7 +125,8 @@ def evaluate_spill(
         for check in spec.checks:
             params = dict(check.params)
             params.update(overrides.get((spec.name, check.type), {}))
-            result = coverage.not_judged(spec, check.type) if coverage else None
+            judged = spec.judged_by(check.type)  # the histogram's sources and the check's own
+            result = coverage.not_judged(judged, check.type) if coverage else None
             if result is None:
                 ready = with_conditions(check.type, params, conditions, no_reference=no_reference)
                 result = (
@@ -150,7 +151,7 @@ def evaluate_spill(
                     )
                 )
             if coverage:
-                result = coverage.annotate(spec, result)
+                result = coverage.annotate(judged, result)
             instruction = check.instruction or spec.instruction
             if result.quality == Quality.CHECK_ERROR:
                 instruction = CHECK_ERROR_INSTRUCTION  # not the detector's instruction

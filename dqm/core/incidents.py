@@ -126,7 +126,8 @@ def find_incidents(
     quality = [j.result.quality for j in judgements]
 
     def spec(i: int) -> Any:
-        return spec_of.get(judgements[i].histogram or "")
+        found = spec_of.get(judgements[i].histogram or "")
+        return found.judged_by(judgements[i].check) if found is not None else None
 
     def matches(sel: Any, i: int, instance: str | None) -> bool:
         j = judgements[i]

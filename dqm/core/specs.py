@@ -24,7 +24,7 @@ import hashlib
 import re
 import tomllib
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -74,7 +74,7 @@ _KIND_KEYS = {
     "cellmap": {"values", "stat", "threshold_gev", "max_gev", "x_label", "y_label"},
 }
 _AXIS_KEYS = {"expr", "bins", "lo", "hi", "label"}
-_CHECK_KEYS = {"type", "instruction", "params"}
+_CHECK_KEYS = {"type", "instruction", "params", "requires"}
 _FILE_KEYS = {"subsystem", "title", "histogram", "cause"}
 
 
@@ -99,6 +99,9 @@ class CheckSpec:
     type: str
     params: Mapping[str, Any]
     instruction: str = ""
+    #: DAQ sources the check's inputs need beyond the histogram's (p_scale on p_MS2 reads
+    #: the passing-muon core, which needs the BMS): without them it judges nothing
+    requires: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -131,6 +134,15 @@ class HistogramSpec:
     def source_bits(self) -> int:
         """The ``daq_sources`` bits every filled event has (0: no source needed)."""
         return source_bits(self.requires)
+
+    def judged_by(self, check: str) -> HistogramSpec:
+        """This spec as the check ``check`` sees it: ``requires`` adds the check's own
+        sources (coverage and the cause rules then count them like the histogram's)."""
+        extra = {s for c in self.checks if c.type == check for s in c.requires}
+        if extra <= set(self.requires):
+            return self
+        wanted = extra | set(self.requires)
+        return replace(self, requires=tuple(s for s in DAQ_SOURCES if s in wanted))
 
 
 @dataclass(frozen=True)
@@ -217,6 +229,7 @@ def _checks(ctx: _Ctx, raw: Any, entry: str) -> tuple[CheckSpec, ...]:
                 type=ctype,
                 params=params,
                 instruction=_typed(ctx, table, "instruction", str, entry, default=""),
+                requires=_sources(ctx, table, entry) if "requires" in table else (),
             )
         )
     return tuple(out)
@@ -232,6 +245,20 @@ def _requires(ctx: _Ctx, table: Mapping[str, Any], name: str, kw: Mapping[str, A
             read.setdefault(source, expr.source)
     if "requires" not in table:
         return tuple(s for s in DAQ_SOURCES if s in read)
+    raw = _sources(ctx, table, name)
+    for source, expr in read.items():
+        if source not in raw:
+            raise ctx.error(
+                f"'{expr}' reads {source}, which 'requires' leaves out: events without {source} "
+                f'would be filled here with zeros (add "{source}")',
+                name,
+                "requires",
+            )
+    return raw
+
+
+def _sources(ctx: _Ctx, table: Mapping[str, Any], name: str) -> tuple[str, ...]:
+    """A ``requires`` list of known DAQ sources, each once, in :data:`DAQ_SOURCES` order."""
     raw = table["requires"]
     if not isinstance(raw, list) or not all(isinstance(s, str) for s in raw):
         raise ctx.error(
@@ -244,14 +271,6 @@ def _requires(ctx: _Ctx, table: Mapping[str, Any], name: str, kw: Mapping[str, A
             raise ctx.error(f"unknown DAQ source {source!r} ({hint})", name, "requires")
     if len(set(raw)) != len(raw):
         raise ctx.error(f"a source is listed twice in {raw!r}", name, "requires")
-    for source, expr in read.items():
-        if source not in raw:
-            raise ctx.error(
-                f"'{expr}' reads {source}, which 'requires' leaves out: events without {source} "
-                f'would be filled here with zeros (add "{source}")',
-                name,
-                "requires",
-            )
     return tuple(s for s in DAQ_SOURCES if s in raw)
 
 

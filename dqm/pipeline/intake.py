@@ -22,7 +22,7 @@ from dqm.errors import BatchError
 from dqm.pipeline import stream as rs
 from dqm.pipeline.state import InHand, MarkerCounts, WorkerStats
 from dqm.store.engine import Session, sessionmaker
-from dqm.store.spills import processed_ids, seen_batches
+from dqm.store.spills import processed_spills, seen_batches
 
 __all__ = ["Intake", "seen_batches_one"]
 
@@ -49,16 +49,20 @@ class Intake:
         self.hand = hand
         self.markers = markers
 
-    def process(self, msgs: list[rs.Message], *, check_seen: bool) -> None:
+    def process(self, msgs: list[rs.Message], *, check_seen: bool) -> set[int]:
         """Take ``msgs`` into the group; with ``check_seen`` (a redelivery or a reclaim)
-        first look each one up in the ledger."""
+        first look each one up in the ledger.
+
+        Returns the ids of the spills that messages found already stored went to: whoever
+        stored them may have died before closing the spill, so the close is owed still.
+        """
         if not msgs:
-            return
+            return set()
         hand = self.hand
-        stored: set[str] = set()
+        stored: dict[str, int | None] = {}
         if check_seen:
             with self.sessions() as session:
-                stored = processed_ids(session, self.stream, [m.id for m in msgs])
+                stored = processed_spills(session, self.stream, [m.id for m in msgs])
         for m in msgs:
             if m.id in hand.held:
                 continue
@@ -72,6 +76,7 @@ class Intake:
             except BatchError as exc:
                 hand.dead.append((m, exc.reason, exc.detail))
             hand.held.add(m.id)
+        return {sid for sid in stored.values() if sid is not None}
 
     def _handle(self, m: rs.Message, check_seen: bool) -> None:
         kind = m.type

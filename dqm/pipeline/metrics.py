@@ -37,6 +37,8 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector, CollectorRegistry
 
+from dqm.pipeline.stream import group_lag
+
 if TYPE_CHECKING:
     from wsgiref.simple_server import WSGIServer
 
@@ -276,7 +278,7 @@ def _stream_state(
     for g in groups:
         if _text(g.get("name")) == group:
             pending = int(g.get("pending") or 0)
-            lag = None if g.get("lag") is None else int(g["lag"])  # None: Redis < 7 or lag unknown
+            lag = group_lag(r, stream, g)  # None: Redis < 7 or lag unknown
             consumer_pending = 0
             for c in r.xinfo_consumers(stream, group):
                 if _text(c.get("name")) == consumer:

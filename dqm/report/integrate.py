@@ -95,22 +95,41 @@ class Integrator:
         it = iter(blobs)
         with ThreadPoolExecutor(threads) as pool:
             while batch := [bytes(b) for b in islice(it, chunk)]:
+                same: dict[bytes, list[bytes]] = {}  # bodies of one layout, summed together
                 for blob, body in zip(batch, pool.map(_inflate, batch), strict=False):
-                    self._add_body(blob, body)
+                    if body is None:
+                        self._add_body(blob, None)
+                    else:
+                        (hlen,) = struct.unpack_from("<I", body, 0)
+                        same.setdefault(body[: 4 + hlen], []).append(body)
                     if on_each is not None:
                         on_each()
+                for bodies in same.values():
+                    self._add_bodies(bodies)
 
     def _add_body(self, blob: bytes, body: bytes | None) -> None:
-        self.n_blobs += 1
         if body is None:
+            self.n_blobs += 1
             self._add_slow(blob)  # raises the reader's clear error for foreign data
             return
-        (hlen,) = struct.unpack_from("<I", body, 0)
-        head = body[4 : 4 + hlen]
+        self._add_bodies([body])
+
+    def _add_bodies(self, bodies: list[bytes]) -> None:
+        """Add spills whose bodies share one header (so one layout and one length).
+
+        Every array block then sits at the same offset in each body: the bodies are laid
+        side by side in one buffer and each block summed over them in one NumPy call — a
+        day's 2000 spills cost 2000 / chunk calls per block instead of 2000.
+        """
+        self.n_blobs += len(bodies)
+        (hlen,) = struct.unpack_from("<I", bodies[0], 0)
+        head = bodies[0][4 : 4 + hlen]
         layout = self._layouts.get(head)
         if layout is None:
             layout = self._layouts[head] = _parse_header(head)
-        data = memoryview(body)[4 + hlen :]
+        size = len(bodies[0])
+        joined = b"".join(bodies) if len(bodies) > 1 else bodies[0]
+        base = 4 + hlen
         for name, refs in layout.blocks.items():
             sig = layout.signatures[name]
             known = self._signature.setdefault(name, sig)
@@ -120,11 +139,20 @@ class Integrator:
             self._skeleton.setdefault(name, layout.skeletons[name])
             sums = self._sums.setdefault(name, {})
             for key, offset, dtype, shape, count in refs:
-                arr = np.frombuffer(data, dtype=dtype, count=count, offset=offset).reshape(shape)
+                stacked = np.ndarray(
+                    (len(bodies), count),
+                    dtype=dtype,
+                    buffer=joined,
+                    offset=base + offset,
+                    strides=(size, dtype.itemsize),
+                )
+                # counts stored as int32 (histio) are summed as int64: a day overflows int32
+                wide = np.dtype(np.int64) if dtype.kind in "iu" else dtype.newbyteorder("=")
+                arr = stacked.sum(axis=0, dtype=wide).reshape(shape)
                 if key in sums:
                     sums[key] += arr
                 else:
-                    sums[key] = arr.astype(dtype.newbyteorder("="), copy=True)
+                    sums[key] = arr
 
     def _add_slow(self, blob: bytes) -> None:
         hists, _ = decode_histograms(blob)

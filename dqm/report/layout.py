@@ -19,6 +19,7 @@ from dqm.checks import quality_name
 from dqm.core.specs import SpecSet
 from dqm.core.summary import SUMMARY_DOCS
 from dqm.report.data import FlagRow, ReportData, SpillRow
+from dqm.report.signoff_pages import SECTION_TITLE, signoff_pages
 
 __all__ = [
     "Page",
@@ -120,7 +121,7 @@ class TableRow:
 
 @dataclass(frozen=True)
 class Page:
-    kind: str  # cover | flags | histograms | trends
+    kind: str  # cover | signoff | flags | histograms | trends
     title: str
     items: tuple = ()
 
@@ -203,13 +204,17 @@ def plan_pages(
     table_lines: int = 46,
     max_table_pages: int = 40,
 ) -> list[Page]:
-    """Cover, WARNING/BAD table pages, per-subsystem histogram pages, trend pages.
+    """Cover, sign-off pages (each run's incidents and certification), WARNING/BAD table
+    pages, per-subsystem histogram pages, trend pages.
 
     A night with a detector off can flag every spill; past ``max_table_pages`` the
     table stops (its last title says how many flags were left out) so the report
     stays printable and is still ready for the morning.
     """
     pages = [Page("cover", f"NA64μ data-quality report — {data.period.label}")]
+    signoff = signoff_pages(data.run_summaries)
+    for i, chunk in enumerate(signoff, 1):
+        pages.append(Page("signoff", f"{SECTION_TITLE} ({i}/{len(signoff)})", chunk))
     closed = {(s.run, s.spill): s.closed_at for s in data.spills}
     rows = table_rows(data.problem_flags, data.specs, closed)
     table = _paginate(rows, table_lines)

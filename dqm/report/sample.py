@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta
 
+from dqm.core.conditions import RunConditions
 from dqm.core.evaluate import evaluate_spill
 from dqm.core.events import decode_batch
 from dqm.core.fill import Filler
@@ -34,7 +35,13 @@ from dqm.store.references import set_reference
 from dqm.store.runs import set_beam_config
 from dqm.store.spills import ClosedSpill, Contribution, commit_group, try_close
 
-__all__ = ["store_simulated_spill", "store_simulated_day", "DAY_ANOMALIES", "fill_spill"]
+__all__ = [
+    "store_simulated_spill",
+    "store_simulated_day",
+    "judged_day",
+    "DAY_ANOMALIES",
+    "fill_spill",
+]
 
 #: anomalies injected into the benchmark day's distinct spills (spill numbers of the templates)
 INCOMPLETE_TEMPLATES = (5, 17)
@@ -110,8 +117,7 @@ def store_simulated_spill(
     return closed
 
 
-def store_simulated_day(
-    sessions: sessionmaker[Session],
+def judged_day(
     specs: SpecSet,
     start: datetime,
     *,
@@ -122,11 +128,12 @@ def store_simulated_day(
     first_run: int = 5000,
     anomalies: Iterable[str] = DAY_ANOMALIES,
     seed: int = 5,
-) -> int:
-    """≈``n_spills`` spills closing evenly over the 24 h from ``start``; returns spills stored.
+) -> tuple[list[JudgedSpill], RunConditions]:
+    """``n_spills`` judged spills closing evenly over the 24 h from ``start``, and their
+    conditions: ``distinct`` of them simulated, filled and judged for real, then repeated.
 
-    The first run's distinct spills are the reference (set as an audited reference
-    before the verdicts are computed), so the shape checks have something to compare to.
+    The first run's distinct spills are the reference (the caller sets it), so the shape
+    checks have something to compare to.
     """
     filler = Filler(specs)
     cfg = SimConfig(
@@ -193,6 +200,24 @@ def store_simulated_day(
                 ],
             )
         )
+    return spills, conditions
+
+
+def store_simulated_day(
+    sessions: sessionmaker[Session],
+    specs: SpecSet,
+    start: datetime,
+    *,
+    n_spills: int = 2000,
+    first_run: int = 5000,
+    **kw,
+) -> int:
+    """≈``n_spills`` spills closing evenly over the 24 h from ``start``; returns spills stored.
+
+    The first run's distinct spills are the reference (set as an audited reference
+    before the verdicts are computed), so the shape checks have something to compare to.
+    """
+    spills, conditions = judged_day(specs, start, n_spills=n_spills, first_run=first_run, **kw)
     with sessions.begin() as session:
         insert_judged_spills(session, spills, conditions=conditions)
         set_reference(session, first_run, "bench", comment="first run of the simulated day")

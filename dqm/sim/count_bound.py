@@ -34,14 +34,16 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
-from scipy import stats as _st
 
+from dqm._lazy import lazy_module
 from dqm.checks import CheckContext, Quality, run_check
 from dqm.checks._registry import validate_check_params
 from dqm.sim.anomalies import apply_to_config, parse_anomaly
 from dqm.sim.scenarios import Scenario
 from dqm.sim.sequential import SequentialBound, best_delay
 from dqm.sim.study import alarm_episodes
+
+_st = lazy_module("scipy.stats")
 
 if TYPE_CHECKING:
     from dqm.sim.study import SpillOutcome, Study

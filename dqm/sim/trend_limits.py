@@ -31,9 +31,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats as _st
 
+from dqm._lazy import lazy_module
 from dqm.core.evaluate import HISTORY_SPILLS
+
+_st = lazy_module("scipy.stats")
 
 __all__ = ["Chart", "CHARTS", "Scenario", "SCENARIOS", "paths", "study", "format_study", "main"]
 

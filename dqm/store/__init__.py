@@ -18,9 +18,16 @@ module                    holds
 ``queries``               named reads: ``closed_spills(session, run)``,
                           ``count_closed_spills``, ``recent_closed_spills``, ``change_token``…
 ``runs``                  a run's row and beam configuration
-``flags``                 gather a spill's check inputs, store the verdict, recheck a run
+``inputs``                a spill's check inputs as they were when it closed
+``flags``                 store the verdict, recheck a run, query the flags
+``incidents``             incidents that stay until acknowledged: open, extend, acknowledge
+``alarms``                silences of the alarm sound; the notifier's outbox
 ``references``            reference runs: set, import, suggest, which one is in force
-``actions``               the audited expert actions (acknowledge, annotate, mask, thresholds)
+``actions``               the audited actions (acknowledge, annotate; experts: reference, mask,
+                          thresholds) and the role check (``require_expert``)
+``certification``         sign-off: certify spill ranges per subsystem (append-only, audited)
+``signoff``               a run's contents and incidents, the sign-off proposal, run summaries,
+                          the good-spill list
 ``frames``                the expert pages' tables (pandas frames)
 ``periods``               what the report reads for a day, a run or a time window
 ``bulk``                  judged spills inserted in bulk (report tests and benchmarks)

@@ -22,17 +22,23 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from dqm.core.roles import EXPERT, SHIFTER, Actor, role_of  # noqa: F401 - re-exported
 from dqm.core.specs import SpecSet
 from dqm.errors import DQMError, SpecError, StorageError
 from dqm.store import references
 from dqm.store.models import AuditEntry, ChannelMask, CheckOverride, Flag, Reference, utcnow
 from dqm.store.queries import count_closed_spills
+from dqm.store.signoff import run_contents
 
 __all__ = [
     "ActionError",
     "PermissionDenied",
     "ANONYMOUS",
+    "Actor",
+    "SHIFTER",
+    "EXPERT",
     "require_user",
+    "require_expert",
     "audit",
     "set_reference",
     "acknowledge_flag",
@@ -54,7 +60,7 @@ class ActionError(DQMError):
 
 
 class PermissionDenied(ActionError):
-    """The action needs a logged-in, named user."""
+    """The action needs a logged-in, named user (or one with the expert role)."""
 
 
 #: Longest free text (annotation, comment, reason) an action stores; user names fit in 128.
@@ -71,6 +77,21 @@ def require_user(user: str | None) -> str:
         raise PermissionDenied(
             f"user name of {len(name)} characters with control characters or over {MAX_NAME}: "
             "refused"
+        )
+    return name
+
+
+def require_expert(user: str | None, what: str) -> str:
+    """The user's name if they act as an expert, else :class:`PermissionDenied`.
+
+    Why: references, masks and thresholds change how every later spill is judged; a
+    shifter acknowledges, annotates and signs off, and asks the subsystem expert for these.
+    """
+    name = require_user(user)
+    if role_of(user) != EXPERT:
+        raise PermissionDenied(
+            f"{what} needs the expert role; {name} is logged in as a {role_of(user)} "
+            "(shifters acknowledge, annotate and sign off)"
         )
     return name
 
@@ -110,27 +131,45 @@ def set_reference(
     beam_config: str | None = None,
     comment: str = "",
     force: bool = False,
+    bad_spills_reason: str = "",
 ) -> Reference:
     """Certify ``run`` as the reference of its beam configuration (the previous one is retired).
 
-    The configuration follows from the run's conditions; another one is refused unless
-    ``force`` (:func:`dqm.store.references.reference_config`). Checks who asks and what
-    they typed, then :func:`dqm.store.references.set_reference` does it (and writes the
-    audit entry).
+    An expert action. The configuration follows from the run's conditions; another one is
+    refused unless ``force`` (:func:`dqm.store.references.reference_config`). A run with
+    BAD spills would teach every later comparison that its anomalies are normal, so it is
+    refused unless the expert gives ``bad_spills_reason`` (kept in the audit entry, with
+    the run's flags summary). Then :func:`dqm.store.references.set_reference` does it.
     """
-    name = require_user(user)
+    name = require_expert(user, "setting a reference run")
     run = int(run)
     comment = free_text(comment, "comment")
+    reason = free_text(bad_spills_reason, "reason").strip()
     if beam_config is not None:
         beam_config = free_text(beam_config, "beam configuration", limit=64)
     if not count_closed_spills(session, run):
         raise ActionError(f"run {run} has no closed spills: it cannot be a reference")
+    contents = run_contents(session, run)
+    if contents.bad_spills and not reason:
+        raise ActionError(
+            f"run {run} has {len(contents.bad_spills)} BAD spill(s) ({contents.describe()}): "
+            "a reference with anomalies makes them look normal; give a reason to use it anyway"
+        )
     try:
-        return references.set_reference(
+        ref = references.set_reference(
             session, run, name, beam_config=beam_config, comment=comment, force=force
         )
     except StorageError as exc:
         raise ActionError(str(exc)) from None
+    if contents.bad_spills:
+        audit(
+            session,
+            name,
+            "reference_with_bad_spills",
+            f"run {run}",
+            {"reason": reason, "contents": contents.describe(), "bad": contents.bad_spills},
+        )
+    return ref
 
 
 def _flag(session: Session, flag_id: int) -> Flag:
@@ -217,8 +256,9 @@ def mask_channel(
     *,
     reason: str = "",
 ) -> ChannelMask:
-    """Have the checks ignore one channel of ``histogram`` until ``until`` (UTC if naive)."""
-    name = require_user(user)
+    """Have the checks ignore one channel of ``histogram`` until ``until`` (UTC if naive);
+    an expert action."""
+    name = require_expert(user, "masking a channel")
     reason = free_text(reason, "reason")
     shape = channel_shape(specs, histogram)
     cell = [int(c) for c in channel]
@@ -278,9 +318,9 @@ def edit_check_thresholds(
 
     ``params`` may hold only the changed keys; they are merged over the spec's (and
     the newest earlier override's) values and validated by the check registry, so a
-    typo fails with "did you mean …" instead of silently disabling a check.
+    typo fails with "did you mean …" instead of silently disabling a check. An expert action.
     """
-    name = require_user(user)
+    name = require_expert(user, "changing check thresholds")
     comment = free_text(comment, "comment")
     spec = _spec(specs, histogram)
     matches = [c for c in spec.checks if c.type == check]

@@ -10,12 +10,13 @@ the report, ``dqm recheck`` — cannot tell the difference. The caller commits.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import func, insert, select, text
 from sqlalchemy.orm import Session
 
 from dqm.core.conditions import RunConditions
@@ -23,7 +24,7 @@ from dqm.core.histio import FORMAT_VERSION
 from dqm.store.models import Flag, Run, Spill, SpillHistograms
 from dqm.store.spills import insert_ignore
 
-__all__ = ["JudgedSpill", "insert_judged_spills"]
+__all__ = ["JudgedSpill", "insert_judged_spills", "copy_history", "analyse"]
 
 
 @dataclass(frozen=True)
@@ -131,3 +132,148 @@ def insert_judged_spills(
         session.execute(insert(Flag), flags)
     session.flush()
     return ids
+
+
+def copy_history(
+    session: Session,
+    templates: Sequence[JudgedSpill],
+    n_spills: int,
+    *,
+    start: datetime,
+    spills_per_day: int = 2000,
+    spills_per_run: int = 200,
+    first_run: int = 100_000,
+    batches: int = 10,
+    stream: str = "dqm:events",
+    blobs: bool = True,
+    conditions: RunConditions | None = None,
+) -> int:
+    """Write ``n_spills`` closed spills after ``start`` on PostgreSQL: years of history.
+
+    For ``dqm bench --history``: years of beam (≈ 2000 spills a day, 200 a run) in minutes
+    instead of the hours the live path would take. Spill ``i`` repeats
+    ``templates[i % len(templates)]`` — its summary, verdict, flags and histograms — with its
+    own run, number and times, and leaves the rows the live path leaves behind: the spill,
+    its histograms (unless ``blobs`` is false), its flags, and one ledger row per batch and
+    end-of-spill marker; new runs get ``conditions`` (or none). The templates go to
+    temporary tables with ``COPY``; PostgreSQL then writes every row itself
+    (``INSERT … SELECT`` over ``generate_series``), which no client-side loop can match.
+    The caller commits; the tables should then be analysed (:func:`analyse`).
+    """
+    if session.get_bind().dialect.name != "postgresql":
+        raise ValueError("copy_history needs PostgreSQL; use insert_judged_spills")
+    step_s = 86_400.0 / spills_per_day
+    first_id = int(session.scalar(select(func.coalesce(func.max(Spill.id), 0)))) + 1
+    n_runs = -(-n_spills // spills_per_run)
+    insert_ignore(
+        session,
+        Run,
+        [
+            {
+                "run": first_run + k,
+                "beam_config": conditions.beam_config if conditions else None,
+                "conditions": {**conditions.to_dict(), "run": first_run + k}
+                if conditions
+                else None,
+                "started_at": start + timedelta(seconds=k * spills_per_run * step_s),
+                "comment": "history benchmark",
+            }
+            for k in range(n_runs)
+        ],
+    )
+    conn = session.connection().connection.driver_connection
+    with conn.cursor() as cur:
+        cur.execute(
+            "CREATE TEMP TABLE IF NOT EXISTS tmpl_spills (k int, status text, n_events bigint, "
+            "summary json, quality int, config_version text, blob bytea) ON COMMIT DROP;"
+            "CREATE TEMP TABLE IF NOT EXISTS tmpl_flags (k int, subsystem text, histogram text, "
+            "check_name text, quality int, value float8, explanation text, instruction text, "
+            "reference_run int) ON COMMIT DROP"
+        )
+        with cur.copy("COPY tmpl_spills FROM STDIN") as copy:
+            for k, t in enumerate(templates):
+                copy.write_row(
+                    (
+                        k,
+                        t.status,
+                        int(t.summary.get("n_events") or 0),
+                        json.dumps(t.summary),
+                        t.quality,
+                        t.config_version or "",
+                        t.blob,
+                    )
+                )
+        with cur.copy("COPY tmpl_flags FROM STDIN") as copy:
+            for k, t in enumerate(templates):
+                for f in t.flags:
+                    copy.write_row(
+                        (
+                            k,
+                            f["subsystem"],
+                            f.get("histogram"),
+                            f["check"],
+                            f["quality"],
+                            f.get("value"),
+                            f.get("explanation", ""),
+                            f.get("instruction", ""),
+                            f.get("reference_run"),
+                        )
+                    )
+        args = {
+            "n": n_spills,
+            "n_t": len(templates),
+            "first_id": first_id,
+            "first_run": first_run,
+            "per_run": spills_per_run,
+            "start": start,
+            "step": step_s,
+            "batches": batches,
+            "stream": stream,
+        }
+        series = "FROM generate_series(0, %(n)s - 1) AS i JOIN tmpl_spills t ON t.k = i %% %(n_t)s"
+        closed = "%(start)s + (i + 0.5) * %(step)s * interval '1 second'"
+        cur.execute(
+            "INSERT INTO spills (id, run, spill, status, opened_at, updated_at, closed_at, "
+            "expected_batches, received_batches, n_events, late_batches, late_events, summary, "
+            "quality, config_version) "
+            f"SELECT %(first_id)s + i, %(first_run)s + i / %(per_run)s, i %% %(per_run)s + 1, "
+            f"t.status, {closed} - interval '17 seconds', {closed}, {closed}, %(batches)s, "
+            f"%(batches)s, t.n_events, 0, 0, t.summary, t.quality, t.config_version {series}",
+            args,
+        )
+        if blobs:
+            cur.execute(
+                "INSERT INTO spill_histograms (spill_id, format_version, size_bytes, blob) "
+                f"SELECT %(first_id)s + i, {FORMAT_VERSION}, length(t.blob), t.blob {series}",
+                args,
+            )
+        cur.execute(
+            'INSERT INTO flags (run, spill, spill_id, subsystem, histogram, "check", quality, '
+            "value, explanation, instruction, config_version, reference_run, created_at) "
+            "SELECT %(first_run)s + i / %(per_run)s, i %% %(per_run)s + 1, %(first_id)s + i, "
+            "f.subsystem, f.histogram, f.check_name, f.quality, f.value, f.explanation, "
+            f"f.instruction, t.config_version, f.reference_run, {closed} {series} "
+            "JOIN tmpl_flags f ON f.k = t.k",
+            args,
+        )
+        cur.execute(
+            "INSERT INTO processed_messages (stream, message_id, kind, spill_id, batch_index, "
+            "processed_at) "
+            "SELECT %(stream)s, (extract(epoch FROM "
+            f"{closed})::bigint * 1000 - 17000 + b)::text || '-' || i, "
+            "CASE WHEN b = %(batches)s THEN 'eos' ELSE 'batch' END, %(first_id)s + i, "
+            f"CASE WHEN b = %(batches)s THEN NULL ELSE b END, {closed} "
+            "FROM generate_series(0, %(n)s - 1) AS i, generate_series(0, %(batches)s) AS b",
+            args,
+        )
+        cur.execute(
+            "SELECT setval(pg_get_serial_sequence('spills', 'id'), %s)", (first_id + n_spills,)
+        )
+        cur.execute("DROP TABLE tmpl_spills; DROP TABLE tmpl_flags")
+    return n_spills
+
+
+def analyse(session: Session) -> None:
+    """Refresh the planner's statistics after a bulk load (PostgreSQL; nothing on SQLite)."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("ANALYZE"))

@@ -5,6 +5,15 @@ merges the partials; the others see zero rows changed and move on. A spill whose
 partials cannot be merged is closed anyway (:func:`close_failed`) so that it is not
 retried forever; its close hook then stores why. Split from :mod:`dqm.store.spills`
 (which re-exports these names) to keep each module small.
+
+**Closes of one run are ordered.** A spill is judged against the run's spills that closed
+before it (:func:`dqm.store.history.earlier_spills`, by ``closed_at``). So that ``dqm
+recheck`` sees exactly what the live judge saw, even when several workers close
+neighbouring spills at once, a close takes the run's row lock right after winning the
+spill and only then sets ``closed_at``, later than every ``closed_at`` already in the run
+(whatever the clocks of the workers' hosts say). The lock is held until the close commits,
+so a spill's ``closed_at`` is later than that of every spill whose close committed before
+its judge read the history, and earlier than that of every spill whose close had not.
 """
 
 from __future__ import annotations
@@ -14,7 +23,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import boost_histogram as bh
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from dqm.core.histio import FORMAT_VERSION, add_into, decode_histograms, encode_histograms
@@ -28,6 +37,7 @@ from dqm.store.models import (
     SpillPartial,
     utcnow,
 )
+from dqm.store.runs import lock_run
 
 __all__ = [
     "ClosedSpill",
@@ -36,7 +46,24 @@ __all__ = [
     "closable_spills",
     "stale_spills",
     "spill_identity",
+    "complete_open_spills",
+    "CLOSE_ORDER_STEP",
 ]
+
+#: The least a spill's ``closed_at`` exceeds that of the run's spill closed before it.
+CLOSE_ORDER_STEP = timedelta(milliseconds=1)
+
+
+def _take_close_order(session: Session, sp: Spill) -> None:
+    """Lock the spill's run (until commit) and give the spill the run's next ``closed_at``."""
+    lock_run(session, sp.run)
+    last = session.scalar(
+        select(func.max(Spill.closed_at)).where(
+            Spill.run == sp.run, Spill.closed, Spill.id != sp.id
+        )
+    )
+    now = utcnow()
+    sp.closed_at = max(now, last + CLOSE_ORDER_STEP) if last is not None else now
 
 
 @dataclass
@@ -74,6 +101,7 @@ def try_close(
         return None
     sp = session.get(Spill, spill_id, populate_existing=True)
     assert sp is not None
+    _take_close_order(session, sp)
     if (
         incomplete
         and sp.expected_batches is not None
@@ -123,6 +151,7 @@ def close_failed(session: Session, spill_id: int, error: str) -> ClosedSpill | N
         return None
     sp = session.get(Spill, spill_id, populate_existing=True)
     assert sp is not None
+    _take_close_order(session, sp)
     summary: dict[str, float | None] = {
         "n_events": float(sp.n_events or 0),
         "received_batches": sp.received_batches,
@@ -150,6 +179,28 @@ def closable_spills(session: Session, spill_ids: Iterable[int]) -> list[int]:
         Spill.status == SPILL_OPEN,
         Spill.expected_batches.is_not(None),
         Spill.received_batches >= Spill.expected_batches,
+    )
+    return list(session.scalars(stmt))
+
+
+def complete_open_spills(session: Session, quiet_s: float, limit: int = 100) -> list[int]:
+    """Open spills whose batches have all been stored, with no news for ``quiet_s``.
+
+    Normally the worker that stored a spill's last batch closes it at once; one found here
+    is a close owed by a worker that died between storing and closing (before or after
+    acknowledging). Any worker may close it: closing is conditional, so two trying is safe.
+    """
+    cutoff = utcnow() - timedelta(seconds=quiet_s)
+    stmt = (
+        select(Spill.id)
+        .where(
+            Spill.status == SPILL_OPEN,
+            Spill.expected_batches.is_not(None),
+            Spill.received_batches >= Spill.expected_batches,
+            Spill.updated_at < cutoff,
+        )
+        .order_by(Spill.id)
+        .limit(limit)
     )
     return list(session.scalars(stmt))
 

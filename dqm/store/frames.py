@@ -7,17 +7,18 @@ browser. Qualities are spelled with :func:`dqm.checks.quality_name`, as everywhe
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from dqm.checks import ROLLUP, quality_name
-from dqm.store.models import AuditEntry, Flag, Reference
-from dqm.store.queries import closed_spills, newest_closed_summary, runs_with_closed_spills
+from dqm.store.models import AuditEntry, Flag, Reference, Spill, SpillHistograms
+from dqm.store.queries import newest_closed_summary, runs_with_closed_spills
 
 __all__ = [
     "SpillInfo",
@@ -28,6 +29,7 @@ __all__ = [
     "flags_frame",
     "audit_frame",
     "references_frame",
+    "spill_blobs",
 ]
 
 
@@ -46,11 +48,27 @@ def runs(session: Session) -> list[int]:
 
 
 def spills_of_run(session: Session, run: int) -> list[SpillInfo]:
-    """The run's closed spills, in order, with their overall quality."""
+    """The run's closed spills, in order, with their overall quality (no summaries read)."""
+    stmt = (
+        select(Spill.id, Spill.run, Spill.spill, Spill.n_events, Spill.quality)
+        .where(Spill.run == run, Spill.closed)
+        .order_by(Spill.spill)
+    )
     return [
-        SpillInfo(sp.id, sp.run, sp.spill, int(sp.n_events or 0), quality_name(sp.quality))
-        for sp in closed_spills(session, run)
+        SpillInfo(i, r, n, int(events or 0), quality_name(q))
+        for i, r, n, events, q in session.execute(stmt)
     ]
+
+
+def spill_blobs(session: Session, spill_ids: Sequence[int]) -> dict[int, bytes]:
+    """Stored histogram blobs of the given spills (one query): the expert page decodes from
+    them only the histogram it shows, ~8 ms a spill instead of ~120 ms for all ~50."""
+    if not spill_ids:
+        return {}
+    stmt = select(SpillHistograms.spill_id, SpillHistograms.blob).where(
+        SpillHistograms.spill_id.in_(list(spill_ids))
+    )
+    return {i: b for i, b in session.execute(stmt)}
 
 
 def summary_keys(session: Session, run: int | None = None) -> list[str]:
@@ -61,20 +79,48 @@ def summary_keys(session: Session, run: int | None = None) -> list[str]:
     )
 
 
-def trend_frame(session: Session, key: str, run_list: Sequence[int]) -> pd.DataFrame:
-    """``key`` per closed spill of the given runs, in order, with each spill's quality."""
-    rows = closed_spills(session, run_list)
-    values = [(sp.summary or {}).get(key) for sp in rows]
+#: points a trend shows at most: about the pixels across a screen
+TREND_POINTS = 2000
+
+
+def trend_frame(
+    session: Session, key: str, run_list: Sequence[int], max_points: int = TREND_POINTS
+) -> pd.DataFrame:
+    """``key`` per closed spill of the given runs, in order, with each spill's quality.
+
+    A week of beam is 14 000 spills and a year 700 000: more than a screen has pixels, and
+    reading a year of summaries takes seconds. Above ``max_points`` spills the frame keeps
+    every k-th spill number of each run (and, above ``max_points`` runs, every m-th run),
+    found through the (run, spill) index; only ``key`` is read from each summary, in SQL.
+    ``frame.attrs["every"]`` says how many spills each point stands for (1: all shown).
+    """
+    runs_all = sorted(set(run_list))
+    total = int(
+        session.scalar(select(func.count()).select_from(Spill).where(Spill.run.in_(runs_all))) or 0
+    )
+    every_run = max(1, math.ceil(len(runs_all) / max_points))
+    chosen = runs_all[::every_run]
+    every = max(1, math.ceil(total / every_run / max_points)) if total else 1
+    value = Spill.summary[key].as_float()
+    stmt = select(Spill.run, Spill.spill, value, Spill.quality).where(
+        Spill.run.in_(chosen), Spill.closed
+    )
+    if every > 1:
+        longest = session.scalar(select(func.max(Spill.spill)).where(Spill.run == chosen[-1]))
+        numbers = range(1, max(int(longest or 1), every) + 1, every)
+        stmt = stmt.where(Spill.spill.in_(list(numbers)))
+    rows = session.execute(stmt.order_by(Spill.run, Spill.spill)).all()
     frame = pd.DataFrame(
         {
-            "run": [sp.run for sp in rows],
-            "spill": [sp.spill for sp in rows],
-            "value": [float(v) if isinstance(v, (int, float)) else np.nan for v in values],
-            "quality": [quality_name(sp.quality) for sp in rows],
+            "run": [r[0] for r in rows],
+            "spill": [r[1] for r in rows],
+            "value": [float(r[2]) if r[2] is not None else np.nan for r in rows],
+            "quality": [quality_name(r[3]) for r in rows],
         }
     )
     frame["index"] = np.arange(len(frame))
     frame["label"] = [f"{r}/{s}" for r, s in zip(frame["run"], frame["spill"], strict=False)]
+    frame.attrs["every"] = every * every_run
     return frame
 
 

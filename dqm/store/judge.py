@@ -47,6 +47,7 @@ from dqm.store.flags import (
     store_verdict,
 )
 from dqm.store.history import RecentHistograms
+from dqm.store.incidents import record_incidents
 from dqm.store.models import SPILL_OPEN, CheckOverride, Spill
 from dqm.store.references import ReferenceCache
 from dqm.store.runs import lock_run
@@ -179,6 +180,7 @@ class SpillJudge:
                 )
                 stage = stages[2]
                 store_verdict(session, sp, verdict, inputs)
+            self._latch(session, sp, verdict)
         except Exception as error:  # noqa: BLE001 — stored as CHECK_ERROR, never a crash
             if is_outage(error):
                 raise
@@ -191,6 +193,29 @@ class SpillJudge:
             )
             return self._failed(session, sp, error_text(error), stage)
         return _announcement(verdict, inputs.version, inputs)
+
+    def _latch(self, session: Session, sp: Spill, verdict: Verdict) -> list[int]:
+        """Open or extend the stored incidents (:mod:`dqm.store.incidents`); ids of new ones.
+
+        In a savepoint of its own: the flags are stored already, and an incident that could
+        not be stored is logged, never a reason to lose the verdict or stop the worker.
+        """
+        try:
+            with session.begin_nested():
+                opened = record_incidents(
+                    session, sp, verdict, warning_spills=self.settings.incident_warning_spills
+                )
+                return [row.id for row in opened]
+        except Exception as error:  # noqa: BLE001 — the spill's flags stand regardless
+            if is_outage(error):
+                raise
+            log.error(
+                "storing the spill's incidents failed: %s",
+                error_text(error),
+                exc_info=error,
+                extra={"run": sp.run, "spill": sp.spill},
+            )
+            return []
 
     # ------------------------------------------------------------------ failure
     def _version(self, session: Session) -> str:
@@ -231,6 +256,7 @@ class SpillJudge:
         try:
             with session.begin_nested():
                 store_verdict(session, sp, verdict, inputs)
+            self._latch(session, sp, verdict)
         except Exception as error:  # noqa: BLE001 — the spill closes regardless
             if is_outage(error):
                 raise

@@ -43,6 +43,9 @@ __all__ = [
     "AuditEntry",
     "ChannelMask",
     "CheckOverride",
+    "StoredIncident",
+    "AlarmSilence",
+    "Certification",
     "UTCDateTime",
     "utcnow",
     "SPILL_OPEN",
@@ -126,7 +129,8 @@ class Spill(Base):
     status: Mapped[str] = mapped_column(String(16), default=SPILL_OPEN, index=True)
     opened_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # indexed (0004P): the newest closed spills, the change check and time spans ask by it
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
     expected_batches: Mapped[int | None] = mapped_column(Integer)
     expected_events: Mapped[int | None] = mapped_column(Integer)
     received_batches: Mapped[int] = mapped_column(Integer, default=0)
@@ -234,6 +238,16 @@ class Flag(Base):
     cause: Mapped[str | None] = mapped_column(String(128))
 
 
+# migration 0004P: a run's flags by quality, and the newest flagged (WARNING and worse) rows
+Index("ix_flags_run_quality", Flag.run, Flag.quality)
+Index(
+    "ix_flags_flagged_spill",
+    Flag.spill_id,
+    postgresql_where=Flag.quality >= 1,
+    sqlite_where=Flag.quality >= 1,
+)
+
+
 class Reference(Base):
     """A certified reference run for a beam configuration, with its provenance."""
 
@@ -291,3 +305,75 @@ class CheckOverride(Base):
     comment: Mapped[str] = mapped_column(Text, default="")
     created_by: Mapped[str] = mapped_column(String(128))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class StoredIncident(Base):
+    """An incident that stays: one cause of one run, open until a person acknowledges it.
+
+    Opened at spill close by a BAD (or CHECK_ERROR) judgement, or by a WARNING that
+    persisted for ``incident_warning_spills`` spills; extended (``last_spill``,
+    ``n_spills``) while its cause persists, whether acknowledged or not. The
+    ``notified_*`` columns are the notifier's outbox: NULL means not yet posted.
+    """
+
+    __tablename__ = "incidents"
+    __table_args__ = (Index("ix_incidents_run_cause", "run", "cause"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run: Mapped[int] = mapped_column(Integer, index=True)
+    cause: Mapped[str] = mapped_column(String(128))
+    subsystem: Mapped[str] = mapped_column(String(32))
+    quality: Mapped[int] = mapped_column(Integer)
+    title: Mapped[str] = mapped_column(String(256), default="")
+    explanation: Mapped[str] = mapped_column(Text, default="")
+    instruction: Mapped[str] = mapped_column(Text, default="")
+    first_spill: Mapped[int] = mapped_column(Integer)
+    last_spill: Mapped[int] = mapped_column(Integer)
+    n_spills: Mapped[int] = mapped_column(Integer, default=1)
+    #: the histogram of its worst flag (the expert page's link), and the checks it holds
+    histogram: Mapped[str | None] = mapped_column(String(128))
+    details: Mapped[dict | None] = mapped_column(JSON)
+    opened_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    acknowledged_by: Mapped[str | None] = mapped_column(String(128))
+    acknowledged_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
+    annotation: Mapped[str | None] = mapped_column(Text)
+    notified_open_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    notified_ack_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class AlarmSilence(Base):
+    """A person silenced the alarm sound until ``until``, for the incidents open then.
+
+    An incident opened later (``id`` above ``up_to_incident``) sounds again: a silence
+    is "I know about these", not "mute the control room".
+    """
+
+    __tablename__ = "alarm_silences"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    created_by: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    until: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    reason: Mapped[str] = mapped_column(Text)
+    up_to_incident: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class Certification(Base):
+    """A person's sign-off: spills ``first_spill``–``last_spill`` of ``run`` are good (or bad)
+    for physics in ``subsystem``.
+
+    Append-only: a later certification of the same spills (an expert's correction) is a new
+    row and wins by its higher ``id``; nothing is updated or deleted, so the history of every
+    decision stays, and a good-spill list cites the ``id`` it was made up to (its revision).
+    """
+
+    __tablename__ = "certifications"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run: Mapped[int] = mapped_column(Integer, index=True)
+    subsystem: Mapped[str] = mapped_column(String(32))
+    first_spill: Mapped[int] = mapped_column(Integer)
+    last_spill: Mapped[int] = mapped_column(Integer)
+    verdict: Mapped[str] = mapped_column(String(8))  # good | bad (for physics)
+    comment: Mapped[str] = mapped_column(Text, default="")
+    certified_by: Mapped[str] = mapped_column(String(128))
+    role: Mapped[str] = mapped_column(String(16))  # shifter | expert, when it was signed
+    certified_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

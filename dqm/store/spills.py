@@ -29,6 +29,7 @@ from dqm.store.closing import (
     ClosedSpill,
     closable_spills,
     close_failed,
+    complete_open_spills,
     spill_identity,
     stale_spills,
     try_close,
@@ -50,6 +51,8 @@ __all__ = [
     "insert_ignore",
     "ensure_spill",
     "processed_ids",
+    "processed_spills",
+    "complete_open_spills",
     "seen_batches",
     "commit_group",
     "try_close",
@@ -169,6 +172,23 @@ def processed_ids(session: Session, stream: str, ids: Iterable[str]) -> set[str]
                 )
             )
         )
+    return found
+
+
+def processed_spills(session: Session, stream: str, ids: Iterable[str]) -> dict[str, int | None]:
+    """The ids among ``ids`` already stored, each with the spill it went to (None: none,
+    e.g. run conditions or a dead letter): a redelivered message's spill may still owe
+    its close."""
+    ids = list(ids)
+    found: dict[str, int | None] = {}
+    for i in range(0, len(ids), 500):
+        chunk = ids[i : i + 500]
+        rows = session.execute(
+            select(ProcessedMessage.message_id, ProcessedMessage.spill_id).where(
+                ProcessedMessage.stream == stream, ProcessedMessage.message_id.in_(chunk)
+            )
+        )
+        found.update((mid, sid) for mid, sid in rows)
     return found
 
 

@@ -38,6 +38,7 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 EXPERT, PASSWORD = "alice", "correct horse battery staple"
+SHIFTER = "sam"  # a login without the expert role (same password)
 REFERENCE_RUN, LIVE_RUN = 1, 2
 
 
@@ -88,7 +89,11 @@ def web_server(pg_admin_url, redis_url, tmp_path_factory):
         "DQM_SPECS_DIR": str(specs_dir),
         "DQM_DATA_DIR": str(tmp),
         "DQM_STALE_AFTER_S": "600",
-        "DQM_WEB_USERS": f"{EXPERT}:{hash_password(PASSWORD, iterations=1000)}",
+        "DQM_ALARM_REPEAT_S": "3",  # the alarm's repeat, seen within a test
+        "DQM_WEB_USERS": ",".join(
+            f"{name}:{hash_password(PASSWORD, iterations=1000)}" for name in (EXPERT, SHIFTER)
+        ),
+        "DQM_WEB_EXPERTS": EXPERT,
         "DQM_COOKIE_SECRET": "s" * 40,
     }
     r = connect(redis_url)
@@ -124,14 +129,14 @@ def web_server(pg_admin_url, redis_url, tmp_path_factory):
         for spill in (1, 2, 3):
             publish_one(r, settings.stream, REFERENCE_RUN, spill)
         wait_until(
-            lambda: closed_count(db_url, REFERENCE_RUN) == 3, 60, what="reference run closed"
+            lambda: closed_count(db_url, REFERENCE_RUN) == 3, 240, what="reference run closed"
         )
         engine = make_engine(db_url)
         with make_sessionmaker(engine).begin() as session:
             set_reference(session, REFERENCE_RUN, "fixture", comment="browser-test reference")
         engine.dispose()
         server.close_spill()
-        wait_until(lambda: closed_count(db_url, LIVE_RUN) == 1, 60, what="first live spill closed")
+        wait_until(lambda: closed_count(db_url, LIVE_RUN) == 1, 240, what="first live spill closed")
         wait_http(server.url + "/", serve)
         yield server
     finally:
@@ -165,6 +170,17 @@ class ConsoleLog:
             ),
         )
         page.on("pageerror", lambda e: self.errors.append(f"pageerror: {e}"))
+
+
+def log_in(page, server: WebServer, user: str, then: str) -> None:
+    """Log ``user`` in through the login form, then open ``then`` (a path)."""
+    page.goto(f"{server.url}/login?next={then}")
+    page.fill("#username", user)
+    page.fill("#password", PASSWORD)
+    page.click("#login-button")
+    page.get_by_text(f"logged in as {user}").first.wait_for()
+    if then not in page.url:
+        page.goto(server.url + then)
 
 
 @pytest.fixture

@@ -17,6 +17,7 @@ import redis as redislib
 from sqlalchemy import select
 
 from dqm.checks import Quality
+from dqm.core.roles import EXPERT, Actor
 from dqm.pipeline.runtime import close_hooks
 from dqm.pipeline.worker import Worker
 from dqm.sim.anomalies import parse_anomaly
@@ -57,7 +58,7 @@ def test_the_worker_stores_the_cause_of_every_flag(settings, redis_client, specs
     sessions = make_sessionmaker(engine)
     try:
         with sessions.begin() as session:
-            set_reference(session, REFERENCE_RUN, "alice", comment="clean")
+            set_reference(session, REFERENCE_RUN, Actor("alice", EXPERT), comment="clean")
         listener = redis_client.pubsub()
         listener.subscribe(settings.channel)
         assert listener.get_message(timeout=5.0)["type"] == "subscribe"

@@ -22,6 +22,7 @@ from sqlalchemy import select
 from dqm.checks import Quality
 from dqm.cli import main
 from dqm.core.conditions import RunConditions
+from dqm.core.roles import EXPERT, Actor
 from dqm.pipeline.runtime import close_hooks
 from dqm.pipeline.stream import publish_conditions
 from dqm.pipeline.worker import Worker
@@ -344,7 +345,7 @@ def test_a_threshold_edit_keeps_the_nominal_from_the_conditions(settings, specs,
     with store.sessions.begin() as session:
         # When an expert widens the p_BMS scale limits on the expert page
         override = edit_check_thresholds(
-            session, specs, "p_bms", "p_scale", {"rel_bad": 0.02}, "ann"
+            session, specs, "p_bms", "p_scale", {"rel_bad": 0.02}, Actor("ann", EXPERT)
         )
         # Then the nominal still comes from each run's conditions
         assert override.params["nominal_gev"] == "@p_beam_gev"
@@ -352,5 +353,5 @@ def test_a_threshold_edit_keeps_the_nominal_from_the_conditions(settings, specs,
         # and a misspelt condition is refused, naming the closest one
         with pytest.raises(ActionError, match="did you mean '@p_beam_gev'"):
             edit_check_thresholds(
-                session, specs, "p_bms", "p_scale", {"nominal_gev": "@p_beam"}, "ann"
+                session, specs, "p_bms", "p_scale", {"nominal_gev": "@p_beam"}, Actor("ann", EXPERT)
             )

@@ -16,6 +16,7 @@ from sqlalchemy import select
 
 from dqm.checks import Quality
 from dqm.cli import main
+from dqm.core.roles import EXPERT, Actor
 from dqm.pipeline.runtime import close_hooks
 from dqm.pipeline.worker import Worker
 from dqm.sim.anomalies import parse_anomaly
@@ -163,7 +164,7 @@ def test_flags_are_stored_announced_and_reproduced_by_recheck(settings, specs, f
                     f"beam_xy_ms1_{station}",
                     "beam_centroid",
                     {"window_mm": 4.0, "bad_window_mm": 5.0},
-                    "bob",
+                    Actor("bob", EXPERT),
                 )
         new_version = f"{specs.version}+{override.id}"
         with sessions() as session:

@@ -27,12 +27,15 @@ from sqlalchemy import select
 
 from dqm.config import Settings
 from dqm.core.fill import Filler
-from dqm.core.specs import load_specs
+from dqm.core.roles import Actor
+from dqm.core.specs import SUBSYSTEMS, load_specs
 from dqm.report.data import Period, ReportData
 from dqm.report.layout import TRENDS, plan_pages
 from dqm.report.sample import store_simulated_spill
 from dqm.sim.anomalies import parse_anomaly
 from dqm.sim.simulate import SimConfig, simulate_spill
+from dqm.store.actions import acknowledge_flag
+from dqm.store.certification import certify
 from dqm.store.engine import make_engine, make_sessionmaker
 from dqm.store.flags import make_close_hook
 from dqm.store.models import Flag
@@ -146,6 +149,15 @@ def test_report_of_a_period_with_anomalies(settings, tmp_path, artifacts):
                 )
             }
         )
+        # and at the end of the shift run 1 is signed off and one flag of run 2 acknowledged
+        certify(session, 1, list(SUBSYSTEMS), 1, 6, "good", Actor("sam"), "clean reference run")
+        dead = session.scalars(
+            select(Flag).where(
+                Flag.run == 2, Flag.spill == 4, Flag.quality == 4, Flag.check != "rollup"
+            )
+        ).first()
+        acknowledge_flag(session, dead.id, Actor("sam"), annotation="known dead cell, ticket 42")
+        session.commit()
     engine.dispose()
     assert {(2, 4), (2, 7), LOST_BATCH} <= set(flagged)
     # When the report of today is written by the command
@@ -198,10 +210,22 @@ def test_report_of_a_period_with_anomalies(settings, tmp_path, artifacts):
         "the gap in run 2 is not on the cover"
     )
     assert all(f"page {i} / {len(pages)}" in p for i, p in enumerate(pages, 1))
-    # and the page count follows the specs: cover, flag table, ⌈n/4⌉ pages per subsystem, trends
+    # and the sign-off section lists each run's status, signers, fractions and incidents
+    signoff = " ".join(" ".join(p.split()) for p in pages if "incidents and sign-off" in p)
+    assert "Run 1 — signed off — signed by sam" in signoff
+    assert "Run 2 — not signed — signed by nobody yet" in signoff
+    assert "good spills 100.0 % (certified 100.0 %)" in signoff
+    assert "by sam; notes: known dead cell, ticket 42" in signoff
+    assert "NOT acknowledged" in signoff  # the beam shift nobody acknowledged
+    # and the page count follows the specs: cover, sign-off, flag table, ⌈n/4⌉ pages per
+    # subsystem, trends
     table_pages = sum("WARNING and BAD flags" in p for p in pages)
+    signoff_pages = sum("Runs: incidents and sign-off" in p for p in pages)
     per_subsystem = sum(math.ceil(len(v) / 4) for v in specs.by_subsystem().values() if v)
-    assert len(pages) == 1 + table_pages + per_subsystem + math.ceil(len(TRENDS) / 6)
+    assert signoff_pages >= 1
+    assert len(pages) == 1 + signoff_pages + table_pages + per_subsystem + math.ceil(
+        len(TRENDS) / 6
+    )
     # and a histogram that is only in the added spec file is drawn, with its title
     assert "QA ECAL main occupancy" in text and "QA beam x at MS1 station 2" in text
     meta = subprocess.run(["pdfinfo", str(out)], check=True, capture_output=True, text=True).stdout

@@ -16,6 +16,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, inspect, select
 
+from dqm.core.roles import EXPERT, Actor
 from dqm.core.specs import load_specs
 from dqm.store import actions
 from dqm.store.engine import make_engine, make_sessionmaker
@@ -139,12 +140,26 @@ def test_hostile_text_through_every_action_is_stored_verbatim(sessions, specs):
             assert session.get(Flag, flag_id).annotation == text.strip()
         with sessions.begin() as session:
             actions.acknowledge_flag(session, flag_id, user, annotation=text)
-            ref = actions.set_reference(session, 5, user, beam_config=text[:64], comment=text)
+            ref = actions.set_reference(
+                session, 5, Actor(user, EXPERT), beam_config=text[:64], comment=text
+            )
             mask = actions.mask_channel(
-                session, specs, "ecal_occupancy", [i % 6, 0], until, user, reason=text
+                session,
+                specs,
+                "ecal_occupancy",
+                [i % 6, 0],
+                until,
+                Actor(user, EXPERT),
+                reason=text,
             )
             override = actions.edit_check_thresholds(
-                session, specs, checked.name, checked.checks[0].type, {}, user, comment=text
+                session,
+                specs,
+                checked.name,
+                checked.checks[0].type,
+                {},
+                Actor(user, EXPERT),
+                comment=text,
             )
             ids = (ref.id, mask.id, override.id)
         # Then each reads back exactly as typed, with the user's name as given
@@ -186,6 +201,7 @@ def test_store_takes_hostile_stream_and_consumer_names(sessions):
     assert set(_tables(sessions)) == set(before)
 
 
+ANN = Actor("ann", EXPERT)
 REFUSALS = [
     (lambda s, f, specs: actions.annotate_flag(s, f, "ann", "nul \x00 inside"), "NUL"),
     (
@@ -194,10 +210,10 @@ REFUSALS = [
     ),
     (lambda s, f, specs: actions.annotate_flag(s, f, "u" * 129, "fine"), "user name"),
     (lambda s, f, specs: actions.annotate_flag(s, f, "ann\x00", "fine"), "user name"),
-    (lambda s, f, specs: actions.set_reference(s, 5, "ann", beam_config="b" * 65), "longer than"),
+    (lambda s, f, specs: actions.set_reference(s, 5, ANN, beam_config="b" * 65), "longer than"),
     (
         lambda s, f, specs: actions.mask_channel(
-            s, specs, "'; DROP TABLE spills; --", [0, 0], utcnow() + timedelta(days=1), "ann"
+            s, specs, "'; DROP TABLE spills; --", [0, 0], utcnow() + timedelta(days=1), ANN
         ),
         "unknown histogram",
     ),

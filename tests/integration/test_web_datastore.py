@@ -150,18 +150,18 @@ def test_expert_histograms_load_off_the_event_loop_and_show_the_latest_choice(we
     # Given two closed spills and the expert's histogram explorer on them
     close(1, 1)
     close(1, 2)
-    explorer = HistogramExplorer(store, histogram="p_bms")
+    explorer = HistogramExplorer(store, view={"histogram": "p_bms"})
     assert "spills 1–2" in explorer.info.object
     loading_threads = []
     real_load = explorer._load
     main, second_loaded = threading.get_ident(), threading.Event()
 
-    def load(spec, *rest):
+    def load(request):
         loading_threads.append(threading.get_ident())
-        if threading.get_ident() != main and spec.name == "p_ms2":
+        if threading.get_ident() != main and request.histogram == "p_ms2":
             second_loaded.wait(10)  # the first choice is the slower to load: it finishes last
-        loaded = real_load(spec, *rest)
-        if threading.get_ident() != main and spec.name == "beam_x_ms1_0":
+        loaded = real_load(request)
+        if threading.get_ident() != main and request.histogram == "beam_x_ms1_0":
             second_loaded.set()
         return loaded
 
@@ -300,13 +300,17 @@ def test_actions_need_a_named_user_and_land_in_the_audit_trail(web):
 
 def test_action_forms_write_through_dqm_actions(web):
     from apps.expert_actions import ActionsPanel
+    from dqm.core.roles import EXPERT, Actor
     from dqm.store.models import ChannelMask, CheckOverride, Reference
 
     s, store, close, _ = web
     # Given a closed run and the action forms of a logged-in expert and of a guest
     close(5, 1)
     expert = ActionsPanel(
-        store, user="bob", auth_enabled=True, selected_cell=lambda: ("webtest_ecal_cells", (2, 3))
+        store,
+        user=Actor("bob", EXPERT),
+        auth_enabled=True,
+        selected_cell=lambda: ("webtest_ecal_cells", (2, 3)),
     )
     guest = ActionsPanel(store, user=None, auth_enabled=True, selected_cell=lambda: None)
     # When the guest tries to set a reference

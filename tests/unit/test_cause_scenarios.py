@@ -194,3 +194,21 @@ def test_a_clean_spill_has_no_incident_and_checks_judged_every_event():
         if "n_judged" in j.result.details:
             assert j.result.details["n_judged"] == j.result.details["n_events"]
             assert "absent" not in j.result.explanation
+
+
+@pytest.mark.parametrize("window", list(WINDOWS))
+def test_a_check_needing_more_sources_than_its_histogram_follows_from_the_missing_one(window):
+    # Given the BMS absent: the p_MS2 histogram needs only MS2, but its p_scale check reads
+    # the passing-muon mean, whose core cut is relative to each event's p_BMS (before, it
+    # said "'p_ms2_mean' missing from the summary" and sent the shifter to the tracking
+    # expert, claiming to have judged every event)
+    data, _, verdict = judge(f"missing_source:source=BMS,{WINDOWS[window]}", 50 + len(window))
+    (j,) = [j for j in verdict.judgements if (j.histogram, j.check) == ("p_ms2", "p_scale")]
+    # Then it says on how many events it judged, and why fewer
+    assert j.result.details["n_judged"] == int(np.count_nonzero(has(data.columns, ("BMS", "MS2"))))
+    if window == "whole spill":
+        assert j.result.quality == Quality.NO_DATA and j.cause == "daq_source_absent:BMS"
+        assert "BMS absent in all" in j.result.explanation
+    else:
+        assert j.result.quality == Quality.GOOD, j.result.explanation
+        assert "BMS absent in" in j.result.explanation

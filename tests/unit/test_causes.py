@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import shutil
 import textwrap
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -65,8 +66,8 @@ def test_shipped_rules_load_most_fundamental_first(specs):
 
 def test_every_shipped_histogram_declares_its_sources_explicitly():
     for toml in SHIPPED.glob("*.toml"):
-        text = toml.read_text()
-        assert text.count("[[histogram]]") == text.count("\nrequires = ["), toml.name
+        histograms = tomllib.loads(toml.read_text()).get("histogram", [])
+        assert all("requires" in h for h in histograms), toml.name
 
 
 def test_requires_is_derived_when_absent_and_checked_when_given(tmp_path):
@@ -136,6 +137,33 @@ def test_a_bad_requires_names_line_and_key(tmp_path, requires, message):
     assert (err.entry, err.key) == ("x_at_ms1", "requires")
     assert err.line == line_of(folder / "zz_extra.toml", "requires =")
     assert "histogram 'x_at_ms1'" in str(err)
+
+
+def test_a_check_declares_the_sources_its_inputs_need_beyond_its_histogram(tmp_path):
+    # p_scale on p_MS2 reads the passing-muon mean, cut relative to each event's p_BMS
+    specs = load_specs(SHIPPED)
+    assert specs["p_ms2"].requires == ("MS2",)
+    assert specs["p_ms2"].judged_by("p_scale").requires == ("BMS", "MS2")
+    assert specs["p_ms2"].judged_by("ks").requires == ("MS2",)
+    # and a check's requires is validated like a histogram's
+    folder = specs_with(
+        tmp_path,
+        None,
+        """
+        [[histogram]]
+        name = "x_at_ms1"
+        subsystem = "beam"
+        kind = "h1"
+        x = { expr = "ms1_x[0]", bins = 10, lo = -10, hi = 10 }
+
+        [[histogram.check]]
+        type = "empty"
+        requires = ["BSM"]
+        """,
+    )
+    err = error_of(folder)
+    assert "unknown DAQ source 'BSM' (did you mean 'BMS'?)" in str(err)
+    assert err.key == "requires"
 
 
 # --------------------------------------------------------------------------- bad rules

@@ -324,7 +324,7 @@ def test_beam_centroid_shift_is_named_with_station_and_window() -> None:
     assert result.quality is Quality.BAD
     assert (
         "beam x at MS1 station 0: +3.20 mm from nominal +0.00 mm of the spec (no usable "
-        "reference) (window ±1.5, bad ±3); y -0.10 mm" in result.explanation
+        "reference) (warning ±1.5, bad ±3 mm); y -0.10 mm" in result.explanation
     )
 
 
@@ -333,6 +333,8 @@ def test_beam_width_relative_tolerance_both_ways() -> None:
     assert summary_check("beam_width", beam_sigma_x_ms1_0=18.0).quality is Quality.WARNING
     result = summary_check("beam_width", beam_sigma_y_ms1_0=6.0)
     assert result.quality is Quality.BAD and "σ_y" in result.explanation
+    # the limits in the words every other check uses (it said "tolerance ±15 %")
+    assert "warning ±15 %, bad ±30 %)" in result.explanation
 
 
 @pytest.mark.parametrize(

@@ -5,6 +5,7 @@ spills of a beam that wanders within its tolerances."""
 from __future__ import annotations
 
 import dataclasses
+import re
 from functools import cache
 
 import boost_histogram as bh
@@ -200,3 +201,23 @@ def test_a_wandering_clean_beam_is_not_flagged() -> None:
                 if c.type in ("beam_centroid", "beam_width", "beam_profile"):
                     result = check(spec.name, c.type, run)
                     assert result.quality is Quality.GOOD, (s, spec.name, result.explanation)
+
+
+def test_profile_explanation_prints_units_and_every_limit_it_applied() -> None:
+    # Read by a shifter: "moved by -0.63 (…)" had no unit, and the largest pull was printed
+    # without the limits it is graded by (the thresholds column showed 5 and 7, the text 3
+    # and 8: those were the bin-count limits)
+    run = spill(25, "beam_shift:dx_mm=1.0")
+    result = check("beam_x_ms1_2", "beam_profile", run)
+    text = result.explanation
+    moved = r"moved by [+-]\d+\.\d\d mm and stretched ×\d\.\d{3} onto this spill's centroid"
+    assert re.search(moved, text), text
+    assert "(warning ≥ 5, bad ≥ 7) at x ≈ " in text and text.endswith(" mm"), text
+    assert "(warning > 3, bad > 8)" in text
+    assert result.threshold == {
+        "warning": 5.0,
+        "bad": 7.0,
+        "nsigma": 3.0,
+        "max_bins_warning": 3,
+        "max_bins_bad": 8,
+    }

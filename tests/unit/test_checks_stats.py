@@ -218,3 +218,10 @@ def test_merge_sparse_bins_keeps_totals_and_reaches_the_minimum() -> None:
     assert np.all(merged_r * scale >= 5.0)
     assert len(merged_n) == 5  # [0..3], 4, 5, 6, [7..10]
     assert merged_n[0] == 51 and merged_n[-1] == 63
+
+
+def test_max_sigma_literal_is_scipys_value():
+    """MAX_SIGMA is a literal (no SciPy at import); it must be SciPy's norm.isf(1e-300)."""
+    from scipy import stats
+
+    assert MAX_SIGMA == pytest.approx(float(stats.norm.isf(1e-300)), rel=1e-14)

@@ -286,15 +286,29 @@ def test_credentials_come_only_from_the_environment(raw):
             )
 
 
-def test_remote_workers_can_point_at_another_host(raw):
+def test_the_services_can_point_at_servers_outside_compose(raw):
     env = {
         **DOT_ENV,
-        "DQM_REDIS_URL": "redis://:x@daq-a:6379/0",
-        "DQM_DATABASE_URL": "postgresql+psycopg://dqm:y@daq-a:5432/dqm",
+        "REDIS_HOST": "daq-a",
+        "REDIS_PORT": "6380",
+        "POSTGRES_HOST": "dbod-dqm.cern.ch",
+        "POSTGRES_PORT": "6600",
+        "POSTGRES_USER": "na64",
+        "POSTGRES_DB": "dqm2026",
     }
-    worker = environment(interpolate_tree(raw, env)["services"]["worker"])
-    assert worker["DQM_REDIS_URL"] == env["DQM_REDIS_URL"]
-    assert worker["DQM_DATABASE_URL"] == env["DQM_DATABASE_URL"]
+    for name in DQM_SERVICES:
+        settings = load_settings(environment(interpolate_tree(raw, env)["services"][name]))
+        assert settings.redis_url == "redis://:redis-secret@daq-a:6380/0", name
+        assert settings.database_url == (
+            "postgresql+psycopg://na64:pg-secret@dbod-dqm.cern.ch:6600/dqm2026"
+        ), name
+
+
+def test_compose_v1_can_read_the_file(raw):
+    """Debian's docker-compose 1.29 knows no top-level ``name`` and no nested ``${...}``."""
+    assert set(raw) <= {"services", "volumes", "networks"} | {k for k in raw if k.startswith("x-")}
+    for var in re.findall(r"\$\{([^}]*)\}", COMPOSE.read_text().replace("$$", "")):
+        assert "$" not in var, f"a nested default in ${{{var}}}"
 
 
 def test_compose_commands_are_accepted_by_the_cli(compose):
@@ -309,7 +323,8 @@ def test_compose_commands_are_accepted_by_the_cli(compose):
 
 
 def compose_binary() -> list[str] | None:
-    """``docker compose`` (the plugin) or a ``docker-compose`` v2 binary, if either works here."""
+    """``docker compose`` (the plugin) or a ``docker-compose`` binary (v2, or Debian's v1), if
+    either works here."""
     candidates = [[shutil.which("docker"), "compose"], [shutil.which("docker-compose")]]
     for cmd in candidates:
         if cmd[0] and subprocess.run([*cmd, "version"], capture_output=True).returncode == 0:
@@ -352,7 +367,11 @@ def dockerfile_instructions() -> list[tuple[str, str]]:
 
 def test_dockerfile_base_user_and_health_check():
     instr = dockerfile_instructions()
-    assert ("FROM", "python:3.11-slim") in instr
+    # the base is a build argument (a Debian base where no registry answers), python:3.11-slim
+    # unless told otherwise; the last stage starts from it too
+    assert ("ARG", "BASE_IMAGE=python:3.11-slim") in instr
+    froms = [arg.split()[0] for word, arg in instr if word == "FROM"]
+    assert froms[0] == "${BASE_IMAGE}" and froms[-1] == "runtime"
     users = [arg for word, arg in instr if word == "USER"]
     assert users and users[-1] not in {"root", "0"}, "the image must not run as root"
     assert any(word == "HEALTHCHECK" for word, _ in instr)

@@ -19,7 +19,7 @@ from apps.control_room import render_header  # noqa: E402
 from apps.plots import drawn_bins, trimmed  # noqa: E402
 from apps.snapshot import Snapshot  # noqa: E402
 from dqm.checks import compare  # noqa: E402
-from dqm.report.render import _conditions_lines  # noqa: E402
+from dqm.report.cover import _conditions_lines  # noqa: E402
 from dqm.sim.simulate import SimConfig  # noqa: E402
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)

@@ -1,0 +1,262 @@
+"""The explorer's view of a selection: the flag's evidence, then the plots an expert expects.
+
+From :func:`apps.expert_load.load_view`'s dict to panes: the flag's quality, explanation
+and the instruction the wall shows for it, the check's own number over the run with its
+thresholds (:func:`apps.expert_plots.check_series_figure`), and the histogram drawn by
+kind — 1D overlay/ratio/significance with statistics box, 2D this/reference/significance,
+cell maps by significance — with the bins or cells that drove the flag highlighted.
+"""
+
+from __future__ import annotations
+
+import html
+
+import numpy as np
+import panel as pn
+
+from apps.expert_figures import H1Figures, SeriesFigure
+from apps.expert_maps import cell_map, map_triple
+from apps.expert_plots import (
+    history_figure,
+    overlay_ratio_pull,
+    rebinned,
+    statistics,
+    statistics_html,
+)
+from apps.plots import make_plot, plot_data, trimmed
+from apps.theme import EXPERT_CSS
+from dqm.checks.compare import compare
+
+__all__ = ["show_view", "show_cell", "highlighted_bins", "flag_html"]
+
+
+def _note(text: str, css: str = "dqm-note") -> pn.pane.HTML:
+    return pn.pane.HTML(
+        f'<div class="{css}">{text}</div>', stylesheets=[EXPERT_CSS], sizing_mode="stretch_width"
+    )
+
+
+def highlighted_bins(details: dict, edges: np.ndarray) -> list[tuple[float, float]]:
+    """x ranges of the bins a flag's details name: the significant ones of ``bins`` (all
+    of them when none is), and the bin of a KS ``location``."""
+    bins = [
+        b for b in details.get("bins") or [] if isinstance(b, dict) and len(b.get("index", [])) == 1
+    ]
+    strong = [b for b in bins if abs(b.get("significance") or 0) >= 3] or bins
+    ranges = []
+    for b in strong:
+        i = int(b["index"][0])
+        if 0 <= i < len(edges) - 1:
+            ranges.append((float(edges[i]), float(edges[i + 1])))
+    loc = details.get("location")
+    if isinstance(loc, (int, float)) and edges[0] <= loc <= edges[-1]:
+        i = int(np.clip(np.searchsorted(edges, loc, side="right") - 1, 0, len(edges) - 2))
+        ranges.append((float(edges[i]), float(edges[i + 1])))
+    return ranges
+
+
+def _on_axis(details: dict, key: str, edges: np.ndarray) -> float | None:
+    """``details[key]`` when it is a number on the histogram's axis (a mean vs its nominal)."""
+    v = details.get(key)
+    return float(v) if isinstance(v, (int, float)) and edges[0] <= v <= edges[-1] else None
+
+
+def _cached(x, key: tuple, make):
+    """The session's figure set ``key``, built on first use and refilled afterwards."""
+    if key not in x.figures:
+        x.figures[key] = make()
+    return x.figures[key]
+
+
+def _pane(x, fig, **kw) -> pn.pane.Bokeh:
+    """One Panel pane per figure: showing it again sends only the changed data."""
+    key = id(fig)
+    if key not in x.panes:
+        x.panes[key] = pn.pane.Bokeh(fig, **kw)
+    return x.panes[key]
+
+
+def _place(area, layout_key, objects_fn) -> None:
+    """Put ``objects_fn()`` in ``area`` unless the same layout is already there."""
+    if getattr(area, "_dqm_layout", None) != layout_key or layout_key is None:
+        area[:] = objects_fn()
+        area._dqm_layout = layout_key
+
+
+def flag_html(flag: dict) -> str:
+    q = flag["quality"]
+    when = flag["time"].strftime("%Y-%m-%d %H:%M:%S UTC") if flag.get("time") else ""
+    ack = (
+        f"<br><i>acknowledged by {html.escape(flag['acknowledged_by'])}</i>"
+        if flag.get("acknowledged_by")
+        else ""
+    )
+    instruction = (
+        f'<div class="dqm-instruction">▶ {html.escape(flag["instruction"])}</div>'
+        if flag.get("instruction")
+        else ""
+    )
+    return (
+        f'<div class="dqm-evidence" data-flag="{flag["id"]}" data-quality="{q}">'
+        f'<span class="dqm-badge q-{q}">{html.escape(q.replace("_", " "))}</span> '
+        f"<b>{html.escape(flag['check'])}</b> on "
+        f"{html.escape(flag['histogram'] or flag['subsystem'])}"
+        f" — run {flag['run']}, spill {flag['spill']}, {when} (flag {flag['id']})"
+        f'<div class="dqm-explanation">{html.escape(flag["explanation"])}</div>'
+        f"{instruction}{ack}</div>"
+    )
+
+
+def _evidence(x, loaded: dict) -> None:
+    flag, series, request = loaded["flag"], loaded["series"], loaded["request"]
+    if flag is None:
+        spec = loaded["spec"]
+        text = (
+            f"No check result of {html.escape(spec.name)} stored for spill {request.hi}."
+            if spec.checks
+            else f"{html.escape(spec.name)} has no check: shown for inspection."
+        )
+        x.evidence_note.object = f'<div class="dqm-note">{text}</div>'
+        _place(x.evidence, "note", lambda: [x.evidence_note])
+        return
+    x.evidence_note.object = f'<div class="dqm-note dqm-flag-evidence">{flag_html(flag)}</div>'
+    if series is None or not len(series):
+        _place(x.evidence, "note", lambda: [x.evidence_note])
+        return
+    log = SeriesFigure.wants_log(series)
+    fig = _cached(x, ("series", log), lambda: SeriesFigure(log=log))
+    fig.update(
+        series,
+        f"{flag['check']} on {flag['histogram']}: the number judged per spill, run "
+        f"{flag['run']} (bands: WARNING and BAD)",
+        current=flag["spill"],
+    )
+    pane = _pane(x, fig.fig, sizing_mode="stretch_width")
+    _place(x.evidence, ("series", log), lambda: [x.evidence_note, pane])
+
+
+def _info(loaded: dict) -> str:
+    spec, request, cond = loaded["spec"], loaded["request"], loaded["conditions"]
+    n = len(loaded["infos"])
+    cond_text = html.escape(cond.describe()) if cond else "no run conditions received from the DAQ"
+    span = (
+        f"spill {request.lo}" if request.lo == request.hi else f"spills {request.lo}–{request.hi}"
+    )
+    return (
+        f"<b>{html.escape(spec.title)}</b> — {html.escape(spec.description)}<br>"
+        f"run {request.run}, {span} ({n} spills, {loaded['n_events']:,.0f} events); compared "
+        f"with {html.escape(loaded['ref_text'])}<br>conditions: {cond_text}"
+    )
+
+
+def show_view(x, loaded: dict) -> dict | None:
+    """Fill the explorer's panes; returns the cell map's tap context (None for other kinds)."""
+    spec, request, h, ref_h = loaded["spec"], loaded["request"], loaded["h"], loaded["ref_h"]
+    shown = html.escape(f"{spec.name} {request.run} {request.lo}-{request.hi}")
+    x.info.object = f'<div class="dqm-note dqm-view" data-view="{shown}">{_info(loaded)}</div>'
+    _evidence(x, loaded)
+    x.cell_area[:] = []
+    if h is None:
+        _place(
+            x.plot_area,
+            None,
+            lambda: [pn.pane.Markdown("No data for this histogram in the selected spills.")],
+        )
+        return None
+    details = (loaded["flag"] or {}).get("details") or {}
+    label = loaded["ref_text"].split(" (")[0]
+    if spec.kind == "h1":
+        edges = np.asarray(h.axes[0].edges)
+        c = trimmed(compare(rebinned(h, request.rebin), rebinned(ref_h, request.rebin)))
+        figs = _cached(x, ("h1", request.log), lambda: H1Figures(log=request.log))
+        figs.update(
+            c,
+            f"{spec.title} — compared with {label}",
+            highlight=highlighted_bins(details, edges),
+            observed=_on_axis(details, "observed", edges),
+            expected=_on_axis(details, "expected", edges),
+        )
+        unit = spec.x.label.split("[")[-1].rstrip("]") if spec.x and "[" in spec.x.label else ""
+        x.stats.object = statistics_html(statistics(h), unit)
+        panes = [_pane(x, f, sizing_mode="stretch_width") for f in figs.figures]
+        _place(
+            x.plot_area,
+            ("h1", request.log),
+            lambda: [pn.Row(panes[0], x.stats, sizing_mode="stretch_width"), *panes[1:]],
+        )
+        return None
+    if spec.kind == "cellmap" and h.ndim == 2:
+        fig, src = cell_map(
+            h,
+            ref_h,
+            f"{spec.title}: {label}",
+            x_label=spec.x_label,
+            y_label=spec.y_label,
+            n_events=loaded["n_events"] or None,
+            highlight=details.get("channels") or [],
+        )
+        _place(x.plot_area, None, lambda: [pn.pane.Bokeh(fig, css_classes=["dqm-cellmap"])])
+        x.cell_area[:] = [pn.pane.Markdown("*Click a cell to see that channel's history.*")]
+        return {
+            "spec": spec,
+            "source": src,
+            "spill_ids": [i.id for i in loaded["infos"]],
+            "shape": h.values().shape,
+            "run": request.run,
+        }
+    if spec.kind in ("h2", "channels"):
+        figs = map_triple(
+            rebinned(h, request.rebin),
+            rebinned(ref_h, request.rebin),
+            spec.title,
+            log_z=request.log,
+            reference_label=label,
+        )
+        _place(x.plot_area, None, lambda: [pn.Row(*[pn.pane.Bokeh(f) for f in figs])])
+        if spec.kind == "channels":  # the channels the flag names, projected (at most 4)
+            named = [int(ch[0]) for ch in details.get("channels") or [] if ch]
+            x.cell_area[:] = [
+                pn.pane.Bokeh(
+                    overlay_ratio_pull(
+                        trimmed(compare(h[i, :], ref_h[i, :] if ref_h is not None else None)),
+                        f"{spec.title}: {spec.channel_label} {i}",
+                    )[0],
+                    sizing_mode="stretch_width",
+                )
+                for i in named[:4]
+                if 0 <= i < len(h.axes[0])
+            ]
+        return None
+    handle = make_plot(
+        spec,
+        plot_data(spec, h, ref_h, n_events=loaded["n_events"] or None),
+        theme="light",
+        height=420,
+    )
+    _place(x.plot_area, None, lambda: [pn.pane.Bokeh(handle.figure, sizing_mode="stretch_width")])
+    return None
+
+
+def show_cell(x, d: dict) -> None:
+    spec, cell = d["spec"], d["cell"]
+    sig = d["significance"]
+    text = (
+        f"<b>{html.escape(spec.name)} cell {list(cell)}</b>: {d['count']:,.0f} hits in the "
+        "selection"
+        + (
+            f", {d['expected']:,.1f} expected from the reference ({sig:+.1f}σ)"
+            if sig == sig
+            else ""
+        )
+        + ("<br>" + "; ".join(html.escape(s) for s in d["siblings"]) if d["siblings"] else "")
+    )
+    x.cell_area[:] = [
+        _note(text),
+        pn.pane.Bokeh(
+            history_figure(
+                d["history"], f"{spec.name} cell {list(cell)}: hits per event, run {d['run']}"
+            ),
+            sizing_mode="stretch_width",
+        ),
+    ]
+    x.selected_cell = (spec.name, cell)

@@ -1,0 +1,104 @@
+"""The command line starts without the heavy libraries (issue 15, item 3).
+
+``dqm --help``, ``dqm status`` and ``dqm flags`` must answer at once and a worker must be
+ready within a second; SciPy, the web and plotting stacks, the benchmarks and Playwright
+cost seconds to import. Given a fresh interpreter run with ``python -X importtime``, when
+it starts each command (or builds a worker's specs and close hooks), then none of those
+modules was imported. Each case is also run against a planted import, so it can fail.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+
+import pytest
+
+from dqm.cli import COMMANDS, build_parser, chosen_command
+
+HEAVY = (
+    "scipy",
+    "panel",
+    "bokeh",
+    "holoviews",
+    "matplotlib",
+    "mplhep",
+    "sklearn",
+    "benchmarks",
+    "playwright",
+    "apps",
+)
+
+WORKER_START = (
+    "from dqm.config import load_settings\n"
+    "from dqm.pipeline.runtime import close_hooks, load_default_specs\n"
+    "from dqm.pipeline.worker import Worker\n"
+    "settings = load_settings()\n"
+    "close_hooks(settings, load_default_specs(settings))\n"
+)
+
+
+def imported_modules(code: str, *args: str) -> set[str]:
+    """Every module a fresh interpreter imports running ``code`` (read from -X importtime)."""
+    done = subprocess.run(
+        [sys.executable, "-X", "importtime", "-c", code, *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    names = set()
+    for line in done.stderr.splitlines():
+        if line.startswith("import time:") and line.count("|") == 2:
+            name = line.rsplit("|", 1)[1].strip()
+            if name != "imported package":
+                names.add(name)
+    assert "dqm" in names or "dqm.cli" in names, done.stderr[-2000:]
+    return names
+
+
+def heavy(names: set[str]) -> list[str]:
+    return sorted(n for n in names if n.split(".")[0] in HEAVY)
+
+
+CLI = "import sys; from dqm.cli import main; sys.argv[0] = 'dqm'; main(sys.argv[1:])"
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["--help"], ["status", "--help"], ["flags", "--help"], ["worker", "--help"]],
+    ids=lambda a: " ".join(a),
+)
+def test_commands_start_without_heavy_modules(argv):
+    assert heavy(imported_modules(CLI, *argv)) == []
+
+
+def test_help_imports_no_command_module():
+    names = imported_modules(CLI, "--help")
+    assert sorted(n for n in names if n.startswith("dqm.commands.")) == []
+    assert "sqlalchemy" not in names and "numpy" not in names
+
+
+def test_a_worker_starts_without_heavy_modules():
+    assert heavy(imported_modules(WORKER_START)) == []
+
+
+def test_a_planted_heavy_import_is_seen():
+    assert heavy(imported_modules("import dqm.cli; import scipy.stats")) != []
+
+
+def test_command_help_lines_match_their_modules():
+    """``dqm --help`` lists COMMANDS' lines: each must be what its module declares."""
+    full = build_parser()
+    sub = next(a for a in full._actions if isinstance(a, argparse._SubParsersAction))
+    declared = {action.dest: action.help for action in sub._choices_actions}
+    assert declared == COMMANDS
+
+
+def test_the_chosen_command_is_built_in_full():
+    args = build_parser(["--log-level", "DEBUG", "db", "check"]).parse_args(
+        ["--log-level", "DEBUG", "db", "check"]
+    )
+    assert args.command == "db" and callable(args.func)
+    assert chosen_command(["--log-level", "ERROR", "status"]) == "status"
+    assert chosen_command(["--version"]) is None
