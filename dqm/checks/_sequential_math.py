@@ -269,7 +269,7 @@ class HeldCusum:
         in-control expectation (:attr:`imputed_steps`)."""
         n = self.ceiling_steps + 1
         states = np.arange(n)
-        outlier = sparse.csc_matrix(
+        outlier = _sparse.csc_matrix(
             (
                 np.full(n, self.outlier_probability(rate)),
                 (states, np.clip(states + self.imputed_steps, 0, n - 1)),

