@@ -32,7 +32,9 @@ from dqm.core.incidents import Incident, find_incidents
 from dqm.core.specs import HistogramSpec, SpecSet
 from dqm.core.spill_history import (
     HISTORY_SPILLS,
+    QUALITY_KEY,
     REFERENCE_SPILLS,
+    SPILL_KEY,
     accumulated,
     config_version,
     history_series,
@@ -55,6 +57,8 @@ __all__ = [
     "accumulated",
     "HISTORY_SPILLS",
     "REFERENCE_SPILLS",
+    "QUALITY_KEY",
+    "SPILL_KEY",
     "NO_CONDITIONS",
     "with_conditions",
     "conditions_judgement",
