@@ -140,8 +140,9 @@ def test_wall_fits_1920x1080_and_is_read_from_3_m(web_server, page, artifacts):
     incident = page.locator(".incident").first.inner_text()
     assert "BAD" in incident and "since" in incident and "▶" in incident
     assert f"run {LIVE_RUN}" in incident
-    assert page.locator(".alarm-head .count").inner_text() == "5 OPEN INCIDENTS"
-    assert page.locator(".dqm-alarms .more").inner_text() == "+ 2 more open"
+    n_open = open_count(web_server)  # five or more: the BAD spill may open more than one
+    assert page.locator(".alarm-head .count").inner_text() == f"{n_open} OPEN INCIDENTS"
+    assert page.locator(".dqm-alarms .more").inner_text() == f"+ {n_open - 3} more open"
     assert page.console_log.errors == []
 
 
