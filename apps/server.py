@@ -121,6 +121,9 @@ def _expert(datastore: DataStore, settings: Settings, auth: AuthConfig):
     def page():
         from apps.expert import Expert
 
+        # the Flags, audit and reference tables are Tabulators in tabs sent only when shown:
+        # load its JavaScript with the page, or the first shown table is "not defined"
+        pn.extension("tabulator")
         return Expert(
             datastore,
             reports_dir=reports_dir(settings),
