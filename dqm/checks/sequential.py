@@ -25,12 +25,9 @@ import numpy as np
 from numpy.typing import NDArray
 
 from dqm.checks._core import CheckContext, CheckResult, Quality
+from dqm.checks._held_cusum import CountCusumDesign, design_count_cusum
 from dqm.checks._registry import register_check
-from dqm.checks._sequential_math import (
-    CountCusumDesign,
-    design_count_cusum,
-    reference_value,
-)
+from dqm.checks._sequential_math import reference_value
 from dqm.checks._util import no_data, summary_value
 
 __all__ = ["check_pik_cusum", "PIK_FRACTION_ALARM_RATE"]

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from dqm.checks import CheckContext, CheckResult, Quality, run_check
-from dqm.checks._sequential_math import HeldCusum, design_count_cusum
+from dqm.checks._held_cusum import HeldCusum, design_count_cusum
 from dqm.core.evaluate import HISTORY_SPILLS
 
 EVENTS = 20_000  # events with ECAL and HCAL per spill: λ0 = 2 tagged hadrons
