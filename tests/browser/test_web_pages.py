@@ -68,7 +68,7 @@ def test_control_room_loads_and_draws(web_server, page, artifacts):
     page.wait_for_timeout(1500)  # let bokeh finish drawing before the screenshot
     # Then five tiles, the run/spill header, key numbers and plots are there, without console errors
     assert page.locator(".dqm-tile").count() == 5
-    assert page.locator(f'[data-spill^="{LIVE_RUN} / "]').count() == 1
+    assert page.locator(f'span[data-spill^="{LIVE_RUN} / "]').count() == 1
     assert page.locator(".dqm-number").count() >= 8
     assert page.locator("canvas").count() >= 5
     page.screenshot(path=str(artifacts / "control_room.png"), full_page=True)

@@ -201,7 +201,7 @@ def test_the_readme_deployment_runs_and_the_stack_keeps_every_promise(stack, spe
         page.set_default_timeout(120_000)
         page.goto(f"http://localhost:{stack.port('WEB_PUBLISH')}/control_room")
         page.locator(".dqm-tile").first.wait_for()
-        page.locator(f'[data-spill^="{RUN_1} / "]').wait_for()
+        page.locator(f'span[data-spill^="{RUN_1} / "]').wait_for()
         page.locator("canvas").first.wait_for()
         page.wait_for_timeout(2000)  # let Bokeh finish drawing before the screenshot
         tiles = page.locator(".dqm-tile").count()
