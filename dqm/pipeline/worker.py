@@ -217,7 +217,13 @@ class Worker:
         if now - clock.last_sweep > SWEEP_EVERY_S:
             clock.last_sweep = now
             self._close_orphans()
-            self._sweep_stale()
+            # "no news for a spill timeout" holds only once the news is in: the group has
+            # been delivered everything (a read short of its count) and we hold nothing
+            # unstored; a worker still working through a backlog (a slow first judging, a
+            # restart behind the DAQ) would otherwise time out a spill whose rest it has not
+            # read yet
+            if len(msgs) < s.read_count and not self.hand:
+                self._sweep_stale()
         return len(msgs)
 
     def _reclaim(self) -> None:

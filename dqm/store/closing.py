@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import boost_histogram as bh
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from dqm.core.histio import FORMAT_VERSION, add_into, decode_histograms, encode_histograms
@@ -206,11 +206,18 @@ def complete_open_spills(session: Session, quiet_s: float, limit: int = 100) -> 
 
 
 def stale_spills(session: Session, timeout_s: float, now: datetime | None = None) -> list[int]:
-    """Open spills with no news for ``timeout_s``: to be closed as incomplete."""
+    """Open spills with no news for ``timeout_s`` that still miss batches or their marker:
+    to be closed as incomplete.
+
+    A spill whose announced batches have all been stored is never one of them, however long
+    its close has waited (a busy worker judging the spills before it, or a closer that died):
+    it is closed as complete by its owner or by :func:`complete_open_spills`' sweep.
+    """
     cutoff = (now or utcnow()) - timedelta(seconds=timeout_s)
+    missing = or_(Spill.expected_batches.is_(None), Spill.received_batches < Spill.expected_batches)
     stmt = (
         select(Spill.id)
-        .where(Spill.status == SPILL_OPEN, Spill.updated_at < cutoff)
+        .where(Spill.status == SPILL_OPEN, Spill.updated_at < cutoff, missing)
         .order_by(Spill.id)
     )
     return list(session.scalars(stmt))
