@@ -152,7 +152,11 @@ def test_random_sigkills_and_a_redis_crash_lose_nothing(settings, specs, tmp_pat
         assert all(w.poll() is None for w in workers), "a worker died by itself"
         for w in workers:
             w.send_signal(signal.SIGTERM)
-        assert [w.wait(60) for w in workers] == [0, 0, 0]
+        codes = [w.wait(60) for w in workers]
+        # a worker restarted moments before may still be importing, before its SIGTERM handler
+        # exists: the signal's default action ends it, holding nothing (the checks below show
+        # nothing lost); a worker that was consuming stops cleanly with 0
+        assert set(codes) <= {0, -signal.SIGTERM} and 0 in codes, codes
         # Then nothing is pending, dead-lettered or undelivered
         group = next(g for g in r.xinfo_groups(s.stream) if g["name"].decode() == s.group)
         assert r.xpending(s.stream, s.group)["pending"] == 0

@@ -145,7 +145,7 @@ def test_one_and_three_workers_store_identical_histograms(
             )
         wait_until(
             lambda: sum(scraped_events(tmp_path).values()) == total,
-            30,
+            120,
             what="the metrics to count every event",
         )
         scraped = scraped_events(tmp_path)

@@ -42,7 +42,8 @@ def test_tile_words_name_what_was_looked_at_and_what_is_wrong():
     # every shipped check type has its words
     from dqm.checks import CHECKS
 
-    assert set(CHECKS) <= set(CHECK_WORDS), set(CHECKS) - set(CHECK_WORDS)
+    shipped = {n for n, d in CHECKS.items() if d.function.__module__.startswith("dqm.")}
+    assert shipped <= set(CHECK_WORDS), shipped - set(CHECK_WORDS)  # not the tests' planted ones
 
 
 def test_strip_is_in_spill_order_with_links_and_run_labels():
