@@ -19,6 +19,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from dqm.checks import ROLLUP, quality_name
+from dqm.store.frames import FLAG_COLUMNS
 from dqm.store.models import Flag, Spill
 from dqm.store.queries import closed_spills
 
@@ -178,21 +179,8 @@ def spill_times(session: Session, runs: Sequence[int]) -> dict[tuple[int, int], 
     return {(r, s): t for r, s, t in session.execute(stmt)}
 
 
-INCIDENT_COLUMNS = [
-    "incident",
-    "id",
-    "time",
-    "run",
-    "spill",
-    "subsystem",
-    "histogram",
-    "check",
-    "quality",
-    "explanation",
-    "instruction",
-    "acknowledged_by",
-    "annotation",
-]
+#: a flag's columns (:data:`~dqm.store.frames.FLAG_COLUMNS`) under its incident, with its time
+INCIDENT_COLUMNS = ["incident", "id", "time", *FLAG_COLUMNS[1:]]
 
 
 def _incident_label(run: int, cause: str, first: int, last: int, n: int, acked: bool) -> str:
