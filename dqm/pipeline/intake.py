@@ -131,8 +131,6 @@ class Intake:
         accumulate(c.moments, view)
         c.n_events += batch.n_events
         c.batches.append((m.id, batch.batch_index))
-        self.stats.events += batch.n_events
-        self.stats.batches += 1
 
 
 def _decode(decoder: Callable, raw):

@@ -76,9 +76,10 @@ CLOSE_LATENCY_BUCKETS_S: tuple[float, ...] = (
 WORKER_COUNTERS: dict[str, tuple[str, str]] = {
     "events": (
         "dqm_worker_events",
-        "Events decoded and filled into histograms (rate() gives events/s).",
+        "Events filled into histograms and stored by this worker (each event of a run counts "
+        "once across the group; rate() gives events/s).",
     ),
-    "batches": ("dqm_worker_batches", "Event batches (stream messages) filled."),
+    "batches": ("dqm_worker_batches", "Event batches (stream messages) filled and stored."),
     "markers": ("dqm_worker_spill_markers", "End-of-spill markers read."),
     "conditions": ("dqm_worker_run_conditions", "Run-conditions announcements read."),
     "rejudged": (

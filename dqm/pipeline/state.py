@@ -237,8 +237,8 @@ class Clock:
 class WorkerStats:
     """What a worker did since it started, for its exit log line and its metrics."""
 
-    events: int = 0
-    batches: int = 0
+    events: int = 0  # stored (committed) by this worker: each event counts once in its group
+    batches: int = 0  # idem, batch messages
     markers: int = 0
     conditions: int = 0
     rejudged: int = 0

@@ -341,6 +341,10 @@ class Worker:
         owed.amend.update(outcome.amend)
         owed.arrived.update(hand.arrived)
         self.stats.commits += 1
+        # counted when stored, not when filled: a group dropped for a conflict or replayed for
+        # late batches is filled again, and the group's workers' counts must add up to the run
+        self.stats.events += sum(c.n_events for c in contributions)
+        self.stats.batches += sum(len(c.batches) for c in contributions)
         hand.clear()
         self.clock.last_commit = time.monotonic()
         self._settle()
