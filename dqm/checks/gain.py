@@ -346,9 +346,7 @@ def check_cell_gain(
 
     judged = f"{m} of {mean.size} cells with ≥ {min_hits} hits judged"
     if not flagged:
-        explanation = (
-            f"all {channel_name}s within ±{100 * rel_warning:g} % of {against} ({judged})"
-        )
+        explanation = f"all {channel_name}s within ±{100 * rel_warning:g} % of {against} ({judged})"
     elif m >= 2 and common_shift(relative[usable], flat[2][flagged[0]], rel_warning):
         average = 100 * float(np.median(relative[usable]))
         explanation = (

@@ -275,7 +275,11 @@ def _gain_maps(means: np.ndarray, hits: float = 2000.0, rms: float = 0.02):
     n_map.view()[...] = n
     e_map.view()[...] = n * means * 1e3
     e2_map.view()[...] = n * (means**2 + rms**2) * 1e6
-    return {"ecal_pre_mip_hits": n_map, "ecal_pre_energy_map": e_map, "ecal_pre_energy2_map": e2_map}
+    return {
+        "ecal_pre_mip_hits": n_map,
+        "ecal_pre_energy_map": e_map,
+        "ecal_pre_energy2_map": e2_map,
+    }
 
 
 def _gain_without_reference(maps) -> CheckResult:
