@@ -2,7 +2,8 @@
 
 The same models run on PostgreSQL (production) and SQLite (embedded default), so
 only portable types are used (JSON — JSONB for the spill summary on PostgreSQL —,
-LargeBinary, and :class:`UTCDateTime` for every point in time). A test compares these models with the migrated schema so they never drift.
+LargeBinary, and :class:`UTCDateTime` for every point in time). A test compares these
+models with the migrated schema so they never drift.
 """
 
 from __future__ import annotations
