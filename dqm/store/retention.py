@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from sqlalchemy import and_, delete, func, or_, select, tuple_
+from sqlalchemy import and_, delete, func, or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from dqm.store.models import ProcessedMessage, Spill
@@ -23,19 +23,16 @@ __all__ = ["ledger_rows_before", "prune_ledger"]
 def _older_than(stream: str, before_ms: int):
     """Ledger rows of ``stream`` with an id ``<ms>-<seq>`` whose ``ms`` < ``before_ms``.
 
-    Ids are compared as text: ``"<ms>-"`` sorts after every id of an earlier millisecond
-    with the same number of digits (13 from 2001 to 2286), before every id of that
-    millisecond or later. Ids with another number of digits are never selected (kept).
-    Rows of a spill still open are kept whatever their age: its batches may still be
-    counted against the ledger's (spill, batch) uniqueness.
+    Ids are compared as text, which the primary key's index orders: ``"<ms>-"`` sorts after
+    every id of an earlier millisecond with as many digits (Redis's automatic ids have 13
+    from 2001 to 2286), before every id of that millisecond or later. Rows of a spill still
+    open are kept whatever their age: its batches are still checked against the ledger's
+    (spill, batch) uniqueness.
     """
-    bound = f"{before_ms}-"
-    digits = len(str(before_ms))
     still_open = select(Spill.id).where(~Spill.closed)
     return and_(
         ProcessedMessage.stream == stream,
-        ProcessedMessage.message_id < bound,
-        func.substr(ProcessedMessage.message_id, digits + 1, 1) == "-",
+        ProcessedMessage.message_id < f"{before_ms}-",
         or_(ProcessedMessage.spill_id.is_(None), ProcessedMessage.spill_id.not_in(still_open)),
     )
 
@@ -58,23 +55,32 @@ def prune_ledger(
     chunk: int = 5000,
     should_stop: Callable[[], bool] = lambda: False,
 ) -> int:
-    """Delete the ledger rows of ``stream`` older than ``before_ms``, ``chunk`` rows per
-    transaction (each a primary-key range of the oldest); returns how many were deleted."""
-    pk = tuple_(ProcessedMessage.stream, ProcessedMessage.message_id)
-    deleted = 0
+    """Delete the ledger rows of ``stream`` older than ``before_ms``, a range of ``chunk``
+    ids per transaction, oldest first; returns how many were deleted.
+
+    Each range starts where the last ended (the index entries of deleted rows stay until
+    VACUUM: starting at the oldest each time would read them all again) and is deleted as a
+    range of the primary key, an index scan whatever the table's size.
+    """
+    mid = ProcessedMessage.message_id
+    deleted, after = 0, ""
     while not should_stop():
-        oldest = (
-            select(ProcessedMessage.stream, ProcessedMessage.message_id)
-            .where(_older_than(stream, before_ms))
-            .order_by(ProcessedMessage.message_id)
-            .limit(chunk)
-        )
         with sessions.begin() as session:
-            keys = session.execute(oldest).all()
-            if not keys:
-                break
-            session.execute(delete(ProcessedMessage).where(pk.in_([tuple(k) for k in keys])))
-        deleted += len(keys)
-        if len(keys) < chunk:
+            upper = session.scalar(
+                select(mid)
+                .where(ProcessedMessage.stream == stream, mid > after, mid < f"{before_ms}-")
+                .order_by(mid)
+                .offset(chunk - 1)
+                .limit(1)
+            )
+            in_range = mid > after if upper is None else and_(mid > after, mid <= upper)
+            done = session.execute(
+                delete(ProcessedMessage)
+                .where(_older_than(stream, before_ms), in_range)
+                .execution_options(synchronize_session=False)
+            )
+            deleted += done.rowcount or 0
+        if upper is None:
             break
+        after = upper
     return deleted

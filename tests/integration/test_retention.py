@@ -15,6 +15,7 @@ from dqm.pipeline.stream import _stream_id, ensure_group
 from dqm.pipeline.worker import Worker
 from dqm.store.engine import make_engine, make_sessionmaker
 from dqm.store.models import ProcessedMessage
+from dqm.store.retention import ledger_rows_before, prune_ledger
 from tests.helpers import assert_identical, one_process_fill, publish, small_run, stored
 
 
@@ -54,8 +55,12 @@ def test_pruned_ledger_still_catches_every_redelivery_the_stream_can_make(
     # and when the stream is trimmed to its newest half, only the dropped ids go
     keep = entries[len(entries) // 2 :]
     redis_client.xtrim(s.stream, maxlen=len(keep), approximate=False)
-    horizon, deleted = prune_ledger_of(s)
+    horizon = ledger_horizon(redis_client, s.stream, 0)
     assert horizon == _stream_id(keep[0])[0]
+    with sessions() as session:
+        counted = ledger_rows_before(session, s.stream, horizon)
+    deleted = prune_ledger(sessions, s.stream, horizon, chunk=3)  # many small transactions
+    assert deleted == counted
     ledger = _ledger_ids(sessions, s.stream)
     # every id the stream still holds is in the ledger; every id older than its oldest
     # millisecond is gone (ids of that same millisecond are kept: the horizon is in ms)
