@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser(argv)
     args = parser.parse_args(argv)
     from dqm.config import Settings, load_settings
-    from dqm.pipeline.runtime import setup_logging
+    from dqm.logs import setup_logging
 
     setup_logging(args.log_level)
     settings = Settings()
