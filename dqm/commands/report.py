@@ -96,6 +96,8 @@ def _prune(settings) -> None:
     try:
         horizon, n = prune_ledger_of(settings)
         logging.getLogger("dqm.report").info("ledger pruned: %d ids before %s", n, horizon)
+    except ConfigError as exc:  # no Redis configured: no stream, nothing to prune against
+        logging.getLogger("dqm.report").info("ledger not pruned: %s", exc)
     except Exception:  # noqa: BLE001 - retention must never stop the nightly report
         logging.getLogger("dqm.report").exception("ledger pruning failed")
 
