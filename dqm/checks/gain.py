@@ -35,7 +35,13 @@ from dqm.checks.stats import look_elsewhere, p_to_sigma
 
 _st = lazy_module("scipy.stats")
 
-__all__ = ["channel_means", "check_channel_means", "cell_response", "check_cell_gain"]
+__all__ = [
+    "channel_means",
+    "check_channel_means",
+    "cell_response",
+    "cell_spread",
+    "check_cell_gain",
+]
 
 FloatArray = NDArray[np.float64]
 
@@ -164,6 +170,20 @@ def common_shift(relative: FloatArray, flagged: float, rel_warning: float) -> bo
     return abs(median) >= rel_warning and np.sign(median) == np.sign(flagged)
 
 
+def cell_spread(relative: FloatArray, rel_error: FloatArray) -> float:
+    """The cells' own spread around their median response beyond their statistical errors.
+
+    A robust width (1.4826 × the median absolute deviation, so one changed cell does not
+    widen it) of ``relative`` (each cell's response over the median, minus 1), less the
+    typical statistical error of a cell in quadrature; 0 with fewer than 3 cells.
+    """
+    if relative.size < 3:
+        return 0.0
+    mad = 1.4826 * float(np.median(np.abs(relative - np.median(relative))))
+    stat = float(np.median(rel_error))
+    return float(np.sqrt(max(mad**2 - stat**2, 0.0)))
+
+
 def cell_response(
     hits: bh.Histogram, energy: bh.Histogram, energy2: bh.Histogram, unit: float = 1e-3
 ) -> tuple[FloatArray, FloatArray, FloatArray]:
@@ -279,9 +299,20 @@ def check_cell_gain(
     else:
         if not usable.any():
             return no_data(f"no {channel_name} has {min_hits} hits")
-        expected = np.full_like(mean, float(np.median(mean[usable])))
-        expected_err = np.zeros_like(mean)
+        centre = float(np.median(mean[usable]))
+        spread = cell_spread(mean[usable] / centre - 1.0, error[usable] / centre)
+        expected = np.full_like(mean, centre)
+        # the median of the cells predicts one cell's response only up to the cells' own
+        # spread: their hit populations differ (beam spot or periphery, MIPs or shower
+        # tails), so that spread is the prediction's error, as a reference's would be
+        expected_err = np.full_like(mean, spread * centre)
         source = "no reference: the median of the cells"
+        if spread > 0:
+            source += (
+                f", which spread ± {100 * spread:.1f} % among themselves beyond statistics "
+                "(counted in each cell's error)"
+            )
+    against = "the reference" if source == "reference" else "the median of the cells"
     m = int(usable.sum())
     if m == 0:
         return no_data(f"no {channel_name} has {min_hits} hits here and in the {source}")
@@ -310,14 +341,12 @@ def check_cell_gain(
         z = fmt_judged(float(flat[3][i]), min_sigma, decimals=1)
         return (
             f"{channel_name} {channel_label(ids[i])}: mean {flat[0][i]:.3g} GeV per hit vs "
-            f"{flat[1][i]:.3g} from {source} ({shift} %, {z}σ after {m} cells)"
+            f"{flat[1][i]:.3g} from {against} ({shift} %, {z}σ after {m} cells)"
         )
 
     judged = f"{m} of {mean.size} cells with ≥ {min_hits} hits judged"
     if not flagged:
-        explanation = (
-            f"all {channel_name}s within ±{100 * rel_warning:g} % of the {source} ({judged})"
-        )
+        explanation = f"all {channel_name}s within ±{100 * rel_warning:g} % of {against} ({judged})"
     elif m >= 2 and common_shift(relative[usable], flat[2][flagged[0]], rel_warning):
         average = 100 * float(np.median(relative[usable]))
         explanation = (
@@ -332,6 +361,8 @@ def check_cell_gain(
                 f" (the only {channel_name} with ≥ {min_hits} hits: a change of "
                 "all its cells would look the same)"
             )
+    if against != "the reference":
+        explanation += f" ({source})"
     return CheckResult(
         quality,
         float(np.max(size.ravel()[usable.ravel()])),

@@ -93,6 +93,12 @@ def _design(
             "counts the statistic may climb above its BAD threshold: the flag then outlives "
             "an excess by ≈ headroom / (k − λ0) spills",
         ),
+        "hold": (
+            float,
+            3.0,
+            "once BAD, the tile stays flagged (WARNING, 'alarm held') until the statistic "
+            "falls this many counts below the BAD threshold (hysteresis: 0 = none)",
+        ),
     },
     ordered=(("alarm_rate", "warning_rate"),),
 )
@@ -106,12 +112,21 @@ def check_pik_cusum(
     alarm_rate: float,
     warning_rate: float | None,
     headroom: float,
+    hold: float = 3.0,
 ) -> CheckResult:
     """Page's Poisson CUSUM of the hadron-tagged count; value = the statistic (counts).
 
     Each spill adds its count minus ``k = λ0·(r − 1)/ln r`` (λ0 = ``expected`` × its events);
-    BAD at ``h``, WARNING at a lower threshold, both solved from the stated rates.
+    BAD at ``h``, WARNING at a lower threshold, both solved from the stated rates. Once the
+    statistic has reached ``h``, the alarm is *held* (at least WARNING) until it falls below
+    ``h − hold``: an excess whose statistic climbs slowly (×2: ≈ 1.1 counts per spill,
+    scattering by ± 2) does not flicker to GOOD right after its detection. A spill that
+    alarmed on its own (an outlier, left out of the accumulation) raises no hold, so a
+    one-spill glitch still leaves no trail; holds only lengthen alarm episodes, never start
+    one, so the stated false-alarm rates are unchanged.
     """
+    if hold < 0:
+        raise ValueError(f"hold must be ≥ 0 counts, got {hold}")
     count = summary_value(context, count_key)
     events = summary_value(context, n_key)
     if count is None or events is None or events <= 0:
@@ -131,7 +146,8 @@ def check_pik_cusum(
     # each spill's own k (its λ0) and cap (the count that alarms from 0): see _sequential_math
     k_steps = np.rint(b * reference_value(1.0, ratio) * lambda0s).astype(np.int64)
     caps = -(-(h + k_steps) // b)
-    state, path, outliers = 0, [], 0
+    clear = max(0, h - round(hold * b))  # the held alarm ends below this
+    state, path, outliers, held = 0, [], 0, False
     window = (0, 0.0, 0)  # hadrons, expected, spills since the statistic left zero
     last = len(counts) - 1
     for t, (x, a, cap, lambda0) in enumerate(
@@ -143,9 +159,11 @@ def check_pik_cusum(
             # spill (λ0 hadrons), so a one-spill glitch leaves no trail
             outliers += 1
             state = min(max(0, state + round(b * lambda0) - a), top)
+            held = held and state >= clear
             path.append(state / b)
             continue
         state = min(max(0, state + b * min(x, cap) - a), top)
+        held = state >= h or (held and state >= clear)
         path.append(state / b)
         window = (window[0] + x, window[1] + lambda0, window[2] + 1) if state else (0, 0.0, 0)
     if not state:
@@ -154,10 +172,13 @@ def check_pik_cusum(
         Quality.BAD
         if state >= design.h_steps
         else Quality.WARNING
-        if state >= design.h_warning_steps
+        if state >= design.h_warning_steps or held
         else Quality.GOOD
     )
-    result = _result(quality, state / b, design, window, round(count), expected * events, path)
+    result = _result(
+        quality, state / b, design, window, round(count), expected * events, path, clear / b
+    )
+    result.details["held"] = held and state < design.h_warning_steps
     result.details["outlier_spills_excluded"] = outliers
     result.details["alone_alarms_at"] = int(caps[-1])
     if counts[-1] >= caps[-1]:
@@ -177,6 +198,7 @@ def _result(
     count: int,
     lambda0: float,
     path: list[float],
+    clear: float,
 ) -> CheckResult:
     hadrons, mean, spills = window
     b = design.denominator
@@ -186,6 +208,11 @@ def _result(
     # thresholds are multiples of 1/b = 0.02 counts: two decimals separate them exactly
     if quality == Quality.BAD:
         verdict = f"CUSUM {value:.2f} ≥ {h:.2f} (BAD)"
+    elif quality == Quality.WARNING and value < h_warning:  # held since it was BAD
+        verdict = (
+            f"CUSUM {value:.2f} < {h_warning:.2f}, alarm held since it reached {h:.2f} (BAD) "
+            f"until it falls below {clear:.2f}"
+        )
     elif quality == Quality.WARNING:
         verdict = f"CUSUM {value:.2f} ≥ {h_warning:.2f} (WARNING; BAD at {h:.2f})"
     else:
@@ -209,6 +236,7 @@ def _result(
             "h": h,
             "h_warning": h_warning,
             "ceiling": design.ceiling_steps / b,
+            "clears_below": clear,
             "design_ratio": design.ratio,
             "design_lambda0": design.lambda0,
             "false_alarm_rate": design.alarm_rate,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import textwrap
 
-from dqm.checks import Quality, quality_name
+from dqm.checks import CHECKS, Quality, quality_name
 from dqm.core.specs import SUBSYSTEMS
 from dqm.errors import ConfigError
 from dqm.store import open_store
@@ -142,6 +142,16 @@ def run(args, settings) -> int:
     return 0
 
 
+def _uses_reference(check: str, explanation: str | None) -> bool:
+    """Whether a flag's check compared with the reference: one that needs it, or one that
+    says it did ("… from the reference"); a momentum scale or a DAQ count did not, and
+    "(reference run N)" after it would send the reader to a run that played no part."""
+    registered = CHECKS.get(check)
+    if registered is not None and registered.needs_reference:
+        return True
+    return "reference" in (explanation or "")
+
+
 def print_flags(flags) -> None:
     """A table of flags; the explanation and instruction wrap under their row."""
     if not flags:
@@ -164,7 +174,11 @@ def print_flags(flags) -> None:
             f"{f.check:<{cw}} {quality_name(f.quality):<11} "
             f"{format_value(f.value):>10}  {f.config_version:<15} {format_thresholds(f.thresholds)}"
         )
-        ref = f" (reference run {f.reference_run})" if f.reference_run is not None else ""
+        ref = (
+            f" (reference run {f.reference_run})"
+            if f.reference_run is not None and _uses_reference(f.check, f.explanation)
+            else ""
+        )
         follows = (f.details or {}).get("follows_from") if isinstance(f.details, dict) else None
         do = (
             f"follows from: {follows.get('explanation')} (see {follows.get('subsystem')})"

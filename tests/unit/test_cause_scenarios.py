@@ -212,3 +212,41 @@ def test_a_check_needing_more_sources_than_its_histogram_follows_from_the_missin
     else:
         assert j.result.quality == Quality.GOOD, j.result.explanation
         assert "BMS absent in" in j.result.explanation
+
+
+def test_a_hot_ecal_cell_is_one_incident_and_the_pik_flag_follows_from_it():
+    # Given ECAL main cell (4,1) firing with a few GeV in every event, for a few spills: the
+    # π/K tag sums every ECAL cell, so events that showered in the HCAL alone now pass its
+    # ECAL threshold and the π/K count rises (before: two incidents, the calorimeter's and
+    # a π/K excess sending the shifter to the beam as well)
+    anomaly = [parse_anomaly("hot_cell:detector=ecal,cell=1/4/1,fraction=1,mean_gev=20")]
+    reference, history = _baseline()
+    summaries = list(history)
+    for spill in range(33, 37):
+        data = simulate_spill(_cfg(RUN), spill, anomaly)
+        hists, summary = _fill(data)
+        verdict = evaluate_spill(
+            _specs(),
+            hists,
+            summary,
+            history=history_series(summaries),
+            reference=reference,
+            conditions=data.conditions,
+        )
+        summaries.append(summary)
+    # Then, once the π/K flag is up too, one incident, on the calorimeter tile, naming the cell
+    assert verdict.subsystems["pik"] != Quality.GOOD  # the hot cell really moved it
+    assert_one_incident_and_no_second_expert(verdict, "hot_calorimeter_cell")
+    (incident,) = verdict.incidents
+    assert incident.subsystem == "calorimeter" and incident.quality == Quality.BAD
+    assert "ECAL cell (4,1)" in incident.explanation
+    # and the π/K tile is marked as following from it
+    assert verdict.follows_from("pik") is incident
+    assert [(j.histogram, j.check) for j in incident.consequences] == [("hadron_tag", "pik_cusum")]
+
+
+def test_a_real_pik_excess_is_not_put_on_the_calorimeter():
+    # the rule explains the π/K flag only when a cell is hot: an excess of hadrons showers
+    # over many cells and lights none
+    _, _, verdict = judge("pik_boost:factor=10", 34)
+    assert [i.cause for i in verdict.incidents] == ["pik_excess"]

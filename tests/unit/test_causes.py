@@ -357,14 +357,15 @@ def test_a_cause_established_by_consequences_of_an_earlier_one_is_not_its_own(tm
     js = [
         daq(B, "MS1"),
         judgement("beam", "beam_x_ms1_2", "beam_profile", B),
-        judgement("calorimeter", "ecal_occupancy", "hot_channels", B),
+        # a dead cell: no shipped rule is established by it (a hot one is a cause itself)
+        judgement("calorimeter", "ecal_occupancy", "dead_channels", B),
     ]
     _, incidents = find_incidents(js, specs)
     # the MS1 outage explains the beam flag, so beam_profile is not a cause of its own this
     # spill, and the ECAL flag (which needs ECAL, not MS1) is an incident of its own
     assert [i.cause for i in incidents] == [
         "daq_source_absent:MS1",
-        "ecal_occupancy/hot_channels",
+        "ecal_occupancy/dead_channels",
     ]
     # without the MS1 outage the same beam flag is a cause of its own
     _, incidents = find_incidents(js[1:], specs)
@@ -385,6 +386,22 @@ def test_a_beam_move_explains_calorimeter_cells_not_their_energy(specs):
     assert [j.histogram for j in beam.consequences] == ["ecal_occupancy"]
     assert calo.cause == "ecal_total/chi2" and calo.subsystem == "calorimeter"
     assert Verdict(marked, incidents).follows_from("calorimeter") is None
+
+
+def test_a_hot_calorimeter_cell_explains_the_pik_flag_unless_the_beam_moved_it(specs):
+    hot = judgement("calorimeter", "ecal_occupancy", "hot_channels", B, "ECAL cell (4,1) hot")
+    pik = judgement("pik", "hadron_tag", "pik_cusum", B, "π/K ×2")
+    marked, incidents = find_incidents([hot, pik], specs)
+    (incident,) = incidents
+    assert incident.cause == "hot_calorimeter_cell" and incident.subsystem == "calorimeter"
+    assert incident.explanation == "hot cell: ECAL cell (4,1) hot"
+    assert [j.check for j in incident.consequences] == ["pik_cusum"]
+    assert Verdict(marked, incidents).follows_from("pik") is incident
+    # a beam move that makes a cell look hot is the root: the hot cell is its consequence,
+    # and the π/K flag (which the beam rule does not explain) is π/K's own incident
+    move = judgement("beam", "beam_xy_ms1_0", "beam_centroid", B, "beam x 3 mm off")
+    _, incidents = find_incidents([move, hot, pik], specs)
+    assert [i.cause for i in incidents] == ["beam_position", "pik_excess"]
 
 
 def test_residual_flags_make_one_incident_per_subsystem_named_by_the_worst(specs):

@@ -260,3 +260,53 @@ def test_a_hot_cell_for_one_spill_leaves_no_trail_in_the_windows() -> None:
     # Then it is BAD on its spill, and GOOD on every later one (its excess stays in the
     # 2-, 3-… spill windows, but the cell is not hot any more)
     assert [r.quality for r in results] == [Quality.BAD] + [Quality.GOOD] * 5
+
+
+def _gain_maps(means: np.ndarray, hits: float = 2000.0, rms: float = 0.02):
+    """Occupancy, energy (MeV) and energy² (MeV²) maps of a 6×6 map whose cells respond
+    with ``means`` [GeV] per hit (spread ``rms`` per hit), ``hits`` hits each."""
+    book = FILLER.book()
+    n_map, e_map, e2_map = (
+        book["ecal_pre_mip_hits"],
+        book["ecal_pre_energy_map"],
+        book["ecal_pre_energy2_map"],
+    )
+    n = np.full(means.shape, hits)
+    n_map.view()[...] = n
+    e_map.view()[...] = n * means * 1e3
+    e2_map.view()[...] = n * (means**2 + rms**2) * 1e6
+    return {
+        "ecal_pre_mip_hits": n_map,
+        "ecal_pre_energy_map": e_map,
+        "ecal_pre_energy2_map": e2_map,
+    }
+
+
+def _gain_without_reference(maps) -> CheckResult:
+    params = {"hits": "ecal_pre_mip_hits", "energy2": "ecal_pre_energy2_map"}
+    params["channel_name"] = "ECAL preshower cell"
+    ctx = CheckContext(histogram=maps["ecal_pre_energy_map"], histograms=maps)
+    return run_check("cell_gain", ctx, params)
+
+
+def test_without_reference_the_cells_own_spread_is_the_medians_error() -> None:
+    # Given cells whose responses differ by ± 15 % among themselves (their hit populations
+    # differ: beam spot or periphery, as for a μ⁺ run with no μ⁺ reference), each measured
+    # to ± 0.01 %: one cell at +25 % is within their spread (before: 5σ after look-elsewhere
+    # from statistics alone, BAD on a clean spill)
+    rng = np.random.default_rng(5)
+    means = 0.1 * (1 + 0.15 * rng.standard_normal((6, 6)))
+    means[2, 3] = 0.125 + 0.0 * means[2, 3]
+    result = _gain_without_reference(_gain_maps(means))
+    assert result.quality is Quality.GOOD, result.explanation
+    assert "no reference: the median of the cells, which spread ±" in result.explanation
+    assert "beyond statistics" in result.explanation
+    # Then a cell far beyond that spread (−80 %: a dying channel) is still named
+    means[4, 1] = 0.02
+    result = _gain_without_reference(_gain_maps(means))
+    assert result.quality is Quality.BAD and "ECAL preshower cell (4,1)" in result.explanation
+    # and cells that agree (statistics only) are judged on their statistics, as before
+    flat = np.full((6, 6), 0.1)
+    flat[2, 3] = 0.115
+    result = _gain_without_reference(_gain_maps(flat))
+    assert result.quality is Quality.BAD and "(2,3)" in result.explanation

@@ -168,6 +168,15 @@ def test_rows_needing_what_is_missing_are_not_run_never_passed(controls):
     assert waiting.status == "not yet run"
 
 
+def test_a_failed_detect_row_is_named_in_its_target_with_why(controls):
+    # "38 of 39 rows" sent the reader hunting for the row: the target names it and why
+    detect = next(t for t in targets(controls) if t.name.startswith("each change BAD"))
+    assert detect.name == "each change BAD on its first spill, named, one incident"
+    assert detect.status == "FAIL"
+    assert "(not: change that changes nothing: calorimeter not BAD within" in detect.measured
+    assert "unknown anomaly" not in detect.measured  # not run: never counted either way
+
+
 def test_every_matrix_row_is_well_formed():
     labels = [r.label for r in MATRIX]
     assert len(labels) == len(set(labels))
