@@ -396,7 +396,7 @@ class ModelRow(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     created_by: Mapped[str] = mapped_column(String(128))
     comment: Mapped[str] = mapped_column(Text, default="")
-    training: Mapped[dict] = mapped_column(JSON)  # {"train": [[run, first, last]], "holdout"}
+    training: Mapped[dict] = mapped_column(JSON)  # train/holdout: [[run, first, last], …]
     n_train: Mapped[int] = mapped_column(Integer)
     n_holdout: Mapped[int] = mapped_column(Integer)
     scores: Mapped[dict] = mapped_column(JSON)  # {"train": summary, "holdout": summary}
