@@ -69,15 +69,21 @@ class LearnedModel:
         return f"{which}({self.subsystem} {self.beam_config}{version})"
 
 
-def _scale(train: FloatArray, layout: Sequence[HistogramLayout]) -> FloatArray:
+def _scale(
+    train: FloatArray, layout: Sequence[HistogramLayout], entries: Sequence[float] | None
+) -> FloatArray:
     spread = train.std(axis=0, ddof=1) if len(train) > 1 else np.zeros(train.shape[1])
     scale = np.empty_like(spread)
     start = 0
-    for item in layout:
+    for h, item in enumerate(layout):
         part = spread[start : start + item.size]
         moving = part[part > 0]
         typical = float(np.median(moving)) if moving.size else 1.0 / item.size
         floor = SCALE_FLOOR * typical
+        if entries is not None and entries[h] > 0:
+            # one entry's worth of the normalised histogram: a bin that went from 0 to 1
+            # entry in a sparse 2D histogram is Poisson noise, not a 30σ anomaly
+            floor = max(floor, 1.0 / float(entries[h]))
         scale[start : start + item.size] = np.sqrt(part**2 + floor**2)
         start += item.size
     return scale
@@ -90,6 +96,7 @@ def fit_model(
     subsystem: str,
     beam_config: str,
     n_components: int = 5,
+    entries: Sequence[float] | None = None,
 ) -> LearnedModel:
     """Fit the PCA model on good spills' vectors (scikit-learn, imported here only).
 
@@ -98,6 +105,8 @@ def fit_model(
         layout: their layout.
         subsystem, beam_config: what the model is for.
         n_components: principal components kept (at most ``spills − 1``).
+        entries: each histogram's typical entries per spill (layout order); a bin's spread
+            is then at least one entry's worth (sparse bins stay Poisson-sized).
 
     Returns:
         The model, not yet calibrated (``threshold = inf``).
@@ -113,7 +122,7 @@ def fit_model(
     if train.shape[1] != sum(item.size for item in layout):
         raise ValueError("training vectors do not match the layout")
     mean = train.mean(axis=0)
-    scale = _scale(train, layout)
+    scale = _scale(train, layout, entries)
     k = max(1, min(n_components, len(train) - 1, train.shape[1]))
     pca = PCA(n_components=k, svd_solver="full").fit((train - mean) / scale)
     return LearnedModel(

@@ -90,6 +90,12 @@ def train_model(
     vectors = np.array([vectorise(s, layout) for s in spills])
     holdout = tuple(i for i in range(len(spills)) if i % holdout_every == holdout_every - 1)
     train = tuple(i for i in range(len(spills)) if i % holdout_every != holdout_every - 1)
+    totals = np.array(
+        [
+            [float(s[item.name].values().sum()) if item.name in s else 0.0 for item in layout]
+            for s in spills
+        ]
+    )
     fitted = as_stored(
         fit_model(
             vectors[list(train)],
@@ -97,6 +103,7 @@ def train_model(
             subsystem=subsystem,
             beam_config=beam_config,
             n_components=n_components,
+            entries=np.median(totals[list(train)], axis=0),
         )
     )
     train_scores = tuple(score_vector(fitted, vectors[i])[0] for i in train)

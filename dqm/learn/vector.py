@@ -106,20 +106,25 @@ def _fmt(x: float) -> str:
     return f"{x:.3g}"
 
 
-def bin_words(item: HistogramLayout, flat_index: int) -> str:
-    """A bin of ``item`` in words: ``"(2,3)"`` for cells, ``"10–12 GeV"`` for a range.
+def _axis_range(item: HistogramLayout, axis: int, i: int) -> str:
+    """``"E_ECAL 2–4 GeV"`` from the axis label ``"E_ECAL [GeV]"`` (bare range without one)."""
+    span = f"{_fmt(item.edges[axis][i])}–{_fmt(item.edges[axis][i + 1])}"
+    label = item.labels[axis] if axis < len(item.labels) else ""
+    name, _, unit = label.partition("[")
+    name, unit = name.strip(), unit.rstrip("]").strip()
+    return " ".join(part for part in (name, span, unit) if part)
 
-    Mixed axes (a channel × energy histogram) give ``"2 at 10–12"``.
+
+def bin_words(item: HistogramLayout, flat_index: int) -> str:
+    """A bin of ``item`` in words: ``"(2,3)"`` for cells, ``"E_ECAL 10–12 GeV"`` for a range.
+
+    Mixed axes (a channel × energy histogram) give ``"2 at E 10–12 GeV"``.
     """
     index = np.unravel_index(flat_index, item.shape)
     cells = [str(int(i)) for i, is_int in zip(index, item.integer, strict=True) if is_int]
-    ranges = [
-        f"{_fmt(item.edges[a][i])}–{_fmt(item.edges[a][i + 1])}"
-        for a, i in enumerate(index)
-        if not item.integer[a]
-    ]
+    ranges = [_axis_range(item, a, int(i)) for a, i in enumerate(index) if not item.integer[a]]
     where = f"({','.join(cells)})" if len(cells) > 1 else (cells[0] if cells else "")
     if ranges:
-        span = ", ".join(ranges) if len(ranges) == 1 else f"({', '.join(ranges)})"
+        span = ranges[0] if len(ranges) == 1 else f"({', '.join(ranges)})"
         return f"{where} at {span}" if where else span
     return where
