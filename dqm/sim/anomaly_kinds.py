@@ -338,5 +338,7 @@ DEMO_ANOMALY_CYCLE: list[str] = [
     "momentum_drift:per_spill=0.005",  # a drift shows only over a multi-spill range
     "beam_ramp:axis=y,rate_mm=0.6",  # also multi-spill: 2.4 mm off by its fifth spill
     "missing_source:source=MS2,fraction=0.5",
+    "beam_tilt:rho=0.3",  # no rule sees it; the learned beam model does (docs/learned.md)
+    "calo_desync:shift=1",
     "stale",
 ]
