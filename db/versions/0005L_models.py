@@ -1,7 +1,7 @@
 """models: learned anomaly models (PCA per subsystem and beam configuration) with provenance
 
 Revision ID: 0005L
-Revises: 0004P
+Revises: 0005R
 Create Date: 2026-12-01 21:50:00
 
 One row per trained model: what it judges (subsystem, beam configuration, version), who
@@ -16,7 +16,7 @@ from alembic import op
 import sqlalchemy as sa
 
 revision = "0005L"
-down_revision = "0004P"
+down_revision = "0005R"  # written after 0004P; chained after 0005R (merged to main first)
 branch_labels = None
 depends_on = None
 
