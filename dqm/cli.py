@@ -35,6 +35,7 @@ COMMANDS = {
     "reference": "set, list, show or suggest reference runs",
     "signoff": "a run's sign-off: proposal, certifications, certify",
     "goodspills": "certified good spills (golden JSON or CSV) for the analysis",
+    "model": "train, list or show the learned anomaly models",
     "recheck": "recompute a stored run's flags and compare with the live ones",
     "validate": (
         "validation scenario matrix on simulated spills: false alarms, detection delays, "

@@ -19,6 +19,7 @@ from dqm.checks import (  # noqa: F401
     beam,
     channels,
     gain,
+    learned,
     physics,
     profile,
     sequential,

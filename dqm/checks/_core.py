@@ -251,6 +251,8 @@ class CheckContext:
         conditions: the run's conditions (:class:`dqm.core.conditions.RunConditions`),
             ``None`` when the DAQ never announced them. Spec parameters written as
             ``"@p_beam_gev"`` are already resolved from them when a check runs.
+        model: the learned model (:class:`dqm.learn.LearnedModel`) of this subsystem for
+            the run's beam configuration, ``None`` when none is trained (``pca_score``).
     """
 
     histogram: bh.Histogram | None = None
@@ -265,6 +267,7 @@ class CheckContext:
     references: Mapping[str, bh.Histogram] = field(default_factory=dict)
     recent: tuple[bh.Histogram | None, ...] = ()
     conditions: RunConditions | None = None
+    model: Any = None
 
     def __post_init__(self) -> None:
         # Channel lists arrive from JSON/TOML as lists (or bare ints for 1D maps);

@@ -84,6 +84,13 @@ def add_parser(sub) -> None:
     p.add_argument(
         "--opens", type=int, default=5, help="with --expert: page opens timed after the first"
     )
+    p.add_argument(
+        "--learned",
+        type=int,
+        metavar="SPILLS",
+        help="instead: train the learned models on SPILLS simulated spills (at least 30) and "
+        "time scoring a spill with them (docs/learned.md)",
+    )
     p.set_defaults(func=run)
 
 
@@ -119,6 +126,12 @@ def run(args, settings) -> int:
     _quiet_logs(getattr(args, "log_level", "INFO"))
     if args.history is not None or args.history_reuse:
         return _history(args, settings)
+    if getattr(args, "learned", None):
+        from benchmarks.learned import bench_learned
+
+        cost = bench_learned(load_default_specs(settings), args.learned, args.events_per_spill)
+        print("\n".join(cost.lines()))
+        return 0
     if getattr(args, "expert", None):
         from benchmarks.web import bench_expert_page
 

@@ -66,6 +66,13 @@ def add_parser(sub) -> None:
     )
     p.add_argument("--list", action="store_true", help="list the rows (and what each still needs)")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
+    p.add_argument(
+        "--learned",
+        action="store_true",
+        help="the learned detector beside the rules instead of the matrix: false alarms on "
+        "clean spills and detection per anomaly kind, training and scoring cost "
+        "(docs/learned.md)",
+    )
     p.set_defaults(func=run)
 
 
@@ -104,7 +111,30 @@ def command_line(args) -> str:
     return shlex.join(words)
 
 
+def run_learned(args, settings) -> int:
+    """``dqm validate --learned``: :func:`dqm.sim.learned_study.learned_study`, as Markdown."""
+    from dqm.sim.learned_study import learned_markdown, learned_study
+
+    progress = (
+        None if args.quiet else (lambda line: print(f"... {line}", file=sys.stderr, flush=True))
+    )
+    study = learned_study(
+        load_default_specs(settings),
+        events_per_spill=args.events_per_spill or StudyConfig().events_per_spill,
+        train_spills=45 if args.quick else 90,
+        clean_spills=args.spills or (20 if args.quick else 200),
+        anomaly_spills=4 if args.quick else 10,
+        say=progress,
+    )
+    print(f"Made with `{command_line(args)} --learned`.\n")
+    print(learned_markdown(study))
+    print(f"\nCost: {study.cost()}.")
+    return 0
+
+
 def run(args, settings) -> int:
+    if args.learned:
+        return run_learned(args, settings)
     rows = select(MATRIX, args.only, args.quick)
     if args.list:
         for row in rows:

@@ -85,6 +85,7 @@ def evaluate_spill(
     run_start: Mapping[str, Sequence[float]] | None = None,
     reference_history: Mapping[str, Sequence[float]] | None = None,
     recent: Sequence[Mapping[str, bh.Histogram]] = (),
+    models: Mapping[str, object] | None = None,
 ) -> Verdict:
     """Run every spec check; ``overrides[(histogram, check)]`` replaces parameters.
 
@@ -108,6 +109,8 @@ def evaluate_spill(
             anchors of change detection (see :mod:`dqm.checks.trend`).
         recent: histograms of the run's last spills before this one (oldest first), for
             checks that add up spills (``spills`` > 1).
+        models: the learned model per subsystem for the run's beam configuration
+            (:class:`dqm.learn.LearnedModel`, the ``pca_score`` check's input).
     """
     no_reference = None
     if not reference:
@@ -149,6 +152,7 @@ def evaluate_spill(
                             conditions=conditions,
                             anchors=(run_start, reference_history),
                             recent=recent,
+                            model=(models or {}).get(spec.subsystem),
                         ),
                         ready,
                         where=spec.name,
@@ -189,6 +193,7 @@ def _context(
         None,
     ),
     recent: Sequence[Mapping[str, bh.Histogram]] = (),
+    model: object = None,
 ) -> CheckContext:
     """One histogram's check inputs (built inside the judge's guard: it may raise too)."""
     name = spec.name
@@ -205,6 +210,7 @@ def _context(
         histograms=hists,
         references=reference,
         recent=tuple(r.get(name) for r in recent),
+        model=model,
     )
 
 

@@ -215,6 +215,8 @@ def _check(kind: str, ps: dict[str, Any], text: str) -> None:
     for key in ("factor", "mean_gev"):
         if key in ps and not ps[key] >= 0.0:
             raise ConfigError(_SETTING, text, f"{key} >= 0")
+    if "rho" in ps and not -1.0 < ps["rho"] < 1.0:
+        raise ConfigError(_SETTING, text, "rho in (-1, 1)")
 
 
 def _check_window(ps: dict[str, Any], text: str) -> None:

@@ -100,6 +100,31 @@ def _hcal_gain_drop(columns, ps, rng, cfg) -> None:
     columns["hcal"][:, ps["module"]] *= np.float32(ps["factor"])
 
 
+def _beam_tilt(columns, ps, rng, cfg) -> None:
+    """x–y coupling at every MS1 station with the marginals kept: y becomes
+    ``ρ·x̃ + √(1−ρ²)·ỹ`` in standardised units (a rotated beam ellipse, e.g. a skew
+    quadrupole). Centroids and widths stay as they were; only the x–y maps show it."""
+    x, y = columns["ms1_x"], columns["ms1_y"]
+    rho = float(ps["rho"])
+    for station in range(x.shape[1]):
+        xs, ys = x[:, station].astype(float), y[:, station].astype(float)
+        mx, sx, my, sy = np.nanmean(xs), np.nanstd(xs), np.nanmean(ys), np.nanstd(ys)
+        if not (sx > 0 and sy > 0):
+            continue
+        coupled = my + sy * (rho * (xs - mx) / sx + np.sqrt(1 - rho * rho) * (ys - my) / sy)
+        y[:, station] = coupled.astype(y.dtype)
+
+
+def _calo_desync(columns, ps, rng, cfg) -> None:
+    """The HCAL (and VHCAL) data of each event come from ``shift`` events later: an event
+    builder off by a few events between the ECAL and HCAL front-ends. Every detector's own
+    spectra stay the same; what pairs them (the ECAL–HCAL energy correlation) is lost."""
+    n = columns["hcal"].shape[0]
+    first = int(n * float(ps["from_fraction"]))
+    for name in ("hcal", "vhcal"):
+        columns[name][first:] = np.roll(columns[name][first:], int(ps["shift"]), axis=0)
+
+
 def _without_source(time_s: np.ndarray, ps: dict[str, Any], spill_length_s: float) -> np.ndarray:
     """Events inside the ``missing_source`` window (see the module docstring)."""
     if ps["start_s"] is not None or ps["end_s"] is not None:
@@ -277,6 +302,23 @@ ANOMALY_KINDS: dict[str, AnomalyKind] = {
             from_fraction=("float", None, "window start as a share of the events, in time order"),
             to_fraction=("float", None, "window end as a share of the events (auto: 1)"),
         ),
+        _kind_of(
+            "beam_tilt",
+            "columns",
+            "the beam's x and y become correlated at MS1 (a rotated beam ellipse), centroids "
+            "and widths unchanged",
+            _beam_tilt,
+            rho=("float", 0.3, "x–y correlation coefficient"),
+        ),
+        _kind_of(
+            "calo_desync",
+            "columns",
+            "the HCAL data of each event come from another event (event builder out of step "
+            "between ECAL and HCAL): each spectrum unchanged, their correlation lost",
+            _calo_desync,
+            shift=("int", 1, "events by which the HCAL data are displaced"),
+            from_fraction=("float", 0.0, "first share of the spill's events still in step"),
+        ),
         _kind_of("stale", "skip", "no spill data arrives at all"),
     )
 }
@@ -296,5 +338,7 @@ DEMO_ANOMALY_CYCLE: list[str] = [
     "momentum_drift:per_spill=0.005",  # a drift shows only over a multi-spill range
     "beam_ramp:axis=y,rate_mm=0.6",  # also multi-spill: 2.4 mm off by its fifth spill
     "missing_source:source=MS2,fraction=0.5",
+    "beam_tilt:rho=0.3",  # no rule sees it; the learned beam model does (docs/learned.md)
+    "calo_desync:shift=1",
     "stale",
 ]

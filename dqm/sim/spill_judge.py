@@ -110,6 +110,7 @@ class SpillJudge:
         reference: Mapping[str, bh.Histogram] | None = None,
         conditions: Any = None,
         reference_summaries: Sequence[Mapping] | None = None,
+        models: Mapping[str, Any] | None = None,
     ) -> Verdict:
         """Judge a spill after ``past`` (the run's earlier spills' summaries, oldest first).
 
@@ -134,6 +135,7 @@ class SpillJudge:
             if ref_summaries
             else None,
             recent=recent if self.n_recent else (),
+            models=models,
             **extra,
         )
         if isinstance(summary, dict):

@@ -37,6 +37,7 @@ from dqm.store.inputs import (
     recorded_inputs,
     spill_arrival,
 )
+from dqm.store.learned import ModelCache
 from dqm.store.models import Flag, Run, Spill
 from dqm.store.queries import closed_spills
 from dqm.store.references import ReferenceCache
@@ -232,13 +233,16 @@ def recheck_run(
     """Recompute a stored run's flags; compare with the stored ones (or replace them)."""
     refs = ReferenceCache()
     recent = RecentHistograms()
+    models = ModelCache()
     spills = closed_spills(session, run)
     if not spills:
         raise StorageError(f"run {run} has no closed spills")
     diffs: list[str] = []
     used = version or ""
     for sp in spills:
-        inputs = recorded_inputs(session, sp, specs, refs, version=version, recent=recent)
+        inputs = recorded_inputs(
+            session, sp, specs, refs, version=version, recent=recent, models=models
+        )
         used = inputs.version
         verdict = evaluate_spill(
             specs,

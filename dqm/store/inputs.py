@@ -21,6 +21,7 @@ from dqm.core.evaluate import Arrival, accumulated, config_version
 from dqm.core.specs import SpecSet
 from dqm.errors import StorageError
 from dqm.store.history import RecentHistograms, history, run_start
+from dqm.store.learned import ModelCache, flags_model_ids
 from dqm.store.models import ChannelMask, CheckOverride, Flag, Reference, Run, Spill
 from dqm.store.references import (
     ReferenceCache,
@@ -61,6 +62,9 @@ class CheckInputs:
     run_start: dict[str, list[float]] | None = None
     reference_history: dict[str, list[float]] | None = None
     recent: list[dict] = field(default_factory=list)
+    #: the learned model per subsystem (``pca_score``): the active ones of the beam
+    #: configuration, or those a spill judged before recorded in its flags
+    models: dict = field(default_factory=dict)
 
     def evaluate_kwargs(self) -> dict:
         """The inputs as :func:`dqm.core.evaluate.evaluate_spill` keywords."""
@@ -74,6 +78,7 @@ class CheckInputs:
             "run_start": self.run_start,
             "reference_history": self.reference_history,
             "recent": self.recent,
+            "models": self.models,
         }
 
 
@@ -113,6 +118,8 @@ def gather_inputs(
     reference: Reference | None | object = ACTIVE,
     conditions: RunConditions | None | object = CURRENT,
     recent: RecentHistograms | None = None,
+    models: ModelCache | None = None,
+    model_ids: dict[str, int] | None = None,
 ) -> CheckInputs:
     """Inputs as they were when ``sp`` closed; ``version`` pins the threshold overrides.
 
@@ -144,6 +151,12 @@ def gather_inputs(
     at = sp.closed_at or datetime.now(UTC)
     overrides = _overrides(session, upto)
     names, n_recent = accumulated(specs, overrides)
+    models = models or ModelCache()
+    learned = (
+        models.recorded(session, model_ids)
+        if model_ids is not None
+        else models.active(session, conditions.beam_config if conditions else None)
+    )
     return CheckInputs(
         history=history(session, sp),
         reference=refs.get(session, ref),
@@ -156,6 +169,7 @@ def gather_inputs(
         run_start=run_start(session, sp),
         reference_history=refs.series(session, ref),
         recent=(recent or RecentHistograms()).get(session, sp, names, n_recent),
+        models=learned,
     )
 
 
@@ -179,16 +193,19 @@ def recorded_inputs(
     *,
     version: str | None = None,
     recent: RecentHistograms | None = None,
+    models: ModelCache | None = None,
 ) -> CheckInputs:
     """Inputs of a spill judged before, as they were then: its conditions, reference, overrides.
 
     The reference is the one recorded with its flags (none if it was judged without one);
     a spill never judged (or whose judging failed as a whole) gets the active one, as the
     live hook would now. The overrides are pinned to ``version`` or else to the spill's
-    own configuration version (when the specs still match it).
+    own configuration version (when the specs still match it). The learned models are those
+    its flags recorded (none if it was judged without one).
     """
     ref: Reference | None | object = ACTIVE
     cond: RunConditions | None | object = CURRENT
+    model_ids: dict[str, int] | None = None
     judged = select(func.count()).select_from(Flag).where(Flag.spill_id == sp.id)
     # a spill whose judging failed as a whole was never compared with anything: it gets
     # the active reference, as the live hook would have used
@@ -196,6 +213,7 @@ def recorded_inputs(
         cond = as_conditions(sp.conditions)  # the run conditions it was judged under
         ref_run = flags_reference_run(session, sp.id)
         ref = newest_reference_of_run(session, ref_run) if ref_run is not None else None
+        model_ids = flags_model_ids(session, sp.id)
     pinned = version or sp.config_version
     return gather_inputs(
         session,
@@ -206,4 +224,6 @@ def recorded_inputs(
         reference=ref,
         conditions=cond,
         recent=recent,
+        models=models,
+        model_ids=model_ids,
     )

@@ -48,6 +48,7 @@ from dqm.store.flags import (
 )
 from dqm.store.history import RecentHistograms
 from dqm.store.incidents import record_incidents
+from dqm.store.learned import ModelCache
 from dqm.store.models import SPILL_OPEN, CheckOverride, Spill
 from dqm.store.references import ReferenceCache
 from dqm.store.runs import lock_run
@@ -89,6 +90,7 @@ class SpillJudge:
         self.specs = specs
         self.refs = ReferenceCache()
         self.recent = RecentHistograms()
+        self.models = ModelCache()
 
     def __call__(self, session: Session, closed: ClosedSpill) -> dict:
         sp = session.get(Spill, closed.spill_id)
@@ -102,7 +104,9 @@ class SpillJudge:
             # conditions being stored by another worker now: wait for them (or this
             # spill is judged again once they are, see rejudge)
             lock_run(session, sp.run)
-            return gather_inputs(session, sp, self.specs, self.refs, recent=self.recent)
+            return gather_inputs(
+                session, sp, self.specs, self.refs, recent=self.recent, models=self.models
+            )
 
         return self._judge_guarded(
             session,
@@ -137,7 +141,9 @@ class SpillJudge:
         announced = self._judge_guarded(
             session,
             sp,
-            lambda: recorded_inputs(session, sp, self.specs, self.refs, recent=self.recent),
+            lambda: recorded_inputs(
+                session, sp, self.specs, self.refs, recent=self.recent, models=self.models
+            ),
             lambda: (spill_histograms(session, sp.id), sp.summary or {}, sp.status),
             stages=(
                 "gathering its inputs again for late batches",

@@ -48,6 +48,7 @@ __all__ = [
     "StoredIncident",
     "AlarmSilence",
     "Certification",
+    "ModelRow",
     "UTCDateTime",
     "utcnow",
     "SPILL_OPEN",
@@ -380,3 +381,33 @@ class Certification(Base):
     certified_by: Mapped[str] = mapped_column(String(128))
     role: Mapped[str] = mapped_column(String(16))  # shifter | expert, when it was signed
     certified_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class ModelRow(Base):
+    """A learned anomaly model (:mod:`dqm.learn`) of one subsystem and beam configuration,
+    with its provenance: who trained it on which spills, its score distributions, its
+    calibrated threshold, and the fitted arrays as float32 ``.npy`` bytes. Versions stay;
+    ``active`` marks the one judging new spills (SQL in :mod:`dqm.store.learned`)."""
+
+    __tablename__ = "models"
+    __table_args__ = (Index("ix_models_config", "beam_config", "subsystem"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32), default="pca")
+    subsystem: Mapped[str] = mapped_column(String(32))
+    beam_config: Mapped[str] = mapped_column(String(64))
+    version: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    created_by: Mapped[str] = mapped_column(String(128))
+    comment: Mapped[str] = mapped_column(Text, default="")
+    training: Mapped[dict] = mapped_column(JSON)  # train/holdout: [[run, first, last], …]
+    n_train: Mapped[int] = mapped_column(Integer)
+    n_holdout: Mapped[int] = mapped_column(Integer)
+    scores: Mapped[dict] = mapped_column(JSON)  # {"train": summary, "holdout": summary}
+    calibration: Mapped[dict] = mapped_column(JSON)
+    threshold: Mapped[float] = mapped_column(Float)
+    false_alarm: Mapped[float] = mapped_column(Float)
+    layout: Mapped[list] = mapped_column(JSON)
+    components: Mapped[bytes] = mapped_column(LargeBinary)
+    mean: Mapped[bytes] = mapped_column(LargeBinary)
+    scale: Mapped[bytes] = mapped_column(LargeBinary)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)

@@ -6,8 +6,8 @@ literal name), then:
 
 * SQLAlchemy is imported only in ``dqm/store/`` (and ``db/``, the migrations), and no
   session is queried outside ``dqm/store/``: every query is a named store function;
-* the pure layers (``dqm/core``, ``dqm/checks``, ``dqm/sim``) import no I/O or plotting
-  library and nothing from the shells above them;
+* the pure layers (``dqm/core``, ``dqm/checks``, ``dqm/sim``, ``dqm/learn``) import no I/O
+  or plotting library and nothing from the shells above them;
 * the library never imports ``apps`` or ``benchmarks``, except where a command hands over
   to them when it runs (``dqm serve``, ``dqm bench``, ``dqm loadtest``).
 
@@ -25,7 +25,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 SOURCE_DIRS = ("dqm", "apps", "benchmarks")
 
-PURE = ("dqm/core/", "dqm/checks/", "dqm/sim/")
+PURE = ("dqm/core/", "dqm/checks/", "dqm/sim/", "dqm/learn/")
 PURE_MAY_NOT_IMPORT = (
     "sqlalchemy",
     "alembic",
