@@ -19,9 +19,9 @@ from dqm.report.sample import store_simulated_spill
 from dqm.sim.anomalies import parse_anomaly
 from dqm.sim.simulate import SimConfig, simulate_spill
 from dqm.store import evidence
-from dqm.store.engine import make_engine, make_sessionmaker
 from dqm.store.acknowledgements import acknowledge_cause
 from dqm.store.actions import ActionError
+from dqm.store.engine import make_engine, make_sessionmaker
 from dqm.store.flags import make_close_hook
 from dqm.store.models import Flag, StoredIncident
 from dqm.store.references import set_reference
