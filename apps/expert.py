@@ -46,6 +46,7 @@ VIEW_KEYS = (
     "cmp_spills",
 )
 TABS = ("histograms", "run", "trends", "flags", "audit", "reports", "actions")
+_TITLES = ("Histograms", "Run", "Trends", "Flags", "Audit trail", "Reports", "Actions")
 
 
 def _reports_html(folder: Path) -> str:
@@ -99,31 +100,7 @@ class Expert(Viewer):
         view = _resolve_flag(datastore, dict(view or {}))
         self.permalink = pn.pane.HTML(stylesheets=[EXPERT_CSS], css_classes=["dqm-permalink"])
         self.explorer = HistogramExplorer(datastore, view=view, on_change=self._sync_url)
-        self.runmap = RunMap(datastore, on_open=self.open_evidence)
-        self.trends = Trends(datastore)
-        self.flags = FlagsPanel(datastore, user=self.user, on_open=self.open_evidence)
-        self.actions = ActionsPanel(
-            datastore,
-            user=self.user,
-            auth_enabled=auth_enabled,
-            selected_cell=lambda: getattr(self.explorer, "selected_cell", None),
-        )
-        self.audit = pn.widgets.Tabulator(
-            datastore.read(queries.audit_frame),
-            disabled=True,
-            sizing_mode="stretch_width",
-            height=420,
-            show_index=False,
-            layout="fit_data_stretch",
-        )
-        self.references = pn.widgets.Tabulator(
-            datastore.read(queries.references_frame),
-            disabled=True,
-            show_index=False,
-            sizing_mode="stretch_width",
-            height=200,
-        )
-        self.reports = pn.pane.HTML(_reports_html(reports_dir), sizing_mode="stretch_width")
+        self._auth_enabled = auth_enabled
         self._reports_dir = reports_dir
         self.header = pn.pane.HTML(
             self._header_html(auth_enabled), stylesheets=[EXPERT_CSS], sizing_mode="stretch_width"
@@ -132,25 +109,22 @@ class Expert(Viewer):
         self.copy.js_on_click(
             code="navigator.clipboard && navigator.clipboard.writeText(window.location.href)"
         )
+        # Only the tab shown is built: the other views (their widgets, tables and figures,
+        # and the queries behind them) are made when first opened, then stay in the document
+        # (dynamic=False) so that a figure refilled while its tab is hidden reaches the browser.
+        self.runmap: RunMap | None = None
+        self.trends: Trends | None = None
+        self.flags: FlagsPanel | None = None
+        self.actions: ActionsPanel | None = None
+        self.audit: pn.widgets.Tabulator | None = None
+        self.references: pn.widgets.Tabulator | None = None
+        self.reports: pn.pane.HTML | None = None
+        self._built = {"histograms"}
         self.tabs = pn.Tabs(
             ("Histograms", self.explorer),
-            ("Run", self.runmap),
-            ("Trends", self.trends),
-            ("Flags", self.flags),
-            (
-                "Audit trail",
-                pn.Column(
-                    "### Audit trail (who did what, when)",
-                    self.audit,
-                    "### References",
-                    self.references,
-                ),
-            ),
-            ("Reports", pn.Column("### Nightly reports", self.reports)),
-            ("Actions", self.actions),
+            *[(title, pn.Column(sizing_mode="stretch_width")) for title in _TITLES[1:]],
             sizing_mode="stretch_width",
-            dynamic=False,  # every tab stays in the document: a figure refilled while its tab is
-            # hidden must reach the browser (trends, flags and the run map are queried when shown)
+            dynamic=False,
         )
         tab = view.get("tab")
         if tab in TABS:
@@ -160,6 +134,58 @@ class Expert(Viewer):
         self._version = datastore.version
         if pn.state.curdoc is not None and pn.state.curdoc.session_context is not None:
             pn.state.add_periodic_callback(self._tick, period=1000)
+
+    # ------------------------------------------------------------------ the tabs, when shown
+    def _build(self, name: str):
+        """The view of tab ``name`` (built on its first showing)."""
+        store = self._store
+        if name == "run":
+            self.runmap = RunMap(store, on_open=self.open_evidence)
+            return self.runmap
+        if name == "trends":
+            self.trends = Trends(store)
+            return self.trends
+        if name == "flags":
+            self.flags = FlagsPanel(store, user=self.user, on_open=self.open_evidence)
+            return self.flags
+        if name == "actions":
+            self.actions = ActionsPanel(
+                store,
+                user=self.user,
+                auth_enabled=self._auth_enabled,
+                selected_cell=lambda: getattr(self.explorer, "selected_cell", None),
+            )
+            return self.actions
+        if name == "audit":
+            self.audit = pn.widgets.Tabulator(
+                store.read(queries.audit_frame),
+                disabled=True,
+                sizing_mode="stretch_width",
+                height=420,
+                show_index=False,
+                layout="fit_data_stretch",
+            )
+            self.references = pn.widgets.Tabulator(
+                store.read(queries.references_frame),
+                disabled=True,
+                show_index=False,
+                sizing_mode="stretch_width",
+                height=200,
+            )
+            return pn.Column(
+                "### Audit trail (who did what, when)",
+                self.audit,
+                "### References",
+                self.references,
+            )
+        self.reports = pn.pane.HTML(_reports_html(self._reports_dir), sizing_mode="stretch_width")
+        return pn.Column("### Nightly reports", self.reports)
+
+    def _ensure_built(self, name: str) -> None:
+        if name in self._built:
+            return
+        self._built.add(name)
+        self.tabs[TABS.index(name)][:] = [self._build(name)]
 
     def _header_html(self, auth_enabled: bool) -> str:
         who = (
@@ -192,11 +218,13 @@ class Expert(Viewer):
             pn.state.location.search = query
 
     def _on_tab(self, _event=None) -> None:
-        if TABS[self.tabs.active] == "run":
+        name = TABS[self.tabs.active]
+        self._ensure_built(name)
+        if name == "run" and self.runmap is not None:
             self.runmap.ensure_drawn()
-        if TABS[self.tabs.active] == "trends":
+        if name == "trends" and self.trends is not None:
             self.trends.ensure_drawn()
-        if TABS[self.tabs.active] == "flags":
+        if name == "flags" and self.flags is not None:
             self.flags.ensure_loaded()
         self._sync_url()
 
@@ -213,11 +241,13 @@ class Expert(Viewer):
         if self._store.version == self._version:
             return
         self._version = self._store.version
-        self.audit.value = self._store.read(queries.audit_frame)
-        self.references.value = self._store.read(queries.references_frame)
-        if self.flags._loaded:
+        if self.audit is not None and self.references is not None:
+            self.audit.value = self._store.read(queries.audit_frame)
+            self.references.value = self._store.read(queries.references_frame)
+        if self.flags is not None and self.flags._loaded:
             self.flags.reload()
-        self.reports.object = _reports_html(self._reports_dir)
+        if self.reports is not None:
+            self.reports.object = _reports_html(self._reports_dir)
 
     def __panel__(self):
         return pn.Column(

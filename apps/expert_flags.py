@@ -23,6 +23,7 @@ from apps.theme import QUALITY_COLOURS
 from dqm.checks import Quality
 from dqm.core.specs import SUBSYSTEMS
 from dqm.store import actions
+from dqm.store.acknowledgements import acknowledge_cause
 from dqm.store.evidence import incident_frame
 
 __all__ = ["FlagsPanel", "quality_style"]
@@ -171,25 +172,30 @@ class FlagsPanel(Viewer):
         self.reload()
 
     def acknowledge_incident(self) -> None:
-        """Every flag of the chosen incident not yet acknowledged, in one transaction."""
+        """The chosen incident, in the store: every flag of its cause over its spills, those
+        stored after this table was read included (:func:`dqm.store.acknowledgements.
+        acknowledge_cause`), and its stored incident (the wall's alarm stops)."""
         label, note = self.incident.value, self.note.value.strip() or None
         members = self.frame[self.frame["incident"] == label] if label else self.frame.iloc[:0]
-        ids = [
-            int(i)
-            for i, who in zip(members["id"], members["acknowledged_by"], strict=True)
-            if not who
-        ]
-
-        def ack_all(session) -> None:
-            for fid in ids:
-                actions.acknowledge_flag(session, fid, self.user, annotation=note)
-
-        if not ids:
+        if members.empty:
             self.result[:] = [message(False, "nothing to acknowledge in that incident")]
             return
-        ok, text = run_action(
-            self._store, self.user, f"acknowledge {len(ids)} flags of {label}", ack_all
-        )
+        cause = str(members["cause"].iloc[0] or "")
+        spills = [int(s) for s in members["spill"]]
+
+        def ack(session) -> None:
+            acknowledge_cause(
+                session,
+                self.user,
+                run=int(members["run"].iloc[0]),
+                cause=cause or None,
+                first_spill=min(spills),
+                last_spill=max(spills),
+                flag_ids=[] if cause else [int(i) for i in members["id"]],
+                annotation=note,
+            )
+
+        ok, text = run_action(self._store, self.user, f"acknowledge {label}", ack)
         self.result[:] = [message(ok, text)]
         self.reload()
 

@@ -195,7 +195,12 @@ def show_view(x, loaded: dict) -> dict | None:
             n_events=loaded["n_events"] or None,
             highlight=details.get("channels") or [],
         )
-        _place(x.plot_area, None, lambda: [pn.pane.Bokeh(fig, css_classes=["dqm-cellmap"])])
+        # the class on a Column (a Bokeh pane renders the figure itself, without its classes)
+        _place(
+            x.plot_area,
+            None,
+            lambda: [pn.Column(pn.pane.Bokeh(fig), css_classes=["dqm-cellmap"])],
+        )
         x.cell_area[:] = [pn.pane.Markdown("*Click a cell to see that channel's history.*")]
         return {
             "spec": spec,

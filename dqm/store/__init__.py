@@ -21,6 +21,7 @@ module                    holds
 ``inputs``                a spill's check inputs as they were when it closed
 ``flags``                 store the verdict, recheck a run, query the flags
 ``incidents``             incidents that stay until acknowledged: open, extend, acknowledge
+``acknowledgements``      acknowledging an incident as a whole, kept for its later flags
 ``alarms``                silences of the alarm sound; the notifier's outbox
 ``references``            reference runs: set, import, suggest, which one is in force
 ``actions``               the audited actions (acknowledge, annotate; experts: reference, mask,

@@ -179,8 +179,9 @@ def spill_times(session: Session, runs: Sequence[int]) -> dict[tuple[int, int], 
     return {(r, s): t for r, s, t in session.execute(stmt)}
 
 
-#: a flag's columns (:data:`~dqm.store.frames.FLAG_COLUMNS`) under its incident, with its time
-INCIDENT_COLUMNS = ["incident", "id", "time", *FLAG_COLUMNS[1:]]
+#: a flag's columns (:data:`~dqm.store.frames.FLAG_COLUMNS`) under its incident, with its time,
+#: and the stored cause ("" for a flag stored without one) that acknowledges the incident
+INCIDENT_COLUMNS = ["incident", "id", "time", *FLAG_COLUMNS[1:], "cause"]
 
 
 def _incident_label(run: int, cause: str, first: int, last: int, n: int, acked: bool) -> str:
@@ -232,7 +233,8 @@ def incident_frame(
             "instruction": f.instruction,
             "acknowledged_by": f.acknowledged_by or "",
             "annotation": f.annotation or "",
-            "cause": f.cause or f"{f.histogram or f.subsystem}/{f.check}",
+            "cause": f.cause or "",
+            "group": f.cause or f"{f.histogram or f.subsystem}/{f.check}",
         }
         for f, t in rows
     ]
@@ -240,7 +242,7 @@ def incident_frame(
         return pd.DataFrame(columns=INCIDENT_COLUMNS)
     by_cause: dict[tuple[int, str], list[dict]] = {}
     for rec in records:
-        by_cause.setdefault((rec["run"], rec["cause"]), []).append(rec)
+        by_cause.setdefault((rec["run"], rec["group"]), []).append(rec)
     for (r, cause), members in by_cause.items():
         # consecutive spills of the same cause are one incident; a gap starts another
         groups: list[list[dict]] = []

@@ -29,6 +29,7 @@ from dqm.core.evaluate import (
 )
 from dqm.core.specs import SpecSet
 from dqm.errors import StorageError
+from dqm.store.acknowledgements import carry_over, remember
 from dqm.store.history import RecentHistograms
 from dqm.store.inputs import (
     JUDGING_CHECK,
@@ -85,6 +86,7 @@ def store_verdict(
     The roll-ups also go into the spill's summary (``"quality"``), where change detection
     of later spills reads which spills were certified.
     """
+    acknowledged = remember(session, sp.id)  # a spill judged again keeps them
     session.execute(delete(Flag).where(Flag.spill_id == sp.id))
     rows = []
     for j in verdict.judgements:
@@ -141,6 +143,7 @@ def store_verdict(
                 cause=follows.cause if follows else None,
             )
         )
+    carry_over(rows, acknowledged)
     session.add_all(rows)
     sp.quality = int(verdict.overall)
     sp.config_version = inputs.version

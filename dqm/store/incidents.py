@@ -34,6 +34,7 @@ from sqlalchemy.orm import Session
 from dqm.checks import Quality
 from dqm.core.evaluate import Verdict, severity
 from dqm.core.incidents import Incident
+from dqm.store.acknowledgements import inherit
 from dqm.store.actions import ActionError, audit, free_text, require_user
 from dqm.store.models import Flag, Spill, StoredIncident, utcnow
 
@@ -134,11 +135,13 @@ def record_incidents(
         row = _latest(session, sp.run, inc.cause)
         if row is not None and row.first_spill <= sp.spill <= row.last_spill:
             _words(row, inc)  # this spill judged again: counted already
+            inherit(session, row, sp.id)
             continue
         if row is not None and _extends(row, inc, previous):
             row.last_spill = max(row.last_spill, sp.spill)
             row.n_spills += 1
             _words(row, inc)
+            inherit(session, row, sp.id)  # joins an acknowledged incident: acknowledged
             continue
         first, count = sp.spill, 1
         if inc.quality == Quality.WARNING and need > 1:

@@ -210,14 +210,6 @@ def test_trends_in_words_by_spill_or_time_with_their_checks(web_server, spills, 
     assert page.console_log.errors == []
 
 
-@pytest.mark.xfail(
-    reason=(
-        "one flag of the acknowledged incident can stay unacknowledged when it is stored after the"
-        " table loaded (seen 2026-12-01 after merging the incidents and expert branches; open, see"
-        " the closing note)"
-    ),
-    strict=False,
-)
 def test_flags_by_incident_coloured_acknowledged_and_opening_evidence(
     web_server, spills, page, artifacts
 ):

@@ -75,13 +75,6 @@ def test_control_room_loads_and_draws(web_server, page, artifacts):
     assert page.console_log.errors == []
 
 
-@pytest.mark.xfail(
-    reason=(
-        "the cell map's canvas is not drawn within 60 s on the merged expert page (its maps now"
-        " sit in a tab sent when shown); seen 2026-12-01, open"
-    ),
-    strict=False,
-)
 def test_expert_page_loads_and_draws(web_server, page, artifacts):
     # Given the expert page opened from a control-room tile's link to a cell map of a spill
     page.goto(web_server.url + f"/expert?histogram=webtest_ecal_cells&run={LIVE_RUN}&spill=1")

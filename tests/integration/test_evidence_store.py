@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 
 from dqm.core.fill import Filler
 from dqm.core.specs import load_specs
@@ -18,8 +19,11 @@ from dqm.report.sample import store_simulated_spill
 from dqm.sim.anomalies import parse_anomaly
 from dqm.sim.simulate import SimConfig, simulate_spill
 from dqm.store import evidence
+from dqm.store.acknowledgements import acknowledge_cause
+from dqm.store.actions import ActionError
 from dqm.store.engine import make_engine, make_sessionmaker
 from dqm.store.flags import make_close_hook
+from dqm.store.models import Flag, StoredIncident
 from dqm.store.references import set_reference
 
 pytestmark = pytest.mark.integration
@@ -79,3 +83,64 @@ def test_evidence_reads_of_a_shifted_beam(judged):
     assert shifted["incident"].nunique() == 1
     label = shifted["incident"].iloc[0]
     assert "spills 2–3" in label and f"{len(shifted)} flags" in label and "to acknowledge" in label
+
+
+def test_an_incident_acknowledged_once_covers_its_flags_stored_later(settings):
+    # Given a reference run and a run whose beam is shifted from spill 2 on, judged up to spill 2
+    specs = load_specs(ROOT / "histograms")
+    engine = make_engine(settings.database_url)
+    sessions = make_sessionmaker(engine)
+    filler, judge = Filler(specs), make_close_hook(settings, specs)
+    ref = SimConfig(run=1, n_spills=3, events_per_spill=2500, batch_size=1000, seed=5)
+    live = SimConfig(run=2, n_spills=4, events_per_spill=2500, batch_size=1000, seed=5)
+    shift = [parse_anomaly("beam_shift@2-4:dx_mm=5")]
+    try:
+        for spill in range(1, 4):
+            with sessions.begin() as s:
+                store_simulated_spill(s, filler, simulate_spill(ref, spill, []), [judge])
+        with sessions.begin() as s:
+            set_reference(s, 1, "test", comment="clean")
+        closed = {}
+        for spill in (1, 2):
+            with sessions.begin() as s:
+                closed[spill] = store_simulated_spill(
+                    s, filler, simulate_spill(live, spill, shift), [judge]
+                )
+        with sessions() as s:
+            frame = evidence.incident_frame(s, run=2, subsystem="beam", min_quality=2)
+        cause = frame[frame["spill"] == 2]["cause"].iloc[0]
+        assert cause and "beam" in cause
+        # When an expert acknowledges that incident as the table listed it (spill 2 only)
+        with sessions.begin() as s:
+            n = acknowledge_cause(
+                s, "alice", run=2, cause=cause, first_spill=2, last_spill=2, annotation="seen"
+            )
+        assert n >= 2
+        # And the spill is judged again (late batches), and the next shifted spill arrives
+        with sessions.begin() as s:
+            judge.amend(s, closed[2].spill_id)
+        with sessions.begin() as s:
+            store_simulated_spill(s, filler, simulate_spill(live, 3, shift), [judge])
+        # Then every flag of that cause, roll-ups and flags stored later included, is theirs
+        with sessions() as s:
+            rows = s.execute(
+                select(Flag.spill, Flag.check, Flag.acknowledged_by).where(
+                    Flag.run == 2, Flag.cause == cause, Flag.quality >= 2
+                )
+            ).all()
+            incidents = s.scalars(select(StoredIncident).where(StoredIncident.run == 2)).all()
+            frame = evidence.incident_frame(s, run=2, subsystem="beam", min_quality=2)
+        assert {r.spill for r in rows} == {2, 3}
+        assert {r.acknowledged_by for r in rows} == {"alice"}, rows
+        # and the stored incident (the wall's alarm) is acknowledged, and the table says so
+        ours = [i for i in incidents if i.cause == cause]
+        assert ours and all(i.acknowledged_by == "alice" for i in ours)
+        labels = set(frame[frame["cause"] == cause]["incident"])
+        assert labels and all(label.endswith("· acknowledged") for label in labels), labels
+        # and acknowledging it again is refused (nothing left), and guests cannot
+        with pytest.raises(ActionError), sessions.begin() as s:
+            acknowledge_cause(s, "alice", run=2, cause=cause, first_spill=2, last_spill=3)
+        with pytest.raises(ActionError), sessions.begin() as s:
+            acknowledge_cause(s, None, run=2, cause=cause, first_spill=2, last_spill=3)
+    finally:
+        engine.dispose()
