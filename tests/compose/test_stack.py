@@ -45,7 +45,7 @@ from tests.helpers import (
     wait_until,
 )
 
-# slow too: `-m "not slow"` (which replaces the default `-m "not compose"`) leaves it out
+# slow too: `-m slow` (which replaces the default marker expression) must not bring it in alone
 pytestmark = [pytest.mark.compose, pytest.mark.slow, pytest.mark.timeout(5400)]
 
 RUN_1, RUN_2 = 101, 102

@@ -212,7 +212,7 @@ def test_redis_restarted_while_spills_flow(settings, specs, tmp_path, artifacts)
     )
 
 
-@pytest.mark.slow  # a real 30 s outage: deselect with -m "not slow" for a quick run
+@pytest.mark.slow  # a real 30 s outage: left out of the default run, run by CI after it
 def test_postgres_unreachable_30_s_while_spills_flow(
     settings, specs, tmp_path, artifacts, redis_client
 ):
