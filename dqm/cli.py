@@ -31,6 +31,7 @@ COMMANDS = {
     "bench": "measure worker throughput against the transport ceiling and numpy",
     "serve": "serve the control room and expert web pages",
     "flags": "list a run's data-quality flags with explanations and instructions",
+    "prune": "delete ledger rows the stream can no longer redeliver (docs/retention.md)",
     "reference": "set, list, show or suggest reference runs",
     "signoff": "a run's sign-off: proposal, certifications, certify",
     "goodspills": "certified good spills (golden JSON or CSV) for the analysis",
@@ -81,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser(argv)
     args = parser.parse_args(argv)
     from dqm.config import Settings, load_settings
-    from dqm.pipeline.runtime import setup_logging
+    from dqm.logs import setup_logging
 
     setup_logging(args.log_level)
     settings = Settings()

@@ -68,6 +68,11 @@ class Settings:
         "Approximate cap on stream length in messages (~1 MB each). It is the outage buffer: ~180 "
         "nominal spills (~50 min of beam).",
     )
+    ledger_margin_s: float = _setting(
+        3600.0,
+        "The exactly-once ledger keeps message ids this much older than the oldest entry the "
+        "stream or a pending list still holds ('dqm prune', the nightly report).",
+    )
     read_count: int = _setting(16, "Messages per XREADGROUP call.")
     block_ms: int = _setting(200, "How long XREADGROUP blocks waiting for messages.")
     commit_interval_s: float = _setting(

@@ -7,6 +7,7 @@ local time (the deployment's nightly job).
 
 from __future__ import annotations
 
+import logging
 import signal
 import sys
 import threading
@@ -88,6 +89,19 @@ def write_report(
     return render_report(data, out, progress=progress), data
 
 
+def _prune(settings) -> None:
+    """The retention of docs/retention.md after each nightly report; a failure is logged."""
+    from dqm.commands.prune import prune_ledger_of
+
+    try:
+        horizon, n = prune_ledger_of(settings)
+        logging.getLogger("dqm.report").info("ledger pruned: %d ids before %s", n, horizon)
+    except ConfigError as exc:  # no Redis configured: no stream, nothing to prune against
+        logging.getLogger("dqm.report").info("ledger not pruned: %s", exc)
+    except Exception:  # noqa: BLE001 - retention must never stop the nightly report
+        logging.getLogger("dqm.report").exception("ledger pruning failed")
+
+
 def run(args, settings) -> int:
     folder = Path(args.dir) if args.dir else Path(settings.data_dir) / "reports"
     progress = NullProgress if args.quiet else Progress
@@ -105,6 +119,7 @@ def run(args, settings) -> int:
 
         def nightly(day: date, path: Path) -> None:
             write_report(settings, Period.day(day, tz=None), path, mot_per_event=args.mot_per_event)
+            _prune(settings)
 
         run_schedule(
             folder,

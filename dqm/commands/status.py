@@ -8,6 +8,7 @@ from pathlib import Path
 import redis
 
 from dqm.core.numbering import ranges_text, settled_gaps
+from dqm.core.status import SPILL_COMPLETE
 from dqm.errors import StorageError
 from dqm.pipeline.runtime import effective_redis_url
 from dqm.pipeline.stream import connect, group_lag
@@ -18,8 +19,8 @@ from dqm.store.queries import (
     newest_spills,
     recent_closed_spills,
     spill_opening_times,
+    status_counts,
 )
-from dqm.store.spills import count_spills
 
 
 def add_parser(sub) -> None:
@@ -94,8 +95,12 @@ def run(args, settings) -> int:
             "(start 'dqm demo' or a worker, or point DQM_DATABASE_URL at the DQM database)"
         )
     with open_store(settings, writer=False) as store, store.sessions() as session:
-        counts = count_spills(session)
-        print(f"spills: {', '.join(f'{n} {s}' for s, n in sorted(counts.items())) or 'none yet'}")
+        counts, estimated = status_counts(session)
+        shown = ", ".join(
+            f"{'≈ ' if estimated and s == SPILL_COMPLETE else ''}{n} {s}"
+            for s, n in sorted(counts.items())
+        )
+        print(f"spills: {shown or 'none yet'}{' (≈: estimated)' if estimated else ''}")
         for line in _run_lines(session, settings.spill_timeout_s):
             print(line)
         for last in recent_closed_spills(session, 1):

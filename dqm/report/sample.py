@@ -31,6 +31,7 @@ from dqm.sim.simulate import SimConfig, SpillData, simulate_spill
 from dqm.store import Session
 from dqm.store.bulk import JudgedSpill, insert_judged_spills
 from dqm.store.engine import sessionmaker
+from dqm.store.flags import stored_instruction
 from dqm.store.references import set_reference
 from dqm.store.runs import set_beam_config
 from dqm.store.spills import ClosedSpill, Contribution, commit_group, try_close
@@ -193,7 +194,7 @@ def judged_day(
                         "quality": int(j.result.quality),
                         "value": j.result.value,
                         "explanation": j.result.explanation,
-                        "instruction": j.instruction,
+                        "instruction": stored_instruction(j.result.quality, j.instruction),
                         "reference_run": first_run,
                     }
                     for j in verdict.judgements

@@ -147,34 +147,38 @@ def flags_frame(
     min_quality: int = 0,
     limit: int = 500,
 ) -> pd.DataFrame:
-    """Stored check results (not roll-ups), worst and newest first."""
-    stmt = select(Flag).where(Flag.check != ROLLUP, Flag.quality >= min_quality)
+    """Stored check results (not roll-ups), worst and newest first.
+
+    Only the shown columns are read (no ORM objects, no JSON details decoded): the expert
+    page asks for 500 rows on every refresh.
+    """
+    cols = (
+        Flag.id,
+        Flag.run,
+        Flag.spill,
+        Flag.subsystem,
+        Flag.histogram,
+        Flag.check,
+        Flag.quality,
+        Flag.explanation,
+        Flag.instruction,
+        Flag.acknowledged_by,
+        Flag.annotation,
+    )
+    stmt = select(*cols).where(Flag.check != ROLLUP, Flag.quality >= min_quality)
     if run is not None:
         stmt = stmt.where(Flag.run == run)
     if subsystem:
         stmt = stmt.where(Flag.subsystem == subsystem)
-    flags = session.scalars(
+    rows = session.execute(
         stmt.order_by(Flag.spill_id.desc(), Flag.quality.desc(), Flag.id).limit(limit)
     ).all()
-    return pd.DataFrame(
-        [
-            {
-                "id": f.id,
-                "run": f.run,
-                "spill": f.spill,
-                "subsystem": f.subsystem,
-                "histogram": f.histogram or "",
-                "check": f.check,
-                "quality": quality_name(f.quality),
-                "explanation": f.explanation,
-                "instruction": f.instruction,
-                "acknowledged_by": f.acknowledged_by or "",
-                "annotation": f.annotation or "",
-            }
-            for f in flags
-        ],
-        columns=FLAG_COLUMNS,
-    )
+    frame = pd.DataFrame([tuple(r) for r in rows], columns=FLAG_COLUMNS)
+    if len(frame):
+        frame["quality"] = [quality_name(q) for q in frame["quality"]]
+        for col in ("histogram", "acknowledged_by", "annotation"):
+            frame[col] = frame[col].fillna("")
+    return frame
 
 
 def audit_frame(session: Session, limit: int = 200) -> pd.DataFrame:

@@ -1,8 +1,9 @@
 """SQLAlchemy 2 models: the schema the Alembic migrations in ``db/`` create.
 
 The same models run on PostgreSQL (production) and SQLite (embedded default), so
-only portable types are used (JSON, LargeBinary, and :class:`UTCDateTime` for every
-point in time). A test compares these models with the migrated schema so they never drift.
+only portable types are used (JSON — JSONB for the spill summary on PostgreSQL —,
+LargeBinary, and :class:`UTCDateTime` for every point in time). A test compares these
+models with the migrated schema so they never drift.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.hybrid import hybrid_property
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
@@ -142,7 +144,8 @@ class Spill(Base):
     # the summary (NULL until the spill closes): dqm.core.summary.finalize's quantities, plus
     # the per-subsystem qualities under "quality" once judged. Stored once, as JSON: no query
     # filters or sorts on a summary quantity (migration 0003f dropped 12 column copies).
-    summary: Mapped[dict | None] = mapped_column(JSON)
+    # JSONB on PostgreSQL (migration 0005R): Trends read one key without parsing the rest
+    summary: Mapped[dict | None] = mapped_column(JSON().with_variant(JSONB(), "postgresql"))
     quality: Mapped[int | None] = mapped_column(Integer)
     config_version: Mapped[str | None] = mapped_column(String(64))
     # the run conditions the spill was judged under (NULL: judged without), for rechecks

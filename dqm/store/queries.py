@@ -11,12 +11,14 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
+from dqm.core.status import SPILL_COMPLETE, SPILL_INCOMPLETE, SPILL_OPEN
 from dqm.store.models import AuditEntry, Flag, Run, Spill, SpillHistograms
 
 __all__ = [
+    "status_counts",
     "closed_spills",
     "count_closed_spills",
     "closed_spill_histograms",
@@ -164,3 +166,35 @@ def runs_in_period(session: Session, start: datetime, end: datetime) -> list[int
         .order_by(Spill.run)
     )
     return list(session.scalars(stmt))
+
+
+#: Above this many spills (PostgreSQL's own estimate) ``dqm status`` estimates the complete
+#: ones instead of counting them: an exact count reads every spill (110 ms at 100 000 at
+#: load 12, ten times that at a million).
+EXACT_COUNT_UP_TO = 200_000
+
+
+def status_counts(session: Session, exact_up_to: int = EXACT_COUNT_UP_TO) -> tuple[dict, bool]:
+    """Spills per status, and whether the complete ones are an estimate.
+
+    Open and incomplete spills are few and counted exactly through the status index. On
+    PostgreSQL with more than ``exact_up_to`` spills in the table's statistics, the
+    complete ones are that estimate less the others (``pg_class.reltuples``, kept by
+    ANALYZE and autovacuum); otherwise every spill is counted.
+    """
+    estimate = None
+    if session.get_bind().dialect.name == "postgresql":
+        estimate = session.scalar(
+            text("SELECT reltuples::bigint FROM pg_class WHERE oid = 'spills'::regclass")
+        )
+    if estimate is None or estimate <= exact_up_to:
+        rows = session.execute(select(Spill.status, func.count()).group_by(Spill.status))
+        return {s: n for s, n in rows}, False
+    rows = session.execute(
+        select(Spill.status, func.count())
+        .where(Spill.status.in_([SPILL_OPEN, SPILL_INCOMPLETE]))  # the status index
+        .group_by(Spill.status)
+    )
+    counts = {s: n for s, n in rows}
+    counts[SPILL_COMPLETE] = max(int(estimate) - sum(counts.values()), 0)
+    return counts, True

@@ -19,7 +19,7 @@ from dqm.store.bulk import analyse, copy_history
 from dqm.store.engine import make_engine, make_sessionmaker
 from dqm.store.frames import runs, spills_of_run, trend_frame
 from dqm.store.models import Flag, ProcessedMessage, Spill, SpillHistograms
-from dqm.store.queries import change_token, runs_in_period
+from dqm.store.queries import change_token, runs_in_period, status_counts
 
 N = 600
 PER_RUN = 50
@@ -116,3 +116,14 @@ def test_the_change_token_moves_when_an_old_spill_closes_late(history):
         )
     with sessions() as session:
         assert change_token(session) not in (before, reopened)
+
+
+def test_status_counts_are_exact_on_a_small_store_and_estimated_on_a_large_one(history):
+    sessions, _ = history
+    with sessions() as session:
+        exact, estimated = status_counts(session)
+        assert not estimated and sum(exact.values()) == N
+        # Given a store larger than the threshold (here: any), the complete spills are
+        # PostgreSQL's estimate (analysed: exact here) less the others, counted exactly
+        approx, estimated = status_counts(session, exact_up_to=0)
+        assert estimated and approx == exact

@@ -10,6 +10,7 @@ modules was imported. Each case is also run against a planted import, so it can 
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 
@@ -39,13 +40,14 @@ WORKER_START = (
 )
 
 
-def imported_modules(code: str, *args: str) -> set[str]:
+def imported_modules(code: str, *args: str, env: dict[str, str] | None = None) -> set[str]:
     """Every module a fresh interpreter imports running ``code`` (read from -X importtime)."""
     done = subprocess.run(
         [sys.executable, "-X", "importtime", "-c", code, *args],
         capture_output=True,
         text=True,
         timeout=300,
+        env=None if env is None else {**os.environ, **env},
     )
     names = set()
     for line in done.stderr.splitlines():
@@ -66,11 +68,31 @@ CLI = "import sys; from dqm.cli import main; sys.argv[0] = 'dqm'; main(sys.argv[
 
 @pytest.mark.parametrize(
     "argv",
-    [["--help"], ["status", "--help"], ["flags", "--help"], ["worker", "--help"]],
+    [
+        ["--help"],
+        ["status", "--help"],
+        ["flags", "--help"],
+        ["worker", "--help"],
+        ["db", "--help"],
+        ["prune", "--help"],
+    ],
     ids=lambda a: " ".join(a),
 )
 def test_commands_start_without_heavy_modules(argv):
     assert heavy(imported_modules(CLI, *argv)) == []
+
+
+def test_db_check_needs_neither_redis_nor_numpy_nor_the_pipeline(tmp_path):
+    # Given a store to check, when `dqm db check` runs (it reads the schema's revision only)
+    names = imported_modules(
+        CLI, "db", "check", env={"DQM_DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite'}"}
+    )
+    # Then it loaded the store and Alembic, but no other layer of the command line
+    assert "dqm.store.migrate" in names
+    unneeded = {"redis", "numpy", "dqm.pipeline", "dqm.core"}
+    assert sorted(n for n in names if n in unneeded or n.split(".")[0] in HEAVY) == []
+    # and a planted import of the pipeline is seen
+    assert "dqm.pipeline" in imported_modules("import dqm.pipeline.stream; " + CLI, "--version")
 
 
 def test_help_imports_no_command_module():
