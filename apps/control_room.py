@@ -118,9 +118,14 @@ class ControlRoom(Viewer):
                     pn.GridBox(*panes, ncols=len(panes), sizing_mode="stretch_width"),
                 )
             )
+        # every tab stays in the document (dynamic=False), only ``active`` changes: with
+        # dynamic tabs Panel replaced the hidden tabs' panels by new placeholders at every
+        # switch (rotation, a BAD subsystem brought to the front), and a switch whose message
+        # never carried them left the browser with "reference pNNNN isn't known" page errors
+        # (reproduced with ?rotate=1 while spills closed: 14 errors in 6 spills)
         self._tabs = pn.Tabs(
-            *tabs, sizing_mode="stretch_width", stylesheets=[_TABS_CSS], dynamic=True
-        )  # draw only the visible tab
+            *tabs, sizing_mode="stretch_width", stylesheets=[_TABS_CSS], dynamic=False
+        )
         self._layout = pn.Column(
             self._header,
             self._alarms,
@@ -132,6 +137,8 @@ class ControlRoom(Viewer):
             styles={"background": "#0d0d0d", "padding": "8px"},
         )
         self.tick()
+        if self._pending_tab is not None:  # a wall opened on a BAD spill opens on its tab
+            self._tabs.active, self._pending_tab = self._pending_tab, None
         self._rotate_s = rotate_s
 
     def start(self) -> None:

@@ -66,13 +66,9 @@ def _run_html(s: RunSummary) -> str:
         for i in s.incidents:
             name = quality_name(i.quality)
             bg, fg = QUALITY_COLOURS.get(name, ("#fff", "#000"))
-            ack = (
-                f"{i.acknowledged}/{i.flags} by {', '.join(i.acknowledged_by)}"
-                if i.acknowledged
-                else f"0/{i.flags}: not acknowledged"
-            )
+            ack = f"superseded: {i.superseded}" if i.superseded else i.acknowledgement
             rows.append(
-                f"<tr><td>{_esc(i.cause)}</td><td>{_esc(i.subsystem)}</td>"
+                f"<tr data-incident='{i.id}'><td>{_esc(i.cause)}</td><td>{_esc(i.subsystem)}</td>"
                 f"<td style='background:{bg};color:{fg}'>{name}</td>"
                 f"<td>{i.first_spill}–{i.last_spill} ({i.spills})</td>"
                 f"<td>{_esc(i.explanation)}</td><td>{_esc(ack)}</td>"
@@ -84,7 +80,7 @@ def _run_html(s: RunSummary) -> str:
             f"<th>annotations</th></tr>{''.join(rows)}</table>"
         )
     else:
-        incidents = "<p>No incident: no WARNING or BAD flag in this run.</p>"
+        incidents = "<p>No incident was opened in this run.</p>"
     return head + cert_table + "<h3>Incidents</h3>" + incidents
 
 

@@ -25,6 +25,7 @@ import io
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from dqm.checks import Quality
@@ -35,9 +36,7 @@ __all__ = [
     "REVIEW",
     "VERDICTS",
     "spill_ranges",
-    "IncidentFlag",
     "RunIncident",
-    "group_incidents",
     "Proposal",
     "propose",
     "CertificationRange",
@@ -67,23 +66,9 @@ def spill_ranges(numbers: Iterable[int]) -> list[list[int]]:
 
 # ---------------------------------------------------------------------- incidents of a run
 @dataclass(frozen=True)
-class IncidentFlag:
-    """One stored WARNING/BAD check flag, as much of it as an incident needs."""
-
-    spill: int
-    subsystem: str
-    cause: str
-    quality: int
-    explanation: str = ""
-    instruction: str = ""
-    acknowledged_by: str | None = None
-    annotation: str | None = None
-    consequence: bool = False  # it follows from a cause in another subsystem
-
-
-@dataclass(frozen=True)
 class RunIncident:
-    """One cause over consecutive spills: what the summary lists and the sign-off cites.
+    """One stored incident of a run: what the wall showed, the summary lists and the sign-off
+    cites.
 
     Attributes:
         cause: the incident's cause (``beam_position``, ``daq_source_absent:MS1``, or
@@ -94,7 +79,8 @@ class RunIncident:
         first_spill, last_spill, spills: where it was seen, and in how many spills.
         explanation, instruction: the words of its worst, latest flag.
         flags, acknowledged: how many flags it holds, how many a person acknowledged.
-        acknowledged_by: who acknowledged them; annotations: the notes, in spill order.
+        acknowledged_by: who acknowledged them; annotations: the incident's note, then the
+            flags' notes, in spill order.
     """
 
     cause: str
@@ -110,62 +96,36 @@ class RunIncident:
     acknowledged: int
     acknowledged_by: tuple[str, ...] = ()
     annotations: tuple[str, ...] = ()
+    #: the stored (latched) incident it is: its id, who acknowledged it and when, and why
+    #: it was superseded (its spills judged again showed its cause no more)
+    id: int | None = None
+    incident_acknowledged_by: str | None = None
+    incident_acknowledged_at: datetime | None = None
+    superseded: str = ""
 
     @property
     def fully_acknowledged(self) -> bool:
+        if self.id is not None:
+            return self.incident_acknowledged_at is not None
         return self.acknowledged == self.flags
+
+    @property
+    def acknowledgement(self) -> str:
+        """Who acknowledged it, in words ("acknowledged by sam at 14:05 UTC")."""
+        if self.incident_acknowledged_at is not None:
+            return (
+                f"acknowledged by {self.incident_acknowledged_by} at "
+                f"{self.incident_acknowledged_at:%Y-%m-%d %H:%M} UTC"
+            )
+        by = (
+            f"; flags acknowledged {self.acknowledged}/{self.flags} by "
+            if self.acknowledged
+            else ""
+        )
+        return "NOT acknowledged" + (by + ", ".join(self.acknowledged_by) if by else "")
 
     def overlaps(self, first: int, last: int) -> bool:
         return self.first_spill <= last and first <= self.last_spill
-
-
-def group_incidents(
-    flags: Iterable[IncidentFlag], closed_spills: Sequence[int]
-) -> list[RunIncident]:
-    """One :class:`RunIncident` per cause and stretch of consecutive closed spills.
-
-    A cause seen in spills 4, 5, 6 is one incident (4–6, 3 spills); seen again at 9 after
-    closed spills 7 and 8 without it, it is a second incident. Spills that never closed do
-    not interrupt it. Ordered by first spill, then worst first.
-    """
-    position = {s: i for i, s in enumerate(sorted(set(closed_spills)))}
-    by_cause: dict[str, list[IncidentFlag]] = {}
-    for f in flags:
-        by_cause.setdefault(f.cause, []).append(f)
-    out: list[RunIncident] = []
-    for cause, rows in by_cause.items():
-        rows.sort(key=lambda f: f.spill)
-        stretch: list[IncidentFlag] = []
-        for f in rows:
-            if stretch and position.get(f.spill, 0) - position.get(stretch[-1].spill, 0) > 1:
-                out.append(_incident(cause, stretch))
-                stretch = []
-            stretch.append(f)
-        if stretch:
-            out.append(_incident(cause, stretch))
-    out.sort(key=lambda i: (i.first_spill, -i.quality, i.cause))
-    return out
-
-
-def _incident(cause: str, rows: list[IncidentFlag]) -> RunIncident:
-    own = [f for f in rows if not f.consequence] or rows
-    worst = max(rows, key=lambda f: (f.quality, f.spill))
-    spills = sorted({f.spill for f in rows})
-    return RunIncident(
-        cause=cause,
-        subsystem=own[0].subsystem,
-        subsystems=tuple(dict.fromkeys(f.subsystem for f in rows)),
-        quality=worst.quality,
-        first_spill=spills[0],
-        last_spill=spills[-1],
-        spills=len(spills),
-        explanation=worst.explanation,
-        instruction=worst.instruction,
-        flags=len(rows),
-        acknowledged=sum(1 for f in rows if f.acknowledged_by),
-        acknowledged_by=tuple(dict.fromkeys(f.acknowledged_by for f in rows if f.acknowledged_by)),
-        annotations=tuple(dict.fromkeys(f.annotation for f in rows if f.annotation)),
-    )
 
 
 # ---------------------------------------------------------------------- proposals
@@ -220,7 +180,7 @@ def _proposal(
     why = [
         f"{i.cause} ({Quality(i.quality).name}, spills {i.first_spill}–{i.last_spill})"
         for i in incidents
-        if subsystem in i.subsystems and i.overlaps(first, last)
+        if subsystem in i.subsystems and i.overlaps(first, last) and not i.superseded
     ]
     if verdict == GOOD_FOR_PHYSICS:
         reason = "every check GOOD"

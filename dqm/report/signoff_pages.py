@@ -69,14 +69,10 @@ def signoff_lines(summaries: Sequence[RunSummary]) -> list[SignoffLine]:
         )
         lines += [SignoffLine(t, "text") for t in _wrap(f"certified: {cert}", "  ")]
         if not s.incidents:
-            lines.append(SignoffLine("  no incident (no WARNING or BAD flag)", "text"))
+            lines.append(SignoffLine("  no incident was opened", "text"))
         for i in s.incidents:
             name = quality_name(i.quality)
-            ack = (
-                f"acknowledged {i.acknowledged}/{i.flags} by {', '.join(i.acknowledged_by)}"
-                if i.acknowledged
-                else f"NOT acknowledged (0/{i.flags})"
-            )
+            ack = f"superseded: {i.superseded}" if i.superseded else i.acknowledgement
             notes = f"; notes: {' | '.join(i.annotations)}" if i.annotations else ""
             text = (
                 f"{name} {i.cause} [{i.subsystem}] spills {i.first_spill}–{i.last_spill} "

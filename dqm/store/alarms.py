@@ -109,7 +109,9 @@ def claim_new_incidents(
 ) -> list[StoredIncident]:
     """Opened incidents not posted yet (opened after ``since``), taken for posting, oldest
     first. ``since`` keeps a notifier switched on today from posting last month's backlog."""
-    stmt = select(StoredIncident.id).where(StoredIncident.notified_open_at.is_(None))
+    stmt = select(StoredIncident.id).where(
+        StoredIncident.notified_open_at.is_(None), StoredIncident.superseded_at.is_(None)
+    )
     if since is not None:
         stmt = stmt.where(StoredIncident.opened_at >= since)
     ids = list(session.scalars(stmt.order_by(StoredIncident.id).limit(limit)))

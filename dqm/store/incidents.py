@@ -20,6 +20,11 @@ incident of the same run and cause:
 An incident is *open* until acknowledged (:func:`acknowledge_incident`), whatever later
 spills show. Acknowledging it also acknowledges the flags it stands for.
 
+When a run's spills are judged again because its conditions arrived late
+(:mod:`dqm.store.rejudge`), the incidents follow (:func:`follow_rejudged`): one whose
+cause no flag shows any more is **superseded** (closed, never deleted: what it was stays
+in ``details["history"]``), one whose cause remains on fewer spills is narrowed to them.
+
 Layer: I/O shell (store). Sessions at the edge: nothing here commits.
 """
 
@@ -44,6 +49,7 @@ __all__ = [
     "open_incidents",
     "run_incidents",
     "acknowledge_incident",
+    "follow_rejudged",
 ]
 
 #: the qualities an incident can be opened by at once: BAD, and a judging that failed
@@ -83,7 +89,11 @@ def _warned_on(session: Session, run: int, cause: str, spills: Sequence[int]) ->
 def _latest(session: Session, run: int, cause: str) -> StoredIncident | None:
     return session.scalars(
         select(StoredIncident)
-        .where(StoredIncident.run == run, StoredIncident.cause == cause)
+        .where(
+            StoredIncident.run == run,
+            StoredIncident.cause == cause,
+            StoredIncident.superseded_at.is_(None),
+        )
         .order_by(StoredIncident.id.desc())
         .limit(1)
     ).first()
@@ -175,7 +185,7 @@ def open_incidents(session: Session, limit: int = 100) -> list[StoredIncident]:
     return list(
         session.scalars(
             select(StoredIncident)
-            .where(StoredIncident.acknowledged_at.is_(None))
+            .where(StoredIncident.acknowledged_at.is_(None), StoredIncident.superseded_at.is_(None))
             .order_by(StoredIncident.quality.desc(), StoredIncident.opened_at, StoredIncident.id)
             .limit(limit)
         )
@@ -183,7 +193,8 @@ def open_incidents(session: Session, limit: int = 100) -> list[StoredIncident]:
 
 
 def run_incidents(session: Session, run: int) -> list[StoredIncident]:
-    """Every incident of a run, acknowledged or not, in the order they opened."""
+    """Every incident of a run, acknowledged or not, superseded too, in the order they
+    opened."""
     return list(
         session.scalars(
             select(StoredIncident).where(StoredIncident.run == run).order_by(StoredIncident.id)
@@ -240,3 +251,68 @@ def acknowledge_incident(
         },
     )
     return row
+
+
+def follow_rejudged(session: Session, run: int, spills: Sequence[int]) -> list[StoredIncident]:
+    """After the run's ``spills`` were judged again: its incidents over them follow the new
+    flags. Returns the incidents that changed (superseded or narrowed).
+
+    An incident whose cause has no WARNING-or-worse flag left in its spills is superseded
+    (closed: no longer open, no alarm; kept with its history); one whose cause remains on
+    fewer spills keeps only those (first, last, count). Each change is appended to
+    ``details["history"]`` with what the incident was.
+    """
+    if not spills:
+        return []
+    lo, hi = min(spills), max(spills)
+    rows = session.scalars(
+        select(StoredIncident).where(
+            StoredIncident.run == run,
+            StoredIncident.superseded_at.is_(None),
+            StoredIncident.first_spill <= hi,
+            StoredIncident.last_spill >= lo,
+        )
+    ).all()
+    changed = []
+    now = utcnow()
+    for row in rows:
+        flagged = sorted(
+            set(
+                session.scalars(
+                    select(Flag.spill).where(
+                        Flag.run == run,
+                        Flag.cause == row.cause,
+                        Flag.spill >= row.first_spill,
+                        Flag.spill <= row.last_spill,
+                        Flag.quality >= int(Quality.WARNING),
+                    )
+                )
+            )
+        )
+        was = [row.first_spill, row.last_spill, row.n_spills]
+        if flagged and [flagged[0], flagged[-1]] == was[:2]:
+            continue
+        entry = {
+            "at": now.isoformat(),
+            "spills": was,
+            "quality": row.quality,
+            "explanation": row.explanation,
+            "rejudged": [lo, hi],
+        }
+        if flagged:
+            row.first_spill, row.last_spill = flagged[0], flagged[-1]
+            row.n_spills = min(row.n_spills, len(flagged))
+            entry["change"] = "narrowed"
+        else:
+            row.superseded_at = now
+            row.superseded_note = (
+                f"spills {lo}–{hi} judged again under the run's conditions (they arrived "
+                "late): no flag of this cause is left"
+            )
+            entry["change"] = "superseded"
+        row.details = {**(row.details or {}), "history": [*(row.details or {}).get(
+            "history", []), entry]}  # fmt: skip
+        row.updated_at = now
+        changed.append(row)
+    session.flush()
+    return changed

@@ -125,7 +125,13 @@ class SpillJudge:
         ones (:func:`dqm.store.rejudge.rejudge_run`); one announcement per spill."""
         from dqm.store.rejudge import rejudge_run  # it builds on this module's neighbours
 
-        return rejudge_run(session, run, self.specs, self.refs)
+        return rejudge_run(
+            session,
+            run,
+            self.specs,
+            self.refs,
+            warning_spills=self.settings.incident_warning_spills,
+        )
 
     def amend(self, session: Session, spill_id: int) -> dict | None:
         """Judge a closed spill again after late batches were counted against it.

@@ -343,6 +343,10 @@ class StoredIncident(Base):
     annotation: Mapped[str | None] = mapped_column(Text)
     notified_open_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     notified_ack_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: set when judging the run again (its conditions arrived late) removed every flag of
+    #: its cause: closed, no longer open, kept with what it was (``details["history"]``)
+    superseded_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    superseded_note: Mapped[str | None] = mapped_column(Text)
 
 
 class AlarmSilence(Base):

@@ -7,6 +7,11 @@ stored, its verdict is replaced by the one those conditions give, and announced 
 the wall shows it. Only the most recent :data:`REJUDGE_MAX_SPILLS` are redone by the
 worker (a judgement takes ~0.1 s, and the worker must not stall); the rest keep their
 flags, recorded with the conditions they were judged under, and the log says how many.
+
+The stored incidents follow the new flags (:func:`dqm.store.incidents.follow_rejudged`):
+a cause the conditions explain away is superseded (closed, history kept), a cause they
+reveal opens an incident as at spill close. In a savepoint of its own: incidents that
+could not be updated are logged, never a reason to lose the new verdicts.
 """
 
 from __future__ import annotations
@@ -18,7 +23,9 @@ from sqlalchemy.orm import Session
 
 from dqm.core.evaluate import evaluate_spill
 from dqm.core.specs import SpecSet
+from dqm.store.engine import is_outage
 from dqm.store.flags import _store_run_rollup, gather_inputs, spill_arrival, store_verdict
+from dqm.store.incidents import follow_rejudged, record_incidents
 from dqm.store.models import SPILL_OPEN, Spill
 from dqm.store.references import ReferenceCache
 from dqm.store.runs import lock_run, run_conditions
@@ -33,7 +40,12 @@ REJUDGE_MAX_SPILLS = 60
 
 
 def rejudge_run(
-    session: Session, run: int, specs: SpecSet, refs: ReferenceCache | None = None
+    session: Session,
+    run: int,
+    specs: SpecSet,
+    refs: ReferenceCache | None = None,
+    *,
+    warning_spills: int = 3,
 ) -> list[dict]:
     """Judge again the run's closed spills judged under conditions other than its current ones.
 
@@ -61,6 +73,7 @@ def rejudge_run(
             extra={"run": run},
         )
     notes = []
+    judged = []
     for sp in reversed(stale[:REJUDGE_MAX_SPILLS]):
         inputs = gather_inputs(session, sp, specs, refs, conditions=conditions)
         verdict = evaluate_spill(
@@ -72,6 +85,7 @@ def rejudge_run(
             **inputs.evaluate_kwargs(),
         )
         store_verdict(session, sp, verdict, inputs, update_run=False)
+        judged.append((sp, verdict))
         notes.append(
             {
                 "run": sp.run,
@@ -89,5 +103,30 @@ def rejudge_run(
     if notes:
         session.flush()
         _store_run_rollup(session, run, inputs)  # spills may have got better: recompute
+        _follow_incidents(session, run, judged, warning_spills)
         log.info("run %d: %d spills judged again under its conditions", run, len(notes))
     return notes
+
+
+def _follow_incidents(session: Session, run: int, judged: list, warning_spills: int) -> None:
+    """The run's stored incidents after its spills ``judged`` (``(spill, verdict)``, oldest
+    first) got new flags: new causes open or extend incidents, vanished ones are superseded."""
+    try:
+        with session.begin_nested():
+            for sp, verdict in judged:
+                record_incidents(session, sp, verdict, warning_spills=warning_spills)
+            changed = follow_rejudged(session, run, [sp.spill for sp, _ in judged])
+    except Exception as error:  # noqa: BLE001 — the new flags stand regardless
+        if is_outage(error):
+            raise
+        log.error("run %d: updating its incidents after judging again failed", run, exc_info=error)
+        return
+    for row in changed:
+        log.info(
+            "run %d: incident %d (%s) %s after judging again",
+            run,
+            row.id,
+            row.cause,
+            "superseded" if row.superseded_at else "narrowed",
+            extra={"run": run},
+        )

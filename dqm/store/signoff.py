@@ -2,9 +2,9 @@
 
 Layer: I/O shell (store), read-only. The rules are pure (:mod:`dqm.core.signoff`); this
 module reads the rows they need. :func:`run_incidents` is the one place that says what a
-run's incidents are: today it groups the stored flags by their cause; once incidents are
-stored (latched, acknowledged) it is the function to point at them, and the proposal,
-the summary page, the report and ``dqm goodspills`` follow.
+run's incidents are: the stored, latched incidents (table ``incidents``), so what the wall
+showed, what was acknowledged and what is signed off are the same objects; the
+proposal, the summary page and the report follow it.
 """
 
 from __future__ import annotations
@@ -23,19 +23,17 @@ from dqm.core.numbering import ranges_text
 from dqm.core.signoff import (
     CertificationRange,
     GoodSpillList,
-    IncidentFlag,
     Proposal,
     RunIncident,
     SpillJudgement,
     good_fractions,
     good_spill_list,
-    group_incidents,
     paint,
     propose,
 )
 from dqm.core.specs import SUBSYSTEMS
 from dqm.core.spill_history import QUALITY_KEY
-from dqm.store.models import Certification, Flag, Spill
+from dqm.store.models import Certification, Flag, Spill, StoredIncident
 from dqm.store.queries import closed_spills
 
 __all__ = [
@@ -99,34 +97,60 @@ def run_contents(session: Session, run: int) -> RunContents:
 
 
 def run_incidents(session: Session, run: int) -> list[RunIncident]:
-    """The run's incidents: its WARNING-or-worse check flags grouped by cause and stretch.
+    """The run's incidents: the stored, latched ones (:mod:`dqm.store.incidents`), the very
+    objects the wall showed and a person acknowledged, in the order they opened.
 
-    Acknowledgements and annotations are the flags'. The single seam for stored incidents.
+    Each carries its acknowledgement and annotation, and what its flags say (the
+    subsystems they are in, consequences included; how many a person acknowledged and
+    their notes). A superseded incident is listed with why (its history is kept), but no
+    proposal cites it.
     """
     rows = session.scalars(
+        select(StoredIncident).where(StoredIncident.run == run).order_by(StoredIncident.id)
+    ).all()
+    if not rows:
+        return []
+    flags = session.scalars(
         select(Flag).where(
             Flag.run == run,
             Flag.spill.is_not(None),
             Flag.check != ROLLUP,
             Flag.quality >= int(Quality.WARNING),
+            Flag.cause.in_({r.cause for r in rows}),
         )
-    )
-    flags = [
-        IncidentFlag(
-            spill=int(f.spill or 0),
-            subsystem=f.subsystem,
-            cause=f.cause or f"{f.histogram or f.subsystem}/{f.check}",
-            quality=f.quality,
-            explanation=f.explanation or "",
-            instruction=f.instruction or "",
-            acknowledged_by=f.acknowledged_by,
-            annotation=f.annotation,
-            consequence=bool((f.details or {}).get("follows_from")),
+    ).all()
+    out = []
+    for r in rows:
+        mine = [
+            f
+            for f in flags
+            if f.cause == r.cause and r.first_spill <= (f.spill or 0) <= r.last_spill
+        ]
+        acked = [f for f in mine if f.acknowledged_by]
+        notes = [r.annotation] if r.annotation else []
+        notes += [f.annotation for f in sorted(mine, key=lambda f: f.spill or 0) if f.annotation]
+        out.append(
+            RunIncident(
+                cause=r.cause,
+                subsystem=r.subsystem,
+                subsystems=tuple(dict.fromkeys([r.subsystem, *(f.subsystem for f in mine)])),
+                quality=r.quality,
+                first_spill=r.first_spill,
+                last_spill=r.last_spill,
+                spills=r.n_spills,
+                explanation=r.explanation,
+                instruction=r.instruction,
+                flags=len(mine),
+                acknowledged=len(acked),
+                acknowledged_by=tuple(dict.fromkeys(str(f.acknowledged_by) for f in acked)),
+                annotations=tuple(dict.fromkeys(notes)),
+                id=r.id,
+                incident_acknowledged_by=r.acknowledged_by,
+                incident_acknowledged_at=r.acknowledged_at,
+                superseded=r.superseded_note or ("superseded" if r.superseded_at else ""),
+            )
         )
-        for f in rows
-    ]
-    numbers = session.scalars(select(Spill.spill).where(Spill.run == run, Spill.closed)).all()
-    return group_incidents(flags, list(numbers))
+    return out
 
 
 def propose_signoff(

@@ -49,13 +49,27 @@ class WebServer:
     redis: object
     next_spill: int = 1
     procs: list = field(default_factory=list)
+    #: the next spill of the runs a test took for itself (:meth:`own_run`)
+    own_runs: dict[int, int] = field(default_factory=dict)
 
-    def close_spill(self, anomaly: str | None = None) -> int:
-        """Publish the next live spill (optionally anomalous); the worker closes it."""
-        spill = self.next_spill
-        self.next_spill += 1
-        publish_one(self.redis, self.settings.stream, LIVE_RUN, spill, anomaly)
+    def close_spill(self, anomaly: str | None = None, run: int = LIVE_RUN) -> int:
+        """Publish the next spill of ``run`` (the shared live run by default; optionally
+        anomalous); the worker closes it."""
+        if run == LIVE_RUN:
+            spill = self.next_spill
+            self.next_spill += 1
+        else:
+            spill = self.own_runs[run]
+            self.own_runs[run] += 1
+        publish_one(self.redis, self.settings.stream, run, spill, anomaly)
         return spill
+
+    def own_run(self) -> int:
+        """A run number no other test uses: a test that needs a particular state of a run
+        (which spills are BAD, what is certified) makes it there, whatever ran before."""
+        run = max([LIVE_RUN, *self.own_runs]) + 1
+        self.own_runs[run] = 1
+        return run
 
     def db(self):
         engine = make_engine(self.settings.database_url, writer=False)
@@ -193,8 +207,9 @@ def page(browser):
     context.close()
 
 
-def bad_flag_id(server: WebServer, check: str, spill: int) -> int | None:
-    """The id of the BAD ``check`` flag of live spill ``spill`` (None until it is stored)."""
+def bad_flag_id(server: WebServer, check: str, spill: int, run: int = LIVE_RUN) -> int | None:
+    """The id of the BAD ``check`` flag of spill ``spill`` of ``run`` (None until it is
+    stored)."""
     from dqm.store.models import Flag
 
     engine, sessions = server.db()
@@ -203,7 +218,7 @@ def bad_flag_id(server: WebServer, check: str, spill: int) -> int | None:
             return s.scalar(
                 select(Flag.id).where(
                     Flag.check == check,
-                    Flag.run == LIVE_RUN,
+                    Flag.run == run,
                     Flag.spill == spill,
                     Flag.quality == int(Quality.BAD),
                 )

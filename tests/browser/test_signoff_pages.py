@@ -14,42 +14,52 @@ import re
 import pytest
 from sqlalchemy import select
 
-from dqm.store.models import Certification
+from dqm.store.models import Certification, StoredIncident
 from tests.browser.conftest import EXPERT, LIVE_RUN, SHIFTER, bad_flag_id, log_in
-from tests.helpers import wait_until
+from tests.helpers import closed_count, wait_until
 from tests.web_helpers import BEAM_SHIFT
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration]
 
 
-def _bad_spill(web_server) -> int:
-    spill = web_server.close_spill(BEAM_SHIFT)
+def stored_beam_incident(web_server, run: int) -> int:
+    """The id of the run's stored beam incident (the one the wall showed)."""
+    engine, sessions = web_server.db()
+    try:
+        with sessions() as s:
+            return s.scalars(
+                select(StoredIncident.id).where(
+                    StoredIncident.run == run, StoredIncident.subsystem == "beam"
+                )
+            ).one()
+    finally:
+        engine.dispose()
+
+
+def _bad_spill(web_server, run: int = LIVE_RUN) -> int:
+    spill = web_server.close_spill(BEAM_SHIFT, run=run)
     wait_until(
-        lambda: bad_flag_id(web_server, "beam_centroid", spill) is not None,
+        lambda: bad_flag_id(web_server, "beam_centroid", spill, run) is not None,
         60,
         what="the BAD beam flag",
     )
     return spill
 
 
-@pytest.mark.xfail(
-    reason=(
-        "depends on the shared live run's state left by earlier browser tests (proposed range "
-        "starts at spill 2 or the certification is refused), seen 2026-12-01 after the merges "
-        "(open)"
-    ),
-    strict=False,
-)
 def test_shifter_signs_off_what_the_dqm_proposes(web_server, page, artifacts):
-    # Given a live run whose latest spill has a BAD beam (after the good first spill)
-    bad = _bad_spill(web_server)
+    # Given a run of its own (whatever other tests did to the live run) whose second and
+    # latest spill has a BAD beam
+    run = web_server.own_run()
+    web_server.close_spill(run=run)
+    bad = _bad_spill(web_server, run)
+    wait_until(lambda: closed_count(web_server.settings.database_url, run) == 2, 60, what="spills")
     # When a guest opens the sign-off page, there is no form, only the proposal and a login link
-    page.goto(f"{web_server.url}/signoff?run={LIVE_RUN}")
+    page.goto(f"{web_server.url}/signoff?run={run}")
     page.locator(".dqm-proposals .tabulator-cell", has_text="bad").first.wait_for()
     page.locator(".dqm-guest").wait_for()
     assert page.locator(".dqm-certify").count() == 0
     # When the shifter logs in and clicks the DQM's proposal "beam bad" for that spill
-    log_in(page, web_server, SHIFTER, f"/signoff?run={LIVE_RUN}")
+    log_in(page, web_server, SHIFTER, f"/signoff?run={run}")
     page.get_by_text(f"logged in as {SHIFTER} (shifter)").wait_for()
 
     def cell(field: str, text: str):
@@ -62,13 +72,21 @@ def test_shifter_signs_off_what_the_dqm_proposes(web_server, page, artifacts):
         .filter(has=cell("proposed", "bad"))
         .filter(has=cell("last", str(bad)))
     )
+    first = int(row.first.locator('.tabulator-cell[tabulator-field="first"]').inner_text())
+    assert first <= bad
     row.first.locator('.tabulator-cell[tabulator-field="subsystem"]').click()
+    # (both ends: each input is its own message from the server, the last one may come first)
     wait_until(
-        lambda: page.locator(".dqm-last input").input_value() == str(bad),
+        lambda: (
+            (
+                page.locator(".dqm-first input").input_value(),
+                page.locator(".dqm-last input").input_value(),
+            )
+            == (str(first), str(bad))
+        ),
         20,
         what="the form filled from the proposal",
     )
-    first = int(page.locator(".dqm-first input").input_value())
     page.locator(".dqm-comment input").fill("beam shift, incident beam_position")
     page.locator(".dqm-certify button").click()
     # Then it is recorded under their name and role, and shown in the history
@@ -78,32 +96,36 @@ def test_shifter_signs_off_what_the_dqm_proposes(web_server, page, artifacts):
     engine, sessions = web_server.db()
     try:
         with sessions() as s:
-            rows = s.scalars(select(Certification)).all()
+            rows = s.scalars(select(Certification).where(Certification.run == run)).all()
     finally:
         engine.dispose()
     assert [(c.subsystem, c.first_spill, c.last_spill, c.verdict, c.certified_by, c.role)
             for c in rows] == [("beam", first, bad, "bad", SHIFTER, "shifter")]  # fmt: skip
     assert page.console_log.errors == []
     # And the end-of-run summary shows the sign-off, the incident and the fractions
-    page.goto(f"{web_server.url}/summary?run={LIVE_RUN}")
-    page.locator(".dqm-run-summary", has_text=f"Run {LIVE_RUN} — partly signed").wait_for()
+    page.goto(f"{web_server.url}/summary?run={run}")
+    page.locator(".dqm-run-summary", has_text=f"Run {run} — partly signed").wait_for()
     page.get_by_text(f"signed by {SHIFTER}").first.wait_for()
-    page.locator(".dqm-incidents td", has_text="beam").first.wait_for()
+    # the incident listed is the stored one the wall showed (the same id), not acknowledged yet
+    incident = stored_beam_incident(web_server, run)
+    row = page.locator(f".dqm-incidents tr[data-incident='{incident}']")
+    row.wait_for()
+    assert "beam" in row.inner_text() and "NOT acknowledged" in row.inner_text()
     page.get_by_text("good muons on target").first.wait_for()
     page.screenshot(path=str(artifacts / "summary_page.png"), full_page=True)
     assert page.console_log.errors == []
     # And the good-spill list leaves the certified bad spill out, with a version to cite
-    reply = page.request.get(f"{web_server.url}/goodspills.json?runs={LIVE_RUN}")
+    reply = page.request.get(f"{web_server.url}/goodspills.json?runs={run}")
     assert reply.ok and reply.headers["x-dqm-goodspills-version"].startswith("r")
     body = reply.json()
     listed = [
         n
         for part in ("certified", "flags_only")
-        for a, b in body[part].get(str(LIVE_RUN), [])
+        for a, b in body[part].get(str(run), [])
         for n in range(a, b + 1)
     ]
     assert bad not in listed and body["certified"] == {}
-    csv_reply = page.request.get(f"{web_server.url}/goodspills.csv?runs={LIVE_RUN}")
+    csv_reply = page.request.get(f"{web_server.url}/goodspills.csv?runs={run}")
     assert csv_reply.ok and csv_reply.text().startswith("run,first_spill,last_spill")
     refused = page.request.get(f"{web_server.url}/goodspills.json?runs=two")
     assert refused.status == 400 and "runs" in refused.text()

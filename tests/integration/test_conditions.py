@@ -29,9 +29,11 @@ from dqm.pipeline.worker import Worker
 from dqm.sim.simulate import SimConfig, simulate_run
 from dqm.store.engine import make_engine, make_sessionmaker
 from dqm.store.flags import recheck_run
-from dqm.store.models import Flag, Reference, Run, Spill
+from dqm.store.incidents import open_incidents
+from dqm.store.models import Flag, Reference, Run, Spill, StoredIncident
 from dqm.store.references import active_reference
 from dqm.store.runs import run_conditions, store_conditions
+from dqm.store.signoff import run_summaries
 from tests.helpers import ROOT, closed_count, publish, start_worker, wait_until, worker_env
 
 pytestmark = pytest.mark.integration
@@ -44,6 +46,15 @@ def spills(run: int, n: int = 4, **sim):
     return list(
         simulate_run(SimConfig(run=run, n_spills=n, events_per_spill=4000, batch_size=1000, **sim))
     )
+
+
+def incidents_of(store, run: int, cause: str | None) -> list[StoredIncident]:
+    with store.sessions() as session:
+        rows = session.scalars(
+            select(StoredIncident).where(StoredIncident.run == run, StoredIncident.cause == cause)
+        ).all()
+        session.expunge_all()
+        return list(rows)
 
 
 def drain(settings, specs) -> Worker:
@@ -202,6 +213,9 @@ def test_a_run_without_conditions_says_so_and_is_judged_again_when_they_arrive(
             assert f.explanation.startswith("no run conditions received"), f.explanation
     code, out = cli(monkeypatch, capsys, settings, "flags", "--run", str(NO_COND))
     assert "conditions: none received from the DAQ" in out
+    # and the warning, persisting, opened an incident that stays until somebody looks
+    missing = incidents_of(store, NO_COND, daq[0].cause)
+    assert [(r.first_spill, r.last_spill, r.superseded_at) for r in missing] == [(1, 4, None)]
 
     # When the conditions arrive after the spills closed
     listener = redis_client.pubsub()
@@ -220,6 +234,16 @@ def test_a_run_without_conditions_says_so_and_is_judged_again_when_they_arrive(
         notes.append(json.loads(message["data"]))
     listener.close()
     assert sorted(n["spill"] for n in notes if n.get("rejudged")) == [1, 2, 3, 4]
+    # and the incident the missing conditions opened is superseded: closed, no longer on the
+    # wall, its history kept (no incident of the run is open for a cause no flag shows)
+    (gone,) = incidents_of(store, NO_COND, daq[0].cause)
+    assert gone.superseded_at is not None and "judged again" in (gone.superseded_note or "")
+    assert gone.acknowledged_at is None and (gone.first_spill, gone.last_spill) == (1, 4)
+    assert gone.details["history"][-1]["change"] == "superseded"
+    with store.sessions() as session:
+        assert gone.id not in {r.id for r in open_incidents(session)}
+        shown = {i.id: i for i in run_summaries(session, [NO_COND])[0].incidents}
+    assert "judged again" in shown[gone.id].superseded
     with store.sessions() as session:
         assert recheck_run(session, NO_COND, specs).differences == []
         # the same announcement again changes nothing

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from datetime import UTC, datetime
 
 import pytest
 
@@ -11,11 +12,10 @@ from dqm.core.goodspill_query import parse_query
 from dqm.core.roles import EXPERT, Actor, role_of
 from dqm.core.signoff import (
     CertificationRange,
-    IncidentFlag,
+    RunIncident,
     SpillJudgement,
     good_fractions,
     good_spill_list,
-    group_incidents,
     paint,
     propose,
     spill_ranges,
@@ -30,29 +30,34 @@ def test_spill_ranges_are_golden_json_pairs():
     assert spill_ranges([]) == []
 
 
-def test_an_incident_extends_while_its_cause_persists_and_ends_at_a_clean_spill():
-    flags = [
-        IncidentFlag(s, "beam", "beam_position", B, f"moved {s}", acknowledged_by=ack)
-        for s, ack in ((4, "sam"), (5, None), (6, None), (9, None))
-    ] + [IncidentFlag(5, "calorimeter", "beam_position", W, "cells", consequence=True)]
-    # spills 7 and 8 closed without the cause; spill 10 never closed (does not interrupt)
-    found = group_incidents(flags, [1, 2, 3, 4, 5, 6, 7, 8, 9])
-    assert [(i.cause, i.first_spill, i.last_spill, i.spills) for i in found] == [
-        ("beam_position", 4, 6, 3),
-        ("beam_position", 9, 9, 1),
-    ]
-    first = found[0]
-    assert first.subsystem == "beam" and first.subsystems == ("beam", "calorimeter")
-    assert (first.flags, first.acknowledged, first.acknowledged_by) == (4, 1, ("sam",))
-    assert not first.fully_acknowledged and first.explanation == "moved 6"
+def _incident(first: int, last: int, **kw) -> RunIncident:
+    words = {"explanation": "moved", "instruction": "call", "flags": last - first + 1}
+    return RunIncident(
+        "beam_position", "beam", ("beam",), B, first, last, last - first + 1,
+        **{**words, "acknowledged": 0, **kw},
+    )  # fmt: skip
+
+
+def test_an_incident_says_who_acknowledged_it_the_incident_not_its_flags():
+    at = datetime(2026, 12, 1, 14, 5, tzinfo=UTC)
+    done = _incident(4, 6, id=1, incident_acknowledged_by="sam", incident_acknowledged_at=at)
+    assert done.fully_acknowledged
+    assert done.acknowledgement == "acknowledged by sam at 2026-12-01 14:05 UTC"
+    # a flag acknowledged on the expert page does not acknowledge the incident
+    open_ = _incident(4, 6, id=2, acknowledged=1, acknowledged_by=("kim",))
+    assert not open_.fully_acknowledged
+    assert open_.acknowledgement == "NOT acknowledged; flags acknowledged 1/3 by kim"
 
 
 def test_proposals_follow_the_subsystem_quality():
     q = {1: {"beam": G}, 2: {"beam": G}, 3: {"beam": B}, 4: {"beam": W}, 5: {"beam": None}}
-    incidents = group_incidents([IncidentFlag(3, "beam", "beam_position", B)], [1, 2, 3, 4, 5])
+    incidents = [_incident(3, 3, id=1)]
     got = [(p.first_spill, p.last_spill, p.verdict) for p in propose(q, ["beam"], incidents)]
     assert got == [(1, 2, "good"), (3, 3, "bad"), (4, 5, "review")]
     assert "beam_position" in propose(q, ["beam"], incidents)[1].reason
+    # an incident superseded (its spills judged again under late conditions) is not cited
+    gone = [_incident(3, 3, id=1, superseded="judged again")]
+    assert "beam_position" not in propose(q, ["beam"], gone)[1].reason
 
 
 def test_the_newest_certification_covering_a_spill_is_in_force():
