@@ -53,6 +53,15 @@ params = { channel_name = "ECAL cell" }
 BEAM_SHIFT = "beam_shift:dx_mm=5"
 
 
+#: true once every Bokeh document of the page has rendered all its roots (BokehJS's
+#: ``Document.is_idle``, the moment it sends ``DocumentReady``): the page a shifter sees once
+#: it has opened, rather than one still drawing its tabs
+DOCUMENTS_IDLE = (
+    "() => window.Bokeh !== undefined && Bokeh.documents.length > 0"
+    " && Bokeh.documents.every((d) => d.is_idle)"
+)
+
+
 def specs_with_checks(folder: Path, *, wall_plots: bool = True) -> Path:
     """Copy of the shipped specs plus the web-test checks; ``wall_plots=False`` keeps only
     the test's own control-room plot (building bokeh figures is what makes views slow)."""

@@ -9,7 +9,7 @@ from alembic import op
 import sqlalchemy as sa
 
 revision = "0005W"
-down_revision = "0005R"  # chained after main's 0005R (summary jsonb) at the merge of main
+down_revision = "0005L"  # written after 0004P; chained after 0005R, then 0005L (models), at the merges
 branch_labels = None
 depends_on = None
 
