@@ -160,7 +160,9 @@ def test_anomalous_spill_turns_the_tile_bad_without_reload(web_server, page, art
         )
         shown = time.monotonic()
         wait_until(lambda: first in heard.times, 5, every_s=0.01, what="the first announcement")
-        print(f"spill {first} (first after opening, not counted): {shown - heard.times[first]:.2f} s")
+        print(
+            f"spill {first} (first after opening, not counted): {shown - heard.times[first]:.2f} s"
+        )
         # When spills close (paced: the SPS leaves ~17 s between spills, we leave 1 s), every third
         # with the beam shifted by 5 mm
         for i in range(7):
