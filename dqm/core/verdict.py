@@ -52,12 +52,14 @@ class Verdict:
 
         When every flag behind the roll-up (WARNING/BAD ones; or, for a NO_DATA roll-up,
         every NO_DATA one) is a consequence of another subsystem's incident, the tile keeps
-        its quality but sends the shifter to that incident instead of its own expert.
+        its quality but sends the shifter to that incident instead of its own expert. A GOOD
+        roll-up follows from an incident that left some of its checks without data (a source
+        absent): GOOD on what could be judged, never read as a momentum nobody measured.
         """
         own = [j for j in self.judgements if j.subsystem == subsystem]
         rolled = judged_worst(j.result.quality for j in own)
         if rolled == Quality.GOOD:
-            return None
+            return self._unjudged_because(own)
         quiet = (Quality.GOOD,) if rolled == Quality.NO_DATA else (Quality.GOOD, Quality.NO_DATA)
         behind = [j for j in own if j.result.quality not in quiet]
         found = [self.consequence_of(j) for j in behind]
@@ -65,6 +67,25 @@ class Verdict:
         if not behind or len(causes) < len(found):
             return None
         return max(causes, key=lambda i: severity(i.quality))
+
+    def _unjudged_because(self, own: list[Judgement]) -> Incident | None:
+        """The worst incident elsewhere that left some of ``own`` without data, if any."""
+        found = [self.consequence_of(j) for j in own if j.result.quality == Quality.NO_DATA]
+        causes = [i for i in found if i is not None]
+        return max(causes, key=lambda i: severity(i.quality), default=None)
+
+    def unjudged_by(self, subsystem: str, incident: Incident) -> Judgement | None:
+        """A check of ``subsystem`` that ``incident`` left without data (for the tile's text)."""
+        return next(
+            (
+                j
+                for j in self.judgements
+                if j.subsystem == subsystem
+                and j.result.quality == Quality.NO_DATA
+                and j.cause == incident.cause
+            ),
+            None,
+        )
 
     @property
     def subsystems(self) -> dict[str, Quality]:

@@ -26,6 +26,7 @@ CHECK_WORDS: dict[str, str] = {
     "ewma": "drifting over the last spills",
     "cusum": "drifting over the last spills",
     "pik_cusum": "more hadrons in the beam over the last spills",
+    "pca_score": "unusual pattern: unlike the good spills the model learned",
     "intensity": "beam intensity changed",
     "momentum_scale": "momentum scale off the nominal beam momentum",
     "p_scale": "momentum off the nominal beam momentum",

@@ -117,6 +117,8 @@ def store_verdict(
     for subsystem, q in verdict.subsystems.items():
         worst_j = verdict.worst_in(subsystem)
         follows = verdict.follows_from(subsystem)
+        if follows is not None and q == Quality.GOOD:  # GOOD on part: say what was not judged
+            worst_j = verdict.unjudged_by(subsystem, follows) or worst_j
         shown = q >= Quality.WARNING or follows is not None
         rows.append(
             Flag(

@@ -213,7 +213,12 @@ def test_a_good_rule_loads(tmp_path):
             "kind",
             "unknown kind 'cellmaps' (did you mean 'cellmap'?)",
         ),
-        ('kind = "cellmap"', 'kind = "h2"', "explains", "explains[0] matches no check"),
+        (  # no momentum histogram is a cell map (the calorimeter's h2 has a learned check now)
+            'subsystem = "calorimeter", kind = "cellmap"',
+            'subsystem = "momentum", kind = "cellmap"',
+            "explains",
+            "explains[0] matches no check",
+        ),
         ('kind = "cellmap"', 'colour = "red"', "colour", "unknown key in explains[0]"),
         (
             'subsystem = "calorimeter", kind = "cellmap"',
@@ -294,6 +299,29 @@ def daq(quality: Quality, *absent: str) -> Judgement:
 
 
 G, N, W, B = Quality.GOOD, Quality.NO_DATA, Quality.WARNING, Quality.BAD
+
+
+def test_a_tile_good_on_what_it_could_judge_follows_from_the_missing_source(specs):
+    # Given the BMS absent for a whole spill: the momentum checks that need it judge nothing,
+    # the one on p_MS2 alone is GOOD
+    js = [
+        daq(B, "BMS"),
+        judgement("momentum", "p_bms", "p_scale", N, n_judged=0),
+        judgement("momentum", "p_ms2", "ks", G),
+        judgement("beam", "time_in_spill", "intensity", G),
+    ]
+    marked, incidents = find_incidents(js, specs)
+    (incident,) = incidents
+    verdict = Verdict(marked, incidents)
+    # Then the momentum tile stays GOOD but follows from the DAQ incident, naming what it
+    # could not judge; a tile with nothing left unjudged (beam) does not
+    assert verdict.subsystems["momentum"] == G
+    assert verdict.follows_from("momentum") is incident
+    assert verdict.unjudged_by("momentum", incident).histogram == "p_bms"
+    assert verdict.follows_from("beam") is None
+    # and with the BMS present nothing follows
+    fine, none = find_incidents([daq(G), *js[1:]], specs)
+    assert none == [] and Verdict(fine, none).follows_from("momentum") is None
 
 
 def test_a_missing_source_explains_every_flag_of_histograms_that_need_it(specs):
