@@ -245,7 +245,10 @@ def test_the_readme_deployment_runs_and_the_stack_keeps_every_promise(stack, spe
     listing = stack.c("exec", "-T", "web", "ls", "-l", "/data/reports").stdout
     # Then its PDFs are in the reports volume, which the web service sees too
     pdfs = re.findall(r"dqm-report-[\d-]+\.pdf", listing)
-    today = f"dqm-report-{datetime.now().astimezone().date().isoformat()}.pdf"
+    # "today" is the report service's own date (its TZ, Europe/Zurich by default), not the host's:
+    # between 23:00 and midnight UTC the two differ
+    service_date = stack.c("exec", "-T", "report", "date", "+%F").stdout.strip()
+    today = f"dqm-report-{service_date}.pdf"
     assert len(pdfs) >= 2 and today in pdfs, listing  # the nightly catch-up ones and today's
     (report_c,) = stack.containers("report")
     pdf = out / today
