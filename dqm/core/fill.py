@@ -28,6 +28,7 @@ import boost_histogram as bh
 import numpy as np
 
 from dqm.core.events import empty_columns
+from dqm.core.histio import empty_copy
 from dqm.core.specs import AxisSpec, HistogramSpec, SpecSet
 from dqm.core.variables import BatchView, Expression
 
@@ -241,9 +242,16 @@ class Filler:
         self._templates = {s.name: book_histogram(s) for s in specs}
 
     def book(self) -> dict[str, bh.Histogram]:
-        """Fresh empty histograms: shallow copies of prebuilt templates (new storage, shared
-        metadata) — several times cheaper than booking or deep-copying."""
-        return {name: h.copy(deep=False) for name, h in self._templates.items()}
+        """Fresh empty histograms: the templates' C++ storage copied, their axes shared.
+
+        A worker books a set per spill per commit; ``h.copy(deep=False)`` rebuilds the
+        Python axis wrappers (~120 µs a histogram, 6 ms a set: more than filling a batch).
+        Here each histogram gets a copy of the template's C++ histogram and the template's
+        own (immutable in practice) axis objects and metadata values: ~5 µs. Nothing
+        relabels a booked histogram's axes; an operation that rebuilds axes (``+=``,
+        ``copy``) gives the histogram its own.
+        """
+        return {name: empty_copy(h) for name, h in self._templates.items()}
 
     def fill(self, hists: dict[str, bh.Histogram], view: BatchView) -> None:
         for name, fn in self._fills:
