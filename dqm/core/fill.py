@@ -155,9 +155,15 @@ def _hits(
         hit = flat > threshold
         if np.isfinite(ceiling):
             hit &= flat <= ceiling
-        # flatnonzero, not nonzero: ~15x faster on a 2D mask
-        events, cell = np.divmod(np.flatnonzero(hit), flat.shape[1])
-        found["values"] = flat[events, cell]
+        # flatnonzero, not nonzero: ~15x faster on a 2D mask; a 1D take from a contiguous
+        # block, not a 2D fancy index: 2x faster again
+        index = np.flatnonzero(hit)
+        k = flat.shape[1]
+        cell = index % k
+        if flat.flags.c_contiguous:
+            found["values"] = flat.ravel()[index]
+        else:  # a slice of a wider column (one ECAL layer): ravel would copy it all
+            found["values"] = flat[index // k, cell]
         return cell
 
     cell = view.memo("cells" + key, find)
