@@ -144,11 +144,12 @@ def bench_reach(
     from benchmarks.worker import bench_worker, publish_bench_run
 
     measured = []
-    for n in sizes:
+    for i, n in enumerate(sizes):
         n_spills = max(4, min(20, 1_000_000 // n))
         stream = f"bench:reach:{uuid.uuid4().hex[:6]}"
         try:
-            publish_bench_run(r, stream, n_spills, n, batch_size, seed=11)
+            # a run of its own (run number 900 000 + seed) in the bench's store
+            publish_bench_run(r, stream, n_spills, n, batch_size, seed=21 + i)
             res = bench_worker(settings.with_(stream=stream), r, specs, db_url, hooks)
         finally:
             r.delete(stream)
