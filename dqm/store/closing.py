@@ -119,10 +119,11 @@ def _merged_partials(
             .order_by(SpillPartial.id)
         )
     )
-    if held is not None and held.partial_ids and set(held.partial_ids) <= set(ids):
-        others = [i for i in ids if i not in set(held.partial_ids)]
-        if not others:  # not mutated below: a rolled-back close leaves ``held`` intact
-            return held.hists, dict(held.moments)
+    mine = set(held.partial_ids) if held is not None else set()
+    if held is not None and mine and mine <= set(ids):
+        others = [i for i in ids if i not in mine]
+        # summed into a fresh set (≈ 0.3 ms): the judge gets histograms of its own, and a
+        # close rolled back by an outage leaves ``held`` as it was for the next attempt
         hists = add_into(book(), held.hists)
         moments = dict(held.moments)
     else:
