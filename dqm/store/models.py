@@ -39,6 +39,7 @@ __all__ = [
     "Spill",
     "SpillPartial",
     "SpillHistograms",
+    "RunHistograms",
     "ProcessedMessage",
     "Flag",
     "Reference",
@@ -185,6 +186,32 @@ class SpillHistograms(Base):
     format_version: Mapped[int] = mapped_column(Integer)
     size_bytes: Mapped[int] = mapped_column(Integer)
     blob: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class RunHistograms(Base):
+    """A run's closed spills summed once (migration 0006H): the spills closed at or before
+    ``closed_until``, ``n_spills`` of them (``n_summed`` had histograms).
+
+    Closes of a run are ordered by ``closed_at`` (:mod:`dqm.store.closing`), so the covered
+    spills are a prefix of the run; :mod:`dqm.store.rollup` extends it and checks the count
+    before a reader trusts it, so a spill is never counted twice.
+    """
+
+    __tablename__ = "run_histograms"
+    run: Mapped[int] = mapped_column(
+        ForeignKey("runs.run", ondelete="CASCADE"), primary_key=True, autoincrement=False
+    )
+    n_spills: Mapped[int] = mapped_column(Integer)
+    n_summed: Mapped[int] = mapped_column(Integer)
+    closed_until: Mapped[datetime] = mapped_column(UTCDateTime)
+    format_version: Mapped[int] = mapped_column(Integer)
+    size_bytes: Mapped[int] = mapped_column(Integer)
+    blob: Mapped[bytes] = mapped_column(LargeBinary)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+# migration 0006H: the spills of a run closed after its aggregate, a run's closing span
+Index("ix_spills_run_closed_at", Spill.run, Spill.closed_at)
 
 
 class ProcessedMessage(Base):
