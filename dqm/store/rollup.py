@@ -30,7 +30,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from dqm.core.histio import FORMAT_VERSION, encode_histograms
+from dqm.core.histio import FORMAT_VERSION, decode_histograms, encode_histograms
 from dqm.store.models import RunHistograms, Spill, SpillHistograms, utcnow
 
 __all__ = [
@@ -47,6 +47,8 @@ __all__ = [
     "run_sum_blobs",
     "PeriodSum",
     "period_sum",
+    "histograms_deleted",
+    "run_histogram",
 ]
 
 
@@ -327,3 +329,33 @@ def period_sum(
         else:
             plan.spill_ids.extend(sid for sid, _ in rows)
     return plan
+
+
+def histograms_deleted(session: Session, spill_ids: Iterable[int]) -> set[int]:
+    """The spills among ``spill_ids`` whose own histograms the retention deleted: no stored
+    row, and inside their run's aggregate (a spill closed without histograms is not one)."""
+    ids = list(spill_ids)
+    if not ids:
+        return set()
+    stmt = (
+        select(Spill.id)
+        .join(RunHistograms, RunHistograms.run == Spill.run)
+        .outerjoin(SpillHistograms, SpillHistograms.spill_id == Spill.id)
+        .where(
+            Spill.id.in_(ids),
+            SpillHistograms.spill_id.is_(None),
+            Spill.closed_at <= RunHistograms.closed_until,
+        )
+    )
+    return set(session.scalars(stmt))
+
+
+def run_histogram(session: Session, run: int, name: str):
+    """Histogram ``name`` summed over the run's closed spills (aggregate + later spills), or
+    None when no spill has it."""
+    total = None
+    for blob in run_sum_blobs(session, run):
+        h = decode_histograms(blob, [name])[0].get(name)
+        if h is not None:
+            total = h if total is None else total + h
+    return total
