@@ -1,30 +1,39 @@
-"""Per-run histograms (issue 15, items 4 and 5): summed once, never counted twice.
+"""Per-run histograms and the histogram retention (issue 15, items 4 and 5).
 
 Given a history of judged spills on a real PostgreSQL (:func:`copy_history`: 50 spills a
 run, 200 a day), when the runs are rolled up into aggregates, then the report's sums of a
 day, of a window that cuts runs at both ends and of one run are bin for bin those of the
 spills summed one by one; an aggregate extended twice, or rolled up again, counts each
-spill once; and one whose run gained a spill it does not cover is not trusted.
+spill once; and one whose run gained a spill it does not cover is not trusted. When the
+retention runs, exactly the old GOOD spills outside reference runs lose their own histograms,
+every sum stays the same, and the readers say which spills' histograms are gone.
 """
 
 from __future__ import annotations
 
+from argparse import Namespace
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pytest
 from sqlalchemy import func, select, update
 
+from dqm.checks import Quality
+from dqm.commands import prune
 from dqm.report.data import Period, gather
 from dqm.report.integrate import Integrator
 from dqm.report.sample import judged_day
 from dqm.store.bulk import analyse, copy_history
 from dqm.store.engine import make_engine, make_sessionmaker
-from dqm.store.models import RunHistograms, Spill
+from dqm.store.flags import recheck_run
+from dqm.store.models import Flag, RunHistograms, Spill, SpillHistograms
 from dqm.store.periods import period_histogram_blobs, period_spills
+from dqm.store.references import set_reference
+from dqm.store.retention import prune_spill_histograms
 from dqm.store.rollup import (
     aggregate_infos,
     aggregate_is_current,
+    histograms_deleted,
     period_sum,
     roll_up_run,
     roll_up_runs,
@@ -36,6 +45,7 @@ PER_RUN = 50
 PER_DAY = 200
 START = datetime(2026, 1, 1, tzinfo=UTC)
 STEP = timedelta(days=1) / PER_DAY
+WARNING = int(Quality.WARNING)
 
 
 @pytest.fixture(scope="module")
@@ -172,3 +182,85 @@ def test_an_aggregate_that_misses_a_spill_is_not_trusted_and_is_rebuilt(history,
         whole = Period.for_run(run)
         _assert_same(gather(session, specs, whole).histograms, _one_by_one(session, whole))
         assert session.scalar(select(func.count()).select_from(RunHistograms)) == N // PER_RUN
+
+
+def _prunable_by_rule(session, older_than: datetime, reference_run: int) -> set[int]:
+    """The rule of docs/retention.md, applied in Python to every stored spill."""
+    flagged = set(session.scalars(select(Flag.spill_id).where(Flag.quality >= WARNING)))
+    return {
+        sp.id
+        for sp in session.scalars(select(Spill))
+        if sp.closed_at < older_than
+        and sp.run != reference_run
+        and sp.quality is not None
+        and sp.quality < WARNING
+        and sp.id not in flagged
+    }
+
+
+def test_histogram_retention_deletes_only_what_the_policy_lets_go(history, specs, settings):
+    sessions = history
+    ref_run = 100_000
+    with sessions.begin() as session:
+        set_reference(session, ref_run, "test", comment="the history's first run")
+    cutoff = START + timedelta(days=2)  # spills 0-399 are older
+    windows = [
+        Period("day 2", START + timedelta(days=1), START + timedelta(days=2)),
+        Period.for_run(100_003),
+        Period.for_run(ref_run),
+        Period("day 3", START + timedelta(days=2), START + timedelta(days=3)),
+    ]
+    with sessions() as session:
+        before = [gather(session, specs, p).histograms for p in windows]
+        expected = _prunable_by_rule(session, cutoff, ref_run)
+        every = set(session.scalars(select(SpillHistograms.spill_id)))
+        kept_old = {
+            sp.id for sp in session.scalars(select(Spill).where(Spill.closed_at < cutoff))
+        } - expected
+    # Given spills of each kind among the old ones: GOOD ones, flagged ones, the reference's
+    assert expected and kept_old and len(expected) < 400
+    # Without aggregates nothing may go: the sums would be lost
+    assert prune_spill_histograms(sessions, cutoff).deleted == 0
+    roll_up_runs(sessions, settle_s=0, now=START + timedelta(days=10))
+    # When the retention runs
+    done = prune_spill_histograms(sessions, cutoff, runs_per_pass=3)
+    # Then exactly the spills the rule names lost their own histograms
+    assert done.deleted == len(expected) and done.stale_runs == []
+    with sessions() as session:
+        assert set(session.scalars(select(SpillHistograms.spill_id))) == every - expected
+        # And every sum a reader asks for is unchanged: the report's day, a run, the reference
+        for p, want in zip(windows, before, strict=True):
+            data = gather(session, specs, p)
+            _assert_same(data.histograms, want)
+            assert data.missing_histograms == 0, p.label
+        _assert_same(run_histograms(session, ref_run), before[2])
+        # a window that cuts a pruned run cannot be summed whole: it says how many are missing
+        cut = Period("cut", START + 270 * STEP, START + 470 * STEP)
+        in_cut = {s.id for s in period_spills(session, cut)}
+        gone_in_edge = {
+            sp.id
+            for sp in session.scalars(select(Spill).where(Spill.run == 100_005))
+            if sp.id in in_cut and sp.id in expected
+        }
+        assert gone_in_edge and gather(session, specs, cut).missing_histograms == len(gone_in_edge)
+        # the expert page and recheck learn which spills' histograms were deleted
+        run3 = {
+            sp.id: sp.spill for sp in session.scalars(select(Spill).where(Spill.run == 100_003))
+        }
+        assert histograms_deleted(session, run3) == expected & set(run3)
+        result = recheck_run(session, 100_003, specs)
+        assert sorted(result.not_rechecked) == sorted(run3[i] for i in expected & set(run3))
+        assert result.spills == PER_RUN - len(result.not_rechecked) > 0
+    # A pruned run's aggregate is not rebuilt from what is left, and a second pass deletes nothing
+    with sessions.begin() as session:
+        assert roll_up_run(session, 100_003, START + timedelta(days=10), rebuild=True).added == 0
+    assert prune_spill_histograms(sessions, cutoff).deleted == 0
+    # And `dqm prune` with the default 30 days takes the rest of the old GOOD spills
+    with sessions() as session:
+        rest = _prunable_by_rule(session, datetime.now(UTC) - timedelta(days=30), ref_run)
+    assert rest - expected
+    code = prune.run(Namespace(dry_run=False, no_ledger=True), settings)
+    assert code == 0
+    with sessions() as session:
+        assert set(session.scalars(select(SpillHistograms.spill_id))) == every - rest
+        _assert_same(gather(session, specs, windows[3]).histograms, before[3])
