@@ -340,8 +340,12 @@ def gather(
     progress: ProgressFactory = NullProgress,
     now: datetime | None = None,
     threads: int | None = None,
+    aggregates: bool = True,
 ) -> ReportData:
-    """Read the period's spills, flags, references and integrated histograms."""
+    """Read the period's spills, flags, references and integrated histograms.
+
+    ``aggregates=False`` sums every spill's own histograms (the benchmark's baseline).
+    """
     flags = _flags(session, period)
     spills = _with_worst_flag(_spills(session, period), flags)
     configs = Counter()
@@ -359,7 +363,11 @@ def gather(
     acc = Integrator()
     # whole runs from their aggregates (dqm.store.rollup), the period's edges spill by spill
     plan = period_sum(
-        session, ((s.id, s.run, s.closed_at) for s in spills), period.start, period.end
+        session,
+        ((s.id, s.run, s.closed_at) for s in spills),
+        period.start,
+        period.end,
+        aggregates=aggregates,
     )
     with progress("integrating spills", total=plan.n_blobs) as bar:
         acc.add_many(plan.blobs(session), threads=threads, on_each=bar.update)

@@ -293,6 +293,8 @@ def period_sum(
     spills: Iterable[tuple[int, int, datetime]],
     start: datetime | None,
     end: datetime | None,
+    *,
+    aggregates: bool = True,
 ) -> PeriodSum:
     """Plan the sum of a period's closed spills ``(id, run, closed_at)``, the spills of
     ``start <= closed_at < end``.
@@ -307,7 +309,7 @@ def period_sum(
     by_run: dict[int, list[tuple[int, datetime]]] = {}
     for sid, run, closed_at in spills:
         by_run.setdefault(run, []).append((sid, closed_at))
-    infos = aggregate_infos(session, by_run)
+    infos = aggregate_infos(session, by_run) if aggregates else {}
     spans = run_closing_spans(session, infos) if infos else {}
     plan = PeriodSum({}, [])
     for run, rows in sorted(by_run.items()):
