@@ -1,4 +1,4 @@
-"""per-run histograms: a run's closed spills summed once (the report's day, histogram retention)
+"""per-run histograms (the report's day, histogram retention); check texts stored once
 
 Revision ID: 0006H
 Revises: 0005W
@@ -9,7 +9,9 @@ closing time is at or before ``closed_until``, and how many spills that is. The 
 day reads it by primary key for each run wholly inside the day; the histogram retention
 deletes per-spill rows only of spills it covers. spills (run, closed_at): the spills of a
 run closed after its aggregate (the part to add), and a run's first and last closing time,
-without reading every spill of the run in id order.
+without reading every spill of the run in id order. check_texts: a check's shifter
+instruction per configuration version, once, instead of on every flagged row (flags rows
+written from now on leave it out; older rows keep theirs).
 """
 
 import sqlalchemy as sa
@@ -38,8 +40,19 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("run", name=op.f("pk_run_histograms")),
     )
     op.create_index("ix_spills_run_closed_at", "spills", ["run", "closed_at"])
+    op.create_table(
+        "check_texts",
+        sa.Column("config_version", sa.String(length=64), nullable=False),
+        sa.Column("histogram", sa.String(length=128), nullable=False),
+        sa.Column("check", sa.String(length=64), nullable=False),
+        sa.Column("instruction", sa.Text(), nullable=False),
+        sa.PrimaryKeyConstraint(
+            "config_version", "histogram", "check", name=op.f("pk_check_texts")
+        ),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("check_texts")
     op.drop_index("ix_spills_run_closed_at", table_name="spills")
     op.drop_table("run_histograms")

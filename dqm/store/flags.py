@@ -30,6 +30,7 @@ from dqm.core.evaluate import (
 from dqm.core.specs import SpecSet
 from dqm.errors import StorageError
 from dqm.store.acknowledgements import carry_over, remember
+from dqm.store.flag_texts import compact_instructions
 from dqm.store.history import RecentHistograms
 from dqm.store.inputs import (
     JUDGING_CHECK,
@@ -147,6 +148,7 @@ def store_verdict(
             )
         )
     carry_over(rows, acknowledged)
+    compact_instructions(session, inputs.version, rows)  # the spec's texts stored once
     session.add_all(rows)
     sp.quality = int(verdict.overall)
     sp.config_version = inputs.version

@@ -25,6 +25,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    event,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.hybrid import hybrid_property
@@ -42,6 +43,7 @@ __all__ = [
     "RunHistograms",
     "ProcessedMessage",
     "Flag",
+    "CheckText",
     "Reference",
     "AuditEntry",
     "ChannelMask",
@@ -277,6 +279,26 @@ Index(
     postgresql_where=Flag.quality >= 1,
     sqlite_where=Flag.quality >= 1,
 )
+
+
+class CheckText(Base):
+    """A check's shifter instruction under one configuration version, stored once (migration
+    0006H) instead of on every flagged row: :mod:`dqm.store.flag_texts`."""
+
+    __tablename__ = "check_texts"
+    config_version: Mapped[str] = mapped_column(String(64), primary_key=True)
+    histogram: Mapped[str] = mapped_column(String(128), primary_key=True)  # "" for none
+    check: Mapped[str] = mapped_column(String(64), primary_key=True)
+    instruction: Mapped[str] = mapped_column(Text)
+
+
+@event.listens_for(Flag, "load")
+@event.listens_for(Flag, "refresh")
+def _flag_instruction(target: Flag, context, *_attrs) -> None:
+    """Fill in a flag row's instruction from ``check_texts`` when the row left it out."""
+    from dqm.store.flag_texts import fill_on_load  # imported on the first flag loaded
+
+    fill_on_load(target, context)
 
 
 class Reference(Base):
