@@ -16,12 +16,14 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pytest
+import uproot
 from sqlalchemy import func, select, update
 
 from dqm.checks import Quality
 from dqm.commands import prune
 from dqm.report.data import Period, gather
 from dqm.report.integrate import Integrator
+from dqm.report.rootio import export_run
 from dqm.report.sample import judged_day
 from dqm.store.bulk import analyse, copy_history
 from dqm.store.engine import make_engine, make_sessionmaker
@@ -198,7 +200,9 @@ def _prunable_by_rule(session, older_than: datetime, reference_run: int) -> set[
     }
 
 
-def test_histogram_retention_deletes_only_what_the_policy_lets_go(history, specs, settings):
+def test_histogram_retention_deletes_only_what_the_policy_lets_go(
+    history, specs, settings, tmp_path
+):
     sessions = history
     ref_run = 100_000
     with sessions.begin() as session:
@@ -251,6 +255,12 @@ def test_histogram_retention_deletes_only_what_the_policy_lets_go(history, specs
         result = recheck_run(session, 100_003, specs)
         assert sorted(result.not_rechecked) == sorted(run3[i] for i in expected & set(run3))
         assert result.spills == PER_RUN - len(result.not_rechecked) > 0
+        # the ROOT export of the run sums it whole, from the run's sum
+        exported = export_run(session, specs, tmp_path / "run.root", 100_003)
+        assert exported["spills"] == PER_RUN
+        with uproot.open(tmp_path / "run.root") as f:
+            name = next(n for n in before[1] if before[1][n].ndim == 1)
+            np.testing.assert_array_equal(f[name].values(), before[1][name].values())
     # A pruned run's aggregate is not rebuilt from what is left, and a second pass deletes nothing
     with sessions.begin() as session:
         assert roll_up_run(session, 100_003, START + timedelta(days=10), rebuild=True).added == 0
