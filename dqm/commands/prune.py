@@ -22,8 +22,7 @@ log = logging.getLogger("dqm.prune")
 def add_parser(sub) -> None:
     p = sub.add_parser(
         "prune",
-        help="delete ledger rows the stream can no longer redeliver, sum runs' histograms and "
-        "delete old per-spill histograms (docs/retention.md)",
+        help="delete ledger rows and old spills' histograms nothing needs (docs/retention.md)",
     )
     p.add_argument("--dry-run", action="store_true", help="count what would go, delete nothing")
     p.add_argument(
