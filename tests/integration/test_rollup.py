@@ -11,6 +11,8 @@ every sum stays the same, and the readers say which spills' histograms are gone.
 
 from __future__ import annotations
 
+import threading
+import time
 from argparse import Namespace
 from datetime import UTC, datetime, timedelta
 
@@ -21,6 +23,7 @@ from sqlalchemy import func, select, update
 
 from dqm.checks import Quality
 from dqm.commands import prune
+from dqm.commands import report as report_command
 from dqm.report.data import Period, gather
 from dqm.report.integrate import Integrator
 from dqm.report.rootio import export_run
@@ -274,3 +277,30 @@ def test_histogram_retention_deletes_only_what_the_policy_lets_go(
     with sessions() as session:
         assert set(session.scalars(select(SpillHistograms.spill_id))) == every - rest
         _assert_same(gather(session, specs, windows[3]).histograms, before[3])
+
+
+def test_the_report_service_sums_runs_in_the_background_and_stops(history, settings):
+    sessions = history
+    # Given the report service's background pass (its thread, as `dqm report --schedule` runs it)
+    stop = threading.Event()
+    background = threading.Thread(
+        target=report_command._retention_loop,
+        args=(settings.with_(retention_interval_s=3600.0, rollup_settle_s=0.0), stop),
+    )
+    background.start()
+    try:
+        # Then every run gets its sum without anyone asking
+        deadline = time.monotonic() + 120
+        n = 0
+        while time.monotonic() < deadline:
+            with sessions() as session:
+                n = session.scalar(select(func.count()).select_from(RunHistograms)) or 0
+            if n == N // PER_RUN:
+                break
+            time.sleep(0.2)
+        assert n == N // PER_RUN
+    finally:
+        # And it stops when the service stops, without waiting out its interval
+        stop.set()
+        background.join(timeout=60)
+    assert not background.is_alive()
