@@ -91,14 +91,20 @@ def histogram_retention(
     from dqm.store.rollup import roll_up_runs
 
     out = HistogramRetention()
+    stuck: set[int] = set()  # runs that could not be summed (binning changed, stale sum)
     while not dry_run and not should_stop():
         done = roll_up_runs(
-            sessions, settle_s=settings.rollup_settle_s, limit=batch_runs, should_stop=should_stop
+            sessions,
+            settle_s=settings.rollup_settle_s,
+            limit=batch_runs,
+            should_stop=should_stop,
+            skip=stuck,
         )
         out.runs_rolled_up += sum(1 for d in done if d.added)
         out.spills_rolled_up += sum(d.added for d in done)
         out.skipped_runs += [d.run for d in done if d.skipped]
-        if len(done) < batch_runs or not any(d.added for d in done):
+        stuck.update(d.run for d in done if not d.added)
+        if len(done) < batch_runs:
             break
     keep_days = settings.spill_histograms_keep_days
     if keep_days <= 0:

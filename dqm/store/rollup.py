@@ -151,9 +151,11 @@ def run_sum_blobs(session: Session, run: int) -> Iterator[bytes]:
     yield from session.scalars(stmt.order_by(Spill.closed_at)).yield_per(64)
 
 
-def runs_to_roll_up(session: Session, settled_before: datetime, limit: int = 100) -> list[int]:
+def runs_to_roll_up(
+    session: Session, settled_before: datetime, limit: int = 100, skip: Iterable[int] = ()
+) -> list[int]:
     """Runs with a closed spill, closed before ``settled_before``, that no aggregate covers yet
-    (oldest run first)."""
+    (oldest run first), but those in ``skip``."""
     uncovered = (
         select(Spill.run)
         .outerjoin(RunHistograms, RunHistograms.run == Spill.run)
@@ -161,6 +163,7 @@ def runs_to_roll_up(session: Session, settled_before: datetime, limit: int = 100
             Spill.closed,
             Spill.closed_at < settled_before,
             or_(RunHistograms.run.is_(None), Spill.closed_at > RunHistograms.closed_until),
+            Spill.run.not_in(list(skip) or [-1]),
         )
         .distinct()
         .order_by(Spill.run)
@@ -243,6 +246,7 @@ def roll_up_runs(
     limit: int = 100,
     now: datetime | None = None,
     should_stop: Callable[[], bool] = lambda: False,
+    skip: Iterable[int] = (),
 ) -> list[RollUp]:
     """Roll up every run with spills closed more than ``settle_s`` ago that no aggregate covers,
     one run per transaction (a run of 200 spills: ≈ 0.1 s of summing).
@@ -252,7 +256,7 @@ def roll_up_runs(
     """
     settled_before = (now or utcnow()) - timedelta(seconds=settle_s)
     with sessions() as session:
-        runs = runs_to_roll_up(session, settled_before, limit)
+        runs = runs_to_roll_up(session, settled_before, limit, skip)
     done = []
     for run in runs:
         if should_stop():
