@@ -3,23 +3,28 @@
 ``dqm bench --learned N``: N clean spills simulated and filled as a worker would, one model
 per subsystem that declares ``pca_score`` trained on them (as ``dqm model train`` does, the
 scikit-learn import included), then every spill vectorised and scored by every model: the
-time a spill close spends on the learned checks beyond the rules.
+time a spill close spends on the learned checks beyond the rules. Then the same as the
+worker sees it (:func:`bench_close_latency`): the spill-close latency of a real worker with
+checks on, a run without models and a run with the models trained on it, in one store.
 """
 
 from __future__ import annotations
 
 import time
+import uuid
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
+from dqm.config import Settings
 from dqm.core.specs import SpecSet
 from dqm.learn.pca import score_vector
-from dqm.learn.train import subsystem_layout, train_model
+from dqm.learn.train import spec_layout, train_model
 from dqm.learn.vector import vectorise
 from dqm.sim.spill_judge import SpillJudge, StudyConfig
 
-__all__ = ["LearnedCost", "bench_learned"]
+__all__ = ["LearnedCost", "bench_learned", "CloseLatency", "bench_close_latency"]
 
 
 @dataclass(frozen=True)
@@ -52,7 +57,7 @@ def bench_learned(
     started = time.perf_counter()
     models = {}
     for subsystem in subsystems:
-        layout = subsystem_layout([s.name for s in specs if s.subsystem == subsystem], spills[0])
+        layout = spec_layout(specs, subsystem, spills[0])
         models[subsystem] = train_model(spills, layout, subsystem=subsystem, beam_config=beam).model
     train_s = time.perf_counter() - started
     score_ms = []
@@ -67,4 +72,119 @@ def bench_learned(
         train_s,
         tuple(score_ms),
         {s: m.n_bins for s, m in models.items()},
+    )
+
+
+@dataclass(frozen=True)
+class CloseLatency:
+    """Spill-close latency of the real worker with checks on, without and with models."""
+
+    n_spills: int
+    events_per_spill: int
+    without_ms: tuple[float, ...]
+    with_ms: tuple[float, ...]
+    models: tuple[str, ...]
+    budget_ms: float = 50.0
+
+    @staticmethod
+    def _p(values: tuple[float, ...], q: float) -> float:
+        ordered = sorted(values)
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
+
+    def lines(self) -> list[str]:
+        p95_without, p95_with = self._p(self.without_ms, 0.95), self._p(self.with_ms, 0.95)
+        change = p95_with - p95_without
+        verdict = "within" if change <= self.budget_ms else "OVER"
+        return [
+            f"spill-close latency of the worker, checks on, {self.n_spills} spills of "
+            f"{self.events_per_spill} events per run, published one at a time, against a "
+            "certified reference (one store, consecutive runs):",
+            f"  without models: p50 {self._p(self.without_ms, 0.5):.0f} ms, "
+            f"p95 {p95_without:.0f} ms",
+            f"  with models ({', '.join(self.models) or 'none stored'}): p50 "
+            f"{self._p(self.with_ms, 0.5):.0f} ms, p95 {p95_with:.0f} ms",
+            f"  p95 change {change:+.0f} ms: {verdict} the {self.budget_ms:.0f} ms budget",
+        ]
+
+
+def bench_close_latency(
+    settings: Settings,
+    r: Any,
+    specs: SpecSet,
+    n_spills: int = 45,
+    events_per_spill: int = 20_000,
+    batch_size: int = 2_000,
+) -> CloseLatency:
+    """The real worker with every check as close hook, in one temporary store: a reference
+    run processed and certified, then a run of ``n_spills`` spills published one at a time
+    (as :func:`benchmarks.judge.bench_close_latency` does) judged without models — the
+    baseline — then the models trained on it as ``dqm model train`` does, then a second
+    run of the same beam judged with them. The two timed runs differ only by the models."""
+    import argparse
+    import contextlib
+    import io
+
+    from benchmarks.judge import _drain, _paced
+    from benchmarks.worker import temp_sqlite
+    from dqm.commands.model import run_train
+    from dqm.pipeline import stream as rs
+    from dqm.pipeline.runtime import close_hooks
+    from dqm.sim.simulate import SimConfig, simulate_spill
+    from dqm.store.engine import make_engine, make_sessionmaker
+    from dqm.store.references import set_reference
+
+    db_url, tmp = temp_sqlite()
+    engine = make_engine(db_url)
+    sessions = make_sessionmaker(engine)
+    stream = f"bench:learned:{uuid.uuid4().hex[:6]}"
+    s = settings.with_(stream=stream, group="bench-learned", database_url=db_url)
+    hooks = close_hooks(s, specs)
+
+    def sim(run: int, spills: int) -> SimConfig:
+        return SimConfig(
+            run=run,
+            n_spills=spills,
+            events_per_spill=events_per_spill,
+            batch_size=batch_size,
+            seed=run,
+        )
+
+    try:
+        reference = sim(810_001, 10)
+        rs.publish_conditions(r, stream, reference.conditions())
+        for spill in range(1, reference.n_spills + 1):
+            rs.publish_spill(r, stream, simulate_spill(reference, spill))
+        _drain(s, r, specs, sessions, hooks)
+        with sessions.begin() as session:
+            set_reference(session, reference.run, "bench", comment="dqm bench --learned")
+        baseline = sim(810_002, n_spills)
+        without = _paced(s, r, specs, sessions, hooks, baseline)
+        args = argparse.Namespace(
+            beam_config=baseline.conditions().beam_config,
+            runs=f"{baseline.run}-{baseline.run}",
+            subsystem=None,
+            false_alarm=1e-3,
+            components=5,
+            user="bench",
+            comment="dqm bench --learned",
+        )
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            run_train(args, s)
+        models = tuple(
+            line.split(":", 1)[1].split(",", 1)[0].strip()
+            for line in out.getvalue().splitlines()
+            if line.startswith("model ")
+        )
+        with_models = _paced(s, r, specs, sessions, hooks, sim(810_003, n_spills))
+    finally:
+        r.delete(stream)
+        engine.dispose()
+        tmp.cleanup()
+    return CloseLatency(
+        n_spills,
+        events_per_spill,
+        tuple(1000 * x for x in without),
+        tuple(1000 * x for x in with_models),
+        models,
     )

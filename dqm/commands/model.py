@@ -69,7 +69,7 @@ def _subsystems(specs, only: str | None) -> list[str]:
 
 
 def run_train(args, settings) -> int:
-    from dqm.learn.train import subsystem_layout, train_model
+    from dqm.learn.train import spec_layout, train_model
     from dqm.pipeline.runtime import load_default_specs
     from dqm.store import open_store
     from dqm.store.learned import good_spills, spill_ranges, store_model
@@ -82,12 +82,11 @@ def run_train(args, settings) -> int:
         for subsystem in _subsystems(specs, args.subsystem):
             with store.sessions.begin() as session:
                 spills = good_spills(session, args.beam_config, subsystem, runs)
-                names = [s.name for s in specs if s.subsystem == subsystem]
                 hists = [spill_histograms(session, sp.id) for sp in spills]
                 if not hists:
                     print(f"{subsystem}: no good spills of {args.beam_config}: not trained")
                     continue
-                layout = subsystem_layout(names, hists[0])
+                layout = spec_layout(specs, subsystem, hists[0])
                 try:
                     result = train_model(
                         hists,
@@ -112,7 +111,7 @@ def run_train(args, settings) -> int:
                         "runs": list(runs) if runs else None,
                         "selection": "certified good, else no WARNING or worse",
                         "n_components": int(result.model.components.shape[0]),
-                        "histograms": [item.name for item in layout],
+                        "histograms": [item.title for item in result.model.layout],
                     },
                     n_train=len(result.train),
                     n_holdout=len(result.holdout),
