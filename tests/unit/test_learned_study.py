@@ -26,3 +26,26 @@ def test_beam_tilt_is_missed_by_the_rules_and_caught_by_the_model(specs):
     assert tilt.model == 2 and tilt.model_subsystems["beam"] == 2
     assert "| beam_tilt:rho=0.8 | 2 | 0 % | 100 % |" in learned_markdown(study)
     assert study.score_ms and "scoring a spill" in study.cost()
+
+
+def test_an_hv_group_a_few_percent_low_is_missed_by_the_rules_and_caught_by_the_model(specs):
+    # Given models trained on a small clean run (nominal statistics: a cell's mean response
+    # per hit is then known to about 0.5 %)
+    # When the preshower column x = 3 (one HV group) loses 4 % of gain: each cell inside the
+    # cell_gain rule's ±5 %, the ECAL total moved by a fraction of its bin
+    study = learned_study(
+        specs,
+        events_per_spill=20_000,
+        train_spills=33,
+        clean_spills=3,
+        anomaly_spills=2,
+        kinds=(("ECAL preshower HV group", "hv_group:layer=0,ix=3,factor=0.96"),),
+    )
+    clean, group = study.rows
+    # Then no rule flags it and the calorimeter model does, through its response map
+    assert clean.model == 0 and clean.spills == 3
+    assert group.rules == 0, group.rule_checks
+    assert group.model == 2 and group.model_subsystems["calorimeter"] == 2
+    table = learned_markdown(study)
+    assert "| ECAL preshower HV group (`hv_group:layer=0,ix=3,factor=0.96`) | 2 | 0 % | 100 % |" in table
+    assert "Missed by the rules, caught by the model: ECAL preshower HV group." in table
