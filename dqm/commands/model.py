@@ -121,7 +121,12 @@ def run_train(args, settings) -> int:
                 print(
                     f"model {row.id}: {subsystem} {args.beam_config} v{row.version}, "
                     f"{row.n_train} training + {row.n_holdout} held-out spills, "
-                    f"{result.calibration.words()}"
+                    f"score {result.calibration.words()}"
+                    + (
+                        f"; largest per-histogram excess {result.histogram_calibration.words()}"
+                        if result.histogram_calibration
+                        else ""
+                    )
                 )
                 trained += 1
     return 0 if trained else 1
@@ -208,4 +213,9 @@ def run_show(args, settings) -> int:
                     "alarms per spill"
                 )
             print(f"  method: {cal.get('method', '-')}")
+            per_histogram = info.get("histogram_calibration")
+            if per_histogram:
+                held = (r.scores or {}).get("holdout_histogram_excess", {})
+                print(f"  largest per-histogram excess, held out: {_summary(held)}")
+                print(f"  its {Calibration(**per_histogram).words()}")
     return 0

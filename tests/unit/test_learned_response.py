@@ -64,7 +64,9 @@ def test_the_response_map_keeps_the_cells_with_enough_hits_and_round_trips(train
     assert 0 < response.size < 36
     # ... its value is each kept cell's energy per hit, and a stored layout reads back the same
     vector = vectorise(spills[0], [response])
-    energy, n = (spills[0][k].values().ravel()[list(response.cells)] for k in ("energy_map", "mip_hits"))
+    energy, n = (
+        spills[0][k].values().ravel()[list(response.cells)] for k in ("energy_map", "mip_hits")
+    )
     assert vector == pytest.approx(energy / n)
     assert HistogramLayout.from_dict(response.to_dict()) == response
     assert bin_words(response, 0) == "({},{})".format(*divmod(response.cells[0], 6))

@@ -47,5 +47,8 @@ def test_an_hv_group_a_few_percent_low_is_missed_by_the_rules_and_caught_by_the_
     assert group.rules == 0, group.rule_checks
     assert group.model == 2 and group.model_subsystems["calorimeter"] == 2
     table = learned_markdown(study)
-    assert "| ECAL preshower HV group (`hv_group:layer=0,ix=3,factor=0.96`) | 2 | 0 % | 100 % |" in table
+    assert (
+        "| ECAL preshower HV group (`hv_group:layer=0,ix=3,factor=0.96`) | 2 | 0 % | 100 % |"
+        in table
+    )
     assert "Missed by the rules, caught by the model: ECAL preshower HV group." in table
