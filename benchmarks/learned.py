@@ -84,6 +84,8 @@ class CloseLatency:
     without_ms: tuple[float, ...]
     with_ms: tuple[float, ...]
     models: tuple[str, ...]
+    #: the judging step alone, the same spill without and with models: (off, on) ms
+    judge_ms: tuple[tuple[float, float], ...] = ()
     budget_ms: float = 50.0
 
     @staticmethod
@@ -104,6 +106,21 @@ class CloseLatency:
             f"  with models ({', '.join(self.models) or 'none stored'}): p50 "
             f"{self._p(self.with_ms, 0.5):.0f} ms, p95 {p95_with:.0f} ms",
             f"  p95 change {change:+.0f} ms: {verdict} the {self.budget_ms:.0f} ms budget",
+            *self._judge_lines(),
+        ]
+
+    def _judge_lines(self) -> list[str]:
+        if not self.judge_ms:
+            return []
+        off = tuple(a for a, _ in self.judge_ms)
+        on = tuple(b for _, b in self.judge_ms)
+        extra = tuple(b - a for a, b in self.judge_ms)
+        return [
+            f"  judging step alone, the same {len(extra)} spills judged again without then with "
+            f"models: without p50 {self._p(off, 0.5):.0f} ms, p95 {self._p(off, 0.95):.0f} ms; "
+            f"with p50 {self._p(on, 0.5):.0f} ms, p95 {self._p(on, 0.95):.0f} ms; "
+            f"added per spill p50 {self._p(extra, 0.5):+.0f} ms, "
+            f"p95 {self._p(extra, 0.95):+.0f} ms",
         ]
 
 
@@ -230,6 +247,7 @@ def bench_close_latency(
         )
         timed = sim(810_003, 2 * n_spills)
         latencies = _alternating(s, r, specs, sessions, hooks, timed, lambda k: k % 2 == 0)
+        judge_ms = _judge_step(sessions, hooks, timed.run, n_spills)
     finally:
         r.delete(stream)
         engine.dispose()
@@ -240,4 +258,41 @@ def bench_close_latency(
         tuple(1000 * x for k, x in enumerate(latencies, 1) if k % 2 == 1),
         tuple(1000 * x for k, x in enumerate(latencies, 1) if k % 2 == 0),
         models,
+        judge_ms,
     )
+
+
+def _judge_step(sessions: Any, hooks: list, run: int, n: int) -> tuple[tuple[float, float], ...]:
+    """The close hook's judging of the run's last ``n`` spills again, each twice in a row —
+    models off, then on — inside a transaction rolled back: ``(off, on)`` milliseconds per
+    spill. Paired on the same spill a moment apart, the difference is the models' own cost
+    (gathering them, scoring, words, storing the flag) with the load's noise mostly gone."""
+    from dqm.store.closing import ClosedSpill
+    from dqm.store.queries import closed_spills
+    from dqm.store.spills import spill_histograms
+
+    judge = next(h for h in hooks if hasattr(h, "models"))
+    cache = judge.models
+    with sessions() as session:
+        spills = [
+            ClosedSpill(
+                sp.id, sp.run, sp.spill, sp.status, spill_histograms(session, sp.id), sp.summary
+            )
+            for sp in closed_spills(session, run)[-n:]
+        ]
+    pairs = []
+    try:
+        for closed in spills:
+            times = []
+            for models in (_NoModels(), cache):
+                judge.models = models
+                with sessions() as session:
+                    started = time.perf_counter()
+                    judge(session, closed)
+                    session.flush()
+                    times.append(1000 * (time.perf_counter() - started))
+                    session.rollback()
+            pairs.append((times[0], times[1]))
+    finally:
+        judge.models = cache
+    return tuple(pairs)

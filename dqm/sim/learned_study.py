@@ -206,6 +206,11 @@ def _row(study, label, judge, run, n, anomalies, history) -> LearnedRow:
     return row
 
 
+def _percent(share: float) -> str:
+    """``"0 %"``, ``"0.5 %"``, ``"60 %"``: a share under 1 % is not rounded to nothing."""
+    return f"{100 * share:.1f} %" if 0 < share < 0.01 else f"{100 * share:.0f} %"
+
+
 def learned_markdown(study: LearnedStudy) -> str:
     """The comparison as a Markdown table (docs/learned.md carries it), then the rows the
     rules miss (flagged at most 20 % of spills) and the model catches (at least 80 %)."""
@@ -219,8 +224,8 @@ def learned_markdown(study: LearnedStudy) -> str:
         subs = ", ".join(f"{name} ({n})" for name, n in r.model_subsystems.most_common()) or "–"
         label = r.label if r.anomaly in ("", r.label) else f"{r.label} (`{r.anomaly}`)"
         lines.append(
-            f"| {label} | {r.spills} | {100 * r.share(r.rules):.0f} % | "
-            f"{100 * r.share(r.model):.0f} % | {top} | {subs} |"
+            f"| {label} | {r.spills} | {_percent(r.share(r.rules))} | "
+            f"{_percent(r.share(r.model))} | {top} | {subs} |"
         )
     only = [r.label for r in study.rows[1:] if r.share(r.rules) <= 0.2 and r.share(r.model) >= 0.8]
     lines.append("")
