@@ -84,7 +84,7 @@ class CloseLatency:
     without_ms: tuple[float, ...]
     with_ms: tuple[float, ...]
     models: tuple[str, ...]
-    #: the judging step alone, the same spill without and with models: (off, on) ms
+    #: the judging step alone, the same spill without and with models: CPU ms
     judge_ms: tuple[tuple[float, float], ...] = ()
     budget_ms: float = 50.0
 
@@ -116,8 +116,9 @@ class CloseLatency:
         on = tuple(b for _, b in self.judge_ms)
         extra = tuple(b - a for a, b in self.judge_ms)
         return [
-            f"  judging step alone, the same {len(extra)} spills judged again without then with "
-            f"models: without p50 {self._p(off, 0.5):.0f} ms, p95 {self._p(off, 0.95):.0f} ms; "
+            f"  judging step alone (CPU time), the same {len(extra)} spills judged again without "
+            f"and with models: without p50 {self._p(off, 0.5):.0f} ms, "
+            f"p95 {self._p(off, 0.95):.0f} ms; "
             f"with p50 {self._p(on, 0.5):.0f} ms, p95 {self._p(on, 0.95):.0f} ms; "
             f"added per spill p50 {self._p(extra, 0.5):+.0f} ms, "
             f"p95 {self._p(extra, 0.95):+.0f} ms",
@@ -264,9 +265,11 @@ def bench_close_latency(
 
 def _judge_step(sessions: Any, hooks: list, run: int, n: int) -> tuple[tuple[float, float], ...]:
     """The close hook's judging of the run's last ``n`` spills again, each twice in a row —
-    models off, then on — inside a transaction rolled back: ``(off, on)`` milliseconds per
-    spill. Paired on the same spill a moment apart, the difference is the models' own cost
-    (gathering them, scoring, words, storing the flag) with the load's noise mostly gone."""
+    without and with models, in alternating order — inside a transaction rolled back:
+    ``(without, with)`` CPU milliseconds of this process per spill (the worker has stopped,
+    so that is the judge's). Paired on the same spill and counted in CPU time, the
+    difference is the models' own cost (gathering them, scoring, words, storing the flag)
+    without the shared machine's load, which wall-clock figures carry."""
     from dqm.store.closing import ClosedSpill
     from dqm.store.queries import closed_spills
     from dqm.store.spills import spill_histograms
@@ -282,17 +285,17 @@ def _judge_step(sessions: Any, hooks: list, run: int, n: int) -> tuple[tuple[flo
         ]
     pairs = []
     try:
-        for closed in spills:
-            times = []
-            for models in (_NoModels(), cache):
-                judge.models = models
+        for k, closed in enumerate(spills):
+            times = {}
+            for on in (False, True) if k % 2 == 0 else (True, False):
+                judge.models = cache if on else _NoModels()
                 with sessions() as session:
-                    started = time.perf_counter()
+                    started = time.process_time()
                     judge(session, closed)
                     session.flush()
-                    times.append(1000 * (time.perf_counter() - started))
+                    times[on] = 1000 * (time.process_time() - started)
                     session.rollback()
-            pairs.append((times[0], times[1]))
+            pairs.append((times[False], times[True]))
     finally:
         judge.models = cache
     return tuple(pairs)
