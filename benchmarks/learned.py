@@ -86,6 +86,8 @@ class CloseLatency:
     models: tuple[str, ...]
     #: the judging step alone, the same spill without and with models: CPU ms
     judge_ms: tuple[tuple[float, float], ...] = ()
+    #: spills of the timed run a model flagged (WARNING or worse)
+    model_flagged: int = 0
     budget_ms: float = 50.0
 
     @staticmethod
@@ -104,7 +106,8 @@ class CloseLatency:
             f"  without models: p50 {self._p(self.without_ms, 0.5):.0f} ms, "
             f"p95 {p95_without:.0f} ms",
             f"  with models ({', '.join(self.models) or 'none stored'}): p50 "
-            f"{self._p(self.with_ms, 0.5):.0f} ms, p95 {p95_with:.0f} ms",
+            f"{self._p(self.with_ms, 0.5):.0f} ms, p95 {p95_with:.0f} ms; the models flagged "
+            f"{self.model_flagged} of these {len(self.with_ms)} clean spills",
             f"  p95 change {change:+.0f} ms: {verdict} the {self.budget_ms:.0f} ms budget",
             *self._judge_lines(),
         ]
@@ -249,6 +252,7 @@ def bench_close_latency(
         timed = sim(810_003, 2 * n_spills)
         latencies = _alternating(s, r, specs, sessions, hooks, timed, lambda k: k % 2 == 0)
         judge_ms = _judge_step(sessions, hooks, timed.run, n_spills)
+        flagged = _model_flagged(sessions, timed.run)
     finally:
         r.delete(stream)
         engine.dispose()
@@ -260,7 +264,23 @@ def bench_close_latency(
         tuple(1000 * x for k, x in enumerate(latencies, 1) if k % 2 == 0),
         models,
         judge_ms,
+        flagged,
     )
+
+
+def _model_flagged(sessions: Any, run: int) -> int:
+    """How many spills of ``run`` a model flagged (``pca_score`` WARNING or worse)."""
+    from dqm.checks import Quality
+    from dqm.store.queries import closed_spills, spill_flags
+
+    with sessions() as session:
+        return sum(
+            any(
+                f.check == "pca_score" and f.quality >= int(Quality.WARNING)
+                for f in spill_flags(session, sp.id)
+            )
+            for sp in closed_spills(session, run)
+        )
 
 
 def _judge_step(sessions: Any, hooks: list, run: int, n: int) -> tuple[tuple[float, float], ...]:

@@ -104,5 +104,6 @@ def test_close_latency_without_and_with_models_in_one_run(settings, redis_client
     assert len(res.judge_ms) == 3 and all(a > 0 and b > 0 for a, b in res.judge_ms)
     text = "\n".join(res.lines())
     assert "p95 change" in text and "50 ms budget" in text and "added per spill p50" in text
+    assert "the models flagged" in text and 0 <= res.model_flagged <= 3
     # the bench's stream is gone
     assert not list(redis_client.scan_iter("bench:learned:*"))
