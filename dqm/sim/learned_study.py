@@ -3,7 +3,9 @@
 Layer: pure core (simulator → fill → judge, no I/O). As an expert would: a reference run,
 a training run whose spills the rules call good train one model per subsystem that
 declares ``pca_score`` (:func:`dqm.learn.train.train_model`, threshold at 0.1 % per spill
-on a held-out third); then a clean control run and one run per anomaly kind, every spill
+on a held-out third); then a clean control run and one run per scenario — the validation
+matrix's one-spill detection rows at the nominal beam and the kinds only a model sees
+(:func:`matrix_scenarios`), or the demo's kinds (:data:`LEARNED_KINDS`) —, every spill
 judged by the rules (every check but ``pca_score``, with the clean run's history before
 it) and by the models. A spill counts as flagged by either when one of its checks says
 WARNING or worse. Per-spill detection, not the matrix's delays: both judge the same
