@@ -120,6 +120,7 @@ class HistogramExplorer(Viewer):
         self.cell_area = pn.Column(sizing_mode="stretch_width")
         self.selected_cell: tuple[str, tuple[int, int]] | None = None
         self._cell_request: dict | None = None
+        self._tapped: set[int] = set()
         self._latest = LatestOnly(self.plot_area)
         self._served = served()
         self.run.param.watch(self._on_run, "value")
@@ -269,7 +270,9 @@ class HistogramExplorer(Viewer):
         self.goto.value = None
         cells = show_view(self, loaded)
         self._cell_request = cells
-        if cells is not None:
+        if cells is not None and id(cells["source"]) not in self._tapped:
+            # a cell map's source is refilled for the next histogram: one callback each
+            self._tapped.add(id(cells["source"]))
             cells["source"].selected.on_change("indices", self._on_tap)
 
     def _on_tap(self, _attr, _old, new) -> None:

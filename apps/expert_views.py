@@ -15,7 +15,7 @@ import numpy as np
 import panel as pn
 
 from apps.expert_figures import H1Figures, SeriesFigure
-from apps.expert_maps import cell_map, map_triple
+from apps.expert_maps import CellMap, MapTriple, map_size, usable_reference
 from apps.expert_plots import (
     history_figure,
     overlay_ratio_pull,
@@ -155,7 +155,7 @@ def show_view(x, loaded: dict) -> dict | None:
     shown = html.escape(f"{spec.name} {request.run} {request.lo}-{request.hi}")
     x.info.object = f'<div class="dqm-note dqm-view" data-view="{shown}">{_info(loaded)}</div>'
     _evidence(x, loaded)
-    x.cell_area[:] = []
+    _place(x.cell_area, "empty", lambda: [])
     if h is None:
         _place(
             x.plot_area,
@@ -186,7 +186,10 @@ def show_view(x, loaded: dict) -> dict | None:
         )
         return None
     if spec.kind == "cellmap" and h.ndim == 2:
-        fig, src = cell_map(
+        with_ref = CellMap.has_reference(h, ref_h)
+        key = ("cellmap", h.values().shape, with_ref)
+        cells = _cached(x, key, lambda: CellMap(h.values().shape, with_reference=with_ref))
+        src = cells.update(
             h,
             ref_h,
             f"{spec.title}: {label}",
@@ -196,12 +199,13 @@ def show_view(x, loaded: dict) -> dict | None:
             highlight=details.get("channels") or [],
         )
         # the class on a Column (a Bokeh pane renders the figure itself, without its classes)
+        pane = _pane(x, cells.fig)
+        _place(x.plot_area, key, lambda: [pn.Column(pane, css_classes=["dqm-cellmap"])])
         _place(
-            x.plot_area,
-            None,
-            lambda: [pn.Column(pn.pane.Bokeh(fig), css_classes=["dqm-cellmap"])],
+            x.cell_area,
+            "cell hint",
+            lambda: [pn.pane.Markdown("*Click a cell to see that channel's history.*")],
         )
-        x.cell_area[:] = [pn.pane.Markdown("*Click a cell to see that channel's history.*")]
         return {
             "spec": spec,
             "source": src,
@@ -210,16 +214,19 @@ def show_view(x, loaded: dict) -> dict | None:
             "run": request.run,
         }
     if spec.kind in ("h2", "channels"):
-        figs = map_triple(
-            rebinned(h, request.rebin),
-            rebinned(ref_h, request.rebin),
-            spec.title,
-            log_z=request.log,
-            reference_label=label,
+        this, ref = rebinned(h, request.rebin), rebinned(ref_h, request.rebin)
+        assert this is not None
+        with_ref = usable_reference(this, ref) is not None
+        key = ("h2", map_size(this), with_ref, request.log)
+        maps = _cached(
+            x, key, lambda: MapTriple(map_size(this), with_reference=with_ref, log_z=request.log)
         )
-        _place(x.plot_area, None, lambda: [pn.Row(*[pn.pane.Bokeh(f) for f in figs])])
-        if spec.kind == "channels":  # the channels the flag names, projected (at most 4)
-            named = [int(ch[0]) for ch in details.get("channels") or [] if ch]
+        maps.update(this, ref, spec.title, reference_label=label)
+        panes = [_pane(x, f) for f in maps.figures]
+        _place(x.plot_area, key, lambda: [pn.Row(*panes)])
+        named = [int(ch[0]) for ch in details.get("channels") or [] if ch]
+        if spec.kind == "channels" and named:  # the channels the flag names, projected (<= 4)
+            x.cell_area._dqm_layout = None
             x.cell_area[:] = [
                 pn.pane.Bokeh(
                     overlay_ratio_pull(
@@ -255,6 +262,7 @@ def show_cell(x, d: dict) -> None:
         )
         + ("<br>" + "; ".join(html.escape(s) for s in d["siblings"]) if d["siblings"] else "")
     )
+    x.cell_area._dqm_layout = None
     x.cell_area[:] = [
         _note(text),
         pn.pane.Bokeh(
