@@ -28,12 +28,19 @@ DEFAULT_SPILLS = 20
 ACTIVE_REFERENCE = "active reference"
 
 
+#: a load that takes longer than this shows Panel's spinner (a quick one does not: turning it
+#: on and off costs the browser two layouts of the whole page)
+SPINNER_AFTER_S = 0.3
+
+
 class LatestOnly:
     """Loads in a worker thread and shows the result unless a newer request came meanwhile.
 
     Why: a session callback runs on the server's one event loop, which also feeds every
     control-room screen; decoding or querying for seconds there stalls them all. ``area``
-    shows Panel's spinner while the newest request loads.
+    shows Panel's spinner while the newest request loads, if that takes more than
+    :data:`SPINNER_AFTER_S`. What a show changes reaches the browser as one message
+    (``pn.io.hold``), so the browser lays the page out once, not once per changed pane.
     """
 
     def __init__(self, area) -> None:
@@ -47,19 +54,32 @@ class LatestOnly:
 
     async def run(self, request, load, show) -> None:
         self._asked = request
-        self.area.loading = True
         doc = pn.state.curdoc if served() else None
+        job = asyncio.ensure_future(asyncio.to_thread(load, request))
+        await asyncio.wait({job}, timeout=SPINNER_AFTER_S)
+        if not job.done() and self._asked == request:
+            self.area.loading = True
         try:
-            result = await asyncio.to_thread(load, request)
-        finally:
+            result = await job
+        except BaseException:
             if self._asked == request:
                 self.area.loading = False
+            raise
         if self._asked != request:  # the expert changed the choice again meanwhile
             return
+
+        def finish() -> None:
+            if self._asked != request:
+                return
+            with pn.io.hold(doc):
+                if self.area.loading:
+                    self.area.loading = False
+                show(result)
+
         if doc is None:
-            show(result)
+            finish()
         else:  # bokeh models change only under the document's lock: on its next tick
-            doc.add_next_tick_callback(lambda: show(result) if self._asked == request else None)
+            doc.add_next_tick_callback(finish)
 
 
 def served() -> bool:
@@ -110,8 +130,14 @@ class HistogramExplorer(Viewer):
             width=140,
             placeholder="all",
         )
-        self.evidence = pn.Column(sizing_mode="stretch_width", css_classes=["dqm-evidence-area"])
         self.evidence_note = pn.pane.HTML(stylesheets=[EXPERT_CSS], sizing_mode="stretch_width")
+        self.series_area = pn.Column(sizing_mode="stretch_width")  # the check's number, if any
+        self.evidence = pn.Column(
+            self.evidence_note,
+            self.series_area,
+            sizing_mode="stretch_width",
+            css_classes=["dqm-evidence-area"],
+        )
         self.stats = pn.pane.HTML(stylesheets=[EXPERT_CSS], width=210, css_classes=["dqm-statsbox"])
         self.figures: dict = {}  # figure sets refilled on every change (apps.expert_figures)
         self.panes: dict = {}
