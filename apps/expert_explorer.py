@@ -170,7 +170,7 @@ class HistogramExplorer(Viewer):
 
     # ------------------------------------------------------------------ choosing
     def reload_runs(self) -> None:
-        run_list = self._store.read(queries.runs)
+        run_list = self._store.cached("runs", queries.runs)
         self.compare.options = [ACTIVE_REFERENCE, *run_list]
         self.run.options = run_list
         wanted_run = self._wanted.get("run")
@@ -182,7 +182,8 @@ class HistogramExplorer(Viewer):
             self.plot_area[:] = [pn.pane.Markdown("No closed spill in the database yet.")]
 
     def _on_run(self, _event=None) -> None:
-        infos = self._store.read(lambda s: queries.spills_of_run(s, self.run.value))
+        run = self.run.value
+        infos = self._store.cached(("spills", run), lambda s: queries.spills_of_run(s, run))
         if infos:
             lo, hi = infos[0].spill, infos[-1].spill
             want = self._wanted
@@ -278,7 +279,10 @@ class HistogramExplorer(Viewer):
             self.draw()
 
     def _load(self, request: ViewRequest) -> dict:
-        return load_view(self._store, request)
+        """The view's data, shared with other sessions asking for the same view (read-only)."""
+        return self._store.view_cache.get(
+            (request, self._store.version), lambda: load_view(self._store, request)
+        )
 
     def draw(self) -> None:
         """Load and show the current selection now (construction, and outside a server)."""
