@@ -71,10 +71,9 @@ class LatestOnly:
         def finish() -> None:
             if self._asked != request:
                 return
-            with pn.io.hold(doc):
-                if self.area.loading:
-                    self.area.loading = False
-                show(result)
+            if self.area.loading:
+                self.area.loading = False
+            show(result)
 
         if doc is None:
             finish()
