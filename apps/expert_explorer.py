@@ -39,8 +39,7 @@ class LatestOnly:
     Why: a session callback runs on the server's one event loop, which also feeds every
     control-room screen; decoding or querying for seconds there stalls them all. ``area``
     shows Panel's spinner while the newest request loads, if that takes more than
-    :data:`SPINNER_AFTER_S`. What a show changes reaches the browser as one message
-    (``pn.io.hold``), so the browser lays the page out once, not once per changed pane.
+    :data:`SPINNER_AFTER_S`.
     """
 
     def __init__(self, area) -> None:
