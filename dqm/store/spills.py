@@ -42,6 +42,7 @@ from dqm.store.models import (
     SpillPartial,
     utcnow,
 )
+from dqm.store.rollup import run_sum_blobs
 from dqm.store.runs import ensure_run, store_conditions
 
 __all__ = [
@@ -346,7 +347,17 @@ def spill_histograms(session: Session, spill_id: int) -> dict[str, bh.Histogram]
 def run_histograms(
     session: Session, run: int, spills: tuple[int, int] | None = None
 ) -> dict[str, bh.Histogram]:
-    """Sum of the closed spills' histograms of a run (optionally a spill range, inclusive)."""
+    """Sum of the closed spills' histograms of a run (optionally a spill range, inclusive).
+
+    The whole run is read as its aggregate plus the spills closed after it
+    (:func:`dqm.store.rollup.run_sum_blobs`): the same sum, and still whole once the
+    histogram retention deleted its GOOD spills' own rows.
+    """
+    if not spills:
+        whole: dict[str, bh.Histogram] = {}
+        for blob in run_sum_blobs(session, run):
+            add_into(whole, decode_histograms(blob)[0])
+        return whole
     stmt = (
         select(SpillHistograms.blob)
         .join(Spill, Spill.id == SpillHistograms.spill_id)
