@@ -85,6 +85,12 @@ def add_parser(sub) -> None:
         "--opens", type=int, default=5, help="with --expert: page opens timed after the first"
     )
     p.add_argument(
+        "--reach",
+        metavar="SMALL,LARGE",
+        help="also: the worker at two spill sizes (e.g. 20000,200000), the events per SPS cycle "
+        "one worker sustains and the π/K and beam-drift detection delays at those sizes",
+    )
+    p.add_argument(
         "--learned",
         type=int,
         metavar="SPILLS",
@@ -185,6 +191,12 @@ def run(args, settings) -> int:
                 f"p95 {worker.extra['close_p95_s'] * 1000:.0f} ms"
             )
         r.delete(stream)
+        if getattr(args, "reach", None):
+            from benchmarks.reach import bench_reach
+
+            small, large = (int(x) for x in args.reach.split(","))
+            print("what the speed buys (worker CPU per spill at two sizes; delays in spills):")
+            bench_reach(settings, r, specs, db_url, hooks, (small, large), args.batch_size)
         _flags_figures(args, settings, r, specs, db_url)
         if args.workers:
             print(

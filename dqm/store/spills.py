@@ -118,6 +118,8 @@ class CommitOutcome:
     rejected: list[tuple[str, str, str, str]] = field(default_factory=list)
     #: closed spills that just received late batches: to be judged again
     amend: set[int] = field(default_factory=set)
+    #: the partial row each contribution was stored as: (run, spill) -> (spill id, row id)
+    partials: dict[tuple[int, int], tuple[int, int]] = field(default_factory=dict)
 
 
 def _beyond(run: int, spill: int, announced: int) -> str:
@@ -231,6 +233,7 @@ def commit_group(
     out = CommitOutcome()
     now = utcnow()
     rows: list[dict] = []
+    stored: list[tuple[tuple[int, int], int, SpillPartial]] = []
     # spill rows are locked in one global order, so two workers' groups cannot deadlock
     beyond: dict[tuple[int, int], int] = {}
     for c in sorted(contributions, key=lambda c: (c.run, c.spill)):
@@ -275,16 +278,16 @@ def commit_group(
                 continue
         if c.batches:
             blob = encode_histograms(c.hists or {}, c.moments)
-            session.add(
-                SpillPartial(
-                    spill_id=sp.id,
-                    consumer=consumer,
-                    n_batches=len(c.batches),
-                    n_events=c.n_events,
-                    blob=blob,
-                    created_at=now,
-                )
+            partial = SpillPartial(
+                spill_id=sp.id,
+                consumer=consumer,
+                n_batches=len(c.batches),
+                n_events=c.n_events,
+                blob=blob,
+                created_at=now,
             )
+            session.add(partial)
+            stored.append(((c.run, c.spill), sp.id, partial))
             sp.received_batches += len(c.batches)
             sp.n_events += c.n_events
             rows.extend(
@@ -336,6 +339,7 @@ def commit_group(
             [{**r, "stream": stream, "processed_at": now} for r in rows],
         )
     session.flush()
+    out.partials = {key: (spill_id, p.id) for key, spill_id, p in stored}
     return out
 
 
