@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from apps.snapshot import build_plots, build_snapshot
+from apps.snapshot import PlotCache, build_plots, build_snapshot
 from dqm.checks import Quality
 from dqm.config import Settings
 from dqm.core.specs import SpecSet
@@ -37,7 +37,7 @@ from dqm.store.frames import (
     trend_frame,
 )
 from dqm.store.migrate import upgrade_database
-from dqm.store.queries import change_token, runs_in_period
+from dqm.store.queries import ChangeWatch, change_token, runs_in_period
 from dqm.store.references import ReferenceCache, set_reference
 
 __all__ = ["HistoryFigure", "build_history", "time_readers"]
@@ -155,7 +155,25 @@ def time_readers(
         with_session(lambda s: build_snapshot(s, specs)),
     )
     timed("control room: refresh after a closed spill (and plots)", 0.050, with_session(refresh))
-    timed("control room: change check (every 2 s)", 0.005, with_session(change_token))
+    plot_cache = PlotCache()
+
+    def refresh_same_spill(session):
+        snap = build_snapshot(session, specs)
+        return build_plots(session, specs, refs, snap, plot_cache)
+
+    timed(
+        "control room: refresh after an expert's action (plots kept)",
+        0.050,
+        with_session(refresh_same_spill),
+    )
+    timed(
+        "control room: change check, through a session (before)",
+        None,
+        with_session(change_token),
+    )
+    watch = ChangeWatch(engine)
+    timed("control room: change check (every 2 s)", 0.005, watch.token)
+    watch.close()
     timed(
         f"Trends: {key} over a week ({len(week)} runs)",
         0.100,
