@@ -15,7 +15,12 @@ from dqm.core.subsystems import SUBSYSTEMS
 from dqm.errors import ConfigError
 from dqm.quality import Quality, quality_name
 from dqm.store.engine import open_store
-from dqm.store.flag_reads import newest_reference_of_run, query_flags, reference_warnings
+from dqm.store.flag_reads import (
+    count_flags,
+    newest_reference_of_run,
+    query_flags,
+    reference_warnings,
+)
 from dqm.store.models import Run
 from dqm.store.queries import count_closed_spills, flag_reference_runs
 from dqm.store.runs import as_conditions, get_run, run_conditions
@@ -137,8 +142,8 @@ def run(args, settings) -> int:
                 subsystem=args.subsystem,
                 min_quality=min_quality,
             )
-            hidden = len(
-                query_flags(session, args.run, spill=args.spill, subsystem=args.subsystem)
+            hidden = count_flags(
+                session, args.run, spill=args.spill, subsystem=args.subsystem
             ) - len(flags)
             print_flags(flags)
             if hidden:
