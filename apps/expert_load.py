@@ -18,6 +18,7 @@ import numpy as np
 from apps import queries
 from dqm.store.evidence import check_series, evidence_flag_id, flag_evidence
 from dqm.store.references import active_reference
+from dqm.store.rollup import histograms_deleted, run_histogram
 from dqm.store.runs import run_conditions
 
 __all__ = ["ViewRequest", "load_view", "cell_data", "parse_spill_range"]
@@ -85,12 +86,23 @@ def load_view(store, request: ViewRequest) -> dict:
     spec = store.specs[request.histogram]
 
     def load(session):
-        infos = [
-            i
-            for i in queries.spills_of_run(session, request.run)
-            if request.lo <= i.spill <= request.hi
-        ]
+        run_infos = queries.spills_of_run(session, request.run)
+        infos = [i for i in run_infos if request.lo <= i.spill <= request.hi]
         h = queries.sum_hists(store.spill_histogram(session, [i.id for i in infos], spec.name))
+        deleted = histograms_deleted(session, [i.id for i in infos])
+        note = ""
+        if deleted and len(infos) == len(run_infos):
+            h = run_histogram(session, request.run, spec.name)
+            note = (
+                f"{len(deleted)} of these spills' own histograms were deleted by the retention "
+                "policy; drawn from the run's summed histograms, which hold them"
+            )
+        elif deleted:
+            note = (
+                f"{len(deleted)} of these {len(infos)} spills' own histograms were deleted by the "
+                "retention policy and are not in this sum (select the whole run: its summed "
+                "histograms hold them)"
+            )
         cond = run_conditions(session, request.run)
         ref_h, ref_text = _comparison(store, session, request, cond)
         flag = flag_evidence(session, request.flag) if request.flag else None
@@ -104,9 +116,9 @@ def load_view(store, request: ViewRequest) -> dict:
         series = (
             check_series(session, request.run, flag["histogram"], flag["check"]) if flag else None
         )
-        return infos, h, cond, ref_h, ref_text, flag, series
+        return infos, h, cond, ref_h, ref_text, flag, series, note
 
-    infos, h, cond, ref_h, ref_text, flag, series = store.read(load)
+    infos, h, cond, ref_h, ref_text, flag, series, note = store.read(load)
     if h is not None and ref_h is not None and not _same_binning(h, ref_h):
         ref_h, ref_text = None, ref_text + " — binning differs, not drawn"
     return {
@@ -120,6 +132,7 @@ def load_view(store, request: ViewRequest) -> dict:
         "flag": flag,
         "series": series,
         "n_events": float(sum(i.n_events for i in infos)),
+        "retention_note": note,
     }
 
 

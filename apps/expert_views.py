@@ -146,6 +146,11 @@ def _info(loaded: dict) -> str:
         f"<b>{html.escape(spec.title)}</b> — {html.escape(spec.description)}<br>"
         f"run {request.run}, {span} ({n} spills, {loaded['n_events']:,.0f} events); compared "
         f"with {html.escape(loaded['ref_text'])}<br>conditions: {cond_text}"
+        + (
+            f"<br><b>retention:</b> {html.escape(loaded['retention_note'])}"
+            if loaded.get("retention_note")
+            else ""
+        )
     )
 
 
@@ -157,11 +162,9 @@ def show_view(x, loaded: dict) -> dict | None:
     _evidence(x, loaded)
     x.cell_area[:] = []
     if h is None:
-        _place(
-            x.plot_area,
-            None,
-            lambda: [pn.pane.Markdown("No data for this histogram in the selected spills.")],
-        )
+        why = loaded.get("retention_note") or ""
+        text = "No data for this histogram in the selected spills." + (f" {why}." if why else "")
+        _place(x.plot_area, None, lambda: [pn.pane.Markdown(text)])
         return None
     details = (loaded["flag"] or {}).get("details") or {}
     label = loaded["ref_text"].split(" (")[0]

@@ -37,8 +37,10 @@ from dqm.store.frames import (
     trend_frame,
 )
 from dqm.store.migrate import upgrade_database
+from dqm.store.periods import period_spills
 from dqm.store.queries import ChangeWatch, change_token, runs_in_period
 from dqm.store.references import ReferenceCache, set_reference
+from dqm.store.rollup import period_sum, roll_up_runs
 
 __all__ = ["HistoryFigure", "build_history", "time_readers"]
 
@@ -214,7 +216,30 @@ def time_readers(
             status.run(Namespace(spills=8), settings)
 
     timed("dqm status (its store queries)", 1.0, status_command)
+    # what the report service's background pass does (DQM_ROLLUP_SETTLE_S): a store built
+    # before per-run histograms existed is rolled up here once, timed
+    t0, c0 = time.perf_counter(), time.process_time()
+    done = roll_up_runs(sessions, settle_s=Settings().rollup_settle_s, limit=1_000_000)
+    print(
+        f"    runs summed into run histograms: {sum(1 for d in done if d.added)} runs, "
+        f"{sum(d.added for d in done)} spills in {time.perf_counter() - t0:.1f} s "
+        f"({time.process_time() - c0:.1f} CPU-s)",
+        flush=True,
+    )
     day = Period("last day", now - timedelta(days=1), now)
+    with sessions() as session:
+        rows = [(s.id, s.run, s.closed_at) for s in period_spills(session, day)]
+        plan = period_sum(session, rows, day.start, day.end)
+    print(
+        f"    the last day: {len(rows)} spills, {sum(plan.aggregate_runs.values())} of them in "
+        f"{len(plan.aggregate_runs)} run histograms, {len(plan.spill_ids)} summed one by one",
+        flush=True,
+    )
+    timed(
+        "report: gathering of the last day, spill by spill (baseline)",
+        None,
+        with_session(lambda s: gather(s, specs, day, aggregates=False)),
+    )
     timed("report: gathering of the last day", 1.0, with_session(lambda s: gather(s, specs, day)))
     engine.dispose()
     return figures

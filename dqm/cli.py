@@ -31,7 +31,7 @@ COMMANDS = {
     "bench": "measure worker throughput against the transport ceiling and numpy",
     "serve": "serve the control room and expert web pages",
     "flags": "list a run's data-quality flags with explanations and instructions",
-    "prune": "delete ledger rows the stream can no longer redeliver (docs/retention.md)",
+    "prune": "delete ledger rows and old spills' histograms nothing needs (docs/retention.md)",
     "reference": "set, list, show or suggest reference runs",
     "signoff": "a run's sign-off: proposal, certifications, certify",
     "goodspills": "certified good spills (golden JSON or CSV) for the analysis",

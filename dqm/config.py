@@ -73,6 +73,22 @@ class Settings:
         "The exactly-once ledger keeps message ids this much older than the oldest entry the "
         "stream or a pending list still holds ('dqm prune', the nightly report).",
     )
+    rollup_settle_s: float = _setting(
+        600.0,
+        "Spills closed longer ago than this are summed into their run's histograms "
+        "(run_histograms), which the report's day reads instead of each spill's.",
+    )
+    spill_histograms_keep_days: float = _setting(
+        30.0,
+        "Per-spill histograms of spills older than this are deleted once their run's sum holds "
+        "them, except spills with a WARNING/BAD/CHECK_ERROR flag and reference runs' spills. "
+        "0: keep every spill's histograms forever.",
+    )
+    retention_interval_s: float = _setting(
+        600.0,
+        "How often the report service ('dqm report --schedule') sums runs and applies the "
+        "histogram retention in the background. 0: only 'dqm prune' does.",
+    )
     read_count: int = _setting(16, "Messages per XREADGROUP call.")
     block_ms: int = _setting(200, "How long XREADGROUP blocks waiting for messages.")
     commit_interval_s: float = _setting(

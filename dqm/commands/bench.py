@@ -85,11 +85,18 @@ def add_parser(sub) -> None:
         "--opens", type=int, default=5, help="with --expert: page opens timed after the first"
     )
     p.add_argument(
+        "--reach",
+        metavar="SMALL,LARGE",
+        help="also: the worker at two spill sizes (e.g. 20000,200000), the events per SPS cycle "
+        "one worker sustains and the π/K and beam-drift detection delays at those sizes",
+    )
+    p.add_argument(
         "--learned",
         type=int,
         metavar="SPILLS",
         help="instead: train the learned models on SPILLS simulated spills (at least 30) and "
-        "time scoring a spill with them (docs/learned.md)",
+        "time scoring a spill with them; then a real worker's spill-close latency (checks on) "
+        "on a run without models and one with them, SPILLS each (docs/learned.md)",
     )
     p.set_defaults(func=run)
 
@@ -112,6 +119,31 @@ def _quiet_logs(level: str) -> None:
             logging.getLogger(name).setLevel(logging.WARNING)
 
 
+def _close_learned(args, settings) -> int:
+    """``--learned``: the worker's close latency without and with models (a private Redis
+    unless ``DQM_REDIS_URL`` is set)."""
+    from benchmarks.learned import bench_close_latency
+
+    server = None
+    if not settings.redis_url:
+        server = EmbeddedRedis().start()
+        settings = settings.with_(redis_url=server.url)
+    try:
+        latency = bench_close_latency(
+            settings,
+            connect(settings.redis_url),
+            load_default_specs(settings),
+            args.learned,
+            args.events_per_spill,
+            args.batch_size,
+        )
+    finally:
+        if server is not None:
+            server.stop()
+    print("\n".join(latency.lines()))
+    return 0
+
+
 def run(args, settings) -> int:
     # benchmarks/ is not part of the library: imported only when a benchmark runs
     from benchmarks.worker import (
@@ -130,8 +162,8 @@ def run(args, settings) -> int:
         from benchmarks.learned import bench_learned
 
         cost = bench_learned(load_default_specs(settings), args.learned, args.events_per_spill)
-        print("\n".join(cost.lines()))
-        return 0
+        print("\n".join(cost.lines()), flush=True)
+        return _close_learned(args, settings)
     if getattr(args, "expert", None):
         from benchmarks.web import bench_expert_page
 
@@ -185,6 +217,12 @@ def run(args, settings) -> int:
                 f"p95 {worker.extra['close_p95_s'] * 1000:.0f} ms"
             )
         r.delete(stream)
+        if getattr(args, "reach", None):
+            from benchmarks.reach import bench_reach
+
+            small, large = (int(x) for x in args.reach.split(","))
+            print("what the speed buys (worker CPU per spill at two sizes; delays in spills):")
+            bench_reach(settings, r, specs, db_url, hooks, (small, large), args.batch_size)
         _flags_figures(args, settings, r, specs, db_url)
         if args.workers:
             print(

@@ -69,7 +69,7 @@ def _subsystems(specs, only: str | None) -> list[str]:
 
 
 def run_train(args, settings) -> int:
-    from dqm.learn.train import subsystem_layout, train_model
+    from dqm.learn.train import spec_layout, train_model
     from dqm.pipeline.runtime import load_default_specs
     from dqm.store import open_store
     from dqm.store.learned import good_spills, spill_ranges, store_model
@@ -82,12 +82,11 @@ def run_train(args, settings) -> int:
         for subsystem in _subsystems(specs, args.subsystem):
             with store.sessions.begin() as session:
                 spills = good_spills(session, args.beam_config, subsystem, runs)
-                names = [s.name for s in specs if s.subsystem == subsystem]
                 hists = [spill_histograms(session, sp.id) for sp in spills]
                 if not hists:
                     print(f"{subsystem}: no good spills of {args.beam_config}: not trained")
                     continue
-                layout = subsystem_layout(names, hists[0])
+                layout = spec_layout(specs, subsystem, hists[0])
                 try:
                     result = train_model(
                         hists,
@@ -112,7 +111,7 @@ def run_train(args, settings) -> int:
                         "runs": list(runs) if runs else None,
                         "selection": "certified good, else no WARNING or worse",
                         "n_components": int(result.model.components.shape[0]),
-                        "histograms": [item.name for item in layout],
+                        "histograms": [item.title for item in result.model.layout],
                     },
                     n_train=len(result.train),
                     n_holdout=len(result.holdout),
@@ -122,7 +121,12 @@ def run_train(args, settings) -> int:
                 print(
                     f"model {row.id}: {subsystem} {args.beam_config} v{row.version}, "
                     f"{row.n_train} training + {row.n_holdout} held-out spills, "
-                    f"{result.calibration.words()}"
+                    f"score {result.calibration.words()}"
+                    + (
+                        f"; largest per-histogram excess {result.histogram_calibration.words()}"
+                        if result.histogram_calibration
+                        else ""
+                    )
                 )
                 trained += 1
     return 0 if trained else 1
@@ -209,4 +213,9 @@ def run_show(args, settings) -> int:
                     "alarms per spill"
                 )
             print(f"  method: {cal.get('method', '-')}")
+            per_histogram = info.get("histogram_calibration")
+            if per_histogram:
+                held = (r.scores or {}).get("holdout_histogram_excess", {})
+                print(f"  largest per-histogram excess, held out: {_summary(held)}")
+                print(f"  its {Calibration(**per_histogram).words()}")
     return 0

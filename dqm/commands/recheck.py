@@ -56,6 +56,14 @@ def run(args, settings) -> int:
             with store.sessions() as session:
                 result = recheck_run(session, args.run, specs, version=args.version)
     took = time.perf_counter() - t0
+    if result.not_rechecked:
+        print(
+            f"run {args.run}: {len(result.not_rechecked)} spills not rechecked: their own "
+            f"histograms were deleted by the retention policy (older than "
+            f"DQM_SPILL_HISTOGRAMS_KEEP_DAYS={settings.spill_histograms_keep_days:g} days, "
+            f"summed into the run's histograms); their stored flags stand: "
+            f"{_ranges(result.not_rechecked)}"
+        )
     if args.store:
         print(
             f"run {args.run}: {result.spills} spills rechecked with configuration {result.version} "
@@ -79,3 +87,14 @@ def run(args, settings) -> int:
     if len(result.differences) > 50:
         print(f"  ... and {len(result.differences) - 50} more")
     return 1
+
+
+def _ranges(numbers: list[int]) -> str:
+    """``[1, 2, 3, 7]`` -> ``"1-3, 7"``."""
+    out: list[str] = []
+    for n in sorted(numbers):
+        if out and out[-1].split("-")[-1] == str(n - 1):
+            out[-1] = f"{out[-1].split('-')[0]}-{n}"
+        else:
+            out.append(str(n))
+    return ", ".join(out)

@@ -102,6 +102,28 @@ def _prune(settings) -> None:
         logging.getLogger("dqm.report").exception("ledger pruning failed")
 
 
+def _retention_loop(settings, stop: threading.Event) -> None:
+    """The histogram retention (docs/retention.md) every ``DQM_RETENTION_INTERVAL_S``, in
+    the report service's own thread: one run per transaction, so it never holds up a worker,
+    and it stops within one run's work when the service stops. A failure is logged and
+    retried at the next interval: retention must never stop the nightly report."""
+    from dqm.commands.prune import histogram_retention
+    from dqm.store import open_store
+
+    logger = logging.getLogger("dqm.report")
+    while not stop.is_set():
+        try:
+            with open_store(settings) as store:
+                done = histogram_retention(settings, store.sessions, should_stop=stop.is_set)
+            if done.spills_rolled_up or done.deleted or done.stale_runs:
+                logger.info("retention: %s", done.line())
+        except Exception:  # noqa: BLE001 - retried at the next interval
+            logger.exception(
+                "histogram retention failed; retrying in %.0f s", settings.retention_interval_s
+            )
+        stop.wait(settings.retention_interval_s)
+
+
 def run(args, settings) -> int:
     folder = Path(args.dir) if args.dir else Path(settings.data_dir) / "reports"
     progress = NullProgress if args.quiet else Progress
@@ -121,14 +143,25 @@ def run(args, settings) -> int:
             write_report(settings, Period.day(day, tz=None), path, mot_per_event=args.mot_per_event)
             _prune(settings)
 
-        run_schedule(
-            folder,
-            at,
-            nightly,
-            catch_up_days=args.catch_up_days,
-            should_stop=stop.is_set,
-            sleep=lambda s: stop.wait(s),
-        )
+        background = None
+        if settings.retention_interval_s > 0:
+            background = threading.Thread(
+                target=_retention_loop, args=(settings, stop), name="retention", daemon=True
+            )
+            background.start()
+        try:
+            run_schedule(
+                folder,
+                at,
+                nightly,
+                catch_up_days=args.catch_up_days,
+                should_stop=stop.is_set,
+                sleep=lambda s: stop.wait(s),
+            )
+        finally:
+            stop.set()
+            if background is not None:
+                background.join(timeout=60)
         return 0
     period, name = _period(args)
     out = Path(args.out) if args.out else folder / name

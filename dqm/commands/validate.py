@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import shlex
 import sys
 from pathlib import Path
@@ -69,9 +70,9 @@ def add_parser(sub) -> None:
     p.add_argument(
         "--learned",
         action="store_true",
-        help="the learned detector beside the rules instead of the matrix: false alarms on "
-        "clean spills and detection per anomaly kind, training and scoring cost "
-        "(docs/learned.md)",
+        help="the learned detector beside the rules, one table instead of the matrix: false "
+        "alarms on clean spills and detection of each one-spill detection row of the matrix "
+        "(and the kinds only the model sees), training and scoring cost (docs/learned.md)",
     )
     p.set_defaults(func=run)
 
@@ -112,23 +113,40 @@ def command_line(args) -> str:
 
 
 def run_learned(args, settings) -> int:
-    """``dqm validate --learned``: :func:`dqm.sim.learned_study.learned_study`, as Markdown."""
-    from dqm.sim.learned_study import learned_markdown, learned_study
+    """``dqm validate --learned``: :func:`dqm.sim.learned_study.learned_study` over the
+    matrix's one-spill detection rows (:func:`~dqm.sim.learned_study.matrix_scenarios`), as
+    one Markdown table; ``--markdown FILE`` writes it between FILE's generated-block markers."""
+    from datetime import UTC, datetime
+
+    from dqm.sim.learned_study import learned_markdown, learned_study, matrix_scenarios
 
     progress = (
         None if args.quiet else (lambda line: print(f"... {line}", file=sys.stderr, flush=True))
     )
+    scenarios = [
+        (label, anomaly)
+        for label, anomaly in matrix_scenarios(args.quick)
+        if not args.only or any(o.lower() in label.lower() for o in args.only)
+    ]
     study = learned_study(
         load_default_specs(settings),
         events_per_spill=args.events_per_spill or StudyConfig().events_per_spill,
         train_spills=45 if args.quick else 90,
         clean_spills=args.spills or (20 if args.quick else 200),
         anomaly_spills=4 if args.quick else 10,
+        kinds=scenarios,
         say=progress,
     )
-    print(f"Made with `{command_line(args)} --learned`.\n")
-    print(learned_markdown(study))
-    print(f"\nCost: {study.cost()}.")
+    when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    text = (
+        f"Made with `{command_line(args)} --learned` at {when}, load average {load}.\n\n"
+        f"{learned_markdown(study)}\n\nCost: {study.cost()}."
+    )
+    print(text)
+    if args.markdown:
+        old = args.markdown.read_text(encoding="utf-8") if args.markdown.exists() else ""
+        args.markdown.write_text(replace_block(old, text), encoding="utf-8")
     return 0
 
 

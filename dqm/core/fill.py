@@ -28,6 +28,7 @@ import boost_histogram as bh
 import numpy as np
 
 from dqm.core.events import empty_columns
+from dqm.core.histio import empty_copy
 from dqm.core.specs import AxisSpec, HistogramSpec, SpecSet
 from dqm.core.variables import BatchView, Expression
 
@@ -112,6 +113,23 @@ def _compile_rows(spec: HistogramSpec) -> Callable[[BatchView], np.ndarray | Non
     return rows
 
 
+def _counts(h: bh.Histogram) -> np.ndarray:
+    """The histogram's bin counts as a writable array sharing its memory (no flow bins).
+
+    ``h.view()`` builds its array through pybind11's PEP 3118 format parsing in Python,
+    ~9 µs a call: on 2000-event batches that was a third of the fill stage. The buffer
+    protocol gives the same memory in < 1 µs. Cell maps have integer axes without flow
+    bins, so this is their whole storage.
+    """
+    return np.asarray(h._hist)
+
+
+def _fill(h: bh.Histogram, *coords: np.ndarray) -> None:
+    """``h.fill(*coords)`` without the Python wrapper (threads, weights, samples: unused
+    here), which costs as much as filling a 2000-event batch into a 1D histogram."""
+    h._hist.fill(*coords)
+
+
 def _select(arr: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
     return arr if mask is None else arr[mask]
 
@@ -137,9 +155,15 @@ def _hits(
         hit = flat > threshold
         if np.isfinite(ceiling):
             hit &= flat <= ceiling
-        # flatnonzero, not nonzero: ~15x faster on a 2D mask
-        events, cell = np.divmod(np.flatnonzero(hit), flat.shape[1])
-        found["values"] = flat[events, cell]
+        # flatnonzero, not nonzero: ~15x faster on a 2D mask; a 1D take from a contiguous
+        # block, not a 2D fancy index: 2x faster again
+        index = np.flatnonzero(hit)
+        k = flat.shape[1]
+        cell = index % k
+        if flat.flags.c_contiguous:
+            found["values"] = flat.ravel()[index]
+        else:  # a slice of a wider column (one ECAL layer): ravel would copy it all
+            found["values"] = flat[index // k, cell]
         return cell
 
     cell = view.memo("cells" + key, find)
@@ -152,7 +176,7 @@ def _compile_fill(spec: HistogramSpec) -> _FillFn:
         x_expr = _expr(_axis(spec.x).expr)
 
         def fill_h1(h: bh.Histogram, view: BatchView) -> None:
-            h.fill(_select(view.evaluate(x_expr), _rows(view)).ravel())
+            _fill(h, _select(view.evaluate(x_expr), _rows(view)).ravel())
 
         return fill_h1
     if spec.kind == "h2":
@@ -163,7 +187,7 @@ def _compile_fill(spec: HistogramSpec) -> _FillFn:
             x = _select(view.evaluate(x_expr), mask)
             y = _select(view.evaluate(y_expr), mask)
             x, y = np.broadcast_arrays(x, y)
-            h.fill(x.ravel(), y.ravel())
+            _fill(h, x.ravel(), y.ravel())
 
         return fill_h2
     values_expr = _expr(spec.values)
@@ -173,7 +197,7 @@ def _compile_fill(spec: HistogramSpec) -> _FillFn:
             values = _select(view.evaluate(values_expr), _rows(view))
             values = values.reshape(values.shape[0], _per_event(values))
             channel = np.broadcast_to(np.arange(values.shape[1]), values.shape)
-            h.fill(channel.ravel(), values.ravel())
+            _fill(h, channel.ravel(), values.ravel())
 
         return fill_channels
     threshold, ceiling, stat = spec.threshold_gev, spec.max_gev, spec.stat
@@ -186,7 +210,7 @@ def _compile_fill(spec: HistogramSpec) -> _FillFn:
         def cells_of() -> np.ndarray:
             return _select(view.evaluate(values_expr), _rows(view))
 
-        n_cells = h.view().size
+        counts = _counts(h)
         add: np.ndarray
         if stat == "occupancy" and not np.isfinite(ceiling):
             # a plain occupancy (possibly dense, e.g. DAQ sources): ones @ mask in BLAS;
@@ -201,7 +225,7 @@ def _compile_fill(spec: HistogramSpec) -> _FillFn:
             # integer below 2**53 (counts, MeV, MeV² — (4·10⁵ MeV)² · 2·10⁴ hits of a cell
             # included), so the result is exact whatever the batches
             if stat == "occupancy":
-                add = np.bincount(cell, minlength=n_cells)
+                add = np.bincount(cell, minlength=counts.size)
             else:
                 # MeV as before: rounded in float32 (the column's precision), then exact
                 mev = view.memo(
@@ -209,8 +233,8 @@ def _compile_fill(spec: HistogramSpec) -> _FillFn:
                     lambda: np.rint(values * np.float32(1000.0)).astype(np.float64),
                 )
                 weights = mev * mev if stat == "energy2" else mev
-                add = np.bincount(cell, weights=weights, minlength=n_cells)
-        h.view()[...] += add.astype(np.int64).reshape(h.view().shape)
+                add = np.bincount(cell, weights=weights, minlength=counts.size)
+        counts += add.astype(np.int64).reshape(counts.shape)
 
     return fill_cellmap
 
@@ -224,9 +248,16 @@ class Filler:
         self._templates = {s.name: book_histogram(s) for s in specs}
 
     def book(self) -> dict[str, bh.Histogram]:
-        """Fresh empty histograms: shallow copies of prebuilt templates (new storage, shared
-        metadata) — several times cheaper than booking or deep-copying."""
-        return {name: h.copy(deep=False) for name, h in self._templates.items()}
+        """Fresh empty histograms: the templates' C++ storage copied, their axes shared.
+
+        A worker books a set per spill per commit; ``h.copy(deep=False)`` rebuilds the
+        Python axis wrappers (~120 µs a histogram, 6 ms a set: more than filling a batch).
+        Here each histogram gets a copy of the template's C++ histogram and the template's
+        own (immutable in practice) axis objects and metadata values: ~5 µs. Nothing
+        relabels a booked histogram's axes; an operation that rebuilds axes (``+=``,
+        ``copy``) gives the histogram its own.
+        """
+        return {name: empty_copy(h) for name, h in self._templates.items()}
 
     def fill(self, hists: dict[str, bh.Histogram], view: BatchView) -> None:
         for name, fn in self._fills:

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Calibration", "calibrate_threshold", "score_summary"]
+__all__ = ["Calibration", "calibrate_threshold", "score_summary", "tail_scale"]
 
 #: bootstrap resamples of the held-out scores for the threshold's uncertainty
 BOOTSTRAP = 200
@@ -64,6 +64,16 @@ def _tail(scores: np.ndarray) -> tuple[float, float]:
     if beta <= 0:
         raise ValueError("held-out scores have no spread: cannot calibrate")
     return u, beta
+
+
+def tail_scale(scores: Sequence[float]) -> tuple[float, float]:
+    """``(u, β)`` of a set of scores for standardising them, ``β`` floored at a tenth of
+    ``u`` (scores that never moved are not divided by zero)."""
+    s = np.asarray(scores, dtype=float)
+    u = float(np.median(s))
+    excess = s[s > u] - u
+    beta = float(excess.mean()) if excess.size else 0.0
+    return u, max(beta, 0.1 * abs(u), 1e-12)
 
 
 def _isf(rate: float, u: float, beta: float) -> float:

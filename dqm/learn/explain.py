@@ -28,12 +28,15 @@ class Contribution:
     directions: tuple[str, ...]
     #: flat bin indices (for the expert page's highlight)
     indices: tuple[int, ...]
+    #: how the words name it (a response map: "ecal_energy_map per ecal_mip_hits")
+    title: str = ""
 
     def words(self) -> str:
         cells = all("at" not in b and "–" not in b for b in self.bins)  # cells/channels, not ranges
         noun = ("cells " if cells else "bins ") if self.bins else ""
         listed = ", ".join(f"{b} {d}" for b, d in zip(self.bins, self.directions, strict=True))
-        return f"{self.histogram} {noun}{listed} contribute {100 * self.share:.0f} % of the score"
+        name = self.title or self.histogram
+        return f"{name} {noun}{listed} contribute {100 * self.share:.0f} % of the score"
 
 
 def top_contributions(
@@ -43,6 +46,7 @@ def top_contributions(
     histograms: int = 2,
     bins: int = 3,
     cover: float = 0.5,
+    lead: int | None = None,
 ) -> list[Contribution]:
     """The histograms contributing most to the score, each with its leading bins.
 
@@ -52,6 +56,8 @@ def top_contributions(
         histograms: at most this many histograms.
         bins: at most this many bins per histogram ...
         cover: ... or fewer, once they make up this share of the histogram's part.
+        lead: the layout index of a histogram to name first whatever its share (the one
+            whose own score stands out, :func:`dqm.learn.pca.histogram_excess`).
     """
     squared = np.asarray(residual, dtype=float) ** 2
     total = float(squared.sum())
@@ -64,6 +70,8 @@ def top_contributions(
         parts.append((float(part.sum()), item, start))
         start += item.size
     parts.sort(key=lambda p: -p[0])
+    if lead is not None:
+        parts.sort(key=lambda p: p[1] is not layout[lead])
     out = []
     for share_sum, item, begin in parts[:histograms]:
         if share_sum <= 0:
@@ -83,7 +91,8 @@ def top_contributions(
                 share_sum / total,
                 tuple(bin_words(item, i) for i in chosen),
                 tuple("high" if residual[begin + i] > 0 else "low" for i in chosen),
-                tuple(chosen),
+                tuple(item.bin_index(i) for i in chosen),
+                item.title,
             )
         )
     return out

@@ -8,6 +8,14 @@ and the per-bin squared residuals (which sum to the score) say where it differs.
 
 Reference: M. Abbas et al. (CMS), "AutoDQM: automated data quality monitoring", PCA
 reconstruction error of normalised histograms (github.com/cms-DQM/AutoDQM).
+
+The mean over all of a subsystem's bins dilutes a change confined to one histogram (a few
+cells of a 36-cell map among 8 600 bins), so each histogram's own part of the residual is
+scored too: its mean squared residual, standardised by that histogram's own spread on the
+training spills — its median ``u`` and the mean excess ``β`` above it, so a histogram whose
+score is heavy-tailed (a sparse hit map) does not drown a steady one (:func:`histogram_excess`);
+the largest such excess over the subsystem's histograms is a second statistic, calibrated on
+the same held-out spills the same way.
 """
 
 from __future__ import annotations
@@ -22,7 +30,15 @@ from numpy.typing import NDArray
 
 from dqm.learn.vector import HistogramLayout
 
-__all__ = ["LearnedModel", "fit_model", "score_vector", "array_bytes", "bytes_array"]
+__all__ = [
+    "LearnedModel",
+    "fit_model",
+    "score_vector",
+    "histogram_scores",
+    "histogram_excess",
+    "array_bytes",
+    "bytes_array",
+]
 
 FloatArray = NDArray[np.float64]
 
@@ -60,6 +76,11 @@ class LearnedModel:
     @property
     def n_bins(self) -> int:
         return int(self.mean.size)
+
+    @property
+    def histogram_threshold(self) -> float:
+        """Threshold of the largest per-histogram excess (``inf``: a model without one)."""
+        return float(self.info.get("histogram_threshold", float("inf")))
 
     @property
     def label(self) -> str:
@@ -147,6 +168,25 @@ def score_vector(model: LearnedModel, vector: FloatArray) -> tuple[float, FloatA
     z = (np.asarray(vector, dtype=float) - model.mean) / model.scale
     residual = z - (z @ model.components.T) @ model.components
     return float(np.mean(residual**2)), residual
+
+
+def histogram_scores(model: LearnedModel, residual: FloatArray) -> FloatArray:
+    """Each layout item's mean squared residual (the score restricted to its bins)."""
+    squared = np.asarray(residual, dtype=float) ** 2
+    bounds = np.cumsum([0] + [item.size for item in model.layout])
+    pairs = zip(bounds[:-1], bounds[1:], strict=True)
+    return np.array([float(squared[a:b].mean()) if b > a else 0.0 for a, b in pairs])
+
+
+def histogram_excess(model: LearnedModel, residual: FloatArray) -> tuple[float, int | None]:
+    """The largest standardised histogram score ``(s − u) / β`` and its layout index;
+    ``(0, None)`` for a model stored without per-histogram tails."""
+    tails = np.asarray(model.info.get("histogram_tails", ()), dtype=float)
+    if tails.shape != (len(model.layout), 2):
+        return 0.0, None
+    excess = (histogram_scores(model, residual) - tails[:, 0]) / tails[:, 1]
+    index = int(np.argmax(excess))
+    return float(excess[index]), index
 
 
 def array_bytes(array: FloatArray) -> bytes:

@@ -4,6 +4,13 @@ Normalising removes the spill's intensity (a shorter spill is not a different sh
 what the model learns is the shapes and how they vary together from spill to spill.
 The layout (names, binning) travels with the model, so a spill filled with other binning
 is refused rather than compared bin by bin with something else.
+
+A cell's gain is a *ratio* — energy per hit — and a normalised energy map cannot show it:
+the map follows the cell's hit count, whose Poisson noise (1–2 % for a beam cell) hides a
+gain change of a few %. So a layout item may be a **response map**: the energy map divided
+bin by bin by its hit map (``per``), the mean response per hit of each cell, kept only for
+the cells (``cells``) that had enough hits in every training spill. A few % lower gain in
+a group of cells is then several standard deviations in each of them.
 """
 
 from __future__ import annotations
@@ -16,7 +23,7 @@ import boost_histogram as bh
 import numpy as np
 from numpy.typing import NDArray
 
-__all__ = ["HistogramLayout", "layout_of", "vectorise", "bin_words"]
+__all__ = ["HistogramLayout", "layout_of", "response_of", "vectorise", "bin_words"]
 
 FloatArray = NDArray[np.float64]
 
@@ -34,10 +41,23 @@ class HistogramLayout:
     edges: tuple[tuple[float, ...], ...]
     integer: tuple[bool, ...]
     labels: tuple[str, ...] = ()
+    #: a response map: this item is ``name`` divided bin by bin by the histogram ``per``
+    per: str = ""
+    #: a response map's kept bins (flat indices into ``shape``), those with enough hits
+    cells: tuple[int, ...] = ()
 
     @property
     def size(self) -> int:
-        return int(np.prod(self.shape))
+        return len(self.cells) if self.per else int(np.prod(self.shape))
+
+    @property
+    def title(self) -> str:
+        """How the words name it: ``"ecal_energy_map per ecal_mip_hits"`` for a response map."""
+        return f"{self.name} per {self.per}" if self.per else self.name
+
+    def bin_index(self, i: int) -> int:
+        """The histogram's flat bin of the item's ``i``-th value."""
+        return self.cells[i] if self.per else i
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -46,6 +66,7 @@ class HistogramLayout:
             "edges": [list(e) for e in self.edges],
             "integer": list(self.integer),
             "labels": list(self.labels),
+            **({"per": self.per, "cells": list(self.cells)} if self.per else {}),
         }
 
     @classmethod
@@ -56,6 +77,8 @@ class HistogramLayout:
             tuple(tuple(float(x) for x in e) for e in data["edges"]),
             tuple(bool(b) for b in data["integer"]),
             tuple(str(s) for s in data.get("labels", ())),
+            str(data.get("per", "")),
+            tuple(int(i) for i in data.get("cells", ())),
         )
 
 
@@ -70,11 +93,36 @@ def layout_of(name: str, h: bh.Histogram) -> HistogramLayout:
     )
 
 
+def response_of(name: str, per: str, h: bh.Histogram) -> HistogramLayout:
+    """A response map: ``name`` (energy) divided by ``per`` (hits), every bin kept until
+    :func:`dqm.learn.train.train_model` keeps those with enough hits."""
+    base = layout_of(name, h)
+    return HistogramLayout(
+        name, base.shape, base.edges, base.integer, base.labels, per, tuple(range(base.size))
+    )
+
+
+def _response(hists: Mapping[str, bh.Histogram], item: HistogramLayout) -> FloatArray:
+    """Mean energy per hit of the item's cells (0 where a cell has no hit)."""
+    energy, hits = hists.get(item.name), hists.get(item.per)
+    if energy is None or hits is None:
+        return np.zeros(item.size)
+    e = np.asarray(energy.values(), dtype=float)
+    n = np.asarray(hits.values(), dtype=float)
+    if e.shape != item.shape or n.shape != item.shape:
+        raise ValueError(
+            f"{item.title} has bins {e.shape}/{n.shape}, the model was trained on {item.shape}"
+        )
+    e, n = e.ravel()[list(item.cells)], n.ravel()[list(item.cells)]
+    return np.divide(e, n, out=np.zeros_like(e), where=n > 0)
+
+
 def vectorise(hists: Mapping[str, bh.Histogram], layout: Sequence[HistogramLayout]) -> FloatArray:
     """The spill's vector in ``layout`` order.
 
     Each histogram's in-range bins are divided by their sum (unit area); a missing or
-    empty histogram contributes zeros (it has no shape, which the model will see).
+    empty histogram contributes zeros (it has no shape, which the model will see). A
+    response map contributes each kept cell's energy per hit (:func:`response_of`).
 
     Args:
         hists: the spill's histograms by name.
@@ -88,6 +136,9 @@ def vectorise(hists: Mapping[str, bh.Histogram], layout: Sequence[HistogramLayou
     """
     parts: list[FloatArray] = []
     for item in layout:
+        if item.per:
+            parts.append(_response(hists, item))
+            continue
         h = hists.get(item.name)
         if h is None:
             parts.append(np.zeros(item.size))
@@ -120,7 +171,7 @@ def bin_words(item: HistogramLayout, flat_index: int) -> str:
 
     Mixed axes (a channel × energy histogram) give ``"2 at E 10–12 GeV"``.
     """
-    index = np.unravel_index(flat_index, item.shape)
+    index = np.unravel_index(item.bin_index(flat_index), item.shape)
     cells = [str(int(i)) for i, is_int in zip(index, item.integer, strict=True) if is_int]
     ranges = [_axis_range(item, a, int(i)) for a, i in enumerate(index) if not item.integer[a]]
     where = f"({','.join(cells)})" if len(cells) > 1 else (cells[0] if cells else "")

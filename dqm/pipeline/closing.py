@@ -89,6 +89,7 @@ class SpillCloser:
         self._backoff_s.pop(spill_id, None)
         if closed is None:
             return True
+        self.worker.held.drop(spill_id)
         stats = self.worker.stats
         stats.spills_closed += 1
         stats.check_errors += int(extra.get("check_errors", 0))
@@ -122,7 +123,13 @@ class SpillCloser:
             else:
                 try:
                     with session.begin_nested():
-                        closed = try_close(session, spill_id, w.filler.book, incomplete=incomplete)
+                        closed = try_close(
+                            session,
+                            spill_id,
+                            w.filler.book,
+                            incomplete=incomplete,
+                            held=w.held.get(spill_id),
+                        )
                 except Exception as exc:  # noqa: BLE001 — a spill that cannot merge still closes
                     if is_outage(exc):
                         raise

@@ -11,6 +11,7 @@ object below owns one of them and says it in its docstring, so that the loop in
 * :class:`Backoff` — the growing wait between attempts to reach a service;
 * :class:`DatabaseHealth` — whether the database is failing, and when to try again;
 * :class:`WorkerStats` — the counters (what it did, for the log and the metrics);
+* :class:`HeldSpills` — the sums of the partials this worker stored for open spills;
 * :class:`Clock` — when the periodic chores (commit, reclaim, sweep) last ran, and the
   quiet period after an outage during which no spill is closed as incomplete.
 """
@@ -23,6 +24,7 @@ from dataclasses import dataclass, field
 
 from dqm.core.conditions import RunConditions
 from dqm.pipeline.stream import Message
+from dqm.store.closing import HeldPartials
 from dqm.store.spills import Contribution
 
 __all__ = [
@@ -33,12 +35,16 @@ __all__ = [
     "DatabaseHealth",
     "Clock",
     "WorkerStats",
+    "HeldSpills",
+    "HELD_SPILLS_KEPT",
     "MARKERS_KEPT",
     "MAX_BACKOFF_S",
 ]
 
 #: How many spills' announced batch counts a worker remembers (to set aside extra batches).
 MARKERS_KEPT = 4096
+#: How many open spills' stored partials a worker keeps summed in memory for their close.
+HELD_SPILLS_KEPT = 64
 #: Longest wait between two attempts to reach Redis or the database.
 MAX_BACKOFF_S = 2.0
 
@@ -159,6 +165,41 @@ class MarkerCounts:
 
     def __len__(self) -> int:
         return len(self._counts)
+
+
+class HeldSpills:
+    """The sums of the partials this worker has *stored* for open spills, by spill id.
+
+    Invariant: an entry holds exactly the contents of the partial rows it names, each
+    added only after the transaction that wrote the row committed (a group dropped for a
+    conflict or kept through an outage adds nothing). Closing a spill uses the entry in
+    place of decoding those rows (:class:`~dqm.store.closing.HeldPartials`) and then drops
+    it; at most :data:`HELD_SPILLS_KEPT` spills are kept, least recently stored first out
+    (a spill closed by another worker is forgotten that way).
+    """
+
+    def __init__(self, kept: int = HELD_SPILLS_KEPT) -> None:
+        self._held: OrderedDict[int, HeldPartials] = OrderedDict()
+        self._kept = kept
+
+    def stored(self, spill_id: int, partial_id: int, hists: dict, moments: dict) -> None:
+        """A partial row of ``spill_id`` committed with these contents (taken over)."""
+        held = self._held.get(spill_id)
+        if held is None:
+            held = self._held[spill_id] = HeldPartials()
+        held.add(partial_id, hists, moments)
+        self._held.move_to_end(spill_id)
+        while len(self._held) > self._kept:
+            self._held.popitem(last=False)
+
+    def get(self, spill_id: int) -> HeldPartials | None:
+        return self._held.get(spill_id)
+
+    def drop(self, spill_id: int) -> None:
+        self._held.pop(spill_id, None)
+
+    def __len__(self) -> int:
+        return len(self._held)
 
 
 class Backoff:

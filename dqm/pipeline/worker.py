@@ -63,6 +63,7 @@ from dqm.pipeline.state import (
     Backoff,
     Clock,
     DatabaseHealth,
+    HeldSpills,
     InHand,
     MarkerCounts,
     Owed,
@@ -120,6 +121,7 @@ class Worker:
         self.hand = InHand()
         self.owed = Owed()
         self.markers = MarkerCounts()
+        self.held = HeldSpills()
         self.db = DatabaseHealth()
         self.redis_backoff = Backoff()
         self.clock = Clock()
@@ -341,6 +343,10 @@ class Worker:
         owed.amend.update(outcome.amend)
         owed.arrived.update(hand.arrived)
         self.stats.commits += 1
+        for c in contributions:  # what closing these spills need not decode again
+            stored = outcome.partials.get((c.run, c.spill))
+            if stored is not None and c.hists is not None:
+                self.held.stored(*stored, c.hists, c.moments)
         # counted when stored, not when filled: a group dropped for a conflict or replayed for
         # late batches is filled again, and the group's workers' counts must add up to the run
         self.stats.events += sum(c.n_events for c in contributions)

@@ -106,6 +106,12 @@ def draw_cover(fig: Figure, data: ReportData) -> None:
             "Not summed (binning changed during the period): "
             + ", ".join(f"{k} ({v} spills)" for k, v in sorted(data.skipped.items()))
         )
+    if data.missing_histograms:
+        notes.append(
+            f"Not in the sums: {data.missing_histograms} spills whose histograms are not stored "
+            "(closed without any, or deleted by the histogram retention in a run cut by the "
+            "period's edges; see docs/retention.md)."
+        )
     if data.reference_run is None:
         notes.append(
             "No reference was in force for the main beam configuration: histograms are drawn "

@@ -29,12 +29,11 @@ from dqm.store.models import Reference
 from dqm.store.periods import (
     period_flag_counts,
     period_flags,
-    period_histogram_blobs,
     period_reference_runs,
     period_spills,
     references_by_set_time,
 )
-from dqm.store.queries import closed_spill_histograms
+from dqm.store.rollup import period_sum, run_sum_blobs
 from dqm.store.runs import as_conditions, runs_by_number
 from dqm.store.signoff import RunSummary, run_summaries
 
@@ -161,6 +160,9 @@ class ReportData:
     run_conditions: dict[int, str] = field(default_factory=dict)
     mot_per_event: float = 1.0
     skipped: dict[str, int] = field(default_factory=dict)  # histogram -> spills not summed
+    #: spills of the period without stored histograms (closed without any, or deleted by the
+    #: histogram retention and not covered by an aggregate usable for this period)
+    missing_histograms: int = 0
     #: subsystem -> quality name -> number of check flags (all qualities, roll-ups left out)
     flag_counts: dict[str, Counter] = field(default_factory=dict)
     #: each run of the period, whole: incidents, certification, good fractions (sign-off pages)
@@ -325,7 +327,7 @@ def reference_histograms(
     if ref.blob is not None:
         return decode_histograms(ref.blob)[0]
     acc = Integrator()
-    acc.add_many((blob for _, blob in closed_spill_histograms(session, ref.run)), threads=threads)
+    acc.add_many(run_sum_blobs(session, ref.run), threads=threads)
     return acc.histograms()
 
 
@@ -338,8 +340,12 @@ def gather(
     progress: ProgressFactory = NullProgress,
     now: datetime | None = None,
     threads: int | None = None,
+    aggregates: bool = True,
 ) -> ReportData:
-    """Read the period's spills, flags, references and integrated histograms."""
+    """Read the period's spills, flags, references and integrated histograms.
+
+    ``aggregates=False`` sums every spill's own histograms (the benchmark's baseline).
+    """
     flags = _flags(session, period)
     spills = _with_worst_flag(_spills(session, period), flags)
     configs = Counter()
@@ -355,8 +361,16 @@ def gather(
     flag_runs = period_reference_runs(session, period)
     refs, in_force = _references(session, list(configs), flag_runs, end)
     acc = Integrator()
-    with progress("integrating spills", total=len(spills)) as bar:
-        acc.add_many(period_histogram_blobs(session, period), threads=threads, on_each=bar.update)
+    # whole runs from their aggregates (dqm.store.rollup), the period's edges spill by spill
+    plan = period_sum(
+        session,
+        ((s.id, s.run, s.closed_at) for s in spills),
+        period.start,
+        period.end,
+        aggregates=aggregates,
+    )
+    with progress("integrating spills", total=plan.n_blobs) as bar:
+        acc.add_many(plan.blobs(session), threads=threads, on_each=bar.update)
     ref_hists: dict[str, bh.Histogram] = {}
     ref_run = None
     if configs:
@@ -378,6 +392,7 @@ def gather(
         run_conditions=run_conditions,
         mot_per_event=mot_per_event,
         skipped=dict(acc.skipped),
+        missing_histograms=plan.missing,
         flag_counts=_flag_counts(session, period),
         run_summaries=run_summaries(session, sorted({s.run for s in spills})),
     )

@@ -60,9 +60,10 @@ def _parse_header(header_bytes: bytes) -> _Layout:
                 )
         skeletons[name] = uhi
         blocks[name] = refs
-        # what must agree for two spills' arrays to be summed: axes and storage type
+        # what must agree for two spills' arrays to be summed: axes and storage type; the
+        # width of the stored integers need not (a run's sum keeps int64 where int32 overflows)
         signatures[name] = json.dumps(
-            [uhi["axes"], storage["type"], [(k, d.str, s) for k, _, d, s, _ in refs]],
+            [uhi["axes"], storage["type"], [(k, d.kind, s) for k, _, d, s, _ in refs]],
             sort_keys=True,
         )
     return _Layout(skeletons, blocks, signatures)

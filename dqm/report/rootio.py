@@ -28,7 +28,8 @@ from dqm.core.fill import book_histogram
 from dqm.core.specs import SpecSet
 from dqm.errors import ConfigError, StorageError
 from dqm.store import Session
-from dqm.store.queries import closed_spill_histograms
+from dqm.store.queries import closed_spill_histograms, closed_spills, count_closed_spills
+from dqm.store.rollup import histograms_deleted, run_sum_blobs
 
 __all__ = [
     "to_root_histogram",
@@ -206,13 +207,24 @@ def export_run(
     from dqm.report.integrate import Integrator
 
     rows = list(closed_spill_histograms(session, run, spill))
-    if not rows:
+    n_closed = count_closed_spills(session, run)
+    n_summed = len(rows)
+    if spill is None and histograms_deleted(session, [sp.id for sp in closed_spills(session, run)]):
+        # some spills' own histograms were deleted by the retention: the run's sum holds them
+        blobs, n_summed = list(run_sum_blobs(session, run)), n_closed
+    else:
+        blobs = [blob for _, blob in rows]
+    if not blobs:
         what = f"run {run} spill {spill}" if spill is not None else f"run {run}"
-        raise StorageError(f"{what} has no closed spill with stored histograms")
+        gone = spill is not None and histograms_deleted(
+            session, [sp.id for sp in closed_spills(session, run) if sp.spill == spill]
+        )
+        why = " (deleted by the histogram retention policy)" if gone else ""
+        raise StorageError(f"{what} has no closed spill with stored histograms{why}")
     acc = Integrator()
-    acc.add_many(blob for _, blob in rows)
+    acc.add_many(blobs)
     label = f"run {run}" + (
-        f" spill {spill}" if spill is not None else f", {len(rows)} closed spills summed"
+        f" spill {spill}" if spill is not None else f", {n_summed} closed spills summed"
     )
     info = f"NA64mu DQM export: {label}; specs {specs.version}; dqm {__version__}"
     n = write_root(path, acc.histograms(), specs, info=info)
@@ -226,4 +238,4 @@ def export_run(
                 append=True,
                 info=f"run {run} spill {number}",
             )
-    return {"spills": len(rows), "histograms": n}
+    return {"spills": n_summed, "histograms": n}

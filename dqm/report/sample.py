@@ -161,7 +161,7 @@ def judged_day(
     conditions = cfg.conditions()
     verdicts = [
         evaluate_spill(
-            specs, h, s, reference=reference, status=st, batches=(1, 2), conditions=conditions
+            specs, h, s, reference=reference, status=st, batches=(2, 2), conditions=conditions
         )
         for (_, h, s), st in zip(templates, status, strict=False)
     ]

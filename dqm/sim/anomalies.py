@@ -199,6 +199,10 @@ def _check(kind: str, ps: dict[str, Any], text: str) -> None:
         ps["cell"] = cell
     if "module" in ps and not 0 <= ps["module"] < DETECTOR_CELLS["hcal"][0]:
         raise ConfigError(_SETTING, text, f"module 0..{DETECTOR_CELLS['hcal'][0] - 1}")
+    if kind == "hv_group":
+        layers, columns = DETECTOR_CELLS["ecal"][:2]
+        if not 0 <= ps["layer"] < layers or not 0 <= ps["ix"] < columns:
+            raise ConfigError(_SETTING, text, f"layer 0..{layers - 1} and ix 0..{columns - 1}")
     if "axis" in ps:
         ps["axis"] = ps["axis"].lower()
         if ps["axis"] not in ("x", "y"):

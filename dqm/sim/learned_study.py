@@ -3,7 +3,9 @@
 Layer: pure core (simulator → fill → judge, no I/O). As an expert would: a reference run,
 a training run whose spills the rules call good train one model per subsystem that
 declares ``pca_score`` (:func:`dqm.learn.train.train_model`, threshold at 0.1 % per spill
-on a held-out third); then a clean control run and one run per anomaly kind, every spill
+on a held-out third); then a clean control run and one run per scenario — the validation
+matrix's one-spill detection rows at the nominal beam and the kinds only a model sees
+(:func:`matrix_scenarios`), or the demo's kinds (:data:`LEARNED_KINDS`) —, every spill
 judged by the rules (every check but ``pca_score``, with the clean run's history before
 it) and by the models. A spill counts as flagged by either when one of its checks says
 WARNING or worse. Per-spill detection, not the matrix's delays: both judge the same
@@ -24,24 +26,60 @@ from dqm.core.evaluate import HISTORY_SPILLS
 from dqm.core.specs import SpecSet
 from dqm.core.verdict import Verdict
 from dqm.learn.pca import LearnedModel, score_vector
-from dqm.learn.train import subsystem_layout, train_model
+from dqm.learn.train import spec_layout, train_model
 from dqm.learn.vector import vectorise
 from dqm.sim.anomalies import parse_anomaly
 from dqm.sim.anomaly_kinds import DEMO_ANOMALY_CYCLE
+from dqm.sim.matrix import MATRIX
+from dqm.sim.scenarios import NOMINAL_BEAM, Measure
 from dqm.sim.spill_judge import SpillJudge, StudyConfig
 
-__all__ = ["LEARNED_KINDS", "LearnedRow", "LearnedStudy", "learned_study", "learned_markdown"]
+__all__ = [
+    "LEARNED_KINDS",
+    "matrix_scenarios",
+    "LearnedRow",
+    "LearnedStudy",
+    "learned_study",
+    "learned_markdown",
+]
 
 LEARNED = "pca_score"
 
 #: Anomalies that show only over several spills: a one-spill comparison cannot judge them.
 _MULTI_SPILL = ("momentum_drift", "beam_ramp", "stale")
 
-#: The anomalies of the comparison: the demo's cycle (which ends with the two the rules miss,
-#: beam_tilt and calo_desync), less those that need several spills to show.
+#: The demo's anomalies (its cycle ends with three the rules miss: beam_tilt, calo_desync,
+#: hv_group), less those that need several spills to show.
 LEARNED_KINDS: tuple[str, ...] = tuple(
     k for k in DEMO_ANOMALY_CYCLE if k.split(":", 1)[0] not in _MULTI_SPILL
 )
+
+#: Beyond the matrix: the demo's kinds it has no one-spill row for, and an HV group of the
+#: main layer 3 % low (the ECAL total's χ² sees a part of it, the per-cell rule does not).
+_BEYOND_MATRIX: tuple[tuple[str, str], ...] = (
+    ("π/K ×5 (one spill)", "pik_boost:factor=5"),
+    ("beam x–y correlation ρ = 0.3 at MS1", "beam_tilt:rho=0.3"),
+    ("HCAL data one event out of step", "calo_desync:shift=1"),
+    ("ECAL preshower HV group x = 3 gain −4 %", "hv_group:layer=0,ix=3,factor=0.96"),
+    ("ECAL main HV group x = 3 gain −3 %", "hv_group:layer=1,ix=3,factor=0.97"),
+)
+
+
+def matrix_scenarios(quick: bool = False) -> tuple[tuple[str, str], ...]:
+    """``(label, anomaly)`` of every one-spill detection row of the validation matrix at the
+    nominal beam (the models are trained on that beam here), then :data:`_BEYOND_MATRIX`;
+    ``quick``: the matrix's quick rows only."""
+    rows = tuple(
+        (row.label, row.anomaly)
+        for row in MATRIX
+        if row.measure == Measure.DETECT
+        and row.beam == NOMINAL_BEAM
+        and row.reference is None
+        and not row.extra
+        and not row.needs
+        and (row.quick or not quick)
+    )
+    return rows + _BEYOND_MATRIX
 
 
 @dataclass
@@ -49,6 +87,7 @@ class LearnedRow:
     """One row: clean spills or one anomaly kind, flagged by the rules and by the model."""
 
     label: str
+    anomaly: str = ""
     spills: int = 0
     rules: int = 0
     model: int = 0
@@ -100,7 +139,7 @@ def learned_study(
     train_spills: int = 90,
     clean_spills: int = 60,
     anomaly_spills: int = 10,
-    kinds: Sequence[str] = LEARNED_KINDS,
+    kinds: Sequence[str | tuple[str, str]] = LEARNED_KINDS,
     run: int = 700,
     say: Callable[[str], None] | None = None,
 ) -> LearnedStudy:
@@ -130,8 +169,7 @@ def learned_study(
     started = time.perf_counter()
     models = {}
     for subsystem in subsystems:
-        names = [s.name for s in specs if s.subsystem == subsystem]
-        layout = subsystem_layout(names, good[subsystem][0])
+        layout = spec_layout(specs, subsystem, good[subsystem][0])
         models[subsystem] = train_model(
             good[subsystem], layout, subsystem=subsystem, beam_config=conditions.beam_config
         ).model
@@ -140,12 +178,13 @@ def learned_study(
     study = LearnedStudy([], models, train_seconds, train_spills, events_per_spill)
     say(f"clean control run: {clean_spills} spills")
     study.rows.append(_row(study, "clean spills", judge, run + 3, clean_spills, (), history))
-    for k, text in enumerate(kinds):
-        say(f"{text}: {anomaly_spills} spills")
+    for k, kind in enumerate(kinds):
+        label, text = (kind, kind) if isinstance(kind, str) else kind
+        say(f"{label}: {anomaly_spills} spills")
         anomaly = parse_anomaly(text)
-        study.rows.append(
-            _row(study, text, judge, run + 4 + k, anomaly_spills, (anomaly,), history)
-        )
+        row = _row(study, label, judge, run + 4 + k, anomaly_spills, (anomaly,), history)
+        row.anomaly = text
+        study.rows.append(row)
     return study
 
 
@@ -169,18 +208,28 @@ def _row(study, label, judge, run, n, anomalies, history) -> LearnedRow:
     return row
 
 
+def _percent(share: float) -> str:
+    """``"0 %"``, ``"0.5 %"``, ``"60 %"``: a share under 1 % is not rounded to nothing."""
+    return f"{100 * share:.1f} %" if 0 < share < 0.01 else f"{100 * share:.0f} %"
+
+
 def learned_markdown(study: LearnedStudy) -> str:
-    """The comparison as a Markdown table (docs/learned.md carries it)."""
+    """The comparison as a Markdown table (docs/learned.md carries it), then the rows the
+    rules miss (flagged at most 20 % of spills) and the model catches (at least 80 %)."""
     lines = [
-        "| spills | n | rules: flagged | model: flagged | rules that fired (most often) "
+        "| scenario | n | rules: flagged | model: flagged | rules that fired (most often) "
         "| model subsystems |",
         "|---|---|---|---|---|---|",
     ]
     for r in study.rows:
         top = ", ".join(f"{name} ({n})" for name, n in r.rule_checks.most_common(2)) or "–"
         subs = ", ".join(f"{name} ({n})" for name, n in r.model_subsystems.most_common()) or "–"
+        label = r.label if r.anomaly in ("", r.label) else f"{r.label} (`{r.anomaly}`)"
         lines.append(
-            f"| {r.label} | {r.spills} | {100 * r.share(r.rules):.0f} % | "
-            f"{100 * r.share(r.model):.0f} % | {top} | {subs} |"
+            f"| {label} | {r.spills} | {_percent(r.share(r.rules))} | "
+            f"{_percent(r.share(r.model))} | {top} | {subs} |"
         )
+    only = [r.label for r in study.rows[1:] if r.share(r.rules) <= 0.2 and r.share(r.model) >= 0.8]
+    lines.append("")
+    lines.append(f"Missed by the rules, caught by the model: {', '.join(only) or 'none'}.")
     return "\n".join(lines)

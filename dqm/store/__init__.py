@@ -32,6 +32,10 @@ module                    holds
                           the good-spill list
 ``frames``                the expert pages' tables (pandas frames)
 ``periods``               what the report reads for a day, a run or a time window
+``rollup``                per-run histograms: a run's closed spills summed once, extended,
+                          trusted only while they count the run's spills
+``retention``             what is deleted once nothing needs it: ledger ids, old spills' histograms
+``flag_texts``            check instructions stored once per configuration version
 ``bulk``                  judged spills inserted in bulk (report tests and benchmarks)
 ``migrate``, ``backup``   Alembic migrations (``db/``) and consistent backups
 ========================  =====================================================================

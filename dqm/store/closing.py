@@ -19,7 +19,7 @@ its judge read the history, and earlier than that of every spill whose close had
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import boost_histogram as bh
@@ -48,6 +48,7 @@ __all__ = [
     "spill_identity",
     "complete_open_spills",
     "CLOSE_ORDER_STEP",
+    "HeldPartials",
 ]
 
 #: The least a spill's ``closed_at`` exceeds that of the run's spill closed before it.
@@ -78,14 +79,78 @@ class ClosedSpill:
     error: str | None = None
 
 
+@dataclass
+class HeldPartials:
+    """The sum of the partials one worker stored for an open spill, kept in its memory.
+
+    ``partial_ids`` are the ``spill_partials`` rows whose contents ``hists`` and
+    ``moments`` add up to (summed in row order). Closing the spill then decodes only the
+    rows *not* in ``partial_ids`` (other workers', or one whose commit this worker could
+    not confirm): decoding and merging a spill's own partials was most of a close. The
+    database stays the truth — a row the memory does not name is read from it, and a
+    memory naming a row the spill no longer has is not used.
+    """
+
+    partial_ids: list[int] = field(default_factory=list)
+    hists: dict[str, bh.Histogram] = field(default_factory=dict)
+    moments: dict[str, float] = field(default_factory=dict)
+
+    def add(self, partial_id: int, hists: dict[str, bh.Histogram], moments: dict) -> None:
+        """One more stored partial (``hists`` is taken over, not copied)."""
+        if not self.partial_ids:
+            self.hists, self.moments = hists, dict(moments)
+        else:
+            add_into(self.hists, hists)
+            self.moments = merge(self.moments, moments)
+        self.partial_ids.append(partial_id)
+
+
+def _merged_partials(
+    session: Session,
+    spill_id: int,
+    book: Callable[[], dict[str, bh.Histogram]],
+    held: HeldPartials | None,
+) -> tuple[dict[str, bh.Histogram], dict[str, float]]:
+    """The spill's partials summed: ``held`` for the rows it names, the rest decoded."""
+    ids = list(
+        session.scalars(
+            select(SpillPartial.id)
+            .where(SpillPartial.spill_id == spill_id)
+            .order_by(SpillPartial.id)
+        )
+    )
+    mine = set(held.partial_ids) if held is not None else set()
+    if held is not None and mine and mine <= set(ids):
+        others = [i for i in ids if i not in mine]
+        # summed into a fresh set (≈ 0.3 ms): the judge gets histograms of its own, and a
+        # close rolled back by an outage leaves ``held`` as it was for the next attempt
+        hists = add_into(book(), held.hists)
+        moments = dict(held.moments)
+    else:
+        others, hists, moments = ids, book(), {}
+    for i in range(0, len(others), 500):
+        for blob in session.scalars(
+            select(SpillPartial.blob)
+            .where(SpillPartial.id.in_(others[i : i + 500]))
+            .order_by(SpillPartial.id)
+        ):
+            part_h, part_m = decode_histograms(blob)
+            add_into(hists, part_h)
+            moments = merge(moments, part_m)
+    return hists, moments
+
+
 def try_close(
     session: Session,
     spill_id: int,
     book: Callable[[], dict[str, bh.Histogram]],
     *,
     incomplete: bool = False,
+    held: HeldPartials | None = None,
 ) -> ClosedSpill | None:
     """Close the spill if it is complete (or, with ``incomplete``, whatever it has).
+
+    ``held``: what the closing worker itself stored for the spill (:class:`HeldPartials`).
 
     Returns None when another worker closed it first or it is not complete yet.
     """
@@ -108,14 +173,7 @@ def try_close(
         and sp.received_batches >= sp.expected_batches
     ):
         sp.status = status = SPILL_COMPLETE  # everything arrived after all
-    hists = book()
-    moments: dict[str, float] = {}
-    for blob in session.scalars(
-        select(SpillPartial.blob).where(SpillPartial.spill_id == spill_id).order_by(SpillPartial.id)
-    ):
-        part_h, part_m = decode_histograms(blob)
-        add_into(hists, part_h)
-        moments = merge(moments, part_m)
+    hists, moments = _merged_partials(session, spill_id, book, held)
     summary = finalize(moments)
     summary["received_batches"] = sp.received_batches
     summary["expected_batches"] = sp.expected_batches

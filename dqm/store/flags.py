@@ -12,7 +12,7 @@ says "follows from: …" instead of sending the shifter to that subsystem's expe
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
@@ -31,6 +31,7 @@ from dqm.core.specs import SpecSet
 from dqm.errors import StorageError
 from dqm.store.acknowledgements import carry_over, remember
 from dqm.store.flag_reads import query_flags
+from dqm.store.flag_texts import compact_instructions
 from dqm.store.history import RecentHistograms
 from dqm.store.inputs import (
     JUDGING_CHECK,
@@ -43,6 +44,7 @@ from dqm.store.learned import ModelCache
 from dqm.store.models import Flag, Run, Spill
 from dqm.store.queries import closed_spills
 from dqm.store.references import ReferenceCache
+from dqm.store.rollup import histograms_deleted
 from dqm.store.spills import spill_histograms
 
 __all__ = [
@@ -147,6 +149,7 @@ def store_verdict(
             )
         )
     carry_over(rows, acknowledged)
+    compact_instructions(session, inputs.version, rows)  # the spec's texts stored once
     session.add_all(rows)
     sp.quality = int(verdict.overall)
     sp.config_version = inputs.version
@@ -231,6 +234,9 @@ class RecheckResult:
     spills: int
     differences: list[str]
     version: str
+    #: spill numbers not rechecked: their own histograms were deleted by the retention
+    #: policy (docs/retention.md); their stored flags stand
+    not_rechecked: list[int] = field(default_factory=list)
 
 
 def recheck_run(
@@ -245,7 +251,12 @@ def recheck_run(
         raise StorageError(f"run {run} has no closed spills")
     diffs: list[str] = []
     used = version or ""
+    deleted = histograms_deleted(session, [sp.id for sp in spills])
+    skipped = [sp.spill for sp in spills if sp.id in deleted]
+    last_inputs = None
     for sp in spills:
+        if sp.id in deleted:
+            continue  # nothing to judge: only the run's sum holds its histograms
         inputs = recorded_inputs(
             session, sp, specs, refs, version=version, recent=recent, models=models
         )
@@ -291,11 +302,11 @@ def recheck_run(
                     f"differ: stored {f.explanation!r}, recomputed {j.result.explanation!r}"
                 )
         diffs.extend(f"spill {sp.spill} {h}/{c}: stored but not recomputed" for h, c in stored)
-    if store:
+    if store and last_inputs is not None:
         _store_run_rollup(
             session, run, last_inputs
         )  # replaced spills may have got better: recompute
-    return RecheckResult(len(spills), diffs, used)
+    return RecheckResult(len(spills) - len(skipped), diffs, used, skipped)
 
 
 def _same(a: float | None, b: float | None) -> bool:

@@ -17,6 +17,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from dqm.checks import ROLLUP, quality_name
+from dqm.store.flag_texts import shown_instruction
 from dqm.store.models import AuditEntry, Flag, Reference, Spill, SpillHistograms
 from dqm.store.queries import newest_closed_summary, runs_with_closed_spills
 
@@ -161,7 +162,7 @@ def flags_frame(
         Flag.check,
         Flag.quality,
         Flag.explanation,
-        Flag.instruction,
+        shown_instruction(),  # the row's text, or the catalogue's (dqm.store.flag_texts)
         Flag.acknowledged_by,
         Flag.annotation,
     )

@@ -116,6 +116,7 @@ def as_model(row: ModelRow) -> LearnedModel:
         false_alarm=float(row.false_alarm),
         id=row.id,
         version=row.version,
+        info=dict((row.calibration or {}).get("info", {})),
     )
 
 

@@ -25,6 +25,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    event,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.hybrid import hybrid_property
@@ -39,8 +40,10 @@ __all__ = [
     "Spill",
     "SpillPartial",
     "SpillHistograms",
+    "RunHistograms",
     "ProcessedMessage",
     "Flag",
+    "CheckText",
     "Reference",
     "AuditEntry",
     "ChannelMask",
@@ -187,6 +190,32 @@ class SpillHistograms(Base):
     blob: Mapped[bytes] = mapped_column(LargeBinary)
 
 
+class RunHistograms(Base):
+    """A run's closed spills summed once (migration 0006H): the spills closed at or before
+    ``closed_until``, ``n_spills`` of them (``n_summed`` had histograms).
+
+    Closes of a run are ordered by ``closed_at`` (:mod:`dqm.store.closing`), so the covered
+    spills are a prefix of the run; :mod:`dqm.store.rollup` extends it and checks the count
+    before a reader trusts it, so a spill is never counted twice.
+    """
+
+    __tablename__ = "run_histograms"
+    run: Mapped[int] = mapped_column(
+        ForeignKey("runs.run", ondelete="CASCADE"), primary_key=True, autoincrement=False
+    )
+    n_spills: Mapped[int] = mapped_column(Integer)
+    n_summed: Mapped[int] = mapped_column(Integer)
+    closed_until: Mapped[datetime] = mapped_column(UTCDateTime)
+    format_version: Mapped[int] = mapped_column(Integer)
+    size_bytes: Mapped[int] = mapped_column(Integer)
+    blob: Mapped[bytes] = mapped_column(LargeBinary)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+# migration 0006H: the spills of a run closed after its aggregate, a run's closing span
+Index("ix_spills_run_closed_at", Spill.run, Spill.closed_at)
+
+
 class ProcessedMessage(Base):
     """Stream message ids whose contribution is stored: the exactly-once ledger.
 
@@ -250,6 +279,26 @@ Index(
     postgresql_where=Flag.quality >= 1,
     sqlite_where=Flag.quality >= 1,
 )
+
+
+class CheckText(Base):
+    """A check's shifter instruction under one configuration version, stored once (migration
+    0006H) instead of on every flagged row: :mod:`dqm.store.flag_texts`."""
+
+    __tablename__ = "check_texts"
+    config_version: Mapped[str] = mapped_column(String(64), primary_key=True)
+    histogram: Mapped[str] = mapped_column(String(128), primary_key=True)  # "" for none
+    check: Mapped[str] = mapped_column(String(64), primary_key=True)
+    instruction: Mapped[str] = mapped_column(Text)
+
+
+@event.listens_for(Flag, "load")
+@event.listens_for(Flag, "refresh")
+def _flag_instruction(target: Flag, context, *_attrs) -> None:
+    """Fill in a flag row's instruction from ``check_texts`` when the row left it out."""
+    from dqm.store.flag_texts import fill_on_load  # imported on the first flag loaded
+
+    fill_on_load(target, context)
 
 
 class Reference(Base):

@@ -55,10 +55,22 @@ def _in_period(stmt: Select, period: PeriodLike) -> Select:
     return stmt
 
 
-def period_spills(session: Session, period: PeriodLike) -> list[Spill]:
-    """The period's closed spills, in closing order."""
-    stmt = _in_period(select(Spill), period).order_by(Spill.closed_at, Spill.run, Spill.spill)
-    return list(session.scalars(stmt))
+def period_spills(session: Session, period: PeriodLike) -> list:
+    """The period's closed spills, in closing order: rows of the columns the report shows
+    (``id run spill status closed_at n_events quality summary``), not ORM objects — building
+    2000 of those cost ≈ 0.1 s of a day's gathering."""
+    cols = (
+        Spill.id,
+        Spill.run,
+        Spill.spill,
+        Spill.status,
+        Spill.closed_at,
+        Spill.n_events,
+        Spill.quality,
+        Spill.summary,
+    )
+    stmt = _in_period(select(*cols), period).order_by(Spill.closed_at, Spill.run, Spill.spill)
+    return list(session.execute(stmt))
 
 
 def period_flags(session: Session, period: PeriodLike, min_quality: int) -> list[Flag]:

@@ -28,6 +28,7 @@ from dqm.store.flags import _store_run_rollup, gather_inputs, spill_arrival, sto
 from dqm.store.incidents import follow_rejudged, record_incidents
 from dqm.store.models import SPILL_OPEN, Spill
 from dqm.store.references import ReferenceCache
+from dqm.store.rollup import histograms_deleted
 from dqm.store.runs import lock_run, run_conditions
 from dqm.store.spills import spill_histograms
 
@@ -62,6 +63,10 @@ def rejudge_run(
         .order_by(Spill.spill.desc())
     ).all()
     stale = [sp for sp in closed if sp.conditions != current]
+    # a spill whose own histograms the retention deleted cannot be judged again: it keeps
+    # its flags (docs/retention.md)
+    deleted = histograms_deleted(session, [sp.id for sp in stale])
+    stale = [sp for sp in stale if sp.id not in deleted]
     if len(stale) > REJUDGE_MAX_SPILLS:
         log.warning(
             "run %d: %d spills were judged under other conditions; judging the last %d again "

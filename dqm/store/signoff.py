@@ -294,13 +294,42 @@ class RunSummary:
         return "partly signed" if signed else "not signed"
 
 
+@dataclass(frozen=True)
+class _SpillVerdict:
+    """What a run summary reads of a spill: its per-subsystem qualities, not its summary."""
+
+    run: int
+    spill: int
+    n_events: int
+    summary: dict
+
+
+def _closed_spill_verdicts(session: Session, runs: Sequence[int]) -> dict[int, list]:
+    """run -> its closed spills in spill order, with only the qualities of their summaries
+    (one JSON key read in SQL: parsing 2000 whole summaries cost ≈ 0.4 s of a day's report)."""
+    if not runs:
+        return {}
+    stmt = (
+        select(Spill.run, Spill.spill, Spill.n_events, Spill.summary[QUALITY_KEY])
+        .where(Spill.run.in_(list(runs)), Spill.closed)
+        .order_by(Spill.run, Spill.spill)
+    )
+    out: dict[int, list] = {}
+    for run, spill, n_events, quality in session.execute(stmt):
+        out.setdefault(run, []).append(
+            _SpillVerdict(run, spill, int(n_events or 0), {QUALITY_KEY: quality or {}})
+        )
+    return out
+
+
 def run_summaries(
     session: Session, runs: Sequence[int], subsystems: Sequence[str] = SUBSYSTEMS
 ) -> list[RunSummary]:
     """The summary of each run (all its closed spills, every subsystem required)."""
     out = []
+    verdicts_of = _closed_spill_verdicts(session, runs)
     for run in runs:
-        spills = closed_spills(session, run)
+        spills = verdicts_of.get(run, [])
         judged, in_force = spill_judgements(session, spills)
         cert: dict[str, tuple[int, int, int]] = {}
         for s in subsystems:

@@ -42,6 +42,7 @@ from dqm.store.models import (
     SpillPartial,
     utcnow,
 )
+from dqm.store.rollup import run_sum_blobs
 from dqm.store.runs import ensure_run, store_conditions
 
 __all__ = [
@@ -117,6 +118,8 @@ class CommitOutcome:
     rejected: list[tuple[str, str, str, str]] = field(default_factory=list)
     #: closed spills that just received late batches: to be judged again
     amend: set[int] = field(default_factory=set)
+    #: the partial row each contribution was stored as: (run, spill) -> (spill id, row id)
+    partials: dict[tuple[int, int], tuple[int, int]] = field(default_factory=dict)
 
 
 def _beyond(run: int, spill: int, announced: int) -> str:
@@ -230,6 +233,7 @@ def commit_group(
     out = CommitOutcome()
     now = utcnow()
     rows: list[dict] = []
+    stored: list[tuple[tuple[int, int], int, SpillPartial]] = []
     # spill rows are locked in one global order, so two workers' groups cannot deadlock
     beyond: dict[tuple[int, int], int] = {}
     for c in sorted(contributions, key=lambda c: (c.run, c.spill)):
@@ -274,16 +278,16 @@ def commit_group(
                 continue
         if c.batches:
             blob = encode_histograms(c.hists or {}, c.moments)
-            session.add(
-                SpillPartial(
-                    spill_id=sp.id,
-                    consumer=consumer,
-                    n_batches=len(c.batches),
-                    n_events=c.n_events,
-                    blob=blob,
-                    created_at=now,
-                )
+            partial = SpillPartial(
+                spill_id=sp.id,
+                consumer=consumer,
+                n_batches=len(c.batches),
+                n_events=c.n_events,
+                blob=blob,
+                created_at=now,
             )
+            session.add(partial)
+            stored.append(((c.run, c.spill), sp.id, partial))
             sp.received_batches += len(c.batches)
             sp.n_events += c.n_events
             rows.extend(
@@ -335,6 +339,7 @@ def commit_group(
             [{**r, "stream": stream, "processed_at": now} for r in rows],
         )
     session.flush()
+    out.partials = {key: (spill_id, p.id) for key, spill_id, p in stored}
     return out
 
 
@@ -350,7 +355,17 @@ def spill_histograms(
 def run_histograms(
     session: Session, run: int, spills: tuple[int, int] | None = None
 ) -> dict[str, bh.Histogram]:
-    """Sum of the closed spills' histograms of a run (optionally a spill range, inclusive)."""
+    """Sum of the closed spills' histograms of a run (optionally a spill range, inclusive).
+
+    The whole run is read as its aggregate plus the spills closed after it
+    (:func:`dqm.store.rollup.run_sum_blobs`): the same sum, and still whole once the
+    histogram retention deleted its GOOD spills' own rows.
+    """
+    if not spills:
+        whole: dict[str, bh.Histogram] = {}
+        for blob in run_sum_blobs(session, run):
+            add_into(whole, decode_histograms(blob)[0])
+        return whole
     stmt = (
         select(SpillHistograms.blob)
         .join(Spill, Spill.id == SpillHistograms.spill_id)

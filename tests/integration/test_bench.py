@@ -88,3 +88,22 @@ def test_scaleout_bench_on_a_scratch_postgres(settings, redis_client, pg_url, tm
     assert 900_000 < rows[0].run < 1_000_000 and closed_count(pg_url, rows[0].run) == 3
     assert sum(r.n_events for r in rows) == res.events
     assert not [k for k in redis_client.scan_iter("bench:scale:*")]
+
+
+def test_close_latency_without_and_with_models_in_one_run(settings, redis_client, specs):
+    from benchmarks.learned import bench_close_latency
+
+    # Given a real Redis, when the learned close-latency bench runs at small sizes
+    res = bench_close_latency(settings, redis_client, specs, 3, 4000, 2000)
+    # Then the models were trained on its training run, one per subsystem with pca_score ...
+    assert len(res.models) == 3 and all("mu160 v1" in m for m in res.models), res.models
+    # ... every spill of the timed run closed, half judged without models, half with
+    assert len(res.without_ms) == 3 and len(res.with_ms) == 3
+    assert all(x > 0 for x in res.without_ms + res.with_ms)
+    # ... and the judging step was timed again on the same spills, without then with
+    assert len(res.judge_ms) == 3 and all(a > 0 and b > 0 for a, b in res.judge_ms)
+    text = "\n".join(res.lines())
+    assert "p95 change" in text and "50 ms budget" in text and "added per spill p50" in text
+    assert "the models flagged" in text and 0 <= res.model_flagged <= 3
+    # the bench's stream is gone
+    assert not list(redis_client.scan_iter("bench:learned:*"))

@@ -70,6 +70,9 @@ def test_train_store_judge_and_recheck(settings, redis_client, specs, monkeypatc
     assert code == 0, shown
     assert f"{TRAIN_RUN}:" in shown and "alice" in shown and "held out" in shown
     assert "ecal_vs_hcal" in shown and "threshold" in shown
+    # the response maps and the per-histogram excess are part of the stored model
+    assert "ecal_energy_map per ecal_mip_hits" in shown
+    assert "largest per-histogram excess, held out: n=" in shown
 
     # When a run with a hot ECAL cell follows
     cfg = SimConfig(run=ANOMALY_RUN, n_spills=4, events_per_spill=4000, batch_size=1000)
