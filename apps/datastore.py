@@ -90,6 +90,7 @@ class DataStore:
         self.spill_cache = _LRU(512)  # decoded spills, ~0.23 MB each: at most ~120 MB
         self.blob_cache = _LRU(4096)  # stored spill blobs, ~10 KB each: at most ~40 MB
         self.hist_cache = _LRU(8192)  # (spill id, histogram) decoded alone
+        self.view_cache = _LRU(256)  # what a page reads, per store version (see cached())
         self.refreshes = 0
         self._listeners: dict[int, Callable[[], None]] = {}
         self._listeners_lock = threading.Lock()
@@ -241,6 +242,15 @@ class DataStore:
         """Run a read-only query function in a short session of the web process."""
         with self.store.sessions() as session:
             return fn(session)
+
+    def cached(self, key: Any, fn: Callable[[Session], T]) -> T:
+        """``read(fn)``, shared by every session until the store changes (the version moves).
+
+        Why: experts open the same views (a flag's link, the newest spills of the run), and
+        each open read the run list, the run's spills and the view's sums again. What comes
+        back is shared between sessions: never modify it.
+        """
+        return self.view_cache.get((key, self.version), lambda: self.read(fn))
 
     def act(self, fn: Callable[[Session], T]) -> T:
         """Run a :mod:`dqm.store.actions` call in one transaction, then refresh every screen."""

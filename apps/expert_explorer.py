@@ -28,12 +28,18 @@ DEFAULT_SPILLS = 20
 ACTIVE_REFERENCE = "active reference"
 
 
+#: a load that takes longer than this shows Panel's spinner (a quick one does not: turning it
+#: on and off costs the browser two layouts of the whole page)
+SPINNER_AFTER_S = 0.3
+
+
 class LatestOnly:
     """Loads in a worker thread and shows the result unless a newer request came meanwhile.
 
     Why: a session callback runs on the server's one event loop, which also feeds every
     control-room screen; decoding or querying for seconds there stalls them all. ``area``
-    shows Panel's spinner while the newest request loads.
+    shows Panel's spinner while the newest request loads, if that takes more than
+    :data:`SPINNER_AFTER_S`.
     """
 
     def __init__(self, area) -> None:
@@ -47,19 +53,31 @@ class LatestOnly:
 
     async def run(self, request, load, show) -> None:
         self._asked = request
-        self.area.loading = True
         doc = pn.state.curdoc if served() else None
+        job = asyncio.ensure_future(asyncio.to_thread(load, request))
+        await asyncio.wait({job}, timeout=SPINNER_AFTER_S)
+        if not job.done() and self._asked == request:
+            self.area.loading = True
         try:
-            result = await asyncio.to_thread(load, request)
-        finally:
+            result = await job
+        except BaseException:
             if self._asked == request:
                 self.area.loading = False
+            raise
         if self._asked != request:  # the expert changed the choice again meanwhile
             return
-        if doc is None:
+
+        def finish() -> None:
+            if self._asked != request:
+                return
+            if self.area.loading:
+                self.area.loading = False
             show(result)
+
+        if doc is None:
+            finish()
         else:  # bokeh models change only under the document's lock: on its next tick
-            doc.add_next_tick_callback(lambda: show(result) if self._asked == request else None)
+            doc.add_next_tick_callback(finish)
 
 
 def served() -> bool:
@@ -110,8 +128,14 @@ class HistogramExplorer(Viewer):
             width=140,
             placeholder="all",
         )
-        self.evidence = pn.Column(sizing_mode="stretch_width", css_classes=["dqm-evidence-area"])
         self.evidence_note = pn.pane.HTML(stylesheets=[EXPERT_CSS], sizing_mode="stretch_width")
+        self.series_area = pn.Column(sizing_mode="stretch_width")  # the check's number, if any
+        self.evidence = pn.Column(
+            self.evidence_note,
+            self.series_area,
+            sizing_mode="stretch_width",
+            css_classes=["dqm-evidence-area"],
+        )
         self.stats = pn.pane.HTML(stylesheets=[EXPERT_CSS], width=210, css_classes=["dqm-statsbox"])
         self.figures: dict = {}  # figure sets refilled on every change (apps.expert_figures)
         self.panes: dict = {}
@@ -120,6 +144,7 @@ class HistogramExplorer(Viewer):
         self.cell_area = pn.Column(sizing_mode="stretch_width")
         self.selected_cell: tuple[str, tuple[int, int]] | None = None
         self._cell_request: dict | None = None
+        self._tapped: set[int] = set()
         self._latest = LatestOnly(self.plot_area)
         self._served = served()
         self.run.param.watch(self._on_run, "value")
@@ -143,7 +168,7 @@ class HistogramExplorer(Viewer):
 
     # ------------------------------------------------------------------ choosing
     def reload_runs(self) -> None:
-        run_list = self._store.read(queries.runs)
+        run_list = self._store.cached("runs", queries.runs)
         self.compare.options = [ACTIVE_REFERENCE, *run_list]
         self.run.options = run_list
         wanted_run = self._wanted.get("run")
@@ -155,7 +180,8 @@ class HistogramExplorer(Viewer):
             self.plot_area[:] = [pn.pane.Markdown("No closed spill in the database yet.")]
 
     def _on_run(self, _event=None) -> None:
-        infos = self._store.read(lambda s: queries.spills_of_run(s, self.run.value))
+        run = self.run.value
+        infos = self._store.cached(("spills", run), lambda s: queries.spills_of_run(s, run))
         if infos:
             lo, hi = infos[0].spill, infos[-1].spill
             want = self._wanted
@@ -251,7 +277,10 @@ class HistogramExplorer(Viewer):
             self.draw()
 
     def _load(self, request: ViewRequest) -> dict:
-        return load_view(self._store, request)
+        """The view's data, shared with other sessions asking for the same view (read-only)."""
+        return self._store.view_cache.get(
+            (request, self._store.version), lambda: load_view(self._store, request)
+        )
 
     def draw(self) -> None:
         """Load and show the current selection now (construction, and outside a server)."""
@@ -269,7 +298,9 @@ class HistogramExplorer(Viewer):
         self.goto.value = None
         cells = show_view(self, loaded)
         self._cell_request = cells
-        if cells is not None:
+        if cells is not None and id(cells["source"]) not in self._tapped:
+            # a cell map's source is refilled for the next histogram: one callback each
+            self._tapped.add(id(cells["source"]))
             cells["source"].selected.on_change("indices", self._on_tap)
 
     def _on_tap(self, _attr, _old, new) -> None:

@@ -15,7 +15,7 @@ import numpy as np
 import panel as pn
 
 from apps.expert_figures import H1Figures, SeriesFigure
-from apps.expert_maps import cell_map, map_triple
+from apps.expert_maps import CellMap, MapTriple, map_size, usable_reference
 from apps.expert_plots import (
     history_figure,
     overlay_ratio_pull,
@@ -76,11 +76,29 @@ def _pane(x, fig, **kw) -> pn.pane.Bokeh:
     return x.panes[key]
 
 
-def _place(area, layout_key, objects_fn) -> None:
-    """Put ``objects_fn()`` in ``area`` unless the same layout is already there."""
-    if getattr(area, "_dqm_layout", None) != layout_key or layout_key is None:
+def _switch(area, key, objects_fn) -> None:
+    """Show layout ``key`` in ``area``: built and appended on its first use, afterwards only
+    made visible (the others hidden); ``key`` None replaces everything (shown once).
+
+    Why: replacing an area's children costs the server a walk over the whole document
+    (0.1–0.2 s of CPU) and the browser new views; switching between a 1D view, a 2D map
+    and a cell map the session has shown before is one ``visible`` flag each.
+    """
+    layouts = area.__dict__.setdefault("_dqm_layouts", {})
+    if key is None:
+        layouts.clear()
         area[:] = objects_fn()
-        area._dqm_layout = layout_key
+        return
+    if key not in layouts:
+        layouts[key] = pn.Column(*objects_fn(), sizing_mode="stretch_width")
+        before = list(layouts.values())[:-1]
+        if [id(o) for o in area.objects] != [id(o) for o in before]:  # others there: drop them
+            area[:] = list(layouts.values())
+        else:
+            area.append(layouts[key])
+    for other, layout in layouts.items():
+        if layout.visible != (other == key):
+            layout.visible = other == key
 
 
 def flag_html(flag: dict) -> str:
@@ -117,11 +135,11 @@ def _evidence(x, loaded: dict) -> None:
             else f"{html.escape(spec.name)} has no check: shown for inspection."
         )
         x.evidence_note.object = f'<div class="dqm-note">{text}</div>'
-        _place(x.evidence, "note", lambda: [x.evidence_note])
+        _switch(x.series_area, "none", lambda: [])
         return
     x.evidence_note.object = f'<div class="dqm-note dqm-flag-evidence">{flag_html(flag)}</div>'
     if series is None or not len(series):
-        _place(x.evidence, "note", lambda: [x.evidence_note])
+        _switch(x.series_area, "none", lambda: [])
         return
     log = SeriesFigure.wants_log(series)
     fig = _cached(x, ("series", log), lambda: SeriesFigure(log=log))
@@ -132,7 +150,7 @@ def _evidence(x, loaded: dict) -> None:
         current=flag["spill"],
     )
     pane = _pane(x, fig.fig, sizing_mode="stretch_width")
-    _place(x.evidence, ("series", log), lambda: [x.evidence_note, pane])
+    _switch(x.series_area, ("series", log), lambda: [pane])
 
 
 def _info(loaded: dict) -> str:
@@ -160,11 +178,11 @@ def show_view(x, loaded: dict) -> dict | None:
     shown = html.escape(f"{spec.name} {request.run} {request.lo}-{request.hi}")
     x.info.object = f'<div class="dqm-note dqm-view" data-view="{shown}">{_info(loaded)}</div>'
     _evidence(x, loaded)
-    x.cell_area[:] = []
+    _switch(x.cell_area, "empty", lambda: [])
     if h is None:
         why = loaded.get("retention_note") or ""
         text = "No data for this histogram in the selected spills." + (f" {why}." if why else "")
-        _place(x.plot_area, None, lambda: [pn.pane.Markdown(text)])
+        _switch(x.plot_area, None, lambda: [pn.pane.Markdown(text)])
         return None
     details = (loaded["flag"] or {}).get("details") or {}
     label = loaded["ref_text"].split(" (")[0]
@@ -182,14 +200,17 @@ def show_view(x, loaded: dict) -> dict | None:
         unit = spec.x.label.split("[")[-1].rstrip("]") if spec.x and "[" in spec.x.label else ""
         x.stats.object = statistics_html(statistics(h), unit)
         panes = [_pane(x, f, sizing_mode="stretch_width") for f in figs.figures]
-        _place(
+        _switch(
             x.plot_area,
             ("h1", request.log),
             lambda: [pn.Row(panes[0], x.stats, sizing_mode="stretch_width"), *panes[1:]],
         )
         return None
     if spec.kind == "cellmap" and h.ndim == 2:
-        fig, src = cell_map(
+        with_ref = CellMap.has_reference(h, ref_h)
+        key = ("cellmap", h.values().shape, with_ref)
+        cells = _cached(x, key, lambda: CellMap(h.values().shape, with_reference=with_ref))
+        src = cells.update(
             h,
             ref_h,
             f"{spec.title}: {label}",
@@ -199,12 +220,13 @@ def show_view(x, loaded: dict) -> dict | None:
             highlight=details.get("channels") or [],
         )
         # the class on a Column (a Bokeh pane renders the figure itself, without its classes)
-        _place(
-            x.plot_area,
-            None,
-            lambda: [pn.Column(pn.pane.Bokeh(fig), css_classes=["dqm-cellmap"])],
+        pane = _pane(x, cells.fig)
+        _switch(x.plot_area, key, lambda: [pn.Column(pane, css_classes=["dqm-cellmap"])])
+        _switch(
+            x.cell_area,
+            "cell hint",
+            lambda: [pn.pane.Markdown("*Click a cell to see that channel's history.*")],
         )
-        x.cell_area[:] = [pn.pane.Markdown("*Click a cell to see that channel's history.*")]
         return {
             "spec": spec,
             "source": src,
@@ -213,16 +235,19 @@ def show_view(x, loaded: dict) -> dict | None:
             "run": request.run,
         }
     if spec.kind in ("h2", "channels"):
-        figs = map_triple(
-            rebinned(h, request.rebin),
-            rebinned(ref_h, request.rebin),
-            spec.title,
-            log_z=request.log,
-            reference_label=label,
+        this, ref = rebinned(h, request.rebin), rebinned(ref_h, request.rebin)
+        assert this is not None
+        with_ref = usable_reference(this, ref) is not None
+        key = ("h2", map_size(this), with_ref, request.log)
+        maps = _cached(
+            x, key, lambda: MapTriple(map_size(this), with_reference=with_ref, log_z=request.log)
         )
-        _place(x.plot_area, None, lambda: [pn.Row(*[pn.pane.Bokeh(f) for f in figs])])
-        if spec.kind == "channels":  # the channels the flag names, projected (at most 4)
-            named = [int(ch[0]) for ch in details.get("channels") or [] if ch]
+        maps.update(this, ref, spec.title, reference_label=label)
+        panes = [_pane(x, f) for f in maps.figures]
+        _switch(x.plot_area, key, lambda: [pn.Row(*panes)])
+        named = [int(ch[0]) for ch in details.get("channels") or [] if ch]
+        if spec.kind == "channels" and named:  # the channels the flag names, projected (<= 4)
+            x.cell_area.__dict__.pop("_dqm_layouts", None)  # shown once
             x.cell_area[:] = [
                 pn.pane.Bokeh(
                     overlay_ratio_pull(
@@ -241,7 +266,7 @@ def show_view(x, loaded: dict) -> dict | None:
         theme="light",
         height=420,
     )
-    _place(x.plot_area, None, lambda: [pn.pane.Bokeh(handle.figure, sizing_mode="stretch_width")])
+    _switch(x.plot_area, None, lambda: [pn.pane.Bokeh(handle.figure, sizing_mode="stretch_width")])
     return None
 
 
@@ -258,6 +283,7 @@ def show_cell(x, d: dict) -> None:
         )
         + ("<br>" + "; ".join(html.escape(s) for s in d["siblings"]) if d["siblings"] else "")
     )
+    x.cell_area.__dict__.pop("_dqm_layouts", None)  # shown once
     x.cell_area[:] = [
         _note(text),
         pn.pane.Bokeh(

@@ -379,3 +379,24 @@ def test_without_redis_the_refresher_falls_back_to_polling(web):
         )
     finally:
         blind.stop()
+
+
+def test_experts_opening_the_same_view_share_its_reads_until_the_store_changes(web):
+    s, store, close, queries = web
+    # Given two closed spills and an expert's explorer on p_bms
+    close(1, 1)
+    close(1, 2)
+    store.refresh()
+    first = HistogramExplorer(store, view={"histogram": "p_bms"})
+    assert "spills 1–2" in first.info.object
+    # When a second expert opens the same view
+    queries.clear()
+    second = HistogramExplorer(store, view={"histogram": "p_bms"})
+    # Then the page is drawn from what the first open read: no query at all
+    assert queries == [] and second.info.object == first.info.object
+    # And once a new spill is stored and the snapshot moves, the next open reads it
+    close(1, 3)
+    store.refresh()
+    queries.clear()
+    third = HistogramExplorer(store, view={"histogram": "p_bms"})
+    assert queries and "spills 1–3" in third.info.object

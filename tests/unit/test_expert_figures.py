@@ -88,3 +88,73 @@ def test_highlights_ranges_positions_and_aspect():
     x, starts = trend_positions(frame)
     assert list(x) == [1, 2, 8, 9] and starts == [(1.0, 1), (8.0, 2)]
     assert same_unit("x [mm]", "y [mm]") and not same_unit("x [mm]", "E [GeV]")
+
+
+def _beam_map(shift_mm: float, entries: int = 5000) -> bh.Histogram:
+    h = bh.Histogram(
+        bh.axis.Regular(20, -10, 10, metadata=None), bh.axis.Regular(20, -10, 10, metadata=None)
+    )
+    h.axes[0].label, h.axes[1].label = "x [mm]", "y [mm]"
+    rng = np.random.default_rng(7)
+    h.fill(rng.normal(shift_mm, 2, entries), rng.normal(0, 2, entries))
+    return h
+
+
+def test_a_2d_map_and_a_cell_map_are_refilled_not_rebuilt():
+    from apps.expert_maps import CellMap, MapTriple, map_size, usable_reference
+
+    # Given the explorer's 2D triple drawn for one histogram against its reference
+    ref, first, shifted = _beam_map(0, 20_000), _beam_map(0), _beam_map(4)
+    assert usable_reference(first, ref) is not None
+    maps = MapTriple(map_size(first), with_reference=True, log_z=False)
+    maps.update(first, ref, "beam at MS1", "reference run 1")
+    figures, sources = maps.figures, [src for _, src in maps.parts]
+    before = np.array(sources[2].data["image"][0])
+    # When another histogram of the same size is shown
+    maps.update(shifted, ref, "beam at MS1 (shifted)", "reference run 1")
+    # Then the same figures show new images: the significance moved, the title says which
+    assert maps.figures == figures and len(figures) == 3
+    assert not np.allclose(before, sources[2].data["image"][0])
+    assert figures[0].title.text == "beam at MS1 (shifted): selected spills"
+    assert maps.mapper.high == float(np.nanmax(sources[0].data["image"][0]))
+    # And a cell map keeps its source (and one tap selection at most), with the flag's cells
+    cells = CellMap((4, 3), with_reference=True)
+    counts = bh.Histogram(bh.axis.Integer(0, 4), bh.axis.Integer(0, 3))
+    counts.fill([0, 1, 2, 3] * 30, [0, 1, 2, 0] * 30)
+    src = cells.update(counts, counts, "ECAL", x_label="x", y_label="y", n_events=120.0)
+    src.selected.indices = [2]
+    again = cells.update(
+        counts, None, "ECAL", x_label="x", y_label="y", n_events=120.0, highlight=[(1, 1)]
+    )
+    assert again is src and src.selected.indices == []
+    assert [c for c in src.data["line"] if c] == ["#ff7f0e"]  # the one cell the flag names
+
+
+def test_an_area_switches_between_the_layouts_it_built():
+    import panel as pn
+
+    from apps.expert_views import _switch
+
+    area = pn.Column()
+    made = []
+
+    def layout(name):
+        def make():
+            made.append(name)
+            return [pn.pane.Markdown(name)]
+
+        return make
+
+    # Given an area that showed a 1D view, then a 2D map
+    _switch(area, "h1", layout("h1"))
+    _switch(area, "h2", layout("h2"))
+    # When the 1D view is shown again
+    _switch(area, "h1", layout("h1"))
+    # Then it was not built again: only which one is visible changed
+    assert made == ["h1", "h2"] and len(area.objects) == 2
+    assert [o.visible for o in area.objects] == [True, False]
+    # And something shown once replaces them all; a layout after it starts anew
+    _switch(area, None, lambda: [pn.pane.Markdown("no data")])
+    assert len(area.objects) == 1
+    _switch(area, "h2", layout("h2"))
+    assert made == ["h1", "h2", "h2"] and len(area.objects) == 1 and area.objects[0].visible
