@@ -28,13 +28,13 @@ from typing import Any, TypeVar
 import boost_histogram as bh
 import redis
 
-from apps.snapshot import EMPTY, Snapshot, build_plots, build_snapshot
+from apps.snapshot import EMPTY, PlotCache, Snapshot, build_plots, build_snapshot
 from dqm.config import Settings
 from dqm.core.histio import decode_histograms
 from dqm.core.specs import SpecSet
 from dqm.store import Session, SQLAlchemyError, Store
 from dqm.store.frames import spill_blobs
-from dqm.store.queries import change_token
+from dqm.store.queries import ChangeWatch, change_token
 from dqm.store.references import ReferenceCache
 from dqm.store.spills import spill_histograms
 
@@ -82,6 +82,8 @@ class DataStore:
         self._snapshot: Snapshot = EMPTY
         self._token: tuple | None = None
         self._refs = ReferenceCache()
+        self._plots = PlotCache()
+        self._watch = ChangeWatch(store.engine)
         self._build_lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -149,7 +151,7 @@ class DataStore:
                 )
                 self._publish(snap)
                 t1 = time.perf_counter()
-                plots = build_plots(session, self.specs, self._refs, snap)
+                plots = build_plots(session, self.specs, self._refs, snap, self._plots)
             self._token = token
             snap = replace(snap, plots=plots)  # same version: sessions see the new plots object
             self._publish(snap)
@@ -165,8 +167,7 @@ class DataStore:
 
     def poll(self) -> bool:
         """Fallback path: rebuild only if the change token moved. Returns whether it did."""
-        with self.store.sessions() as session:
-            token = change_token(session)
+        token = self._watch.token()
         if token == self._token:
             return False
         self.refresh()
@@ -185,6 +186,7 @@ class DataStore:
         if self._thread is not None:
             self._thread.join(5)
             self._thread = None
+        self._watch.close()
 
     def _safe(self, fn: Callable[[], Any]) -> None:
         try:

@@ -38,6 +38,7 @@ __all__ = [
     "EMPTY",
     "build_snapshot",
     "build_plots",
+    "PlotCache",
     "KEY_NUMBERS",
     "SUBSYSTEM_TITLES",
 ]
@@ -368,20 +369,59 @@ def build_snapshot(
     )
 
 
+class PlotCache:
+    """The plot columns of the spill last drawn, kept by the refresher that drew them.
+
+    Why: the wall is rebuilt whenever an expert acts (an acknowledgement, a mask) as well
+    as when a spill closes, and the plots of the same spill against the same reference are
+    the same numbers; so only a newly closed spill — or a new reference — decodes
+    histograms, and only its own. Used from the refresher's thread alone (it holds the
+    build lock), hence no lock here.
+    """
+
+    def __init__(self) -> None:
+        self._key: tuple | None = None
+        self._plots: dict[str, dict[str, Any]] = {}
+        self.hits = 0
+
+    def get(self, key: tuple) -> dict[str, dict[str, Any]] | None:
+        if key == self._key:
+            self.hits += 1
+            return self._plots
+        return None
+
+    def put(self, key: tuple, plots: dict[str, dict[str, Any]]) -> None:
+        self._key, self._plots = key, plots
+
+
 def build_plots(
-    session: Session, specs: SpecSet, refs: ReferenceCache, snap: Snapshot
+    session: Session,
+    specs: SpecSet,
+    refs: ReferenceCache,
+    snap: Snapshot,
+    cache: PlotCache | None = None,
 ) -> dict[str, dict[str, Any]]:
-    """Plot columns of the snapshot's spill with the active reference overlaid (decodes
-    histograms)."""
+    """Plot columns of the snapshot's spill with the active reference overlaid.
+
+    Decodes the wall's histograms of that spill only (not the ~40 others of its blob), and
+    nothing at all when ``cache`` holds this spill against this reference already.
+    """
     if snap.spill_id is None:
         return {s.name: plot_data(s, None) for s in specs if s.control_room}
     ref = active_reference(session, snap.beam_config)
+    key = (snap.spill_id, snap.n_events, ref.id if ref else None)
+    cached = cache.get(key) if cache is not None else None
+    if cached is not None:
+        return cached
+    shown = [s for s in specs if s.control_room]
     ref_hists = refs.get(session, ref)
-    hists = spill_histograms(session, snap.spill_id)
-    return {
+    hists = spill_histograms(session, snap.spill_id, {s.name for s in shown})
+    plots = {
         s.name: plot_data(
             s, hists.get(s.name), ref_hists.get(s.name), n_events=float(snap.n_events) or None
         )
-        for s in specs
-        if s.control_room
+        for s in shown
     }
+    if cache is not None:
+        cache.put(key, plots)
+    return plots

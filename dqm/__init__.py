@@ -4,7 +4,8 @@ Layers (each may import only the ones above it; ``tests/unit/test_layers.py`` en
 the pure layers import no I/O, plotting or web library and nothing from the shells, that
 only ``dqm.store`` imports SQLAlchemy, and the rule on ``apps/`` and ``benchmarks/`` below):
 
-* foundation — ``errors``, ``redact``, ``config`` (settings from the environment);
+* foundation — ``errors``, ``redact``, ``config`` (settings from the environment),
+  ``quality`` (the quality words, re-exported by ``dqm.checks``);
 * ``dqm.checks`` — pure check functions, their registry, ``Quality`` and its words;
 * ``dqm.core`` — pure: ``events`` (columnar wire format), ``specs``, ``variables``/``fill``
   (boost-histogram filling), ``summary``, ``histio`` (histogram persistence), ``evaluate``,

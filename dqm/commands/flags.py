@@ -11,15 +11,27 @@ from __future__ import annotations
 import math
 import textwrap
 
-from dqm.checks import CHECKS, Quality, quality_name
-from dqm.core.specs import SUBSYSTEMS
+from dqm.core.subsystems import SUBSYSTEMS
 from dqm.errors import ConfigError
-from dqm.store import open_store
-from dqm.store.flags import query_flags
+from dqm.quality import Quality, quality_name
+from dqm.store.engine import open_store
+from dqm.store.flag_reads import (
+    count_flags,
+    newest_reference_of_run,
+    query_flags,
+    reference_warnings,
+)
 from dqm.store.models import Run
 from dqm.store.queries import count_closed_spills, flag_reference_runs
-from dqm.store.references import newest_reference_of_run, reference_warnings
 from dqm.store.runs import as_conditions, get_run, run_conditions
+
+# Reading stored flags needs neither the checks (NumPy, boost-histogram, every check) nor
+# the judging: `dqm flags` answers at once (tests/unit/test_cli_startup.py keeps it so).
+
+#: The registered checks that compare with the reference (``needs_reference``), written out
+#: so that printing a flag does not import the check registry and with it every check;
+#: ``tests/unit/test_cli_startup.py`` fails if this differs from the registry.
+REFERENCE_CHECKS = frozenset({"beam_profile", "bins_beyond", "chi2", "ks", "max_pull"})
 
 
 def add_parser(sub) -> None:
@@ -130,8 +142,8 @@ def run(args, settings) -> int:
                 subsystem=args.subsystem,
                 min_quality=min_quality,
             )
-            hidden = len(
-                query_flags(session, args.run, spill=args.spill, subsystem=args.subsystem)
+            hidden = count_flags(
+                session, args.run, spill=args.spill, subsystem=args.subsystem
             ) - len(flags)
             print_flags(flags)
             if hidden:
@@ -146,10 +158,7 @@ def _uses_reference(check: str, explanation: str | None) -> bool:
     """Whether a flag's check compared with the reference: one that needs it, or one that
     says it did ("… from the reference"); a momentum scale or a DAQ count did not, and
     "(reference run N)" after it would send the reader to a run that played no part."""
-    registered = CHECKS.get(check)
-    if registered is not None and registered.needs_reference:
-        return True
-    return "reference" in (explanation or "")
+    return check in REFERENCE_CHECKS or "reference" in (explanation or "")
 
 
 def print_flags(flags) -> None:

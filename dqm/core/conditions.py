@@ -32,7 +32,7 @@ from dqm.core.condition_params import (
     parse_reference,
     resolve_params,
 )
-from dqm.core.events import MAX_ID
+from dqm.core.numbering import MAX_ID
 from dqm.errors import BatchError
 
 __all__ = [

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from dqm.core.numbering import MAX_ID
 from dqm.errors import BatchError
 
 __all__ = [
@@ -213,9 +214,6 @@ def expected_size(n_events: int) -> int:
 
 
 _MAX_EVENTS = 10_000_000  # a single batch larger than this is a corrupt count, not data
-#: Largest run, spill or batch number: the database stores them as 32-bit signed integers,
-#: so a larger one (a corrupt header) must be refused here, not crash the commit.
-MAX_ID = 2**31 - 1
 
 
 def decode_batch(payload: bytes | memoryview, *, validate: bool = True) -> EventBatch:

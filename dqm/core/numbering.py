@@ -12,7 +12,12 @@ import bisect
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 
-__all__ = ["ranges_text", "missing_numbers", "settled_gaps"]
+__all__ = ["MAX_ID", "ranges_text", "missing_numbers", "settled_gaps"]
+
+#: Largest run, spill or batch number: the database stores them as 32-bit signed integers,
+#: so a larger one (a corrupt header) must be refused here, not crash the commit. (Here,
+#: not in :mod:`dqm.core.events`, so that conditions and the stream need no NumPy.)
+MAX_ID = 2**31 - 1
 
 
 def ranges_text(numbers: Iterable[int]) -> str:

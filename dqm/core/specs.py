@@ -33,6 +33,7 @@ from dqm.checks import validate_check_params
 from dqm.core._tomlctx import _check_keys, _Ctx, _typed
 from dqm.core.conditions import condition_references
 from dqm.core.events import DAQ_SOURCES, source_bits
+from dqm.core.subsystems import SUBSYSTEMS
 from dqm.core.variables import Expression, ExpressionError, compile_expression, sources_read
 from dqm.errors import SpecError
 
@@ -47,7 +48,6 @@ __all__ = [
     "CELLMAP_STATS",
 ]
 
-SUBSYSTEMS = ("calorimeter", "beam", "momentum", "pik", "daq")
 KINDS = ("h1", "h2", "channels", "cellmap")
 #: What a cellmap sums per cell over the events whose cell value is above ``threshold_gev``
 #: (and at most ``max_gev`` when given):

@@ -24,7 +24,7 @@ import redis
 
 from dqm.config import check_redis_url
 from dqm.core.conditions import RunConditions, encode_conditions
-from dqm.core.events import MAX_ID
+from dqm.core.numbering import MAX_ID
 from dqm.errors import BatchError
 
 __all__ = [

@@ -20,6 +20,7 @@ module                    holds
 ``runs``                  a run's row and beam configuration
 ``inputs``                a spill's check inputs as they were when it closed
 ``flags``                 store the verdict, recheck a run, query the flags
+``flag_reads``            what ``dqm flags`` reads (no checks imported): flags, their reference
 ``incidents``             incidents that stay until acknowledged: open, extend, acknowledge
 ``acknowledgements``      acknowledging an incident as a whole, kept for its later flags
 ``alarms``                silences of the alarm sound; the notifier's outbox

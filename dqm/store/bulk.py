@@ -11,7 +11,8 @@ the report, ``dqm recheck`` — cannot tell the difference. The caller commits.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -24,7 +25,17 @@ from dqm.core.histio import FORMAT_VERSION
 from dqm.store.models import Flag, Run, Spill, SpillHistograms
 from dqm.store.spills import insert_ignore
 
-__all__ = ["JudgedSpill", "insert_judged_spills", "copy_history", "analyse"]
+__all__ = [
+    "JudgedSpill",
+    "insert_judged_spills",
+    "copy_history",
+    "analyse",
+    "vacuum_history",
+    "without_secondary_indexes",
+]
+
+#: the tables ``copy_history`` fills: their indexes and foreign keys can wait for the load
+HISTORY_TABLES = ("spills", "spill_histograms", "flags", "processed_messages")
 
 
 @dataclass(frozen=True)
@@ -277,3 +288,75 @@ def analyse(session: Session) -> None:
     """Refresh the planner's statistics after a bulk load (PostgreSQL; nothing on SQLite)."""
     if session.get_bind().dialect.name == "postgresql":
         session.execute(text("ANALYZE"))
+
+
+def vacuum_history(engine) -> None:
+    """``VACUUM ANALYZE`` the spills and runs, ``ANALYZE`` the rest, after a bulk load.
+
+    A live store's autovacuum keeps every table's visibility map current, so its readers
+    get index-only scans (the change check, a run's spills, the Trends' count); a freshly
+    loaded store has none until it is vacuumed, and would time slower than production.
+    Flags, histograms and the ledger are read through their heap anyway, and one pass over
+    the flags alone (12 GB at a million spills) took 4 min at load 10, so they are only
+    analysed.
+    VACUUM cannot run in a transaction, hence an autocommit connection.
+    """
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        for table in ("spills", "runs"):
+            conn.execute(text(f"VACUUM (ANALYZE) {table}"))
+        for table in HISTORY_TABLES:
+            if table != "spills":
+                conn.execute(text(f"ANALYZE {table}"))
+
+
+@contextmanager
+def without_secondary_indexes(engine, tables: Sequence[str] = HISTORY_TABLES) -> Iterator[int]:
+    """Drop the tables' foreign keys, unique constraints and indexes (not their primary
+    keys) for a bulk load, and create them again after it, as the migrations defined them.
+
+    Why: a row inserted into ``flags`` updated six b-trees and probed ``spills`` for its
+    foreign key — 30 of the 40 s of 20 000 spills (826 000 flag rows) went there, at load
+    2.6. One sorted ``CREATE INDEX`` after the load costs a fraction of that, and one
+    ``ADD CONSTRAINT`` checks every row in one join. The definitions are read from
+    PostgreSQL's catalogue (``pg_get_indexdef``, ``pg_get_constraintdef``), so whatever the
+    migrations made is what comes back, even if the load fails (foreign keys ``NOT VALID``:
+    see below). Yields how many were dropped.
+    For scratch stores only: readers see no index while the load runs.
+    """
+    names = list(tables)
+    with engine.begin() as conn:
+        constraints = conn.execute(
+            text(
+                "SELECT conrelid::regclass::text, conname, pg_get_constraintdef(oid), contype "
+                "FROM pg_constraint WHERE conrelid::regclass::text = ANY(:t) "
+                "AND contype IN ('f', 'u') ORDER BY contype"
+            ),
+            {"t": names},
+        ).all()
+        indexes = conn.execute(
+            text(
+                "SELECT i.indexrelid::regclass::text, pg_get_indexdef(i.indexrelid) "
+                "FROM pg_index i WHERE i.indrelid::regclass::text = ANY(:t) "
+                "AND NOT i.indisprimary AND NOT EXISTS "
+                "(SELECT 1 FROM pg_constraint c WHERE c.conindid = i.indexrelid)"
+            ),
+            {"t": names},
+        ).all()
+        for table, name, _, _ in constraints:  # foreign keys ('f') before unique ('u')
+            conn.execute(text(f'ALTER TABLE {table} DROP CONSTRAINT "{name}"'))
+        for name, _ in indexes:
+            conn.execute(text(f"DROP INDEX {name}"))
+    try:
+        yield len(constraints) + len(indexes)
+    finally:
+        with engine.begin() as conn:
+            for _, definition in indexes:
+                conn.execute(text(definition))
+            for table, name, definition, kind in reversed(constraints):  # unique, then foreign
+                # a foreign key comes back NOT VALID: enforced for every new row, but the
+                # loaded rows (right by construction) are not checked again — at a million
+                # spills that check read the flags' 12 GB heap for over 15 minutes
+                valid = " NOT VALID" if kind == "f" else ""
+                conn.execute(
+                    text(f'ALTER TABLE {table} ADD CONSTRAINT "{name}" {definition}{valid}')
+                )

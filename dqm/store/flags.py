@@ -30,6 +30,7 @@ from dqm.core.evaluate import (
 from dqm.core.specs import SpecSet
 from dqm.errors import StorageError
 from dqm.store.acknowledgements import carry_over, remember
+from dqm.store.flag_reads import query_flags
 from dqm.store.flag_texts import compact_instructions
 from dqm.store.history import RecentHistograms
 from dqm.store.inputs import (
@@ -312,32 +313,3 @@ def _same(a: float | None, b: float | None) -> bool:
     if a is None or b is None:
         return a is b
     return a == b or abs(a - b) <= 1e-9 * max(abs(a), abs(b))
-
-
-def query_flags(
-    session: Session,
-    run: int,
-    *,
-    spill: int | None = None,
-    subsystem: str | None = None,
-    min_quality: Quality = Quality.GOOD,
-    rollups: bool = False,
-) -> list[Flag]:
-    """A run's stored flags (per-check rows, or with ``rollups`` the roll-up rows), worst first."""
-    stmt = select(Flag).where(Flag.run == run, Flag.quality >= int(min_quality))
-    stmt = stmt.where(Flag.check == ROLLUP) if rollups else stmt.where(Flag.check != ROLLUP)
-    if spill is not None:
-        stmt = stmt.where(Flag.spill == spill)
-    if subsystem is not None:
-        stmt = stmt.where(Flag.subsystem == subsystem)
-    return list(
-        session.scalars(
-            stmt.order_by(
-                Flag.spill.nulls_first(),
-                Flag.quality.desc(),
-                Flag.subsystem,
-                Flag.histogram,
-                Flag.check,
-            )
-        )
-    )

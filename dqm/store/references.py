@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass
-from datetime import datetime, timedelta
 
 import boost_histogram as bh
 from sqlalchemy import func, select, update
@@ -24,6 +23,7 @@ from dqm.core.conditions import RunConditions
 from dqm.core.evaluate import REFERENCE_SPILLS, history_series
 from dqm.core.histio import decode_histograms, encode_histograms
 from dqm.errors import StorageError
+from dqm.store.flag_reads import newest_reference_of_run, reference_warnings
 from dqm.store.models import AuditEntry, Flag, Reference, Run, Spill, utcnow
 from dqm.store.queries import closed_spills, count_closed_spills
 from dqm.store.runs import as_conditions
@@ -265,57 +265,6 @@ def list_references(session: Session) -> list[Reference]:
     return list(session.scalars(select(Reference).order_by(Reference.id.desc())))
 
 
-def reference_warnings(
-    session: Session,
-    ref: Reference | None,
-    run: int,
-    max_age_days: float = 90.0,
-    now: datetime | None = None,
-) -> list[str]:
-    """Reasons to distrust a comparison: no reference, too old, other run conditions."""
-    this_run = session.get(Run, run)
-    conditions = as_conditions(this_run.conditions) if this_run else None
-    out = []
-    if this_run is not None and conditions is None:
-        out.append(
-            f"run {run}: no run conditions received from the DAQ"
-            + (f" (stored as '{this_run.beam_config}')" if this_run.beam_config else "")
-            + ": momentum-scale checks and reference comparisons give NO_DATA"
-        )
-    if ref is None:
-        config = conditions.beam_config if conditions else None
-        if config:
-            out.append(f"no reference for {config}: shape comparisons give NO_DATA")
-        elif not out:
-            out.append(
-                "no reference run set for this beam configuration: shape comparisons give NO_DATA"
-            )
-        return out
-    set_at = ref.set_at
-    if set_at and (now or utcnow()) - set_at > timedelta(days=max_age_days):
-        out.append(
-            f"reference run {ref.run} was set {((now or utcnow()) - set_at).days} days ago (> "
-            f"{max_age_days:g})"
-        )
-    if this_run is not None and this_run.beam_config not in (None, ref.beam_config):
-        out.append(
-            f"reference run {ref.run} was taken with beam '{ref.beam_config}', run {run} with "
-            f"'{this_run.beam_config}'"
-        )
-    ref_conditions = as_conditions(ref.conditions)
-    if ref_conditions is None:
-        out.append(
-            f"the conditions of reference run {ref.run} were not recorded (certified before run "
-            "conditions existed, or imported): certify a reference under known conditions"
-        )
-    elif conditions is not None and (diffs := conditions.differences(ref_conditions)):
-        out.append(
-            f"reference run {ref.run} was taken under other conditions (run {run} vs "
-            f"reference): {'; '.join(diffs)}"
-        )
-    return out
-
-
 @dataclass(frozen=True)
 class Candidate:
     run: int
@@ -352,12 +301,6 @@ def flags_reference_run(session: Session, spill_id: int) -> int | None:
         .where(Flag.spill_id == spill_id, Flag.reference_run.is_not(None))
         .limit(1)
     )
-
-
-def newest_reference_of_run(session: Session, run: int) -> Reference | None:
-    """The newest reference made of ``run`` (active or retired), None if it never was one."""
-    stmt = select(Reference).where(Reference.run == run).order_by(Reference.id.desc()).limit(1)
-    return session.scalars(stmt).first()
 
 
 def active_beam_configs(session: Session) -> list[str]:

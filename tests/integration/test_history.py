@@ -12,14 +12,16 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, text, update
 
+from apps.snapshot import PlotCache, build_plots, build_snapshot
 from dqm.report.sample import judged_day
-from dqm.store.bulk import analyse, copy_history
+from dqm.store.bulk import analyse, copy_history, without_secondary_indexes
 from dqm.store.engine import make_engine, make_sessionmaker
 from dqm.store.frames import runs, spills_of_run, trend_frame
 from dqm.store.models import Flag, ProcessedMessage, Spill, SpillHistograms
-from dqm.store.queries import change_token, runs_in_period, status_counts
+from dqm.store.queries import ChangeWatch, change_token, runs_in_period, status_counts
+from dqm.store.references import ReferenceCache, set_reference
 
 N = 600
 PER_RUN = 50
@@ -127,3 +129,92 @@ def test_status_counts_are_exact_on_a_small_store_and_estimated_on_a_large_one(h
         # PostgreSQL's estimate (analysed: exact here) less the others, counted exactly
         approx, estimated = status_counts(session, exact_up_to=0)
         assert estimated and approx == exact
+
+
+def _schema(engine) -> set[tuple]:
+    """Every index and constraint of the tables the builder fills, with its definition."""
+    with engine.connect() as conn:
+        return set(
+            conn.execute(
+                text(
+                    "SELECT tablename, indexname, indexdef FROM pg_indexes "
+                    "WHERE tablename IN ('spills', 'spill_histograms', 'flags', "
+                    "'processed_messages') UNION ALL "
+                    "SELECT conrelid::regclass::text, conname, pg_get_constraintdef(oid) "
+                    "FROM pg_constraint WHERE conrelid::regclass::text IN ('spills', "
+                    "'spill_histograms', 'flags', 'processed_messages')"
+                )
+            ).all()
+        )
+
+
+def test_the_bulk_load_restores_every_index_and_constraint_even_when_it_fails(pg_url):
+    engine = make_engine(pg_url)
+    before = _schema(engine)
+    # Given the migrated schema, while a bulk load runs only the primary keys are left
+    with pytest.raises(RuntimeError, match="load failed"):
+        with without_secondary_indexes(engine) as dropped:
+            during = _schema(engine)
+            assert dropped > 0 and len(during) < len(before)
+            assert all(name.startswith("pk_") for _, name, _ in during)
+            raise RuntimeError("load failed")
+    # Then, the load failed or not, every index and constraint is back as it was, the
+    # foreign keys enforced for new rows (NOT VALID: the loaded rows are not checked again)
+    after = _schema(engine)
+    assert {(t, n, d.removesuffix(" NOT VALID")) for t, n, d in after} == before
+    assert sorted(n for _, n, d in after if d.endswith(" NOT VALID")) == sorted(
+        n for _, n, d in before if d.startswith("FOREIGN KEY")
+    )
+    engine.dispose()
+
+
+def test_the_change_watch_answers_as_the_session_does_and_survives_a_lost_connection(history):
+    sessions, _ = history
+    engine = sessions.kw["bind"]
+    watch = ChangeWatch(engine)
+    with sessions() as session:
+        assert watch.token() == change_token(session)
+    # When a spill closes, the watch sees it (autocommit: no old snapshot held)
+    with sessions.begin() as session:
+        session.execute(
+            update(Spill)
+            .where(Spill.run == 100_000, Spill.spill == 2)
+            .values(closed_at=datetime.now(UTC))
+        )
+    with sessions() as session:
+        assert watch.token() == change_token(session)
+    # When the server drops its connection, the next check answers on a new one
+    with sessions.begin() as session:
+        killed = session.scalar(
+            text(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        )
+    assert killed >= 1
+    with sessions() as session:
+        assert watch.token() == change_token(session)
+    watch.close()
+
+
+def test_the_walls_plots_are_decoded_once_per_spill_and_reference(history, specs):
+    sessions, _ = history
+    refs, cache = ReferenceCache(), PlotCache()
+    with sessions.begin() as session:
+        set_reference(session, 100_000, "test", comment="plots")
+    with sessions() as session:
+        snap = build_snapshot(session, specs)
+        first = build_plots(session, specs, refs, snap, cache)
+        # Given the same spill and reference (an expert acted), the plots are the same object
+        assert build_plots(session, specs, refs, snap, cache) is first and cache.hits == 1
+        # and they are what an uncached build draws: the wall's histograms, reference overlaid
+        fresh = build_plots(session, specs, refs, snap)
+        assert set(fresh) == set(first) == {s.name for s in specs if s.control_room}
+        assert repr(fresh) == repr(first)
+        assert any(p.get("_meta", {}).get("has_ref") for p in first.values())
+    # When a new reference is set, the same spill is drawn again
+    with sessions.begin() as session:
+        set_reference(session, 100_001, "test", comment="newer")
+    with sessions() as session:
+        assert build_plots(session, specs, refs, snap, cache) is not first
+        assert cache.hits == 1

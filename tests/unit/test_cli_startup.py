@@ -126,3 +126,46 @@ def test_the_chosen_command_is_built_in_full():
     assert args.command == "db" and callable(args.func)
     assert chosen_command(["--log-level", "ERROR", "status"]) == "status"
     assert chosen_command(["--version"]) is None
+
+
+@pytest.fixture(scope="module")
+def empty_store(tmp_path_factory):
+    """A migrated, empty SQLite store: the commands run to their end against it."""
+    from dqm.store.migrate import upgrade_database
+
+    url = f"sqlite:///{tmp_path_factory.mktemp('store') / 'db.sqlite'}"
+    upgrade_database(url)
+    return {"DQM_DATABASE_URL": url, "DQM_REDIS_URL": ""}
+
+
+LIGHT_READERS = ("numpy", "boost_histogram", "dqm.checks", "dqm.core.specs", "dqm.core.evaluate")
+
+
+@pytest.mark.parametrize("argv", [["flags", "--run", "1"], ["status"]], ids=" ".join)
+def test_flags_and_status_read_the_store_without_the_checks_or_numpy(argv, empty_store):
+    # Given a store, when `dqm flags --run N` or `dqm status` runs to its end
+    names = imported_modules(CLI, *argv, env=empty_store)
+    # Then it read the store (SQLAlchemy, the models) but loaded no check, NumPy nor judging
+    assert "dqm.store.models" in names
+    assert sorted(n for n in names if n.split(".")[0] in LIGHT_READERS or n in LIGHT_READERS) == []
+    # and a planted import of the checks is seen
+    planted = imported_modules("import dqm.checks; " + CLI, *argv, env=empty_store)
+    assert "dqm.checks" in planted and "numpy" in planted
+
+
+def test_the_flags_command_knows_which_checks_compare_with_the_reference():
+    """``dqm flags`` names them without importing the registry: the two must agree."""
+    from dqm.checks import CHECKS
+    from dqm.commands.flags import REFERENCE_CHECKS
+
+    assert REFERENCE_CHECKS == {name for name, c in CHECKS.items() if c.needs_reference}
+
+
+def test_the_quality_words_are_the_checks_own():
+    """``dqm.quality`` (no NumPy) and ``dqm.checks`` hand out the very same objects."""
+    import dqm.checks
+    import dqm.quality
+
+    assert dqm.checks.Quality is dqm.quality.Quality
+    assert dqm.checks.quality_name is dqm.quality.quality_name
+    assert dqm.checks.ROLLUP == dqm.quality.ROLLUP
