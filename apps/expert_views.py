@@ -10,6 +10,7 @@ cell maps by significance — with the bins or cells that drove the flag highlig
 from __future__ import annotations
 
 import html
+from urllib.parse import urlencode
 
 import numpy as np
 import panel as pn
@@ -114,6 +115,7 @@ def flag_html(flag: dict) -> str:
         if flag.get("instruction")
         else ""
     )
+    named = named_histogram_links(flag)
     return (
         f'<div class="dqm-evidence" data-flag="{flag["id"]}" data-quality="{q}">'
         f'<span class="dqm-badge q-{q}">{html.escape(q.replace("_", " "))}</span> '
@@ -121,8 +123,29 @@ def flag_html(flag: dict) -> str:
         f"{html.escape(flag['histogram'] or flag['subsystem'])}"
         f" — run {flag['run']}, spill {flag['spill']}, {when} (flag {flag['id']})"
         f'<div class="dqm-explanation">{html.escape(flag["explanation"])}</div>'
-        f"{instruction}{ack}</div>"
+        f"{instruction}{named}{ack}</div>"
     )
+
+
+def named_histogram_links(flag: dict) -> str:
+    """Links to the histograms a flag's explanation names as driving it (a learned check's
+    ``contributions``: its evidence is the subsystem's vector, so the histograms that make
+    up the score are the ones to open next), each at the flag's run and spill."""
+    contributions = (flag.get("details") or {}).get("contributions") or []
+    links = []
+    for c in contributions:
+        name = c.get("histogram") if isinstance(c, dict) else None
+        if not isinstance(name, str) or not name or name == flag.get("histogram"):
+            continue
+        share = c.get("share")
+        pct = f" ({100 * share:.0f} %)" if isinstance(share, (int, float)) else ""
+        query = urlencode({"run": flag["run"], "spill": flag["spill"], "histogram": name})
+        links.append(
+            f'<a class="dqm-named" href="?{html.escape(query)}">{html.escape(name)}</a>{pct}'
+        )
+    if not links:
+        return ""
+    return f'<div class="dqm-named-histograms">Open what drives it: {", ".join(links)}</div>'
 
 
 def _evidence(x, loaded: dict) -> None:
